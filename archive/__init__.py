@@ -1,0 +1,6 @@
+"""influx_archive.archive: one model over every InfluxDB 1.x backup and data-directory kind.
+
+This package is imported by the lower layers (``tsm``, ``meta``) for its error tree and
+progress type, so this ``__init__`` deliberately imports nothing; use the submodules,
+e.g. ``from influx_archive.archive.source import open_source``.
+"""
