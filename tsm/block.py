@@ -1,0 +1,154 @@
+"""TSM block bytes: encode and decode one block (TSM_WAL.md §1.3-§1.4, §2, §6).
+
+A block (what follows the 4-byte CRC of a block frame) is::
+
+    type byte | uvarint ts_len | timestamp section (ts_len bytes) | value section (rest)
+
+The value count is the timestamp count; influxd silently stops at the shorter of the two
+sections, :func:`decode_block` reports any mismatch instead. The frame header is two fields
+parsed on every block read, so it is read here in plain Python rather than through a Construct
+definition (the CRC frame around it is a layout of ``format.tsmfile``).
+
+:func:`encode_block` is byte-identical to influxd 1.6.7's encoder for the same values (string
+payloads: identical as far as cramjam's snappy matches Go's, see ``codec.strings``).
+Errors from :func:`decode_block` are :class:`FormatError` with ``offset`` relative to the first
+byte of the block (the type byte) and ``field`` naming the part that failed; a file reader adds
+the block's file position to ``offset`` and fills in the path with ``located``.
+"""
+
+from __future__ import annotations
+
+import operator
+from itertools import islice, repeat
+from typing import Sequence
+
+from ..archive.errors import FormatError, TruncatedError, UnsupportedError
+from .codec import booleans, floats, integers, strings, varint
+from .codec import timestamps as ts_codec
+
+FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
+"""TSM block type bytes (§1.4)."""
+BLOCK_TYPE_NAMES = {FLOAT: "float", INTEGER: "integer", BOOLEAN: "boolean", STRING: "string", UNSIGNED: "unsigned"}
+MAX_POINTS_PER_BLOCK = 1000
+"""Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, §1.7); readers accept more."""
+DEFAULT_MAX_VALUES = 10_000_000
+"""Default cap on the values of one decoded block (influxd trusts RLE counts blindly, §2.7)."""
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_UINT64_MAX = (1 << 64) - 1
+
+_ENCODERS = {
+    FLOAT: floats.encode,
+    INTEGER: integers.encode,
+    BOOLEAN: booleans.encode,
+    STRING: strings.encode,
+    UNSIGNED: integers.encode_unsigned,
+}
+_DECODERS = {
+    FLOAT: floats.decode,
+    INTEGER: integers.decode,
+    BOOLEAN: booleans.decode,
+    STRING: strings.decode,
+    UNSIGNED: integers.decode_unsigned,
+}
+# Python type each block type takes, and the integer range where it applies.
+_VALUE_TYPES = {FLOAT: float, INTEGER: int, BOOLEAN: bool, STRING: bytes, UNSIGNED: int}
+_INT_RANGES = {INTEGER: (_INT64_MIN, _INT64_MAX), UNSIGNED: (0, _UINT64_MAX)}
+
+
+def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -> bytes:
+    """Block bytes (without the CRC) for one key's points, byte-identical to influxd.
+
+    ``timestamps`` must be non-empty, strictly increasing int64s; ``values`` one per timestamp of
+    the block type's Python type: float (not NaN), int (int64), bool, bytes, int (uint64).
+    Anything else raises :class:`UnsupportedError`.
+    """
+    if block_type not in _ENCODERS:
+        raise UnsupportedError(f"unknown block type {block_type!r}")
+    n = len(timestamps)
+    if not n:
+        raise UnsupportedError("a TSM block needs at least one value")
+    if len(values) != n:
+        raise UnsupportedError(f"{n} timestamps but {len(values)} values")
+    if not all(type(t) is int for t in timestamps) or min(timestamps) < _INT64_MIN or max(timestamps) > _INT64_MAX:
+        raise UnsupportedError("timestamps must be int64 integers")
+    bad = check_block_order(timestamps)
+    if bad is not None:
+        raise UnsupportedError(
+            f"timestamps must be strictly increasing: index {bad} ({timestamps[bad]}) follows {timestamps[bad - 1]}"
+        )
+    _check_values(block_type, values)
+    ts = ts_codec.encode(timestamps)
+    return b"".join((bytes((block_type,)), varint.encode(len(ts)), ts, _ENCODERS[block_type](values)))
+
+
+def _check_values(block_type: int, values: Sequence) -> None:
+    name = BLOCK_TYPE_NAMES[block_type]
+    kind = _VALUE_TYPES[block_type]
+    if not all(map(isinstance, values, repeat(kind))) or (
+        kind is int and any(map(isinstance, values, repeat(bool)))
+    ):
+        raise UnsupportedError(f"{name} block values must all be {kind.__name__}")
+    if block_type in _INT_RANGES:
+        lo, hi = _INT_RANGES[block_type]
+        if min(values) < lo or max(values) > hi:
+            raise UnsupportedError(f"{name} block value out of range {lo}..{hi}")
+
+
+def check_block_order(timestamps: Sequence[int]) -> int | None:
+    """Index of the first timestamp that is not greater than its predecessor, or None."""
+    flags = list(map(operator.ge, timestamps, islice(timestamps, 1, None)))
+    if True in flags:
+        return flags.index(True) + 1
+    return None
+
+
+def _frame(data: bytes | memoryview) -> tuple[int, int, int]:
+    """(block type, start of the timestamp section, start of the value section)."""
+    size = len(data)
+    if size < 2:
+        raise TruncatedError(f"block of {size} bytes is too short", offset=0, field="type")
+    block_type = data[0]
+    if block_type not in _DECODERS:
+        raise FormatError(f"unknown block type 0x{block_type:02x}", offset=0, field="type")
+    ts_len, start = varint.decode(data, 1, what="timestamp section length", base=0)
+    if ts_len > size - start:
+        raise TruncatedError(
+            f"timestamp section of {ts_len} bytes runs past the end of the {size}-byte block",
+            offset=1, field="timestamp section length",
+        )
+    return block_type, start, start + ts_len
+
+
+def block_type_of(data: bytes | memoryview) -> int:
+    """The block's type byte, checked to be one of the five known types."""
+    if not len(data):
+        raise TruncatedError("empty block", offset=0, field="type")
+    block_type = data[0]
+    if block_type not in _DECODERS:
+        raise FormatError(f"unknown block type 0x{block_type:02x}", offset=0, field="type")
+    return block_type
+
+
+def decode_timestamps(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES) -> list[int]:
+    """Only the timestamps of a block (cheap path for time filters); same checks as
+    :func:`decode_block` for the frame and the timestamp section."""
+    _, start, end = _frame(data)
+    return ts_codec.decode(memoryview(data)[start:end], max_count=max_values, base=start)
+
+
+def decode_block(
+    data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES
+) -> tuple[int, list[int], list]:
+    """``(block_type, timestamps, values)`` of a block (bytes after the CRC).
+
+    Strict: an unknown type or encoding, a truncated section, a value count different from the
+    timestamp count, trailing bytes, or more than ``max_values`` timestamps (checked before
+    allocating) raise :class:`FormatError` (offsets relative to the block start). Timestamp
+    order is not checked here: see :func:`check_block_order`.
+    """
+    block_type, start, end = _frame(data)
+    view = memoryview(data)
+    ts = ts_codec.decode(view[start:end], max_count=max_values, base=start)
+    values = _DECODERS[block_type](view[end:], len(ts), base=end)
+    return block_type, ts, values

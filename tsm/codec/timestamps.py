@@ -1,0 +1,125 @@
+"""Timestamp sections of TSM blocks (TSM_WAL.md §2.1).
+
+Work in u64: d_0 = t_0, d_i = t_i - t_(i-1) (wrap-around). Header byte = encoding << 4 | D:
+
+* ``0x00`` raw: t_0 then d_1 .. d_(n-1), u64 BE, unscaled;
+* ``0x10 | D`` packed: t_0 (u64 BE), then simple8b words (240-window driver) of d_i / 10^D;
+* ``0x20 | D`` RLE: t_0 (u64 BE), uvarint d_1 / 10^D, uvarint n (the total count).
+
+:func:`encode` mirrors influxd's choice exactly: D = largest 10^k (k <= 12) dividing every delta
+(12 when there are none); RLE iff n > 1 and all deltas are equal; else raw iff some delta > 2^60 - 1;
+else packed. It accepts any int64 sequence (wrap-around deltas), as influxd's encoder does;
+order is checked by the block layer.
+
+:func:`decode` is strict: a raw or packed body that is not a whole number of 8-byte words,
+bytes after an RLE section, an unknown encoding nibble, no timestamps at all, or more than
+``max_count`` timestamps (checked before anything is allocated) raise :class:`FormatError`.
+It does not reject non-increasing timestamps.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import struct
+from itertools import accumulate
+from typing import Sequence
+
+from ...archive.errors import FormatError, TruncatedError
+from . import simple8b, varint
+from .integers import MASK64, to_int64
+
+RAW, PACKED, RLE = 0x00, 0x10, 0x20
+"""Encoding in the high nibble of the section header."""
+MAX_SCALE = 12
+"""Largest log10 divisor influxd's encoder uses (its decoder accepts up to 15)."""
+
+_POW10 = tuple(10**k for k in range(16))
+_WHAT = "timestamp section"
+
+
+def encode(timestamps: Sequence[int]) -> bytes:
+    """Section for the int64 ``timestamps`` (non-empty), byte-identical to influxd's encoder."""
+    n = len(timestamps)
+    if not n:
+        raise ValueError("no timestamps to encode")
+    first = (timestamps[0] & MASK64).to_bytes(8, "big")
+    deltas = list(map(operator.sub, timestamps[1:], timestamps))
+    if deltas and min(deltas) < 0:
+        deltas = [d & MASK64 for d in deltas]
+    # The largest 10^k (k <= 12) dividing every delta is the largest one dividing their gcd
+    # (gcd of nothing / of zeros is 0, which every divisor divides: D = 12, as influxd).
+    g = math.gcd(*deltas)
+    scale = MAX_SCALE
+    while scale and g % _POW10[scale]:
+        scale -= 1
+    div = _POW10[scale]
+    if n > 1 and deltas.count(deltas[0]) == n - 1:
+        return b"".join((
+            bytes((RLE | scale,)), first, varint.encode(deltas[0] // div), varint.encode(n),
+        ))
+    if deltas and max(deltas) > simple8b.MAX_VALUE:
+        return bytes((RAW,)) + first + struct.pack(">%dQ" % len(deltas), *deltas)
+    if div > 1:
+        deltas = [d // div for d in deltas]
+    return bytes((PACKED | scale,)) + first + simple8b.encode_windowed(deltas)
+
+
+def _count_limit_error(count: int, max_count: int, base: int) -> FormatError:
+    return FormatError(
+        f"{_WHAT}: {count} timestamps exceed the limit of {max_count}", offset=base, field="timestamps"
+    )
+
+
+def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> list[int]:
+    """int64 timestamps of a section; ``base`` is the section's offset in the block (for errors)."""
+    size = len(section)
+    if not size:
+        raise TruncatedError(f"{_WHAT}: empty", offset=base, field="timestamps")
+    header = section[0]
+    encoding = header & 0xF0
+    scale = header & 0x0F
+    if encoding not in (RAW, PACKED, RLE):
+        raise FormatError(f"{_WHAT}: unknown encoding header 0x{header:02x}", offset=base, field="timestamps")
+    if size < 9:
+        raise TruncatedError(
+            f"{_WHAT}: {size} bytes, shorter than header + first timestamp", offset=base, field="timestamps"
+        )
+    t0 = struct.unpack_from(">q", section, 1)[0]
+    if encoding == RAW:
+        if scale:
+            raise FormatError(f"{_WHAT}: raw encoding with scale nibble {scale}", offset=base, field="timestamps")
+        body = size - 1
+        if body % 8:
+            raise FormatError(
+                f"{_WHAT}: raw body of {body} bytes is not a whole number of 8-byte values",
+                offset=base + 1 + body - body % 8, field="timestamps",
+            )
+        count = body // 8
+        if count > max_count:
+            raise _count_limit_error(count, max_count, base)
+        deltas = struct.unpack_from(">%dQ" % (count - 1), section, 9)
+        return to_int64(list(accumulate(deltas, initial=t0)))
+    if encoding == PACKED:
+        words = memoryview(section)[9:]
+        count = 1 + simple8b.count(words, what=_WHAT, base=base + 9)
+        if count > max_count:
+            raise _count_limit_error(count, max_count, base)
+        deltas: list[int] = []
+        simple8b.decode(words, deltas)
+        if scale:
+            deltas = list(map(_POW10[scale].__mul__, deltas))
+        return to_int64(list(accumulate(deltas, initial=t0)))
+    # RLE
+    delta, pos = varint.decode(section, 9, what=f"{_WHAT} RLE delta", base=base)
+    count, pos = varint.decode(section, pos, what=f"{_WHAT} RLE count", base=base)
+    if pos != size:
+        raise FormatError(f"{_WHAT}: {size - pos} bytes after the RLE fields", offset=base + pos, field="timestamps")
+    if count == 0:
+        raise FormatError(f"{_WHAT}: RLE count is 0", offset=base, field="timestamps")
+    if count > max_count:
+        raise _count_limit_error(count, max_count, base)
+    step = (delta * _POW10[scale]) & MASK64
+    if step == 0:
+        return [t0] * count
+    return to_int64(list(range(t0, t0 + count * step, step)))
