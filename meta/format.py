@@ -1,0 +1,70 @@
+"""Layouts and constants of the metastore files (BACKUP_META.md §1.1, §2.1, §2.2, §3.1).
+
+No I/O here. The protobuf messages (``meta.Data``, ``PortableData``) are handled by
+:mod:`influx_archive.meta.proto` / :mod:`influx_archive.meta.model`; this module holds the
+binary frame of a legacy ``meta.NN`` file (§2.2) and the names influxd gives its files.
+
+``meta.NN`` (all integers big-endian, no checksum)::
+
+    offset   size  field
+    0        8     magic 0x0000000059590101
+    8        8     L, length of the meta.Data blob
+    16       L     meta.Data blob (exactly what meta.db holds)
+    16+L     8     N, length of the node section
+    24+L     N     node JSON; always b"null\\n" (N = 5) from OSS 1.6, so total = L + 29
+"""
+
+from __future__ import annotations
+
+from construct import Const, GreedyBytes, Int64ub, Prefixed, Struct, Terminated
+
+#: Magic of a ``meta.NN`` file (``snapshotter.BackupMagicHeader``), u64 big-endian.
+META_NN_MAGIC = 0x0000000059590101
+#: Node section OSS 1.6 writes (JSON of a nil node, with the encoder's newline).
+OSS_NODE_JSON = b"null\n"
+#: Offset of the meta.Data blob in ``meta.NN``.
+META_NN_BLOB_OFFSET = 16
+#: Bytes of ``meta.NN`` that are not blob or node section (magic, L, N).
+META_NN_OVERHEAD = 24
+
+#: Magic and blob length: what a reader checks before trusting L.
+MetaNNHead = Struct(
+    "magic" / Int64ub,
+    "blob_length" / Int64ub,
+)
+
+#: The node-section length at offset 16 + L.
+MetaNNNodeLength = Int64ub
+
+#: The whole ``meta.NN`` frame (§2.2); lengths are implied by ``blob`` and ``node`` on build.
+MetaNNFrame = Struct(
+    "magic" / Const(META_NN_MAGIC, Int64ub),
+    "blob" / Prefixed(Int64ub, GreedyBytes),
+    "node" / Prefixed(Int64ub, GreedyBytes),
+    Terminated,
+)
+
+#: Largest metastore file read into memory (meta.db, meta.NN, .meta): far above any real
+#: metastore (a few KB per shard group), low enough to refuse nonsense before allocating.
+MAX_META_FILE_SIZE = 1 << 30
+
+#: Largest ``.manifest`` accepted (about 200 bytes per shard entry).
+MAX_MANIFEST_SIZE = 256 << 20
+
+#: The metastore file in influxd's meta dir (§1.1).
+META_DB_NAME = "meta.db"
+
+#: Legacy backup names (§2.1): ``meta.%02d`` and ``<db>.<rp>.%05d.%02d``.
+LEGACY_META_PREFIX = "meta."
+LEGACY_SHARD_ID_WIDTH = 5
+LEGACY_INCREMENT_WIDTH = 2
+#: Suffix of a file influxd backup is still downloading (or left by a crash).
+PENDING_SUFFIX = ".pending"
+
+#: Portable backup names (§3.1): ``<ts>.meta``, ``<ts>.manifest``, ``<ts>.s<sid>.tar.gz``,
+#: ``<ts>`` being UTC wall time in Go layout ``20060102T150405Z``.
+PORTABLE_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+PORTABLE_META_SUFFIX = ".meta"
+PORTABLE_MANIFEST_SUFFIX = ".manifest"
+PORTABLE_SHARD_INFIX = ".s"
+PORTABLE_SHARD_SUFFIX = ".tar.gz"
