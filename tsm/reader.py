@@ -1,0 +1,280 @@
+"""TSM1 reader (TSM_WAL.md §1).
+
+:class:`TSMReader` reads from any seekable binary stream. Opening validates the header, the footer
+and the whole index once — every key length, entry count, offset and size is checked against the
+file size before it is used — and keeps only the index bytes plus one offset per key (like
+influxd's indirect index). Blocks are read on demand; their CRC-32 is verified (influxd never
+does, §1.3).
+
+Errors are :class:`~influx_archive.archive.errors.FormatError` (``ChecksumError`` for a CRC
+mismatch, ``TruncatedError`` for a file cut short) naming the file and the absolute offset.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+import zlib
+from array import array
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Optional
+
+from construct import ConstructError
+
+from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError
+from . import block as _block
+from .format import tsmfile as fmt
+
+_ENTRY = struct.Struct(">qqQI")
+_U16 = struct.Struct(">H")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One block of a key: inclusive time range, absolute frame offset, frame size (CRC included)."""
+
+    min_time: int
+    max_time: int
+    offset: int
+    size: int
+
+
+class TSMReader:
+    """A TSM1 file opened for reading. Use as a context manager, or :meth:`open` for a path."""
+
+    def __init__(self, stream: BinaryIO, *, name: Optional[str] = None, size: Optional[int] = None) -> None:
+        self._stream = stream
+        self._owns = False
+        self.name = name if name is not None else getattr(stream, "name", None)
+        if size is None:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+        self.size = size
+        self._keys: list[bytes] = []
+        self._positions = array("q")  # offset of each key's record inside self._index
+        self._index = b""
+        self.index_offset = 0
+        self.min_time: Optional[int] = None
+        self.max_time: Optional[int] = None
+        #: keys whose blocks overlap in time inside this file (legal, never written by influxd)
+        self.overlapping_keys: list[bytes] = []
+        self._load()
+
+    # ------------------------------------------------------------------ open/close
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "TSMReader":
+        fh = open(path, "rb")
+        try:
+            reader = cls(fh, name=os.fspath(path))
+        except BaseException:
+            fh.close()
+            raise
+        reader._owns = True
+        return reader
+
+    def close(self) -> None:
+        if self._owns:
+            self._stream.close()
+
+    def __enter__(self) -> "TSMReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+    def _err(self, cls, message: str, offset: Optional[int]) -> ArchiveError:
+        return cls(message, path=self.name, offset=offset)
+
+    def _read_at(self, offset: int, n: int) -> bytes:
+        self._stream.seek(offset)
+        data = self._stream.read(n)
+        if len(data) != n:
+            raise self._err(TruncatedError, f"short read: wanted {n} bytes, got {len(data)}", offset)
+        return data
+
+    def _load(self) -> None:
+        size = self.size
+        if size < fmt.MIN_FILE_SIZE:
+            raise self._err(
+                TruncatedError if size < fmt.HEADER_SIZE + fmt.FOOTER_SIZE else FormatError,
+                f"file is {size} bytes, too small for a TSM file (minimum {fmt.MIN_FILE_SIZE})",
+                0,
+            )
+        try:
+            head = fmt.Header.parse(self._read_at(0, fmt.HEADER_SIZE))
+        except ConstructError:
+            raise self._err(FormatError, "not a TSM file: bad magic (expected 16 D1 16 D1)", 0) from None
+        if head.version != fmt.VERSION:
+            raise self._err(FormatError, f"unsupported TSM version {head.version} (expected 1)", 4)
+        footer_at = size - fmt.FOOTER_SIZE
+        index_offset = fmt.Footer.parse(self._read_at(footer_at, fmt.FOOTER_SIZE)).index_offset
+        if not fmt.HEADER_SIZE + fmt.CRC_SIZE + 1 <= index_offset < footer_at:
+            raise self._err(
+                FormatError,
+                f"footer index offset {index_offset} is outside the file (blocks end before {footer_at})",
+                footer_at,
+            )
+        self.index_offset = index_offset
+        self._index = self._read_at(index_offset, footer_at - index_offset)
+        self._scan_index()
+
+    def _scan_index(self) -> None:
+        idx = self._index
+        base = self.index_offset
+        end = len(idx)
+        pos = 0
+        prev_key: Optional[bytes] = None
+        lo: Optional[int] = None
+        hi: Optional[int] = None
+        keys = self._keys
+        positions = self._positions
+        blocks_end = self.index_offset
+        unpack_entry = _ENTRY.unpack_from
+        while pos < end:
+            at = base + pos
+            if pos + 2 > end:
+                raise self._err(TruncatedError, "index record cut short (key length)", at)
+            (klen,) = _U16.unpack_from(idx, pos)
+            if klen == 0:
+                raise self._err(FormatError, "index record with an empty key", at)
+            if pos + 2 + klen + 3 > end:
+                raise self._err(TruncatedError, f"index record of a {klen}-byte key runs past the index", at)
+            key = idx[pos + 2 : pos + 2 + klen]
+            btype = idx[pos + 2 + klen]
+            if btype not in _block.BLOCK_TYPE_NAMES:
+                raise self._err(FormatError, f"unknown block type {btype} for key {key!r}", at + 2 + klen)
+            (count,) = _U16.unpack_from(idx, pos + 3 + klen)
+            if count == 0:
+                raise self._err(FormatError, f"key {key!r} has 0 index entries", at + 3 + klen)
+            entries_at = pos + 5 + klen
+            if entries_at + count * fmt.ENTRY_SIZE > end:
+                raise self._err(TruncatedError, f"{count} index entries of key {key!r} run past the index", at)
+            if prev_key is not None and key <= prev_key:
+                raise self._err(FormatError, f"index keys out of order: {key!r} after {prev_key!r}", at)
+            prev_min = None
+            prev_max = None
+            overlap = False
+            for i in range(count):
+                e_at = entries_at + i * fmt.ENTRY_SIZE
+                mn, mx, off, sz = unpack_entry(idx, e_at)
+                if mn > mx:
+                    raise self._err(FormatError, f"index entry of key {key!r} has min_time > max_time", base + e_at)
+                if sz < fmt.CRC_SIZE + 2 or off < fmt.HEADER_SIZE or off + sz > blocks_end:
+                    raise self._err(
+                        FormatError,
+                        f"index entry of key {key!r} points outside the blocks area (offset {off}, size {sz})",
+                        base + e_at,
+                    )
+                if prev_min is not None:
+                    if mn < prev_min:
+                        raise self._err(FormatError, f"index entries of key {key!r} are not sorted by time", base + e_at)
+                    if mn <= prev_max:  # type: ignore[operator]
+                        overlap = True
+                prev_min, prev_max = mn, mx if prev_max is None else max(prev_max, mx)
+                lo = mn if lo is None or mn < lo else lo
+                hi = mx if hi is None or mx > hi else hi
+            if overlap:
+                self.overlapping_keys.append(key)
+            keys.append(key)
+            positions.append(pos)
+            prev_key = key
+            pos = entries_at + count * fmt.ENTRY_SIZE
+        if not keys:
+            raise self._err(FormatError, "TSM file has an empty index", self.index_offset)
+        self.min_time = lo
+        self.max_time = hi
+
+    # ------------------------------------------------------------------ index access
+    def keys(self) -> Iterator[bytes]:
+        return iter(self._keys)
+
+    def key_count(self) -> int:
+        return len(self._keys)
+
+    def _find(self, key: bytes) -> int:
+        i = bisect.bisect_left(self._keys, key)
+        if i == len(self._keys) or self._keys[i] != key:
+            raise KeyError(key)
+        return i
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self._find(key)  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def _record(self, i: int) -> tuple[int, list[IndexEntry]]:
+        idx = self._index
+        pos = self._positions[i]
+        (klen,) = _U16.unpack_from(idx, pos)
+        btype = idx[pos + 2 + klen]
+        (count,) = _U16.unpack_from(idx, pos + 3 + klen)
+        at = pos + 5 + klen
+        return btype, [IndexEntry(*_ENTRY.unpack_from(idx, at + j * fmt.ENTRY_SIZE)) for j in range(count)]
+
+    def entries(self, key: bytes) -> list[IndexEntry]:
+        return self._record(self._find(key))[1]
+
+    def block_type(self, key: bytes) -> int:
+        return self._record(self._find(key))[0]
+
+    def iter_index(self) -> Iterator[tuple[bytes, int, list[IndexEntry]]]:
+        for i, key in enumerate(self._keys):
+            btype, entries = self._record(i)
+            yield key, btype, entries
+
+    # ------------------------------------------------------------------ blocks
+    def read_frame(self, entry: IndexEntry) -> bytes:
+        """CRC + block bytes exactly as stored (for copying a block without decoding it)."""
+        return self._read_at(entry.offset, entry.size)
+
+    def read_block(self, entry: IndexEntry, *, verify_crc: bool = True) -> bytes:
+        """The block bytes (without the CRC); the CRC is checked unless ``verify_crc`` is False."""
+        frame = self.read_frame(entry)
+        block = frame[fmt.CRC_SIZE :]
+        if verify_crc:
+            stored = int.from_bytes(frame[: fmt.CRC_SIZE], "big")
+            actual = zlib.crc32(block)
+            if stored != actual:
+                raise self._err(
+                    ChecksumError,
+                    f"block CRC mismatch (stored {stored:08x}, computed {actual:08x})",
+                    entry.offset,
+                )
+        return block
+
+    def decode_block(self, key: bytes, entry: IndexEntry, *, verify_crc: bool = True) -> tuple[list[int], list]:
+        """Decoded (timestamps, values) of one block of ``key``."""
+        data = self.read_block(entry, verify_crc=verify_crc)
+        try:
+            btype, ts, values = _block.decode_block(data)
+        except ArchiveError as exc:
+            rel = exc.offset or 0
+            raise FormatError(
+                f"block of key {key!r}: {exc.message}",
+                path=self.name,
+                offset=entry.offset + fmt.CRC_SIZE + rel,
+                field=exc.field,
+            ) from exc
+        expected = self.block_type(key)
+        if btype != expected:
+            raise self._err(
+                FormatError,
+                f"block of key {key!r} is {_block.BLOCK_TYPE_NAMES.get(btype, btype)}, index says "
+                f"{_block.BLOCK_TYPE_NAMES[expected]}",
+                entry.offset + fmt.CRC_SIZE,
+            )
+        return ts, values
+
+    def read_key(self, key: bytes) -> tuple[list[int], list]:
+        """Every block of ``key`` concatenated in index order (no tombstones, no dedup)."""
+        ts: list[int] = []
+        vs: list = []
+        for e in self.entries(key):
+            t, v = self.decode_block(key, e)
+            ts.extend(t)
+            vs.extend(v)
+        return ts, vs
