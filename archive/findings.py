@@ -1,0 +1,45 @@
+"""Findings: problems noticed while reading a source, as data (the CLI decides how to print them).
+
+``verify`` yields them; other verbs collect them (e.g. a shard directory the metastore does not know)
+and show them as warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    message: str
+    path: Optional[str] = None
+    member: Optional[str] = None
+    offset: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = []
+        if self.path is not None:
+            where.append(f"file {self.path}")
+        if self.member is not None:
+            where.append(f"member {self.member}")
+        if self.offset is not None:
+            where.append(f"offset {self.offset}")
+        loc = f" [{', '.join(where)}]" if where else ""
+        return f"{self.severity}: {self.message}{loc}"
+
+    @classmethod
+    def from_error(cls, err: Exception, severity: str = ERROR) -> "Finding":
+        from .errors import ArchiveError
+
+        if isinstance(err, ArchiveError):
+            return cls(severity, err.message, err.path, err.member, err.offset)
+        return cls(severity, str(err))

@@ -1,0 +1,665 @@
+"""One model for every kind of InfluxDB 1.x source: ``open_source(path)``.
+
+Recognised (see BACKUP_META.md §2-§3 and TSM_WAL.md §0):
+
+=========  ==================================================================================
+kind       what
+=========  ==================================================================================
+legacy     a directory of ``meta.NN`` + ``<db>.<rp>.<id5>.NN`` shard tars (``influxd backup``)
+portable   a directory of ``<ts>.manifest`` + ``<ts>.meta`` + ``<ts>.s<id>.tar.gz``
+           (``influxd backup -portable``), one or several manifests (incremental sets)
+live       a stopped server root holding ``meta/``, ``data/`` and usually ``wal/``
+file       a single ``.tsm``, ``.tombstone``, ``.wal``, ``meta.NN``, ``.meta``, ``meta.db``,
+           ``.manifest``, shard ``.tar`` or ``.tar.gz``
+=========  ==================================================================================
+
+The model exposes the metastore (``Source.meta``, a :class:`~influx_archive.meta.model.Data` or
+``None``) and the shards (:class:`Shard`: database, RP, id, owning shard-group time range, data
+files, WAL segments). Nothing is extracted: TSM files inside an uncompressed tar are read in place
+through windows (:class:`~influx_archive.archive.streams.SubFile`); a ``.tar.gz`` is spooled to one
+temporary file per shard while that shard is open (:meth:`Source.open_shard`).
+
+Tar members are never trusted: only regular-file members named ``<db>/<rp>/<id>/<file>`` with a
+plain file name are used; anything else is reported as a finding and ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional
+
+from ..meta import files as metafiles
+from ..meta.model import Data, decode_data
+from .errors import ArchiveError, FormatError, SourceError, TruncatedError
+from .findings import ERROR, WARNING, Finding
+from .streams import SubFile
+
+LEGACY_META_RE = re.compile(r"^meta\.(\d+)$")
+LEGACY_SHARD_RE = re.compile(r"^(?P<prefix>.+)\.(?P<id>\d+)\.(?P<n>\d+)$")
+PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$")
+TSM_NAME_RE = re.compile(r"^\d+-\d+\.tsm$")
+TOMBSTONE_NAME_RE = re.compile(r"^\d+-\d+\.tombstone$")
+WAL_NAME_RE = re.compile(r"^_\d+\.wal$")
+
+#: Upper bound for a spooled ``.tar.gz`` relative to the size the manifest records (bomb guard).
+SPOOL_SLACK = 1 << 20
+
+
+def file_kind(name: str) -> str:
+    """Classify a shard file by its base name: ``tsm``, ``tombstone``, ``wal`` or ``other``."""
+    if TSM_NAME_RE.match(name):
+        return "tsm"
+    if TOMBSTONE_NAME_RE.match(name):
+        return "tombstone"
+    if WAL_NAME_RE.match(name):
+        return "wal"
+    return "other"
+
+
+def tsm_order_key(name: str) -> tuple[int, int]:
+    """(generation, sequence) of ``GGGGGGGGG-SSSSSSSSS.tsm`` / ``.tombstone`` (TSM_WAL.md §1.9)."""
+    stem = name.split(".", 1)[0]
+    gen, seq = stem.split("-", 1)
+    return int(gen), int(seq)
+
+
+@dataclass
+class ShardFile:
+    """One data file of a shard, wherever it lives."""
+
+    name: str  # base name in the shard directory
+    kind: str  # tsm | tombstone | wal | other
+    size: int
+    container: str  # path on disk: the file itself, or the tar / tar.gz holding it
+    member: Optional[str] = None  # member name inside the container tar
+    increment: int = 0  # which backup set of an incremental source provided it (0 = first)
+    gz: bool = False  # container is a .tar.gz (must be spooled to seek)
+    data_offset: Optional[int] = None  # offset of the member data inside an uncompressed tar
+
+    @property
+    def origin(self) -> str:
+        return f"{self.container}::{self.member}" if self.member else self.container
+
+    @property
+    def stem(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+@dataclass
+class Shard:
+    database: str
+    retention_policy: str
+    id: int
+    group_id: Optional[int] = None
+    group_start: Optional[int] = None  # ns, inclusive
+    group_end: Optional[int] = None  # ns, exclusive
+    in_meta: bool = False
+    files: list[ShardFile] = field(default_factory=list)  # tsm + tombstone (+ other) from every increment
+    wal: list[ShardFile] = field(default_factory=list)  # live sources only, influxd's replay order
+    containers: list[str] = field(default_factory=list)  # shard tars / dirs that provided files
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.database, self.retention_policy, self.id)
+
+    def data_files(self) -> list[ShardFile]:
+        return [f for f in self.files if f.kind in ("tsm", "tombstone")]
+
+    def effective_files(self) -> list[ShardFile]:
+        """The TSM and tombstone files that make up the shard's current state.
+
+        Several increments of one shard (legacy ``.00``, ``.01``...; several portable manifests)
+        are layered: a file name seen in a later increment replaces the same name of an earlier
+        one, and earlier TSM files that a later compaction output replaced are dropped (below).
+        Tombstones pair with the TSM of the same stem from any increment. Returned sorted by
+        (generation, sequence, kind).
+        """
+        latest: dict[str, ShardFile] = {}
+        for f in self.files:
+            if f.kind not in ("tsm", "tombstone"):
+                continue
+            cur = latest.get(f.name)
+            if cur is None or f.increment >= cur.increment:
+                latest[f.name] = f
+        # A TSM of an earlier increment is superseded when a later increment holds a TSM
+        # (G, S) with G >= g and S > s: influxd names a compaction output after the highest
+        # generation of its inputs, with a higher sequence, and compactions consume lower-
+        # sequence files of lower generations (TSM_WAL.md §1.9). Dropping those files (and their
+        # tombstones) keeps data deleted before a compaction from coming back, which influxd's
+        # own restore of several increments resurrects (BACKUP_META.md §4.1).
+        tsms = [(tsm_order_key(f.name), f.increment) for f in latest.values() if f.kind == "tsm"]
+        superseded = {
+            f.stem
+            for f in latest.values()
+            if f.kind == "tsm"
+            and any(
+                inc > f.increment and gen >= tsm_order_key(f.name)[0] and seq > tsm_order_key(f.name)[1]
+                for (gen, seq), inc in tsms
+            )
+        }
+        kept = [f for f in latest.values() if f.stem not in superseded]
+        return sorted(kept, key=lambda f: (tsm_order_key(f.name), f.kind))
+
+    def tsm_layers(self) -> list[tuple[ShardFile, Optional[ShardFile]]]:
+        """(tsm, tombstone-or-None) pairs, oldest to newest by (generation, sequence)."""
+        eff = self.effective_files()
+        tombs = {f.stem: f for f in eff if f.kind == "tombstone"}
+        return [(f, tombs.get(f.stem)) for f in eff if f.kind == "tsm"]
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.data_files())
+
+
+@dataclass
+class Source:
+    kind: str  # legacy | portable | live | file
+    path: str
+    meta: Optional[Data] = None
+    meta_origin: Optional[str] = None
+    file_kind: Optional[str] = None  # for kind == "file": tsm, tombstone, wal, meta.NN, meta, meta.db, manifest, tar, tar.gz
+    shards: list[Shard] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    manifests: list[str] = field(default_factory=list)
+    increments: int = 1
+
+    # ------------------------------------------------------------------ access
+    def shard(self, database: str, retention_policy: str, shard_id: int) -> Optional[Shard]:
+        for s in self.shards:
+            if s.key == (database, retention_policy, shard_id):
+                return s
+        return None
+
+    @contextlib.contextmanager
+    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None) -> Iterator["OpenShard"]:
+        """Open every file of ``shard`` as a seekable binary stream.
+
+        Uncompressed tars are read in place; each ``.tar.gz`` is decompressed once into a
+        temporary file that lives until the context ends (one shard's working set).
+        """
+        with contextlib.ExitStack() as stack:
+            handles: dict[str, BinaryIO] = {}  # container path -> open base stream
+            spooled: dict[str, BinaryIO] = {}
+            opened = OpenShard(shard)
+
+            def base_for(f: ShardFile) -> BinaryIO:
+                if f.member is None:
+                    return stack.enter_context(open(f.container, "rb"))
+                if f.gz:
+                    if f.container not in spooled:
+                        spooled[f.container] = stack.enter_context(_spool_gz(f.container, tmpdir))
+                    return spooled[f.container]
+                if f.container not in handles:
+                    handles[f.container] = stack.enter_context(open(f.container, "rb"))
+                return handles[f.container]
+
+            for f in shard.files + shard.wal:
+                base = base_for(f)
+                if f.member is None:
+                    opened.streams[id(f)] = base
+                    continue
+                if f.gz:
+                    offset = _member_offset(base, f)
+                else:
+                    offset = f.data_offset if f.data_offset is not None else _member_offset(base, f)
+                opened.streams[id(f)] = SubFile(base, offset, f.size, name=f.origin)
+            yield opened
+
+
+class OpenShard:
+    """Streams of an opened shard; ``stream(f)`` for a :class:`ShardFile` of that shard."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.streams: dict[int, BinaryIO] = {}
+
+    def stream(self, f: ShardFile) -> BinaryIO:
+        s = self.streams[id(f)]
+        s.seek(0)
+        return s
+
+
+# ---------------------------------------------------------------------- tar handling
+
+
+def _tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> FormatError:
+    msg = str(exc) or exc.__class__.__name__
+    if isinstance(exc, (EOFError, tarfile.ReadError)) and ("unexpected end" in msg or isinstance(exc, EOFError)):
+        return TruncatedError(f"tar archive is truncated ({msg})", path=path, member=member, offset=offset)
+    return FormatError(f"damaged tar archive ({msg})", path=path, member=member, offset=offset)
+
+
+@dataclass
+class TarMember:
+    name: str  # full member name
+    parts: tuple[str, str, int, str]  # db, rp, id, file
+    size: int
+    data_offset: int
+
+
+def scan_shard_tar(path: str, *, gz: bool, findings: list[Finding]) -> list[TarMember]:
+    """List the usable members of a shard tar (``<db>/<rp>/<id>/<file>``) without extracting.
+
+    Damage (truncation, bad gzip, bad headers) raises :class:`FormatError` naming the member that was
+    being read; untrusted member kinds or names are reported in ``findings`` and skipped.
+    """
+    out: list[TarMember] = []
+    last: Optional[str] = None
+    try:
+        if gz:
+            fobj = gzip.open(path, "rb")
+            mode = "r|"
+        else:
+            fobj = open(path, "rb")
+            mode = "r:"
+        with fobj, tarfile.open(fileobj=fobj, mode=mode) as tf:
+            for m in tf:
+                last = m.name
+                usable = _check_member(path, m, findings)
+                if usable is not None:
+                    out.append(TarMember(m.name, usable, m.size, m.offset_data))
+                if gz:
+                    # Stream mode: the member's data must actually be read to detect truncation.
+                    if m.isfile():
+                        _drain(tf, m)
+    except ArchiveError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+        raise _tar_error(path, last, exc) from exc
+    return out
+
+
+def _drain(tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    src = tf.extractfile(m)
+    if src is None:
+        return
+    remaining = m.size
+    while remaining > 0:
+        chunk = src.read(min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError("unexpected end of data")
+        remaining -= len(chunk)
+
+
+def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> Optional[tuple[str, str, int, str]]:
+    def reject(why: str) -> None:
+        findings.append(Finding(WARNING, f"ignored tar member: {why}", path=path, member=m.name))
+
+    if m.isdir():
+        return None
+    if not m.isfile():
+        reject("not a regular file (links and devices are never followed or created)")
+        return None
+    parts = m.name.split("/")
+    if m.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        reject("unsafe path")
+        return None
+    if len(parts) != 4:
+        reject("not <db>/<rp>/<shard id>/<file>")
+        return None
+    db, rp, sid, name = parts
+    if not sid.isdigit():
+        reject("shard id is not a number")
+        return None
+    if file_kind(name) not in ("tsm", "tombstone"):
+        reject("not a TSM or tombstone file")
+        return None
+    return db, rp, int(sid), name
+
+
+def _member_offset(base: BinaryIO, f: ShardFile) -> int:
+    """Find a member's data offset in an uncompressed tar stream (used for spooled tars)."""
+    base.seek(0)
+    with tarfile.open(fileobj=base, mode="r:") as tf:
+        for m in tf:
+            if m.name == f.member:
+                return m.offset_data
+    raise FormatError("member vanished from tar", path=f.container, member=f.member)
+
+
+@contextlib.contextmanager
+def _spool_gz(path: str, tmpdir: Optional[str]) -> Iterator[BinaryIO]:
+    """Decompress a .tar.gz into an anonymous temporary file; yields it open for reading."""
+    with tempfile.TemporaryFile(dir=tmpdir, prefix="influx-archive-spool-") as tmp:
+        try:
+            with gzip.open(path, "rb") as src:
+                shutil.copyfileobj(src, tmp, 1 << 20)
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
+        tmp.seek(0)
+        yield tmp
+
+
+# ---------------------------------------------------------------------- detection
+
+
+def open_source(path: str | os.PathLike[str]) -> Source:
+    """Recognise ``path`` and build its :class:`Source` model (reads metadata and tar listings only)."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError("no such file or directory", path=str(p))
+    if p.is_dir():
+        return _open_dir(p)
+    if p.is_file():
+        return _open_file(p)
+    raise SourceError("not a regular file or directory", path=str(p))
+
+
+def _listdir(p: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(p))
+    except OSError as exc:
+        raise SourceError(f"cannot list directory: {exc.strerror}", path=str(p)) from exc
+
+
+def _open_dir(p: Path) -> Source:
+    names = _listdir(p)
+    manifests = [n for n in names if PORTABLE_MANIFEST_RE.match(n) or n.endswith(".manifest")]
+    metas = [n for n in names if LEGACY_META_RE.match(n)]
+    has_live = (p / "meta").is_dir() and (p / "data").is_dir()
+    kinds = [k for k, present in (("portable", manifests), ("legacy", metas), ("live", has_live)) if present]
+    if len(kinds) > 1:
+        raise SourceError(
+            "directory mixes several source kinds (" + ", ".join(kinds) + "); point at one of them", path=str(p)
+        )
+    if manifests:
+        return _open_portable(p, [p / n for n in manifests])
+    if metas:
+        return _open_legacy(p, names)
+    if has_live:
+        return _open_live(p)
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
+    raise SourceError(
+        "not a backup or server root: expected meta.NN files (legacy backup), *.manifest "
+        f"(portable backup) or meta/ + data/ (server root); found {shown}",
+        path=str(p),
+    )
+
+
+def _fill_from_meta(src: Source) -> None:
+    """Create (empty) shards for every shard the metastore lists, with group time ranges."""
+    if src.meta is None:
+        return
+    known = {s.key: s for s in src.shards}
+    for db in src.meta.databases:
+        for rp in db.retention_policies:
+            for g in rp.shard_groups:
+                for sh in g.shards:
+                    key = (db.name, rp.name, sh.id)
+                    s = known.get(key)
+                    if s is None:
+                        s = Shard(db.name, rp.name, sh.id)
+                        known[key] = s
+                        src.shards.append(s)
+                    s.in_meta = True
+                    s.group_id = g.id
+                    s.group_start = g.start_time
+                    s.group_end = g.end_time
+    src.shards.sort(key=lambda s: (s.database, s.retention_policy, s.id))
+
+
+def _meta_shard_index(meta: Optional[Data]) -> dict[int, tuple[str, str]]:
+    out: dict[int, tuple[str, str]] = {}
+    if meta is None:
+        return out
+    for db in meta.databases:
+        for rp in db.retention_policies:
+            for g in rp.shard_groups:
+                for sh in g.shards:
+                    out[sh.id] = (db.name, rp.name)
+    return out
+
+
+def _add_tar_shard(
+    src: Source,
+    tar_path: Path,
+    *,
+    gz: bool,
+    increment: int,
+    fallback: Optional[tuple[str, str, int]],
+) -> None:
+    """Register the members of one shard tar with the shard(s) they name."""
+    members = scan_shard_tar(str(tar_path), gz=gz, findings=src.findings)
+    shards = {s.key: s for s in src.shards}
+    seen: set[tuple[str, str, int]] = set()
+    for m in members:
+        db, rp, sid, name = m.parts
+        key = (db, rp, sid)
+        if fallback is not None and key != fallback:
+            src.findings.append(
+                Finding(
+                    WARNING,
+                    f"member belongs to {db}/{rp}/{sid}, not to the shard named by the file ({fallback[0]}/{fallback[1]}/{fallback[2]})",
+                    path=str(tar_path),
+                    member=m.name,
+                )
+            )
+        s = shards.get(key)
+        if s is None:
+            s = Shard(db, rp, sid)
+            shards[key] = s
+            src.shards.append(s)
+        seen.add(key)
+        s.files.append(
+            ShardFile(
+                name=name,
+                kind=file_kind(name),
+                size=m.size,
+                container=str(tar_path),
+                member=m.name,
+                increment=increment,
+                gz=gz,
+                data_offset=None if gz else m.data_offset,
+            )
+        )
+    for key in seen:
+        if str(tar_path) not in shards[key].containers:
+            shards[key].containers.append(str(tar_path))
+    if not seen and fallback is not None:
+        s = shards.get(fallback)
+        if s is None:
+            s = Shard(*fallback)
+            src.shards.append(s)
+        s.containers.append(str(tar_path))
+
+
+def _open_legacy(p: Path, names: list[str]) -> Source:
+    metas = sorted(
+        (int(LEGACY_META_RE.match(n).group(1)), n) for n in names if LEGACY_META_RE.match(n)  # type: ignore[union-attr]
+    )
+    src = Source("legacy", str(p))
+    # The newest metastore snapshot is the numerically highest meta.NN (influxd takes the lexically
+    # last name, so meta.99 beats meta.100 and a stray meta.00.pending wins: BACKUP_META.md §9 #11).
+    meta_name = metas[-1][1]
+    meta_path = p / meta_name
+    src.meta = metafiles.parse_meta_nn(_read_file(meta_path), path=str(meta_path)).data
+    src.meta_origin = str(meta_path)
+    for n in names:
+        if n.endswith(".pending"):
+            src.findings.append(Finding(WARNING, "unfinished download left by influxd backup; ignored", path=str(p / n)))
+    shard_index = _meta_shard_index(src.meta)
+    increments: set[int] = set()
+    for n in names:
+        if LEGACY_META_RE.match(n) or n.endswith(".pending"):
+            continue
+        m = LEGACY_SHARD_RE.match(n)
+        if not m or not (p / n).is_file():
+            src.findings.append(Finding(WARNING, "not a legacy backup file; ignored", path=str(p / n)))
+            continue
+        sid = int(m.group("id"))
+        inc = int(m.group("n"))
+        increments.add(inc)
+        fallback = None
+        if sid in shard_index and f"{shard_index[sid][0]}.{shard_index[sid][1]}" == m.group("prefix"):
+            fallback = (shard_index[sid][0], shard_index[sid][1], sid)
+        _add_tar_shard(src, p / n, gz=False, increment=inc, fallback=fallback)
+    src.increments = max(1, len(increments))
+    _fill_from_meta(src)
+    return src
+
+
+def _open_portable(p: Path, manifest_paths: list[Path]) -> Source:
+    src = Source("portable", str(p))
+    # Oldest first, so later manifests layer on top (BACKUP_META.md §3.6; we take the union).
+    manifest_paths = sorted(manifest_paths, key=lambda q: q.name)
+    parsed = []
+    for mp in manifest_paths:
+        parsed.append((mp, metafiles.parse_manifest(_read_file(mp), path=str(mp))))
+    src.manifests = [str(mp) for mp, _ in parsed]
+    src.increments = len(parsed)
+    newest_path, newest = parsed[-1]
+    meta_path = p / newest.meta_file_name
+    if not meta_path.is_file():
+        raise FormatError(f"metastore file {newest.meta_file_name} listed by the manifest is missing", path=str(newest_path))
+    blob, _max_node = metafiles.parse_portable_meta(_read_file(meta_path), path=str(meta_path))
+    src.meta = decode_data(blob, path=str(meta_path))
+    src.meta_origin = str(meta_path)
+    for inc, (mp, man) in enumerate(parsed):
+        for e in man.files or []:
+            fp = p / e.file_name
+            key = (e.database, e.policy, e.shard_id)
+            if not fp.is_file():
+                src.findings.append(
+                    Finding(ERROR, f"shard file {e.file_name} listed by the manifest is missing", path=str(mp))
+                )
+                if not any(s.key == key for s in src.shards):
+                    src.shards.append(Shard(*key))
+                continue
+            _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key)
+    _fill_from_meta(src)
+    return src
+
+
+def _open_live(p: Path) -> Source:
+    src = Source("live", str(p))
+    meta_db = p / "meta" / "meta.db"
+    if meta_db.is_file():
+        src.meta = metafiles.read_meta_db(meta_db)
+        src.meta_origin = str(meta_db)
+    else:
+        src.findings.append(Finding(WARNING, "server root has no meta/meta.db: shards are listed without metastore", path=str(p / "meta")))
+    shards: dict[tuple[str, str, int], Shard] = {}
+
+    def walk(base: Path, is_wal: bool) -> None:
+        if not base.is_dir():
+            return
+        for db in _listdir(base):
+            dbp = base / db
+            if not dbp.is_dir() or db.startswith("_"):
+                continue
+            for rp in _listdir(dbp):
+                rpp = dbp / rp
+                if not rpp.is_dir() or rp == "_series":
+                    continue
+                for sid in _listdir(rpp):
+                    sp = rpp / sid
+                    if not sp.is_dir():
+                        continue
+                    if not sid.isdigit():
+                        src.findings.append(Finding(WARNING, "not a shard directory (name is not a number); ignored", path=str(sp)))
+                        continue
+                    key = (db, rp, int(sid))
+                    s = shards.get(key)
+                    if s is None:
+                        s = shards[key] = Shard(*key)
+                        src.shards.append(s)
+                    s.containers.append(str(sp))
+                    for name in _listdir(sp):
+                        fp = sp / name
+                        if not fp.is_file():
+                            continue
+                        kind = file_kind(name)
+                        sf = ShardFile(name=name, kind=kind, size=fp.stat().st_size, container=str(fp))
+                        if is_wal:
+                            if kind == "wal":
+                                s.wal.append(sf)
+                        elif kind in ("tsm", "tombstone"):
+                            s.files.append(sf)
+                    # influxd replays segments in lexical name order (TSM_WAL.md §4.1)
+                    s.wal.sort(key=lambda f: f.name)
+
+    walk(p / "data", False)
+    walk(p / "wal", True)
+    _fill_from_meta(src)
+    for s in src.shards:
+        if src.meta is not None and not s.in_meta and (s.files or s.wal):
+            src.findings.append(
+                Finding(WARNING, f"shard {s.database}/{s.retention_policy}/{s.id} is on disk but not in the metastore: influxd opens it but never serves it", path=str(p))
+            )
+    return src
+
+
+def _read_file(path: Path, limit: int = 1 << 30) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise FormatError(f"file is {size} bytes, larger than the {limit}-byte limit for this kind", path=str(path))
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+
+
+def _open_file(p: Path) -> Source:
+    name = p.name
+    src = Source("file", str(p))
+    if name.endswith(".tsm"):
+        src.file_kind = "tsm"
+        src.shards.append(_single_file_shard(p, "tsm"))
+    elif name.endswith(".tombstone"):
+        src.file_kind = "tombstone"
+        src.shards.append(_single_file_shard(p, "tombstone"))
+    elif name.endswith(".wal"):
+        src.file_kind = "wal"
+        sh = Shard("", "", 0)
+        sh.wal.append(ShardFile(name=name, kind="wal", size=p.stat().st_size, container=str(p)))
+        src.shards.append(sh)
+    elif LEGACY_META_RE.match(name):
+        src.file_kind = "meta.NN"
+        src.meta = metafiles.parse_meta_nn(_read_file(p), path=str(p)).data
+        src.meta_origin = str(p)
+        _fill_from_meta(src)
+    elif name == "meta.db":
+        src.file_kind = "meta.db"
+        src.meta = metafiles.read_meta_db(p)
+        src.meta_origin = str(p)
+        _fill_from_meta(src)
+    elif name.endswith(".meta"):
+        src.file_kind = "meta"
+        blob, _ = metafiles.parse_portable_meta(_read_file(p), path=str(p))
+        src.meta = decode_data(blob, path=str(p))
+        src.meta_origin = str(p)
+        _fill_from_meta(src)
+    elif name.endswith(".manifest"):
+        portable = _open_portable(p.parent, [p])
+        portable.kind = "file"
+        portable.file_kind = "manifest"
+        portable.path = str(p)
+        return portable
+    elif name.endswith(".tar.gz") or name.endswith(".tgz"):
+        src.file_kind = "tar.gz"
+        _add_tar_shard(src, p, gz=True, increment=0, fallback=None)
+    elif name.endswith(".tar") or LEGACY_SHARD_RE.match(name):
+        src.file_kind = "tar"
+        _add_tar_shard(src, p, gz=False, increment=0, fallback=None)
+    else:
+        raise SourceError(
+            "unrecognised file: expected .tsm, .tombstone, .wal, meta.NN, .meta, meta.db, .manifest, .tar or .tar.gz",
+            path=str(p),
+        )
+    return src
+
+
+def _single_file_shard(p: Path, kind: str) -> Shard:
+    sh = Shard("", "", 0)
+    sh.files.append(ShardFile(name=p.name, kind=kind, size=p.stat().st_size, container=str(p)))
+    return sh
