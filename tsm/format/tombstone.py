@@ -1,0 +1,80 @@
+"""Layout of ``.tombstone`` files (TSM_WAL.md §3.3, influxd 1.6.7 ``tsdb/engine/tsm1/tombstone.go``).
+
+No I/O here: constants and Construct definitions only. The readers in
+:mod:`influx_archive.tsm.tombstone` parse records with the precompiled :data:`RECORD_HEAD` /
+:data:`RECORD_TIMES` ``struct`` formats derived from the same layout (records are the inner loop of a
+possibly multi-megabyte file); the test suite checks both against :data:`Record`.
+
+=======  ===============  =====================================================================
+version  first 4 bytes    body
+=======  ===============  =====================================================================
+v1       anything else    text, one key per line, each key deleted for all time (pre-0.13)
+v2       ``00 00 15 02``  records, uncompressed
+v3       ``00 00 15 03``  one gzip stream (influxd reads it multi-member) holding records
+v4       ``00 00 15 04``  concatenated gzip members, one per delete batch, each holding records
+=======  ===============  =====================================================================
+"""
+
+from __future__ import annotations
+
+import struct
+
+from construct import Bytes, Const, Int32ub, Int64sb, Struct, this
+
+#: Length of the version word at the start of v2..v4 files.
+HEADER_SIZE = 4
+V2_HEADER = 0x00001502
+V3_HEADER = 0x00001503
+V4_HEADER = 0x00001504
+
+#: Full-range delete bounds (DROP SERIES, DROP MEASUREMENT, DELETE without time; §3.2).
+MIN_TIME = -(1 << 63)
+MAX_TIME = (1 << 63) - 1
+
+#: Longest composite key a TSM file or line protocol can hold (TSM_WAL.md §1.7); longer record
+#: keys cannot match anything and are treated as damage.
+MAX_KEY_LEN = 65535
+
+#: influxd's v1 reader is a ``bufio.Scanner`` with the default 64 KiB token limit: a line of this
+#: many bytes or more (newline excluded) fails the TSM file's open.
+V1_MAX_LINE = 64 * 1024
+
+#: One tombstone record (v2 body; v3/v4 gzip content), §3.3.
+Record = Struct(
+    "key_len" / Int32ub,
+    "key" / Bytes(this.key_len),
+    "min" / Int64sb,
+    "max" / Int64sb,
+)
+
+#: Fixed parts of :data:`Record` for the fast path: key length, then (min, max) after the key.
+RECORD_HEAD = struct.Struct(">I")
+RECORD_TIMES = struct.Struct(">qq")
+#: Smallest record: empty key.
+MIN_RECORD_SIZE = RECORD_HEAD.size + RECORD_TIMES.size
+
+#: Version word (v2..v4).
+Header = Int32ub
+
+#: The 10-byte gzip member header Go's ``compress/gzip`` writes with default settings: ID1 ID2,
+#: CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255 (unknown) — verified on influxd's files (§3.3).
+GoGzipHeader = Struct(
+    "magic" / Const(b"\x1f\x8b"),
+    "method" / Const(b"\x08"),
+    "flags" / Const(b"\x00"),
+    "mtime" / Const(b"\x00\x00\x00\x00"),
+    "xfl" / Const(b"\x00"),
+    "os" / Const(b"\xff"),
+)
+
+#: gzip header fields a reader must understand (RFC 1952 §2.3.1); Go's reader handles all four.
+GZIP_ID = b"\x1f\x8b"
+GZIP_CM_DEFLATE = 8
+GZIP_FIXED_HEADER_SIZE = 10
+GZIP_TRAILER_SIZE = 8
+FLAG_HCRC = 0x02
+FLAG_EXTRA = 0x04
+FLAG_NAME = 0x08
+FLAG_COMMENT = 0x10
+#: Go's gzip reader keeps NAME / COMMENT in a 512-byte buffer: longer ones are ``ErrHeader``.
+GO_GZIP_MAX_STRING = 511

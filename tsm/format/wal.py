@@ -1,0 +1,128 @@
+"""Layout of WAL segments ``_NNNNN.wal`` (TSM_WAL.md §4, influxd 1.6.7 ``tsdb/engine/tsm1/wal.go``).
+
+No I/O here: constants and Construct definitions only. A segment is entries back to back, with no
+header, checksum or trailer (§4.1). Each entry (§4.2) is a type byte, a uint32 BE length and that
+many bytes of snappy *block* format data; the decompressed payload depends on the type (§4.3–§4.5).
+
+Write payloads can hold hundreds of thousands of values, so :mod:`influx_archive.tsm.wal` parses
+them with the precompiled ``struct`` formats below (the codec-style inner loop); the test suite
+checks that fast path against :data:`WriteGroup`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from construct import (
+    Byte,
+    Enum,
+    GreedyBytes,
+    GreedyRange,
+    Int16ub,
+    Int32ub,
+    Int64sb,
+    Int64ub,
+    PrefixedArray,
+    Prefixed,
+    Struct,
+    Switch,
+    this,
+)
+
+# Entry types (§4.2).
+WRITE_ENTRY = 0x01
+DELETE_ENTRY = 0x02
+DELETE_RANGE_ENTRY = 0x03
+ENTRY_TYPES = (WRITE_ENTRY, DELETE_ENTRY, DELETE_RANGE_ENTRY)
+
+# WAL value type codes (§4.3). They differ from the TSM block types (0..4).
+WAL_FLOAT = 1
+WAL_INTEGER = 2
+WAL_BOOLEAN = 3
+WAL_STRING = 4
+WAL_UNSIGNED = 5
+WAL_TYPE_NAMES = {1: "float", 2: "integer", 3: "boolean", 4: "string", 5: "unsigned"}
+#: WAL value type -> TSM block type (FLOAT..UNSIGNED = 0..4, TSM_WAL.md §1.4).
+WAL_TO_BLOCK_TYPE = {WAL_FLOAT: 0, WAL_INTEGER: 1, WAL_BOOLEAN: 2, WAL_STRING: 3, WAL_UNSIGNED: 4}
+
+#: influxd rolls to a new segment before a write once the current one exceeds this (§4.1).
+SEGMENT_ROLL_SIZE = 10 * 1024 * 1024
+#: Segment file names: ``_`` + 5-digit zero-padded id + ``.wal`` (more digits above 99999).
+SEGMENT_PREFIX = "_"
+SEGMENT_EXTENSION = "wal"
+
+#: Longest composite key a write group can carry (uint16 length, TSM_WAL.md §1.7).
+MAX_KEY_LEN = 65535
+#: Snappy expands at most ~21.3x (a 3-byte copy tag yields 64 bytes): a decoded length above this
+#: factor of the compressed length is corrupt and must not be allocated.
+SNAPPY_MAX_EXPANSION = 22
+
+# --- Entry framing (§4.2) -------------------------------------------------------------------
+EntryHeader = Struct(
+    "type" / Byte,
+    "length" / Int32ub,
+)
+ENTRY_HEADER_SIZE = EntryHeader.sizeof()
+
+# --- Write entry payload (§4.3): groups repeated until the payload ends ----------------------
+WalValueType = Enum(
+    Byte, float=WAL_FLOAT, integer=WAL_INTEGER, boolean=WAL_BOOLEAN, string=WAL_STRING, unsigned=WAL_UNSIGNED
+)
+
+#: One value of each type: timestamp int64 BE, then the value. A boolean byte ``01`` is true and
+#: anything else false; strings carry a uint32 BE length.
+FloatValue = Struct("time" / Int64sb, "bits" / Int64ub)
+IntegerValue = Struct("time" / Int64sb, "value" / Int64sb)
+UnsignedValue = Struct("time" / Int64sb, "value" / Int64ub)
+BooleanValue = Struct("time" / Int64sb, "value" / Byte)
+StringValue = Struct("time" / Int64sb, "value" / Prefixed(Int32ub, GreedyBytes))
+
+WriteGroup = Struct(
+    "type" / WalValueType,
+    "key" / Prefixed(Int16ub, GreedyBytes),
+    "values"
+    / PrefixedArray(
+        Int32ub,
+        Switch(
+            this._.type,
+            {
+                "float": FloatValue,
+                "integer": IntegerValue,
+                "unsigned": UnsignedValue,
+                "boolean": BooleanValue,
+                "string": StringValue,
+            },
+        ),
+    ),
+)
+WritePayload = GreedyRange(WriteGroup)
+
+#: Fast-path formats for the same layout.
+GROUP_TYPE_KEYLEN = struct.Struct(">BH")
+GROUP_KEYLEN = struct.Struct(">H")
+GROUP_COUNT = struct.Struct(">I")
+#: Per-type (struct format of one value, its size) for fixed-size values.
+FIXED_VALUE = {
+    WAL_FLOAT: struct.Struct(">qd"),
+    WAL_INTEGER: struct.Struct(">qq"),
+    WAL_UNSIGNED: struct.Struct(">qQ"),
+    WAL_BOOLEAN: struct.Struct(">qB"),
+}
+STRING_HEAD = struct.Struct(">qI")
+
+# --- Delete entry (§4.4): keys joined by "\n" -------------------------------------------------
+KEY_SEPARATOR = b"\n"
+
+# --- Delete-range entry (§4.5) ----------------------------------------------------------------
+DeleteRangePayload = Struct(
+    "min" / Int64sb,
+    "max" / Int64sb,
+    "keys" / GreedyRange(Prefixed(Int32ub, GreedyBytes)),
+)
+DELETE_RANGE_HEAD = struct.Struct(">qq")
+DELETE_RANGE_KEYLEN = struct.Struct(">I")
+
+
+def segment_name(segment_id: int) -> str:
+    """File name influxd gives segment ``segment_id`` (``_00001.wal``)."""
+    return f"{SEGMENT_PREFIX}{segment_id:05d}.{SEGMENT_EXTENSION}"
