@@ -27,6 +27,22 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 3
 
 
+def format_where(
+    path: str | None = None, member: str | None = None, offset: int | None = None, field: str | None = None
+) -> str:
+    """`` [file F, member M, offset N, field X]`` for the parts that are known ("" when none is)."""
+    parts = []
+    if path is not None:
+        parts.append(f"file {path}")
+    if member is not None:
+        parts.append(f"member {member}")
+    if offset is not None:
+        parts.append(f"offset {offset}")
+    if field is not None:
+        parts.append(f"field {field}")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
 class ArchiveError(Exception):
     """Base of every error raised on purpose by influx-archive."""
 
@@ -49,16 +65,7 @@ class ArchiveError(Exception):
         self.field = field
 
     def where(self) -> str:
-        parts = []
-        if self.path is not None:
-            parts.append(f"file {self.path}")
-        if self.member is not None:
-            parts.append(f"member {self.member}")
-        if self.offset is not None:
-            parts.append(f"offset {self.offset}")
-        if self.field is not None:
-            parts.append(f"field {self.field}")
-        return f" [{', '.join(parts)}]" if parts else ""
+        return format_where(self.path, self.member, self.offset, self.field)
 
     def __str__(self) -> str:
         return f"{self.message}{self.where()}"

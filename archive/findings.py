@@ -26,15 +26,9 @@ class Finding:
         return asdict(self)
 
     def __str__(self) -> str:
-        where = []
-        if self.path is not None:
-            where.append(f"file {self.path}")
-        if self.member is not None:
-            where.append(f"member {self.member}")
-        if self.offset is not None:
-            where.append(f"offset {self.offset}")
-        loc = f" [{', '.join(where)}]" if where else ""
-        return f"{self.severity}: {self.message}{loc}"
+        from .errors import format_where
+
+        return f"{self.severity}: {self.message}{format_where(self.path, self.member, self.offset)}"
 
     @classmethod
     def from_error(cls, err: Exception, severity: str = ERROR) -> "Finding":

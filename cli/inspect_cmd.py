@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..archive.errors import EXIT_DAMAGED
+from ..archive.findings import Finding
 from ..archive.inspect import inspect_source
 from ..archive.source import open_source
 from .main import app, emit_json, progress_bars
@@ -58,14 +59,7 @@ def render_text(doc: dict) -> str:
         for cq in doc["continuous_queries"]:
             lines.append(f"  {cq['database']}.{cq['name']}: {cq['query']}")
     for f in doc["findings"]:
-        where = ", ".join(
-            x for x in (
-                f"file {f['path']}" if f.get("path") else "",
-                f"member {f['member']}" if f.get("member") else "",
-                f"offset {f['offset']}" if f.get("offset") is not None else "",
-            ) if x
-        )
-        lines.append(f"{f['severity']}: {f['message']}" + (f" [{where}]" if where else ""))
+        lines.append(str(Finding(**f)))
     return "\n".join(lines)
 
 

@@ -20,15 +20,7 @@ import influxd
 
 pytestmark = pytest.mark.interop
 
-FIXTURES = (
-    "legacy",
-    "portable",
-    "portable_range",
-    "portable_range_db2",
-    "legacy_incremental",
-    "portable_incremental",
-    "live",
-)
+from make_fixtures import FIXTURES  # noqa: E402  (fixtures/ is on sys.path via conftest)
 NS = 1_000_000_000
 
 

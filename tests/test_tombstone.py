@@ -6,9 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import random
-import shutil
 import struct
 import subprocess
 import time
@@ -16,6 +14,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+
+from goprog import build_go_program
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -517,14 +517,7 @@ func main() {
 @pytest.fixture(scope="module")
 def go_tombstoner(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the Go program above against influxd's installed source (GOPATH mode)."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("the Go toolchain is needed to run influxd's Tombstoner: apt-get install golang-go", pytrace=False)
-    work = tmp_path_factory.mktemp("go_tombstoner")
-    (work / "main.go").write_text(GO_TOMBSTONER)
-    env = dict(os.environ, GO111MODULE="off", GOPATH=f"/usr/share/gocode:{work / 'gopath'}", GOFLAGS="")
-    subprocess.run([go, "build", "-o", str(work / "tool"), "main.go"], cwd=work, env=env, check=True, timeout=900)
-    return work / "tool"
+    return build_go_program(GO_TOMBSTONER, tmp_path_factory.mktemp("go_tombstoner"), "influxd's Tombstoner")
 
 
 def _run_go(tool: Path, mode: str, lines: list[str]) -> list[str]:

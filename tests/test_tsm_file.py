@@ -7,7 +7,6 @@ import math
 import struct
 import tarfile
 import time
-import zlib
 from pathlib import Path
 
 import pytest

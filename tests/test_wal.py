@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import random
-import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import cramjam
 import pytest
+
+from goprog import build_go_program
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -498,14 +498,8 @@ func main() {
 
 @pytest.fixture(scope="module")
 def go_wal_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("the Go toolchain is needed to run influxd's WAL reader: apt-get install golang-go", pytrace=False)
-    work = tmp_path_factory.mktemp("go_wal_reader")
-    (work / "main.go").write_text(GO_WAL_READER)
-    env = dict(os.environ, GO111MODULE="off", GOPATH=f"/usr/share/gocode:{work / 'gopath'}", GOFLAGS="")
-    subprocess.run([go, "build", "-o", str(work / "tool"), "main.go"], cwd=work, env=env, check=True, timeout=900)
-    return work / "tool"
+    """Build the Go program above against influxd's installed source (GOPATH mode)."""
+    return build_go_program(GO_WAL_READER, tmp_path_factory.mktemp("go_wal_reader"), "influxd's WAL reader")
 
 
 def _summary(entry) -> str:
