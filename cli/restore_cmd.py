@@ -1,0 +1,102 @@
+"""``influx-archive restore``: offline restore into a stopped server's directories."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..archive.errors import UsageError
+from ..archive.restore import INDEX_GUIDANCE, RestorePlan, execute_restore, plan_restore
+from ..archive.select import Selection
+from ..archive.source import open_source
+from .main import app, emit_json, progress_bars
+
+
+def _plan_text(plan: RestorePlan) -> str:
+    lines = [
+        f"restore {plan.source.kind} backup {plan.source.path}",
+        f"  metastore: {plan.metadir / 'meta.db'} ({'add to the existing one' if plan.meta_exists else 'new'})",
+    ]
+    for a, b in plan.databases:
+        lines.append(f"  database {a}" + (f" -> {b}" if a != b else ""))
+    for s in plan.shards:
+        src = f"{s.shard.database}/{s.shard.retention_policy}/{s.shard.id}"
+        how = "into existing shard" if s.into_existing else "new shard"
+        wal = f", {len(s.wal_files)} WAL segments -> {s.wal_dir}" if s.wal_dir else ""
+        flush = ", WAL flushed into a new TSM file" if s.flush_wal else ""
+        lines.append(f"  shard {src} -> {s.target_dir} ({how}; {len(s.files)} files, {s.bytes} bytes{wal}{flush})")
+    lines.append(f"  users: {', '.join(u.name for u in plan.meta.users) or 'none'}")
+    lines.append(f"  total {plan.bytes} bytes in {len(plan.shards)} shards")
+    return "\n".join(lines)
+
+
+@app.command()
+def restore(
+    src: Path = typer.Argument(..., help="Legacy or portable backup directory, or a stopped server root."),
+    metadir: Path = typer.Option(..., "--metadir", help="Target meta directory (meta.db is created or added to)."),
+    datadir: Path = typer.Option(..., "--datadir", help="Target data directory."),
+    waldir: Optional[Path] = typer.Option(
+        None, "--waldir", help="Target WAL directory: WAL segments of a live source are copied there. "
+        "Without it they are replayed and written as one new TSM file per shard (no point is lost)."
+    ),
+    database: Optional[str] = typer.Option(None, "--database", "--db", help="Restore only this database."),
+    newdb: Optional[str] = typer.Option(None, "--newdb", help="Restore --database under this name."),
+    retention: Optional[str] = typer.Option(None, "--retention", "--rp", help="Restore only this retention policy of --database."),
+    newrp: Optional[str] = typer.Option(None, "--newrp", help="Restore --retention under this name."),
+    shard: Optional[int] = typer.Option(None, "--shard", help="Restore only this shard id."),
+    merge: bool = typer.Option(
+        False, "--merge", help="Restore into a database that exists in the target metastore. Shards whose "
+        "shard group matches an existing one (same time range) are added to that shard with higher TSM "
+        "generations, so where both hold a value for the same point THE RESTORED VALUE WINS; other shards "
+        "become new shard groups."
+    ),
+    owner: Optional[str] = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan / result as JSON."),
+    portable: bool = typer.Option(False, "--portable", hidden=True),
+    online: bool = typer.Option(False, "--online", hidden=True),
+    host: Optional[str] = typer.Option(None, "--host", hidden=True),
+) -> None:
+    """Restore SRC offline into --metadir/--datadir (influxd must be stopped).
+
+    Any source kind works (legacy, portable with one or several manifests, stopped server root);
+    influxd's spellings (-metadir, -datadir, -database/-db, -retention/-rp, -newdb, -newrp, -shard)
+    are accepted. Unlike influxd 1.6.7: shard ids ending in 0 land in the right directory, users,
+    grants and CQs are kept, deleted data stays deleted, increments do not resurrect deletes, and an
+    existing meta.db is added to (new ids above the existing ones), never replaced.
+
+    Nothing is half-written: on any failure the target is left as it was. Exit 0 ok, 1 damaged
+    source, 2 usage error, 3 target problem.
+    """
+    if portable or online or host is not None:
+        raise UsageError(
+            "influx-archive restores offline into --metadir/--datadir; -portable/-online/-host are not needed "
+            "(every backup kind is recognised) — stop influxd and drop those flags"
+        )
+    sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
+    source = open_source(src)
+    plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge)
+    for w in plan.warnings:
+        sys.stderr.write(f"influx-archive: warning: {w}\n")
+    if dry_run:
+        if json_out:
+            emit_json({"dry_run": True, "plan": plan.to_dict()})
+        else:
+            sys.stdout.write(_plan_text(plan) + "\n(dry run: nothing written)\n")
+        return
+    bars = progress_bars()
+    try:
+        result = execute_restore(plan, owner=owner, progress=bars)
+    finally:
+        bars.close()
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    sys.stdout.write(_plan_text(plan) + "\n")
+    sys.stdout.write(
+        f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore {plan.metadir / 'meta.db'}\n"
+    )
+    sys.stdout.write(INDEX_GUIDANCE + "\n")
