@@ -138,6 +138,15 @@ class ShardReader:
         block_type, pieces = self._plan(key, lo, hi)
         return self._parts(key, block_type, pieces, lo, hi, raw=True)
 
+    def iter_key(
+        self, key: bytes, start: int | None = None, end: int | None = None
+    ) -> tuple[int, Iterator[RawFrame | Values]]:
+        """``(block_type, parts)``: :meth:`iter_blocks` with the key's block type, for writers."""
+        lo = _MIN if start is None else start
+        hi = _MAX if end is None else end
+        block_type, pieces = self._plan(key, lo, hi)
+        return block_type, self._parts(key, block_type, pieces, lo, hi, raw=True)
+
     def read(self, key: bytes, start: int | None = None, end: int | None = None) -> tuple[int, list[int], list]:
         """``(block_type, timestamps, values)`` of ``key`` in ``[start, end]``, as served."""
         lo = _MIN if start is None else start

@@ -46,6 +46,10 @@ class TSMWriter:
     def entries_for_current_key(self) -> int:
         return self._count
 
+    @property
+    def current_key(self) -> Optional[bytes]:
+        return self._key
+
     def _start_key(self, key: bytes, block_type: int) -> None:
         if self._closed:
             raise UsageError("TSM writer is closed")

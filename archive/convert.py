@@ -1,0 +1,400 @@
+"""Convert any source into a legacy or portable backup, offline; trim it to a time range; back up a
+stopped server root.
+
+Outputs are what influxd 1.6.7 writes (BACKUP_META.md §2-§3): legacy ``meta.00`` plus one
+``<db>.<rp>.<id5>.00`` tar per shard; portable ``<ts>.meta``, ``<ts>.s<id>.tar.gz`` (0600) and
+``<ts>.manifest`` (0600, ``meta.size`` = blob length, entry ``size`` = uncompressed tar bytes,
+``limited`` false and no ``database``/``policy``/``shard_id`` — influxd never sets them). The
+backup directory is created 0700.
+
+What the data files hold is what the source server served, so that influxd's own restores serve
+it too:
+
+* tombstones are applied into the TSM data (influxd's online restore discards ``.tombstone``
+  files, §4.3) and no tombstone file is written;
+* several increments (legacy ``.NN``, several manifests) are merged into one full backup, newest
+  file winning per point (the resolved state of :meth:`Shard.effective_files`);
+* a live server root's WAL is replayed exactly as influxd replays it and written into the TSM data;
+* ``start``/``end`` keep exactly the points with ``start <= t <= end`` (both inclusive); blocks fully
+  inside are copied raw, boundary blocks decoded and re-encoded; shards with nothing left are dropped
+  from the data files and the manifest (influxd keeps whole blocks and can write truncated tars).
+
+A shard whose data is one TSM file with no tombstone and no WAL, entirely inside the range, is
+copied byte for byte (its header, index and footer checked first); everything else goes through
+:func:`~influx_archive.archive.writeshard.write_shard`, which still copies untouched blocks raw.
+Shards are processed in parallel (gzip and file I/O release the GIL). The output is built in a
+hidden sibling directory and renamed to ``dest`` only when complete.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as _dt
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..meta import files as metafiles
+from ..meta.model import Data, encode_data
+from ..tsm import naming
+from ..tsm.reader import TSMReader
+from .errors import ArchiveError, SourceError, TargetError, UsageError
+from .progress import ProgressCallback, Reporter
+from .select import Selection, select_meta
+from .shardview import open_shard_reader
+from .source import Shard, Source, open_source
+from .tarwrite import TarWriter, gzip_writer
+from .writeshard import write_shard
+
+FORMATS = ("legacy", "portable")
+
+
+@dataclass
+class ShardJob:
+    shard: Shard
+    database: str  # target names
+    retention_policy: str
+    copy_raw: bool  # one TSM, no tombstone, no WAL, inside the range: byte copy
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f, _ in self.shard.tsm_layers()) + sum(
+            t.size for _, t in self.shard.tsm_layers() if t is not None
+        ) + sum(f.size for f in self.shard.wal)
+
+
+@dataclass
+class ConvertPlan:
+    source: Source
+    dest: Path
+    to: str
+    meta: Data
+    jobs: list[ShardJob]
+    start: Optional[int] = None
+    end: Optional[int] = None
+    compress_level: int = 1
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(j.bytes for j in self.jobs)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": {"kind": self.source.kind, "path": self.source.path},
+            "dest": str(self.dest),
+            "to": self.to,
+            "start": self.start,
+            "end": self.end,
+            "databases": [db.name for db in self.meta.databases],
+            "shards": [
+                {
+                    "source": f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}",
+                    "database": j.database,
+                    "retention_policy": j.retention_policy,
+                    "id": j.shard.id,
+                    "how": "copy" if j.copy_raw else "rewrite",
+                    "bytes": j.bytes,
+                }
+                for j in self.jobs
+            ],
+            "bytes": self.bytes,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class ShardOutput:
+    database: str
+    retention_policy: str
+    id: int
+    file_name: str
+    tar_size: int  # uncompressed tar bytes
+    file_size: int  # bytes on disk
+    tsm_files: int
+
+
+@dataclass
+class ConvertResult:
+    plan: ConvertPlan
+    files: list[str]  # names written in dest
+    shards: list[ShardOutput]
+    dropped: list[str]  # shards left empty by the range / deletes
+    bytes_read: int
+    bytes_written: int
+
+    def to_dict(self) -> dict:
+        return {
+            "dest": str(self.plan.dest),
+            "to": self.plan.to,
+            "files": self.files,
+            "shards": [s.__dict__ for s in self.shards],
+            "dropped_empty_shards": self.dropped,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "warnings": list(self.plan.warnings),
+        }
+
+
+def _overlaps(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
+    if shard.group_start is None or shard.group_end is None:
+        return True
+    if start is not None and shard.group_end - 1 < start:
+        return False
+    if end is not None and shard.group_start > end:
+        return False
+    return True
+
+
+def _inside(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
+    if start is None and end is None:
+        return True
+    if shard.group_start is None or shard.group_end is None:
+        return False
+    return (start is None or shard.group_start >= start) and (end is None or shard.group_end - 1 <= end)
+
+
+def plan_convert(
+    src: Source,
+    dest: str | os.PathLike[str],
+    *,
+    to: Optional[str] = None,
+    selection: Selection = Selection(),
+    start: Optional[int] = None,
+    end: Optional[int] = None,
+    compress_level: int = 1,
+) -> ConvertPlan:
+    """Decide what :func:`execute_convert` writes. Checks the destination; writes nothing."""
+    if src.meta is None:
+        raise UsageError(
+            "the source has no metastore (expected a legacy or portable backup, or a server root with meta/meta.db)",
+            path=src.path,
+        )
+    if to is None:
+        to = src.kind if src.kind in FORMATS else "portable"
+    if to not in FORMATS:
+        raise UsageError(f"--to must be legacy or portable, not {to!r}")
+    if not 0 <= compress_level <= 9:
+        raise UsageError("--compress-level must be 0..9")
+    if start is not None and end is not None and start > end:
+        raise UsageError("--start is after --end")
+    dest_p = Path(dest).absolute()
+    if dest_p.exists():
+        if not dest_p.is_dir():
+            raise TargetError("destination exists and is not a directory", path=str(dest_p))
+        if any(dest_p.iterdir()):
+            raise TargetError("destination directory is not empty; give a new or empty directory", path=str(dest_p))
+    src_root = Path(src.path).absolute()
+    if dest_p == src_root or src_root in dest_p.parents:
+        raise UsageError("destination lies inside the source", path=str(dest_p))
+
+    selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
+    warnings = list(selected.warnings)
+    live = {ref.shard.id for ref in src.meta.iter_shards() if not ref.group.deleted}
+    by_key = {s.key: s for s in src.shards}
+    jobs: list[ShardJob] = []
+    for ref in src.meta.iter_shards():  # meta order: RP order, then shard-group order (as influxd)
+        key = (ref.db.name, ref.rp.name, ref.shard.id)
+        shard = by_key.get(key)
+        if shard is None or ref.group.deleted or not selection.keeps(*key):
+            continue
+        if not (shard.tsm_layers() or shard.wal) or not _overlaps(shard, start, end):
+            continue
+        tdb, trp = selection.target_names(ref.db.name, ref.rp.name)
+        layers = shard.tsm_layers()
+        copy_raw = len(layers) == 1 and layers[0][1] is None and not shard.wal and _inside(shard, start, end)
+        jobs.append(ShardJob(shard, tdb, trp, copy_raw))
+    for s in src.shards:
+        if (s.files or s.wal) and s.id not in live and selection.keeps(*s.key):
+            warnings.append(
+                f"shard {s.database}/{s.retention_policy}/{s.id} has data but no live shard group in the metastore; "
+                "influxd would never serve it: left out"
+            )
+    return ConvertPlan(src, dest_p, to, selected.data, jobs, start, end, compress_level, warnings)
+
+
+def _stat_sources(src: Source) -> dict[str, tuple[int, int]]:
+    paths = {src.meta_origin} if src.meta_origin else set()
+    for s in src.shards:
+        for f in s.files + s.wal:
+            paths.add(f.container)
+    out = {}
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out[p] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            out[p] = (-1, -1)
+    return out
+
+
+def execute_convert(
+    plan: ConvertPlan, *, progress: Optional[ProgressCallback] = None, workers: Optional[int] = None
+) -> ConvertResult:
+    """Write the backup of ``plan`` to ``plan.dest`` (atomically: all of it or nothing)."""
+    src = plan.source
+    before = _stat_sources(src) if src.kind == "live" else None
+    dest = plan.dest
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(tmp, 0o700)
+    except OSError as exc:
+        raise TargetError(f"cannot create the output directory: {exc.strerror}", path=str(tmp)) from None
+    rep = Reporter(progress, label="convert")
+    rep.start(plan.bytes)
+    lock = threading.Lock()
+
+    def advance(n: int) -> None:
+        with lock:
+            rep.advance(n)
+
+    blob = encode_data(plan.meta)
+    ts = metafiles.portable_timestamp(_dt.datetime.now(_dt.timezone.utc))
+    try:
+        n_workers = max(1, min(workers or os.cpu_count() or 1, len(plan.jobs) or 1))
+        with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
+            futures = [pool.submit(_convert_shard, plan, job, tmp, ts, advance) for job in plan.jobs]
+            outputs: list[Optional[ShardOutput]] = []
+            try:
+                for fut in futures:
+                    outputs.append(fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        shards = [o for o in outputs if o is not None]
+        dropped = [
+            f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}" for j, o in zip(plan.jobs, outputs) if o is None
+        ]
+        files = [o.file_name for o in shards]
+        if plan.to == "legacy":
+            meta_name = metafiles.legacy_meta_file_name(0)
+            _write_file(tmp / meta_name, metafiles.build_meta_nn(blob), 0o644)
+            files.insert(0, meta_name)
+        else:
+            names = metafiles.portable_names(ts, [])
+            _write_file(tmp / names.meta, metafiles.build_portable_meta(blob), 0o644)
+            manifest = metafiles.Manifest(
+                meta_file_name=names.meta,
+                meta_size=len(blob),
+                limited=False,
+                files=[
+                    metafiles.ManifestEntry(o.database, o.retention_policy, o.id, o.file_name, o.tar_size, 0) for o in shards
+                ]
+                or None,
+            )
+            _write_file(tmp / names.manifest, metafiles.dump_manifest(manifest), 0o600)
+            files = [names.meta] + files + [names.manifest]
+        if before is not None and _stat_sources(src) != before:
+            raise SourceError(
+                "source files changed while they were read: is influxd still running on it? Stop it and run again",
+                path=src.path,
+            )
+        _fsync_dir(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            dest.rmdir()  # an empty destination directory was accepted by the plan
+        try:
+            os.rename(tmp, dest)
+        except OSError as exc:
+            raise TargetError(f"cannot move the finished backup into place: {exc.strerror}", path=str(dest)) from None
+        _fsync_dir(dest.parent)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
+            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=getattr(exc, "filename", None)) from None
+        raise
+    finally:
+        rep.end()
+    written = sum(o.file_size for o in shards)
+    return ConvertResult(plan, files, shards, dropped, plan.bytes, written)
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fchmod(f.fileno(), mode)
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(p: Path) -> None:
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance) -> Optional[ShardOutput]:
+    """Write one shard's tar (or .tar.gz); None when nothing is left of it."""
+    shard = job.shard
+    prefix = f"{job.database}/{job.retention_policy}/{shard.id}/"
+    work = tmp / f".work-{shard.id}"
+    os.mkdir(work)
+    try:
+        members: list[tuple[str, int, object]] = []  # (name, size, opener)
+        with contextlib.ExitStack() as stack:
+            if job.copy_raw:
+                opened = stack.enter_context(plan.source.open_shard(shard, tmpdir=str(work)))
+                tsm = shard.tsm_layers()[0][0]
+                stream = opened.stream(tsm)
+                try:
+                    TSMReader(stream, name=tsm.origin, size=tsm.size)
+                except ArchiveError as exc:
+                    raise exc.located(path=tsm.container, member=tsm.member)
+                members.append((tsm.name, tsm.size, lambda s=opened, f=tsm: s.stream(f)))
+            else:
+                layers = shard.tsm_layers()
+                gen = max((naming.order_key(f.name)[0] for f, _ in layers), default=1)
+                seq = max((naming.order_key(f.name)[1] for f, _ in layers), default=0) + 1
+                with open_shard_reader(plan.source, shard, tmpdir=str(work)) as reader:
+                    written = write_shard(reader, work, gen, seq, start=plan.start, end=plan.end)
+                advance(job.bytes)
+                for w in written:
+                    members.append((w.name, w.size, lambda p=w.path: stack.enter_context(open(p, "rb"))))
+            if not members:
+                return None
+            members.sort(key=lambda m: m[0])
+            if plan.to == "legacy":
+                name = metafiles.legacy_shard_file_name(job.database, job.retention_policy, shard.id, 0)
+            else:
+                name = metafiles.portable_names(ts, [shard.id]).shards[shard.id]
+            path = tmp / name
+            with open(path, "xb") as raw:
+                sink = gzip_writer(raw, level=plan.compress_level, filename=name[: -len(".gz")]) if plan.to == "portable" else raw
+                tar = TarWriter(sink)
+                for mname, size, opener in members:
+                    tar.add(prefix + mname, size, opener(), on_bytes=advance if job.copy_raw else None)  # type: ignore[operator]
+                tar.close()
+                if sink is not raw:
+                    sink.close()
+                raw.flush()
+                os.fchmod(raw.fileno(), 0o600 if plan.to == "portable" else 0o644)
+                os.fsync(raw.fileno())
+                file_size = raw.tell()
+            return ShardOutput(job.database, job.retention_policy, shard.id, name, tar.size, file_size, len(members))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def convert(
+    src: str | os.PathLike[str] | Source,
+    dest: str | os.PathLike[str],
+    *,
+    to: Optional[str] = None,
+    selection: Selection = Selection(),
+    start: Optional[int] = None,
+    end: Optional[int] = None,
+    compress_level: int = 1,
+    progress: Optional[ProgressCallback] = None,
+) -> ConvertResult:
+    """Plan and execute in one call (``src`` a path or an opened :class:`Source`)."""
+    source = src if isinstance(src, Source) else open_source(src)
+    plan = plan_convert(source, dest, to=to, selection=selection, start=start, end=end, compress_level=compress_level)
+    return execute_convert(plan, progress=progress)

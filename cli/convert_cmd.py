@@ -1,0 +1,151 @@
+"""``influx-archive convert``, ``trim`` and ``backup``: write a new backup from any source, offline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..archive.convert import ConvertPlan, execute_convert, plan_convert
+from ..archive.errors import UsageError
+from ..archive.select import Selection, parse_time
+from ..archive.source import open_source
+from .main import app, emit_json, progress_bars
+
+_TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
+
+
+def _plan_text(plan: ConvertPlan) -> str:
+    lines = [f"{plan.source.kind} {plan.source.path} -> {plan.to} backup {plan.dest}"]
+    if plan.start is not None or plan.end is not None:
+        lines.append(f"  keep points with {plan.start if plan.start is not None else '-inf'} <= t <= {plan.end if plan.end is not None else '+inf'} (ns)")
+    for j in plan.jobs:
+        src = f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}"
+        dst = f"{j.database}/{j.retention_policy}/{j.shard.id}"
+        lines.append(f"  shard {src}" + (f" -> {dst}" if src != dst else "") + f": {'copy' if j.copy_raw else 'rewrite'}, {j.bytes} bytes")
+    lines.append(f"  databases in the metastore: {', '.join(db.name for db in plan.meta.databases) or 'none'}")
+    return "\n".join(lines)
+
+
+def _run(
+    src: Path, dest: Path, *, to: Optional[str], database, retention, shard, newdb, newrp,
+    start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
+    require_kind: Optional[str] = None,
+) -> None:
+    sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
+    lo = parse_time(start, option="--start") if start is not None else None
+    hi = parse_time(end, option="--end") if end is not None else None
+    source = open_source(src)
+    if require_kind is not None and source.kind != require_kind:
+        raise UsageError(f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src))
+    plan = plan_convert(source, dest, to=to, selection=sel, start=lo, end=hi, compress_level=compress_level)
+    for w in plan.warnings:
+        sys.stderr.write(f"influx-archive: warning: {w}\n")
+    if dry_run:
+        if json_out:
+            emit_json({"dry_run": True, "plan": plan.to_dict()})
+        else:
+            sys.stdout.write(_plan_text(plan) + "\n(dry run: nothing written)\n")
+        return
+    bars = progress_bars()
+    try:
+        result = execute_convert(plan, progress=bars)
+    finally:
+        bars.close()
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    sys.stdout.write(_plan_text(plan) + "\n")
+    for d in result.dropped:
+        sys.stdout.write(f"  shard {d}: nothing left in the range, left out\n")
+    sys.stdout.write(
+        f"wrote {len(result.files)} files ({result.bytes_written} bytes of shard data) to {plan.dest}\n"
+    )
+
+
+_to_opt = typer.Option(None, "--to", help="legacy or portable (default: the source's format; portable for a server root).")
+_db_opt = typer.Option(None, "--database", "--db", help="Only this database.")
+_rp_opt = typer.Option(None, "--retention", "--rp", help="Only this retention policy of --database.")
+_shard_opt = typer.Option(None, "--shard", help="Only this shard id.")
+_newdb_opt = typer.Option(None, "--newdb", help="Rename --database in the output.")
+_newrp_opt = typer.Option(None, "--newrp", help="Rename --retention in the output.")
+_level_opt = typer.Option(1, "--compress-level", help="gzip level 0-9 for portable output (0-3 use ISA-L, fastest).")
+_dry_opt = typer.Option(False, "--dry-run", help="Print the plan and write nothing.")
+_json_opt = typer.Option(False, "--json", help="Print the plan / result as JSON.")
+
+
+@app.command()
+def convert(
+    src: Path = typer.Argument(..., help="Any source: legacy or portable backup, stopped server root."),
+    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    to: Optional[str] = _to_opt,
+    database: Optional[str] = _db_opt,
+    retention: Optional[str] = _rp_opt,
+    shard: Optional[int] = _shard_opt,
+    newdb: Optional[str] = _newdb_opt,
+    newrp: Optional[str] = _newrp_opt,
+    start: Optional[str] = typer.Option(None, "--start", help="Keep points at or after this time. " + _TIME_HELP),
+    end: Optional[str] = typer.Option(None, "--end", help="Keep points at or before this time. " + _TIME_HELP),
+    since: Optional[str] = typer.Option(None, "--since", help="influxd's alias of --start."),
+    compress_level: int = _level_opt,
+    dry_run: bool = _dry_opt,
+    json_out: bool = _json_opt,
+) -> None:
+    """Write SRC as a legacy or portable backup in DEST, offline.
+
+    The output is what influxd 1.6.7 writes and restores (influxd restore, restore -portable),
+    holding what the source served: tombstones applied into the data, increments merged newest
+    first, a server root's WAL included. --start/--end keep exactly the points with
+    start <= t <= end; shards with nothing left are dropped.
+    """
+    if since is not None and start is not None:
+        raise UsageError("give --since or --start, not both (--since is influxd's name for --start)")
+    _run(src, dest, to=to, database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp,
+         start=start if start is not None else since, end=end, compress_level=compress_level, dry_run=dry_run,
+         json_out=json_out)
+
+
+@app.command()
+def trim(
+    src: Path = typer.Argument(..., help="Any source."),
+    dest: Path = typer.Argument(..., help="New or empty directory for the trimmed backup."),
+    start: str = typer.Option(..., "--start", help="First time kept. " + _TIME_HELP),
+    end: str = typer.Option(..., "--end", help="Last time kept. " + _TIME_HELP),
+    database: Optional[str] = _db_opt,
+    retention: Optional[str] = _rp_opt,
+    compress_level: int = _level_opt,
+    dry_run: bool = _dry_opt,
+    json_out: bool = _json_opt,
+) -> None:
+    """Copy SRC keeping exactly the points with start <= t <= end, in SRC's format.
+
+    Blocks fully inside the range are copied without decoding; only boundary blocks are decoded.
+    Shards with nothing left in the range are left out of the data files and the manifest.
+    """
+    _run(src, dest, to=None, database=database, retention=retention, shard=None, newdb=None, newrp=None,
+         start=start, end=end, compress_level=compress_level, dry_run=dry_run, json_out=json_out)
+
+
+@app.command()
+def backup(
+    root: Path = typer.Argument(..., help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."),
+    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    to: str = typer.Option("portable", "--to", help="portable (default) or legacy."),
+    database: Optional[str] = _db_opt,
+    retention: Optional[str] = _rp_opt,
+    shard: Optional[int] = _shard_opt,
+    compress_level: int = _level_opt,
+    dry_run: bool = _dry_opt,
+    json_out: bool = _json_opt,
+) -> None:
+    """Back up a stopped server's directories without starting influxd.
+
+    Reads meta/meta.db, every shard's TSM and tombstone files and replays the WAL as influxd does,
+    so points only in the WAL are in the backup. The source is only read; if its files change
+    while reading (influxd still running), the backup stops with an error and writes nothing.
+    """
+    _run(root, dest, to=to, database=database, retention=retention, shard=shard, newdb=None, newrp=None,
+         start=None, end=None, compress_level=compress_level, dry_run=dry_run, json_out=json_out,
+         require_kind="live")
