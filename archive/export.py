@@ -1,0 +1,265 @@
+"""Export any source as line protocol in ``influx_inspect export``'s format.
+
+::
+
+    # INFLUXDB EXPORT: <start> - <end>
+    # DDL
+    CREATE DATABASE "db1" WITH DURATION INF REPLICATION 1 SHARD DURATION 1w NAME "autogen"
+    CREATE RETENTION POLICY "hourly" ON "db1" DURATION INF REPLICATION 1 SHARD DURATION 1h
+    # DML
+    # CONTEXT-DATABASE:db1
+    # CONTEXT-RETENTION-POLICY:autogen
+    cpu,host=h0 b=false,i=-763i,s="idle",v=73.63359934913034 1793491200000000000
+
+``influx -import -path F -precision ns`` executes the DDL lines as queries (so databases and RPs
+come back with their settings, the default RP included) and writes the rest in batches. Every
+line ends with a newline (the importer drops a last line without one).
+
+The data is what the source server served (:func:`~influx_archive.archive.shardview.open_shard_reader`:
+tombstones applied, newest file wins, WAL included), filtered by database, RP, measurement and
+``start <= t <= end`` (inclusive). One line per (series, timestamp) with all its fields; values
+that line protocol cannot carry (NaN, ±Inf floats; strings with a newline, which the importer
+splits) are skipped and counted in :attr:`ExportResult.skipped`. Memory is bounded by one
+series of one shard.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from typing import BinaryIO, Optional
+
+from ..tsm.block import decode_block
+from ..tsm.keys import measurement_of, split_key
+from ..tsm.shard import RawFrame, ShardReader
+from .errors import UsageError
+from .inspect import rfc3339
+from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
+from .progress import ProgressCallback, Reporter
+from .shardview import open_shard_reader
+from .source import Shard, Source
+
+_MIN = -(1 << 63)
+_MAX = (1 << 63) - 1
+
+
+@dataclass
+class ExportResult:
+    lines: int = 0
+    values: int = 0
+    shards: int = 0
+    skipped: list[str] = field(default_factory=list)  # what could not be written, one entry per value kind+key
+    skipped_values: int = 0
+
+    def to_dict(self) -> dict:
+        return {"lines": self.lines, "values": self.values, "shards": self.shards,
+                "skipped_values": self.skipped_values, "skipped": self.skipped}
+
+
+def _selected_shards(src: Source, database: Optional[str], retention: Optional[str], start: int, end: int) -> list[tuple[str, str, list[Shard]]]:
+    """(db, rp, shards) in metastore order, shards in time order, only those overlapping the range."""
+    assert src.meta is not None
+    by_key = {s.key: s for s in src.shards}
+    out = []
+    for db in src.meta.databases:
+        if database is not None and db.name != database:
+            continue
+        for rp in db.retention_policies:
+            if retention is not None and rp.name != retention:
+                continue
+            shards = []
+            for g in sorted(rp.shard_groups, key=lambda g: (g.start_time, g.id)):
+                if g.deleted or g.end_time - 1 < start or g.start_time > end:
+                    continue
+                for si in g.shards:
+                    s = by_key.get((db.name, rp.name, si.id))
+                    if s is not None and (s.tsm_layers() or s.wal):
+                        shards.append(s)
+            out.append((db.name, rp.name, shards))
+    return out
+
+
+def ddl_lines(src: Source, database: Optional[str], retention: Optional[str]) -> list[str]:
+    assert src.meta is not None
+    lines = []
+    for db in src.meta.databases:
+        if database is not None and db.name != database:
+            continue
+        rps = [rp for rp in db.retention_policies if retention is None or rp.name == retention]
+        default = next((rp for rp in rps if rp.name == db.default_retention_policy), rps[0] if rps else None)
+        if default is None:
+            lines.append(f"CREATE DATABASE {quote_ident(db.name)}")
+            continue
+        lines.append(
+            f"CREATE DATABASE {quote_ident(db.name)} WITH DURATION {influxql_duration(default.duration)} "
+            f"REPLICATION {default.replica_n or 1} SHARD DURATION {influxql_duration(default.shard_group_duration)} "
+            f"NAME {quote_ident(default.name)}"
+        )
+        for rp in rps:
+            if rp is default:
+                continue
+            lines.append(
+                f"CREATE RETENTION POLICY {quote_ident(rp.name)} ON {quote_ident(db.name)} "
+                f"DURATION {influxql_duration(rp.duration)} REPLICATION {rp.replica_n or 1} "
+                f"SHARD DURATION {influxql_duration(rp.shard_group_duration)}"
+            )
+    return lines
+
+
+def export(
+    src: Source,
+    out: BinaryIO,
+    *,
+    database: Optional[str] = None,
+    retention: Optional[str] = None,
+    measurement: Optional[str] = None,
+    start: Optional[int] = None,
+    end: Optional[int] = None,
+    lp_only: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    tmpdir: Optional[str] = None,
+) -> ExportResult:
+    """Write the export of ``src`` to the binary stream ``out``."""
+    if src.meta is None:
+        raise UsageError("the source has no metastore: export needs a backup or a server root", path=src.path)
+    if retention is not None and database is None:
+        raise UsageError("--retention needs --database")
+    if database is not None and src.meta.database(database) is None:
+        raise UsageError(f"database {database!r} is not in the source", path=src.path)
+    lo = _MIN if start is None else start
+    hi = _MAX if end is None else end
+    groups = _selected_shards(src, database, retention, lo, hi)
+    want = measurement.encode("utf-8") if measurement is not None else None
+    text = io.TextIOWrapper(out, encoding="utf-8", errors="surrogateescape", newline="\n", write_through=False)
+    res = ExportResult()
+    rep = Reporter(progress, label="export")
+    rep.start(sum(s.bytes + sum(w.size for w in s.wal) for _, _, shards in groups for s in shards))
+    try:
+        if not lp_only:
+            text.write(f"# INFLUXDB EXPORT: {rfc3339(lo)} - {rfc3339(hi)}\n# DDL\n")
+            for line in ddl_lines(src, database, retention):
+                text.write(line + "\n")
+            text.write("# DML\n")
+        for db, rp, shards in groups:
+            if not shards:
+                continue
+            if not lp_only:
+                text.write(f"# CONTEXT-DATABASE:{db}\n# CONTEXT-RETENTION-POLICY:{rp}\n")
+            for shard in shards:
+                with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
+                    _export_shard(reader, text, lo, hi, want, res)
+                res.shards += 1
+                rep.advance(shard.bytes + sum(w.size for w in shard.wal))
+        text.flush()
+    finally:
+        text.detach()
+        rep.end()
+    return res
+
+
+def _field_values(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[int, list[int], list]:
+    block_type, parts = reader.iter_key(key, lo, hi)
+    ts: list[int] = []
+    vs: list = []
+    for part in parts:
+        if isinstance(part, RawFrame):
+            _, t, v = decode_block(part.frame[4:])
+            ts.extend(t)
+            vs.extend(v)
+        else:
+            ts.extend(part.timestamps)
+            vs.extend(part.values)
+    return block_type, ts, vs
+
+
+def _export_shard(reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int, want: Optional[bytes], res: ExportResult) -> None:
+    series: Optional[bytes] = None
+    fields: list[tuple[str, int, list[int], list]] = []
+
+    def flush() -> None:
+        if series is None or not fields:
+            return
+        _write_series(text, series.decode("utf-8", "surrogateescape"), fields, res)
+
+    for key in reader.keys():
+        s, f = split_key(key)
+        if want is not None and measurement_of(key) != want:
+            continue
+        if s != series:
+            flush()
+            series, fields = s, []
+        block_type, ts, vs = _field_values(reader, key, lo, hi)
+        if ts:
+            fields.append((escape_field_key(f.decode("utf-8", "surrogateescape")), block_type, ts, vs))
+    flush()
+
+
+def _write_series(text: io.TextIOWrapper, series: str, fields: list[tuple[str, int, list[int], list]], res: ExportResult) -> None:
+    prefix = series + " "
+    out: list[str] = []
+    if len(fields) == 1 or all(f[2] == fields[0][2] for f in fields[1:]):
+        # every field has the same timestamps (the common case): zip the columns
+        ts = fields[0][2]
+        cols = []
+        for name, btype, _, vs in fields:
+            fmt = FORMATTERS[btype]
+            cols.append([_checked(res, series, name, btype, fmt, v) for v in vs])
+        for i, t in enumerate(ts):
+            parts = [c[i] for c in cols if c[i] is not None]
+            if parts:
+                out.append(f"{prefix}{','.join(parts)} {t}\n")
+                res.values += len(parts)
+    else:
+        rows: dict[int, list[str]] = {}
+        for name, btype, ts, vs in fields:
+            fmt = FORMATTERS[btype]
+            for t, v in zip(ts, vs):
+                value = _checked(res, series, name, btype, fmt, v)
+                if value is not None:
+                    rows.setdefault(t, []).append(value)
+        for t in sorted(rows):
+            out.append(f"{prefix}{','.join(rows[t])} {t}\n")
+            res.values += len(rows[t])
+    res.lines += len(out)
+    text.write("".join(out))
+
+
+def _checked(res: ExportResult, series: str, name: str, btype: int, fmt, v) -> Optional[str]:
+    value = fmt(v)
+    if value is None or (btype == 3 and "\n" in value):
+        res.skipped_values += 1
+        what = "NaN/Inf float" if value is None else "string with a newline"
+        note = f"{series} field {name}: {what} values cannot be imported as line protocol; skipped"
+        if note not in res.skipped:
+            res.skipped.append(note)
+        return None
+    return f"{name}={value}"
+
+
+def export_to_path(src: Source, path: str, *, compress: bool = False, **kw) -> ExportResult:
+    """Export into ``path`` atomically (temp file in the same directory, renamed when complete)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "xb") as raw:
+            if compress:
+                from .tarwrite import gzip_writer
+
+                with gzip_writer(raw, level=1, filename=os.path.basename(path).removesuffix(".gz")) as gz:
+                    res = export(src, gz, **kw)
+            else:
+                buffered = io.BufferedWriter(raw, 1 << 20)
+                res = export(src, buffered, **kw)
+                buffered.flush()
+                buffered.detach()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return res

@@ -1,0 +1,64 @@
+"""``influx-archive export``: line protocol (influx_inspect export format) from any source."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..archive.export import export as export_source
+from ..archive.export import export_to_path
+from ..archive.select import parse_time
+from ..archive.source import open_source
+from .main import app, progress_bars
+
+
+@app.command()
+def export(
+    src: Path = typer.Argument(..., help="Any source: legacy or portable backup, stopped server root."),
+    database: Optional[str] = typer.Option(None, "--database", "--db", help="Only this database."),
+    retention: Optional[str] = typer.Option(None, "--retention", "--rp", help="Only this retention policy of --database."),
+    measurement: Optional[str] = typer.Option(None, "--measurement", help="Only this measurement."),
+    start: Optional[str] = typer.Option(None, "--start", help="First time kept: RFC3339 or integer ns (inclusive)."),
+    end: Optional[str] = typer.Option(None, "--end", help="Last time kept: RFC3339 or integer ns (inclusive)."),
+    out: str = typer.Option("-", "--out", help="Output file, or - for standard output."),
+    compress: bool = typer.Option(False, "--compress", help="gzip the output."),
+    lponly: bool = typer.Option(False, "--lponly", help="Only line protocol: no comments, no DDL."),
+) -> None:
+    """Write SRC's points as line protocol with nanosecond timestamps.
+
+    The format is influx_inspect export's: load it with `influx -import -path FILE -precision ns`
+    (add -compressed for --compress); its DDL recreates the databases and retention policies with
+    their settings. Tombstones are applied, the newest value wins, a server root's WAL is included.
+    NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
+    """
+    source = open_source(src)
+    kw = dict(
+        database=database,
+        retention=retention,
+        measurement=measurement,
+        start=parse_time(start, option="--start") if start is not None else None,
+        end=parse_time(end, option="--end") if end is not None else None,
+        lp_only=lponly,
+    )
+    bars = progress_bars()
+    try:
+        if out == "-":
+            if compress:
+                from ..archive.tarwrite import gzip_writer
+
+                with gzip_writer(sys.stdout.buffer, level=1, filename="export") as gz:
+                    res = export_source(source, gz, progress=bars, **kw)
+            else:
+                res = export_source(source, sys.stdout.buffer, progress=bars, **kw)
+            sys.stdout.buffer.flush()
+        else:
+            res = export_to_path(source, out, compress=compress, progress=bars, **kw)
+    finally:
+        bars.close()
+    for note in res.skipped:
+        sys.stderr.write(f"influx-archive: warning: {note}\n")
+    if out != "-":
+        sys.stderr.write(f"exported {res.lines} lines, {res.values} values from {res.shards} shards to {out}\n")
