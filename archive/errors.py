@@ -78,7 +78,12 @@ class ArchiveError(Exception):
         offset: int | None = None,
     ) -> "ArchiveError":
         """Fill in location parts that are still unknown (outer layers know the file name,
-        inner parsers know the offset). Returns self so it can be re-raised."""
+        inner parsers know the offset). Returns self so it can be re-raised.
+
+        Readers of a tar member are named ``CONTAINER::MEMBER`` (``ShardFile.origin``); given the
+        container and member here, that name is split back into the two parts."""
+        if path is not None and member is not None and self.path == f"{os.fspath(path)}::{member}":
+            self.path = None
         if self.path is None and path is not None:
             self.path = os.fspath(path)
         if self.member is None and member is not None:

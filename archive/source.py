@@ -171,6 +171,7 @@ class Source:
     findings: list[Finding] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
     increments: int = 1
+    salvage: bool = False  # damaged tars became findings; what was intact before the damage is used
 
     # ------------------------------------------------------------------ access
     def shard(self, database: str, retention_policy: str, shard_id: int) -> Optional[Shard]:
@@ -196,7 +197,7 @@ class Source:
                     return stack.enter_context(open(f.container, "rb"))
                 if f.gz:
                     if f.container not in spooled:
-                        spooled[f.container] = stack.enter_context(_spool_gz(f.container, tmpdir))
+                        spooled[f.container] = stack.enter_context(_spool_gz(f.container, tmpdir, self.salvage))
                     return spooled[f.container]
                 if f.container not in handles:
                     handles[f.container] = stack.enter_context(open(f.container, "rb"))
@@ -246,14 +247,17 @@ class TarMember:
     data_offset: int
 
 
-def scan_shard_tar(path: str, *, gz: bool, findings: list[Finding]) -> list[TarMember]:
+def scan_shard_tar(path: str, *, gz: bool, findings: list[Finding], salvage: bool = False) -> list[TarMember]:
     """List the usable members of a shard tar (``<db>/<rp>/<id>/<file>``) without extracting.
 
     Damage (truncation, bad gzip, bad headers) raises :class:`FormatError` naming the member that was
-    being read; untrusted member kinds or names are reported in ``findings`` and skipped.
+    being read; untrusted member kinds or names are reported in ``findings`` and skipped. With
+    ``salvage`` the damage becomes an error finding instead, and the members read completely before
+    it are kept (the damaged one is not).
     """
     out: list[TarMember] = []
     last: Optional[str] = None
+    size = os.path.getsize(path) if not gz else None
     try:
         if gz:
             fobj = gzip.open(path, "rb")
@@ -265,16 +269,23 @@ def scan_shard_tar(path: str, *, gz: bool, findings: list[Finding]) -> list[TarM
             for m in tf:
                 last = m.name
                 usable = _check_member(path, m, findings)
-                if usable is not None:
-                    out.append(TarMember(m.name, usable, m.size, m.offset_data))
                 if gz:
                     # Stream mode: the member's data must actually be read to detect truncation.
                     if m.isfile():
                         _drain(tf, m)
-    except ArchiveError:
-        raise
+                elif size is not None and m.offset_data + m.size > size:
+                    raise EOFError("unexpected end of data")
+                if usable is not None:
+                    out.append(TarMember(m.name, usable, m.size, m.offset_data))
+    except ArchiveError as exc:
+        if not salvage:
+            raise
+        findings.append(Finding.from_error(exc))
     except (tarfile.TarError, EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
-        raise _tar_error(path, last, exc) from exc
+        err = _tar_error(path, last, exc)
+        if not salvage:
+            raise err from exc
+        findings.append(Finding.from_error(err))
     return out
 
 
@@ -327,14 +338,16 @@ def _member_offset(base: BinaryIO, f: ShardFile) -> int:
 
 
 @contextlib.contextmanager
-def _spool_gz(path: str, tmpdir: Optional[str]) -> Iterator[BinaryIO]:
-    """Decompress a .tar.gz into an anonymous temporary file; yields it open for reading."""
+def _spool_gz(path: str, tmpdir: Optional[str], salvage: bool = False) -> Iterator[BinaryIO]:
+    """Decompress a .tar.gz into an anonymous temporary file; yields it open for reading.
+    With ``salvage`` a damaged stream keeps what decompressed before the damage."""
     with tempfile.TemporaryFile(dir=tmpdir, prefix="influx-archive-spool-") as tmp:
         try:
             with gzip.open(path, "rb") as src:
                 shutil.copyfileobj(src, tmp, 1 << 20)
         except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
+            if not salvage:
+                raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
         tmp.seek(0)
         yield tmp
 
@@ -342,15 +355,18 @@ def _spool_gz(path: str, tmpdir: Optional[str]) -> Iterator[BinaryIO]:
 # ---------------------------------------------------------------------- detection
 
 
-def open_source(path: str | os.PathLike[str]) -> Source:
-    """Recognise ``path`` and build its :class:`Source` model (reads metadata and tar listings only)."""
+def open_source(path: str | os.PathLike[str], *, salvage: bool = False) -> Source:
+    """Recognise ``path`` and build its :class:`Source` model (reads metadata and tar listings only).
+
+    ``salvage``: a damaged shard tar is recorded as an error finding (``Source.findings``) and the
+    members read intact before the damage are used, instead of failing."""
     p = Path(path)
     if not p.exists():
         raise SourceError("no such file or directory", path=str(p))
     if p.is_dir():
-        return _open_dir(p)
+        return _open_dir(p, salvage)
     if p.is_file():
-        return _open_file(p)
+        return _open_file(p, salvage)
     raise SourceError("not a regular file or directory", path=str(p))
 
 
@@ -361,7 +377,7 @@ def _listdir(p: Path) -> list[str]:
         raise SourceError(f"cannot list directory: {exc.strerror}", path=str(p)) from exc
 
 
-def _open_dir(p: Path) -> Source:
+def _open_dir(p: Path, salvage: bool = False) -> Source:
     names = _listdir(p)
     manifests = [n for n in names if PORTABLE_MANIFEST_RE.match(n) or n.endswith(".manifest")]
     metas = [n for n in names if LEGACY_META_RE.match(n)]
@@ -372,11 +388,11 @@ def _open_dir(p: Path) -> Source:
             "directory mixes several source kinds (" + ", ".join(kinds) + "); point at one of them", path=str(p)
         )
     if manifests:
-        return _open_portable(p, [p / n for n in manifests])
+        return _open_portable(p, [p / n for n in manifests], salvage)
     if metas:
-        return _open_legacy(p, names)
+        return _open_legacy(p, names, salvage)
     if has_live:
-        return _open_live(p)
+        return _open_live(p, salvage)
     shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
     raise SourceError(
         "not a backup or server root: expected meta.NN files (legacy backup), *.manifest "
@@ -428,7 +444,7 @@ def _add_tar_shard(
     fallback: Optional[tuple[str, str, int]],
 ) -> None:
     """Register the members of one shard tar with the shard(s) they name."""
-    members = scan_shard_tar(str(tar_path), gz=gz, findings=src.findings)
+    members = scan_shard_tar(str(tar_path), gz=gz, findings=src.findings, salvage=src.salvage)
     shards = {s.key: s for s in src.shards}
     seen: set[tuple[str, str, int]] = set()
     for m in members:
@@ -472,11 +488,11 @@ def _add_tar_shard(
         s.containers.append(str(tar_path))
 
 
-def _open_legacy(p: Path, names: list[str]) -> Source:
+def _open_legacy(p: Path, names: list[str], salvage: bool = False) -> Source:
     metas = sorted(
         (int(LEGACY_META_RE.match(n).group(1)), n) for n in names if LEGACY_META_RE.match(n)  # type: ignore[union-attr]
     )
-    src = Source("legacy", str(p))
+    src = Source("legacy", str(p), salvage=salvage)
     # The newest metastore snapshot is the numerically highest meta.NN (influxd takes the lexically
     # last name, so meta.99 beats meta.100 and a stray meta.00.pending wins: BACKUP_META.md §9 #11).
     meta_name = metas[-1][1]
@@ -507,8 +523,8 @@ def _open_legacy(p: Path, names: list[str]) -> Source:
     return src
 
 
-def _open_portable(p: Path, manifest_paths: list[Path]) -> Source:
-    src = Source("portable", str(p))
+def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False) -> Source:
+    src = Source("portable", str(p), salvage=salvage)
     # Oldest first, so later manifests layer on top (BACKUP_META.md §3.6; we take the union).
     manifest_paths = sorted(manifest_paths, key=lambda q: q.name)
     parsed = []
@@ -539,8 +555,8 @@ def _open_portable(p: Path, manifest_paths: list[Path]) -> Source:
     return src
 
 
-def _open_live(p: Path) -> Source:
-    src = Source("live", str(p))
+def _open_live(p: Path, salvage: bool = False) -> Source:
+    src = Source("live", str(p), salvage=salvage)
     meta_db = p / "meta" / "meta.db"
     if meta_db.is_file():
         src.meta = metafiles.read_meta_db(meta_db)
@@ -609,9 +625,9 @@ def _read_file(path: Path, limit: int = 1 << 30) -> bytes:
         raise SourceError(f"cannot read: {exc.strerror}", path=str(path)) from exc
 
 
-def _open_file(p: Path) -> Source:
+def _open_file(p: Path, salvage: bool = False) -> Source:
     name = p.name
-    src = Source("file", str(p))
+    src = Source("file", str(p), salvage=salvage)
     if name.endswith(".tsm"):
         src.file_kind = "tsm"
         src.shards.append(_single_file_shard(p, "tsm"))
@@ -640,7 +656,7 @@ def _open_file(p: Path) -> Source:
         src.meta_origin = str(p)
         _fill_from_meta(src)
     elif name.endswith(".manifest"):
-        portable = _open_portable(p.parent, [p])
+        portable = _open_portable(p.parent, [p], salvage)
         portable.kind = "file"
         portable.file_kind = "manifest"
         portable.path = str(p)

@@ -64,7 +64,7 @@ def emit_json(obj) -> None:
 
 
 # Register the verbs (each module adds its commands to ``app``).
-from . import convert_cmd, export_cmd, inspect_cmd, restore_cmd  # noqa: E402,F401
+from . import convert_cmd, dump_cmd, export_cmd, inspect_cmd, restore_cmd, verify_cmd  # noqa: E402,F401
 
 
 def _long_options(command: click.Command) -> set[str]:

@@ -120,6 +120,15 @@ def _frame(data: bytes | memoryview) -> tuple[int, int, int]:
     return block_type, start, start + ts_len
 
 
+def block_sections(data: bytes | memoryview) -> tuple[int, int, int]:
+    """``(block type, timestamp encoding, value encoding)`` from the section headers (the high
+    nibble of each section's first byte), without decoding (for dumps)."""
+    block_type, start, end = _frame(data)
+    ts_enc = data[start] >> 4 if start < end else -1
+    val_enc = data[end] >> 4 if end < len(data) else -1
+    return block_type, ts_enc, val_enc
+
+
 def block_type_of(data: bytes | memoryview) -> int:
     """The block's type byte, checked to be one of the five known types."""
     if not len(data):

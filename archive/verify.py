@@ -1,0 +1,217 @@
+"""Check a backup (or server root, or single file) without a server, reporting every problem.
+
+Checks (each damage is a :class:`~influx_archive.archive.findings.Finding`; checking goes on
+after it wherever the format allows):
+
+* the source is recognised; every metastore file decodes (every ``meta.NN`` of a legacy set, the
+  ``.meta`` of every manifest, ``meta.db``);
+* portable manifests: every listed file present, ``size`` equal to the uncompressed tar bytes (the
+  meaning influxd gives it, BACKUP_META.md §3.3);
+* tar and gzip integrity: truncated members (influxd 1.6.7 writes them for ``-start/-end``
+  backups of shards with tombstones, §3.5), bad headers, unsafe members;
+* every TSM file: header, footer, index bounds and key order, and every block's CRC32; with
+  ``deep`` also every block decoded: value count, timestamps ascending, index min/max equal to the
+  block's first/last timestamp, block type equal to the index's;
+* tombstone files parse; WAL segments parse (a torn tail is a warning: influxd truncates it and
+  starts);
+* metastore against data: shard data the metastore does not list (influxd never serves it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..meta import files as metafiles
+from ..meta.model import decode_data
+from ..tsm.block import check_block_order, decode_block
+from ..tsm.reader import TSMReader
+from ..tsm.tombstone import read_tombstones
+from ..tsm.wal import WALCorruption, iter_wal
+from .errors import ArchiveError
+from .findings import ERROR, INFO, WARNING, Finding
+from .progress import ProgressCallback, Reporter
+from .source import LEGACY_META_RE, ShardFile, Source, open_source
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class VerifyReport:
+    source: Optional[Source]
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+    blocks: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == ERROR for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "source": {"kind": self.source.kind, "path": self.source.path} if self.source else None,
+            "files": self.files,
+            "blocks": self.blocks,
+            "bytes": self.bytes,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Optional[ProgressCallback] = None) -> VerifyReport:
+    try:
+        src = open_source(path, salvage=True)
+    except ArchiveError as exc:
+        return VerifyReport(None, [Finding.from_error(exc)])
+    report = VerifyReport(src, list(src.findings))
+    _check_metastores(src, report)
+    if src.kind == "portable" or (src.kind == "file" and src.file_kind == "manifest"):
+        _check_manifests(src, report)
+    rep = Reporter(progress, label="verify")
+    rep.start(sum(f.size for s in src.shards for f in s.files + s.wal))
+    try:
+        for shard in src.shards:
+            if not shard.files and not shard.wal:
+                continue
+            try:
+                with src.open_shard(shard) as opened:
+                    for f in shard.files:
+                        _check_file(opened.stream(f), f, report, deep)
+                        rep.advance(f.size)
+                    for f in shard.wal:
+                        _check_wal(opened.stream(f), f, report)
+                        rep.advance(f.size)
+            except ArchiveError as exc:
+                report.findings.append(Finding.from_error(exc))
+    finally:
+        rep.end()
+    return report
+
+
+def _check_metastores(src: Source, report: VerifyReport) -> None:
+    root = Path(src.path)
+    if src.kind == "legacy":
+        for name in sorted(os.listdir(root)):
+            if LEGACY_META_RE.match(name):
+                p = root / name
+                try:
+                    metafiles.parse_meta_nn(p.read_bytes(), path=str(p))
+                    report.files += 1
+                except ArchiveError as exc:
+                    report.findings.append(Finding.from_error(exc))
+    elif src.kind == "portable":
+        for mpath in src.manifests:
+            try:
+                man = metafiles.parse_manifest(Path(mpath).read_bytes(), path=mpath)
+            except ArchiveError as exc:
+                report.findings.append(Finding.from_error(exc))
+                continue
+            meta = root / man.meta_file_name
+            if not meta.is_file():
+                report.findings.append(Finding(ERROR, f"metastore file {man.meta_file_name} listed by the manifest is missing", path=mpath))
+                continue
+            try:
+                blob, _ = metafiles.parse_portable_meta(meta.read_bytes(), path=str(meta))
+                decode_data(blob, path=str(meta))
+                report.files += 1
+                if len(blob) != man.meta_size:
+                    report.findings.append(Finding(
+                        ERROR, f"manifest says the metastore blob is {man.meta_size} bytes, {meta.name} holds {len(blob)}", path=mpath))
+            except ArchiveError as exc:
+                report.findings.append(Finding.from_error(exc))
+
+
+def _check_manifests(src: Source, report: VerifyReport) -> None:
+    import gzip
+    import zlib
+
+    root = Path(src.path) if src.kind == "portable" else Path(src.path).parent
+    for mpath in src.manifests:
+        try:
+            man = metafiles.parse_manifest(Path(mpath).read_bytes(), path=mpath)
+        except ArchiveError:
+            continue  # reported by _check_metastores
+        seen: dict[int, str] = {}
+        for e in man.files or []:
+            if e.shard_id in seen:
+                report.findings.append(Finding(ERROR, f"shard {e.shard_id} is listed twice ({seen[e.shard_id]}, {e.file_name})", path=mpath))
+            seen[e.shard_id] = e.file_name
+            fp = root / e.file_name
+            if not fp.is_file():
+                continue  # a finding of the source model already
+            n = 0
+            try:
+                with gzip.open(fp, "rb") as g:
+                    while chunk := g.read(_CHUNK):
+                        n += len(chunk)
+            except (OSError, EOFError, zlib.error) as exc:
+                report.findings.append(Finding(ERROR, f"damaged gzip stream after {n} bytes ({exc})", path=str(fp)))
+                continue
+            report.bytes += fp.stat().st_size
+            if n != e.size:
+                report.findings.append(Finding(
+                    ERROR, f"manifest size {e.size} for {e.file_name} but the tar holds {n} bytes", path=mpath))
+
+
+def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
+    report.files += 1
+    report.bytes += f.size
+    try:
+        if f.kind == "tombstone":
+            read_tombstones(stream, name=f.origin)
+            return
+        if f.kind != "tsm":
+            return
+        reader = TSMReader(stream, name=f.origin, size=f.size)
+    except ArchiveError as exc:
+        report.findings.append(Finding.from_error(exc.located(path=f.container, member=f.member)))
+        return
+    for key, btype, entries in reader.iter_index():
+        for e in entries:
+            report.blocks += 1
+            try:
+                data = reader.read_block(e)
+                if deep:
+                    _deep_block(key, btype, e, data)
+            except ArchiveError as exc:
+                exc.located(path=f.container, member=f.member, offset=e.offset)
+                report.findings.append(Finding(ERROR, f"key {key!r}: {exc.message}", exc.path, exc.member, exc.offset))
+
+
+def _deep_block(key: bytes, btype: int, e, data: bytes) -> None:
+    from .errors import FormatError
+
+    try:
+        t, ts, vs = decode_block(data)
+    except ArchiveError as exc:
+        raise FormatError(f"block does not decode: {exc.message}", offset=e.offset) from None
+    if t != btype:
+        raise FormatError(f"block type {t} differs from the index's {btype}", offset=e.offset)
+    bad = check_block_order(ts)
+    if bad is not None:
+        raise FormatError(f"timestamps not ascending at value {bad}", offset=e.offset)
+    if ts and (ts[0] != e.min_time or ts[-1] != e.max_time):
+        raise FormatError(
+            f"index says {e.min_time}..{e.max_time}, block holds {ts[0]}..{ts[-1]}", offset=e.offset
+        )
+    if len(vs) != len(ts):
+        raise FormatError(f"{len(ts)} timestamps but {len(vs)} values", offset=e.offset)
+
+
+def _check_wal(stream, f: ShardFile, report: VerifyReport) -> None:
+    report.files += 1
+    report.bytes += f.size
+    try:
+        for item in iter_wal(stream, name=f.origin, salvage=True):
+            if isinstance(item, WALCorruption):
+                sev = WARNING if item.resume is None else ERROR
+                what = "torn tail: influxd truncates the segment here and starts" if item.resume is None else "damaged entry"
+                report.findings.append(Finding(sev, f"{what} ({item.reason})", f.container, f.member, item.offset))
+    except ArchiveError as exc:
+        report.findings.append(Finding.from_error(exc.located(path=f.container, member=f.member)))
+
+
+__all__ = ["VerifyReport", "verify", "INFO"]

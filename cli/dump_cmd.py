@@ -1,0 +1,62 @@
+"""``influx-archive dump-tsm`` / ``dump-wal``: one file's structure, also inside a backup."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from ..archive.dump import dump_tsm as dump_tsm_file
+from ..archive.dump import dump_wal as dump_wal_file
+from .main import app, emit_json
+
+_SPEC = "A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member <db>/<rp>/<id>/<file>)."
+
+
+@app.command("dump-tsm")
+def dump_tsm(
+    spec: str = typer.Argument(..., help=_SPEC),
+    blocks: bool = typer.Option(False, "--blocks", help="List every block: offset, size, type, encodings, count, CRC."),
+    key: Optional[str] = typer.Option(None, "--key", help="Only keys matching this shell pattern (e.g. 'cpu,*')."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Header, index and (with --blocks) blocks of a TSM file, like influx_inspect dumptsm."""
+    doc = dump_tsm_file(spec, blocks=blocks, key_pattern=key)
+    if json_out:
+        emit_json(doc)
+        return
+    out = [f"file: {doc['file']}  size {doc['size']}  version {doc['version']}  keys {doc['keys']}  blocks {doc['blocks']}"]
+    for k in doc["index"]:
+        out.append(f"{k['key']}  {k['type']}  {k['blocks']} blocks  {k['min_time']} .. {k['max_time']}")
+        for b in k.get("block_list", []):
+            enc = b.get("encoding") or {}
+            out.append(
+                f"  offset {b['offset']} size {b['size']} {b['min_time']} .. {b['max_time']} "
+                f"count {b.get('count', '?')} ts {enc.get('timestamps', '?')} values {enc.get('values', '?')} crc {b['crc']}"
+                + (f" ({b['error']})" if "error" in b else "")
+            )
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+@app.command("dump-wal")
+def dump_wal(
+    spec: str = typer.Argument(..., help=_SPEC),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Entries of a WAL segment: writes (keys, value counts), deletes, delete-ranges, damage."""
+    doc = dump_wal_file(spec)
+    if json_out:
+        emit_json(doc)
+        return
+    out = [f"file: {doc['file']}  size {doc['size']}  entries {len(doc['entries'])}"]
+    for e in doc["entries"]:
+        if e["type"] == "write":
+            out.append(f"  @{e['offset']} write: {e['keys']} keys, {e['values']} values")
+            out.extend(f"    {k}" for k in e["key_list"])
+        elif e["type"] == "damage":
+            out.append(f"  @{e['offset']} damage: {e['reason']}" + ("" if e["resume"] is None else f"; resumed at {e['resume']}"))
+        else:
+            rng = f" {e['min_time']}..{e['max_time']}" if e["type"] == "delete-range" else ""
+            out.append(f"  @{e['offset']} {e['type']}{rng}: " + ", ".join(e["keys"]))
+    sys.stdout.write("\n".join(out) + "\n")
