@@ -43,11 +43,13 @@ from ..meta.model import Data, encode_data
 from ..tsm import naming
 from ..tsm.reader import TSMReader
 from .errors import ArchiveError, SourceError, TargetError, UsageError
+from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, select_meta
 from .shardview import open_shard_reader
 from .source import Shard, Source, open_source
 from .tarwrite import TarWriter, gzip_writer
+from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import write_shard
 
 FORMATS = ("legacy", "portable")
@@ -126,6 +128,7 @@ class ConvertResult:
     dropped: list[str]  # shards left empty by the range / deletes
     bytes_read: int
     bytes_written: int
+    findings: list[Finding] = field(default_factory=list)  # damage left out (salvage) and other findings
 
     def to_dict(self) -> dict:
         return {
@@ -137,6 +140,7 @@ class ConvertResult:
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "warnings": list(self.plan.warnings),
+            "findings": [f.to_dict() for f in self.findings],
         }
 
 
@@ -311,7 +315,7 @@ def execute_convert(
     finally:
         rep.end()
     written = sum(o.file_size for o in shards)
-    return ConvertResult(plan, files, shards, dropped, plan.bytes, written)
+    return ConvertResult(plan, files, shards, dropped, plan.bytes, written, list(src.findings))
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
@@ -345,10 +349,26 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
                 tsm = shard.tsm_layers()[0][0]
                 stream = opened.stream(tsm)
                 try:
-                    TSMReader(stream, name=tsm.origin, size=tsm.size)
+                    reader = TSMReader(stream, name=tsm.origin, size=tsm.size)
+                    bad = damaged_blocks(reader) if plan.source.salvage else []
                 except ArchiveError as exc:
-                    raise exc.located(path=tsm.container, member=tsm.member)
-                members.append((tsm.name, tsm.size, lambda s=opened, f=tsm: s.stream(f)))
+                    exc.located(path=tsm.container, member=tsm.member)
+                    if not plan.source.salvage:
+                        raise exc
+                    plan.source.findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
+                    return None
+                if bad:
+                    for key, e in bad:
+                        plan.source.findings.append(
+                            Finding(ERROR, f"damaged block of key {key!r} left out", tsm.container, tsm.member, e.offset))
+                    salvaged = work / tsm.name
+                    with open(salvaged, "xb") as out:
+                        size = write_intact_blocks(reader, out)
+                    if size is None:
+                        return None
+                    members.append((tsm.name, size, lambda p=salvaged: stack.enter_context(open(p, "rb"))))
+                else:
+                    members.append((tsm.name, tsm.size, lambda r=reader, s=stream: _ChunkStream(checked_chunks(s, r))))
             else:
                 layers = shard.tsm_layers()
                 gen = max((naming.order_key(f.name)[0] for f, _ in layers), default=1)
@@ -381,6 +401,23 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
             return ShardOutput(job.database, job.retention_policy, shard.id, name, tar.size, file_size, len(members))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+class _ChunkStream:
+    """A read()-able view of a chunk iterator (the checked bytes of a TSM file)."""
+
+    def __init__(self, chunks) -> None:
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                break
+            self._buf += nxt
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
 
 
 def convert(

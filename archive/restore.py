@@ -53,8 +53,10 @@ from ..tsm.tombstone import read_tombstones
 from ..tsm.wal import Cache
 from ..tsm.writer import TSMWriter
 from .errors import ArchiveError, TargetError, UsageError
+from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
+from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .source import Shard, ShardFile, Source
 
 DIR_MODE_DB = 0o700  # data/<db>, data/<db>/<rp>
@@ -151,10 +153,12 @@ class RestoreResult:
     files: int
     bytes: int
     written: list[str]  # every path created, in creation order
+    skipped: list[Finding] = field(default_factory=list)  # damage left out (salvage) and other findings
 
     def to_dict(self) -> dict:
         return {
             "restored": {"shards": self.shards, "files": self.files, "bytes": self.bytes},
+            "findings": [f.to_dict() for f in self.skipped],
             "meta_db": str(self.plan.metadir / "meta.db"),
             "plan": self.plan.to_dict(),
             "index": INDEX_GUIDANCE,
@@ -531,6 +535,7 @@ def execute_restore(
     rep = Reporter(progress, label="restore")
     rep.start(plan.bytes)
     tx = _Transaction()
+    salvaged: Optional[list] = [] if plan.source.salvage else None
     written: list[str] = []
     nfiles = 0
     nbytes = 0
@@ -548,13 +553,14 @@ def execute_restore(
                 for fp in sp.files:
                     if fp.source is None:
                         continue
-                    _copy_validated(opened.stream(fp.source), fp.source, sdir / fp.target_name, rep)
-                    nfiles += 1
-                    nbytes += fp.size
+                    wrote = _copy_validated(opened.stream(fp.source), fp.source, sdir / fp.target_name, rep, salvaged)
+                    if wrote:
+                        nfiles += 1
+                        nbytes += wrote
                 if sp.flush_wal:
                     cache = Cache()
                     for seg in sp.shard.wal:
-                        cache.replay(opened.stream(seg), name=seg.origin)
+                        cache.replay(opened.stream(seg), name=seg.origin, salvage=salvaged is not None)
                     name = sp.files[-1].target_name
                     size = _flush_cache(cache, sdir / name)
                     if size:
@@ -618,21 +624,55 @@ def execute_restore(
     finally:
         tx.cleanup()
         rep.end()
-    return RestoreResult(plan, len(plan.shards), nfiles, nbytes, written)
+    return RestoreResult(plan, len(plan.shards), nfiles, nbytes, written, list(plan.source.findings) + (salvaged or []))
 
 
-def _copy_validated(stream, f: ShardFile, dest: Path, rep: Reporter) -> None:
-    """Check a TSM file's header, index and footer (or parse a tombstone file) before copying it
-    byte for byte, so a damaged source is refused before anything lands in the target."""
+def _copy_validated(stream, f: ShardFile, dest: Path, rep: Reporter, findings: Optional[list] = None) -> int:
+    """Copy a shard file into the staging area, checked on the way: a TSM file's header, index and
+    footer first, then every block's CRC while its bytes are copied; a tombstone file is parsed
+    first. A damaged file raises (the staging area is then discarded). With ``findings`` (salvage)
+    a damaged TSM file keeps its intact blocks, an unreadable file is left out, and each loss is
+    appended there. Returns the bytes written (0: left out)."""
     try:
-        if f.kind == "tsm":
-            TSMReader(stream, name=f.origin, size=f.size)
-        elif f.kind == "tombstone":
+        if f.kind == "tombstone":
             read_tombstones(stream, name=f.origin)
+            stream.seek(0)
+            _copy_raw(stream, dest, f.size, rep)
+            return f.size
+        reader = TSMReader(stream, name=f.origin, size=f.size)
+        if findings is not None:
+            bad = damaged_blocks(reader)
+            if bad:
+                for key, e in bad:
+                    findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))
+                with open(dest, "xb") as out:
+                    size = write_intact_blocks(reader, out)
+                    _finish(out)
+                rep.advance(f.size)
+                if size is None:
+                    dest.unlink()
+                    return 0
+                return size
+        with open(dest, "xb") as out:
+            for chunk in checked_chunks(stream, reader):
+                out.write(chunk)
+                rep.advance(len(chunk))
+            _finish(out)
+        return f.size
     except ArchiveError as exc:
-        raise exc.located(path=f.container, member=f.member)
-    stream.seek(0)
-    _copy_raw(stream, dest, f.size, rep)
+        exc.located(path=f.container, member=f.member)
+        if findings is None:
+            raise exc
+        findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
+        if dest.exists():
+            dest.unlink()
+        return 0
+
+
+def _finish(out) -> None:
+    out.flush()
+    os.fchmod(out.fileno(), FILE_MODE)
+    os.fsync(out.fileno())
 
 
 def _copy_raw(stream, dest: Path, size: int, rep: Reporter) -> None:

@@ -20,6 +20,7 @@ from ..tsm.shard import ShardReader
 from ..tsm.tombstone import TombstoneSet, read_tombstones
 from ..tsm.wal import Cache
 from .errors import ArchiveError
+from .findings import Finding
 from .source import OpenShard, Shard, Source
 
 
@@ -31,33 +32,59 @@ class ShardFiles:
     cache: Optional[Cache]
 
 
-def load_shard_files(opened: OpenShard, shard: Shard) -> ShardFiles:
+def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: Optional[list] = None) -> ShardFiles:
+    """Open the shard's effective TSM files, tombstones and WAL. With ``salvage`` a TSM or
+    tombstone file that cannot be opened is left out (and a damaged WAL entry skipped) with an
+    error finding appended to ``findings``, instead of failing."""
     layers: list[tuple[TSMReader, Optional[TombstoneSet]]] = []
     for tsm, tomb in shard.tsm_layers():
         try:
             reader = TSMReader(opened.stream(tsm), name=tsm.origin, size=tsm.size)
         except ArchiveError as exc:
-            raise exc.located(path=tsm.container, member=tsm.member)
+            exc.located(path=tsm.container, member=tsm.member)
+            if not salvage:
+                raise exc
+            _note(findings, exc, "TSM file left out")
+            continue
         tset = None
         if tomb is not None:
             try:
                 tset = TombstoneSet(read_tombstones(opened.stream(tomb), name=tomb.origin))
             except ArchiveError as exc:
-                raise exc.located(path=tomb.container, member=tomb.member)
+                exc.located(path=tomb.container, member=tomb.member)
+                if not salvage:
+                    raise exc
+                _note(findings, exc, "tombstone file left out: points it deleted are served again")
         layers.append((reader, tset))
     cache = None
     if shard.wal:
         cache = Cache()
         for seg in shard.wal:  # already in influxd's replay order
-            cache.replay(opened.stream(seg), name=seg.origin)
+            cache.replay(opened.stream(seg), name=seg.origin, salvage=salvage)
+        for name, corruption in cache.corruptions:
+            if corruption.resume is not None:
+                _note(findings, corruption.error, "damaged WAL entry skipped")
     return ShardFiles(layers, cache)
+
+
+def _note(findings: Optional[list], exc: ArchiveError, what: str) -> None:
+    if findings is not None:
+        f = Finding.from_error(exc)
+        findings.append(Finding(f.severity, f"{what}: {f.message}", f.path, f.member, f.offset))
 
 
 @contextlib.contextmanager
 def open_shard_reader(src: Source, shard: Shard, *, tmpdir: Optional[str] = None) -> Iterator[ShardReader]:
+    """A :class:`ShardReader` over ``shard``. For a source opened with ``salvage``, damaged files
+    and blocks are left out and reported in ``src.findings``."""
     with src.open_shard(shard, tmpdir=tmpdir) as opened:
-        parts = load_shard_files(opened, shard)
-        yield ShardReader(parts.layers, parts.cache)
+        parts = load_shard_files(opened, shard, salvage=src.salvage, findings=src.findings)
+        damaged: Optional[list] = [] if src.salvage else None
+        try:
+            yield ShardReader(parts.layers, parts.cache, damaged=damaged)
+        finally:
+            for exc in damaged or []:
+                _note(src.findings, exc, "damaged block left out")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from ..archive.convert import ConvertPlan, execute_convert, plan_convert
 from ..archive.errors import UsageError
 from ..archive.select import Selection, parse_time
 from ..archive.source import open_source
-from .main import app, emit_json, progress_bars
+from .main import SALVAGE_HELP, app, emit_json, progress_bars, report_findings
 
 _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
 
@@ -32,12 +32,12 @@ def _plan_text(plan: ConvertPlan) -> str:
 def _run(
     src: Path, dest: Path, *, to: Optional[str], database, retention, shard, newdb, newrp,
     start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
-    require_kind: Optional[str] = None,
+    require_kind: Optional[str] = None, salvage: bool = False,
 ) -> None:
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     lo = parse_time(start, option="--start") if start is not None else None
     hi = parse_time(end, option="--end") if end is not None else None
-    source = open_source(src)
+    source = open_source(src, salvage=salvage)
     if require_kind is not None and source.kind != require_kind:
         raise UsageError(f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src))
     plan = plan_convert(source, dest, to=to, selection=sel, start=lo, end=hi, compress_level=compress_level)
@@ -57,6 +57,7 @@ def _run(
     if json_out:
         emit_json(result.to_dict())
         return
+    report_findings(result.findings)
     sys.stdout.write(_plan_text(plan) + "\n")
     for d in result.dropped:
         sys.stdout.write(f"  shard {d}: nothing left in the range, left out\n")
@@ -74,6 +75,7 @@ _newrp_opt = typer.Option(None, "--newrp", help="Rename --retention in the outpu
 _level_opt = typer.Option(1, "--compress-level", help="gzip level 0-9 for portable output (0-3 use ISA-L, fastest).")
 _dry_opt = typer.Option(False, "--dry-run", help="Print the plan and write nothing.")
 _json_opt = typer.Option(False, "--json", help="Print the plan / result as JSON.")
+_salvage_opt = typer.Option(False, "--salvage", help=SALVAGE_HELP)
 
 
 @app.command()
@@ -92,6 +94,7 @@ def convert(
     compress_level: int = _level_opt,
     dry_run: bool = _dry_opt,
     json_out: bool = _json_opt,
+    salvage: bool = _salvage_opt,
 ) -> None:
     """Write SRC as a legacy or portable backup in DEST, offline.
 
@@ -104,7 +107,7 @@ def convert(
         raise UsageError("give --since or --start, not both (--since is influxd's name for --start)")
     _run(src, dest, to=to, database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp,
          start=start if start is not None else since, end=end, compress_level=compress_level, dry_run=dry_run,
-         json_out=json_out)
+         json_out=json_out, salvage=salvage)
 
 
 @app.command()
@@ -118,6 +121,7 @@ def trim(
     compress_level: int = _level_opt,
     dry_run: bool = _dry_opt,
     json_out: bool = _json_opt,
+    salvage: bool = _salvage_opt,
 ) -> None:
     """Copy SRC keeping exactly the points with start <= t <= end, in SRC's format.
 
@@ -125,7 +129,7 @@ def trim(
     Shards with nothing left in the range are left out of the data files and the manifest.
     """
     _run(src, dest, to=None, database=database, retention=retention, shard=None, newdb=None, newrp=None,
-         start=start, end=end, compress_level=compress_level, dry_run=dry_run, json_out=json_out)
+         start=start, end=end, compress_level=compress_level, dry_run=dry_run, json_out=json_out, salvage=salvage)
 
 
 @app.command()
@@ -139,6 +143,7 @@ def backup(
     compress_level: int = _level_opt,
     dry_run: bool = _dry_opt,
     json_out: bool = _json_opt,
+    salvage: bool = _salvage_opt,
 ) -> None:
     """Back up a stopped server's directories without starting influxd.
 
@@ -148,4 +153,4 @@ def backup(
     """
     _run(root, dest, to=to, database=database, retention=retention, shard=shard, newdb=None, newrp=None,
          start=None, end=None, compress_level=compress_level, dry_run=dry_run, json_out=json_out,
-         require_kind="live")
+         require_kind="live", salvage=salvage)

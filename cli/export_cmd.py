@@ -12,7 +12,7 @@ from ..archive.export import export as export_source
 from ..archive.export import export_to_path
 from ..archive.select import parse_time
 from ..archive.source import open_source
-from .main import app, progress_bars
+from .main import SALVAGE_HELP, app, progress_bars, report_findings
 
 
 @app.command()
@@ -26,6 +26,7 @@ def export(
     out: str = typer.Option("-", "--out", help="Output file, or - for standard output."),
     compress: bool = typer.Option(False, "--compress", help="gzip the output."),
     lponly: bool = typer.Option(False, "--lponly", help="Only line protocol: no comments, no DDL."),
+    salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
 ) -> None:
     """Write SRC's points as line protocol with nanosecond timestamps.
 
@@ -34,7 +35,7 @@ def export(
     their settings. Tombstones are applied, the newest value wins, a server root's WAL is included.
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
     """
-    source = open_source(src)
+    source = open_source(src, salvage=salvage)
     kw = dict(
         database=database,
         retention=retention,
@@ -58,6 +59,7 @@ def export(
             res = export_to_path(source, out, compress=compress, progress=bars, **kw)
     finally:
         bars.close()
+    report_findings(source.findings)
     for note in res.skipped:
         sys.stderr.write(f"influx-archive: warning: {note}\n")
     if out != "-":

@@ -63,6 +63,19 @@ def emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def report_findings(findings) -> None:
+    """Findings of a verb that went on (warnings; with --salvage, what was left out) on stderr."""
+    for f in findings:
+        sys.stderr.write(f"influx-archive: {f}\n")
+
+
+SALVAGE_HELP = (
+    "Keep every intact point of a damaged source: skip truncated tar members, unreadable files and "
+    "blocks whose CRC fails, keep the rest, and list exactly what was left out. Without it a damaged "
+    "source is refused."
+)
+
+
 # Register the verbs (each module adds its commands to ``app``).
 from . import convert_cmd, dump_cmd, export_cmd, inspect_cmd, restore_cmd, verify_cmd  # noqa: E402,F401
 

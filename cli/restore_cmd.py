@@ -12,7 +12,7 @@ from ..archive.errors import UsageError
 from ..archive.restore import INDEX_GUIDANCE, RestorePlan, execute_restore, plan_restore
 from ..archive.select import Selection
 from ..archive.source import open_source
-from .main import app, emit_json, progress_bars
+from .main import SALVAGE_HELP, app, emit_json, progress_bars, report_findings
 
 
 def _plan_text(plan: RestorePlan) -> str:
@@ -56,6 +56,7 @@ def restore(
     owner: Optional[str] = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan / result as JSON."),
+    salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
     portable: bool = typer.Option(False, "--portable", hidden=True),
     online: bool = typer.Option(False, "--online", hidden=True),
     host: Optional[str] = typer.Option(None, "--host", hidden=True),
@@ -77,7 +78,7 @@ def restore(
             "(every backup kind is recognised) — stop influxd and drop those flags"
         )
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
-    source = open_source(src)
+    source = open_source(src, salvage=salvage)
     plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge)
     for w in plan.warnings:
         sys.stderr.write(f"influx-archive: warning: {w}\n")
@@ -95,6 +96,7 @@ def restore(
     if json_out:
         emit_json(result.to_dict())
         return
+    report_findings(result.skipped)
     sys.stdout.write(_plan_text(plan) + "\n")
     sys.stdout.write(
         f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore {plan.metadir / 'meta.db'}\n"

@@ -34,20 +34,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def settled_diffs(server, expected: dict, *, timeout: float = 20, **kw) -> list[str]:
-    """influxd's online restores upload shards without acknowledgement (BACKUP_META §4.3): poll
-    until the served data matches or the time is up, and return the last differences."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            diffs = harness.compare_truth(expected, server.dump(), **kw)
-        except harness.InfluxdError as exc:  # "shard is disabled" while the upload lands
-            diffs = [str(exc)]
-        if not diffs or time.monotonic() > deadline:
-            return diffs
-        time.sleep(0.3)
-
-
 def restrict(truth: dict, lo: int, hi: int) -> dict:
     """The TRUTH a server holding only the points with lo <= t <= hi serves."""
     out = copy.deepcopy(truth)
@@ -84,7 +70,7 @@ def test_legacy_to_portable_restored_by_influxd(tmp_path, fixtures_dir, influxd_
     assert proc.returncode == 0, proc.stderr + proc.stdout
     # influxd's portable restore imports no users/CQs and renumbers shards; data and RPs must match,
     # and deleted points must stay deleted (influxd itself resurrects them from tombstoned files).
-    assert settled_diffs(server, harness.without_dead_fields(truth("legacy")), sections=RESTORED) == []
+    assert harness.compare_when_settled(server, harness.without_dead_fields(truth("legacy")), sections=RESTORED) == []
 
 
 def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
@@ -137,7 +123,7 @@ def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fix
     for db in ("db1", "db2"):
         proc = online.restore_online(out, "-db", db)
         assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert settled_diffs(online, expected, sections=RESTORED) == []
+    assert harness.compare_when_settled(online, expected, sections=RESTORED) == []
 
 
 def test_live_root_backup_holds_wal_only_points(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
@@ -149,7 +135,7 @@ def test_live_root_backup_holds_wal_only_points(tmp_path, fixtures_dir, influxd_
     server = influxd_factory()
     proc = server.restore_portable(out)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert settled_diffs(server, harness.without_dead_fields(truth("live")), sections=RESTORED) == []
+    assert harness.compare_when_settled(server, harness.without_dead_fields(truth("live")), sections=RESTORED) == []
 
 
 def test_trim_is_point_exact(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
@@ -167,7 +153,7 @@ def test_trim_is_point_exact(tmp_path, fixtures_dir, influxd_factory, truth) -> 
     server = influxd_factory()
     proc = server.restore_portable(out)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert settled_diffs(server, restrict(truth("portable"), lo, hi), sections=RESTORED) == []
+    assert harness.compare_when_settled(server, restrict(truth("portable"), lo, hi), sections=RESTORED) == []
 
 
 def test_trim_copies_inside_blocks_raw(tmp_path, fixtures_dir) -> None:
@@ -189,7 +175,7 @@ def test_incremental_set_converts_to_one_full_backup(tmp_path, fixtures_dir, inf
     proc = server.restore_portable(out)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     expected = harness.without_dead_fields(truth("portable_incremental"))
-    assert settled_diffs(server, expected, databases=["db1"], sections=RESTORED) == []
+    assert harness.compare_when_settled(server, expected, databases=["db1"], sections=RESTORED) == []
 
 
 def test_round_trip_legacy_portable_legacy(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
@@ -218,7 +204,7 @@ def test_renamed_database_and_rp(tmp_path, fixtures_dir, influxd_factory, truth)
         d[section] = {("s2" if k == "short" else k): v for k, v in d[section].items() if k == "short"}
     d["retention_policies"]["s2"]["default"] = True
     expected["databases"] = {"copy2": d}
-    assert settled_diffs(server, expected, sections=RESTORED) == []
+    assert harness.compare_when_settled(server, expected, sections=RESTORED) == []
 
 
 def test_destination_rules_and_running_server_detected(tmp_path, fixtures_dir) -> None:

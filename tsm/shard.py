@@ -87,10 +87,14 @@ class ShardReader:
         cache: Cache | None = None,
         *,
         chunk_size: int = MAX_POINTS_PER_BLOCK,
+        damaged: list | None = None,
     ) -> None:
         self.files = list(files)
         self.cache = cache
         self.chunk_size = chunk_size
+        #: salvage mode when a list: blocks that fail their CRC or do not decode are left out and
+        #: their errors appended here, instead of raised
+        self.damaged = damaged
 
     # ---- keys ---------------------------------------------------------------------------
 
@@ -233,19 +237,35 @@ class ShardReader:
         if len(group) == 1:
             piece = group[0]
             if raw and piece.entry is not None and not piece.ranges and lo <= piece.min_time and piece.max_time <= hi:
-                yield self._raw(key, block_type, piece)
+                try:
+                    frame = self._raw(key, block_type, piece)
+                except (ChecksumError, FormatError) as exc:
+                    if self.damaged is None:
+                        raise
+                    self.damaged.append(exc)
+                    return
+                yield frame
                 return
-            ts, vs = self._decode(key, piece, lo, hi)
+            ts, vs = self._decode_salvaged(key, piece, lo, hi)
         else:
             merged: dict[int, Any] = {}
             for piece in sorted(group, key=lambda p: p.rank):
-                t, v = self._decode(key, piece, lo, hi)
+                t, v = self._decode_salvaged(key, piece, lo, hi)
                 merged.update(zip(t, v))
             ts = sorted(merged)
             vs = [merged[t] for t in ts]
         size = self.chunk_size
         for k in range(0, len(ts), size):
             yield Values(ts[k : k + size], vs[k : k + size])
+
+    def _decode_salvaged(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
+        try:
+            return self._decode(key, piece, lo, hi)
+        except FormatError as exc:  # ChecksumError included
+            if self.damaged is None:
+                raise
+            self.damaged.append(exc)
+            return [], []
 
     def _decode(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
         if piece.entry is None:
