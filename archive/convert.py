@@ -87,7 +87,7 @@ class ConvertPlan:
 
     def to_dict(self) -> dict:
         return {
-            "source": {"kind": self.source.kind, "path": self.source.path},
+            "source": {"kind": self.source.kind, "path": self.source.display_path},
             "dest": str(self.dest),
             "to": self.to,
             "start": self.start,

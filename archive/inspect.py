@@ -131,7 +131,7 @@ def inspect_source(src: Source, *, points: bool = False, progress: Optional[Prog
                 cqs.append({"database": db.name, "name": cq.name, "query": cq.query})
 
     doc = {
-        "source": {"kind": src.kind, "path": src.path},
+        "source": {"kind": src.kind, "path": src.display_path},
         "databases": databases,
         "users": users,
         "continuous_queries": cqs,

@@ -117,7 +117,7 @@ class RestorePlan:
 
     def to_dict(self) -> dict:
         return {
-            "source": {"kind": self.source.kind, "path": self.source.path},
+            "source": {"kind": self.source.kind, "path": self.source.display_path},
             "metadir": str(self.metadir),
             "datadir": str(self.datadir),
             "waldir": str(self.waldir) if self.waldir else None,

@@ -172,8 +172,15 @@ class Source:
     manifests: list[str] = field(default_factory=list)
     increments: int = 1
     salvage: bool = False  # damaged tars became findings; what was intact before the damage is used
+    #: tar listings made elsewhere (a sealed archive scans each shard tar while streaming it)
+    prescanned: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ access
+    @property
+    def display_path(self) -> str:
+        """The path the user gave (a sealed archive's own path, not its private work dir)."""
+        return self.path
+
     def shard(self, database: str, retention_policy: str, shard_id: int) -> Optional[Shard]:
         for s in self.shards:
             if s.key == (database, retention_policy, shard_id):
@@ -355,7 +362,7 @@ def _spool_gz(path: str, tmpdir: Optional[str], salvage: bool = False) -> Iterat
 # ---------------------------------------------------------------------- detection
 
 
-def open_source(path: str | os.PathLike[str], *, salvage: bool = False) -> Source:
+def open_source(path: str | os.PathLike[str], *, salvage: bool = False, prescanned: Optional[dict] = None) -> Source:
     """Recognise ``path`` and build its :class:`Source` model (reads metadata and tar listings only).
 
     ``salvage``: a damaged shard tar is recorded as an error finding (``Source.findings``) and the
@@ -364,10 +371,22 @@ def open_source(path: str | os.PathLike[str], *, salvage: bool = False) -> Sourc
     if not p.exists():
         raise SourceError("no such file or directory", path=str(p))
     if p.is_dir():
-        return _open_dir(p, salvage)
+        return _open_dir(p, salvage, prescanned or {})
     if p.is_file():
+        if p.name.endswith((".tar.zst", ".tzst")) or _is_zstd(p):
+            from .sealed import open_sealed
+
+            return open_sealed(p, salvage=salvage)
         return _open_file(p, salvage)
     raise SourceError("not a regular file or directory", path=str(p))
+
+
+def _is_zstd(p: Path) -> bool:
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == b"\x28\xb5\x2f\xfd"
+    except OSError:
+        return False
 
 
 def _listdir(p: Path) -> list[str]:
@@ -377,7 +396,7 @@ def _listdir(p: Path) -> list[str]:
         raise SourceError(f"cannot list directory: {exc.strerror}", path=str(p)) from exc
 
 
-def _open_dir(p: Path, salvage: bool = False) -> Source:
+def _open_dir(p: Path, salvage: bool = False, prescanned: Optional[dict] = None) -> Source:
     names = _listdir(p)
     manifests = [n for n in names if PORTABLE_MANIFEST_RE.match(n) or n.endswith(".manifest")]
     metas = [n for n in names if LEGACY_META_RE.match(n)]
@@ -388,9 +407,9 @@ def _open_dir(p: Path, salvage: bool = False) -> Source:
             "directory mixes several source kinds (" + ", ".join(kinds) + "); point at one of them", path=str(p)
         )
     if manifests:
-        return _open_portable(p, [p / n for n in manifests], salvage)
+        return _open_portable(p, [p / n for n in manifests], salvage, prescanned)
     if metas:
-        return _open_legacy(p, names, salvage)
+        return _open_legacy(p, names, salvage, prescanned)
     if has_live:
         return _open_live(p, salvage)
     shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
@@ -444,7 +463,9 @@ def _add_tar_shard(
     fallback: Optional[tuple[str, str, int]],
 ) -> None:
     """Register the members of one shard tar with the shard(s) they name."""
-    members = scan_shard_tar(str(tar_path), gz=gz, findings=src.findings, salvage=src.salvage)
+    members = src.prescanned.get(str(tar_path))
+    if members is None:
+        members = scan_shard_tar(str(tar_path), gz=gz, findings=src.findings, salvage=src.salvage)
     shards = {s.key: s for s in src.shards}
     seen: set[tuple[str, str, int]] = set()
     for m in members:
@@ -488,11 +509,11 @@ def _add_tar_shard(
         s.containers.append(str(tar_path))
 
 
-def _open_legacy(p: Path, names: list[str], salvage: bool = False) -> Source:
+def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: Optional[dict] = None) -> Source:
     metas = sorted(
         (int(LEGACY_META_RE.match(n).group(1)), n) for n in names if LEGACY_META_RE.match(n)  # type: ignore[union-attr]
     )
-    src = Source("legacy", str(p), salvage=salvage)
+    src = Source("legacy", str(p), salvage=salvage, prescanned=prescanned or {})
     # The newest metastore snapshot is the numerically highest meta.NN (influxd takes the lexically
     # last name, so meta.99 beats meta.100 and a stray meta.00.pending wins: BACKUP_META.md §9 #11).
     meta_name = metas[-1][1]
@@ -523,8 +544,8 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False) -> Source:
     return src
 
 
-def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False) -> Source:
-    src = Source("portable", str(p), salvage=salvage)
+def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: Optional[dict] = None) -> Source:
+    src = Source("portable", str(p), salvage=salvage, prescanned=prescanned or {})
     # Oldest first, so later manifests layer on top (BACKUP_META.md §3.6; we take the union).
     manifest_paths = sorted(manifest_paths, key=lambda q: q.name)
     parsed = []

@@ -44,12 +44,13 @@ class TarWriter:
         stream: BinaryIO,
         *,
         mtime: Optional[int] = None,
+        mode: int = 0o644,
         on_bytes: Optional[Callable[[int], None]] = None,
     ) -> None:
         """Add a regular file ``name`` of ``size`` bytes read from ``stream``."""
         info = tarfile.TarInfo(name)
         info.size = size
-        info.mode = 0o644
+        info.mode = mode
         info.mtime = int(time.time()) if mtime is None else int(mtime)
         info.uid = info.gid = 0
         info.uname = info.gname = "root"

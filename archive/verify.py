@@ -33,6 +33,7 @@ from ..tsm.wal import WALCorruption, iter_wal
 from .errors import ArchiveError
 from .findings import ERROR, INFO, WARNING, Finding
 from .progress import ProgressCallback, Reporter
+from .sealed import is_sealed, verify_sealed
 from .source import LEGACY_META_RE, ShardFile, Source, open_source
 
 _CHUNK = 1 << 20
@@ -53,7 +54,7 @@ class VerifyReport:
     def to_dict(self) -> dict:
         return {
             "ok": self.ok,
-            "source": {"kind": self.source.kind, "path": self.source.path} if self.source else None,
+            "source": {"kind": self.source.kind, "path": self.source.display_path} if self.source else None,
             "files": self.files,
             "blocks": self.blocks,
             "bytes": self.bytes,
@@ -62,13 +63,20 @@ class VerifyReport:
 
 
 def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Optional[ProgressCallback] = None) -> VerifyReport:
+    sealed_findings: list[Finding] = []
+    if is_sealed(path):
+        # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);
+        # the backup inside is then checked like a directory, shard by shard, without extracting
+        sealed_findings, nfiles, nbytes = verify_sealed(path)
+        if any(f.severity == ERROR for f in sealed_findings):
+            return VerifyReport(None, sealed_findings, nfiles, 0, nbytes)
     try:
         src = open_source(path, salvage=True)
     except ArchiveError as exc:
-        return VerifyReport(None, [Finding.from_error(exc)])
-    report = VerifyReport(src, list(src.findings))
+        return VerifyReport(None, sealed_findings + [Finding.from_error(exc)])
+    report = VerifyReport(src, sealed_findings + list(src.findings))
     _check_metastores(src, report)
-    if src.kind == "portable" or (src.kind == "file" and src.file_kind == "manifest"):
+    if (src.kind == "portable" and not sealed_findings and not is_sealed(path)) or (src.kind == "file" and src.file_kind == "manifest"):
         _check_manifests(src, report)
     rep = Reporter(progress, label="verify")
     rep.start(sum(f.size for s in src.shards for f in s.files + s.wal))

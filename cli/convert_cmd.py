@@ -18,7 +18,7 @@ _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
 
 
 def _plan_text(plan: ConvertPlan) -> str:
-    lines = [f"{plan.source.kind} {plan.source.path} -> {plan.to} backup {plan.dest}"]
+    lines = [f"{plan.source.kind} {plan.source.display_path} -> {plan.to} backup {plan.dest}"]
     if plan.start is not None or plan.end is not None:
         lines.append(f"  keep points with {plan.start if plan.start is not None else '-inf'} <= t <= {plan.end if plan.end is not None else '+inf'} (ns)")
     for j in plan.jobs:

@@ -17,7 +17,7 @@ from .main import SALVAGE_HELP, app, emit_json, progress_bars, report_findings
 
 def _plan_text(plan: RestorePlan) -> str:
     lines = [
-        f"restore {plan.source.kind} backup {plan.source.path}",
+        f"restore {plan.source.kind} backup {plan.source.display_path}",
         f"  metastore: {plan.metadir / 'meta.db'} ({'add to the existing one' if plan.meta_exists else 'new'})",
     ]
     for a, b in plan.databases:

@@ -1,0 +1,472 @@
+"""Sealed archives: one checksummed ``.tar.zst`` per backup, for long-term storage.
+
+Layout: a single zstd stream (frame checksums on, multi-threaded compression) of a POSIX tar whose
+first member is ``INFLUX-ARCHIVE.json`` — format, tool version, creation time, source kind,
+databases, time range and, for every file of the backup, its name, size, mode and sha256 — followed
+by the backup's files unchanged (metadata first, then the shard files in the metastore's order, so
+that readers visiting shards in that order decompress the stream once). A live server root is
+backed up (``convert`` to portable) before packing.
+
+Reading never trusts the archive: members must be regular files with safe relative names, listed
+in the manifest, of exactly the listed size (a member larger than announced is refused before it is
+read: no decompression bomb), with the listed sha256; every listed file must be present.
+
+``open_sealed`` exposes an archive as a :class:`~influx_archive.archive.source.Source` of its inner
+kind without extracting it: metadata files are kept in a private temporary directory, shard files
+are spooled one container at a time while a shard is open and deleted afterwards.
+
+zstandard defaults that bite, set explicitly here: ``read_across_frames=True`` (a stream may hold
+several frames; the default stops after the first), ``closefd=False`` (we own the file objects),
+``write_checksum=True`` (frame content checksums are off by default), ``threads`` (0 = none by
+default; we pass the core count), and nothing is decompressed in one call without a size bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Iterator, Optional
+
+import zstandard
+
+from .errors import ArchiveError, ChecksumError, FormatError, SourceError, TargetError, TruncatedError, UsageError
+from .findings import ERROR, Finding
+from .progress import ProgressCallback, Reporter
+from .source import Shard, Source, open_source
+from .tarwrite import TarWriter
+
+MANIFEST_NAME = "INFLUX-ARCHIVE.json"
+FORMAT = "influx-archive-sealed"
+FORMAT_VERSION = 1
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_MANIFEST_BYTES = 64 << 20
+CHUNK = 1 << 20
+
+
+def tool_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("influx-archive")
+    except Exception:  # noqa: BLE001 - metadata absent in a source checkout
+        return "unknown"
+
+
+def is_sealed(path: str | os.PathLike[str]) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == ZSTD_MAGIC
+    except OSError:
+        return False
+
+
+@dataclass
+class PackResult:
+    archive: str
+    files: int
+    bytes_in: int
+    bytes_out: int
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+# --------------------------------------------------------------------------------------------
+# pack
+
+
+def _rfc3339(ns: int) -> str:
+    from .inspect import rfc3339
+
+    return rfc3339(ns)
+
+
+def _backup_files(src: Source) -> list[str]:
+    """Relative names of the backup's files: metadata first, then shard files in shard order."""
+    root = Path(src.path)
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for n in sorted(filenames):
+            p = Path(dirpath) / n
+            st = p.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                raise UsageError("not a regular file; a backup directory holds only regular files", path=str(p))
+            names.append(str(p.relative_to(root).as_posix()))
+    order: dict[str, int] = {}
+    for i, shard in enumerate(src.shards):
+        for f in shard.files:
+            order.setdefault(os.path.relpath(f.container, root), i)
+    return sorted(names, key=lambda n: (n in order, order.get(n, -1), n))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pack(
+    src_path: str | os.PathLike[str],
+    archive: str | os.PathLike[str],
+    *,
+    level: int = 3,
+    threads: int = 0,
+    force: bool = False,
+    progress: Optional[ProgressCallback] = None,
+) -> PackResult:
+    """Write the backup at ``src_path`` (a live root is backed up first) as a sealed archive."""
+    target = Path(archive).absolute()
+    if target.exists() and not force:
+        raise TargetError("archive already exists (pass --force to replace it)", path=str(target))
+    if not 1 <= level <= 22:
+        raise UsageError("--level must be 1..22")
+    src = open_source(src_path)
+    if src.kind == "file":
+        raise UsageError("pack takes a backup directory or a server root, not a single file", path=src.path)
+    with contextlib.ExitStack() as stack:
+        if src.kind == "live":
+            from .convert import convert
+
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".influx-archive-pack-", dir=target.parent)))
+            convert(src, work / "backup", to="portable")
+            src = open_source(work / "backup")
+        return _pack_dir(src, target, level=level, threads=threads, progress=progress)
+
+
+def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: Optional[ProgressCallback]) -> PackResult:
+    root = Path(src.path)
+    names = _backup_files(src)
+    entries = []
+    for n in names:
+        p = root / n
+        st = p.stat()
+        entries.append({"name": n, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "sha256": _sha256(p)})
+    starts = [s.group_start for s in src.shards if s.group_start is not None and (s.files or s.wal)]
+    ends = [s.group_end for s in src.shards if s.group_end is not None and (s.files or s.wal)]
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tool": "influx-archive",
+        "tool_version": tool_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": {"kind": src.kind, "path": str(root)},
+        "databases": [db.name for db in src.meta.databases] if src.meta else [],
+        "time_range": {"start": _rfc3339(min(starts)), "end": _rfc3339(max(ends))} if starts else None,
+        "files": entries,
+    }
+    blob = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
+    total = sum(e["size"] for e in entries)
+    rep = Reporter(progress, label="pack")
+    rep.start(total)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    cctx = zstandard.ZstdCompressor(level=level, threads=threads or os.cpu_count() or 1, write_checksum=True)
+    try:
+        with open(tmp, "xb") as raw:
+            with cctx.stream_writer(raw, closefd=False) as zw:
+                tar = TarWriter(zw)
+                import io
+
+                tar.add(MANIFEST_NAME, len(blob), io.BytesIO(blob), mode=0o644)
+                for e in entries:
+                    h = hashlib.sha256()
+                    with open(root / e["name"], "rb") as f:
+                        tar.add(e["name"], e["size"], _HashingReader(f, h), mode=e["mode"], on_bytes=rep.advance)
+                    if h.hexdigest() != e["sha256"]:
+                        raise SourceError("file changed while it was packed", path=str(root / e["name"]))
+                tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+            out_size = raw.tell()
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
+            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=str(target)) from None
+        raise
+    finally:
+        rep.end()
+    return PackResult(str(target), len(entries), total, out_size)
+
+
+class _HashingReader:
+    def __init__(self, f: BinaryIO, h) -> None:
+        self._f = f
+        self._h = h
+
+    def read(self, n: int) -> bytes:
+        data = self._f.read(n)
+        self._h.update(data)
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _safe_name(name: str) -> bool:
+    p = PurePosixPath(name)
+    return bool(name) and not p.is_absolute() and ".." not in p.parts and "" not in name.split("/") and "\0" not in name
+
+
+@contextlib.contextmanager
+def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
+    dctx = zstandard.ZstdDecompressor()
+    with open(path, "rb") as raw:
+        with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
+            with tarfile.open(fileobj=zr, mode="r|") as tf:
+                yield tf
+
+
+def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dict]]:
+    first = tf.next()
+    if first is None or first.name != MANIFEST_NAME or not first.isfile():
+        raise FormatError(f"not a sealed archive: the first member is not {MANIFEST_NAME}", path=str(path))
+    if first.size > MAX_MANIFEST_BYTES:
+        raise FormatError(f"{MANIFEST_NAME} claims {first.size} bytes", path=str(path), member=MANIFEST_NAME)
+    data = tf.extractfile(first).read()  # type: ignore[union-attr]
+    try:
+        doc = json.loads(data)
+        if doc.get("format") != FORMAT or not isinstance(doc.get("files"), list):
+            raise ValueError("not an influx-archive manifest")
+        files = {}
+        for e in doc["files"]:
+            if not (isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("size"), int)
+                    and isinstance(e.get("sha256"), str) and e["size"] >= 0 and _safe_name(e["name"])):
+                raise ValueError(f"bad file entry {e!r}")
+            if e["name"] in files:
+                raise ValueError(f"file {e['name']!r} listed twice")
+            files[e["name"]] = e
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise FormatError(f"damaged archive manifest: {exc}", path=str(path), member=MANIFEST_NAME) from None
+    return doc, files
+
+
+def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> Iterator[tuple[dict, dict, Optional[tarfile.TarInfo], Optional[BinaryIO]]]:
+    """Stream the archive: yields (manifest doc, entry, member, reader) per listed file; member is
+    None for listed files that never appeared. Damage raises (or, with ``findings``, is recorded and
+    the member skipped where the stream allows)."""
+    def bad(exc: ArchiveError) -> None:
+        if findings is None:
+            raise exc
+        findings.append(Finding.from_error(exc))
+
+    try:
+        with _tar_stream(path) as tf:
+            doc, files = _read_manifest(tf, path)
+            seen: set[str] = set()
+            for m in tf:
+                if m.offset == 0:
+                    continue  # the manifest itself (TarFile iteration starts over its members)
+                if m.name in seen:
+                    bad(FormatError("duplicate member", path=str(path), member=m.name))
+                    continue
+                if not m.isfile():
+                    bad(FormatError("not a regular file (links and devices are refused)", path=str(path), member=m.name))
+                    continue
+                if not _safe_name(m.name):
+                    bad(FormatError("unsafe member name", path=str(path), member=m.name))
+                    continue
+                entry = files.get(m.name)
+                if entry is None:
+                    bad(FormatError("member not listed in the archive manifest", path=str(path), member=m.name))
+                    continue
+                if m.size != entry["size"]:
+                    bad(FormatError(f"member is {m.size} bytes, the manifest says {entry['size']}", path=str(path), member=m.name))
+                    continue
+                seen.add(m.name)
+                yield doc, entry, m, tf.extractfile(m)
+            for name, entry in files.items():
+                if name not in seen:
+                    bad(FormatError("listed file missing from the archive", path=str(path), member=name))
+    except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
+        err = TruncatedError if isinstance(exc, EOFError) or "truncated" in str(exc).lower() else FormatError
+        e = err(f"damaged archive stream ({exc})", path=str(path))
+        if findings is None:
+            raise e from None
+        findings.append(Finding.from_error(e))
+
+
+def _copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: Path, rep: Optional[Reporter] = None) -> None:
+    h = hashlib.sha256()
+    left = entry["size"]
+    while left > 0:
+        try:
+            chunk = reader.read(min(CHUNK, left))
+        except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
+            raise FormatError(f"damaged archive stream ({exc})", path=str(path), member=entry["name"]) from None
+        if not chunk:
+            raise TruncatedError("member ends early", path=str(path), member=entry["name"])
+        h.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        left -= len(chunk)
+        if rep is not None:
+            rep.advance(len(chunk))
+    if h.hexdigest() != entry["sha256"]:
+        raise ChecksumError("sha256 differs from the archive manifest", path=str(path), member=entry["name"])
+
+
+def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: Optional[ProgressCallback] = None) -> PackResult:
+    """Restore the backup directory from ``archive`` into ``dest`` (new or empty), every file
+    checked against the manifest; all or nothing."""
+    path = Path(archive)
+    if not path.is_file():
+        raise SourceError("no such archive", path=str(path))
+    dest_p = Path(dest).absolute()
+    if dest_p.exists() and (not dest_p.is_dir() or any(dest_p.iterdir())):
+        raise TargetError("destination exists and is not an empty directory", path=str(dest_p))
+    tmp = dest_p.parent / f".{dest_p.name}.tmp-{os.getpid()}"
+    rep = Reporter(progress, label="unpack")
+    rep.start(path.stat().st_size)
+    n = total = 0
+    try:
+        dest_p.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(tmp, 0o700)
+        for _doc, entry, _m, reader in _iter_members(path):
+            target = tmp / entry["name"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as out:
+                _copy_checked(reader, entry, out, path)  # type: ignore[arg-type]
+                out.flush()
+                os.fchmod(out.fileno(), int(entry.get("mode", 0o644)) & 0o777)
+                os.fsync(out.fileno())
+            n += 1
+            total += entry["size"]
+        with contextlib.suppress(FileNotFoundError):
+            dest_p.rmdir()
+        os.rename(tmp, dest_p)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
+            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=str(dest_p)) from None
+        raise
+    finally:
+        rep.end()
+    return PackResult(str(path), n, path.stat().st_size, total)
+
+
+def verify_sealed(path: str | os.PathLike[str]) -> tuple[list[Finding], int, int]:
+    """(findings, files, bytes): zstd frames, manifest, every member's size and sha256."""
+    p = Path(path)
+    findings: list[Finding] = []
+    files = total = 0
+    for _doc, entry, _m, reader in _iter_members(p, findings=findings):
+        try:
+            _copy_checked(reader, entry, None, p)  # type: ignore[arg-type]
+        except ArchiveError as exc:
+            findings.append(Finding.from_error(exc))
+        files += 1
+        total += entry["size"]
+    return findings, files, total
+
+
+# --------------------------------------------------------------------------------------------
+# a sealed archive as a Source
+
+
+@dataclass
+class SealedSource(Source):
+    """A :class:`Source` read from a sealed archive (see the module docstring). Shard tars are
+    empty placeholders in ``workdir`` until their shard is opened."""
+
+    archive: str = ""
+    workdir: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cursor: Optional[Iterator] = field(default=None, repr=False)
+    _users: dict = field(default_factory=dict, repr=False)  # spooled container -> open count
+
+    @contextlib.contextmanager
+    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None):
+        needed = sorted({f.container for f in shard.files + shard.wal})
+        with self._lock:
+            for c in needed:
+                if self._users.get(c, 0) == 0:
+                    self._spool(os.path.relpath(c, self.workdir))
+                self._users[c] = self._users.get(c, 0) + 1
+        try:
+            with Source.open_shard(self, shard, tmpdir=tmpdir) as opened:
+                yield opened
+        finally:
+            with self._lock:
+                for c in needed:
+                    self._users[c] -= 1
+                    if self._users[c] == 0:
+                        os.truncate(c, 0)  # back to a placeholder: one container on disk at a time
+
+    def _spool(self, name: str) -> None:
+        """Decompress forward to member ``name`` (restarting when it lies behind) and spool it."""
+        for _attempt in range(2):
+            if self._cursor is None:
+                self._cursor = _iter_members(Path(self.archive))
+            for _doc, entry, _m, reader in self._cursor:
+                if entry["name"] == name:
+                    with open(Path(self.workdir) / name, "wb") as out:
+                        _copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
+                    return
+            self._cursor = None
+        raise FormatError("member vanished from the archive", path=self.archive, member=name)
+
+    @property
+    def display_path(self) -> str:
+        return self.archive
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __del__(self) -> None:
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _is_metadata(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return base.endswith((".manifest", ".meta")) or base.startswith("meta.") or base == "meta.db"
+
+
+def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> SealedSource:
+    """Open a sealed archive as a Source in one streaming pass, without extracting it: metadata
+    files are kept in a private temporary directory; each shard tar is spooled, listed, and
+    replaced by an empty placeholder (spooled again while its shard is open)."""
+    from .source import scan_shard_tar
+
+    p = Path(path).absolute()
+    workdir = tempfile.mkdtemp(prefix="influx-archive-sealed-")
+    findings: list[Finding] = []
+    scans: dict[str, list] = {}
+    try:
+        doc = None
+        for doc, entry, _m, reader in _iter_members(p):
+            target = Path(workdir) / entry["name"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                _copy_checked(reader, entry, out, p)  # type: ignore[arg-type]
+            if not _is_metadata(entry["name"]) and doc["source"]["kind"] in ("legacy", "portable"):
+                gz = entry["name"].endswith(".gz")
+                scans[str(target)] = scan_shard_tar(str(target), gz=gz, findings=findings, salvage=salvage)
+                os.truncate(target, 0)
+        if doc is None:
+            raise FormatError("sealed archive holds no backup files", path=str(p))
+        inner = open_source(workdir, salvage=salvage, prescanned=scans)
+        sealed = SealedSource(**{k: getattr(inner, k) for k in (
+            "kind", "path", "meta", "meta_origin", "file_kind", "shards", "manifests", "increments", "salvage")})
+        sealed.findings = findings + inner.findings
+        sealed.archive = str(p)
+        sealed.workdir = workdir
+        return sealed
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise

@@ -1,0 +1,149 @@
+"""pack / unpack / reading sealed archives (issue 6)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import influxd as harness
+from influx_archive.archive.errors import ChecksumError, FormatError
+from influx_archive.archive.sealed import MANIFEST_NAME, pack, unpack
+from influx_archive.archive.shardview import open_shard_reader
+from influx_archive.archive.source import open_source
+from influx_archive.archive.verify import verify
+
+FIXTURES = ["legacy", "portable", "legacy_incremental", "portable_incremental"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def hashes(root: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode & 0o777)
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def served(src) -> dict:
+    out = {}
+    for shard in src.shards:
+        if not shard.files and not shard.wal:
+            continue
+        with open_shard_reader(src, shard) as reader:
+            for key in reader.keys():
+                out[(shard.key, key)] = reader.read(key)
+    return out
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_pack_unpack_is_byte_identical_and_readable_in_place(name, tmp_path, fixtures_dir) -> None:
+    archive = tmp_path / f"{name}.tar.zst"
+    res = pack(fixtures_dir / name, archive)
+    assert res.files == len(hashes(fixtures_dir / name))
+    unpack(archive, tmp_path / "out")
+    assert hashes(tmp_path / "out") == hashes(fixtures_dir / name)
+    # every verb's reader works on the archive itself and sees the same points
+    assert served(open_source(archive)) == served(open_source(fixtures_dir / name))
+    assert verify(archive, deep=True).findings == []
+
+
+def test_manifest_lists_every_file(tmp_path, fixtures_dir) -> None:
+    archive = tmp_path / "a.tar.zst"
+    pack(fixtures_dir / "portable", archive)
+    import tarfile
+
+    import zstandard
+
+    with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zr:
+        with tarfile.open(fileobj=zr, mode="r|") as tf:
+            first = tf.next()
+            doc = json.loads(tf.extractfile(first).read())
+    assert first.name == MANIFEST_NAME
+    assert doc["source"]["kind"] == "portable" and doc["databases"] == ["db1", "db2"]
+    want = {n: h for n, (h, _) in hashes(fixtures_dir / "portable").items()}
+    assert {e["name"]: e["sha256"] for e in doc["files"]} == want
+    assert doc["time_range"]["start"] == "1969-07-14T00:00:00Z"
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.97])
+def test_a_flipped_byte_is_found_and_refused(where, tmp_path, fixtures_dir) -> None:
+    archive = tmp_path / "a.tar.zst"
+    pack(fixtures_dir / "legacy", archive)
+    data = bytearray(archive.read_bytes())
+    data[int(len(data) * where)] ^= 0x10
+    archive.write_bytes(bytes(data))
+    proc = cli("verify", str(archive))
+    assert proc.returncode == 1 and proc.stdout.startswith("error: "), proc.stdout + proc.stderr
+    proc = cli("unpack", str(archive), str(tmp_path / "out"))
+    assert proc.returncode == 1 and not (tmp_path / "out").exists()
+    proc = cli("restore", str(archive), "--metadir", str(tmp_path / "r" / "meta"), "--datadir", str(tmp_path / "r" / "data"))
+    assert proc.returncode == 1 and not (tmp_path / "r").exists(), proc.stderr
+
+
+def test_hostile_members_are_refused(tmp_path) -> None:
+    import io
+    import tarfile
+
+    import zstandard
+
+    def build(members: list[tuple[tarfile.TarInfo, bytes]], listed: list[dict]) -> Path:
+        manifest = json.dumps({"format": "influx-archive-sealed", "files": listed, "source": {"kind": "legacy"}}).encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            info = tarfile.TarInfo(MANIFEST_NAME)
+            info.size = len(manifest)
+            tf.addfile(info, io.BytesIO(manifest))
+            for info, data in members:
+                tf.addfile(info, io.BytesIO(data))
+        path = tmp_path / f"h{len(list(tmp_path.iterdir()))}.tar.zst"
+        path.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+        return path
+
+    def reg(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        return info, data
+
+    evil = reg("../evil", b"x")
+    link = tarfile.TarInfo("meta.00")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "/etc/passwd"
+    big = reg("meta.00", b"y" * 100)
+    sha = hashlib.sha256(b"x").hexdigest()
+    cases = [
+        build([evil], [{"name": "ok", "size": 1, "sha256": sha}]),
+        build([(link, b"")], [{"name": "meta.00", "size": 0, "sha256": sha}]),
+        build([big], [{"name": "meta.00", "size": 1, "sha256": sha}]),
+        build([reg("meta.00", b"z")], [{"name": "meta.00", "size": 1, "sha256": sha}]),
+    ]
+    for archive in cases:
+        dest = tmp_path / "dest"
+        with pytest.raises((FormatError, ChecksumError)):
+            unpack(archive, dest)
+        assert not dest.exists()
+        assert not (tmp_path / "evil").exists()
+
+
+@pytest.mark.interop
+def test_restore_from_archive_is_served_like_the_source(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+    archive = tmp_path / "live.tar.zst"
+    proc = cli("pack", str(fixtures_dir / "live"), str(archive))
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "root"
+    proc = cli("restore", str(archive), "--metadir", str(root / "meta"), "--datadir", str(root / "data"))
+    assert proc.returncode == 0, proc.stderr
+    server = influxd_factory(root)
+    expected = harness.without_dead_fields(truth("live"))
+    assert harness.compare_truth(expected, server.dump(), sections={"databases", "retention_policies", "fields", "points", "users", "continuous_queries"}) == []
+    assert not [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("influx-archive-sealed-*") if p.stat().st_mtime > archive.stat().st_mtime + 3600]
