@@ -58,6 +58,7 @@ def _shard_entry(shard: Shard) -> dict:
 def inspect_source(src: Source, *, points: bool = False, progress: Optional[ProgressCallback] = None) -> dict:
     """Summarise ``src`` as the ``inspect --json`` document."""
     findings: list[Finding] = list(src.findings)
+    seen = len(src.findings)  # reading shards (salvage mode) adds what it had to leave out
     shards_by_rp: dict[tuple[str, str], list[dict]] = {}
     rep = Reporter(progress, unit="B", label="inspect")
     total = sum(s.bytes + sum(f.size for f in s.wal) for s in src.shards)
@@ -74,6 +75,7 @@ def inspect_source(src: Source, *, points: bool = False, progress: Optional[Prog
         rep.advance(shard.bytes + sum(f.size for f in shard.wal))
         shards_by_rp.setdefault((shard.database, shard.retention_policy), []).append(entry)
     rep.end()
+    findings.extend(src.findings[seen:])
 
     databases = []
     seen_rps: set[tuple[str, str]] = set()

@@ -50,12 +50,12 @@ from ..meta.model import Data, DatabaseInfo, RetentionPolicyInfo, ShardGroupInfo
 from ..tsm import naming
 from ..tsm.reader import TSMReader
 from ..tsm.tombstone import read_tombstones
-from ..tsm.wal import Cache
 from ..tsm.writer import TSMWriter
 from .errors import ArchiveError, TargetError, UsageError
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
+from .shardview import replay_wal
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .source import Shard, ShardFile, Source
 
@@ -557,10 +557,9 @@ def execute_restore(
                     if wrote:
                         nfiles += 1
                         nbytes += wrote
+                if sp.flush_wal or sp.wal_dir is not None:
+                    cache = replay_wal(opened, sp.shard, salvage=salvaged is not None, findings=salvaged)
                 if sp.flush_wal:
-                    cache = Cache()
-                    for seg in sp.shard.wal:
-                        cache.replay(opened.stream(seg), name=seg.origin, salvage=salvaged is not None)
                     name = sp.files[-1].target_name
                     size = _flush_cache(cache, sdir / name)
                     if size:

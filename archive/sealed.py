@@ -63,7 +63,10 @@ def tool_version() -> str:
 
 
 def is_sealed(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file starting with the zstd magic (never opens a FIFO)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             return f.read(4) == ZSTD_MAGIC
     except OSError:

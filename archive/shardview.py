@@ -56,15 +56,26 @@ def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, 
                     raise exc
                 _note(findings, exc, "tombstone file left out: points it deleted are served again")
         layers.append((reader, tset))
-    cache = None
-    if shard.wal:
-        cache = Cache()
-        for seg in shard.wal:  # already in influxd's replay order
-            cache.replay(opened.stream(seg), name=seg.origin, salvage=salvage)
-        for name, corruption in cache.corruptions:
-            if corruption.resume is not None:
-                _note(findings, corruption.error, "damaged WAL entry skipped")
+    cache = replay_wal(opened, shard, salvage=salvage, findings=findings) if shard.wal else None
     return ShardFiles(layers, cache)
+
+
+def replay_wal(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: Optional[list] = None) -> Cache:
+    """Replay the shard's WAL segments in influxd's order. A torn last entry ends a segment, as in
+    influxd. Damage followed by valid entries (which influxd would silently drop) is refused,
+    or with ``salvage`` skipped (the valid entries after it are kept) and reported."""
+    cache = Cache()
+    for seg in shard.wal:  # already in influxd's replay order
+        cache.replay(opened.stream(seg), name=seg.origin, salvage=True)
+    for name, corruption in cache.corruptions:
+        if corruption.resume is not None:
+            err = corruption.error
+            if seg_member := next((f for f in shard.wal if f.origin == name), None):
+                err.located(path=seg_member.container, member=seg_member.member)
+            if not salvage:
+                raise err
+            _note(findings, err, "damaged WAL entry skipped")
+    return cache
 
 
 def _note(findings: Optional[list], exc: ArchiveError, what: str) -> None:

@@ -254,20 +254,26 @@ class TarMember:
     data_offset: int
 
 
-def scan_shard_tar(path: str, *, gz: bool, findings: list[Finding], salvage: bool = False) -> list[TarMember]:
+def scan_shard_tar(
+    path: str, *, gz: bool, findings: list[Finding], salvage: bool = False, expected_size: Optional[int] = None
+) -> list[TarMember]:
     """List the usable members of a shard tar (``<db>/<rp>/<id>/<file>``) without extracting.
 
     Damage (truncation, bad gzip, bad headers) raises :class:`FormatError` naming the member that was
     being read; untrusted member kinds or names are reported in ``findings`` and skipped. With
     ``salvage`` the damage becomes an error finding instead, and the members read completely before
     it are kept (the damaged one is not).
+
+    ``expected_size`` (a portable manifest's uncompressed tar size): decompression stops with an
+    error once it passes that size (a gzip bomb never inflates further), and a different total is
+    an error (the manifest and the file disagree).
     """
     out: list[TarMember] = []
     last: Optional[str] = None
     size = os.path.getsize(path) if not gz else None
     try:
         if gz:
-            fobj = gzip.open(path, "rb")
+            fobj = _Limited(gzip.open(path, "rb"), expected_size, path) if expected_size is not None else gzip.open(path, "rb")
             mode = "r|"
         else:
             fobj = open(path, "rb")
@@ -284,6 +290,8 @@ def scan_shard_tar(path: str, *, gz: bool, findings: list[Finding], salvage: boo
                     raise EOFError("unexpected end of data")
                 if usable is not None:
                     out.append(TarMember(m.name, usable, m.size, m.offset_data))
+            if isinstance(fobj, _Limited):
+                fobj.finish()
     except ArchiveError as exc:
         if not salvage:
             raise
@@ -294,6 +302,43 @@ def scan_shard_tar(path: str, *, gz: bool, findings: list[Finding], salvage: boo
             raise err from exc
         findings.append(Finding.from_error(err))
     return out
+
+
+class _Limited:
+    """A decompressed stream that must hold exactly ``limit`` bytes: reading past it raises at
+    once (so a gzip bomb is never inflated further), :meth:`finish` checks the total."""
+
+    def __init__(self, raw: BinaryIO, limit: int, path: str) -> None:
+        self._raw = raw
+        self.limit = limit
+        self.count = 0
+        self._path = path
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.limit + 1 - self.count if n is None or n < 0 else min(n, self.limit + 1 - self.count)
+        data = self._raw.read(max(want, 0)) if want > 0 else b""
+        self.count += len(data)
+        if self.count > self.limit:
+            raise FormatError(
+                f"decompresses to more than the {self.limit} bytes the manifest records (damaged or a gzip bomb)",
+                path=self._path,
+            )
+        return data
+
+    def finish(self) -> None:
+        while self.read(1 << 20):
+            pass
+        if self.count != self.limit:
+            raise FormatError(f"the manifest records {self.limit} uncompressed bytes, the file holds {self.count}", path=self._path)
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> "_Limited":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _drain(tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
@@ -371,14 +416,22 @@ def open_source(path: str | os.PathLike[str], *, salvage: bool = False, prescann
     if not p.exists():
         raise SourceError("no such file or directory", path=str(p))
     if p.is_dir():
-        return _open_dir(p, salvage, prescanned or {})
-    if p.is_file():
+        src = _open_dir(p, salvage, prescanned or {})
+    elif p.is_file():
         if p.name.endswith((".tar.zst", ".tzst")) or _is_zstd(p):
             from .sealed import open_sealed
 
-            return open_sealed(p, salvage=salvage)
-        return _open_file(p, salvage)
-    raise SourceError("not a regular file or directory", path=str(p))
+            src = open_sealed(p, salvage=salvage)
+        else:
+            src = _open_file(p, salvage)
+    else:
+        raise SourceError("not a regular file or directory", path=str(p))
+    errors = [f for f in src.findings if f.severity == ERROR]
+    if errors and not salvage:
+        first = errors[0]
+        more = f" ({len(errors) - 1} more problems: run verify; --salvage keeps what is intact)" if len(errors) > 1 else ""
+        raise FormatError(first.message + more, path=first.path, member=first.member, offset=first.offset)
+    return src
 
 
 def _is_zstd(p: Path) -> bool:
@@ -461,11 +514,14 @@ def _add_tar_shard(
     gz: bool,
     increment: int,
     fallback: Optional[tuple[str, str, int]],
+    expected_size: Optional[int] = None,
 ) -> None:
     """Register the members of one shard tar with the shard(s) they name."""
     members = src.prescanned.get(str(tar_path))
     if members is None:
-        members = scan_shard_tar(str(tar_path), gz=gz, findings=src.findings, salvage=src.salvage)
+        members = scan_shard_tar(
+            str(tar_path), gz=gz, findings=src.findings, salvage=src.salvage, expected_size=expected_size
+        )
     shards = {s.key: s for s in src.shards}
     seen: set[tuple[str, str, int]] = set()
     for m in members:
@@ -561,9 +617,17 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
     src.meta = decode_data(blob, path=str(meta_path))
     src.meta_origin = str(meta_path)
     for inc, (mp, man) in enumerate(parsed):
+        seen_ids: set[int] = set()
         for e in man.files or []:
             fp = p / e.file_name
             key = (e.database, e.policy, e.shard_id)
+            if e.shard_id in seen_ids:
+                err = FormatError(f"shard {e.shard_id} is listed twice; which file holds it is unknown", path=str(mp))
+                if not salvage:
+                    raise err
+                src.findings.append(Finding(ERROR, err.message + "; the second entry is ignored", path=str(mp)))
+                continue
+            seen_ids.add(e.shard_id)
             if not fp.is_file():
                 src.findings.append(
                     Finding(ERROR, f"shard file {e.file_name} listed by the manifest is missing", path=str(mp))
@@ -571,7 +635,7 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
                 if not any(s.key == key for s in src.shards):
                     src.shards.append(Shard(*key))
                 continue
-            _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key)
+            _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=e.size)
     _fill_from_meta(src)
     return src
 

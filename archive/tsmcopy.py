@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator, Optional
 
 from ..tsm.reader import IndexEntry, TSMReader
 from ..tsm.writer import TSMWriter
-from .errors import ChecksumError, TruncatedError
+from .errors import ChecksumError, FormatError, TruncatedError
 
 CHUNK = 1 << 20
 
@@ -48,7 +48,7 @@ def checked_chunks(stream: BinaryIO, reader: TSMReader) -> Iterator[bytes]:
 
     batch: list[bytes] = []
     batched = 0
-    for offset, fsize, key, _ in _frames(reader):
+    for offset, fsize, key, btype in _frames(reader):
         if offset < pos:
             continue  # overlapping index entries (never written by influxd): bytes already copied
         if offset > pos:
@@ -62,6 +62,10 @@ def checked_chunks(stream: BinaryIO, reader: TSMReader) -> Iterator[bytes]:
             raise TruncatedError("block runs past the end of the file", path=reader.name, offset=offset)
         if int.from_bytes(frame[:4], "big") != zlib.crc32(frame[4:]):
             raise ChecksumError(f"block CRC mismatch for key {key!r}", path=reader.name, offset=offset, field="crc")
+        if frame[4] != btype:
+            raise FormatError(
+                f"block of key {key!r} has type {frame[4]}, its index entry says {btype}", path=reader.name, offset=offset + 4
+            )
         pos = offset + fsize
         batch.append(frame)
         batched += fsize

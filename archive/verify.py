@@ -5,8 +5,9 @@ after it wherever the format allows):
 
 * the source is recognised; every metastore file decodes (every ``meta.NN`` of a legacy set, the
   ``.meta`` of every manifest, ``meta.db``);
-* portable manifests: every listed file present, ``size`` equal to the uncompressed tar bytes (the
-  meaning influxd gives it, BACKUP_META.md §3.3);
+* portable manifests: every listed file present, no shard listed twice, ``size`` equal to the
+  uncompressed tar bytes (the meaning influxd gives it, BACKUP_META.md §3.3; checked by the source
+  model while it lists each tar);
 * tar and gzip integrity: truncated members (influxd 1.6.7 writes them for ``-start/-end``
   backups of shards with tombstones, §3.5), bad headers, unsafe members;
 * every TSM file: header, footer, index bounds and key order, and every block's CRC32; with
@@ -30,13 +31,12 @@ from ..tsm.block import check_block_order, decode_block
 from ..tsm.reader import TSMReader
 from ..tsm.tombstone import read_tombstones
 from ..tsm.wal import WALCorruption, iter_wal
-from .errors import ArchiveError
+from .errors import ArchiveError, FormatError, UsageError
 from .findings import ERROR, INFO, WARNING, Finding
 from .progress import ProgressCallback, Reporter
 from .sealed import is_sealed, verify_sealed
 from .source import LEGACY_META_RE, ShardFile, Source, open_source
 
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -72,12 +72,12 @@ def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Option
             return VerifyReport(None, sealed_findings, nfiles, 0, nbytes)
     try:
         src = open_source(path, salvage=True)
+    except UsageError:
+        raise  # not a source at all: a usage error (exit 2), not a finding
     except ArchiveError as exc:
         return VerifyReport(None, sealed_findings + [Finding.from_error(exc)])
     report = VerifyReport(src, sealed_findings + list(src.findings))
     _check_metastores(src, report)
-    if (src.kind == "portable" and not sealed_findings and not is_sealed(path)) or (src.kind == "file" and src.file_kind == "manifest"):
-        _check_manifests(src, report)
     rep = Reporter(progress, label="verify")
     rep.start(sum(f.size for s in src.shards for f in s.files + s.wal))
     try:
@@ -132,38 +132,6 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
                 report.findings.append(Finding.from_error(exc))
 
 
-def _check_manifests(src: Source, report: VerifyReport) -> None:
-    import gzip
-    import zlib
-
-    root = Path(src.path) if src.kind == "portable" else Path(src.path).parent
-    for mpath in src.manifests:
-        try:
-            man = metafiles.parse_manifest(Path(mpath).read_bytes(), path=mpath)
-        except ArchiveError:
-            continue  # reported by _check_metastores
-        seen: dict[int, str] = {}
-        for e in man.files or []:
-            if e.shard_id in seen:
-                report.findings.append(Finding(ERROR, f"shard {e.shard_id} is listed twice ({seen[e.shard_id]}, {e.file_name})", path=mpath))
-            seen[e.shard_id] = e.file_name
-            fp = root / e.file_name
-            if not fp.is_file():
-                continue  # a finding of the source model already
-            n = 0
-            try:
-                with gzip.open(fp, "rb") as g:
-                    while chunk := g.read(_CHUNK):
-                        n += len(chunk)
-            except (OSError, EOFError, zlib.error) as exc:
-                report.findings.append(Finding(ERROR, f"damaged gzip stream after {n} bytes ({exc})", path=str(fp)))
-                continue
-            report.bytes += fp.stat().st_size
-            if n != e.size:
-                report.findings.append(Finding(
-                    ERROR, f"manifest size {e.size} for {e.file_name} but the tar holds {n} bytes", path=mpath))
-
-
 def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
     report.files += 1
     report.bytes += f.size
@@ -182,6 +150,8 @@ def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
             report.blocks += 1
             try:
                 data = reader.read_block(e)
+                if data[:1] != bytes([btype]):
+                    raise FormatError(f"block type {data[0] if data else None} differs from the index's {btype}", offset=e.offset + 4)
                 if deep:
                     _deep_block(key, btype, e, data)
             except ArchiveError as exc:
@@ -190,8 +160,6 @@ def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
 
 
 def _deep_block(key: bytes, btype: int, e, data: bytes) -> None:
-    from .errors import FormatError
-
     try:
         t, ts, vs = decode_block(data)
     except ArchiveError as exc:

@@ -78,7 +78,7 @@ def inspect(
 
     Exit 0 when the source reads cleanly, 1 when damage was found (listed as findings).
     """
-    src = open_source(path)
+    src = open_source(path, salvage=True)  # show everything readable; damage becomes findings
     bars = progress_bars()
     try:
         doc = inspect_source(src, points=points, progress=bars)

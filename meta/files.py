@@ -65,7 +65,11 @@ def _read_whole(path: PathLike, limit: int) -> bytes:
                     path=path,
                     offset=0,
                 )
-            data = f.read(limit + 1)
+            # read(n) allocates n bytes up front: ask for what fstat reports plus one byte (to
+            # notice growth), not for the limit; only a file that grew reads on up to the limit.
+            data = f.read(size + 1)
+            if len(data) > size:
+                data += f.read(limit + 1 - len(data))
     except FileNotFoundError:
         raise SourceError("file not found", path=path) from None
     except OSError as exc:
@@ -186,8 +190,10 @@ def _parse_at(con: Any, data: bytes, offset: int, what: str, path: PathLike | No
     stream.seek(offset)
     try:
         return con.parse_stream(stream)
-    except ConstructError as exc:
-        raise TruncatedError(f"file ends inside the {what}: {exc}", path=path, offset=offset) from None
+    except ConstructError:
+        # Construct's own message spans several lines; the CLI contract is one line per error.
+        left = max(len(data) - offset, 0)
+        raise TruncatedError(f"file ends inside the {what} ({left} bytes left)", path=path, offset=offset) from None
 
 
 def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:

@@ -111,7 +111,7 @@ def test_manifest_size_checked(tmp_path, fixtures_dir) -> None:
     manifest.write_text(json.dumps(doc, indent=2))
     report = verify(src)
     msgs = [f.message for f in report.findings if f.severity == "error"]
-    assert msgs == [f"manifest size {entry['size']} for {entry['fileName']} but the tar holds {entry['size'] - 512} bytes"]
+    assert msgs == [f"the manifest records {entry['size']} uncompressed bytes, the file holds {entry['size'] - 512}"]
 
 
 def test_dump_tsm_inside_a_backup(fixtures_dir) -> None:
