@@ -26,11 +26,13 @@ series of one shard.
 from __future__ import annotations
 
 import io
+import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import BinaryIO, Optional
 
-from ..tsm.block import decode_block
+from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block
 from ..tsm.keys import measurement_of, split_key
 from ..tsm.shard import RawFrame, ShardReader
 from .errors import UsageError
@@ -51,6 +53,12 @@ class ExportResult:
     shards: int = 0
     skipped: list[str] = field(default_factory=list)  # what could not be written, one entry per value kind+key
     skipped_values: int = 0
+
+    def merge(self, other: "ExportResult") -> None:
+        self.lines += other.lines
+        self.values += other.values
+        self.skipped_values += other.skipped_values
+        self.skipped.extend(n for n in other.skipped if n not in self.skipped)
 
     def to_dict(self) -> dict:
         return {"lines": self.lines, "values": self.values, "shards": self.shards,
@@ -119,8 +127,13 @@ def export(
     lp_only: bool = False,
     progress: Optional[ProgressCallback] = None,
     tmpdir: Optional[str] = None,
+    workers: Optional[int] = None,
 ) -> ExportResult:
-    """Write the export of ``src`` to the binary stream ``out``."""
+    """Write the export of ``src`` to the binary stream ``out``.
+
+    Formatting line protocol is Python-bound, so shards are exported by ``workers`` processes
+    (default: one per core) into temporary files that are appended in order; the output is the
+    same as a sequential export."""
     if src.meta is None:
         raise UsageError("the source has no metastore: export needs a backup or a server root", path=src.path)
     if retention is not None and database is None:
@@ -141,21 +154,86 @@ def export(
             for line in ddl_lines(src, database, retention):
                 text.write(line + "\n")
             text.write("# DML\n")
-        for db, rp, shards in groups:
-            if not shards:
-                continue
-            if not lp_only:
-                text.write(f"# CONTEXT-DATABASE:{db}\n# CONTEXT-RETENTION-POLICY:{rp}\n")
-            for shard in shards:
-                with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
-                    _export_shard(reader, text, lo, hi, want, res)
-                res.shards += 1
-                rep.advance(shard.bytes + sum(w.size for w in shard.wal))
+        jobs = [shard for _, _, shards in groups for shard in shards]
+        n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+        parts = _parallel_parts(src, jobs, lo, hi, want, n_workers, tmpdir) if n_workers > 1 and not hasattr(src, "archive") else None
+        try:
+            for db, rp, shards in groups:
+                if not shards:
+                    continue
+                if not lp_only:
+                    text.write(f"# CONTEXT-DATABASE:{db}\n# CONTEXT-RETENTION-POLICY:{rp}\n")
+                for shard in shards:
+                    if parts is None:
+                        with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
+                            _export_shard(reader, text, lo, hi, want, res)
+                    else:
+                        part_res, findings, path = next(parts)
+                        text.flush()
+                        with open(path, "rb") as part:
+                            shutil.copyfileobj(part, out, 1 << 20)
+                        os.unlink(path)
+                        res.merge(part_res)
+                        src.findings.extend(findings)
+                    res.shards += 1
+                    rep.advance(shard.bytes + sum(w.size for w in shard.wal))
+        finally:
+            if parts is not None:
+                parts.close()
         text.flush()
     finally:
         text.detach()
         rep.end()
     return res
+
+
+# The source of the running export, inherited by forked worker processes (never pickled).
+_WORKER_SOURCE: Optional[Source] = None
+
+
+def _export_part(shard: Shard, lo: int, hi: int, want: Optional[bytes], path: str, tmpdir: Optional[str]):
+    """Worker: export one shard into ``path``; returns (result, new findings, path)."""
+    src = _WORKER_SOURCE
+    assert src is not None
+    seen = len(src.findings)
+    res = ExportResult()
+    with open(path, "wb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="\n")
+        with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
+            _export_shard(reader, text, lo, hi, want, res)
+        text.flush()
+        text.detach()
+    return res, src.findings[seen:], path
+
+
+def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: Optional[bytes], workers: int, tmpdir: Optional[str]):
+    """Yield (result, findings, part file) per shard, in order, from a pool of forked workers
+    that run at most ``workers`` shards ahead of the consumer."""
+    import concurrent.futures
+    import multiprocessing
+    import tempfile
+
+    global _WORKER_SOURCE
+    _WORKER_SOURCE = src
+    work = tempfile.mkdtemp(prefix="influx-archive-export-", dir=tmpdir)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            pending = []
+            it = iter(enumerate(shards))
+            for _ in range(workers + 1):
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_export_part, nxt[1], lo, hi, want, os.path.join(work, f"{nxt[0]}.lp"), tmpdir))
+            while pending:
+                fut = pending.pop(0)
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_export_part, nxt[1], lo, hi, want, os.path.join(work, f"{nxt[0]}.lp"), tmpdir))
+                yield fut.result()
+    finally:
+        _WORKER_SOURCE = None
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _field_values(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[int, list[int], list]:
@@ -195,39 +273,57 @@ def _export_shard(reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int,
     flush()
 
 
+def _column(res: ExportResult, series: str, name: str, btype: int, vs: list) -> list[Optional[str]]:
+    """``name=value`` texts of one field's values, whole column at once (the hot path); None where
+    a value cannot be written as line protocol (counted in ``res``)."""
+    p = name + "="
+    if btype == FLOAT:
+        if all(map(math.isfinite, vs)):
+            return [p + r for r in map(repr, vs)]
+    elif btype == INTEGER:
+        return [f"{p}{v}i" for v in vs]
+    elif btype == UNSIGNED:
+        return [f"{p}{v}u" for v in vs]
+    elif btype == BOOLEAN:
+        yes, no = p + "true", p + "false"
+        return [yes if v else no for v in vs]
+    return [_checked(res, series, name, btype, FORMATTERS[btype], v) for v in vs]
+
+
 def _write_series(text: io.TextIOWrapper, series: str, fields: list[tuple[str, int, list[int], list]], res: ExportResult) -> None:
     prefix = series + " "
-    out: list[str] = []
     if len(fields) == 1 or all(f[2] == fields[0][2] for f in fields[1:]):
         # every field has the same timestamps (the common case): zip the columns
         ts = fields[0][2]
-        cols = []
-        for name, btype, _, vs in fields:
-            fmt = FORMATTERS[btype]
-            cols.append([_checked(res, series, name, btype, fmt, v) for v in vs])
-        for i, t in enumerate(ts):
-            parts = [c[i] for c in cols if c[i] is not None]
-            if parts:
-                out.append(f"{prefix}{','.join(parts)} {t}\n")
-                res.values += len(parts)
+        cols = [_column(res, series, name, btype, vs) for name, btype, _, vs in fields]
+        if any(None in c for c in cols):
+            rows = [[c for c in row if c is not None] for row in zip(*cols)]
+            out = [f"{prefix}{','.join(r)} {t}\n" for r, t in zip(rows, ts) if r]
+            res.values += sum(len(r) for r in rows)
+        elif len(cols) == 1:
+            out = [f"{prefix}{a} {t}\n" for a, t in zip(cols[0], ts)]
+            res.values += len(ts)
+        elif len(cols) == 2:
+            out = [f"{prefix}{a},{b} {t}\n" for a, b, t in zip(cols[0], cols[1], ts)]
+            res.values += 2 * len(ts)
+        else:
+            out = [f"{prefix}{','.join(r)} {t}\n" for r, t in zip(zip(*cols), ts)]
+            res.values += len(cols) * len(ts)
     else:
-        rows: dict[int, list[str]] = {}
+        merged: dict[int, list[str]] = {}
         for name, btype, ts, vs in fields:
-            fmt = FORMATTERS[btype]
-            for t, v in zip(ts, vs):
-                value = _checked(res, series, name, btype, fmt, v)
+            for t, value in zip(ts, _column(res, series, name, btype, vs)):
                 if value is not None:
-                    rows.setdefault(t, []).append(value)
-        for t in sorted(rows):
-            out.append(f"{prefix}{','.join(rows[t])} {t}\n")
-            res.values += len(rows[t])
+                    merged.setdefault(t, []).append(value)
+        out = [f"{prefix}{','.join(merged[t])} {t}\n" for t in sorted(merged)]
+        res.values += sum(len(v) for v in merged.values())
     res.lines += len(out)
     text.write("".join(out))
 
 
 def _checked(res: ExportResult, series: str, name: str, btype: int, fmt, v) -> Optional[str]:
     value = fmt(v)
-    if value is None or (btype == 3 and "\n" in value):
+    if value is None or (btype == STRING and "\n" in value):
         res.skipped_values += 1
         what = "NaN/Inf float" if value is None else "string with a newline"
         note = f"{series} field {name}: {what} values cannot be imported as line protocol; skipped"

@@ -11,13 +11,14 @@ the blocks whose CRC holds, frames copied unchanged — the ``--salvage`` path.
 from __future__ import annotations
 
 import zlib
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Callable, Iterator, Optional
 
 from ..tsm.reader import IndexEntry, TSMReader
 from ..tsm.writer import TSMWriter
-from .errors import ChecksumError, FormatError, TruncatedError
+from .errors import ArchiveError, ChecksumError, FormatError, TruncatedError
 
 CHUNK = 1 << 20
+GROUP = 8 << 20  # bytes of consecutive block frames read and checked at once
 
 
 def _frames(reader: TSMReader) -> list[tuple[int, int, bytes, int]]:
@@ -30,11 +31,17 @@ def _frames(reader: TSMReader) -> list[tuple[int, int, bytes, int]]:
     return out
 
 
-def checked_chunks(stream: BinaryIO, reader: TSMReader) -> Iterator[bytes]:
+def checked_chunks(
+    stream: BinaryIO, reader: TSMReader, *, on_damage: Optional[Callable[[ArchiveError], None]] = None
+) -> Iterator[bytes]:
     """The bytes of the file behind ``reader`` (``stream`` at any position), in order, each block
-    frame's CRC verified; :class:`ChecksumError` names the first damaged block."""
-    pos = 0
+    frame's CRC and type byte verified on the way. Consecutive frames are read and checked in
+    groups of about :data:`GROUP` bytes (one read each, slices checked in place). A damaged block
+    raises (:class:`ChecksumError` naming it), or with ``on_damage`` is reported there and the
+    check goes on (the bytes are still yielded, as stored)."""
+    frames = _frames(reader)
     size = reader.size
+    pos = 0
 
     def raw(upto: int) -> Iterator[bytes]:
         nonlocal pos
@@ -46,34 +53,40 @@ def checked_chunks(stream: BinaryIO, reader: TSMReader) -> Iterator[bytes]:
             pos += len(data)
             yield data
 
-    batch: list[bytes] = []
-    batched = 0
-    for offset, fsize, key, btype in _frames(reader):
+    def damage(exc: ArchiveError) -> None:
+        if on_damage is None:
+            raise exc
+        on_damage(exc)
+
+    i, n = 0, len(frames)
+    while i < n:
+        offset = frames[i][0]
         if offset < pos:
-            continue  # overlapping index entries (never written by influxd): bytes already copied
+            i += 1  # overlapping index entries (never written by influxd): bytes already passed
+            continue
         if offset > pos:
-            if batch:
-                yield b"".join(batch)
-                batch, batched = [], 0
             yield from raw(offset)
+        j, end = i, offset
+        while j < n and frames[j][0] == end and end - offset < GROUP:
+            end += frames[j][1]
+            j += 1
         stream.seek(offset)
-        frame = stream.read(fsize)
-        if len(frame) != fsize:
-            raise TruncatedError("block runs past the end of the file", path=reader.name, offset=offset)
-        if int.from_bytes(frame[:4], "big") != zlib.crc32(frame[4:]):
-            raise ChecksumError(f"block CRC mismatch for key {key!r}", path=reader.name, offset=offset, field="crc")
-        if frame[4] != btype:
-            raise FormatError(
-                f"block of key {key!r} has type {frame[4]}, its index entry says {btype}", path=reader.name, offset=offset + 4
-            )
-        pos = offset + fsize
-        batch.append(frame)
-        batched += fsize
-        if batched >= CHUNK:
-            yield b"".join(batch)
-            batch, batched = [], 0
-    if batch:
-        yield b"".join(batch)
+        data = stream.read(end - offset)
+        if len(data) != end - offset:
+            raise TruncatedError("block runs past the end of the file", path=reader.name, offset=offset + len(data))
+        view = memoryview(data)
+        for off, fsize, key, btype in frames[i:j]:
+            a = off - offset
+            if int.from_bytes(view[a : a + 4], "big") != zlib.crc32(view[a + 4 : a + fsize]):
+                damage(ChecksumError(f"block CRC mismatch for key {key!r}", path=reader.name, offset=off, field="crc"))
+            elif fsize < 5 or view[a + 4] != btype:
+                damage(FormatError(
+                    f"block of key {key!r} has type {view[a + 4] if fsize > 4 else None}, its index entry says {btype}",
+                    path=reader.name, offset=off + 4,
+                ))
+        pos = end
+        i = j
+        yield data
     yield from raw(size)
 
 

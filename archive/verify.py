@@ -35,6 +35,7 @@ from .errors import ArchiveError, FormatError, UsageError
 from .findings import ERROR, INFO, WARNING, Finding
 from .progress import ProgressCallback, Reporter
 from .sealed import is_sealed, verify_sealed
+from .tsmcopy import checked_chunks
 from .source import LEGACY_META_RE, ShardFile, Source, open_source
 
 
@@ -145,18 +146,24 @@ def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
     except ArchiveError as exc:
         report.findings.append(Finding.from_error(exc.located(path=f.container, member=f.member)))
         return
-    for key, btype, entries in reader.iter_index():
-        for e in entries:
-            report.blocks += 1
-            try:
-                data = reader.read_block(e)
-                if data[:1] != bytes([btype]):
-                    raise FormatError(f"block type {data[0] if data else None} differs from the index's {btype}", offset=e.offset + 4)
-                if deep:
-                    _deep_block(key, btype, e, data)
-            except ArchiveError as exc:
-                exc.located(path=f.container, member=f.member, offset=e.offset)
-                report.findings.append(Finding(ERROR, f"key {key!r}: {exc.message}", exc.path, exc.member, exc.offset))
+    def damaged(exc: ArchiveError) -> None:
+        exc.located(path=f.container, member=f.member)
+        report.findings.append(Finding(ERROR, exc.message, exc.path, exc.member, exc.offset))
+
+    try:
+        for _ in checked_chunks(stream, reader, on_damage=damaged):
+            pass
+    except ArchiveError as exc:  # the file ends early: nothing after it can be checked
+        damaged(exc)
+        return
+    report.blocks += sum(len(entries) for _, _, entries in reader.iter_index())
+    if deep:
+        for key, btype, entries in reader.iter_index():
+            for e in entries:
+                try:
+                    _deep_block(key, btype, e, reader.read_block(e, verify_crc=False))
+                except ArchiveError as exc:
+                    damaged(exc)
 
 
 def _deep_block(key: bytes, btype: int, e, data: bytes) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..archive.convert import ConvertPlan, execute_convert, plan_convert
+if TYPE_CHECKING:
+    from ..archive.convert import ConvertPlan
+
 from ..archive.errors import UsageError
-from ..archive.select import Selection, parse_time
-from ..archive.source import open_source
 from .main import SALVAGE_HELP, app, emit_json, progress_bars, report_findings
 
 _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
@@ -34,6 +34,10 @@ def _run(
     start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
     require_kind: Optional[str] = None, salvage: bool = False,
 ) -> None:
+    from ..archive.convert import execute_convert, plan_convert
+    from ..archive.select import Selection, parse_time
+    from ..archive.source import open_source
+    
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     lo = parse_time(start, option="--start") if start is not None else None
     hi = parse_time(end, option="--end") if end is not None else None

@@ -7,8 +7,6 @@ from typing import Optional
 
 import typer
 
-from ..archive.dump import dump_tsm as dump_tsm_file
-from ..archive.dump import dump_wal as dump_wal_file
 from .main import app, emit_json
 
 _SPEC = "A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member <db>/<rp>/<id>/<file>)."
@@ -22,6 +20,8 @@ def dump_tsm(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Header, index and (with --blocks) blocks of a TSM file, like influx_inspect dumptsm."""
+    from ..archive.dump import dump_tsm as dump_tsm_file
+    
     doc = dump_tsm_file(spec, blocks=blocks, key_pattern=key)
     if json_out:
         emit_json(doc)
@@ -45,6 +45,8 @@ def dump_wal(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Entries of a WAL segment: writes (keys, value counts), deletes, delete-ranges, damage."""
+    from ..archive.dump import dump_wal as dump_wal_file
+    
     doc = dump_wal_file(spec)
     if json_out:
         emit_json(doc)

@@ -8,10 +8,6 @@ from typing import Optional
 
 import typer
 
-from ..archive.export import export as export_source
-from ..archive.export import export_to_path
-from ..archive.select import parse_time
-from ..archive.source import open_source
 from .main import SALVAGE_HELP, app, progress_bars, report_findings
 
 
@@ -35,6 +31,11 @@ def export(
     their settings. Tombstones are applied, the newest value wins, a server root's WAL is included.
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
     """
+    from ..archive.export import export as export_source
+    from ..archive.export import export_to_path
+    from ..archive.select import parse_time
+    from ..archive.source import open_source
+    
     source = open_source(src, salvage=salvage)
     kw = dict(
         database=database,

@@ -9,8 +9,6 @@ import typer
 
 from ..archive.errors import EXIT_DAMAGED
 from ..archive.findings import Finding
-from ..archive.inspect import inspect_source
-from ..archive.source import open_source
 from .main import app, emit_json, progress_bars
 
 
@@ -78,6 +76,9 @@ def inspect(
 
     Exit 0 when the source reads cleanly, 1 when damage was found (listed as findings).
     """
+    from ..archive.inspect import inspect_source
+    from ..archive.source import open_source
+    
     src = open_source(path, salvage=True)  # show everything readable; damage becomes findings
     bars = progress_bars()
     try:

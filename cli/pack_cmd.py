@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from ..archive.sealed import pack as pack_backup
-from ..archive.sealed import unpack as unpack_archive
 from .main import app, emit_json, progress_bars
 
 
@@ -26,6 +24,8 @@ def pack(
     A server root is backed up (portable) first. Every verb reads the archive directly
     (inspect, verify, restore, convert, trim, export); `unpack` restores the directory exactly.
     """
+    from ..archive.sealed import pack as pack_backup
+    
     bars = progress_bars()
     try:
         res = pack_backup(src, archive, level=level, threads=threads, force=force, progress=bars)
@@ -48,6 +48,8 @@ def unpack(
 
     Nothing is written unless the whole archive checks out.
     """
+    from ..archive.sealed import unpack as unpack_archive
+    
     bars = progress_bars()
     try:
         res = unpack_archive(archive, dest, progress=bars)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from tqdm import tqdm
-
 from ..archive.progress import Progress
 
 
@@ -15,13 +13,15 @@ class ProgressBars:
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._bars: dict[str, tqdm] = {}
+        self._bars: dict = {}
 
     def __call__(self, ev: Progress) -> None:
         if not self.enabled:
             return
-        bar: Optional[tqdm] = self._bars.get(ev.label)
+        bar = self._bars.get(ev.label)
         if ev.kind == "start":
+            from tqdm import tqdm  # imported on the first bar: startup stays fast
+
             if bar is not None:
                 bar.close()
             self._bars[ev.label] = tqdm(

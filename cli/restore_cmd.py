@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
+if TYPE_CHECKING:
+    from ..archive.restore import RestorePlan
+
 from ..archive.errors import UsageError
-from ..archive.restore import INDEX_GUIDANCE, RestorePlan, execute_restore, plan_restore
-from ..archive.select import Selection
-from ..archive.source import open_source
 from .main import SALVAGE_HELP, app, emit_json, progress_bars, report_findings
 
 
@@ -72,6 +72,10 @@ def restore(
     Nothing is half-written: on any failure the target is left as it was. Exit 0 ok, 1 damaged
     source, 2 usage error, 3 target problem.
     """
+    from ..archive.restore import INDEX_GUIDANCE, execute_restore, plan_restore
+    from ..archive.select import Selection
+    from ..archive.source import open_source
+    
     if portable or online or host is not None:
         raise UsageError(
             "influx-archive restores offline into --metadir/--datadir; -portable/-online/-host are not needed "

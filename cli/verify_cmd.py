@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from ..archive.errors import EXIT_DAMAGED
-from ..archive.verify import verify as verify_source
 from .main import app, emit_json, progress_bars
 
 
@@ -24,6 +23,8 @@ def verify(
     tars), TSM headers, indexes and every block CRC, tombstones, WAL framing. One line per finding
     (severity: message [file F, member M, offset N]). Exit 0 when no error was found, 1 otherwise.
     """
+    from ..archive.verify import verify as verify_source
+    
     bars = progress_bars()
     try:
         report = verify_source(src, deep=deep, progress=bars)
