@@ -299,14 +299,14 @@ def execute_convert(
                 "source files changed while they were read: is influxd still running on it? Stop it and run again",
                 path=src.path,
             )
-        _fsync_dir(tmp)
+        metafiles.fsync_dir(tmp)
         with contextlib.suppress(FileNotFoundError):
             dest.rmdir()  # an empty destination directory was accepted by the plan
         try:
             os.rename(tmp, dest)
         except OSError as exc:
             raise TargetError(f"cannot move the finished backup into place: {exc.strerror}", path=str(dest)) from None
-        _fsync_dir(dest.parent)
+        metafiles.fsync_dir(dest.parent)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
@@ -325,14 +325,6 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
         os.fchmod(f.fileno(), mode)
         os.fsync(f.fileno())
 
-
-def _fsync_dir(p: Path) -> None:
-    fd = os.open(p, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance) -> Optional[ShardOutput]:

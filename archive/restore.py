@@ -574,7 +574,7 @@ def execute_restore(
                         _copy_raw(opened.stream(seg), wdir / seg.name, seg.size, rep)
                         nfiles += 1
                         nbytes += seg.size
-            _fsync_dir(sdir)
+            metafiles.fsync_dir(sdir)
             staged.append((sp, sdir, wdir))
 
         # 2. Move into place.
@@ -589,7 +589,7 @@ def execute_restore(
                 tx.move_in(sdir, sp.target_dir)
                 written.append(str(sp.target_dir))
                 written.extend(str(sp.target_dir / n) for n in sorted(os.listdir(sp.target_dir)))
-            _fsync_dir(sp.target_dir.parent)
+            metafiles.fsync_dir(sp.target_dir.parent)
             if wdir is not None and sp.wal_dir is not None:
                 tx.mkdirs(plan.waldir, DIR_MODE_SHARD)  # type: ignore[arg-type]
                 tx.mkdirs(sp.wal_dir.parent, DIR_MODE_WAL)
@@ -706,14 +706,6 @@ def _flush_cache(cache: Cache, dest: Path) -> int:
         os.fsync(out.fileno())
     return size
 
-
-def _fsync_dir(p: Path) -> None:
-    fd = os.open(p, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _chown_all(tx: _Transaction, written: list[str], plan: RestorePlan, ids: tuple[int, int]) -> None:

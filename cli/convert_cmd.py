@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..archive.convert import ConvertPlan
 
 from ..archive.errors import UsageError
-from .main import SALVAGE_HELP, app, emit_json, progress_bars, report_findings
+from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
 
@@ -45,19 +45,9 @@ def _run(
     if require_kind is not None and source.kind != require_kind:
         raise UsageError(f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src))
     plan = plan_convert(source, dest, to=to, selection=sel, start=lo, end=hi, compress_level=compress_level)
-    for w in plan.warnings:
-        sys.stderr.write(f"influx-archive: warning: {w}\n")
-    if dry_run:
-        if json_out:
-            emit_json({"dry_run": True, "plan": plan.to_dict()})
-        else:
-            sys.stdout.write(_plan_text(plan) + "\n(dry run: nothing written)\n")
+    result = run_plan(plan, execute_convert, dry_run=dry_run, json_out=json_out, plan_text=_plan_text)
+    if result is None:
         return
-    bars = progress_bars()
-    try:
-        result = execute_convert(plan, progress=bars)
-    finally:
-        bars.close()
     if json_out:
         emit_json(result.to_dict())
         return

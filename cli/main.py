@@ -69,6 +69,25 @@ def report_findings(findings) -> None:
         sys.stderr.write(f"influx-archive: {f}\n")
 
 
+def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
+    """The planned verbs' common flow: print the plan's warnings; with ``dry_run`` render the plan
+    (text or JSON) and return None; otherwise run ``execute(plan, progress=bars)`` and return its
+    result."""
+    for w in plan.warnings:
+        sys.stderr.write(f"influx-archive: warning: {w}\n")
+    if dry_run:
+        if json_out:
+            emit_json({"dry_run": True, "plan": plan.to_dict()})
+        else:
+            sys.stdout.write(plan_text(plan) + "\n(dry run: nothing written)\n")
+        return None
+    bars = progress_bars()
+    try:
+        return execute(plan, progress=bars)
+    finally:
+        bars.close()
+
+
 SALVAGE_HELP = (
     "Keep every intact point of a damaged source: skip truncated tar members, unreadable files and "
     "blocks whose CRC fails, keep the rest, and list exactly what was left out. Without it a damaged "

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..archive.restore import RestorePlan
 
 from ..archive.errors import UsageError
-from .main import SALVAGE_HELP, app, emit_json, progress_bars, report_findings
+from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 
 def _plan_text(plan: RestorePlan) -> str:
@@ -84,19 +84,12 @@ def restore(
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     source = open_source(src, salvage=salvage)
     plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge)
-    for w in plan.warnings:
-        sys.stderr.write(f"influx-archive: warning: {w}\n")
-    if dry_run:
-        if json_out:
-            emit_json({"dry_run": True, "plan": plan.to_dict()})
-        else:
-            sys.stdout.write(_plan_text(plan) + "\n(dry run: nothing written)\n")
+    result = run_plan(
+        plan, lambda p, progress: execute_restore(p, owner=owner, progress=progress),
+        dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
+    )
+    if result is None:
         return
-    bars = progress_bars()
-    try:
-        result = execute_restore(plan, owner=owner, progress=bars)
-    finally:
-        bars.close()
     if json_out:
         emit_json(result.to_dict())
         return

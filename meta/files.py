@@ -90,7 +90,9 @@ def read_meta_db(path: PathLike) -> Data:
     return decode_data(read_meta_db_bytes(path), path=os.fspath(path))
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """fsync a directory so renames in it are durable (a no-op where the file system cannot)."""
+    directory = os.fspath(directory)
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as exc:
@@ -137,7 +139,7 @@ def atomic_write(path: PathLike, data: bytes, *, mode: int = 0o644, overwrite: b
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _link_new(tmp: str, target: str) -> None:
