@@ -21,25 +21,20 @@ CHUNK = 1 << 20
 GROUP = 8 << 20  # bytes of consecutive block frames read and checked at once
 
 
-def _frames(reader: TSMReader) -> list[tuple[int, int, bytes, int]]:
-    """(offset, size, key, block type) of every block, in file order."""
-    out = []
-    for key, btype, entries in reader.iter_index():
-        for e in entries:
-            out.append((e.offset, e.size, key, btype))
-    out.sort()
-    return out
-
-
 def checked_chunks(
-    stream: BinaryIO, reader: TSMReader, *, on_damage: Optional[Callable[[ArchiveError], None]] = None
+    stream: BinaryIO,
+    reader: TSMReader,
+    *,
+    on_damage: Optional[Callable[[ArchiveError], None]] = None,
+    frames: Optional[list[tuple[int, int, bytes, int]]] = None,
 ) -> Iterator[bytes]:
     """The bytes of the file behind ``reader`` (``stream`` at any position), in order, each block
     frame's CRC and type byte verified on the way. Consecutive frames are read and checked in
     groups of about :data:`GROUP` bytes (one read each, slices checked in place). A damaged block
     raises (:class:`ChecksumError` naming it), or with ``on_damage`` is reported there and the
     check goes on (the bytes are still yielded, as stored)."""
-    frames = _frames(reader)
+    if frames is None:
+        frames = reader.frames()
     size = reader.size
     pos = 0
 

@@ -150,13 +150,14 @@ def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
         exc.located(path=f.container, member=f.member)
         report.findings.append(Finding(ERROR, exc.message, exc.path, exc.member, exc.offset))
 
+    frames = reader.frames()
+    report.blocks += len(frames)
     try:
-        for _ in checked_chunks(stream, reader, on_damage=damaged):
+        for _ in checked_chunks(stream, reader, on_damage=damaged, frames=frames):
             pass
     except ArchiveError as exc:  # the file ends early: nothing after it can be checked
         damaged(exc)
         return
-    report.blocks += sum(len(entries) for _, _, entries in reader.iter_index())
     if deep:
         for key, btype, entries in reader.iter_index():
             for e in entries:

@@ -221,6 +221,22 @@ class TSMReader:
     def block_type(self, key: bytes) -> int:
         return self._record(self._find(key))[0]
 
+    def frames(self) -> list[tuple[int, int, bytes, int]]:
+        """``(offset, size, key, block type)`` of every block, in file order: the cheap table for
+        scans that visit every block (no :class:`IndexEntry` objects)."""
+        idx = memoryview(self._index)
+        out: list[tuple[int, int, bytes, int]] = []
+        append = out.append
+        for key, pos in zip(self._keys, self._positions):
+            klen = len(key)
+            btype = idx[pos + 2 + klen]
+            (count,) = _U16.unpack_from(idx, pos + 3 + klen)
+            at = pos + 5 + klen
+            for _mn, _mx, off, size in _ENTRY.iter_unpack(idx[at : at + count * fmt.ENTRY_SIZE]):
+                append((off, size, key, btype))
+        out.sort()
+        return out
+
     def iter_index(self) -> Iterator[tuple[bytes, int, list[IndexEntry]]]:
         for i, key in enumerate(self._keys):
             btype, entries = self._record(i)
