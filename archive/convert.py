@@ -48,6 +48,7 @@ from .progress import ProgressCallback, Reporter
 from .select import Selection, select_meta
 from .shardview import open_shard_reader
 from .source import Shard, Source, open_source
+from .staging import remove_stale
 from .tarwrite import TarWriter, gzip_writer
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import write_shard
@@ -244,6 +245,7 @@ def execute_convert(
     before = _stat_sources(src) if src.kind == "live" else None
     dest = plan.dest
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    remove_stale(dest.parent, f".{dest.name}.tmp-")  # left by a run that was killed
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(tmp, 0o700)

@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, Optional
 
 from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block
@@ -41,6 +42,7 @@ from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_id
 from .progress import ProgressCallback, Reporter
 from .shardview import open_shard_reader
 from .source import Shard, Source
+from .staging import remove_stale
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -337,6 +339,7 @@ def export_to_path(src: Source, path: str, *, compress: bool = False, **kw) -> E
     """Export into ``path`` atomically (temp file in the same directory, renamed when complete)."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    remove_stale(Path(directory), f".{os.path.basename(path)}.tmp-")  # left by a run that was killed
     try:
         with open(tmp, "xb") as raw:
             if compress:

@@ -37,16 +37,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import grp
 import os
 import pwd
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from ..meta import files as metafiles
-from ..meta.model import Data, DatabaseInfo, RetentionPolicyInfo, ShardGroupInfo, UserPrivilege, shard_group_sort_key
+from ..meta.model import (
+    Data,
+    DatabaseInfo,
+    RetentionPolicyInfo,
+    ShardGroupInfo,
+    UserPrivilege,
+    encode_data,
+    shard_group_sort_key,
+)
 from ..tsm import naming
 from ..tsm.reader import TSMReader
 from ..tsm.tombstone import read_tombstones
@@ -56,6 +66,7 @@ from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
 from .shardview import replay_wal
+from .staging import pid_alive
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .source import Shard, ShardFile, Source
 
@@ -177,8 +188,12 @@ def plan_restore(
     waldir: str | os.PathLike[str] | None = None,
     selection: Selection = Selection(),
     merge: bool = False,
+    recover: bool = True,
 ) -> RestorePlan:
-    """Decide what a restore of ``src`` writes where. Reads the target ``meta.db`` if present."""
+    """Decide what a restore of ``src`` writes where. Reads the target ``meta.db`` if present.
+
+    First undoes what an interrupted earlier restore left in the target (see
+    :func:`recover_interrupted`); with ``recover`` false (a dry run) only reports it."""
     if src.meta is None:
         raise UsageError(
             "the source has no metastore to restore (expected a legacy or portable backup, or a server root with meta/meta.db)",
@@ -194,8 +209,9 @@ def plan_restore(
         if p is not None and (p == src_root or src_root in p.parents):
             raise UsageError(f"{name} lies inside the source; restore somewhere else", path=str(p))
 
+    recovered = recover_interrupted(datadir_p, waldir_p, apply=recover)
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
-    warnings = list(selected.warnings)
+    warnings = recovered + list(selected.warnings)
     meta_path = metadir_p / "meta.db"
     meta_exists = meta_path.is_file()
     target = metafiles.read_meta_db(meta_path) if meta_exists else None
@@ -455,13 +471,31 @@ def _gid(group: str, default: int) -> int:
         raise UsageError(f"--owner: no such group {group!r}") from None
 
 
+STAGE_PREFIX = ".influx-archive-restore-"
+_STAGE_RE = re.compile(r"^\.influx-archive-restore-(\d+)-\d+$")
+JOURNAL = "journal"
+
+
 class _Transaction:
-    """Records every change to the target so a failure can undo it."""
+    """Records every change to the target so a failure can undo it.
+
+    The first staging directory holds a write-ahead journal: each directory created and each path
+    about to be renamed into the target is appended (and fsynced) before it happens, and
+    ``commit`` after ``meta.db`` is written. A restore killed before it finished (SIGKILL, power
+    loss) leaves its staging directory and journal behind; :func:`recover_interrupted`, run by the
+    next restore into the same target, undoes it."""
 
     def __init__(self) -> None:
         self.created_dirs: list[Path] = []  # in creation order
         self.moved_in: list[Path] = []  # final paths renamed into place
         self.stages: list[Path] = []
+        self._journal = None
+
+    def _log(self, kind: str, p: Path) -> None:
+        if self._journal is not None:
+            self._journal.write(f"{kind} {os.fsencode(p).hex()}\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
 
     def mkdirs(self, p: Path, mode: int, parent_modes: dict[Path, int] | None = None) -> None:
         missing = []
@@ -472,6 +506,7 @@ class _Transaction:
                 break
             q = q.parent
         for d in reversed(missing):
+            self._log("dir", d)
             try:
                 os.mkdir(d)
             except FileExistsError:
@@ -492,39 +527,112 @@ class _Transaction:
             elif not near.exists():
                 base = parent
         self.mkdirs(base, DIR_MODE_SHARD)
-        path = base / f".influx-archive-restore-{os.getpid()}-{len(self.stages)}"
+        path = base / f"{STAGE_PREFIX}{os.getpid()}-{len(self.stages)}"
         try:
             os.mkdir(path, 0o700)
         except OSError as exc:
             raise TargetError(f"cannot create staging directory: {exc.strerror}", path=str(path)) from None
         self.stages.append(path)
+        if self._journal is None:
+            self._journal = open(path / JOURNAL, "w", encoding="ascii")
+            for d in self.created_dirs:
+                self._log("dir", d)
         return path
 
     def move_in(self, staged: Path, final: Path) -> None:
         if final.exists() or final.is_symlink():
             raise TargetError("appeared while restoring; refusing to overwrite", path=str(final))
+        self._log("moved", final)
         try:
             os.rename(staged, final)
         except OSError as exc:
             raise TargetError(f"cannot move into place: {exc.strerror}", path=str(final)) from None
         self.moved_in.append(final)
 
+    def will_write_meta(self, path: Path, blob: bytes) -> None:
+        """Journal the metastore about to be written: a restore killed after the atomic
+        rename of ``meta.db`` but before ``commit`` is complete, one killed before it is not."""
+        if self._journal is not None:
+            self._journal.write(f"meta {os.fsencode(path).hex()} {hashlib.sha256(blob).hexdigest()}\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+
+    def commit(self) -> None:
+        if self._journal is not None:
+            self._journal.write("commit\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+
     def rollback(self) -> None:
-        for p in reversed(self.moved_in):
-            with contextlib.suppress(OSError):
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p)
-                else:
-                    p.unlink()
+        _undo(self.moved_in, self.created_dirs)
         self.cleanup()
         for d in reversed(self.created_dirs):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
 
     def cleanup(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         for s in self.stages:
             shutil.rmtree(s, ignore_errors=True)
         self.stages.clear()
+
+
+def _undo(moved: list[Path], created: list[Path]) -> None:
+    for p in reversed(moved):
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+    for d in reversed(created):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)  # only when empty: never removes what someone else put there
+
+
+def recover_interrupted(*targets: Optional[Path], apply: bool = True) -> list[str]:
+    """Undo restores that were killed before they finished, next to or inside ``targets``
+    (their staging directories and journals, see :class:`_Transaction`). Returns what was done
+    (with ``apply`` false: what would be done, changing nothing)."""
+    notes: list[str] = []
+    bases = {b for t in targets if t is not None for b in (t, t.parent)}
+    for base in sorted(bases):
+        for name in _listdir_names(base):
+            m = _STAGE_RE.match(name)
+            if not m or pid_alive(int(m.group(1))):
+                continue
+            stage = base / name
+            if not apply:
+                notes.append(f"an earlier restore (pid {m.group(1)}) was interrupted; a real run undoes it first ({stage})")
+                continue
+            journal = stage / JOURNAL
+            moved: list[Path] = []
+            created: list[Path] = []
+            committed = False
+            with contextlib.suppress(OSError):
+                for line in journal.read_text(encoding="ascii").splitlines():
+                    kind, _, arg = line.partition(" ")
+                    if kind == "commit":
+                        committed = True
+                    elif kind == "meta":
+                        path_hex, _, digest = arg.partition(" ")
+                        with contextlib.suppress(OSError, ValueError):
+                            current = Path(os.fsdecode(bytes.fromhex(path_hex))).read_bytes()
+                            committed = committed or hashlib.sha256(current).hexdigest() == digest
+                    elif kind in ("moved", "dir"):
+                        try:
+                            (moved if kind == "moved" else created).append(Path(os.fsdecode(bytes.fromhex(arg))))
+                        except ValueError:
+                            continue
+            if not committed:
+                _undo(moved, [d for d in created if d != stage])
+            shutil.rmtree(stage, ignore_errors=True)
+            notes.append(
+                f"an earlier restore (pid {m.group(1)}) was interrupted; "
+                + ("its staging area was removed" if committed else f"its {len(moved)} partial moves into the target were undone")
+            )
+    return notes
 
 
 def execute_restore(
@@ -601,7 +709,10 @@ def execute_restore(
         tx.mkdirs(plan.metadir, DIR_MODE_META)
         meta_path = plan.metadir / "meta.db"
         old_meta = meta_path.read_bytes() if plan.meta_exists else None
-        metafiles.write_meta_db(meta_path, plan.meta, mode=FILE_MODE, overwrite=plan.meta_exists)
+        blob = encode_data(plan.meta)
+        tx.will_write_meta(meta_path, blob)
+        metafiles.write_meta_db(meta_path, blob, mode=FILE_MODE, overwrite=plan.meta_exists)
+        tx.commit()
         written.append(str(meta_path))
         try:
             if ids is not None:

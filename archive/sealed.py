@@ -43,6 +43,7 @@ from .errors import ArchiveError, ChecksumError, FormatError, SourceError, Targe
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
+from .staging import remove_stale
 from .tarwrite import TarWriter
 
 MANIFEST_NAME = "INFLUX-ARCHIVE.json"
@@ -175,6 +176,7 @@ def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: 
     rep = Reporter(progress, label="pack")
     rep.start(total)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    remove_stale(target.parent, f".{target.name}.tmp-")  # left by a run that was killed
     cctx = zstandard.ZstdCompressor(level=level, threads=threads or os.cpu_count() or 1, write_checksum=True)
     try:
         with open(tmp, "xb") as raw:
@@ -333,6 +335,7 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, pro
     if dest_p.exists() and (not dest_p.is_dir() or any(dest_p.iterdir())):
         raise TargetError("destination exists and is not an empty directory", path=str(dest_p))
     tmp = dest_p.parent / f".{dest_p.name}.tmp-{os.getpid()}"
+    remove_stale(dest_p.parent, f".{dest_p.name}.tmp-")  # left by a run that was killed
     rep = Reporter(progress, label="unpack")
     rep.start(path.stat().st_size)
     n = total = 0

@@ -173,6 +173,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             f"influx-archive: error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for details)\n"
         )
         sys.exit(EXIT_FAILURE)
+    if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent return code 130
+        sys.stderr.write("influx-archive: interrupted\n")
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -83,7 +83,7 @@ def restore(
         )
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     source = open_source(src, salvage=salvage)
-    plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge)
+    plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
     result = run_plan(
         plan, lambda p, progress: execute_restore(p, owner=owner, progress=progress),
         dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
