@@ -246,7 +246,7 @@ def plan_restore(
         sp = _plan_shard(sh, tdb, trp, tid, into, datadir_p, waldir_p)
         if sp is not None:
             shards.append(sp)
-    _check_targets(shards)
+    _check_targets(shards, datadir_p, waldir_p)
     for sp in shards:
         if sp.into_existing and waldir_p is not None:
             wal_here = waldir_p / sp.database / sp.retention_policy / str(sp.id)
@@ -422,10 +422,25 @@ def _listdir_names(p: Path) -> list[str]:
         raise TargetError(f"cannot list directory: {exc.strerror}", path=str(p)) from None
 
 
-def _check_targets(shards: list[ShardPlan]) -> None:
+def _no_symlinks_below(root: Path, target: Path) -> None:
+    """Refuse to write through a symbolic link below ``root`` (the directory the user named may
+    itself be a link, e.g. to another disk; nothing inside it may lead out of it)."""
+    p = root
+    for part in target.relative_to(root).parts:
+        p = p / part
+        if p.is_symlink():
+            raise TargetError("is a symbolic link; refusing to restore through it", path=str(p))
+        if not p.exists():
+            return
+
+
+def _check_targets(shards: list[ShardPlan], datadir: Path, waldir: Optional[Path]) -> None:
     """Never overwrite: a new shard's directory must be absent or empty; files added to an
-    existing shard must have free names."""
+    existing shard must have free names; no symbolic link below the target roots."""
     for sp in shards:
+        _no_symlinks_below(datadir, sp.target_dir)
+        if sp.wal_dir is not None and waldir is not None:
+            _no_symlinks_below(waldir, sp.wal_dir)
         present = _listdir_names(sp.target_dir)
         if sp.into_existing:
             clash = sorted(set(present) & {f.target_name for f in sp.files})

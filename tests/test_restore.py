@@ -276,3 +276,23 @@ def test_owner_chowns_everything_written(tmp_path, fixtures_dir) -> None:
     for p in paths:
         st = p.lstat()
         assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid), p
+
+
+def test_never_writes_through_a_symlink_in_the_target(tmp_path, fixtures_dir) -> None:
+    """A database directory in the target that is a symbolic link to elsewhere is refused; the
+    data directory itself may be a link (e.g. to another disk)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "data").symlink_to(disk)
+    (disk / "db1").symlink_to(elsewhere)
+    proc = restore(fixtures_dir / "legacy", root)
+    assert proc.returncode == 3 and "symbolic link" in proc.stderr and str(root / "data" / "db1") in proc.stderr
+    assert list(elsewhere.iterdir()) == [] and not (root / "meta").exists()
+    (disk / "db1").unlink()
+    proc = restore(fixtures_dir / "legacy", root)
+    assert proc.returncode == 0, proc.stderr
+    assert (disk / "db1" / "hourly" / "10").is_dir() and list(elsewhere.iterdir()) == []
