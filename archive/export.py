@@ -158,7 +158,12 @@ def export(
             text.write("# DML\n")
         jobs = [shard for _, _, shards in groups for shard in shards]
         n_workers = min(workers or os.cpu_count() or 1, len(jobs))
-        parts = _parallel_parts(src, jobs, lo, hi, want, n_workers, tmpdir) if n_workers > 1 and not hasattr(src, "archive") else None
+        parts = (
+            _Peekable(_parallel_parts(src, jobs, lo, hi, want, n_workers, tmpdir))
+            if n_workers > 1 and not hasattr(src, "archive")
+            else None
+        )
+        this = -1  # index of the shard in ``jobs`` (the order parts arrive in)
         try:
             for db, rp, shards in groups:
                 if not shards:
@@ -166,17 +171,19 @@ def export(
                 if not lp_only:
                     text.write(f"# CONTEXT-DATABASE:{db}\n# CONTEXT-RETENTION-POLICY:{rp}\n")
                 for shard in shards:
+                    this += 1
                     if parts is None:
                         with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
                             _export_shard(reader, text, lo, hi, want, res)
                     else:
-                        part_res, findings, path = next(parts)
                         text.flush()
-                        with open(path, "rb") as part:
-                            shutil.copyfileobj(part, out, 1 << 20)
-                        os.unlink(path)
-                        res.merge(part_res)
-                        src.findings.extend(findings)
+                        while parts.peek() is not None and parts.peek()[0] == this:
+                            _, part_res, findings, path = next(parts)
+                            with open(path, "rb") as part:
+                                shutil.copyfileobj(part, out, 1 << 20)
+                            os.unlink(path)
+                            res.merge(part_res)
+                            src.findings.extend(findings)
                     res.shards += 1
                     rep.advance(shard.bytes + sum(w.size for w in shard.wal))
         finally:
@@ -189,12 +196,47 @@ def export(
     return res
 
 
+class _Peekable:
+    def __init__(self, it) -> None:
+        self._it = it
+        self._head = None
+        self._has = False
+
+    def peek(self):
+        if not self._has:
+            self._head = next(self._it, None)
+            self._has = True
+        return self._head
+
+    def __next__(self):
+        head = self.peek()
+        self._has = False
+        if head is None:
+            raise StopIteration
+        return head
+
+    def close(self) -> None:
+        self._it.close()
+
+
 # The source of the running export, inherited by forked worker processes (never pickled).
 _WORKER_SOURCE: Optional[Source] = None
 
 
-def _export_part(shard: Shard, lo: int, hi: int, want: Optional[bytes], path: str, tmpdir: Optional[str]):
-    """Worker: export one shard into ``path``; returns (result, new findings, path)."""
+def _key_slice(keys: list[bytes], i: int, n: int) -> list[bytes]:
+    """The i-th of n contiguous slices of ``keys``, each cut moved forward to a series boundary."""
+
+    def cut(k: int) -> int:
+        pos = len(keys) * k // n
+        while 0 < pos < len(keys) and split_key(keys[pos])[0] == split_key(keys[pos - 1])[0]:
+            pos += 1
+        return pos
+
+    return keys[cut(i) : cut(i + 1)]
+
+
+def _export_part(shard: Shard, part: tuple[int, int], lo: int, hi: int, want: Optional[bytes], path: str, tmpdir: Optional[str]):
+    """Worker: export one slice of one shard into ``path``; returns (result, new findings, path)."""
     src = _WORKER_SOURCE
     assert src is not None
     seen = len(src.findings)
@@ -202,37 +244,46 @@ def _export_part(shard: Shard, lo: int, hi: int, want: Optional[bytes], path: st
     with open(path, "wb") as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="\n")
         with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
-            _export_shard(reader, text, lo, hi, want, res)
+            _export_shard(reader, text, lo, hi, want, res, part)
         text.flush()
         text.detach()
     return res, src.findings[seen:], path
 
 
 def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: Optional[bytes], workers: int, tmpdir: Optional[str]):
-    """Yield (result, findings, part file) per shard, in order, from a pool of forked workers
-    that run at most ``workers`` shards ahead of the consumer."""
+    """Yield (shard index, result, findings, part file) in output order from a pool of forked
+    workers running a few slices ahead of the consumer. A shard read in place (no .tar.gz to
+    spool) is cut into ``workers`` slices so the last shards do not leave cores idle."""
     import concurrent.futures
     import multiprocessing
     import tempfile
 
     global _WORKER_SOURCE
     _WORKER_SOURCE = src
+    tasks = []
+    for i, shard in enumerate(shards):
+        n = 1 if any(f.gz for f in shard.files) else workers
+        tasks.extend((i, shard, (k, n)) for k in range(n))
     work = tempfile.mkdtemp(prefix="influx-archive-export-", dir=tmpdir)
     try:
         ctx = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            pending = []
-            it = iter(enumerate(shards))
+            pending: list = []
+            it = iter(enumerate(tasks))
+
+            def submit() -> None:
+                nxt = next(it, None)
+                if nxt is not None:
+                    t, (i, shard, part) = nxt
+                    path = os.path.join(work, f"{t}.lp")
+                    pending.append((i, pool.submit(_export_part, shard, part, lo, hi, want, path, tmpdir)))
+
             for _ in range(workers + 1):
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append(pool.submit(_export_part, nxt[1], lo, hi, want, os.path.join(work, f"{nxt[0]}.lp"), tmpdir))
+                submit()
             while pending:
-                fut = pending.pop(0)
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append(pool.submit(_export_part, nxt[1], lo, hi, want, os.path.join(work, f"{nxt[0]}.lp"), tmpdir))
-                yield fut.result()
+                i, fut = pending.pop(0)
+                submit()
+                yield (i, *fut.result())
     finally:
         _WORKER_SOURCE = None
         shutil.rmtree(work, ignore_errors=True)
@@ -253,7 +304,12 @@ def _field_values(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[in
     return block_type, ts, vs
 
 
-def _export_shard(reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int, want: Optional[bytes], res: ExportResult) -> None:
+def _export_shard(
+    reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int, want: Optional[bytes], res: ExportResult,
+    part: tuple[int, int] = (0, 1),
+) -> None:
+    """Write the shard's lines; ``part = (i, n)``: only the i-th of n slices of its keys, cut at
+    series boundaries (so n workers can share one shard and the slices concatenate in order)."""
     series: Optional[bytes] = None
     fields: list[tuple[str, int, list[int], list]] = []
 
@@ -262,7 +318,8 @@ def _export_shard(reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int,
             return
         _write_series(text, series.decode("utf-8", "surrogateescape"), fields, res)
 
-    for key in reader.keys():
+    keys = reader.keys() if part == (0, 1) else _key_slice(list(reader.keys()), *part)
+    for key in keys:
         s, f = split_key(key)
         if want is not None and measurement_of(key) != want:
             continue
