@@ -149,10 +149,15 @@ def main() -> int:
         ref_rate = n_select / select_s
         rows.append(("export", f"{ours_rate / 1e6:.2f} M values/s", f"{ref_rate / 1e6:.2f} M values/s (SELECT *, 1 run)", f"{ours_rate / ref_rate:.2f}x", ">= 3x and >= 2 M/s", _met(ours_rate >= 3 * ref_rate and ours_rate >= 2e6)))
 
-        # verify MB/s (uncompressed legacy backup: the bytes checked are the bytes read)
+        # verify MB/s (uncompressed legacy backup: the bytes checked are the bytes read). Every
+        # run also pays the interpreter and import start-up; the steady-state rate subtracts a
+        # verify of the tiny shipped fixture, which is nearly all start-up.
         ours, rss["verify"] = median_of(runs, lambda i: CLI + ["verify", str(data.legacy)])
+        startup, _ = median_of(runs, lambda i: CLI + ["verify", str(HERE.parent / "fixtures" / "legacy")])
         rate = legacy_bytes / ours / 1e6
+        steady = legacy_bytes / max(ours - startup, 1e-9) / 1e6
         rows.append(("verify", f"{rate:.0f} MB/s", f"{legacy_bytes / 1e6:.0f} MB legacy backup", "", ">= 300 MB/s", _met(rate >= 300)))
+        rows.append(("verify, start-up excluded", f"{steady:.0f} MB/s", f"start-up {startup:.2f} s (verify of a 100 KB backup)", "", ">= 300 MB/s", _met(steady >= 300)))
 
         # pack / unpack (sealed archives; no influxd counterpart)
         ours, rss["pack"] = median_of(runs, lambda i: CLI + ["pack", str(data.legacy), str(tmp / "a.tar.zst"), "--force"])

@@ -23,6 +23,6 @@ def test_bench_small_mode_prints_every_row(tmp_path) -> None:
     rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows == [
         "verb", "convert legacy->portable", "restore (offline)", "trim (2 h inside one shard)", "export",
-        "verify", "pack (zstd 3)", "unpack", "peak RSS, any verb",
+        "verify", "verify, start-up excluded", "pack (zstd 3)", "unpack", "peak RSS, any verb",
     ]
     assert "800,002 values" in proc.stdout
