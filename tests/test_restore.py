@@ -296,3 +296,13 @@ def test_never_writes_through_a_symlink_in_the_target(tmp_path, fixtures_dir) ->
     proc = restore(fixtures_dir / "legacy", root)
     assert proc.returncode == 0, proc.stderr
     assert (disk / "db1" / "hourly" / "10").is_dir() and list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the warning is about running as root (CI runs as root)")
+def test_root_without_owner_is_warned_when_the_target_belongs_to_someone_else(tmp_path, fixtures_dir) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    os.chown(root, 65534, 65534)  # nobody: like /var/lib/influxdb owned by influxdb
+    proc = restore(fixtures_dir / "legacy", root)
+    assert proc.returncode == 0, proc.stderr
+    assert "influx-archive: warning: running as root without --owner" in proc.stderr and "uid 65534" in proc.stderr
