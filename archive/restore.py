@@ -45,7 +45,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..meta import files as metafiles
 from ..meta.model import (
@@ -67,6 +67,9 @@ from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
 from .shardview import replay_wal
 from .staging import pid_alive
+
+if TYPE_CHECKING:
+    from ..tsm.wal import Cache
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .source import Shard, ShardFile, Source
 

@@ -40,7 +40,7 @@ from typing import BinaryIO, Iterator, Optional
 import zstandard
 
 from .errors import ArchiveError, ChecksumError, FormatError, SourceError, TargetError, TruncatedError, UsageError
-from .findings import ERROR, Finding
+from .findings import Finding
 from .progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
 from .staging import remove_stale

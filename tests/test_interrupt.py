@@ -6,11 +6,8 @@ normal rollback. ENOSPC while writing gives a clean error and no output."""
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -94,7 +94,7 @@ def test_salvage_restore_keeps_every_intact_point(damaged, tmp_path, influxd_fac
     proc = cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), "--salvage")
     assert proc.returncode == 0, proc.stderr
     assert "truncated" in proc.stderr and "db1.autogen.00004.00" in proc.stderr
-    assert f"damaged block of key" in proc.stderr and f"offset {offset}" in proc.stderr
+    assert "damaged block of key" in proc.stderr and f"offset {offset}" in proc.stderr
     server = influxd_factory(root)
     assert harness.compare_truth(expected, server.dump(), sections=SECTIONS) == []
 
