@@ -28,9 +28,12 @@ order and its parts do not overlap.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import operator
 import zlib
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..archive.errors import ChecksumError, FormatError
@@ -274,9 +277,13 @@ class ShardReader:
         if piece.ranges:
             ts, vs = filter_ranges(piece.ranges, ts, vs)
         if lo > piece.min_time or hi < piece.max_time:
-            keep = [k for k, t in enumerate(ts) if lo <= t <= hi]
-            ts = [ts[k] for k in keep]
-            vs = [vs[k] for k in keep]
+            if all(map(operator.le, ts, islice(ts, 1, None))):  # stored order (always, from influxd)
+                a, b = bisect.bisect_left(ts, lo), bisect.bisect_right(ts, hi)
+                ts, vs = ts[a:b], vs[a:b]
+            else:
+                keep = [k for k, t in enumerate(ts) if lo <= t <= hi]
+                ts = [ts[k] for k in keep]
+                vs = [vs[k] for k in keep]
         return list(ts), list(vs)
 
     def _raw(self, key: bytes, block_type: int, piece: _Piece) -> RawFrame:
