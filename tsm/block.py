@@ -56,6 +56,9 @@ _VALUE_TYPES = {FLOAT: float, INTEGER: int, BOOLEAN: bool, STRING: bytes, UNSIGN
 _INT_RANGES = {INTEGER: (_INT64_MIN, _INT64_MAX), UNSIGNED: (0, _UINT64_MAX)}
 
 
+_INT_ONLY = frozenset((int,))
+
+
 def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -> bytes:
     """Block bytes (without the CRC) for one key's points, byte-identical to influxd.
 
@@ -70,7 +73,7 @@ def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -
         raise UnsupportedError("a TSM block needs at least one value")
     if len(values) != n:
         raise UnsupportedError(f"{n} timestamps but {len(values)} values")
-    if not all(type(t) is int for t in timestamps) or min(timestamps) < _INT64_MIN or max(timestamps) > _INT64_MAX:
+    if not set(map(type, timestamps)) <= _INT_ONLY or min(timestamps) < _INT64_MIN or max(timestamps) > _INT64_MAX:
         raise UnsupportedError("timestamps must be int64 integers")
     bad = check_block_order(timestamps)
     if bad is not None:

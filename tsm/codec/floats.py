@@ -40,8 +40,33 @@ _MASKS = tuple((1 << m) - 1 for m in range(65))
 _WHAT = "float value section"
 
 
+try:  # the compiled fast path (tsm/_gorilla.c); it returns None wherever this module must decide
+    from .. import _gorilla as _compiled
+except ImportError:  # no compiler at install time: the pure Python codec below does everything
+    _compiled = None
+
+
 def encode(values: Sequence[float]) -> bytes:
     """Section for ``values`` (non-empty), byte-identical to influxd's FloatEncoder."""
+    if _compiled is not None:
+        out = _compiled.encode(values)
+        if out is not None:
+            return out
+    return py_encode(values)
+
+
+def decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list[float]:
+    """Exactly ``count`` floats of a section; ``base`` is its offset in the block (for errors)."""
+    if _compiled is not None:
+        out = _compiled.decode(section, count)
+        if out is not None:
+            return out
+    return py_decode(section, count, base=base)
+
+
+def py_encode(values: Sequence[float]) -> bytes:
+    """The pure Python encoder (the reference; also the path for every input the compiled one
+    declines, so its errors are the ones raised)."""
     n = len(values)
     bits = struct.unpack(">%dQ" % n, struct.pack(">%dd" % n, *values))
     for i, b in enumerate(bits):
@@ -83,8 +108,8 @@ def encode(values: Sequence[float]) -> bytes:
     return bytes(out)
 
 
-def decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list[float]:
-    """Exactly ``count`` floats of a section; ``base`` is its offset in the block (for errors)."""
+def py_decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list[float]:
+    """The pure Python decoder: exactly ``count`` floats, every damage a precise error."""
     size = len(section)
     if not size:
         raise TruncatedError(f"{_WHAT}: empty", offset=base, field="values")
