@@ -40,8 +40,8 @@ _MASKS = tuple((1 << m) - 1 for m in range(65))
 _WHAT = "float value section"
 
 
-try:  # the compiled fast path (tsm/_gorilla.c); it returns None wherever this module must decide
-    from .. import _gorilla as _compiled
+try:  # the compiled fast path (tsm/_speedups.c); it returns None wherever this module must decide
+    from .. import _speedups as _compiled
 except ImportError:  # no compiler at install time: the pure Python codec below does everything
     _compiled = None
 

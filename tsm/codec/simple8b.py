@@ -54,8 +54,24 @@ def count(words: bytes | memoryview, *, what: str = "simple8b", base: int = 0) -
     return sum(map(_COUNT_BY_TOP_BYTE.__getitem__, bytes(words[::8])))
 
 
+try:  # the compiled fast path (tsm/_speedups.c): same words, declines (None) what it cannot take
+    from .. import _speedups as _compiled
+except ImportError:
+    _compiled = None
+
+
 def decode(words: bytes | memoryview, out: list[int]) -> None:
     """Append every value of a whole number of words to ``out`` (length checked by :func:`count`)."""
+    if _compiled is not None:
+        got = _compiled.s8b_decode(words)
+        if got is not None:
+            out.extend(got)
+            return
+    py_decode(words, out)
+
+
+def py_decode(words: bytes | memoryview, out: list[int]) -> None:
+    """The pure Python decoder (reference and fallback)."""
     nwords = len(words) >> 3
     if not nwords:
         return
@@ -96,6 +112,15 @@ def _pack(src: list[int], h: int, t: int, all_ones: bool) -> tuple[int, int]:
 
 def encode_all(values: list[int]) -> bytes:
     """Words for ``values`` (each ``0 <= v <= MAX_VALUE``), whole-list driver (integers)."""
+    if _compiled is not None:
+        got = _compiled.s8b_encode_all(values)
+        if got is not None:
+            return got
+    return py_encode_all(values)
+
+
+def py_encode_all(values: list[int]) -> bytes:
+    """The pure Python whole-list driver (reference, and the path that raises errors)."""
     n = len(values)
     # The 0/1 selectors need every remaining value to be 1: that holds once h passes the last
     # value that is not 1.
@@ -114,6 +139,15 @@ def encode_all(values: list[int]) -> bytes:
 def encode_windowed(values: list[int]) -> bytes:
     """Words for ``values``, 240-value FIFO driver (timestamps): while more values follow a full
     FIFO of 240, one word is cut from that FIFO; the rest is flushed word by word at the end."""
+    if _compiled is not None:
+        got = _compiled.s8b_encode_windowed(values)
+        if got is not None:
+            return got
+    return py_encode_windowed(values)
+
+
+def py_encode_windowed(values: list[int]) -> bytes:
+    """The pure Python FIFO driver (reference, and the path that raises errors)."""
     n = len(values)
     words = []
     h = 0

@@ -1,4 +1,5 @@
-/* Compiled fast path for influxd's Gorilla float value sections (TSM_WAL.md section 2.2).
+/* Compiled fast paths for the hottest TSM codecs: influxd's Gorilla float value sections
+ * (TSM_WAL.md section 2.2) and simple8b words (section 2.0, both of influxd's encoder drivers).
  *
  * Only the happy path lives here: every function returns None when anything is not exactly
  * right (bad header, truncation, wrong count, padding, NaN, a non-float), and the pure-Python
@@ -179,12 +180,160 @@ done:
     return result;
 }
 
+
+/* ------------------------------------------------------------------------------ simple8b */
+
+static const int S8_N[16] = {240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1};
+static const int S8_BITS[16] = {0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60};
+#define S8_MAX ((1ULL << 60) - 1)
+
+static PyObject *s8b_decode(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *result = NULL;
+    const uint8_t *d = (const uint8_t *)view.buf;
+    Py_ssize_t nwords = view.len / 8;
+    if (view.len % 8) { result = Py_NewRef(Py_None); goto done; }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < nwords; i++) total += S8_N[d[i * 8] >> 4];
+    result = PyList_New(total);
+    if (!result) goto done;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < nwords; i++) {
+        uint64_t w = load_be64(d + i * 8);
+        int sel = (int)(w >> 60), n = S8_N[sel], bits = S8_BITS[sel];
+        uint64_t mask = bits ? ((1ULL << bits) - 1) : 0;
+        for (int j = 0; j < n; j++) {
+            uint64_t v = bits ? (w >> (j * bits)) & mask : 1;
+            PyObject *o = PyLong_FromUnsignedLongLong(v);
+            if (!o) { Py_CLEAR(result); goto done; }
+            PyList_SET_ITEM(result, k++, o);
+        }
+    }
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static inline int bitlen(uint64_t v) { return v ? 64 - __builtin_clzll(v) : 0; }
+
+/* one word from src[h:t]; returns values consumed, 0 when nothing fits (out of bounds) */
+static int s8b_pack(const uint64_t *src, Py_ssize_t h, Py_ssize_t t, int all_ones, uint64_t *word) {
+    Py_ssize_t avail = t - h;
+    if (all_ones) {
+        if (avail >= 240) { *word = 0; return 240; }
+        if (avail >= 120) { *word = 1ULL << 60; return 120; }
+    }
+    int first = bitlen(src[h]);
+    if (first > 60) return 0;
+    for (int sel = 2; sel < 16; sel++) {
+        int n = S8_N[sel], bits = S8_BITS[sel];
+        if (bits < first || avail < n) continue;
+        uint64_t mask = (1ULL << bits) - 1;
+        int ok = 1;
+        for (int i = 0; i < n; i++) if (src[h + i] > mask) { ok = 0; break; }
+        if (!ok) continue;
+        uint64_t w = 0;
+        for (Py_ssize_t i = h + n - 1; i >= h; i--) w = (w << bits) | src[i];
+        *word = ((uint64_t)sel << 60) | w;
+        return n;
+    }
+    return 0;
+}
+
+/* values as uint64 (all 0..2^60-1 ints), or NULL with no error set when the Python codec must decide */
+static uint64_t *s8b_values(PyObject *arg, Py_ssize_t *n_out) {
+    PyObject *seq = PySequence_Fast(arg, "values must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    uint64_t *v = (uint64_t *)PyMem_Malloc((size_t)(n ? n : 1) * sizeof(uint64_t));
+    if (!v) { Py_DECREF(seq); PyErr_NoMemory(); return NULL; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyLong_CheckExact(items[i])) goto decline;
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(items[i], &overflow);
+        if (overflow || x < 0 || (uint64_t)x > S8_MAX) goto decline;
+        v[i] = (uint64_t)x;
+    }
+    Py_DECREF(seq);
+    *n_out = n;
+    return v;
+decline:
+    PyErr_Clear();
+    PyMem_Free(v);
+    Py_DECREF(seq);
+    *n_out = -1;
+    return NULL;
+}
+
+static PyObject *s8b_finish(uint64_t *words, Py_ssize_t nw) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, nw * 8);
+    if (!out) return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < nw; i++)
+        for (int b = 0; b < 8; b++) p[i * 8 + b] = (uint8_t)(words[i] >> (56 - 8 * b));
+    return out;
+}
+
+static PyObject *s8b_encode(PyObject *arg, int windowed) {
+    Py_ssize_t n;
+    uint64_t *v = s8b_values(arg, &n);
+    if (!v) return n < 0 ? Py_NewRef(Py_None) : NULL;
+    uint64_t *words = (uint64_t *)PyMem_Malloc((size_t)(n ? n : 1) * sizeof(uint64_t));
+    if (!words) { PyMem_Free(v); return PyErr_NoMemory(); }
+    Py_ssize_t nw = 0, h = 0;
+    PyObject *result = NULL;
+    if (!windowed) {
+        Py_ssize_t last_not_one = n - 1;
+        while (last_not_one >= 0 && v[last_not_one] == 1) last_not_one--;
+        while (h < n) {
+            int used = s8b_pack(v, h, n, h > last_not_one, &words[nw]);
+            if (!used) goto decline;
+            nw++;
+            h += used;
+        }
+    } else {
+        while (h + 240 < n) {
+            Py_ssize_t t = h + 240;
+            int ones = v[h] == 1;
+            for (Py_ssize_t i = h; ones && i < t; i++) ones = v[i] == 1;
+            int used = s8b_pack(v, h, t, ones, &words[nw]);
+            if (!used) goto decline;
+            nw++;
+            h += used;
+        }
+        while (h < n) {
+            int ones = v[h] == 1 && n - h >= 120;
+            for (Py_ssize_t i = h; ones && i < n; i++) ones = v[i] == 1;
+            int used = s8b_pack(v, h, n, ones, &words[nw]);
+            if (!used) goto decline;
+            nw++;
+            h += used;
+        }
+    }
+    result = s8b_finish(words, nw);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(v);
+    PyMem_Free(words);
+    return result;
+}
+
+static PyObject *s8b_encode_all(PyObject *self, PyObject *arg) { return s8b_encode(arg, 0); }
+static PyObject *s8b_encode_windowed(PyObject *self, PyObject *arg) { return s8b_encode(arg, 1); }
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
+    {"s8b_decode", s8b_decode, METH_O, "s8b_decode(words) -> list[int] | None"},
+    {"s8b_encode_all", s8b_encode_all, METH_O, "s8b_encode_all(values) -> bytes | None"},
+    {"s8b_encode_windowed", s8b_encode_windowed, METH_O, "s8b_encode_windowed(values) -> bytes | None"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gorilla", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__gorilla(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

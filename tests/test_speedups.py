@@ -1,4 +1,5 @@
-"""The compiled Gorilla float codec (tsm/_gorilla.c) against the pure Python one it speeds up.
+"""The compiled codec core (tsm/_speedups.c: Gorilla floats, simple8b) against the pure Python
+codecs it speeds up.
 
 The compiled functions handle only valid input and decline everything else (returning None), so
 that the Python codec raises its precise errors. These tests hold the two to the same bytes on
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from influx_archive.archive.errors import ArchiveError
 from influx_archive.tsm import block
-from influx_archive.tsm.codec import floats, varint
+from influx_archive.tsm.codec import floats, simple8b, varint
 from test_block import GO_BLOCKS, _values
 
 compiled = floats._compiled
@@ -100,3 +101,44 @@ def test_declines_what_it_cannot_encode() -> None:
     assert compiled.encode([]) is None
     with pytest.raises(ArchiveError):
         floats.encode([1.0, float("nan")])
+
+
+# --- simple8b --------------------------------------------------------------------------------
+
+s8_values = st.lists(
+    st.one_of(st.just(1), st.integers(0, 1), st.integers(0, (1 << 60) - 1), st.integers(0, 255)), max_size=1300
+)
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None)
+@given(s8_values)
+def test_simple8b_same_words_both_drivers(values: list[int]) -> None:
+    for fast, slow in ((compiled.s8b_encode_all, simple8b.py_encode_all),
+                       (compiled.s8b_encode_windowed, simple8b.py_encode_windowed)):
+        words = slow(values)
+        assert fast(values) == words
+        out: list[int] = []
+        simple8b.py_decode(words, out)
+        assert compiled.s8b_decode(words) == out == values
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_simple8b_decode_any_words(data: bytes) -> None:
+    got = compiled.s8b_decode(data)
+    if len(data) % 8:
+        assert got is None
+    else:
+        out: list[int] = []
+        simple8b.py_decode(data, out)
+        assert got == out
+
+
+@needs_compiled
+def test_simple8b_declines_out_of_range() -> None:
+    for bad in ([1 << 60], [-1], [1.5]):
+        assert compiled.s8b_encode_all(bad) is None and compiled.s8b_encode_windowed(bad) is None
+    with pytest.raises(ValueError):
+        simple8b.encode_all([1 << 60])
