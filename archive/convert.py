@@ -41,6 +41,7 @@ from typing import Optional
 from ..meta import files as metafiles
 from ..meta.model import Data, encode_data
 from ..tsm import naming
+from ..tsm.keys import key_slice
 from ..tsm.reader import TSMReader
 from .errors import ArchiveError, SourceError, TargetError, UsageError
 from .findings import ERROR, Finding
@@ -262,17 +263,23 @@ def execute_convert(
     blob = encode_data(plan.meta)
     ts = metafiles.portable_timestamp(_dt.datetime.now(_dt.timezone.utc))
     try:
-        n_workers = max(1, min(workers or os.cpu_count() or 1, len(plan.jobs) or 1))
-        with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
-            futures = [pool.submit(_convert_shard, plan, job, tmp, ts, advance) for job in plan.jobs]
-            outputs: list[Optional[ShardOutput]] = []
-            try:
-                for fut in futures:
-                    outputs.append(fut.result())
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        cores = workers or os.cpu_count() or 1
+        outputs: list[Optional[ShardOutput]] = []
+        if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not hasattr(src, "archive"):
+            # one shard to rewrite (e.g. a trim inside one shard): its keys are shared out to
+            # forked processes instead (no other thread runs here, so forking is safe)
+            outputs.append(_convert_shard(plan, plan.jobs[0], tmp, ts, advance, split=cores))
+        else:
+            n_workers = max(1, min(cores, len(plan.jobs) or 1))
+            with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
+                futures = [pool.submit(_convert_shard, plan, job, tmp, ts, advance) for job in plan.jobs]
+                try:
+                    for fut in futures:
+                        outputs.append(fut.result())
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
         shards = [o for o in outputs if o is not None]
         dropped = [
             f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}" for j, o in zip(plan.jobs, outputs) if o is None
@@ -329,8 +336,9 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
 
 
 
-def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance) -> Optional[ShardOutput]:
-    """Write one shard's tar (or .tar.gz); None when nothing is left of it."""
+def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance, split: int = 1) -> Optional[ShardOutput]:
+    """Write one shard's tar (or .tar.gz); None when nothing is left of it. ``split`` > 1 rewrites
+    it with that many forked processes (only when no other thread runs: see execute_convert)."""
     shard = job.shard
     prefix = f"{job.database}/{job.retention_policy}/{shard.id}/"
     work = tmp / f".work-{shard.id}"
@@ -367,8 +375,11 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
                 layers = shard.tsm_layers()
                 gen = max((naming.order_key(f.name)[0] for f, _ in layers), default=1)
                 seq = max((naming.order_key(f.name)[1] for f, _ in layers), default=0) + 1
-                with open_shard_reader(plan.source, shard, tmpdir=str(work)) as reader:
-                    written = write_shard(reader, work, gen, seq, start=plan.start, end=plan.end)
+                if split > 1:
+                    written = _rewrite_in_processes(plan, shard, work, gen, seq, split)
+                else:
+                    with open_shard_reader(plan.source, shard, tmpdir=str(work)) as reader:
+                        written = write_shard(reader, work, gen, seq, start=plan.start, end=plan.end)
                 advance(job.bytes)
                 for w in written:
                     members.append((w.name, w.size, lambda p=w.path: stack.enter_context(open(p, "rb"))))
@@ -395,6 +406,44 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
             return ShardOutput(job.database, job.retention_policy, shard.id, name, tar.size, file_size, len(members))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+#: (plan, shard) of a parallel rewrite, inherited by the forked workers (never pickled)
+_REWRITE: Optional[tuple] = None
+#: sequence numbers reserved per worker: each worker's files are gen-(seq + i * SEQ_STRIDE + k)
+SEQ_STRIDE = 1000
+
+
+def _rewrite_slice(i: int, n: int, work: str, gen: int, seq: int) -> tuple[list, list]:
+    """Worker: write the i-th of n key slices of the shard; returns (files, new findings)."""
+    assert _REWRITE is not None
+    plan, shard = _REWRITE
+    seen = len(plan.source.findings)
+    with open_shard_reader(plan.source, shard, tmpdir=work) as reader:
+        keys = key_slice(list(reader.keys()), i, n)
+        written = write_shard(reader, Path(work), gen, seq + i * SEQ_STRIDE, start=plan.start, end=plan.end, keys=keys)
+    return written, plan.source.findings[seen:]
+
+
+def _rewrite_in_processes(plan: ConvertPlan, shard: Shard, work: Path, gen: int, seq: int, n: int) -> list:
+    """Rewrite one shard with ``n`` forked processes, each writing the TSM files of a contiguous
+    slice of its keys (cut at series boundaries; slices never share a key, so file order is moot)."""
+    import multiprocessing
+
+    global _REWRITE
+    _REWRITE = (plan, shard)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
+            futs = [pool.submit(_rewrite_slice, i, n, str(work), gen, seq) for i in range(n)]
+            results = [f.result() for f in futs]
+    finally:
+        _REWRITE = None
+    written = []
+    for files, findings in results:
+        written.extend(files)
+        plan.source.findings.extend(findings)
+    return written
 
 
 class _ChunkStream:

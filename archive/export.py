@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO, Optional
 
 from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block
-from ..tsm.keys import measurement_of, split_key
+from ..tsm.keys import key_slice, measurement_of, split_key
 from ..tsm.shard import RawFrame, ShardReader
 from .errors import UsageError
 from .inspect import rfc3339
@@ -223,18 +223,6 @@ class _Peekable:
 _WORKER_SOURCE: Optional[Source] = None
 
 
-def _key_slice(keys: list[bytes], i: int, n: int) -> list[bytes]:
-    """The i-th of n contiguous slices of ``keys``, each cut moved forward to a series boundary."""
-
-    def cut(k: int) -> int:
-        pos = len(keys) * k // n
-        while 0 < pos < len(keys) and split_key(keys[pos])[0] == split_key(keys[pos - 1])[0]:
-            pos += 1
-        return pos
-
-    return keys[cut(i) : cut(i + 1)]
-
-
 def _export_part(shard: Shard, part: tuple[int, int], lo: int, hi: int, want: Optional[bytes], path: str, tmpdir: Optional[str]):
     """Worker: export one slice of one shard into ``path``; returns (result, new findings, path)."""
     src = _WORKER_SOURCE
@@ -318,7 +306,7 @@ def _export_shard(
             return
         _write_series(text, series.decode("utf-8", "surrogateescape"), fields, res)
 
-    keys = reader.keys() if part == (0, 1) else _key_slice(list(reader.keys()), *part)
+    keys = reader.keys() if part == (0, 1) else key_slice(list(reader.keys()), *part)
     for key in keys:
         s, f = split_key(key)
         if want is not None and measurement_of(key) != want:

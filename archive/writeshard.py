@@ -127,12 +127,13 @@ def write_shard(
     start: Optional[int] = None,
     end: Optional[int] = None,
     max_bytes: int = MAX_FILE_BYTES,
+    keys: Optional[list[bytes]] = None,
 ) -> list[WrittenFile]:
-    """Write every key of ``reader`` (final data, ``[start, end]``) into new TSM files in
-    ``directory``. Returns the files written (none when nothing is left)."""
+    """Write every key of ``reader`` (or only ``keys``; final data, ``[start, end]``) into new TSM
+    files in ``directory``. Returns the files written (none when nothing is left)."""
     out = ShardFileWriter(directory, generation, first_sequence, max_bytes=max_bytes)
     try:
-        for key in reader.keys():
+        for key in reader.keys() if keys is None else keys:
             out.write_key(reader, key, start, end)
         return out.close()
     except BaseException:

@@ -227,3 +227,19 @@ def test_destination_rules_and_running_server_detected(tmp_path, fixtures_dir) -
         execute_convert(plan, progress=writer_still_running)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_trim_inside_one_shard_uses_every_core(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+    """A range inside one shard leaves one shard to rewrite: its keys are split between forked
+    processes (one file per slice, disjoint keys). The result is still point-exact."""
+    lo_s, hi_s = "2026-11-03T05:10:00Z", "2026-11-04T07:45:00Z"  # inside shard 2 (3 series, a tombstone)
+    out = tmp_path / "one"
+    proc = cli("trim", str(fixtures_dir / "portable"), str(out), "--start", lo_s, "--end", hi_s, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert [s["id"] for s in result["shards"]] == [2]
+    assert result["shards"][0]["tsm_files"] >= 2  # one per worker slice (2 cores in CI)
+    server = influxd_factory()
+    assert server.restore_portable(out).returncode == 0
+    expected = restrict(truth("portable"), parse_time(lo_s), parse_time(hi_s))
+    assert harness.compare_when_settled(server, expected, sections=RESTORED) == []

@@ -78,3 +78,16 @@ def parse_series_key(series: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
 def measurement_of(key: bytes) -> bytes:
     """Unescaped measurement name of a composite or series key."""
     return parse_series_key(series_of(key))[0]
+
+
+def key_slice(keys: list[bytes], i: int, n: int) -> list[bytes]:
+    """The i-th of n contiguous slices of sorted composite ``keys``, each cut moved forward to a
+    series boundary (so the fields of one series stay together and slices concatenate in order)."""
+
+    def cut(k: int) -> int:
+        pos = len(keys) * k // n
+        while 0 < pos < len(keys) and series_of(keys[pos]) == series_of(keys[pos - 1]):
+            pos += 1
+        return pos
+
+    return keys[cut(i) : cut(i + 1)]
