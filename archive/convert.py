@@ -49,7 +49,7 @@ from .progress import ProgressCallback, Reporter
 from .select import Selection, select_meta
 from .shardview import open_shard_reader
 from .source import Shard, Source, open_source
-from .staging import remove_stale
+from .staging import temp_sibling
 from .tarwrite import TarWriter, gzip_writer
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import write_shard
@@ -245,8 +245,7 @@ def execute_convert(
     src = plan.source
     before = _stat_sources(src) if src.kind == "live" else None
     dest = plan.dest
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-    remove_stale(dest.parent, f".{dest.name}.tmp-")  # left by a run that was killed
+    tmp = temp_sibling(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(tmp, 0o700)

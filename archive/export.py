@@ -42,7 +42,7 @@ from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_id
 from .progress import ProgressCallback, Reporter
 from .shardview import open_shard_reader
 from .source import Shard, Source
-from .staging import remove_stale
+from .staging import temp_sibling
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -383,8 +383,7 @@ def _checked(res: ExportResult, series: str, name: str, btype: int, fmt, v) -> O
 def export_to_path(src: Source, path: str, *, compress: bool = False, **kw) -> ExportResult:
     """Export into ``path`` atomically (temp file in the same directory, renamed when complete)."""
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    remove_stale(Path(directory), f".{os.path.basename(path)}.tmp-")  # left by a run that was killed
+    tmp = str(temp_sibling(Path(directory) / os.path.basename(path)))
     try:
         with open(tmp, "xb") as raw:
             if compress:

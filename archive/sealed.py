@@ -43,13 +43,12 @@ from .errors import ArchiveError, ChecksumError, FormatError, SourceError, Targe
 from .findings import Finding
 from .progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
-from .staging import remove_stale
+from .staging import temp_sibling
 from .tarwrite import TarWriter
 
 MANIFEST_NAME = "INFLUX-ARCHIVE.json"
 FORMAT = "influx-archive-sealed"
 FORMAT_VERSION = 1
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_MANIFEST_BYTES = 64 << 20
 CHUNK = 1 << 20
 
@@ -61,17 +60,6 @@ def tool_version() -> str:
         return version("influx-archive")
     except Exception:  # noqa: BLE001 - metadata absent in a source checkout
         return "unknown"
-
-
-def is_sealed(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a regular file starting with the zstd magic (never opens a FIFO)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return False
-        with open(path, "rb") as f:
-            return f.read(4) == ZSTD_MAGIC
-    except OSError:
-        return False
 
 
 @dataclass
@@ -175,8 +163,7 @@ def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: 
     total = sum(e["size"] for e in entries)
     rep = Reporter(progress, label="pack")
     rep.start(total)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    remove_stale(target.parent, f".{target.name}.tmp-")  # left by a run that was killed
+    tmp = temp_sibling(target)
     cctx = zstandard.ZstdCompressor(level=level, threads=threads or os.cpu_count() or 1, write_checksum=True)
     try:
         with open(tmp, "xb") as raw:
@@ -334,8 +321,7 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, pro
     dest_p = Path(dest).absolute()
     if dest_p.exists() and (not dest_p.is_dir() or any(dest_p.iterdir())):
         raise TargetError("destination exists and is not an empty directory", path=str(dest_p))
-    tmp = dest_p.parent / f".{dest_p.name}.tmp-{os.getpid()}"
-    remove_stale(dest_p.parent, f".{dest_p.name}.tmp-")  # left by a run that was killed
+    tmp = temp_sibling(dest_p)
     rep = Reporter(progress, label="unpack")
     rep.start(path.stat().st_size)
     n = total = 0

@@ -30,6 +30,7 @@ import gzip
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -418,7 +419,7 @@ def open_source(path: str | os.PathLike[str], *, salvage: bool = False, prescann
     if p.is_dir():
         src = _open_dir(p, salvage, prescanned or {})
     elif p.is_file():
-        if p.name.endswith((".tar.zst", ".tzst")) or _is_zstd(p):
+        if p.name.endswith((".tar.zst", ".tzst")) or is_zstd_file(p):
             from .sealed import open_sealed
 
             src = open_sealed(p, salvage=salvage)
@@ -434,10 +435,17 @@ def open_source(path: str | os.PathLike[str], *, salvage: bool = False, prescann
     return src
 
 
-def _is_zstd(p: Path) -> bool:
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def is_zstd_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file starting with the zstd magic (a sealed archive). Never
+    opens anything else: a FIFO would block."""
     try:
-        with open(p, "rb") as f:
-            return f.read(4) == b"\x28\xb5\x2f\xfd"
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            return f.read(4) == ZSTD_MAGIC
     except OSError:
         return False
 

@@ -43,3 +43,10 @@ def remove_stale(directory: Path, prefix: str) -> list[Path]:
                 p.unlink()
             removed.append(p)
     return removed
+
+
+def temp_sibling(target: Path) -> Path:
+    """The temporary name ``target`` is built under (``.<name>.tmp-<pid>`` beside it, so the final
+    rename stays on one file system), after removing those of runs that were killed."""
+    remove_stale(target.parent, f".{target.name}.tmp-")
+    return target.parent / f".{target.name}.tmp-{os.getpid()}"

@@ -34,9 +34,9 @@ from ..tsm.wal import WALCorruption, iter_wal
 from .errors import ArchiveError, FormatError, UsageError
 from .findings import ERROR, INFO, WARNING, Finding
 from .progress import ProgressCallback, Reporter
-from .sealed import is_sealed, verify_sealed
+from .sealed import verify_sealed
 from .tsmcopy import checked_chunks
-from .source import LEGACY_META_RE, ShardFile, Source, open_source
+from .source import LEGACY_META_RE, ShardFile, Source, is_zstd_file, open_source
 
 
 
@@ -65,7 +65,7 @@ class VerifyReport:
 
 def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Optional[ProgressCallback] = None) -> VerifyReport:
     sealed_findings: list[Finding] = []
-    if is_sealed(path):
+    if is_zstd_file(path):
         # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);
         # the backup inside is then checked like a directory, shard by shard, without extracting
         sealed_findings, nfiles, nbytes = verify_sealed(path)

@@ -45,8 +45,7 @@ def export(
         end=parse_time(end, option="--end") if end is not None else None,
         lp_only=lponly,
     )
-    bars = progress_bars()
-    try:
+    with progress_bars() as bars:
         if out == "-":
             if compress:
                 from ..archive.tarwrite import gzip_writer
@@ -58,8 +57,6 @@ def export(
             sys.stdout.buffer.flush()
         else:
             res = export_to_path(source, out, compress=compress, progress=bars, **kw)
-    finally:
-        bars.close()
     report_findings(source.findings)
     for note in res.skipped:
         sys.stderr.write(f"influx-archive: warning: {note}\n")

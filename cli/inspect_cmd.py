@@ -80,11 +80,8 @@ def inspect(
     from ..archive.source import open_source
     
     src = open_source(path, salvage=True)  # show everything readable; damage becomes findings
-    bars = progress_bars()
-    try:
+    with progress_bars() as bars:
         doc = inspect_source(src, points=points, progress=bars)
-    finally:
-        bars.close()
     if json_out:
         emit_json(doc)
     else:

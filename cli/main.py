@@ -55,7 +55,8 @@ class State:
 
 
 def progress_bars() -> ProgressBars:
-    """A progress callback that draws tqdm bars on stderr (or nothing when quiet / not a TTY)."""
+    """A progress callback that draws tqdm bars on stderr (or nothing when quiet / not a TTY);
+    use it as a context manager so the bars are closed whatever happens."""
     return ProgressBars(enabled=not State.quiet and sys.stderr.isatty())
 
 
@@ -81,11 +82,8 @@ def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
         else:
             sys.stdout.write(plan_text(plan) + "\n(dry run: nothing written)\n")
         return None
-    bars = progress_bars()
-    try:
+    with progress_bars() as bars:
         return execute(plan, progress=bars)
-    finally:
-        bars.close()
 
 
 SALVAGE_HELP = (

@@ -26,11 +26,8 @@ def pack(
     """
     from ..archive.sealed import pack as pack_backup
     
-    bars = progress_bars()
-    try:
+    with progress_bars() as bars:
         res = pack_backup(src, archive, level=level, threads=threads, force=force, progress=bars)
-    finally:
-        bars.close()
     if json_out:
         emit_json(res.to_dict())
     else:
@@ -50,11 +47,8 @@ def unpack(
     """
     from ..archive.sealed import unpack as unpack_archive
     
-    bars = progress_bars()
-    try:
+    with progress_bars() as bars:
         res = unpack_archive(archive, dest, progress=bars)
-    finally:
-        bars.close()
     if json_out:
         emit_json(res.to_dict())
     else:

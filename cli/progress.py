@@ -39,6 +39,12 @@ class ProgressBars:
             bar.close()
             del self._bars[ev.label]
 
+    def __enter__(self) -> "ProgressBars":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for bar in self._bars.values():
             bar.close()

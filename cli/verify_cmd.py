@@ -25,11 +25,8 @@ def verify(
     """
     from ..archive.verify import verify as verify_source
     
-    bars = progress_bars()
-    try:
+    with progress_bars() as bars:
         report = verify_source(src, deep=deep, progress=bars)
-    finally:
-        bars.close()
     if json_out:
         emit_json(report.to_dict())
     else:
