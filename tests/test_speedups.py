@@ -1,5 +1,5 @@
-"""The compiled codec core (tsm/_speedups.c: Gorilla floats, simple8b) against the pure Python
-codecs it speeds up.
+"""The compiled core (tsm/_speedups.c: Gorilla floats, simple8b, the TSM index scan) against the
+pure Python code it speeds up.
 
 The compiled functions handle only valid input and decline everything else (returning None), so
 that the Python codec raises its precise errors. These tests hold the two to the same bytes on
@@ -8,17 +8,22 @@ accepts what the Python one refuses."""
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from influx_archive.archive.errors import ArchiveError
 from influx_archive.tsm import block
+from influx_archive.tsm import reader as tsm_reader
 from influx_archive.tsm.codec import floats, simple8b, varint
+from influx_archive.tsm.reader import TSMReader
+from influx_archive.tsm.writer import TSMWriter
 from test_block import GO_BLOCKS, _values
+from test_tsm_file import fixture_tsm_files
 
 compiled = floats._compiled
 needs_compiled = pytest.mark.skipif(
@@ -142,3 +147,104 @@ def test_simple8b_declines_out_of_range() -> None:
         assert compiled.s8b_encode_all(bad) is None and compiled.s8b_encode_windowed(bad) is None
     with pytest.raises(ValueError):
         simple8b.encode_all([1 << 60])
+
+
+# --- the TSM index scan --------------------------------------------------------------------------
+
+
+def python_reader(data: bytes, monkeypatch) -> TSMReader:
+    with monkeypatch.context() as m:
+        m.setattr(tsm_reader, "_compiled", None)
+        r = TSMReader(io.BytesIO(data), name="t.tsm")
+        r.frames_py = r.frames()  # type: ignore[attr-defined]
+    return r
+
+
+def same_index(fast: TSMReader, slow: TSMReader) -> None:
+    assert fast._keys == slow._keys
+    assert list(fast._positions) == list(slow._positions)
+    assert (fast.min_time, fast.max_time) == (slow.min_time, slow.max_time)
+    assert fast.overlapping_keys == slow.overlapping_keys
+    assert fast.frames() == slow.frames_py  # type: ignore[attr-defined]
+
+
+@needs_compiled
+def test_index_scan_same_result_on_influxd_files(fixtures_dir, monkeypatch) -> None:
+    files = fixture_tsm_files(fixtures_dir)
+    for name, data in files:
+        same_index(TSMReader(io.BytesIO(data), name=name), python_reader(data, monkeypatch))
+
+
+def small_tsm(draw_keys: list[tuple[bytes, list[list[int]]]]) -> bytes:
+    out = io.BytesIO()
+    w = TSMWriter(out)
+    for key, blocks in draw_keys:
+        for ts in blocks:
+            w.write_values(key, block.INTEGER, ts, list(range(len(ts))))
+    w.close()
+    return out.getvalue()
+
+
+def ascending_blocks(gaps: list[list[int]]) -> list[list[int]]:
+    t, blocks = -(10**6), []
+    for block_gaps in gaps:
+        ts = []
+        for g in block_gaps:
+            t += g
+            ts.append(t)
+        blocks.append(ts)
+    return blocks
+
+
+tsm_layouts = st.lists(
+    st.lists(st.lists(st.integers(1, 10**6), min_size=1, max_size=5), min_size=1, max_size=3).map(ascending_blocks),
+    min_size=1, max_size=4,
+).map(lambda keys: [(b"m,k=%d#!~#v" % i, blocks) for i, blocks in enumerate(keys)])
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None)
+@given(tsm_layouts, st.data())
+def test_index_scan_accepts_exactly_what_the_python_scan_accepts(layout, data) -> None:
+    """Damage anywhere in the index (flips, cuts, overlapping or unsorted entries): the compiled
+    scan declines exactly where the Python scan raises, and agrees with it everywhere else."""
+    raw = small_tsm(layout)
+    index_offset = int.from_bytes(raw[-8:], "big")
+    index = bytearray(raw[index_offset:-8])
+    how = data.draw(st.sampled_from(["flip", "cut", "byte", "overlap", "none"]))
+    if how == "overlap":  # a block that starts before the previous one of its key ends: legal
+        pos = 0
+        while pos < len(index):
+            klen = int.from_bytes(index[pos : pos + 2], "big")
+            count = int.from_bytes(index[pos + 3 + klen : pos + 5 + klen], "big")
+            at = pos + 5 + klen
+            if count > 1:
+                index[at + 28 : at + 36] = index[at + 8 : at + 16]  # 2nd min_time = 1st max_time
+                break
+            pos = at + 28 * count
+    elif how == "flip":
+        i = data.draw(st.integers(0, len(index) - 1))
+        index[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "cut":
+        del index[data.draw(st.integers(0, len(index) - 1)) :]
+    elif how == "byte":
+        index[data.draw(st.integers(0, len(index) - 1))] = data.draw(st.sampled_from([0, 0xFF, 1, 0x80]))
+    fast = compiled.scan_index(bytes(index), index_offset)
+    r = TSMReader.__new__(TSMReader)
+    r.name, r._index, r.index_offset = "t.tsm", bytes(index), index_offset
+    r._keys, r._positions, r.overlapping_keys = [], tsm_reader.array("q"), []
+    try:
+        r._scan_index_py()
+    except ArchiveError:
+        event("the Python scan refuses")
+        assert fast is None
+        return
+    event("overlapping blocks accepted" if r.overlapping_keys else "accepted")
+    assert fast is not None
+    keys, positions, lo, hi, overlapping = fast
+    assert keys == r._keys and (lo, hi) == (r.min_time, r.max_time) and overlapping == r.overlapping_keys
+    assert list(tsm_reader.array("q", positions)) == list(r._positions)
+    got = compiled.index_frames(r._index, r._positions, r._keys)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(tsm_reader, "_compiled", None)
+        assert got == r.frames()

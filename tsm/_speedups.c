@@ -1,4 +1,4 @@
-/* Compiled fast paths for the hottest TSM codecs: influxd's Gorilla float value sections
+/* Compiled fast paths for the hottest TSM codecs and the TSM index scan: influxd's Gorilla float value sections
  * (TSM_WAL.md section 2.2) and simple8b words (section 2.0, both of influxd's encoder drivers).
  *
  * Only the happy path lives here: every function returns None when anything is not exactly
@@ -325,12 +325,201 @@ done:
 static PyObject *s8b_encode_all(PyObject *self, PyObject *arg) { return s8b_encode(arg, 0); }
 static PyObject *s8b_encode_windowed(PyObject *self, PyObject *arg) { return s8b_encode(arg, 1); }
 
+/* ---- TSM index (TSM_WAL.md section 1.3) -------------------------------------------------------
+ * scan_index mirrors TSMReader._scan_index (tsm/reader.py) check for check and returns None on the
+ * first thing that is not right, so that the Python scan runs and raises its precise error. */
+
+static inline uint16_t load_be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t load_be32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+#define ENTRY_SIZE 28 /* min_time i64, max_time i64, offset u64, size u32 */
+#define MAX_BLOCK_TYPE 4
+#define MIN_FRAME 6   /* CRC + type byte + one more byte */
+#define HEADER_SIZE 5
+
+/* scan_index(index, blocks_end) -> (keys, positions as native int64 bytes, min, max, overlapping) | None */
+static PyObject *scan_index(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    unsigned long long blocks_end;
+    if (!PyArg_ParseTuple(args, "y*K", &view, &blocks_end)) return NULL;
+    const uint8_t *idx = view.buf;
+    Py_ssize_t end = view.len, pos = 0, nkeys = 0, cap = 1024;
+    int64_t *positions = PyMem_Malloc(cap * sizeof(int64_t));
+    PyObject *keys = PyList_New(0), *overlapping = PyList_New(0), *result = NULL;
+    const uint8_t *prev_key = NULL;
+    Py_ssize_t prev_klen = 0;
+    int64_t lo = 0, hi = 0;
+    if (positions == NULL || keys == NULL || overlapping == NULL) goto fail;
+    while (pos < end) {
+        if (pos + 2 > end) goto decline;
+        Py_ssize_t klen = load_be16(idx + pos);
+        if (klen == 0 || pos + 2 + klen + 3 > end) goto decline;
+        const uint8_t *key = idx + pos + 2;
+        uint8_t btype = idx[pos + 2 + klen];
+        Py_ssize_t count = load_be16(idx + pos + 3 + klen);
+        Py_ssize_t at = pos + 5 + klen;
+        if (btype > MAX_BLOCK_TYPE || count == 0 || at + count * ENTRY_SIZE > end) goto decline;
+        if (prev_key != NULL) {
+            Py_ssize_t m = klen < prev_klen ? klen : prev_klen;
+            int c = memcmp(key, prev_key, (size_t)m);
+            if (c < 0 || (c == 0 && klen <= prev_klen)) goto decline;
+        }
+        int64_t prev_min = 0, prev_max = 0;
+        int overlap = 0;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const uint8_t *e = idx + at + i * ENTRY_SIZE;
+            int64_t mn = (int64_t)load_be64(e), mx = (int64_t)load_be64(e + 8);
+            uint64_t off = load_be64(e + 16);
+            uint32_t sz = load_be32(e + 24);
+            if (mn > mx || sz < MIN_FRAME || off < HEADER_SIZE || off > blocks_end || sz > blocks_end - off) goto decline;
+            if (i > 0) {
+                if (mn < prev_min) goto decline;
+                if (mn <= prev_max) overlap = 1;
+                prev_max = mx > prev_max ? mx : prev_max;
+            } else {
+                prev_max = mx;
+            }
+            prev_min = mn;
+            if (nkeys == 0 && i == 0) {
+                lo = mn;
+                hi = mx;
+            } else {
+                lo = mn < lo ? mn : lo;
+                hi = mx > hi ? mx : hi;
+            }
+        }
+        PyObject *k = PyBytes_FromStringAndSize((const char *)key, klen);
+        if (k == NULL) goto fail;
+        int bad = PyList_Append(keys, k) < 0 || (overlap && PyList_Append(overlapping, k) < 0);
+        Py_DECREF(k);
+        if (bad) goto fail;
+        if (nkeys == cap) {
+            cap *= 2;
+            int64_t *grown = PyMem_Realloc(positions, cap * sizeof(int64_t));
+            if (grown == NULL) goto fail;
+            positions = grown;
+        }
+        positions[nkeys++] = pos;
+        prev_key = key;
+        prev_klen = klen;
+        pos = at + count * ENTRY_SIZE;
+    }
+    if (nkeys == 0) goto decline;
+    result = Py_BuildValue("(ONLLO)", keys, PyBytes_FromStringAndSize((const char *)positions, nkeys * sizeof(int64_t)),
+                           (long long)lo, (long long)hi, overlapping);
+    goto done;
+decline:
+    result = Py_None;
+    Py_INCREF(result);
+    goto done;
+fail:
+    result = NULL;
+done:
+    PyMem_Free(positions);
+    Py_XDECREF(keys);
+    Py_XDECREF(overlapping);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+typedef struct {
+    uint64_t off;
+    uint32_t size;
+    uint32_t key;
+    uint8_t btype;
+} frame_t;
+
+static int frame_cmp(const void *a, const void *b) {
+    const frame_t *x = a, *y = b;
+    if (x->off != y->off) return x->off < y->off ? -1 : 1;
+    if (x->size != y->size) return x->size < y->size ? -1 : 1;
+    return x->key < y->key ? -1 : (x->key > y->key);
+}
+
+/* index_frames(index, positions, keys) -> [(offset, size, key, block type)] sorted | None.
+ * For an index scan_index (or the Python scan) accepted; keys are in index order, so sorting by
+ * (offset, size, key number) gives the order the Python tuples sort in. */
+static PyObject *index_frames(PyObject *self, PyObject *args) {
+    Py_buffer view, posv;
+    PyObject *keys;
+    if (!PyArg_ParseTuple(args, "y*y*O!", &view, &posv, &PyList_Type, &keys)) return NULL;
+    const uint8_t *idx = view.buf;
+    const int64_t *positions = posv.buf;
+    Py_ssize_t nkeys = posv.len / (Py_ssize_t)sizeof(int64_t), total = 0, n = 0;
+    PyObject *result = NULL;
+    frame_t *frames = NULL;
+    if (nkeys != PyList_GET_SIZE(keys)) goto decline;
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        int64_t pos = positions[k];
+        if (pos < 0 || pos + 2 > view.len) goto decline;
+        Py_ssize_t klen = load_be16(idx + pos);
+        if (pos + 5 + klen > view.len) goto decline;
+        Py_ssize_t count = load_be16(idx + pos + 3 + klen);
+        if (pos + 5 + klen + count * ENTRY_SIZE > view.len) goto decline;
+        total += count;
+    }
+    frames = PyMem_Malloc((total ? total : 1) * sizeof(frame_t));
+    if (frames == NULL) goto fail;
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        int64_t pos = positions[k];
+        Py_ssize_t klen = load_be16(idx + pos);
+        uint8_t btype = idx[pos + 2 + klen];
+        Py_ssize_t count = load_be16(idx + pos + 3 + klen);
+        const uint8_t *e = idx + pos + 5 + klen;
+        for (Py_ssize_t i = 0; i < count; i++, e += ENTRY_SIZE) {
+            frames[n].off = load_be64(e + 16);
+            frames[n].size = load_be32(e + 24);
+            frames[n].key = (uint32_t)k;
+            frames[n].btype = btype;
+            n++;
+        }
+    }
+    qsort(frames, (size_t)n, sizeof(frame_t), frame_cmp);
+    result = PyList_New(n);
+    if (result == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyTuple_New(4), *key = PyList_GET_ITEM(keys, frames[i].key);
+        if (t == NULL) {
+            Py_CLEAR(result);
+            goto fail;
+        }
+        PyList_SET_ITEM(result, i, t);
+        PyObject *off = PyLong_FromUnsignedLongLong(frames[i].off), *size = PyLong_FromUnsignedLong(frames[i].size),
+                 *btype = PyLong_FromLong(frames[i].btype);
+        Py_INCREF(key);
+        PyTuple_SET_ITEM(t, 0, off);
+        PyTuple_SET_ITEM(t, 1, size);
+        PyTuple_SET_ITEM(t, 2, key);
+        PyTuple_SET_ITEM(t, 3, btype);
+        if (off == NULL || size == NULL || btype == NULL) {
+            Py_CLEAR(result);
+            goto fail;
+        }
+    }
+    goto done;
+decline:
+    result = Py_None;
+    Py_INCREF(result);
+    goto done;
+fail:
+    result = NULL;
+done:
+    PyMem_Free(frames);
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&posv);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
     {"s8b_decode", s8b_decode, METH_O, "s8b_decode(words) -> list[int] | None"},
     {"s8b_encode_all", s8b_encode_all, METH_O, "s8b_encode_all(values) -> bytes | None"},
     {"s8b_encode_windowed", s8b_encode_windowed, METH_O, "s8b_encode_windowed(values) -> bytes | None"},
+    {"scan_index", scan_index, METH_VARARGS, "scan_index(index, blocks_end) -> (keys, positions, min, max, overlapping) | None"},
+    {"index_frames", index_frames, METH_VARARGS, "index_frames(index, positions, keys) -> [(offset, size, key, type)] | None"},
     {NULL, NULL, 0, NULL},
 };
 

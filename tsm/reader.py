@@ -27,6 +27,14 @@ from . import block as _block
 from .format import tsmfile as fmt
 
 _ENTRY = struct.Struct(">qqQI")
+
+try:  # the compiled index scan (tsm/_speedups.c): same result, declines (None) whatever this scan refuses
+    from . import _speedups as _compiled
+
+    if not hasattr(_compiled, "scan_index"):
+        _compiled = None
+except ImportError:  # pragma: no cover - built without a C compiler
+    _compiled = None
 _U16 = struct.Struct(">H")
 
 
@@ -121,6 +129,15 @@ class TSMReader:
         self._scan_index()
 
     def _scan_index(self) -> None:
+        if _compiled is not None:
+            got = _compiled.scan_index(self._index, self.index_offset)
+            if got is not None:
+                self._keys, positions, self.min_time, self.max_time, self.overlapping_keys = got
+                self._positions.frombytes(positions)
+                return
+        self._scan_index_py()
+
+    def _scan_index_py(self) -> None:
         idx = self._index
         base = self.index_offset
         end = len(idx)
@@ -224,6 +241,10 @@ class TSMReader:
     def frames(self) -> list[tuple[int, int, bytes, int]]:
         """``(offset, size, key, block type)`` of every block, in file order: the cheap table for
         scans that visit every block (no :class:`IndexEntry` objects)."""
+        if _compiled is not None:
+            got = _compiled.index_frames(self._index, self._positions, self._keys)
+            if got is not None:
+                return got
         idx = memoryview(self._index)
         out: list[tuple[int, int, bytes, int]] = []
         append = out.append
