@@ -10,6 +10,7 @@ the blocks whose CRC holds, frames copied unchanged — the ``--salvage`` path.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import BinaryIO, Callable, Iterator, Optional
 
@@ -17,8 +18,13 @@ from ..tsm.reader import IndexEntry, TSMReader
 from ..tsm.writer import TSMWriter
 from .errors import ArchiveError, ChecksumError, FormatError, TruncatedError
 
-CHUNK = 1 << 20
-GROUP = 8 << 20  # bytes of consecutive block frames read and checked at once
+try:  # ISA-L's CRC32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - exercised only where isal is missing
+    _crc32 = zlib.crc32
+
+GROUP = 512 << 10  # bytes of consecutive block frames read and checked at once (stays in cache)
+_CRC_TYPE = struct.Struct(">IB")  # a frame's stored CRC and its block type byte
 
 
 def checked_chunks(
@@ -27,62 +33,63 @@ def checked_chunks(
     *,
     on_damage: Optional[Callable[[ArchiveError], None]] = None,
     frames: Optional[list[tuple[int, int, bytes, int]]] = None,
-) -> Iterator[bytes]:
+) -> Iterator[memoryview]:
     """The bytes of the file behind ``reader`` (``stream`` at any position), in order, each block
-    frame's CRC and type byte verified on the way. Consecutive frames are read and checked in
-    groups of about :data:`GROUP` bytes (one read each, slices checked in place). A damaged block
-    raises (:class:`ChecksumError` naming it), or with ``on_damage`` is reported there and the
-    check goes on (the bytes are still yielded, as stored)."""
+    frame's CRC and type byte verified on the way. The file is read in windows of about
+    :data:`GROUP` bytes; every frame that lies inside a window is checked there, in place, and the
+    window is passed on up to where the first frame it cuts begins. A damaged block raises
+    (:class:`ChecksumError` naming it), or with ``on_damage`` is reported there and the check goes
+    on (the bytes are still yielded, as stored). Bytes outside every frame (header, index,
+    footer) are passed on unchecked.
+
+    Each chunk is a view of a buffer that the next chunk reuses: write or copy it before asking
+    for the next one."""
     if frames is None:
         frames = reader.frames()
     size = reader.size
-    pos = 0
-
-    def raw(upto: int) -> Iterator[bytes]:
-        nonlocal pos
+    buf = bytearray(GROUP)
+    crc32 = _crc32
+    crc_type = _CRC_TYPE.unpack_from
+    pos = i = 0
+    n = len(frames)
+    while pos < size:
+        while i < n and frames[i][0] < pos:
+            i += 1  # starts inside a frame already passed (index entries never written by influxd)
+        want = GROUP
+        if i < n and frames[i][0] - pos < GROUP:
+            want = max(GROUP, frames[i][0] + frames[i][1] - pos)  # the first frame always fits
+        want = min(want, size - pos)
+        data = buf if want <= len(buf) else bytearray(want)
+        view = memoryview(data)[:want]
         stream.seek(pos)
-        while pos < upto:
-            data = stream.read(min(CHUNK, upto - pos))
-            if not data:
-                raise TruncatedError("file ended early while copying", path=reader.name, offset=pos)
-            pos += len(data)
-            yield data
-
-    def damage(exc: ArchiveError) -> None:
-        if on_damage is None:
-            raise exc
-        on_damage(exc)
-
-    i, n = 0, len(frames)
-    while i < n:
-        offset = frames[i][0]
-        if offset < pos:
-            i += 1  # overlapping index entries (never written by influxd): bytes already passed
-            continue
-        if offset > pos:
-            yield from raw(offset)
-        j, end = i, offset
-        while j < n and frames[j][0] == end and end - offset < GROUP:
-            end += frames[j][1]
-            j += 1
-        stream.seek(offset)
-        data = stream.read(end - offset)
-        if len(data) != end - offset:
-            raise TruncatedError("block runs past the end of the file", path=reader.name, offset=offset + len(data))
-        view = memoryview(data)
-        for off, fsize, key, btype in frames[i:j]:
-            a = off - offset
-            if int.from_bytes(view[a : a + 4], "big") != zlib.crc32(view[a + 4 : a + fsize]):
-                damage(ChecksumError(f"block CRC mismatch for key {key!r}", path=reader.name, offset=off, field="crc"))
-            elif fsize < 5 or view[a + 4] != btype:
-                damage(FormatError(
-                    f"block of key {key!r} has type {view[a + 4] if fsize > 4 else None}, its index entry says {btype}",
-                    path=reader.name, offset=off + 4,
-                ))
-        pos = end
-        i = j
-        yield data
-    yield from raw(size)
+        got = 0
+        while got < want:
+            k = stream.readinto(view[got:])
+            if not k:
+                raise TruncatedError("file ended early while copying", path=reader.name, offset=pos + got)
+            got += k
+        limit = pos + want
+        while i < n:
+            off, fsize, key, btype = frames[i]
+            if off + fsize > limit:
+                break
+            a = off - pos
+            if crc_type(data, a) != (crc32(view[a + 4 : a + fsize]), btype):
+                exc: ArchiveError
+                if int.from_bytes(view[a : a + 4], "big") != crc32(view[a + 4 : a + fsize]):
+                    exc = ChecksumError(f"block CRC mismatch for key {key!r}", path=reader.name, offset=off, field="crc")
+                else:
+                    exc = FormatError(
+                        f"block of key {key!r} has type {view[a + 4]}, its index entry says {btype}",
+                        path=reader.name, offset=off + 4,
+                    )
+                if on_damage is None:
+                    raise exc
+                on_damage(exc)
+            i += 1
+        cut = frames[i][0] if i < n and frames[i][0] < limit else limit
+        yield view[: cut - pos]
+        pos = cut
 
 
 def damaged_blocks(reader: TSMReader) -> list[tuple[bytes, IndexEntry]]:
