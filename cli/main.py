@@ -14,10 +14,8 @@ Conventions every verb follows:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import traceback
 from typing import Optional
 
 import typer
@@ -61,6 +59,8 @@ def progress_bars() -> ProgressBars:
 
 
 def emit_json(obj) -> None:
+    import json
+
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -151,6 +151,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
     except ArchiveError as exc:
         if State.debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(f"influx-archive: error: {exc}\n")
         sys.exit(exc.exit_code)
@@ -166,6 +168,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - last resort: still one line, code 3
         if State.debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(
             f"influx-archive: error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for details)\n"
