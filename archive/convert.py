@@ -446,19 +446,21 @@ def _rewrite_in_processes(plan: ConvertPlan, shard: Shard, work: Path, gen: int,
 
 
 class _ChunkStream:
-    """A read()-able view of a chunk iterator (the checked bytes of a TSM file)."""
+    """A read()-able view of a chunk iterator (the checked bytes of a TSM file). ``read(n)`` returns
+    at most ``n`` bytes of the current chunk, uncopied: the caller writes them before reading on
+    (:func:`checked_chunks` reuses its buffer for the next chunk)."""
 
     def __init__(self, chunks) -> None:
         self._chunks = iter(chunks)
-        self._buf = b""
+        self._rest = memoryview(b"")
 
-    def read(self, n: int) -> bytes:
-        while len(self._buf) < n:
+    def read(self, n: int):
+        if not self._rest:
             nxt = next(self._chunks, None)
             if nxt is None:
-                break
-            self._buf += nxt
-        out, self._buf = self._buf[:n], self._buf[n:]
+                return b""
+            self._rest = memoryview(nxt)
+        out, self._rest = self._rest[:n], self._rest[n:]
         return out
 
 
