@@ -22,7 +22,8 @@ def test_bench_small_mode_prints_every_row(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows == [
-        "verb", "convert legacy->portable", "restore (offline)", "trim (2 h inside one shard)", "export",
+        "verb", "convert legacy->portable", "restore (offline)", "restore, same durability",
+        "restore, start-up excluded", "trim (2 h inside one shard)", "export",
         "verify", "verify, start-up excluded", "pack (zstd 3)", "unpack", "peak RSS, any verb",
     ]
     assert "800,002 values" in proc.stdout
