@@ -61,7 +61,7 @@ from ..meta.model import (
 )
 from ..tsm import naming
 from ..tsm.reader import TSMReader
-from .errors import ArchiveError, TargetError, UsageError
+from .errors import ArchiveError, ChecksumError, TargetError, TruncatedError, UsageError
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
@@ -687,7 +687,8 @@ def execute_restore(
                 failed.set()
                 raise
 
-        workers = min(os.cpu_count() or 1, len(plan.shards), MAX_STAGE_WORKERS)
+        # one more worker than cores: a worker waiting for its fsync leaves its core to the others
+        workers = min((os.cpu_count() or 1) + 1, len(plan.shards), MAX_STAGE_WORKERS)
         if workers <= 1:
             results = [stage(i, sp) for i, sp in enumerate(plan.shards)]
         else:
@@ -829,27 +830,38 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
             _copy_raw(stream, dest, f.size, advance)
             return f.size
         reader = TSMReader(stream, name=f.origin, size=f.size)
-        if findings is not None:
-            bad = damaged_blocks(reader)
-            if bad:
-                for key, e in bad:
-                    findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))
-                with open(dest, "xb") as out:
-                    size = write_intact_blocks(reader, out)
-                    _finish(out)
-                advance(f.size)
-                if size is None:
-                    dest.unlink()
-                    return 0
-                return size
+        damaged: list[ArchiveError] = []
+        copied = 0
         with open(dest, "xb") as out:
             flusher = _Writeback(out)
-            for chunk in checked_chunks(stream, reader):
-                out.write(chunk)
-                flusher.wrote(len(chunk))
-                advance(len(chunk))
+            try:
+                for chunk in checked_chunks(stream, reader, on_damage=None if findings is None else damaged.append):
+                    out.write(chunk)
+                    flusher.wrote(len(chunk))
+                    advance(len(chunk))
+                    copied += len(chunk)
+            except TruncatedError as exc:
+                if findings is None:
+                    raise
+                damaged.append(exc)
+            if not damaged:
+                _finish(out)
+                return f.size
+        # --salvage, and the file has damaged blocks: a new TSM file of its intact blocks instead
+        dest.unlink()
+        for exc in damaged:
+            if not isinstance(exc, (ChecksumError, TruncatedError)):
+                raise exc  # a block that is intact but not what the index says: the file is left out
+        for key, e in damaged_blocks(reader):
+            findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
+        with open(dest, "xb") as out:
+            size = write_intact_blocks(reader, out)
             _finish(out)
-        return f.size
+        advance(f.size - copied)
+        if size is None:
+            dest.unlink()
+            return 0
+        return size
     except ArchiveError as exc:
         exc.located(path=f.container, member=f.member)
         if findings is None:
@@ -866,7 +878,7 @@ class _Writeback:
     ``POSIX_FADV_DONTNEED`` on just-written, still dirty pages starts their writeback (the same
     fallback PostgreSQL's pg_flush_data uses); it changes nothing a reader sees."""
 
-    STEP = 8 << 20
+    STEP = 1 << 20  # measured: 8 MiB 77 ms, 2 MiB 69 ms, 1 MiB 64 ms for the 80 MB bench backup
 
     __slots__ = ("_fd", "_done", "_pending")
 

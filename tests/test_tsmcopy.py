@@ -70,3 +70,51 @@ def test_a_damaged_block_is_found_whatever_the_windows(blocks, group: int, data)
             copy(bytes(damaged))
         assert exc.value.offset == hit
 
+
+
+# --- restore's checked copy of one file (archive/restore._copy_validated) ----------------------
+
+
+def _copy_one(tmp_path, data: bytes, salvage: bool):
+    from influx_archive.archive import restore as restore_mod
+    from influx_archive.archive.source import ShardFile
+
+    f = ShardFile(kind="tsm", name="000000001-000000001.tsm", size=len(data), container="backup.tar", member="db/rp/1/x.tsm")
+    findings: list = [] if salvage else None  # type: ignore[assignment]
+    dest = tmp_path / "out.tsm"
+    dest.unlink(missing_ok=True)
+    wrote = restore_mod._copy_validated(io.BytesIO(data), f, dest, lambda n: None, findings)
+    return wrote, (dest.read_bytes() if dest.exists() else None), findings
+
+
+def _with_type(raw: bytes, offset: int, btype: int) -> bytes:
+    """The file with the block at ``offset`` given another type byte, its CRC made to match."""
+    import zlib
+
+    r = TSMReader(io.BytesIO(raw), name="t.tsm")
+    size = next(e.size for k in r.keys() for e in r.entries(k) if e.offset == offset)
+    out = bytearray(raw)
+    out[offset + 4] = btype
+    out[offset : offset + 4] = zlib.crc32(out[offset + 4 : offset + size]).to_bytes(4, "big")
+    return bytes(out)
+
+
+def test_salvage_copy_keeps_intact_blocks_and_leaves_out_mislabelled_files(tmp_path) -> None:
+    raw, offsets = string_tsm([[b"a"] * 3, [b"b"] * 3, [b"c"] * 3])
+    assert _copy_one(tmp_path, raw, salvage=True) == (len(raw), raw, [])
+    assert _copy_one(tmp_path, raw, salvage=False)[:2] == (len(raw), raw)
+
+    crc_damaged = bytearray(raw)
+    crc_damaged[offsets[1] + 6] ^= 0x40
+    wrote, out, findings = _copy_one(tmp_path, bytes(crc_damaged), salvage=True)
+    kept = TSMReader(io.BytesIO(out), name="out.tsm")
+    assert len(kept.entries(b"m#!~#s")) == 2
+    assert wrote == len(out) and [f.offset for f in findings] == [offsets[1]]
+    with pytest.raises(ChecksumError):
+        _copy_one(tmp_path, bytes(crc_damaged), salvage=False)
+
+    # CRC intact, type byte not what the index says: never copied, the whole file left out
+    mislabelled = _with_type(raw, offsets[2], block.INTEGER)
+    wrote, out, findings = _copy_one(tmp_path, mislabelled, salvage=True)
+    assert (wrote, out) == (0, None)
+    assert len(findings) == 1 and "file left out" in findings[0].message and "type" in findings[0].message
