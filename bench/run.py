@@ -206,7 +206,7 @@ def main() -> int:
         (HERE / "RESULTS.md").write_text(
             f"# Benchmark results\n\n`python bench/run.py` on {_dt.date.today().isoformat()}, median of {runs} runs each.\n\n"
             f"- machine: {machine()}\n- dataset: {desc}\n- influxd: 1.6.7 (Debian package)\n"
-            f"- ours: `{' '.join(CLI[:1])}`, typer {_version('typer')}, compiled core {'yes' if _compiled() else 'no'}\n\n{text}\n"
+            f"- ours: `{Path(CLI[0]).name}` ({_install_kind()}), typer {_version('typer')}, compiled core {'yes' if _compiled() else 'no'}\n\n{text}\n"
         )
     return 0
 
@@ -218,6 +218,19 @@ def _version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "?"
+
+
+def _install_kind() -> str:
+    """How influx-archive is installed where the bench runs: a plain or an editable pip install."""
+    import json as _json
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        url = distribution("influx-archive").read_text("direct_url.json")
+    except PackageNotFoundError:
+        return "not installed"
+    editable = bool(url and _json.loads(url).get("dir_info", {}).get("editable"))
+    return "editable pip install" if editable else "pip install, not editable"
 
 
 def _compiled() -> bool:
