@@ -189,11 +189,13 @@ class Source:
         return None
 
     @contextlib.contextmanager
-    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None) -> Iterator["OpenShard"]:
+    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None, spool_gz: bool = True) -> Iterator["OpenShard"]:
         """Open every file of ``shard`` as a seekable binary stream.
 
         Uncompressed tars are read in place; each ``.tar.gz`` is decompressed once into a
-        temporary file that lives until the context ends (one shard's working set).
+        temporary file that lives until the context ends (one shard's working set). With
+        ``spool_gz=False`` files inside a ``.tar.gz`` get no stream: the caller reads their
+        container itself while the context holds it (a sealed archive's containers exist only then).
         """
         with contextlib.ExitStack() as stack:
             handles: dict[str, BinaryIO] = {}  # container path -> open base stream
@@ -212,6 +214,8 @@ class Source:
                 return handles[f.container]
 
             for f in shard.files + shard.wal:
+                if f.gz and not spool_gz:
+                    continue
                 base = base_for(f)
                 if f.member is None:
                     opened.streams[id(f)] = base
@@ -274,12 +278,12 @@ def scan_shard_tar(
     size = os.path.getsize(path) if not gz else None
     try:
         if gz:
-            fobj = _Limited(gzip.open(path, "rb"), expected_size, path) if expected_size is not None else gzip.open(path, "rb")
+            fobj = _Limited(gzip_open(path), expected_size, path) if expected_size is not None else gzip_open(path)
             mode = "r|"
         else:
             fobj = open(path, "rb")
             mode = "r:"
-        with fobj, tarfile.open(fileobj=fobj, mode=mode) as tf:
+        with fobj, tarfile.open(fileobj=fobj, mode=mode, bufsize=1 << 20) as tf:
             for m in tf:
                 last = m.name
                 usable = _check_member(path, m, findings)
@@ -297,12 +301,27 @@ def scan_shard_tar(
         if not salvage:
             raise
         findings.append(Finding.from_error(exc))
-    except (tarfile.TarError, EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+    except (tarfile.TarError, *GZIP_ERRORS) as exc:
         err = _tar_error(path, last, exc)
         if not salvage:
             raise err from exc
         findings.append(Finding.from_error(err))
     return out
+
+
+try:  # ISA-L's igzip inflates TSM data about 2.4x faster than zlib (same gzip, same errors)
+    from isal import igzip as _gzip_impl
+    from isal.isal_zlib import error as _IsalError
+
+    GZIP_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, _IsalError)
+except ImportError:  # pragma: no cover - exercised only where isal is missing
+    _gzip_impl = gzip  # type: ignore[assignment]
+    GZIP_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def gzip_open(path: str) -> BinaryIO:
+    """A .gz file opened for reading (ISA-L when available); damage raises one of GZIP_ERRORS."""
+    return _gzip_impl.open(path, "rb")  # type: ignore[return-value]
 
 
 class _Limited:
@@ -396,9 +415,9 @@ def _spool_gz(path: str, tmpdir: Optional[str], salvage: bool = False) -> Iterat
     With ``salvage`` a damaged stream keeps what decompressed before the damage."""
     with tempfile.TemporaryFile(dir=tmpdir, prefix="influx-archive-spool-") as tmp:
         try:
-            with gzip.open(path, "rb") as src:
+            with gzip_open(path) as src:
                 shutil.copyfileobj(src, tmp, 1 << 20)
-        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        except GZIP_ERRORS as exc:
             if not salvage:
                 raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
         tmp.seek(0)
@@ -624,6 +643,9 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
     blob, _max_node = metafiles.parse_portable_meta(_read_file(meta_path), path=str(meta_path))
     src.meta = decode_data(blob, path=str(meta_path))
     src.meta_origin = str(meta_path)
+    # What each manifest entry asks for, in order; the .tar.gz files are then inflated and listed
+    # on every core (zlib and ISA-L release the GIL) and registered in this same order.
+    steps: list[tuple] = []
     for inc, (mp, man) in enumerate(parsed):
         seen_ids: set[int] = set()
         for e in man.files or []:
@@ -633,19 +655,56 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
                 err = FormatError(f"shard {e.shard_id} is listed twice; which file holds it is unknown", path=str(mp))
                 if not salvage:
                     raise err
-                src.findings.append(Finding(ERROR, err.message + "; the second entry is ignored", path=str(mp)))
+                steps.append(("finding", Finding(ERROR, err.message + "; the second entry is ignored", path=str(mp))))
                 continue
             seen_ids.add(e.shard_id)
             if not fp.is_file():
-                src.findings.append(
-                    Finding(ERROR, f"shard file {e.file_name} listed by the manifest is missing", path=str(mp))
-                )
-                if not any(s.key == key for s in src.shards):
-                    src.shards.append(Shard(*key))
+                steps.append(("missing", Finding(ERROR, f"shard file {e.file_name} listed by the manifest is missing", path=str(mp)), key))
                 continue
-            _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=e.size)
+            steps.append(("tar", fp, inc, key, e.size))
+    scans = _scan_gz_tars([(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage)
+    for st in steps:
+        if st[0] == "finding":
+            src.findings.append(st[1])
+        elif st[0] == "missing":
+            src.findings.append(st[1])
+            if not any(s.key == st[2] for s in src.shards):
+                src.shards.append(Shard(*st[2]))
+        else:
+            _, fp, inc, key, size = st
+            scanned = scans.get((str(fp), size))
+            if isinstance(scanned, BaseException):
+                raise scanned
+            if scanned is not None:
+                members, found = scanned
+                src.findings.extend(found)
+                src.prescanned[str(fp)] = members
+            _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=size)
     _fill_from_meta(src)
     return src
+
+
+def _scan_gz_tars(jobs: list[tuple[Path, int]], salvage: bool) -> dict:
+    """``scan_shard_tar`` of each (.tar.gz, manifest size), on up to one thread per core:
+    {(path, size): (members, findings) or the error it raised}."""
+
+    def scan(job: tuple[Path, int]):
+        found: list[Finding] = []
+        try:
+            return scan_shard_tar(str(job[0]), gz=True, findings=found, salvage=salvage, expected_size=job[1]), found
+        except ArchiveError as exc:
+            return exc
+
+    jobs = list(dict.fromkeys((j[0], j[1]) for j in jobs))
+    workers = min(os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        results = [scan(j) for j in jobs]
+    else:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(scan, jobs))
+    return {(str(fp), size): r for (fp, size), r in zip(jobs, results)}
 
 
 def _open_live(p: Path, salvage: bool = False) -> Source:
