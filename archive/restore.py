@@ -61,7 +61,7 @@ from ..meta.model import (
 )
 from ..tsm import naming
 from ..tsm.reader import TSMReader
-from .errors import ArchiveError, ChecksumError, TargetError, TruncatedError, UsageError
+from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
@@ -784,11 +784,20 @@ def _stage_shard(
     os.mkdir(sdir)
     os.chmod(sdir, DIR_MODE_SHARD)
     wdir = None
-    with plan.source.open_shard(sp.shard, tmpdir=str(sdir.parent)) as opened:
+    with plan.source.open_shard(sp.shard, tmpdir=str(sdir.parent), spool_gz=False) as opened:
+        # Files inside a .tar.gz (portable backups) are inflated straight into the staging area,
+        # one pass per container, and checked there: no temporary copy of the decompressed tar.
+        inflated = _inflate_members([fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged)
         for fp in sp.files:
             if fp.source is None:
                 continue
-            wrote = _copy_validated(opened.stream(fp.source), fp.source, sdir / fp.target_name, advance, salvaged)
+            if fp.source.gz:
+                if fp.target_name not in inflated:
+                    continue  # --salvage: lost with its damaged container (a finding says so)
+                with open(sdir / fp.target_name, "rb") as staged:
+                    wrote = _copy_validated(staged, fp.source, sdir / fp.target_name, advance, salvaged, in_place=True)
+            else:
+                wrote = _copy_validated(opened.stream(fp.source), fp.source, sdir / fp.target_name, advance, salvaged)
             if wrote:
                 nfiles += 1
                 nbytes += wrote
@@ -815,60 +824,132 @@ def _stage_shard(
     return sp, sdir, wdir, nfiles, nbytes
 
 
-def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optional[list] = None) -> int:
+def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optional[list]) -> set[str]:
+    """Write the members behind ``files`` (all inside .tar.gz containers) to ``sdir/<target name>``,
+    reading each container once, fsynced; returns the target names written. Damage in a
+    container raises, or with ``findings`` (salvage) leaves its remaining files out, reported.
+    Errors writing the staging area are OSErrors, as everywhere in the restore."""
+    import tarfile
+
+    from .source import GZIP_ERRORS, _tar_error, gzip_open
+
+    done: set[str] = set()
+    by_container: dict[str, dict[str, FilePlan]] = {}
+    for fp in files:
+        by_container.setdefault(fp.source.container, {})[fp.source.member] = fp  # type: ignore[union-attr,index]
+    for container, wanted in by_container.items():
+        current: Optional[str] = None  # the member being read, for error messages
+
+        def read(fn, *args):
+            """A read of the container: its damage becomes the source's FormatError."""
+            try:
+                return fn(*args)
+            except (tarfile.TarError, *GZIP_ERRORS) as exc:
+                raise _tar_error(container, current, exc) from None
+
+        dest: Optional[Path] = None
+        try:
+            with contextlib.ExitStack() as stack:
+                gz = stack.enter_context(read(gzip_open, container))
+                tf = stack.enter_context(read(tarfile.open, None, "r|", gz, 1 << 20))
+                members = iter(tf)
+                while wanted:
+                    member = read(next, members, None)
+                    if member is None:
+                        raise FormatError("members listed when the backup was opened are missing", path=container, member=sorted(wanted)[0])
+                    current = member.name
+                    fp = wanted.pop(member.name, None)
+                    if fp is None:
+                        continue
+                    if not member.isfile() or member.size != fp.source.size:  # type: ignore[union-attr]
+                        raise FormatError(f"member is no longer the {fp.source.size}-byte file listed", path=container, member=member.name)  # type: ignore[union-attr]
+                    src = read(tf.extractfile, member)
+                    dest = sdir / fp.target_name
+                    with open(dest, "xb") as out:
+                        flusher = _Writeback(out)
+                        left = member.size
+                        while left > 0:
+                            chunk = read(src.read, min(COPY_CHUNK, left))
+                            if not chunk:
+                                raise TruncatedError("tar archive is truncated (unexpected end of data)", path=container, member=member.name)
+                            out.write(chunk)
+                            flusher.wrote(len(chunk))
+                            advance(len(chunk))
+                            left -= len(chunk)
+                        _finish(out)
+                    done.add(fp.target_name)
+                    dest = None
+        except ArchiveError as exc:
+            if findings is None:
+                raise
+            findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
+            if dest is not None:
+                dest.unlink(missing_ok=True)
+    return done
+
+
+def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optional[list] = None, *, in_place: bool = False) -> int:
     """Copy a shard file into the staging area, checked on the way: a TSM file's header, index and
     footer first, then every block's CRC while its bytes are copied; a tombstone file is parsed
-    first. A damaged file raises (the staging area is then discarded). With ``findings`` (salvage)
-    a damaged TSM file keeps its intact blocks, an unreadable file is left out, and each loss is
+    first. ``in_place``: the file is already at ``dest`` (``stream`` reads it) and is only checked.
+    A damaged file raises (the staging area is then discarded). With ``findings`` (salvage) a
+    damaged TSM file keeps its intact blocks, an unreadable file is left out, and each loss is
     appended there. Returns the bytes written (0: left out)."""
     try:
         if f.kind == "tombstone":
             from ..tsm.tombstone import read_tombstones
 
             read_tombstones(stream, name=f.origin)
-            stream.seek(0)
-            _copy_raw(stream, dest, f.size, advance)
+            if not in_place:
+                stream.seek(0)
+                _copy_raw(stream, dest, f.size, advance)
             return f.size
         reader = TSMReader(stream, name=f.origin, size=f.size)
         damaged: list[ArchiveError] = []
         copied = 0
-        with open(dest, "xb") as out:
-            flusher = _Writeback(out)
+        with contextlib.ExitStack() as stack:
+            out = None if in_place else stack.enter_context(open(dest, "xb"))
+            flusher = _Writeback(out) if out is not None else None
             try:
                 for chunk in checked_chunks(stream, reader, on_damage=None if findings is None else damaged.append):
-                    out.write(chunk)
-                    flusher.wrote(len(chunk))
-                    advance(len(chunk))
-                    copied += len(chunk)
+                    if out is not None:
+                        out.write(chunk)
+                        flusher.wrote(len(chunk))  # type: ignore[union-attr]
+                        advance(len(chunk))
+                        copied += len(chunk)
             except TruncatedError as exc:
                 if findings is None:
                     raise
                 damaged.append(exc)
             if not damaged:
-                _finish(out)
+                if out is not None:
+                    _finish(out)
                 return f.size
         # --salvage, and the file has damaged blocks: a new TSM file of its intact blocks instead
-        dest.unlink()
         for exc in damaged:
             if not isinstance(exc, (ChecksumError, TruncatedError)):
                 raise exc  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
             findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
-        with open(dest, "xb") as out:
+        intact = dest.with_name(dest.name + ".intact")
+        with open(intact, "xb") as out:
             size = write_intact_blocks(reader, out)
             _finish(out)
-        advance(f.size - copied)
+        if not in_place:
+            advance(f.size - copied)
+        dest.unlink(missing_ok=True)
         if size is None:
-            dest.unlink()
+            intact.unlink()
             return 0
+        os.replace(intact, dest)
         return size
     except ArchiveError as exc:
         exc.located(path=f.container, member=f.member)
         if findings is None:
             raise exc
         findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
-        if dest.exists():
-            dest.unlink()
+        dest.unlink(missing_ok=True)
+        dest.with_name(dest.name + ".intact").unlink(missing_ok=True)
         return 0
 
 

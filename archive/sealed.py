@@ -382,7 +382,7 @@ class SealedSource(Source):
     _users: dict = field(default_factory=dict, repr=False)  # spooled container -> open count
 
     @contextlib.contextmanager
-    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None):
+    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None, spool_gz: bool = True):
         needed = sorted({f.container for f in shard.files + shard.wal})
         with self._lock:
             for c in needed:
@@ -390,7 +390,7 @@ class SealedSource(Source):
                     self._spool(os.path.relpath(c, self.workdir))
                 self._users[c] = self._users.get(c, 0) + 1
         try:
-            with Source.open_shard(self, shard, tmpdir=tmpdir) as opened:
+            with Source.open_shard(self, shard, tmpdir=tmpdir, spool_gz=spool_gz) as opened:
                 yield opened
         finally:
             with self._lock:

@@ -215,15 +215,15 @@ def test_failure_midway_leaves_target_untouched(existing, tmp_path, fixtures_dir
     src = open_source(fixtures_dir / "portable")
     plan = plan_restore(src, metadir=root / "meta", datadir=root / "data", selection=Selection(database="db1", newdb="x"))
     calls = {"n": 0}
-    real = restore_mod._copy_raw
+    real = restore_mod._finish  # every staged file ends here, whichever way it was written
 
-    def failing(*a, **kw):
+    def failing(out):
         calls["n"] += 1
         if calls["n"] == 7:
-            raise OSError(28, "No space left on device", str(a[1]))
-        return real(*a, **kw)
+            raise OSError(28, "No space left on device", out.name)
+        return real(out)
 
-    monkeypatch.setattr(restore_mod, "_copy_raw", failing)
+    monkeypatch.setattr(restore_mod, "_finish", failing)
     with pytest.raises(TargetError, match="no space left"):
         execute_restore(plan)
     assert tree_state(tmp_path) == before
@@ -306,3 +306,121 @@ def test_root_without_owner_is_warned_when_the_target_belongs_to_someone_else(tm
     proc = restore(fixtures_dir / "legacy", root)
     assert proc.returncode == 0, proc.stderr
     assert "influx-archive: warning: running as root without --owner" in proc.stderr and "uid 65534" in proc.stderr
+
+
+# --- portable sources: members inflated straight into the staging area --------------------------
+
+
+def _targz_members(path: Path) -> dict[str, bytes]:
+    import tarfile
+
+    with tarfile.open(path) as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def _frames(tsm: bytes) -> list[tuple[bytes, int, int, bytes]]:
+    import io
+
+    from influx_archive.tsm.reader import TSMReader
+
+    r = TSMReader(io.BytesIO(tsm), name="x.tsm")
+    return [(k, e.min_time, e.max_time, r.read_frame(e)) for k, _, es in r.iter_index() for e in es]
+
+
+def _damaged_portable(tmp_path: Path, fixtures_dir: Path, *, truncate_s4: bool) -> tuple[Path, int, bytes]:
+    """fixtures/portable with one flipped byte in the 2nd block of shard 2's TSM (the .tar.gz
+    re-compressed, so only the block is damaged) and, optionally, shard 4's .tar.gz cut in half.
+    Returns the copy, the damaged block's offset in its TSM file, and that TSM file intact."""
+    import gzip
+    import io
+    import shutil
+    import tarfile
+
+    from influx_archive.tsm.reader import TSMReader
+
+    src = tmp_path / "portable"
+    shutil.copytree(fixtures_dir / "portable", src)
+    s2 = next(src.glob("*.s2.tar.gz"))
+    raw = bytearray(gzip.decompress(s2.read_bytes()))
+    with tarfile.open(fileobj=io.BytesIO(bytes(raw))) as tf:
+        m = next(m for m in tf.getmembers() if m.name.endswith(".tsm"))
+    intact = bytes(raw[m.offset_data : m.offset_data + m.size])
+    r = TSMReader(io.BytesIO(intact), name="x.tsm")
+    offset = sorted(e.offset for _, _, es in r.iter_index() for e in es)[1]
+    raw[m.offset_data + offset + 12] ^= 0x40
+    s2.write_bytes(gzip.compress(bytes(raw)))  # same tar bytes but one: the manifest size still holds
+    if truncate_s4:
+        s4 = next(src.glob("*.s4.tar.gz"))
+        s4.write_bytes(s4.read_bytes()[: s4.stat().st_size // 2])
+    return src, offset, intact
+
+
+def test_portable_restore_writes_every_member_unchanged(tmp_path, fixtures_dir) -> None:
+    src = fixtures_dir / "portable"
+    root = tmp_path / "root"
+    execute_restore(plan_restore(open_source(src), metadir=root / "meta", datadir=root / "data"))
+    expected = {}
+    for gz in src.glob("*.tar.gz"):
+        expected.update(_targz_members(gz))
+    got = {str(p.relative_to(root / "data")): p.read_bytes() for p in (root / "data").rglob("*") if p.is_file()}
+    assert got == expected
+    assert not [p for p in tmp_path.rglob("*") if "spool" in p.name or p.name.startswith(".")]
+
+
+def test_portable_block_damage_refused_then_salvaged(tmp_path, fixtures_dir) -> None:
+    from influx_archive.archive.errors import ChecksumError
+
+    src, offset, intact = _damaged_portable(tmp_path, fixtures_dir, truncate_s4=False)
+    root = tmp_path / "root"
+    root.mkdir()
+    before = tree_state(root)
+    with pytest.raises(ChecksumError) as exc:
+        execute_restore(plan_restore(open_source(src), metadir=root / "meta", datadir=root / "data"))
+    assert exc.value.offset == offset and exc.value.member.endswith(".tsm") and ".s2.tar.gz" in exc.value.path
+    assert tree_state(root) == before
+
+    src2, offset, intact = _damaged_portable(tmp_path / "b", fixtures_dir, truncate_s4=True)
+    source = open_source(src2, salvage=True)
+    result = execute_restore(plan_restore(source, metadir=root / "meta", datadir=root / "data"))
+    errors = [f for f in result.skipped if f.severity == "error"]
+    assert any("damaged block" in f.message and f.offset == offset and ".s2.tar.gz" in f.path for f in errors)
+    assert any(".s4.tar.gz" in f.path for f in errors)
+    restored = next((root / "data" / "db1" / "autogen" / "2").glob("*.tsm")).read_bytes()
+    assert _frames(restored) == [fr for fr in _frames(intact) if fr[3] != _frame_at(intact, offset)]
+    assert not list((root / "data" / "db1" / "autogen").glob("4/*.tsm"))  # its only TSM was past the cut
+    for gz in src2.glob("*.tar.gz"):
+        if ".s2." in gz.name or ".s4." in gz.name:
+            continue
+        for name, data in _targz_members(gz).items():
+            assert (root / "data" / name).read_bytes() == data, name
+
+
+def _frame_at(tsm: bytes, offset: int) -> bytes:
+    return next(fr for k, lo, hi, fr in _frames(tsm) if tsm[offset : offset + len(fr)] == fr)
+
+
+@pytest.mark.parametrize("salvage", [False, True], ids=["strict", "salvage"])
+def test_portable_container_damaged_after_it_was_listed(tmp_path, fixtures_dir, salvage: bool) -> None:
+    """A .tar.gz that changes between open and restore (cut short here): strict restore refuses
+    and leaves the target as it was; --salvage leaves that shard's files out and says so."""
+    import shutil
+
+    from influx_archive.archive.errors import ArchiveError
+
+    src = tmp_path / "portable"
+    shutil.copytree(fixtures_dir / "portable", src)
+    plan = plan_restore(open_source(src, salvage=salvage), metadir=tmp_path / "root" / "meta", datadir=tmp_path / "root" / "data")
+    s3 = next(src.glob("*.s3.tar.gz"))
+    s3.write_bytes(s3.read_bytes()[:40])
+    (tmp_path / "root").mkdir()
+    before = tree_state(tmp_path / "root")
+    if not salvage:
+        with pytest.raises(ArchiveError) as exc:
+            execute_restore(plan)
+        assert ".s3.tar.gz" in exc.value.path
+        assert tree_state(tmp_path / "root") == before
+        return
+    result = execute_restore(plan)
+    assert [f.path for f in result.skipped if f.severity == "error"] == [str(s3)]
+    assert not list((tmp_path / "root" / "data" / "db1" / "autogen" / "3").glob("*"))
+    assert list((tmp_path / "root" / "data" / "db1" / "autogen" / "2").glob("*.tsm"))
