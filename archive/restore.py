@@ -971,7 +971,10 @@ class _Writeback:
     def wrote(self, n: int) -> None:
         self._pending += n
         if self._pending >= self.STEP and self._fd is not None:
-            os.posix_fadvise(self._fd, self._done, self._pending, os.POSIX_FADV_DONTNEED)
+            try:
+                os.posix_fadvise(self._fd, self._done, self._pending, os.POSIX_FADV_DONTNEED)
+            except OSError:  # a file system without it: the fsync at the end still does the work
+                self._fd = None
             self._done += self._pending
             self._pending = 0
 
