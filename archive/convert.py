@@ -270,6 +270,7 @@ def execute_convert(
             outputs.append(_convert_shard(plan, plan.jobs[0], tmp, ts, advance, split=cores))
         else:
             n_workers = max(1, min(cores, len(plan.jobs) or 1))
+            src.expect([job.shard for job in plan.jobs])
             with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
                 futures = [pool.submit(_convert_shard, plan, job, tmp, ts, advance) for job in plan.jobs]
                 try:

@@ -689,6 +689,7 @@ def execute_restore(
 
         # one more worker than cores: a worker waiting for its fsync leaves its core to the others
         workers = min((os.cpu_count() or 1) + 1, len(plan.shards), MAX_STAGE_WORKERS)
+        plan.source.expect([sp.shard for sp in plan.shards])
         if workers <= 1:
             results = [stage(i, sp) for i, sp in enumerate(plan.shards)]
         else:

@@ -380,14 +380,25 @@ class SealedSource(Source):
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cursor: Optional[Iterator] = field(default=None, repr=False)
     _users: dict = field(default_factory=dict, repr=False)  # spooled container -> open count
+    _expected: set = field(default_factory=set, repr=False)  # containers to keep when passed (expect())
+    _ahead: set = field(default_factory=set, repr=False)  # containers spooled ahead of their open_shard
+
+    def expect(self, shards: list[Shard]) -> None:
+        """These shards will be opened, roughly in archive order but by parallel workers: a
+        container passed while decompressing forward to a later one is spooled on the way (at
+        most a worker's lead), instead of the archive being read again from its start."""
+        with self._lock:
+            self._expected = {f.container for s in shards for f in s.files + s.wal}
 
     @contextlib.contextmanager
     def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None, spool_gz: bool = True):
         needed = sorted({f.container for f in shard.files + shard.wal})
         with self._lock:
             for c in needed:
-                if self._users.get(c, 0) == 0:
+                if self._users.get(c, 0) == 0 and c not in self._ahead:
                     self._spool(os.path.relpath(c, self.workdir))
+                self._ahead.discard(c)
+                self._expected.discard(c)
                 self._users[c] = self._users.get(c, 0) + 1
         try:
             with Source.open_shard(self, shard, tmpdir=tmpdir, spool_gz=spool_gz) as opened:
@@ -405,10 +416,13 @@ class SealedSource(Source):
             if self._cursor is None:
                 self._cursor = _iter_members(Path(self.archive))
             for _doc, entry, _m, reader in self._cursor:
-                if entry["name"] == name:
-                    with open(Path(self.workdir) / name, "wb") as out:
+                path = str(Path(self.workdir) / entry["name"])
+                if entry["name"] == name or (path in self._expected and path not in self._ahead and not self._users.get(path)):
+                    with open(path, "wb") as out:
                         _copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
-                    return
+                    if entry["name"] == name:
+                        return
+                    self._ahead.add(path)
             self._cursor = None
         raise FormatError("member vanished from the archive", path=self.archive, member=name)
 

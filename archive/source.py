@@ -188,6 +188,9 @@ class Source:
                 return s
         return None
 
+    def expect(self, shards: list[Shard]) -> None:
+        """A hint: these shards are about to be opened by parallel workers (see SealedSource)."""
+
     @contextlib.contextmanager
     def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None, spool_gz: bool = True) -> Iterator["OpenShard"]:
         """Open every file of ``shard`` as a seekable binary stream.

@@ -147,3 +147,38 @@ def test_restore_from_archive_is_served_like_the_source(tmp_path, fixtures_dir, 
     expected = harness.without_dead_fields(truth("live"))
     assert harness.compare_truth(expected, server.dump(), sections={"databases", "retention_policies", "fields", "points", "users", "continuous_queries"}) == []
     assert not [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("influx-archive-sealed-*") if p.stat().st_mtime > archive.stat().st_mtime + 3600]
+
+
+@pytest.mark.parametrize("verb", ["restore", "convert"])
+def test_parallel_workers_read_the_archive_once(verb, tmp_path, fixtures_dir, monkeypatch) -> None:
+    """Workers open shards out of archive order now and then; the archive must still be
+    decompressed once (a container passed on the way is spooled ahead), not once per race."""
+    from influx_archive.archive import convert as convert_mod
+    from influx_archive.archive import restore as restore_mod
+    from influx_archive.archive import sealed
+
+    archive = tmp_path / "b.tar.zst"
+    pack(fixtures_dir / "legacy", archive)
+    src = open_source(archive)
+    assert len(src.shards) > 10
+    passes = {"n": 0}
+    real = sealed._iter_members
+
+    def counting(*a, **kw):
+        passes["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sealed, "_iter_members", counting)
+    monkeypatch.setattr(restore_mod, "MAX_STAGE_WORKERS", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    if verb == "restore":
+        root = tmp_path / "root"
+        restore_mod.execute_restore(restore_mod.plan_restore(src, metadir=root / "meta", datadir=root / "data"))
+        files = [p for p in (root / "data").rglob("*") if p.is_file()]
+    else:
+        convert_mod.convert(src, tmp_path / "out", to="portable")
+        files = list((tmp_path / "out").iterdir())
+    assert passes["n"] == 1 and files
+    containers = {f.container for s in src.shards for f in s.files}
+    assert [c for c in containers if os.path.getsize(c)] == []  # every spooled container released
+    src.close()
