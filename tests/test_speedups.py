@@ -248,3 +248,78 @@ def test_index_scan_accepts_exactly_what_the_python_scan_accepts(layout, data) -
     with pytest.MonkeyPatch.context() as m:
         m.setattr(tsm_reader, "_compiled", None)
         assert got == r.frames()
+
+
+# --- list checks and running sums ---------------------------------------------------------------
+
+int64s = st.integers(-(1 << 63), (1 << 63) - 1)
+anything = st.one_of(int64s, st.integers(), st.booleans(), st.floats(), st.binary(max_size=3))
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(int64s, anything), max_size=30), st.booleans())
+def test_int64_order_agrees_or_declines(values, strict: bool) -> None:
+    got = compiled.int64_order(values, strict)
+    exact = all(type(v) is int and -(1 << 63) <= v < (1 << 63) for v in values)
+    if not exact:
+        assert got is None
+        return
+    bad = next((i for i in range(1, len(values)) if (values[i] <= values[i - 1] if strict else values[i] < values[i - 1])), -1)
+    assert got == bad
+    if strict:
+        assert block.check_block_order(values) == (None if bad < 0 else bad)
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(block.BLOCK_TYPE_NAMES)), st.lists(anything, min_size=1, max_size=8))
+def test_all_exact_only_vouches_for_what_the_python_check_accepts(btype: int, values) -> None:
+    if compiled.all_exact(values, block._EXACT_KIND[btype]):
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(block, "_compiled", None)
+            block._check_values(btype, values)  # must not raise
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(-(1 << 63), (1 << 64) - 1),
+    st.lists(st.integers(0, (1 << 64) - 1), max_size=40),
+    st.sampled_from([1, 10, 1000, 10**12]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_wrap_sums_equal_unbounded_sums_reduced(first: int, deltas: list[int], mult: int, zigzag: bool, signed: bool) -> None:
+    from itertools import accumulate
+
+    from influx_archive.tsm.codec.integers import to_int64, to_uint64
+
+    def unzig(z: int) -> int:
+        z &= (1 << 64) - 1
+        return (z >> 1) ^ -(z & 1)
+
+    f = unzig if zigzag else (lambda d: d)
+    sums = list(accumulate([f(first)] + [f(d) * mult for d in deltas]))
+    assert compiled.wrap_sums(first, deltas, mult, zigzag, signed) == (to_int64(sums) if signed else to_uint64(sums))
+    assert compiled.wrap_sums(first, deltas + [-1], mult, zigzag, signed) is None
+    assert compiled.wrap_sums(first, deltas + [1 << 64], mult, zigzag, signed) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(int64s, min_size=1, max_size=1000, unique=True).map(sorted), st.lists(int64s, min_size=1, max_size=1000))
+def test_codecs_same_bytes_and_values_with_and_without_the_compiled_core(ts, ints) -> None:
+    from influx_archive.tsm.codec import integers, timestamps
+
+    fast = (block.encode_block(block.INTEGER, ts, ints[: len(ts)] + [0] * (len(ts) - len(ints[: len(ts)]))),
+            timestamps.encode(ts), integers.encode(ints))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(block, "_compiled", None)
+        m.setattr(integers, "_compiled", None)
+        m.setattr(timestamps, "_compiled", None)
+        slow = (block.encode_block(block.INTEGER, ts, ints[: len(ts)] + [0] * (len(ts) - len(ints[: len(ts)]))),
+                timestamps.encode(ts), integers.encode(ints))
+        assert slow == fast
+        slow_decoded = (block.decode_block(slow[0]), integers.decode(slow[2], len(ints)))
+    assert (block.decode_block(fast[0]), integers.decode(fast[2], len(ints))) == slow_decoded
+    assert slow_decoded[0][1] == ts and slow_decoded[1] == ints

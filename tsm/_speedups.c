@@ -512,6 +512,148 @@ done:
     return result;
 }
 
+/* ---- list checks and running sums for the pure-Python codecs -----------------------------------
+ * Each returns a definite answer only where it is sure; otherwise (an int subclass, a value out of
+ * range, anything unexpected) it returns None and the Python code decides, as before. */
+
+/* v as an int64 when it is an exact int within int64; 0 on anything else (no error left set) */
+static inline int exact_int64(PyObject *v, long long *out) {
+    if (!PyLong_CheckExact(v)) return 0;
+    int overflow = 0;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* int64_order(seq, strict) -> -1 (exact int64s, in order) | index of the first out of order | None */
+static PyObject *int64_order(PyObject *self, PyObject *args) {
+    PyObject *seq;
+    int strict;
+    if (!PyArg_ParseTuple(args, "Op", &seq, &strict)) return NULL;
+    PyObject *fast = PySequence_Fast(seq, "a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast), bad = -1;
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    long long prev = 0, cur;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!exact_int64(items[i], &cur)) {
+            Py_DECREF(fast);
+            Py_RETURN_NONE;
+        }
+        if (i > 0 && bad < 0 && (strict ? cur <= prev : cur < prev)) bad = i;
+        prev = cur;
+    }
+    Py_DECREF(fast);
+    return PyLong_FromSsize_t(bad);
+}
+
+/* all_exact(seq, kind) -> True when every item is exactly that type (0 float, 1 int64, 2 uint64,
+ * 3 bytes, 4 bool), else None */
+static PyObject *all_exact(PyObject *self, PyObject *args) {
+    PyObject *seq;
+    int kind;
+    if (!PyArg_ParseTuple(args, "Oi", &seq, &kind)) return NULL;
+    PyObject *fast = PySequence_Fast(seq, "a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    int ok = 1;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        PyObject *v = items[i];
+        long long x;
+        switch (kind) {
+        case 0: ok = PyFloat_CheckExact(v); break;
+        case 1: ok = exact_int64(v, &x); break;
+        case 2:
+            if (!PyLong_CheckExact(v)) ok = 0;
+            else {
+                unsigned long long u = PyLong_AsUnsignedLongLong(v);
+                if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    ok = 0;
+                }
+            }
+            break;
+        case 3: ok = PyBytes_CheckExact(v); break;
+        case 4: ok = PyBool_Check(v); break;
+        default: ok = 0;
+        }
+    }
+    Py_DECREF(fast);
+    if (ok) Py_RETURN_TRUE;
+    Py_RETURN_NONE;
+}
+
+/* v as 64 bits when it is an exact int in -2^63 .. 2^64-1 (two's complement for negatives) */
+static inline int exact_u64_bits(PyObject *v, int allow_negative, uint64_t *out) {
+    if (!PyLong_CheckExact(v)) return 0;
+    int overflow = 0;
+    long long s = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (s == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (!overflow) {
+        if (s < 0 && !allow_negative) return 0;
+        *out = (uint64_t)s;
+        return 1;
+    }
+    if (overflow < 0) return 0;
+    unsigned long long u = PyLong_AsUnsignedLongLong(v);
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = u;
+    return 1;
+}
+
+/* wrap_sums(first, deltas, mult, zigzag, signed) -> list | None: running sums modulo 2^64 as
+ * influxd's decoders compute them: out[0] = f(first), out[k] = out[k-1] + f(deltas[k-1]) * mult,
+ * f = zigzag decoding when ``zigzag``; values as int64 or uint64. ``first`` and ``mult`` must be
+ * exact ints in -2^63 .. 2^64-1 and every delta one in 0 .. 2^64-1 (else None). */
+static PyObject *wrap_sums(PyObject *self, PyObject *args) {
+    PyObject *first, *deltas, *mult_obj;
+    int zigzag, is_signed;
+    if (!PyArg_ParseTuple(args, "OOOpp", &first, &deltas, &mult_obj, &zigzag, &is_signed)) return NULL;
+    uint64_t acc, mult;
+    if (!exact_u64_bits(first, 1, &acc) || !exact_u64_bits(mult_obj, 1, &mult)) Py_RETURN_NONE;
+    PyObject *fast = PySequence_Fast(deltas, "a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    PyObject *out = PyList_New(n + 1);
+    if (out == NULL) {
+        Py_DECREF(fast);
+        return NULL;
+    }
+    if (zigzag) acc = (acc >> 1) ^ (0 - (acc & 1));
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i > 0) {
+            uint64_t d;
+            if (!exact_u64_bits(items[i - 1], 0, &d)) {
+                Py_DECREF(out);
+                Py_DECREF(fast);
+                Py_RETURN_NONE;
+            }
+            if (zigzag) d = (d >> 1) ^ (0 - (d & 1));
+            acc += d * mult;
+        }
+        PyObject *item = is_signed ? PyLong_FromLongLong((long long)acc) : PyLong_FromUnsignedLongLong(acc);
+        if (item == NULL) {
+            Py_DECREF(out);
+            Py_DECREF(fast);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    Py_DECREF(fast);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
@@ -520,6 +662,9 @@ static PyMethodDef methods[] = {
     {"s8b_encode_windowed", s8b_encode_windowed, METH_O, "s8b_encode_windowed(values) -> bytes | None"},
     {"scan_index", scan_index, METH_VARARGS, "scan_index(index, blocks_end) -> (keys, positions, min, max, overlapping) | None"},
     {"index_frames", index_frames, METH_VARARGS, "index_frames(index, positions, keys) -> [(offset, size, key, type)] | None"},
+    {"int64_order", int64_order, METH_VARARGS, "int64_order(seq, strict) -> -1 | first index out of order | None"},
+    {"all_exact", all_exact, METH_VARARGS, "all_exact(seq, kind) -> True | None"},
+    {"wrap_sums", wrap_sums, METH_VARARGS, "wrap_sums(first, deltas, mult, zigzag, signed) -> list | None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,6 +25,7 @@ from typing import Sequence
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError
 from .codec import booleans, floats, integers, strings, varint
 from .codec import timestamps as ts_codec
+from .codec.integers import _compiled
 
 FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
 """TSM block type bytes (§1.4)."""
@@ -57,6 +58,8 @@ _INT_RANGES = {INTEGER: (_INT64_MIN, _INT64_MAX), UNSIGNED: (0, _UINT64_MAX)}
 
 
 _INT_ONLY = frozenset((int,))
+#: tsm/_speedups.c all_exact() kind of each block type's values
+_EXACT_KIND = {FLOAT: 0, INTEGER: 1, UNSIGNED: 2, STRING: 3, BOOLEAN: 4}
 
 
 def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -> bytes:
@@ -73,19 +76,25 @@ def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -
         raise UnsupportedError("a TSM block needs at least one value")
     if len(values) != n:
         raise UnsupportedError(f"{n} timestamps but {len(values)} values")
-    if not set(map(type, timestamps)) <= _INT_ONLY or min(timestamps) < _INT64_MIN or max(timestamps) > _INT64_MAX:
-        raise UnsupportedError("timestamps must be int64 integers")
-    bad = check_block_order(timestamps)
+    bad = _compiled.int64_order(timestamps, True) if _compiled is not None else None
+    if bad is None:  # not only exact int64s (or no compiled core): the Python checks decide
+        if not set(map(type, timestamps)) <= _INT_ONLY or min(timestamps) < _INT64_MIN or max(timestamps) > _INT64_MAX:
+            raise UnsupportedError("timestamps must be int64 integers")
+        bad = check_block_order(timestamps)
+    elif bad < 0:
+        bad = None
     if bad is not None:
         raise UnsupportedError(
             f"timestamps must be strictly increasing: index {bad} ({timestamps[bad]}) follows {timestamps[bad - 1]}"
         )
     _check_values(block_type, values)
-    ts = ts_codec.encode(timestamps)
+    ts = ts_codec.encode(timestamps, increasing=True)
     return b"".join((bytes((block_type,)), varint.encode(len(ts)), ts, _ENCODERS[block_type](values)))
 
 
 def _check_values(block_type: int, values: Sequence) -> None:
+    if _compiled is not None and _compiled.all_exact(values, _EXACT_KIND[block_type]):
+        return  # every value exactly of the type (and int64 / uint64 range)
     name = BLOCK_TYPE_NAMES[block_type]
     kind = _VALUE_TYPES[block_type]
     if not all(map(isinstance, values, repeat(kind))) or (
@@ -100,6 +109,10 @@ def _check_values(block_type: int, values: Sequence) -> None:
 
 def check_block_order(timestamps: Sequence[int]) -> int | None:
     """Index of the first timestamp that is not greater than its predecessor, or None."""
+    if _compiled is not None:
+        bad = _compiled.int64_order(timestamps, True)
+        if bad is not None:
+            return None if bad < 0 else bad
     flags = list(map(operator.ge, timestamps, islice(timestamps, 1, None)))
     if True in flags:
         return flags.index(True) + 1

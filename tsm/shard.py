@@ -39,7 +39,17 @@ from typing import Any, Iterable, Iterator, Sequence
 from ..archive.errors import ChecksumError, FormatError
 from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, decode_timestamps
 from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
+from .codec.integers import _compiled
 from .wal import Cache
+
+
+def _in_order(ts: Sequence[int]) -> bool:
+    """Timestamps never decreasing (equal neighbours allowed)."""
+    if _compiled is not None:
+        bad = _compiled.int64_order(ts, False)
+        if bad is not None:
+            return bad < 0
+    return all(map(operator.le, ts, islice(ts, 1, None)))
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -277,7 +287,7 @@ class ShardReader:
         if piece.ranges:
             ts, vs = filter_ranges(piece.ranges, ts, vs)
         if lo > piece.min_time or hi < piece.max_time:
-            if all(map(operator.le, ts, islice(ts, 1, None))):  # stored order (always, from influxd)
+            if _in_order(ts):  # stored order (always, from influxd)
                 a, b = bisect.bisect_left(ts, lo), bisect.bisect_right(ts, hi)
                 ts, vs = ts[a:b], vs[a:b]
             else:

@@ -30,6 +30,14 @@ from . import simple8b, varint
 RAW, PACKED, RLE = 0x00, 0x10, 0x20
 """Section header bytes."""
 
+try:  # compiled running sums (tsm/_speedups.c); None wherever the Python code must decide
+    from .. import _speedups as _compiled
+
+    if not hasattr(_compiled, "wrap_sums"):
+        _compiled = None
+except ImportError:  # pragma: no cover - built without a C compiler
+    _compiled = None
+
 MASK64 = (1 << 64) - 1
 _H = 1 << 63
 INT64_MIN, INT64_MAX = -_H, _H - 1
@@ -75,8 +83,8 @@ def encode_unsigned(values: Sequence[int]) -> bytes:
     return encode([v - (1 << 64) if v > INT64_MAX else v for v in values])
 
 
-def _sums(section: bytes | memoryview, count: int, what: str, base: int) -> list[int]:
-    """Decoded values as unbounded ints (to be reduced mod 2^64 by the caller)."""
+def _sums(section: bytes | memoryview, count: int, what: str, base: int, signed: bool) -> list[int]:
+    """Decoded values, reduced mod 2^64 into int64 (``signed``) or uint64."""
     if not section:
         raise TruncatedError(f"{what}: section is empty", offset=base, field="values")
     header = section[0]
@@ -94,6 +102,7 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int) -> list
                 offset=base, field="values",
             )
         zs = struct.unpack_from(">%dQ" % count, section, 1)
+        first, rest = zs[0], zs[1:]
     elif header == PACKED:
         if size < 9:
             raise TruncatedError(f"{what}: packed section shorter than its first value", offset=base, field="values")
@@ -104,8 +113,8 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int) -> list
                 f"{what}: section holds {held} values but the block has {count} timestamps",
                 offset=base, field="values",
             )
-        zs = [int.from_bytes(section[1:9], "big")]
-        simple8b.decode(words, zs)
+        first, rest = int.from_bytes(section[1:9], "big"), []
+        simple8b.decode(words, rest)
     elif header == RLE:
         if size < 9:
             raise TruncatedError(f"{what}: RLE section shorter than its first value", offset=base, field="values")
@@ -121,19 +130,28 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int) -> list
             )
         v0 = (first >> 1) ^ -(first & 1)
         step = (delta >> 1) ^ -(delta & 1)
+        wrap = to_int64 if signed else to_uint64
         if step == 0:
-            return [v0] * count
-        return list(range(v0, v0 + count * step, step))
+            return wrap([v0] * count)
+        last = v0 + (count - 1) * step
+        if signed and INT64_MIN <= min(v0, last) and max(v0, last) <= INT64_MAX:
+            return list(range(v0, v0 + count * step, step))  # no wrap-around: nothing to reduce
+        return wrap(list(range(v0, v0 + count * step, step)))
     else:
         raise FormatError(f"{what}: unknown encoding header 0x{header:02x}", offset=base, field="values")
-    return list(accumulate([(z >> 1) ^ -(z & 1) for z in zs]))
+    if _compiled is not None:
+        got = _compiled.wrap_sums(first, rest, 1, True, signed)
+        if got is not None:
+            return got
+    sums = list(accumulate([(z >> 1) ^ -(z & 1) for z in chain((first,), rest)]))
+    return to_int64(sums) if signed else to_uint64(sums)
 
 
 def decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list[int]:
     """int64 values of an integer section holding exactly ``count`` values."""
-    return to_int64(_sums(section, count, "integer values", base))
+    return _sums(section, count, "integer values", base, True)
 
 
 def decode_unsigned(section: bytes | memoryview, count: int, *, base: int = 0) -> list[int]:
     """uint64 values of an unsigned section holding exactly ``count`` values."""
-    return to_uint64(_sums(section, count, "unsigned values", base))
+    return _sums(section, count, "unsigned values", base, False)

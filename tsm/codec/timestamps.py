@@ -27,7 +27,7 @@ from typing import Sequence
 
 from ...archive.errors import FormatError, TruncatedError
 from . import simple8b, varint
-from .integers import MASK64, to_int64
+from .integers import INT64_MAX, MASK64, _compiled, to_int64
 
 RAW, PACKED, RLE = 0x00, 0x10, 0x20
 """Encoding in the high nibble of the section header."""
@@ -38,23 +38,25 @@ _POW10 = tuple(10**k for k in range(16))
 _WHAT = "timestamp section"
 
 
-def encode(timestamps: Sequence[int]) -> bytes:
-    """Section for the int64 ``timestamps`` (non-empty), byte-identical to influxd's encoder."""
+def encode(timestamps: Sequence[int], *, increasing: bool = False) -> bytes:
+    """Section for the int64 ``timestamps`` (non-empty), byte-identical to influxd's encoder.
+    ``increasing``: the caller checked they strictly increase (no delta can be negative)."""
     n = len(timestamps)
     if not n:
         raise ValueError("no timestamps to encode")
     first = (timestamps[0] & MASK64).to_bytes(8, "big")
     deltas = list(map(operator.sub, timestamps[1:], timestamps))
-    if deltas and min(deltas) < 0:
+    if deltas and not increasing and min(deltas) < 0:
         deltas = [d & MASK64 for d in deltas]
+    rle = n > 1 and deltas.count(deltas[0]) == n - 1
     # The largest 10^k (k <= 12) dividing every delta is the largest one dividing their gcd
     # (gcd of nothing / of zeros is 0, which every divisor divides: D = 12, as influxd).
-    g = math.gcd(*deltas)
+    g = deltas[0] if rle else math.gcd(*deltas)
     scale = MAX_SCALE
     while scale and g % _POW10[scale]:
         scale -= 1
     div = _POW10[scale]
-    if n > 1 and deltas.count(deltas[0]) == n - 1:
+    if rle:
         return b"".join((
             bytes((RLE | scale,)), first, varint.encode(deltas[0] // div), varint.encode(n),
         ))
@@ -63,6 +65,17 @@ def encode(timestamps: Sequence[int]) -> bytes:
     if div > 1:
         deltas = [d // div for d in deltas]
     return bytes((PACKED | scale,)) + first + simple8b.encode_windowed(deltas)
+
+
+def _running(t0: int, deltas: Sequence[int], mult: int) -> list[int]:
+    """t0, t0 + d1*mult, ... modulo 2^64 as int64 (influxd's uint64 arithmetic)."""
+    if _compiled is not None:
+        got = _compiled.wrap_sums(t0, deltas, mult, False, True)
+        if got is not None:
+            return got
+    if mult != 1:
+        deltas = list(map(mult.__mul__, deltas))
+    return to_int64(list(accumulate(deltas, initial=t0)))
 
 
 def _count_limit_error(count: int, max_count: int, base: int) -> FormatError:
@@ -99,7 +112,7 @@ def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> lis
         if count > max_count:
             raise _count_limit_error(count, max_count, base)
         deltas = struct.unpack_from(">%dQ" % (count - 1), section, 9)
-        return to_int64(list(accumulate(deltas, initial=t0)))
+        return _running(t0, deltas, 1)
     if encoding == PACKED:
         words = memoryview(section)[9:]
         count = 1 + simple8b.count(words, what=_WHAT, base=base + 9)
@@ -107,9 +120,7 @@ def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> lis
             raise _count_limit_error(count, max_count, base)
         deltas: list[int] = []
         simple8b.decode(words, deltas)
-        if scale:
-            deltas = list(map(_POW10[scale].__mul__, deltas))
-        return to_int64(list(accumulate(deltas, initial=t0)))
+        return _running(t0, deltas, _POW10[scale])
     # RLE
     delta, pos = varint.decode(section, 9, what=f"{_WHAT} RLE delta", base=base)
     count, pos = varint.decode(section, pos, what=f"{_WHAT} RLE count", base=base)
@@ -122,4 +133,6 @@ def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> lis
     step = (delta * _POW10[scale]) & MASK64
     if step == 0:
         return [t0] * count
+    if t0 + (count - 1) * step <= INT64_MAX:  # no wrap-around: nothing to reduce
+        return list(range(t0, t0 + count * step, step))
     return to_int64(list(range(t0, t0 + count * step, step)))
