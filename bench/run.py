@@ -256,11 +256,9 @@ def _install_kind() -> str:
 
 
 def _compiled() -> bool:
-    try:
-        from influx_archive.tsm import _speedups  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from influx_archive.tsm.compiled import core
+
+    return core is not None
 
 
 def _met(ok: bool) -> str:

@@ -25,7 +25,7 @@ from typing import Sequence
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError
 from .codec import booleans, floats, integers, strings, varint
 from .codec import timestamps as ts_codec
-from .codec.integers import _compiled
+from .compiled import core as _compiled
 
 FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
 """TSM block type bytes (§1.4)."""

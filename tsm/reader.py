@@ -24,17 +24,10 @@ from construct import ConstructError
 
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError
 from . import block as _block
+from .compiled import core as _compiled  # same index scan; declines (None) whatever this scan refuses
 from .format import tsmfile as fmt
 
 _ENTRY = struct.Struct(">qqQI")
-
-try:  # the compiled index scan (tsm/_speedups.c): same result, declines (None) whatever this scan refuses
-    from . import _speedups as _compiled
-
-    if not hasattr(_compiled, "scan_index"):
-        _compiled = None
-except ImportError:  # pragma: no cover - built without a C compiler
-    _compiled = None
 _U16 = struct.Struct(">H")
 
 

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from ..archive.errors import ChecksumError, FormatError
 from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, decode_timestamps
 from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
-from .codec.integers import _compiled
+from .compiled import core as _compiled
 from .wal import Cache
 
 

@@ -40,10 +40,7 @@ _MASKS = tuple((1 << m) - 1 for m in range(65))
 _WHAT = "float value section"
 
 
-try:  # the compiled fast path (tsm/_speedups.c); it returns None wherever this module must decide
-    from .. import _speedups as _compiled
-except ImportError:  # no compiler at install time: the pure Python codec below does everything
-    _compiled = None
+from ..compiled import core as _compiled  # None without a C compiler: the Python codec does everything
 
 
 def encode(values: Sequence[float]) -> bytes:

@@ -30,13 +30,7 @@ from . import simple8b, varint
 RAW, PACKED, RLE = 0x00, 0x10, 0x20
 """Section header bytes."""
 
-try:  # compiled running sums (tsm/_speedups.c); None wherever the Python code must decide
-    from .. import _speedups as _compiled
-
-    if not hasattr(_compiled, "wrap_sums"):
-        _compiled = None
-except ImportError:  # pragma: no cover - built without a C compiler
-    _compiled = None
+from ..compiled import core as _compiled  # running sums; None wherever the Python code must decide
 
 MASK64 = (1 << 64) - 1
 _H = 1 << 63

@@ -54,10 +54,7 @@ def count(words: bytes | memoryview, *, what: str = "simple8b", base: int = 0) -
     return sum(map(_COUNT_BY_TOP_BYTE.__getitem__, bytes(words[::8])))
 
 
-try:  # the compiled fast path (tsm/_speedups.c): same words, declines (None) what it cannot take
-    from .. import _speedups as _compiled
-except ImportError:
-    _compiled = None
+from ..compiled import core as _compiled  # same words; declines (None) what it cannot take
 
 
 def decode(words: bytes | memoryview, out: list[int]) -> None:

@@ -27,7 +27,8 @@ from typing import Sequence
 
 from ...archive.errors import FormatError, TruncatedError
 from . import simple8b, varint
-from .integers import INT64_MAX, MASK64, _compiled, to_int64
+from ..compiled import core as _compiled
+from .integers import INT64_MAX, MASK64, to_int64
 
 RAW, PACKED, RLE = 0x00, 0x10, 0x20
 """Encoding in the high nibble of the section header."""

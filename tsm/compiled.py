@@ -1,0 +1,23 @@
+"""The optional compiled core, ``tsm/_speedups.c``, or None.
+
+``pip install`` builds it where a C compiler is present (setup.py, an optional extension). Each of
+its functions returns None wherever the Python code must decide (invalid input, anything it is
+not sure of), so every caller keeps its pure-Python path and falls back to it. A build older than
+these sources (an editable install not rebuilt) lacks some functions; it is then not used at all.
+"""
+
+from __future__ import annotations
+
+_FUNCTIONS = (
+    "decode", "encode", "s8b_decode", "s8b_encode_all", "s8b_encode_windowed",  # codecs
+    "scan_index", "index_frames",  # the TSM index
+    "int64_order", "all_exact", "wrap_sums",  # list checks and running sums
+)
+
+try:
+    from . import _speedups as core
+except ImportError:  # pragma: no cover - built without a C compiler
+    core = None
+
+if core is not None and not all(hasattr(core, name) for name in _FUNCTIONS):
+    core = None  # pragma: no cover - a stale build
