@@ -818,7 +818,7 @@ def _stage_shard(
             os.mkdir(wdir)
             os.chmod(wdir, DIR_MODE_WAL)
             for seg in sp.wal_files:
-                _copy_raw(opened.stream(seg), wdir / seg.name, seg.size, advance)
+                _copy_raw(opened.stream(seg).read, wdir / seg.name, seg.size, advance)
                 nfiles += 1
                 nbytes += seg.size
     metafiles.fsync_dir(sdir)
@@ -866,18 +866,11 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
                         raise FormatError(f"member is no longer the {fp.source.size}-byte file listed", path=container, member=member.name)  # type: ignore[union-attr]
                     src = read(tf.extractfile, member)
                     dest = sdir / fp.target_name
-                    with open(dest, "xb") as out:
-                        flusher = _Writeback(out)
-                        left = member.size
-                        while left > 0:
-                            chunk = read(src.read, min(COPY_CHUNK, left))
-                            if not chunk:
-                                raise TruncatedError("tar archive is truncated (unexpected end of data)", path=container, member=member.name)
-                            out.write(chunk)
-                            flusher.wrote(len(chunk))
-                            advance(len(chunk))
-                            left -= len(chunk)
-                        _finish(out)
+                    _copy_raw(
+                        lambda n: read(src.read, n), dest, member.size, advance,
+                        ended_early=lambda _left: TruncatedError(
+                            "tar archive is truncated (unexpected end of data)", path=container, member=current),
+                    )
                     done.add(fp.target_name)
                     dest = None
         except ArchiveError as exc:
@@ -896,6 +889,7 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
     A damaged file raises (the staging area is then discarded). With ``findings`` (salvage) a
     damaged TSM file keeps its intact blocks, an unreadable file is left out, and each loss is
     appended there. Returns the bytes written (0: left out)."""
+    intact = dest.with_name(dest.name + ".intact")  # salvage: the intact blocks, renamed to dest
     try:
         if f.kind == "tombstone":
             from ..tsm.tombstone import read_tombstones
@@ -903,7 +897,7 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
             read_tombstones(stream, name=f.origin)
             if not in_place:
                 stream.seek(0)
-                _copy_raw(stream, dest, f.size, advance)
+                _copy_raw(stream.read, dest, f.size, advance)
             return f.size
         reader = TSMReader(stream, name=f.origin, size=f.size)
         damaged: list[ArchiveError] = []
@@ -932,7 +926,6 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
                 raise exc  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
             findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
-        intact = dest.with_name(dest.name + ".intact")
         with open(intact, "xb") as out:
             size = write_intact_blocks(reader, out)
             _finish(out)
@@ -950,7 +943,7 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
             raise exc
         findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
         dest.unlink(missing_ok=True)
-        dest.with_name(dest.name + ".intact").unlink(missing_ok=True)
+        intact.unlink(missing_ok=True)
         return 0
 
 
@@ -986,19 +979,24 @@ def _finish(out) -> None:
     os.fsync(out.fileno())
 
 
-def _copy_raw(stream, dest: Path, size: int, advance) -> None:
+def _copy_raw(read, dest: Path, size: int, advance, *, ended_early=None) -> None:
+    """Copy ``size`` bytes from ``read(n)`` to the new file ``dest`` (writeback started on the way,
+    finished and fsynced). A source that runs out raises ``ended_early(bytes left)``, by default
+    a TargetError naming ``dest``."""
     with open(dest, "xb") as out:
+        flusher = _Writeback(out)
         left = size
         while left > 0:
-            chunk = stream.read(min(COPY_CHUNK, left))
+            chunk = read(min(COPY_CHUNK, left))
             if not chunk:
+                if ended_early is not None:
+                    raise ended_early(left)
                 raise TargetError(f"source ended {left} bytes early while copying", path=str(dest))
             out.write(chunk)
+            flusher.wrote(len(chunk))
             left -= len(chunk)
             advance(len(chunk))
-        out.flush()
-        os.fchmod(out.fileno(), FILE_MODE)
-        os.fsync(out.fileno())
+        _finish(out)
 
 
 def _flush_cache(cache: Cache, dest: Path) -> int:
