@@ -43,6 +43,7 @@ from ..meta.model import Data, decode_data
 from .errors import ArchiveError, FormatError, SourceError, TruncatedError
 from .findings import ERROR, WARNING, Finding
 from .streams import SubFile
+from .threads import map_on_cores
 
 LEGACY_META_RE = re.compile(r"^meta\.(\d+)$")
 LEGACY_SHARD_RE = re.compile(r"^(?P<prefix>.+)\.(?P<id>\d+)\.(?P<n>\d+)$")
@@ -699,14 +700,7 @@ def _scan_gz_tars(jobs: list[tuple[Path, int]], salvage: bool) -> dict:
             return exc
 
     jobs = list(dict.fromkeys((j[0], j[1]) for j in jobs))
-    workers = min(os.cpu_count() or 1, len(jobs))
-    if workers <= 1:
-        results = [scan(j) for j in jobs]
-    else:
-        import concurrent.futures
-
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(scan, jobs))
+    results = map_on_cores(scan, jobs)
     return {(str(fp), size): r for (fp, size), r in zip(jobs, results)}
 
 

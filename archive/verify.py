@@ -36,6 +36,7 @@ from .errors import ArchiveError, FormatError, UsageError
 from .findings import ERROR, INFO, WARNING, Finding
 from .progress import ProgressCallback, Reporter
 from .sealed import verify_sealed
+from .threads import map_on_cores
 from .tsmcopy import checked_chunks
 from .source import LEGACY_META_RE, ShardFile, Source, is_zstd_file, open_source
 
@@ -103,16 +104,9 @@ def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Option
         return part
 
     shards = [s for s in src.shards if s.files or s.wal]
-    workers = min(os.cpu_count() or 1, len(shards))
+    src.expect(shards)
     try:
-        if workers <= 1:
-            parts = [check_shard(s) for s in shards]
-        else:  # reads, inflating and CRCs release the GIL
-            import concurrent.futures
-
-            src.expect(shards)
-            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(check_shard, shards))
+        parts = map_on_cores(check_shard, shards)
     finally:
         rep.end()
     for part in parts:
