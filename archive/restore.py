@@ -832,7 +832,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
     Errors writing the staging area are OSErrors, as everywhere in the restore."""
     import tarfile
 
-    from .source import GZIP_ERRORS, _tar_error, gzip_open
+    from .source import GZIP_ERRORS, tar_error, gzip_open
 
     done: set[str] = set()
     by_container: dict[str, dict[str, FilePlan]] = {}
@@ -846,7 +846,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
             try:
                 return fn(*args)
             except (tarfile.TarError, *GZIP_ERRORS) as exc:
-                raise _tar_error(container, current, exc) from None
+                raise tar_error(container, current, exc) from None
 
         dest: Optional[Path] = None
         try:

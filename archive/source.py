@@ -248,7 +248,7 @@ class OpenShard:
 # ---------------------------------------------------------------------- tar handling
 
 
-def _tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> FormatError:
+def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> FormatError:
     msg = str(exc) or exc.__class__.__name__
     if isinstance(exc, (EOFError, tarfile.ReadError)) and ("unexpected end" in msg or isinstance(exc, EOFError)):
         return TruncatedError(f"tar archive is truncated ({msg})", path=path, member=member, offset=offset)
@@ -306,7 +306,7 @@ def scan_shard_tar(
             raise
         findings.append(Finding.from_error(exc))
     except (tarfile.TarError, *GZIP_ERRORS) as exc:
-        err = _tar_error(path, last, exc)
+        err = tar_error(path, last, exc)
         if not salvage:
             raise err from exc
         findings.append(Finding.from_error(err))
