@@ -10,7 +10,10 @@ code  meaning
 0     success
 1     damaged input, or a check (``verify``) found errors
 2     usage error: bad arguments, a path that is not a source, ...
-3     any other failure (target not writable, already exists, ...)
+3     any other failure (target not writable, already exists, out of space, ...)
+4     ``--salvage`` finished but left damaged data out (listed on stderr / in ``--json``)
+5     the target is busy: another influx-archive run holds its lock, or a running process
+      (influxd) holds files in it open
 ====  ==========================================================
 
 Messages name *where*: ``str(err)`` ends with ``[file F, member M, offset N]`` for the parts
@@ -25,6 +28,8 @@ EXIT_OK = 0
 EXIT_DAMAGED = 1
 EXIT_USAGE = 2
 EXIT_FAILURE = 3
+EXIT_SALVAGED = 4
+EXIT_BUSY = 5
 
 
 def format_where(
@@ -125,5 +130,25 @@ class TargetError(ArchiveError):
 
 class UnsupportedError(ArchiveError):
     """Valid input that this version cannot handle (e.g. a value NaN in a float block)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class BusyError(TargetError):
+    """Another run holds the target's lock, or a live process holds the target open (exit 5)."""
+
+    exit_code = EXIT_BUSY
+
+
+class SourceIOError(ArchiveError):
+    """The operating system refused to read the source (EACCES, EIO, ...): not damage (exit 3).
+    The message says ``source`` and names the path."""
+
+    exit_code = EXIT_FAILURE
+
+
+class TargetIOError(TargetError):
+    """The operating system refused a write to the target (ENOSPC, EACCES, EROFS, ...) (exit 3).
+    The message says ``target`` and names the path."""
 
     exit_code = EXIT_FAILURE
