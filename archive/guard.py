@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from .errors import BusyError, TargetError
+from .errors import BusyError, TargetError, UsageError
 
 LOCK_NAME = ".influx-archive.lock"
 LOCK_MODE = 0o644
@@ -71,7 +71,7 @@ def ensure_dir(path: Path, mode: int) -> list[Path]:
         os.chmod(d, mode if d == path else PARENT_MODE)
         created.append(d)
     if not path.is_dir():
-        raise TargetError("target is not a directory", path=str(path))
+        raise UsageError("target is not a directory", path=str(path))
     return created
 
 
@@ -364,7 +364,7 @@ def refuse_live(dirs: Iterable[Optional[os.PathLike[str] | str]], *, what: str, 
         more = f" (and {len(uses) - 1} more processes)" if len(uses) > 1 else ""
         raise BusyError(
             f"refusing to {what} directories a running process uses: {u.describe()}{more}; "
-            "stop it first (or pass --force if you are sure)",
+            "stop it first (restore and backup take --force to go on anyway)",
             path=u.path,
         )
     return uses

@@ -208,20 +208,32 @@ def plan_restore(
             "the source has no metastore to restore (expected a legacy or portable backup, or a server root with meta/meta.db)",
             path=src.path,
         )
+    metadir_p, datadir_p, waldir_p = check_target_args(src, metadir, datadir, waldir)
+    # Under the targets' lock (re-entrant: the CLI holds it for the whole run): the recovery
+    # writes, and what the plan reads of the target must not change before it is carried out.
+    with target_lock(metadir_p, datadir_p, waldir_p) if recover else contextlib.nullcontext():
+        return _plan_locked(src, metadir_p, datadir_p, waldir_p, selection, merge, recover)
+
+
+def check_target_args(
+    src: Source, metadir: str | os.PathLike[str], datadir: str | os.PathLike[str], waldir: str | os.PathLike[str] | None
+) -> tuple[Path, Path, Optional[Path]]:
+    """The target directories as absolute paths, refused (UsageError) when one is not a
+    directory or lies inside the source. Checked before anything is created or locked."""
     metadir_p, datadir_p = Path(metadir).absolute(), Path(datadir).absolute()
     waldir_p = Path(waldir).absolute() if waldir is not None else None
     for name, p in (("--metadir", metadir_p), ("--datadir", datadir_p), ("--waldir", waldir_p)):
         if p is not None and p.exists() and not p.is_dir():
             raise UsageError(f"{name} is not a directory", path=str(p))
     src_root = Path(src.path).absolute()
+    real_src = Path(os.path.realpath(src_root))
     for name, p in (("--datadir", datadir_p), ("--waldir", waldir_p), ("--metadir", metadir_p)):
-        if p is not None and (p == src_root or src_root in p.parents):
+        if p is None:
+            continue
+        real = Path(os.path.realpath(p))
+        if p == src_root or src_root in p.parents or real == real_src or real_src in real.parents:
             raise UsageError(f"{name} lies inside the source; restore somewhere else", path=str(p))
-
-    # Under the targets' lock (re-entrant: the CLI holds it for the whole run): the recovery
-    # writes, and what the plan reads of the target must not change before it is carried out.
-    with target_lock(metadir_p, datadir_p, waldir_p) if recover else contextlib.nullcontext():
-        return _plan_locked(src, metadir_p, datadir_p, waldir_p, selection, merge, recover)
+    return metadir_p, datadir_p, waldir_p
 
 
 def target_lock(metadir: Path, datadir: Path, waldir: Optional[Path]) -> TargetLock:
@@ -933,7 +945,7 @@ def _recover_stage(roots: _Roots, ours: dict[str, dict], base_fd: int, stage: Pa
                 return None  # a restore running into other directories: not ours to mention
             raise _NotOurs(why)
     except _NotOurs as exc:
-        return f"found {stage}, which is not provably left by an interrupted restore into this target ({exc}): left alone{_where(stage)}"
+        return f"a staging directory that is not provably left by an interrupted restore into this target ({exc}): left alone{_where(stage)}"
     if not apply:
         return f"an earlier restore (pid {pid}) was interrupted; a real run undoes it first{_where(stage)}"
     committed = False
