@@ -246,6 +246,17 @@ def _plan_locked(
     src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Optional[Path], selection: Selection, merge: bool, recover: bool
 ) -> RestorePlan:
     recovered = recover_interrupted(metadir=metadir_p, datadir=datadir_p, waldir=waldir_p, apply=recover)
+    try:
+        return _plan_after_recovery(src, metadir_p, datadir_p, waldir_p, selection, merge, recovered)
+    except ArchiveError as exc:
+        exc.notes = recovered  # type: ignore[attr-defined]  # what was done before the refusal
+        raise
+
+
+def _plan_after_recovery(
+    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Optional[Path], selection: Selection, merge: bool,
+    recovered: list[str],
+) -> RestorePlan:
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
     warnings = recovered + list(selected.warnings)
     meta_path = metadir_p / "meta.db"
@@ -591,6 +602,18 @@ class _Roots:
             bad = self.paths[role].joinpath(*rel[: int(exc.filename) + 1])
             raise TargetError("is a symbolic link; refusing to restore through it", path=str(bad)) from None
 
+    def check_unmoved(self) -> None:
+        """Each target path still names the directory opened at the start (not renamed away and
+        replaced, e.g. by a link to elsewhere): else TargetError naming it."""
+        for r, p in self.paths.items():
+            st = os.fstat(self.fds[r])
+            try:
+                now = os.stat(p)
+            except OSError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise TargetError("target directory was replaced while restoring; nothing was restored", path=str(p))
+
     def close(self) -> None:
         for fd in self.fds.values():
             with contextlib.suppress(OSError):
@@ -699,6 +722,16 @@ class _Transaction:
         os.fchmod(fd, mode)
         _STAGE_FDS[parent / name] = fd
         return parent / name
+
+    def is_dir(self, p: Path) -> bool:
+        """Whether ``p`` (inside a target directory) is a directory, reached without links."""
+        role, rel = self.roots.locate(p)
+        try:
+            fd = self.roots.open_dir(role, rel)
+        except FileNotFoundError:
+            return False
+        os.close(fd)
+        return True
 
     def move_in(self, staged: Path, final: Path) -> None:
         src_fd = _STAGE_FDS[staged.parent]
@@ -1086,26 +1119,29 @@ def _execute_locked(
             staged.append((sp, sdir, wdir))
 
         # 2. Move into place.
+        #    Everything below goes through descriptors (see _Roots): nothing is looked up by path.
         for sp, sdir, wdir in staged:
             tx.mkdirs(sp.target_dir.parent, DIR_MODE_DB)
-            if sp.into_existing and sp.target_dir.exists():
-                for name in sorted(os.listdir(sdir)):
+            names = sorted(os.listdir(_STAGE_FDS[sdir]))
+            if sp.into_existing and tx.is_dir(sp.target_dir):
+                for name in names:
                     tx.move_in(sdir / name, sp.target_dir / name)
                     written.append(str(sp.target_dir / name))
             else:
                 tx.move_in(sdir, sp.target_dir)
                 written.append(str(sp.target_dir))
-                written.extend(str(sp.target_dir / n) for n in sorted(os.listdir(sp.target_dir)))
-            metafiles.fsync_dir(sp.target_dir.parent)
+                written.extend(str(sp.target_dir / n) for n in names)
             if wdir is not None and sp.wal_dir is not None:
                 tx.mkdirs(sp.wal_dir.parent, DIR_MODE_WAL)
+                names = sorted(os.listdir(_STAGE_FDS[wdir]))
                 tx.move_in(wdir, sp.wal_dir)
                 written.append(str(sp.wal_dir))
-                written.extend(str(sp.wal_dir / n) for n in sorted(os.listdir(sp.wal_dir)))
+                written.extend(str(sp.wal_dir / n) for n in names)
 
         # 3. The metastore, last.
         meta_path = plan.metadir / "meta.db"
         blob = encode_data(plan.meta)
+        roots.check_unmoved()
         tx.will_write_meta(meta_path, blob)
         _write_meta_at(roots, meta_path, blob, overwrite=old_meta is not None)
         tx.commit()
@@ -1428,9 +1464,21 @@ def _flush_cache(cache: Cache, dest: Path) -> int:
 
 def _chown_all(tx: _Transaction, written: list[str], plan: RestorePlan, ids: tuple[int, int]) -> None:
     uid, gid = ids
-    paths = [str(d) for d in guard.created_dirs()] + [str(d) for d in tx.created_dirs] + written
-    for p in paths:
+    for d in guard.created_dirs():  # the target directories and parents made at the start
         try:
-            os.lchown(p, uid, gid)
+            os.lchown(d, uid, gid)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=p) from None
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(d)) from None
+    for p in [*tx.created_dirs, *map(Path, written)]:
+        role, rel = tx.roots.locate(p)
+        try:
+            if not rel:
+                os.chown(tx.roots.fds[role], uid, gid)
+                continue
+            fd = tx.roots.open_dir(role, rel[:-1])
+            try:
+                os.chown(rel[-1], uid, gid, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(p)) from None

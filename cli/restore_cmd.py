@@ -12,7 +12,7 @@ import typer
 if TYPE_CHECKING:
     from ..archive.restore import RestorePlan
 
-from ..archive.errors import UsageError
+from ..archive.errors import ArchiveError, UsageError
 from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 
@@ -98,7 +98,12 @@ def restore(
         uses = guard.refuse_live(targets, what="restore into", force=force)
         for u in uses:
             sys.stderr.write(f"influx-archive: warning: --force: restoring although {u.describe()}\n")
-        plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
+        try:
+            plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
+        except ArchiveError as exc:  # what the recovery of an interrupted run did is still said
+            for note in getattr(exc, "notes", []):
+                sys.stderr.write(f"influx-archive: warning: {note}\n")
+            raise
         result = run_plan(
             plan, lambda p, progress: execute_restore(p, owner=owner, progress=progress),
             dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
