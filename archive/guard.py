@@ -358,7 +358,7 @@ def refuse_live(dirs: Iterable[Optional[os.PathLike[str] | str]], *, what: str, 
     ``force``: then return them (for a warning). ``what`` says which run refuses ("restore
     into", "back up")."""
     dirs = [d for d in dirs if d is not None and os.path.exists(d)]
-    uses = processes_using(dirs)
+    uses = sorted(processes_using(dirs), key=lambda u: u.comm != "influxd")  # a server first, if any
     if uses and not force:
         u = uses[0]
         more = f" (and {len(uses) - 1} more processes)" if len(uses) > 1 else ""

@@ -94,8 +94,12 @@ def restore(
     targets = check_target_args(source, metadir, datadir, waldir)
     # The lock is held from before planning to the end: what the plan reads of the target stays
     # true while it is carried out. A dry run writes nothing and takes no lock.
+    # A running process is looked for before anything is created or locked, and again once the
+    # lock is held (a server started in between).
+    uses = guard.refuse_live(targets, what="restore into", force=force)
     with contextlib.nullcontext() if dry_run else target_lock(*targets):
-        uses = guard.refuse_live(targets, what="restore into", force=force)
+        if not dry_run:
+            uses = guard.refuse_live(targets, what="restore into", force=force)
         for u in uses:
             sys.stderr.write(f"influx-archive: warning: --force: restoring although {u.describe()}\n")
         try:

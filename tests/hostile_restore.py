@@ -389,3 +389,23 @@ def overlapping_targets(work: Path) -> list[tuple[str, list[str], list[str], str
     out.append(("swapped-roles", ["--metadir", str(a / "meta"), "--datadir", str(a / "data")],
                 ["--metadir", str(a / "data"), "--datadir", str(a / "meta")], str(a / "meta")))
     return out
+
+
+def live_targets(server_root: Path, work: Path) -> list[tuple[str, list[str]]]:
+    """(name, restore target arguments) that all land in the directories of a running influxd
+    rooted at ``server_root`` (meta/, data/, wal/), directly or through an alias; the parts not
+    in the server point below ``work`` (they must not be created by a refused run)."""
+    s = server_root
+    alias = work / "alias-data"
+    if not alias.exists():
+        alias.symlink_to(s / "data")
+    return [
+        ("all-three", ["--metadir", str(s / "meta"), "--datadir", str(s / "data"), "--waldir", str(s / "wal")]),
+        ("meta-and-data", ["--metadir", str(s / "meta"), "--datadir", str(s / "data")]),
+        ("data-only", ["--metadir", str(work / "m1"), "--datadir", str(s / "data")]),
+        ("wal-only", ["--metadir", str(work / "m2"), "--datadir", str(work / "d2"), "--waldir", str(s / "wal")]),
+        ("meta-only", ["--metadir", str(s / "meta"), "--datadir", str(work / "d3")]),
+        ("aliased-data", ["--metadir", str(work / "m4"), "--datadir", str(alias)]),
+        ("below-data", ["--metadir", str(work / "m5"), "--datadir", str(s / "data" / "srv")]),
+        ("server-root-as-datadir", ["--metadir", str(work / "m6"), "--datadir", str(s)]),
+    ]
