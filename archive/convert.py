@@ -248,7 +248,8 @@ def execute_convert(
     ``force`` (:func:`~influx_archive.archive.guard.refuse_live`)."""
     src = plan.source
     if src.kind == "live":
-        guard.refuse_live([src.path], what="back up", force=force)
+        root = Path(src.path)  # its meta/, data/, wal/ may be links to other disks
+        guard.refuse_live([root, root / "meta", root / "data", root / "wal"], what="back up", force=force)
     before = _stat_sources(src) if src.kind == "live" else None
     dest = plan.dest
     tmp = temp_sibling(dest)

@@ -1190,7 +1190,10 @@ def _stage_shard(
     nfiles = nbytes = 0
     sdir = tx.stage_subdir(data_stage, str(i), DIR_MODE_SHARD)
     wdir = None
-    with plan.source.open_shard(sp.shard, tmpdir=str(sdir.parent), spool_gz=False) as opened:
+    # Spool files (a sealed archive's members) go into the staging directory this run opened,
+    # named through /proc/self/fd so that no link swapped in for its path is followed.
+    spool = f"/proc/self/fd/{_STAGE_FDS[data_stage]}"
+    with plan.source.open_shard(sp.shard, tmpdir=spool if os.path.isdir(spool) else str(data_stage), spool_gz=False) as opened:
         # Files inside a .tar.gz (portable backups) are inflated straight into the staging area,
         # one pass per container, and checked there: no temporary copy of the decompressed tar.
         inflated = _inflate_members([fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged)

@@ -409,3 +409,55 @@ def live_targets(server_root: Path, work: Path) -> list[tuple[str, list[str]]]:
         ("below-data", ["--metadir", str(work / "m5"), "--datadir", str(s / "data" / "srv")]),
         ("server-root-as-datadir", ["--metadir", str(work / "m6"), "--datadir", str(s)]),
     ]
+
+
+def planted_temp_siblings(work: Path, dest_name: str = "out") -> tuple[list[Path], list[Path], Path]:
+    """Entries named like the temporaries of a killed convert/pack/export run of ``dest_name``
+    (``.<name>.tmp-<dead pid>``) beside it: (those that are not provably ours — links, another
+    user's — which must be left alone, genuine leftovers of this user which are removed, the
+    victim directory the links point at)."""
+    victim = work / "victim"
+    victim.mkdir(parents=True, exist_ok=True)
+    (victim / "precious").write_bytes(b"keep\n")
+    pid = dead_pid()
+    names = iter(range(pid, 1, -1))
+
+    def name() -> Path:
+        while True:
+            p = next(names)
+            if not os.path.exists(f"/proc/{p}"):
+                return work / f".{dest_name}.tmp-{p}"
+
+    alone: list[Path] = []
+    gone: list[Path] = []
+    p = name()
+    p.symlink_to(victim)
+    alone.append(p)
+    p = name()
+    p.symlink_to(victim / "precious")
+    alone.append(p)
+    p = name()
+    p.symlink_to(work / "dangling")
+    alone.append(p)
+    if os.geteuid() == 0:
+        p = name()
+        p.mkdir()
+        (p / "f").write_bytes(b"theirs")
+        os.chown(p, OTHER_UID, OTHER_UID)
+        alone.append(p)
+        p = name()
+        p.write_bytes(b"theirs")
+        os.chown(p, OTHER_UID, OTHER_UID)
+        alone.append(p)
+    alive = work / f".{dest_name}.tmp-1"  # pid 1 is alive: a run still going, not touched
+    alive.mkdir()
+    alone.append(alive)
+    p = name()
+    p.mkdir()
+    (p / "sub").mkdir()
+    (p / "sub" / "f").write_bytes(b"mine")
+    gone.append(p)
+    p = name()
+    p.write_bytes(b"mine")
+    gone.append(p)
+    return alone, gone, victim

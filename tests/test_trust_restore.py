@@ -312,3 +312,20 @@ def test_symlink_swapped_in_during_the_run_redirects_nothing(what, at, code, tmp
     assert hr.snapshot(victim) == victim_before  # nothing was written through the link
     assert hr.snapshot(SRC) == src_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root", "victim"]
+
+
+# --- temporaries of killed convert / pack runs: only this user's own are removed ----------------
+
+
+@pytest.mark.parametrize("verb", ["convert", "pack"])
+def test_planted_temporaries_beside_an_output_are_left_alone(verb, tmp_path) -> None:
+    name = "out" if verb == "convert" else "a.tar.zst"
+    alone, gone, victim = hr.planted_temp_siblings(tmp_path, name)
+    before = {str(p): hr.snapshot(p) for p in alone}
+    victim_before = hr.snapshot(victim)
+    src_before = hr.snapshot(SRC)
+    code, _out, err = run_inproc([verb, str(SRC), str(tmp_path / name)])
+    assert code == 0 and err == "", err
+    assert {str(p): hr.snapshot(p) for p in alone} == before
+    assert not [p for p in gone if os.path.lexists(p)]
+    assert hr.snapshot(victim) == victim_before and hr.snapshot(SRC) == src_before
