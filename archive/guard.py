@@ -18,8 +18,13 @@ Two mechanisms, both refusing with :class:`~influx_archive.archive.errors.BusyEr
   ``influxd``, the directories its configuration file names (``-config``, or
   ``INFLUXDB_CONFIG_PATH``; ``[meta] dir``, ``[data] dir`` and ``wal-dir``) count as well, since an
   idle influxd holds nothing open in ``meta/`` (nor in ``data/`` before its first shard).
-  Processes whose ``/proc`` entries cannot be read (another user's, without privilege) are not
-  seen: run as root (or as influxd's user) for the scan to be complete.
+  A process holding one of the guarded directories' lock files is another influx-archive run and
+  is left to the lock to report ("target in use by pid N"). Processes whose ``/proc`` entries
+  cannot be read (another user's, without privilege) are not seen: run as root (or as influxd's
+  user) for the scan to be complete.
+
+Both are per process: threads of one process share its locks (the lock is re-entrant so that a
+library call inside a locked CLI run works).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 from .errors import BusyError, TargetError, UsageError
 
@@ -330,10 +335,13 @@ def processes_using(dirs: Iterable[os.PathLike[str] | str]) -> list[ProcessUse]:
 
 
 def _process_use(pid: str, roots: list[str]) -> Optional[ProcessUse]:
+    """How process ``pid`` uses ``roots`` (None: it does not). A process holding one of their
+    lock files is another influx-archive run: the lock, not this scan, reports it."""
+    first: Optional[ProcessUse] = None
     with contextlib.suppress(OSError):
         cwd = os.readlink(f"/proc/{pid}/cwd")
         if _inside(cwd, roots):
-            return ProcessUse(int(pid), _comm(pid), cwd, "working directory")
+            first = ProcessUse(int(pid), _comm(pid), cwd, "working directory")
     fd_dir = f"/proc/{pid}/fd"
     with contextlib.suppress(OSError):
         for fd in os.listdir(fd_dir):
@@ -343,8 +351,14 @@ def _process_use(pid: str, roots: list[str]) -> Optional[ProcessUse]:
                 continue
             if target.endswith(" (deleted)"):
                 target = target[: -len(" (deleted)")]
-            if target.startswith("/") and _inside(target, roots):
-                return ProcessUse(int(pid), _comm(pid), target, "open file")
+            if not (target.startswith("/") and _inside(target, roots)):
+                continue
+            if os.path.basename(target) == LOCK_NAME:
+                return None
+            if first is None:
+                first = ProcessUse(int(pid), _comm(pid), target, "open file")
+    if first is not None:
+        return first
     comm = _comm(pid)
     if comm == "influxd":
         for d in _influxd_dirs(pid):
@@ -368,15 +382,3 @@ def refuse_live(dirs: Iterable[Optional[os.PathLike[str] | str]], *, what: str, 
             path=u.path,
         )
     return uses
-
-
-@contextlib.contextmanager
-def guarded(
-    dirs: Iterable[tuple[Optional[os.PathLike[str] | str], int]], *, what: str, force: bool = False
-) -> Iterator[tuple[TargetLock, list[ProcessUse]]]:
-    """Lock ``dirs`` (see :class:`TargetLock`), then refuse if a live process uses them (see
-    :func:`refuse_live`). Yields the lock and, with ``force``, the processes found."""
-    lock = TargetLock(dirs)
-    with lock:
-        uses = refuse_live(lock.paths, what=what, force=force)
-        yield lock, uses

@@ -29,6 +29,18 @@ written. Nothing is half-written: shard directories are staged next to the data 
 file system) and renamed into place, ``meta.db`` is written last through a temporary file, and on
 any failure everything renamed in so far is moved out again, so the target is as before.
 
+Trust (see :mod:`~influx_archive.archive.guard` and :class:`_Transaction`):
+
+* one writer per target: planning and execution hold the targets' flock (``.influx-archive.lock``
+  in each target directory), and execution refuses a plan whose ``meta.db`` changed since;
+* the target directories are opened once (a link the user named is followed then) and every
+  later step — creating directories, renaming staged shards in, writing ``meta.db``, chown,
+  undo — goes through descriptors, each component opened with O_NOFOLLOW at the moment of use,
+  renames with RENAME_NOREPLACE; a target directory renamed away and replaced is refused before
+  ``meta.db`` is written;
+* a staging directory or journal found beside the target is acted on only when it provably
+  belongs to this target (:func:`recover_interrupted`); anything else is reported, left alone.
+
 Restored shards carry no TSI index: influxd opens a shard without ``index/`` as ``inmem`` even
 under ``index-version = "tsi1"`` (§7.1); :data:`INDEX_GUIDANCE` says what to do.
 """
