@@ -1255,14 +1255,26 @@ def _create_staged(dest: Path):
     fd = _dir_fd_of(dest)
     if fd is None:
         return open(dest, "xb")
-    return open(dest, "xb", opener=lambda _p, flags: os.open(dest.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE, dir_fd=fd))
+    return open(dest, "xb", opener=_opener(dest, fd, FILE_MODE))
 
 
 def _open_staged(dest: Path):
     fd = _dir_fd_of(dest)
     if fd is None:
         return open(dest, "rb")
-    return open(dest, "rb", opener=lambda _p, flags: os.open(dest.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd))
+    return open(dest, "rb", opener=_opener(dest, fd))
+
+
+def _opener(dest: Path, dir_fd: int, mode: int = 0o600):
+    """An ``open`` opener creating / opening ``dest.name`` relative to ``dir_fd`` without following
+    a link; its errors name the whole path."""
+    def opener(_path: str, flags: int) -> int:
+        try:
+            return os.open(dest.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+        except OSError as exc:
+            exc.filename = str(dest)
+            raise
+    return opener
 
 
 def _unlink_staged(dest: Path) -> None:

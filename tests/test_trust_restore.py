@@ -329,3 +329,33 @@ def test_planted_temporaries_beside_an_output_are_left_alone(verb, tmp_path) -> 
     assert {str(p): hr.snapshot(p) for p in alone} == before
     assert not [p for p in gone if os.path.lexists(p)]
     assert hr.snapshot(victim) == victim_before and hr.snapshot(SRC) == src_before
+
+
+@pytest.mark.parametrize("kind", ["file", "dir", "symlink", "empty-dir"])
+def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind, tmp_path, monkeypatch) -> None:
+    """Another writer creates the shard directory between the plan's check and the rename:
+    the rename (RENAME_NOREPLACE) refuses, the intruder is kept, the run rolls back."""
+    root = tmp_path / "root"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    real = restore_mod._Transaction.move_in
+    made: list[Path] = []
+
+    def move_in(self, staged, final):
+        if not made:
+            made.append(final)
+            {"file": lambda: final.write_bytes(b"theirs"), "dir": lambda: (final.mkdir(), (final / "f").write_bytes(b"theirs")),
+             "symlink": lambda: final.symlink_to(victim), "empty-dir": final.mkdir}[kind]()
+        real(self, staged, final)
+
+    monkeypatch.setattr(restore_mod._Transaction, "move_in", move_in)
+    src_before = hr.snapshot(SRC)
+    code, _out, err = run_inproc(hr.restore_args(SRC, root))
+    assert code == 3 and "appeared while restoring" in one_line(err) and str(made[0]) in err, err
+    intruder = hr.snapshot(made[0])
+    assert intruder and intruder["."][0] == {"file": "file", "symlink": "link"}.get(kind, intruder["."][0])
+    if kind == "dir":
+        assert (made[0] / "f").read_bytes() == b"theirs"
+    assert not (root / "meta" / "meta.db").exists() and hr.snapshot(victim) == {".": hr.snapshot(victim)["."]}
+    assert hr.snapshot(SRC) == src_before
+    assert not list(tmp_path.rglob(hr.STAGE_PREFIX + "*")) and not list(tmp_path.rglob(LOCK_NAME))
