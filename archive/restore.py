@@ -551,7 +551,8 @@ def _gid(group: str, default: int) -> int:
 
 
 STAGE_PREFIX = ".influx-archive-restore-"
-_STAGE_RE = re.compile(r"^\.influx-archive-restore-(\d+)-\d+$")
+_STAGE_RE = re.compile(r"^\.influx-archive-restore-([0-9]+)-[0-9]+$")
+MAX_LEFT_ALONE_NOTES = 10  # then one line counts the rest
 JOURNAL = "journal"
 JOURNAL_FORMAT = "influx-archive restore journal"
 JOURNAL_VERSION = 2
@@ -925,6 +926,7 @@ def recover_interrupted(
         return []
     roots = _Roots(paths)
     notes: list[str] = []
+    left_alone = 0
     try:
         ours = roots.identities()
         seen: set[tuple[int, int]] = set()
@@ -945,13 +947,22 @@ def recover_interrupted(
                         m = _STAGE_RE.match(name)
                         if m and (base / name) not in _STAGE_FDS:  # not a staging area of this run
                             note = _recover_stage(roots, ours, base_fd, base / name, int(m.group(1)), apply)
+                            if note and note.startswith(_LEFT_ALONE):
+                                left_alone += 1
+                                if left_alone > MAX_LEFT_ALONE_NOTES:
+                                    continue
                             if note:
                                 notes.append(note)
                 finally:
                     os.close(base_fd)
     finally:
         roots.close()
+    if left_alone > MAX_LEFT_ALONE_NOTES:
+        notes.append(f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left alone{_where(sorted(paths.values())[0].parent)}")
     return notes
+
+
+_LEFT_ALONE = "a staging directory that is not provably"
 
 
 def _recover_stage(roots: _Roots, ours: dict[str, dict], base_fd: int, stage: Path, pid: int, apply: bool) -> Optional[str]:
@@ -990,7 +1001,7 @@ def _recover_stage(roots: _Roots, ours: dict[str, dict], base_fd: int, stage: Pa
                 return None  # a restore running into other directories: not ours to mention
             raise _NotOurs(why)
     except _NotOurs as exc:
-        return f"a staging directory that is not provably left by an interrupted restore into this target ({exc}): left alone{_where(stage)}"
+        return f"{_LEFT_ALONE} left by an interrupted restore into this target ({exc}): left alone{_where(stage)}"
     if not apply:
         return f"an earlier restore (pid {pid}) was interrupted; a real run undoes it first{_where(stage)}"
     committed = False

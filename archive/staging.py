@@ -18,7 +18,7 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # a name's digits past any pid: no such process
         return False
     except PermissionError:
         return True  # exists, owned by someone else
@@ -29,7 +29,7 @@ def remove_stale(directory: Path, prefix: str) -> list[Path]:
     """Remove ``directory/<prefix><pid>`` files or directories whose process is gone, owned by
     this user and not symbolic links (anything else with such a name is left alone)."""
     removed = []
-    pattern = re.compile(re.escape(prefix) + r"(\d+)$")
+    pattern = re.compile(re.escape(prefix) + r"([0-9]+)$")
     try:
         names = os.listdir(directory)
     except OSError:

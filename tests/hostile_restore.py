@@ -33,6 +33,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 STAGE_PREFIX = ".influx-archive-restore-"
 JOURNAL_FORMAT = "influx-archive restore journal"  # what influx-archive writes (archive/restore.py)
 OTHER_UID = 65534  # nobody
+HUGE_PID = 10**30  # digits past any pid (os.kill would overflow)
 
 
 @dataclass
@@ -146,7 +147,7 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
         (d / "victim" / "sub").mkdir()
         (d / "victim" / "sub" / "file").write_bytes(b"x" * 100)
         parent = root if where == "beside" else root / "data"
-        stage = parent / f"{STAGE_PREFIX}{pid}-0"
+        stage = parent / f"{STAGE_PREFIX}{HUGE_PID if name.startswith('huge-pid') else pid}-0"
         build(stage, root, d)
         shard = _shard_dir(root)
         cases.append(Case(f"{where}-{name}", root, restore_args(FIXTURES / "legacy", root, "--db", "db1"), 0, str(stage), stage, [shard]))
@@ -324,6 +325,8 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
         (stage / "journal").write_bytes(data[:first] + b"{not json\n" + data[first:])
 
     builders["line-garbage-middle"] = middle_garbage
+    builders["huge-pid-garbage"] = journal_bytes(b"garbage\n")
+    builders["huge-pid-elsewhere"] = header_variant(target("data", lambda s, r, d: d / "victim"), victim_ops)
 
     for where in ("beside", "inside"):
         for name, build in builders.items():
@@ -460,4 +463,22 @@ def planted_temp_siblings(work: Path, dest_name: str = "out") -> tuple[list[Path
     p = name()
     p.write_bytes(b"mine")
     gone.append(p)
+    p = work / f".{dest_name}.tmp-{HUGE_PID}"  # no process can have it: a leftover, removed
+    p.mkdir()
+    gone.append(p)
+    p = work / f".{dest_name}.tmp-{HUGE_PID + 1}"
+    p.symlink_to(victim)
+    alone.append(p)
     return alone, gone, victim
+
+
+def many_planted(work: Path, n: int) -> Path:
+    """A target root with ``n`` garbage staging directories planted beside its data dir."""
+    root = work / "many"
+    (root / "data").mkdir(parents=True)
+    pid = dead_pid()
+    for i in range(n):
+        stage = root / f"{STAGE_PREFIX}{pid}-{i}"
+        stage.mkdir(mode=0o700)
+        (stage / "journal").write_bytes(b"garbage %d\n" % i)
+    return root

@@ -359,3 +359,16 @@ def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind
     assert not (root / "meta" / "meta.db").exists() and hr.snapshot(victim) == {".": hr.snapshot(victim)["."]}
     assert hr.snapshot(SRC) == src_before
     assert not list(tmp_path.rglob(hr.STAGE_PREFIX + "*")) and not list(tmp_path.rglob(LOCK_NAME))
+
+
+def test_many_planted_staging_dirs_are_reported_in_bounded_lines(tmp_path) -> None:
+    root = hr.many_planted(tmp_path, 40)
+    before = hr.snapshot(root)
+    code, _out, err = run_inproc(hr.restore_args(SRC, root))
+    assert code == 0 and "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == restore_mod.MAX_LEFT_ALONE_NOTES + 1, err
+    assert all("left alone" in line for line in lines) and "30 more" in lines[-1]
+    after = hr.snapshot(root)
+    assert {k: v for k, v in after.items() if k.startswith(hr.STAGE_PREFIX)} == {
+        k: v for k, v in before.items() if k.startswith(hr.STAGE_PREFIX)}
