@@ -43,6 +43,7 @@ from ..meta.model import Data, encode_data
 from ..tsm import naming
 from ..tsm.keys import key_slice
 from ..tsm.reader import TSMReader
+from . import guard
 from .errors import ArchiveError, SourceError, TargetError, UsageError
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
@@ -239,10 +240,16 @@ def _stat_sources(src: Source) -> dict[str, tuple[int, int]]:
 
 
 def execute_convert(
-    plan: ConvertPlan, *, progress: Optional[ProgressCallback] = None, workers: Optional[int] = None
+    plan: ConvertPlan, *, progress: Optional[ProgressCallback] = None, workers: Optional[int] = None, force: bool = False
 ) -> ConvertResult:
-    """Write the backup of ``plan`` to ``plan.dest`` (atomically: all of it or nothing)."""
+    """Write the backup of ``plan`` to ``plan.dest`` (atomically: all of it or nothing).
+
+    A server root that a running process (influxd) uses is refused with BusyError unless
+    ``force`` (:func:`~influx_archive.archive.guard.refuse_live`)."""
     src = plan.source
+    if src.kind == "live":
+        root = Path(src.path)  # its meta/, data/, wal/ may be links to other disks
+        guard.refuse_live([root, root / "meta", root / "data", root / "wal"], what="back up", force=force)
     before = _stat_sources(src) if src.kind == "live" else None
     dest = plan.dest
     tmp = temp_sibling(dest)

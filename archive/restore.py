@@ -29,6 +29,18 @@ written. Nothing is half-written: shard directories are staged next to the data 
 file system) and renamed into place, ``meta.db`` is written last through a temporary file, and on
 any failure everything renamed in so far is moved out again, so the target is as before.
 
+Trust (see :mod:`~influx_archive.archive.guard` and :class:`_Transaction`):
+
+* one writer per target: planning and execution hold the targets' flock (``.influx-archive.lock``
+  in each target directory), and execution refuses a plan whose ``meta.db`` changed since;
+* the target directories are opened once (a link the user named is followed then) and every
+  later step — creating directories, renaming staged shards in, writing ``meta.db``, chown,
+  undo — goes through descriptors, each component opened with O_NOFOLLOW at the moment of use,
+  renames with RENAME_NOREPLACE; a target directory renamed away and replaced is refused before
+  ``meta.db`` is written;
+* a staging directory or journal found beside the target is acted on only when it provably
+  belongs to this target (:func:`recover_interrupted`); anything else is reported, left alone.
+
 Restored shards carry no TSI index: influxd opens a shard without ``index/`` as ``inmem`` even
 under ``index-version = "tsi1"`` (§7.1); :data:`INDEX_GUIDANCE` says what to do.
 """
@@ -38,12 +50,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import errno
-import hashlib
 import grp
+import hashlib
+import json
 import os
 import pwd
 import re
-import shutil
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,12 +69,16 @@ from ..meta.model import (
     RetentionPolicyInfo,
     ShardGroupInfo,
     UserPrivilege,
+    decode_data,
     encode_data,
     shard_group_sort_key,
 )
 from ..tsm import naming
 from ..tsm.reader import TSMReader
-from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError
+from . import staging
+from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError, format_where
+from . import guard
+from .guard import TargetLock
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
@@ -124,6 +141,7 @@ class RestorePlan:
     databases: list[tuple[str, str]]  # (source name, target name)
     shards: list[ShardPlan]
     warnings: list[str] = field(default_factory=list)
+    meta_sha256: Optional[str] = None  # of the target meta.db the plan read (None: there was none)
 
     @property
     def bytes(self) -> int:
@@ -202,22 +220,61 @@ def plan_restore(
             "the source has no metastore to restore (expected a legacy or portable backup, or a server root with meta/meta.db)",
             path=src.path,
         )
+    metadir_p, datadir_p, waldir_p = check_target_args(src, metadir, datadir, waldir)
+    # Under the targets' lock (re-entrant: the CLI holds it for the whole run): the recovery
+    # writes, and what the plan reads of the target must not change before it is carried out.
+    with target_lock(metadir_p, datadir_p, waldir_p) if recover else contextlib.nullcontext():
+        return _plan_locked(src, metadir_p, datadir_p, waldir_p, selection, merge, recover)
+
+
+def check_target_args(
+    src: Source, metadir: str | os.PathLike[str], datadir: str | os.PathLike[str], waldir: str | os.PathLike[str] | None
+) -> tuple[Path, Path, Optional[Path]]:
+    """The target directories as absolute paths, refused (UsageError) when one is not a
+    directory or lies inside the source. Checked before anything is created or locked."""
     metadir_p, datadir_p = Path(metadir).absolute(), Path(datadir).absolute()
     waldir_p = Path(waldir).absolute() if waldir is not None else None
     for name, p in (("--metadir", metadir_p), ("--datadir", datadir_p), ("--waldir", waldir_p)):
         if p is not None and p.exists() and not p.is_dir():
             raise UsageError(f"{name} is not a directory", path=str(p))
     src_root = Path(src.path).absolute()
+    real_src = Path(os.path.realpath(src_root))
     for name, p in (("--datadir", datadir_p), ("--waldir", waldir_p), ("--metadir", metadir_p)):
-        if p is not None and (p == src_root or src_root in p.parents):
+        if p is None:
+            continue
+        real = Path(os.path.realpath(p))
+        if p == src_root or src_root in p.parents or real == real_src or real_src in real.parents:
             raise UsageError(f"{name} lies inside the source; restore somewhere else", path=str(p))
+    return metadir_p, datadir_p, waldir_p
 
-    recovered = recover_interrupted(datadir_p, waldir_p, apply=recover)
+
+def target_lock(metadir: Path, datadir: Path, waldir: Optional[Path]) -> TargetLock:
+    """The :class:`~influx_archive.archive.guard.TargetLock` a restore into these directories
+    holds (creating them with influxd's modes)."""
+    return TargetLock([(metadir, DIR_MODE_META), (datadir, DIR_MODE_SHARD), (waldir, DIR_MODE_SHARD)])
+
+
+def _plan_locked(
+    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Optional[Path], selection: Selection, merge: bool, recover: bool
+) -> RestorePlan:
+    recovered = recover_interrupted(metadir=metadir_p, datadir=datadir_p, waldir=waldir_p, apply=recover)
+    try:
+        return _plan_after_recovery(src, metadir_p, datadir_p, waldir_p, selection, merge, recovered)
+    except ArchiveError as exc:
+        exc.notes = recovered  # type: ignore[attr-defined]  # what was done before the refusal
+        raise
+
+
+def _plan_after_recovery(
+    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Optional[Path], selection: Selection, merge: bool,
+    recovered: list[str],
+) -> RestorePlan:
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
     warnings = recovered + list(selected.warnings)
     meta_path = metadir_p / "meta.db"
     meta_exists = meta_path.is_file()
-    target = metafiles.read_meta_db(meta_path) if meta_exists else None
+    meta_blob = metafiles.read_meta_db_bytes(meta_path) if meta_exists else None
+    target = decode_data(meta_blob, path=str(meta_path)) if meta_blob is not None else None
 
     # source (db, rp, id) -> (target db, target rp, target id, into_existing)
     placement: dict[tuple[str, str, int], tuple[str, str, int, bool]] = {}
@@ -271,11 +328,15 @@ def plan_restore(
                     "cannot open root-owned files; pass --owner"
                 )
                 break
-    return RestorePlan(src, metadir_p, datadir_p, waldir_p, result, meta_exists, databases, shards, warnings)
+    plan = RestorePlan(src, metadir_p, datadir_p, waldir_p, result, meta_exists, databases, shards, warnings)
+    plan.meta_sha256 = hashlib.sha256(meta_blob).hexdigest() if meta_blob is not None else None
+    return plan
 
 
 def _existing_owner(p: Path) -> Optional[int]:
-    while not p.exists() and p != p.parent:
+    """Owner of ``p`` or of its nearest ancestor that this run did not create."""
+    made = set(guard.created_dirs())
+    while (not p.exists() or p in made) and p != p.parent:
         p = p.parent
     try:
         return p.stat().st_uid
@@ -490,177 +551,544 @@ def _gid(group: str, default: int) -> int:
 
 
 STAGE_PREFIX = ".influx-archive-restore-"
-_STAGE_RE = re.compile(r"^\.influx-archive-restore-(\d+)-\d+$")
+_STAGE_RE = re.compile(r"^\.influx-archive-restore-([0-9]+)-[0-9]+$")
+MAX_LEFT_ALONE_NOTES = 10  # then one line counts the rest
 JOURNAL = "journal"
+JOURNAL_FORMAT = "influx-archive restore journal"
+JOURNAL_VERSION = 2
+MAX_JOURNAL_BYTES = 64 << 20  # far above any real journal (one short line per directory / move)
+STAGE_MODE = 0o700
+_OPS = ("dir", "moved", "meta", "commit")
+
+# Staging directories (and the shard directories staged in them) by path -> their descriptor:
+# files are created in them relative to it, so no link swapped in for a staging path is followed.
+_STAGE_FDS: dict[Path, int] = {}
+
+
+def _where(p: os.PathLike[str] | str) -> str:
+    return format_where(os.fspath(p))
+
+
+class _Roots:
+    """The target directories by role (``meta``, ``data``, ``wal``), each opened once, following
+    a link the user named, and from then on reached only through that descriptor: a directory
+    below them is opened component by component with O_NOFOLLOW at the moment of use."""
+
+    def __init__(self, paths: dict[str, Optional[Path]]) -> None:
+        self.paths = {r: p for r, p in paths.items() if p is not None}
+        self.fds: dict[str, int] = {}
+        try:
+            for r, p in self.paths.items():
+                try:
+                    self.fds[r] = os.open(p, staging.DIR_FLAGS)
+                except OSError as exc:
+                    raise TargetError(f"target: cannot open directory: {exc.strerror}", path=str(p)) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def identities(self) -> dict[str, dict]:
+        out = {}
+        for r, p in self.paths.items():
+            st = os.fstat(self.fds[r])
+            out[r] = {"path": str(p), "real": os.path.realpath(p), "dev": st.st_dev, "ino": st.st_ino}
+        return out
+
+    def locate(self, p: Path) -> tuple[str, tuple[str, ...]]:
+        """(role, components below that root) of a path inside a target directory."""
+        best: Optional[tuple[str, tuple[str, ...]]] = None
+        for r, root in self.paths.items():
+            if p == root or root in p.parents:
+                rel = p.relative_to(root).parts
+                if best is None or len(rel) < len(best[1]):
+                    best = (r, rel)
+        if best is None:
+            raise TargetError("path lies outside the target directories; refusing to write it", path=str(p))
+        return best
+
+    def open_dir(self, role: str, rel: tuple[str, ...] | list[str], **kw) -> int:
+        """Descriptor of ``root/rel`` (see :func:`staging.open_beneath`); a link below the root
+        is a TargetError naming it."""
+        try:
+            return staging.open_beneath(self.fds[role], rel, **kw)
+        except staging.SymlinkError as exc:
+            bad = self.paths[role].joinpath(*rel[: int(exc.filename) + 1])
+            raise TargetError("is a symbolic link; refusing to restore through it", path=str(bad)) from None
+
+    def check_unmoved(self) -> None:
+        """Each target path still names the directory opened at the start (not renamed away and
+        replaced, e.g. by a link to elsewhere): else TargetError naming it."""
+        for r, p in self.paths.items():
+            st = os.fstat(self.fds[r])
+            try:
+                now = os.stat(p)
+            except OSError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise TargetError("target directory was replaced while restoring; nothing was restored", path=str(p))
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
 
 
 class _Transaction:
     """Records every change to the target so a failure can undo it.
 
-    The first staging directory holds a write-ahead journal: each directory created and each path
-    about to be renamed into the target is appended (and fsynced) before it happens, and
-    ``commit`` after ``meta.db`` is written. A restore killed before it finished (SIGKILL, power
-    loss) leaves its staging directory and journal behind; :func:`recover_interrupted`, run by the
-    next restore into the same target, undoes it."""
+    Each staging directory holds a journal whose first line says whose it is (this user, the
+    staging directory's own device and inode, and the path, device and inode of every target
+    directory); the first one then records, fsynced before each happens, every directory created
+    and every rename into the target (with the inode renamed), the hash of the ``meta.db``
+    about to be written, and ``commit``. A restore killed before it finished (SIGKILL, power
+    loss) leaves its staging directory and journal behind; :func:`recover_interrupted`, run by
+    the next restore into the same target, undoes it — only once the journal proves it belongs
+    to that target, and only on the exact inodes it recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: _Roots) -> None:
+        self.roots = roots
         self.created_dirs: list[Path] = []  # in creation order
+        self._created: list[tuple[str, tuple[str, ...]]] = []
         self.moved_in: list[Path] = []  # final paths renamed into place
+        self._moved: list[tuple[str, tuple[str, ...], tuple[int, int]]] = []
         self.stages: list[Path] = []
-        self._journal = None
+        self._stage_entries: list[tuple[int, str, tuple[int, int], Path]] = []  # (base fd, name, dev/ino, path)
+        self._journal: Optional[int] = None
 
-    def _log(self, kind: str, p: Path) -> None:
+    def _log(self, rec: dict) -> None:
         if self._journal is not None:
-            self._journal.write(f"{kind} {os.fsencode(p).hex()}\n")
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
+            data = (json.dumps(rec, separators=(",", ":")) + "\n").encode("ascii")
+            while data:
+                data = data[os.write(self._journal, data):]
+            os.fsync(self._journal)
 
     def mkdirs(self, p: Path, mode: int, parent_modes: dict[Path, int] | None = None) -> None:
-        missing = []
-        q = p
-        while not q.exists():
-            missing.append(q)
-            if q == q.parent:
-                break
-            q = q.parent
-        for d in reversed(missing):
-            self._log("dir", d)
-            try:
-                os.mkdir(d)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise TargetError(f"cannot create directory: {exc.strerror}", path=str(d)) from None
-            self.created_dirs.append(d)
-            os.chmod(d, (parent_modes or {}).get(d, mode))
+        role, rel = self.roots.locate(p)
+        root = self.roots.paths[role]
+
+        def created(i: int) -> None:
+            self._log({"op": "dir", "root": role, "rel": list(rel[: i + 1])})
+            self._created.append((role, rel[: i + 1]))
+            self.created_dirs.append(root.joinpath(*rel[: i + 1]))
+
+        try:
+            fd = self.roots.open_dir(role, rel, create_mode=mode, on_create=created)
+        except OSError as exc:
+            raise TargetError(f"cannot create directory: {exc.strerror}", path=str(p)) from None
+        os.close(fd)
 
     def stage_dir(self, near: Path) -> Path:
-        """A fresh staging directory on the same file system as ``near`` (its parent when that is
-        the same device, so influxd never sees it inside the data directory)."""
+        """A fresh staging directory (0700) on the same file system as ``near`` (its parent when
+        that is the same device, so influxd never sees it inside the data directory)."""
         parent = near.parent
         base = near
         with contextlib.suppress(OSError):
-            if parent.exists() and near.exists() and os.stat(parent).st_dev == os.stat(near).st_dev:
+            if os.stat(parent).st_dev == os.stat(near).st_dev:
                 base = parent
-            elif not near.exists():
-                base = parent
-        self.mkdirs(base, DIR_MODE_SHARD)
-        path = base / f"{STAGE_PREFIX}{os.getpid()}-{len(self.stages)}"
         try:
-            os.mkdir(path, 0o700)
+            base_fd = os.open(base, staging.DIR_FLAGS)
         except OSError as exc:
-            raise TargetError(f"cannot create staging directory: {exc.strerror}", path=str(path)) from None
+            raise TargetError(f"cannot open directory for staging: {exc.strerror}", path=str(base)) from None
+        try:
+            n = len(self.stages)
+            while True:
+                name = f"{STAGE_PREFIX}{os.getpid()}-{n}"
+                try:
+                    os.mkdir(name, STAGE_MODE, dir_fd=base_fd)
+                    break
+                except FileExistsError:
+                    n += 1  # someone else's (or planted): never reused
+            sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
+        except OSError as exc:
+            os.close(base_fd)
+            raise TargetError(f"cannot create staging directory: {exc.strerror}", path=str(base / name)) from None
+        path = base / name
+        st = os.fstat(sfd)
+        os.fchmod(sfd, STAGE_MODE)
         self.stages.append(path)
-        if self._journal is None:
-            self._journal = open(path / JOURNAL, "w", encoding="ascii")
-            for d in self.created_dirs:
-                self._log("dir", d)
+        self._stage_entries.append((base_fd, name, (st.st_dev, st.st_ino), path))
+        _STAGE_FDS[path] = sfd
+        main = self._journal is None
+        jfd = os.open(JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=sfd)
+        header = {
+            "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "pid": os.getpid(), "uid": os.geteuid(),
+            "stage": {"dev": st.st_dev, "ino": st.st_ino}, "main": main, "targets": self.roots.identities(),
+        }
+        data = (json.dumps(header, separators=(",", ":")) + "\n").encode("ascii")
+        while data:
+            data = data[os.write(jfd, data):]
+        os.fsync(jfd)
+        os.fsync(sfd)
+        if main:
+            self._journal = jfd
+        else:
+            os.close(jfd)
         return path
 
-    def move_in(self, staged: Path, final: Path) -> None:
-        if final.exists() or final.is_symlink():
-            raise TargetError("appeared while restoring; refusing to overwrite", path=str(final))
-        self._log("moved", final)
+    def stage_subdir(self, parent: Path, name: str, mode: int) -> Path:
+        """A directory ``name`` made inside the staging directory ``parent`` (through its
+        descriptor), registered so files are created in it the same way."""
+        pfd = _STAGE_FDS[parent]
+        os.mkdir(name, mode, dir_fd=pfd)
+        fd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=pfd)
+        os.fchmod(fd, mode)
+        _STAGE_FDS[parent / name] = fd
+        return parent / name
+
+    def is_dir(self, p: Path) -> bool:
+        """Whether ``p`` (inside a target directory) is a directory, reached without links."""
+        role, rel = self.roots.locate(p)
         try:
-            os.rename(staged, final)
-        except OSError as exc:
-            raise TargetError(f"cannot move into place: {exc.strerror}", path=str(final)) from None
-        self.moved_in.append(final)
+            fd = self.roots.open_dir(role, rel)
+        except FileNotFoundError:
+            return False
+        os.close(fd)
+        return True
+
+    def move_in(self, staged: Path, final: Path) -> None:
+        src_fd = _STAGE_FDS[staged.parent]
+        role, rel = self.roots.locate(final)
+        if not rel:
+            raise TargetError("refusing to replace a target directory", path=str(final))
+        parent_fd = self.roots.open_dir(role, rel[:-1])
+        try:
+            st = os.lstat(staged.name, dir_fd=src_fd)
+            self._log({"op": "moved", "root": role, "rel": list(rel), "dev": st.st_dev, "ino": st.st_ino})
+            try:
+                staging.rename_noreplace(staged.name, rel[-1], src_dir_fd=src_fd, dst_dir_fd=parent_fd)
+            except FileExistsError:
+                raise TargetError("appeared while restoring; refusing to overwrite", path=str(final)) from None
+            except OSError as exc:
+                raise TargetError(f"cannot move into place: {exc.strerror}", path=str(final)) from None
+            self.moved_in.append(final)
+            self._moved.append((role, rel, (st.st_dev, st.st_ino)))
+            os.fsync(parent_fd)
+        finally:
+            os.close(parent_fd)
 
     def will_write_meta(self, path: Path, blob: bytes) -> None:
         """Journal the metastore about to be written: a restore killed after the atomic
         rename of ``meta.db`` but before ``commit`` is complete, one killed before it is not."""
-        if self._journal is not None:
-            self._journal.write(f"meta {os.fsencode(path).hex()} {hashlib.sha256(blob).hexdigest()}\n")
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
+        self._log({"op": "meta", "sha256": hashlib.sha256(blob).hexdigest()})
 
     def commit(self) -> None:
-        if self._journal is not None:
-            self._journal.write("commit\n")
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
+        self._log({"op": "commit"})
 
     def rollback(self) -> None:
-        _undo(self.moved_in, self.created_dirs)
+        _undo(self.roots, self._moved, self._created)
         self.cleanup()
-        for d in reversed(self.created_dirs):
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
 
     def cleanup(self) -> None:
         if self._journal is not None:
-            self._journal.close()
+            os.close(self._journal)
             self._journal = None
-        for s in self.stages:
-            shutil.rmtree(s, ignore_errors=True)
+        for p in [p for p in _STAGE_FDS if any(p == s or s in p.parents for s in self.stages)]:
+            with contextlib.suppress(OSError):
+                os.close(_STAGE_FDS.pop(p))
+        for base_fd, name, ident, _path in self._stage_entries:
+            with contextlib.suppress(OSError):
+                staging.remove_beneath(base_fd, name, expect=ident)
+            with contextlib.suppress(OSError):
+                os.close(base_fd)
+        self._stage_entries.clear()
         self.stages.clear()
 
 
-def _undo(moved: list[Path], created: list[Path]) -> None:
-    for p in reversed(moved):
-        with contextlib.suppress(OSError):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
-    for d in reversed(created):
-        with contextlib.suppress(OSError):
-            os.rmdir(d)  # only when empty: never removes what someone else put there
+def _undo(roots: _Roots, moved: list, created: list) -> int:
+    """Move out what was renamed in (only the inodes recorded) and remove the directories created
+    (only when empty: never what someone else put there). Returns how many moves were undone."""
+    undone = 0
+    for role, rel, ident in reversed(moved):
+        with contextlib.suppress(OSError, TargetError):
+            fd = roots.open_dir(role, rel[:-1])
+            try:
+                undone += staging.remove_beneath(fd, rel[-1], expect=ident)
+            finally:
+                os.close(fd)
+    for role, rel in reversed(created):
+        with contextlib.suppress(OSError, TargetError):
+            fd = roots.open_dir(role, rel[:-1])
+            try:
+                os.rmdir(rel[-1], dir_fd=fd)
+            finally:
+                os.close(fd)
+    return undone
 
 
-def recover_interrupted(*targets: Optional[Path], apply: bool = True) -> list[str]:
-    """Undo restores that were killed before they finished, next to or inside ``targets``
-    (their staging directories and journals, see :class:`_Transaction`). Returns what was done
-    (with ``apply`` false: what would be done, changing nothing)."""
+class _NotOurs(Exception):
+    """A staging directory that does not provably belong to this target (the message says why)."""
+
+
+def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, list[dict]]:
+    """The journal of a staging directory: (header, operations), checked to be well formed and
+    written by this user for this very directory. A torn last line (a run killed while writing
+    it: the operation it announced had not started) is ignored; anything else wrong raises
+    _NotOurs."""
+    try:
+        fd = os.open(JOURNAL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=stage_fd)
+    except FileNotFoundError:
+        raise _NotOurs("it holds no journal") from None
+    except OSError as exc:
+        raise _NotOurs(f"its journal cannot be opened: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotOurs("its journal is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise _NotOurs(f"its journal belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
+        if st.st_size > MAX_JOURNAL_BYTES:
+            raise _NotOurs(f"its journal is {st.st_size} bytes, more than any restore writes ({MAX_JOURNAL_BYTES})")
+        chunks = []
+        left = MAX_JOURNAL_BYTES + 1
+        while left > 0:
+            b = os.read(fd, min(left, 1 << 20))
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_JOURNAL_BYTES:
+        raise _NotOurs("its journal grew while read")
+    lines = data.split(b"\n")
+    lines.pop()  # after the last newline: empty, or a torn line
+    if not lines:
+        raise _NotOurs("its journal has no complete header")
+    try:
+        recs = [json.loads(line.decode("ascii")) for line in lines]
+    except (UnicodeDecodeError, ValueError):
+        raise _NotOurs("its journal is not one the restore writes (unreadable line)") from None
+    header, ops = recs[0], recs[1:]
+    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT or header.get("version") != JOURNAL_VERSION:
+        raise _NotOurs("its journal has no header this version writes")
+    if header.get("uid") != os.geteuid():
+        raise _NotOurs(f"its journal was written by uid {header.get('uid')!r}, not by this user")
+    stage = header.get("stage")
+    if not isinstance(stage, dict) or (stage.get("dev"), stage.get("ino")) != stage_ident:
+        raise _NotOurs("its journal was written for another directory (device/inode differ)")
+    targets = header.get("targets")
+    if not isinstance(targets, dict) or "data" not in targets:
+        raise _NotOurs("its journal names no target directories")
+    for role, ident in targets.items():
+        if role not in ("meta", "data", "wal") or not isinstance(ident, dict) or not all(
+            isinstance(ident.get(k), t) for k, t in (("path", str), ("real", str), ("dev", int), ("ino", int))
+        ):
+            raise _NotOurs("its journal names target directories in a form the restore never writes")
+    if not isinstance(header.get("main"), bool):
+        raise _NotOurs("its journal header is incomplete")
+    for op in ops:
+        if not isinstance(op, dict) or op.get("op") not in _OPS:
+            raise _NotOurs("its journal holds an operation the restore never writes")
+        if op["op"] in ("dir", "moved"):
+            rel = op.get("rel")
+            if (
+                op.get("root") not in targets or not isinstance(rel, list) or not rel
+                or not all(isinstance(p, str) and staging.SAFE_PART.match(p) for p in rel)
+            ):
+                raise _NotOurs("its journal names a path outside its target directories")
+            if op["op"] == "moved" and not (isinstance(op.get("dev"), int) and isinstance(op.get("ino"), int)):
+                raise _NotOurs("its journal names a move without its inode")
+        if op["op"] == "meta" and not (isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])):
+            raise _NotOurs("its journal holds a malformed metastore record")
+    return header, ops
+
+
+def _matches(targets: dict, ours: dict[str, dict]) -> Optional[str]:
+    """None when every target the journal names is this run's directory of that role (same
+    device and inode, same path); else why not."""
+    for role, ident in targets.items():
+        mine = ours.get(role)
+        if mine is None:
+            return f"it names a {role} directory ({ident['path']}) this restore was not given"
+        if (ident["dev"], ident["ino"]) != (mine["dev"], mine["ino"]) or (
+            ident["path"] != mine["path"] and ident["real"] != mine["real"]
+        ):
+            return f"it belongs to a restore into other directories ({ident['path']})"
+    return None
+
+
+def recover_interrupted(
+    *, metadir: Optional[Path] = None, datadir: Optional[Path] = None, waldir: Optional[Path] = None, apply: bool = True
+) -> list[str]:
+    """Undo restores into these target directories that were killed before they finished
+    (their staging directories and journals, see :class:`_Transaction`), found beside or inside
+    the data and WAL directories. Only a staging directory that provably belongs to this target
+    is acted on: a directory (not a link) of this user, mode 0700, whose journal records this
+    staging directory's own device and inode and these target directories (path, device,
+    inode), and names only paths below them. Anything else is reported and left alone. Undoing
+    removes only the inodes the journal recorded as renamed in, and empty directories it
+    created. Returns one note per staging directory found (with ``apply`` false: what a real
+    run would do, changing nothing). Call it holding the targets' :class:`TargetLock`."""
+    paths = {r: p for r, p in (("meta", metadir), ("data", datadir), ("wal", waldir)) if p is not None and p.is_dir()}
+    if "data" not in paths:
+        return []
+    roots = _Roots(paths)
     notes: list[str] = []
-    bases = {b for t in targets if t is not None for b in (t, t.parent)}
-    for base in sorted(bases):
-        for name in _listdir_names(base):
-            m = _STAGE_RE.match(name)
-            if not m or pid_alive(int(m.group(1))):
+    left_alone = 0
+    try:
+        ours = roots.identities()
+        seen: set[tuple[int, int]] = set()
+        for role in ("data", "wal"):
+            if role not in paths:
                 continue
-            stage = base / name
-            if not apply:
-                notes.append(f"an earlier restore (pid {m.group(1)}) was interrupted; a real run undoes it first ({stage})")
-                continue
-            journal = stage / JOURNAL
-            moved: list[Path] = []
-            created: list[Path] = []
-            committed = False
-            with contextlib.suppress(OSError):
-                for line in journal.read_text(encoding="ascii").splitlines():
-                    kind, _, arg = line.partition(" ")
-                    if kind == "commit":
-                        committed = True
-                    elif kind == "meta":
-                        path_hex, _, digest = arg.partition(" ")
-                        with contextlib.suppress(OSError, ValueError):
-                            current = Path(os.fsdecode(bytes.fromhex(path_hex))).read_bytes()
-                            committed = committed or hashlib.sha256(current).hexdigest() == digest
-                    elif kind in ("moved", "dir"):
-                        try:
-                            (moved if kind == "moved" else created).append(Path(os.fsdecode(bytes.fromhex(arg))))
-                        except ValueError:
-                            continue
-            if not committed:
-                _undo(moved, [d for d in created if d != stage])
-            shutil.rmtree(stage, ignore_errors=True)
-            notes.append(
-                f"an earlier restore (pid {m.group(1)}) was interrupted; "
-                + ("its staging area was removed" if committed else f"its {len(moved)} partial moves into the target were undone")
-            )
+            for base in (paths[role], paths[role].parent):
+                try:
+                    base_fd = os.open(base, staging.DIR_FLAGS)
+                except OSError:
+                    continue
+                try:
+                    bst = os.fstat(base_fd)
+                    if (bst.st_dev, bst.st_ino) in seen:
+                        continue
+                    seen.add((bst.st_dev, bst.st_ino))
+                    for name in sorted(os.listdir(base_fd)):
+                        m = _STAGE_RE.match(name)
+                        if m and (base / name) not in _STAGE_FDS:  # not a staging area of this run
+                            note = _recover_stage(roots, ours, base_fd, base / name, int(m.group(1)), apply)
+                            if note and note.startswith(_LEFT_ALONE):
+                                left_alone += 1
+                                if left_alone > MAX_LEFT_ALONE_NOTES:
+                                    continue
+                            if note:
+                                notes.append(note)
+                finally:
+                    os.close(base_fd)
+    finally:
+        roots.close()
+    if left_alone > MAX_LEFT_ALONE_NOTES:
+        notes.append(f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left alone{_where(sorted(paths.values())[0].parent)}")
     return notes
+
+
+_LEFT_ALONE = "a staging directory that is not provably"
+
+
+def _recover_stage(roots: _Roots, ours: dict[str, dict], base_fd: int, stage: Path, pid: int, apply: bool) -> Optional[str]:
+    name = stage.name
+    try:
+        st = os.lstat(name, dir_fd=base_fd)
+        if stat.S_ISLNK(st.st_mode):
+            raise _NotOurs("it is a symbolic link")
+        if not stat.S_ISDIR(st.st_mode):
+            raise _NotOurs("it is not a directory")
+        if st.st_uid != os.geteuid():
+            raise _NotOurs(f"it belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
+        if stat.S_IMODE(st.st_mode) != STAGE_MODE:
+            raise _NotOurs(f"its mode is {stat.S_IMODE(st.st_mode):04o}, not {STAGE_MODE:04o}")
+        try:
+            sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
+        except OSError as exc:
+            raise _NotOurs(f"it cannot be opened: {exc.strerror}") from None
+        try:
+            fst = os.fstat(sfd)
+            ident = (fst.st_dev, fst.st_ino)
+            if ident != (st.st_dev, st.st_ino):
+                raise _NotOurs("it changed while examined")
+            if not os.listdir(sfd):  # killed before its journal was written: nothing happened yet
+                if apply:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(name, dir_fd=base_fd)  # only ever removes an empty directory
+                    return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; its empty staging directory was removed{_where(stage)}"
+                return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; a real run removes its empty staging directory{_where(stage)}"
+            header, ops = _read_journal(sfd, ident)
+        finally:
+            os.close(sfd)
+        why = _matches(header["targets"], ours)
+        if why is not None:
+            if pid_alive(pid):
+                return None  # a restore running into other directories: not ours to mention
+            raise _NotOurs(why)
+    except _NotOurs as exc:
+        return f"{_LEFT_ALONE} left by an interrupted restore into this target ({exc}): left alone{_where(stage)}"
+    if not apply:
+        return f"an earlier restore (pid {pid}) was interrupted; a real run undoes it first{_where(stage)}"
+    committed = False
+    moved: list = []
+    created: list = []
+    for op in ops:
+        if op["op"] == "commit":
+            committed = True
+        elif op["op"] == "meta" and "meta" in roots.fds:
+            with contextlib.suppress(OSError):
+                fd = os.open("meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"])
+                try:
+                    h = hashlib.sha256()
+                    while chunk := os.read(fd, 1 << 20):
+                        h.update(chunk)
+                finally:
+                    os.close(fd)
+                committed = committed or h.hexdigest() == op["sha256"]
+        elif op["op"] == "moved":
+            moved.append((op["root"], tuple(op["rel"]), (op["dev"], op["ino"])))
+        elif op["op"] == "dir":
+            created.append((op["root"], tuple(op["rel"])))
+    undone = 0
+    if header["main"] and not committed:
+        undone = _undo(roots, moved, created)
+    with contextlib.suppress(OSError):
+        staging.remove_beneath(base_fd, name, expect=(st.st_dev, st.st_ino))
+    if not header["main"]:
+        return f"an earlier restore (pid {pid}) was interrupted; its staging area was removed{_where(stage)}"
+    return f"an earlier restore (pid {pid}) was interrupted; " + (
+        "its staging area was removed" if committed else f"its {undone} partial moves into the target were undone"
+    ) + _where(stage)
 
 
 def execute_restore(
     plan: RestorePlan, *, owner: Optional[str] = None, progress: Optional[ProgressCallback] = None
 ) -> RestoreResult:
-    """Carry out ``plan``. On any error the target is left exactly as it was."""
+    """Carry out ``plan``. On any error the target is left exactly as it was.
+
+    Holds the targets' lock for the whole run (re-entrant: the CLI takes it before planning) and
+    refuses a plan whose target ``meta.db`` changed since it was made."""
     ids = parse_owner(owner) if owner else None
+    with target_lock(plan.metadir, plan.datadir, plan.waldir):
+        roots = _Roots({"meta": plan.metadir, "data": plan.datadir, "wal": plan.waldir})
+        try:
+            current = _read_meta_at(roots, plan.metadir / "meta.db")
+            if (hashlib.sha256(current).hexdigest() if current is not None else None) != plan.meta_sha256:
+                raise TargetError(
+                    "the target metastore changed since the restore was planned (another writer?); plan again",
+                    path=str(plan.metadir / "meta.db"),
+                )
+            return _execute_locked(plan, roots, ids, current, progress)
+        finally:
+            roots.close()
+
+
+def _read_meta_at(roots: _Roots, meta_path: Path) -> Optional[bytes]:
+    """The target ``meta.db`` read through the meta directory's descriptor (None: absent)."""
+    try:
+        fd = os.open("meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"])
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TargetError(f"target: cannot read the metastore: {exc.strerror}", path=str(meta_path)) from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _write_meta_at(roots: _Roots, meta_path: Path, blob: bytes, *, overwrite: bool) -> None:
+    """Write ``meta.db`` atomically into the meta directory the run opened (through
+    ``/proc/self/fd``, which names that very directory whatever is renamed meanwhile)."""
+    via = f"/proc/self/fd/{roots.fds['meta']}"
+    if not os.path.isdir(via):  # no /proc: the path itself
+        via = str(meta_path.parent)
+    try:
+        metafiles.write_meta_db(os.path.join(via, "meta.db"), blob, mode=FILE_MODE, overwrite=overwrite)
+    except ArchiveError as exc:
+        exc.path = str(meta_path)
+        raise
+
+
+def _execute_locked(
+    plan: RestorePlan, roots: _Roots, ids: Optional[tuple[int, int]], old_meta: Optional[bytes], progress: Optional[ProgressCallback]
+) -> RestoreResult:
     rep = Reporter(progress, label="restore")
     rep.start(plan.bytes)
-    tx = _Transaction()
+    tx = _Transaction(roots)
     salvaged: Optional[list] = [] if plan.source.salvage else None
     written: list[str] = []
     nfiles = 0
@@ -682,7 +1110,7 @@ def execute_restore(
         def stage(i: int, sp: ShardPlan):
             found: Optional[list] = [] if salvaged is not None else None  # merged in shard order below
             try:
-                return _stage_shard(plan, sp, data_stage / f"{i}", wal_stage, i, advance, found), found  # type: ignore[operator]
+                return _stage_shard(plan, tx, sp, data_stage, wal_stage, i, advance, found), found  # type: ignore[arg-type]
             except BaseException:
                 failed.set()
                 raise
@@ -714,32 +1142,31 @@ def execute_restore(
             staged.append((sp, sdir, wdir))
 
         # 2. Move into place.
+        #    Everything below goes through descriptors (see _Roots): nothing is looked up by path.
         for sp, sdir, wdir in staged:
-            tx.mkdirs(plan.datadir, DIR_MODE_SHARD)
             tx.mkdirs(sp.target_dir.parent, DIR_MODE_DB)
-            if sp.into_existing and sp.target_dir.exists():
-                for name in sorted(os.listdir(sdir)):
+            names = sorted(os.listdir(_STAGE_FDS[sdir]))
+            if sp.into_existing and tx.is_dir(sp.target_dir):
+                for name in names:
                     tx.move_in(sdir / name, sp.target_dir / name)
                     written.append(str(sp.target_dir / name))
             else:
                 tx.move_in(sdir, sp.target_dir)
                 written.append(str(sp.target_dir))
-                written.extend(str(sp.target_dir / n) for n in sorted(os.listdir(sp.target_dir)))
-            metafiles.fsync_dir(sp.target_dir.parent)
+                written.extend(str(sp.target_dir / n) for n in names)
             if wdir is not None and sp.wal_dir is not None:
-                tx.mkdirs(plan.waldir, DIR_MODE_SHARD)  # type: ignore[arg-type]
                 tx.mkdirs(sp.wal_dir.parent, DIR_MODE_WAL)
+                names = sorted(os.listdir(_STAGE_FDS[wdir]))
                 tx.move_in(wdir, sp.wal_dir)
                 written.append(str(sp.wal_dir))
-                written.extend(str(sp.wal_dir / n) for n in sorted(os.listdir(sp.wal_dir)))
+                written.extend(str(sp.wal_dir / n) for n in names)
 
         # 3. The metastore, last.
-        tx.mkdirs(plan.metadir, DIR_MODE_META)
         meta_path = plan.metadir / "meta.db"
-        old_meta = meta_path.read_bytes() if plan.meta_exists else None
         blob = encode_data(plan.meta)
+        roots.check_unmoved()
         tx.will_write_meta(meta_path, blob)
-        metafiles.write_meta_db(meta_path, blob, mode=FILE_MODE, overwrite=plan.meta_exists)
+        _write_meta_at(roots, meta_path, blob, overwrite=old_meta is not None)
         tx.commit()
         written.append(str(meta_path))
         try:
@@ -747,14 +1174,15 @@ def execute_restore(
                 _chown_all(tx, written, plan, ids)
         except BaseException:
             if old_meta is not None:
-                metafiles.atomic_write(meta_path, old_meta, mode=FILE_MODE, overwrite=True)
+                metafiles.atomic_write(f"/proc/self/fd/{roots.fds['meta']}/meta.db", old_meta, mode=FILE_MODE, overwrite=True)
             else:
-                meta_path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink("meta.db", dir_fd=roots.fds["meta"])
             raise
     except BaseException as exc:
         tx.rollback()
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            where = getattr(exc, "filename", None)
+            where = exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
             if exc.errno == errno.ENOSPC:
                 raise TargetError("no space left on device; nothing was restored", path=where) from None
             raise TargetError(f"{exc.strerror or exc}; nothing was restored", path=where) from None
@@ -777,15 +1205,18 @@ def _first_error(futures) -> BaseException:
 
 
 def _stage_shard(
-    plan: RestorePlan, sp: ShardPlan, sdir: Path, wal_stage: Optional[Path], i: int, advance, salvaged: Optional[list]
+    plan: RestorePlan, tx: _Transaction, sp: ShardPlan, data_stage: Path, wal_stage: Optional[Path], i: int, advance,
+    salvaged: Optional[list],
 ) -> tuple[ShardPlan, Path, Optional[Path], int, int]:
-    """Copy one shard's files (checked) into ``sdir`` (and its WAL into ``wal_stage/i``), fsynced.
-    Returns (shard plan, staged dir, staged WAL dir or None, files written, bytes written)."""
+    """Copy one shard's files (checked) into ``data_stage/i`` (and its WAL into ``wal_stage/i``),
+    fsynced. Returns (shard plan, staged dir, staged WAL dir or None, files written, bytes written)."""
     nfiles = nbytes = 0
-    os.mkdir(sdir)
-    os.chmod(sdir, DIR_MODE_SHARD)
+    sdir = tx.stage_subdir(data_stage, str(i), DIR_MODE_SHARD)
     wdir = None
-    with plan.source.open_shard(sp.shard, tmpdir=str(sdir.parent), spool_gz=False) as opened:
+    # Spool files (a sealed archive's members) go into the staging directory this run opened,
+    # named through /proc/self/fd so that no link swapped in for its path is followed.
+    spool = f"/proc/self/fd/{_STAGE_FDS[data_stage]}"
+    with plan.source.open_shard(sp.shard, tmpdir=spool if os.path.isdir(spool) else str(data_stage), spool_gz=False) as opened:
         # Files inside a .tar.gz (portable backups) are inflated straight into the staging area,
         # one pass per container, and checked there: no temporary copy of the decompressed tar.
         inflated = _inflate_members([fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged)
@@ -795,7 +1226,7 @@ def _stage_shard(
             if fp.source.gz:
                 if fp.target_name not in inflated:
                     continue  # --salvage: lost with its damaged container (a finding says so)
-                with open(sdir / fp.target_name, "rb") as staged:
+                with _open_staged(sdir / fp.target_name) as staged:
                     wrote = _copy_validated(staged, fp.source, sdir / fp.target_name, advance, salvaged, in_place=True)
             else:
                 wrote = _copy_validated(opened.stream(fp.source), fp.source, sdir / fp.target_name, advance, salvaged)
@@ -814,15 +1245,64 @@ def _stage_shard(
                 nbytes += size
             sp.files[-1].size = size
         if sp.wal_dir is not None:
-            wdir = wal_stage / f"{i}"  # type: ignore[operator]
-            os.mkdir(wdir)
-            os.chmod(wdir, DIR_MODE_WAL)
+            wdir = tx.stage_subdir(wal_stage, str(i), DIR_MODE_WAL)  # type: ignore[arg-type]
             for seg in sp.wal_files:
                 _copy_raw(opened.stream(seg).read, wdir / seg.name, seg.size, advance)
                 nfiles += 1
                 nbytes += seg.size
-    metafiles.fsync_dir(sdir)
+    os.fsync(_STAGE_FDS[sdir])
+    if wdir is not None:
+        os.fsync(_STAGE_FDS[wdir])
     return sp, sdir, wdir, nfiles, nbytes
+
+
+def _dir_fd_of(dest: Path) -> Optional[int]:
+    return _STAGE_FDS.get(dest.parent)
+
+
+def _create_staged(dest: Path):
+    """A new file ``dest`` in a staging directory, created through the directory's descriptor
+    (O_EXCL, O_NOFOLLOW); a plain exclusive create elsewhere."""
+    fd = _dir_fd_of(dest)
+    if fd is None:
+        return open(dest, "xb")
+    return open(dest, "xb", opener=_opener(dest, fd, FILE_MODE))
+
+
+def _open_staged(dest: Path):
+    fd = _dir_fd_of(dest)
+    if fd is None:
+        return open(dest, "rb")
+    return open(dest, "rb", opener=_opener(dest, fd))
+
+
+def _opener(dest: Path, dir_fd: int, mode: int = 0o600):
+    """An ``open`` opener creating / opening ``dest.name`` relative to ``dir_fd`` without following
+    a link; its errors name the whole path."""
+    def opener(_path: str, flags: int) -> int:
+        try:
+            return os.open(dest.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+        except OSError as exc:
+            exc.filename = str(dest)
+            raise
+    return opener
+
+
+def _unlink_staged(dest: Path) -> None:
+    fd = _dir_fd_of(dest)
+    with contextlib.suppress(FileNotFoundError):
+        if fd is None:
+            os.unlink(dest)
+        else:
+            os.unlink(dest.name, dir_fd=fd)
+
+
+def _replace_staged(src: Path, dest: Path) -> None:
+    fd = _dir_fd_of(dest)
+    if fd is None or _dir_fd_of(src) != fd:
+        os.replace(src, dest)
+    else:
+        os.replace(src.name, dest.name, src_dir_fd=fd, dst_dir_fd=fd)
 
 
 def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optional[list]) -> set[str]:
@@ -878,7 +1358,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
                 raise
             findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
             if dest is not None:
-                dest.unlink(missing_ok=True)
+                _unlink_staged(dest)
     return done
 
 
@@ -903,7 +1383,7 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
         damaged: list[ArchiveError] = []
         copied = 0
         with contextlib.ExitStack() as stack:
-            out = None if in_place else stack.enter_context(open(dest, "xb"))
+            out = None if in_place else stack.enter_context(_create_staged(dest))
             flusher = _Writeback(out) if out is not None else None
             try:
                 for chunk in checked_chunks(stream, reader, on_damage=None if findings is None else damaged.append):
@@ -926,24 +1406,24 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
                 raise exc  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
             findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
-        with open(intact, "xb") as out:
+        with _create_staged(intact) as out:
             size = write_intact_blocks(reader, out)
             _finish(out)
         if not in_place:
             advance(f.size - copied)
-        dest.unlink(missing_ok=True)
+        _unlink_staged(dest)
         if size is None:
-            intact.unlink()
+            _unlink_staged(intact)
             return 0
-        os.replace(intact, dest)
+        _replace_staged(intact, dest)
         return size
     except ArchiveError as exc:
         exc.located(path=f.container, member=f.member)
         if findings is None:
             raise exc
         findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
-        dest.unlink(missing_ok=True)
-        intact.unlink(missing_ok=True)
+        _unlink_staged(dest)
+        _unlink_staged(intact)
         return 0
 
 
@@ -983,7 +1463,7 @@ def _copy_raw(read, dest: Path, size: int, advance, *, ended_early=None) -> None
     """Copy ``size`` bytes from ``read(n)`` to the new file ``dest`` (writeback started on the way,
     finished and fsynced). A source that runs out raises ``ended_early(bytes left)``, by default
     a TargetError naming ``dest``."""
-    with open(dest, "xb") as out:
+    with _create_staged(dest) as out:
         flusher = _Writeback(out)
         left = size
         while left > 0:
@@ -1004,7 +1484,7 @@ def _flush_cache(cache: Cache, dest: Path) -> int:
     keys = cache.keys()
     if not keys:
         return 0
-    with open(dest, "xb") as out:
+    with _create_staged(dest) as out:
         from ..tsm.writer import TSMWriter
 
         w = TSMWriter(out)
@@ -1022,9 +1502,21 @@ def _flush_cache(cache: Cache, dest: Path) -> int:
 
 def _chown_all(tx: _Transaction, written: list[str], plan: RestorePlan, ids: tuple[int, int]) -> None:
     uid, gid = ids
-    paths = [str(d) for d in tx.created_dirs] + written
-    for p in paths:
+    for d in guard.created_dirs():  # the target directories and parents made at the start
         try:
-            os.lchown(p, uid, gid)
+            os.lchown(d, uid, gid)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=p) from None
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(d)) from None
+    for p in [*tx.created_dirs, *map(Path, written)]:
+        role, rel = tx.roots.locate(p)
+        try:
+            if not rel:
+                os.chown(tx.roots.fds[role], uid, gid)
+                continue
+            fd = tx.roots.open_dir(role, rel[:-1])
+            try:
+                os.chown(rel[-1], uid, gid, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(p)) from None

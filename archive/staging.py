@@ -5,9 +5,11 @@ name behind. The next run removes the ones whose process is gone."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 
@@ -16,7 +18,7 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # a name's digits past any pid: no such process
         return False
     except PermissionError:
         return True  # exists, owned by someone else
@@ -24,9 +26,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale(directory: Path, prefix: str) -> list[Path]:
-    """Remove ``directory/<prefix><pid>`` files or directories whose process is gone."""
+    """Remove ``directory/<prefix><pid>`` files or directories whose process is gone, owned by
+    this user and not symbolic links (anything else with such a name is left alone)."""
     removed = []
-    pattern = re.compile(re.escape(prefix) + r"(\d+)$")
+    pattern = re.compile(re.escape(prefix) + r"([0-9]+)$")
     try:
         names = os.listdir(directory)
     except OSError:
@@ -37,7 +40,12 @@ def remove_stale(directory: Path, prefix: str) -> list[Path]:
             continue
         p = directory / name
         with contextlib.suppress(OSError):
-            if p.is_dir() and not p.is_symlink():
+            st = os.lstat(p)
+            # Only what a run of ours could have left: created by this user, not a link (a name
+            # planted to look like ours is left alone, never followed or removed).
+            if st.st_uid != os.geteuid() or stat.S_ISLNK(st.st_mode):
+                continue
+            if stat.S_ISDIR(st.st_mode):
                 shutil.rmtree(p)
             else:
                 p.unlink()
@@ -50,3 +58,104 @@ def temp_sibling(target: Path) -> Path:
     rename stays on one file system), after removing those of runs that were killed."""
     remove_stale(target.parent, f".{target.name}.tmp-")
     return target.parent / f".{target.name}.tmp-{os.getpid()}"
+
+
+# --------------------------------------------------------------------------------------------
+# Directories reached through file descriptors: no symbolic link below a root is ever followed,
+# whatever is swapped in while a run goes on (each component is opened with O_NOFOLLOW at the
+# moment of use, relative to its parent's descriptor).
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+NOFOLLOW_DIR = DIR_FLAGS | os.O_NOFOLLOW
+SAFE_PART = re.compile(r"^(?!\.{1,2}$)[^/\x00]{1,255}$")  # one path component, not "." or ".."
+
+
+class SymlinkError(OSError):
+    """A path component below a root is a symbolic link (or not a directory)."""
+
+
+def open_beneath(root_fd: int, parts: tuple[str, ...] | list[str], *, create_mode: int | None = None, on_create=None) -> int:
+    """Open the directory ``root/parts...`` through descriptors, never following a symbolic link
+    below ``root``. Missing components are created with ``create_mode`` (``on_create(i)`` is
+    called just before component ``i`` is created, e.g. to journal it), or raise
+    FileNotFoundError when ``create_mode`` is None. Raises :class:`SymlinkError` (with
+    ``filename`` the offending component's index as ``errno`` ELOOP) for a link. The caller
+    closes the returned descriptor."""
+    fd = os.dup(root_fd)
+    try:
+        for i, part in enumerate(parts):
+            if not SAFE_PART.match(part):
+                raise SymlinkError(errno.EINVAL, "unsafe path component", i)
+            try:
+                nfd = os.open(part, NOFOLLOW_DIR, dir_fd=fd)
+            except FileNotFoundError:
+                if create_mode is None:
+                    raise
+                if on_create is not None:
+                    on_create(i)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, create_mode, dir_fd=fd)
+                nfd = os.open(part, NOFOLLOW_DIR, dir_fd=fd)
+                os.fchmod(nfd, create_mode)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise SymlinkError(errno.ELOOP, "is a symbolic link or not a directory", i) from None
+                raise
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_RENAME_NOREPLACE = 1
+_libc = None
+
+
+def rename_noreplace(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+    """Rename ``src`` to ``dst`` (names relative to the two directory descriptors), failing with
+    FileExistsError if ``dst`` exists, atomically where the kernel has ``renameat2``
+    (RENAME_NOREPLACE); elsewhere checked just before an ordinary rename."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        try:
+            lib = ctypes.CDLL(None, use_errno=True)
+            fn = lib.renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            _libc = fn
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        import ctypes
+
+        if _libc(src_dir_fd, os.fsencode(src), dst_dir_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), dst)
+    try:
+        os.lstat(dst, dir_fd=dst_dir_fd)
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        return
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+
+
+def remove_beneath(dir_fd: int, name: str, *, expect: tuple[int, int] | None = None) -> bool:
+    """Remove ``name`` in the directory ``dir_fd`` (a whole tree for a directory, never following a
+    link inside it; a link itself is only unlinked). With ``expect`` = (dev, ino), only if ``name``
+    is still that inode. Returns whether something was removed."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    if expect is not None and (st.st_dev, st.st_ino) != tuple(expect):
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+    return True

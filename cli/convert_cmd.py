@@ -32,7 +32,7 @@ def _plan_text(plan: ConvertPlan) -> str:
 def _run(
     src: Path, dest: Path, *, to: Optional[str], database, retention, shard, newdb, newrp,
     start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
-    require_kind: Optional[str] = None, salvage: bool = False,
+    require_kind: Optional[str] = None, salvage: bool = False, force: bool = False,
 ) -> None:
     from ..archive.convert import execute_convert, plan_convert
     from ..archive.select import Selection, parse_time
@@ -45,7 +45,10 @@ def _run(
     if require_kind is not None and source.kind != require_kind:
         raise UsageError(f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src))
     plan = plan_convert(source, dest, to=to, selection=sel, start=lo, end=hi, compress_level=compress_level)
-    result = run_plan(plan, execute_convert, dry_run=dry_run, json_out=json_out, plan_text=_plan_text)
+    result = run_plan(
+        plan, lambda p, progress: execute_convert(p, progress=progress, force=force),
+        dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
+    )
     if result is None:
         return
     if json_out:
@@ -138,13 +141,15 @@ def backup(
     dry_run: bool = _dry_opt,
     json_out: bool = _json_opt,
     salvage: bool = _salvage_opt,
+    force: bool = typer.Option(False, "--force", help="Back up even though a running process (influxd) holds the root's files open."),
 ) -> None:
     """Back up a stopped server's directories without starting influxd.
 
     Reads meta/meta.db, every shard's TSM and tombstone files and replays the WAL as influxd does,
-    so points only in the WAL are in the backup. The source is only read; if its files change
-    while reading (influxd still running), the backup stops with an error and writes nothing.
+    so points only in the WAL are in the backup. The source is only read. A root that a running
+    process (influxd) holds open is refused (exit 5; --force overrides); if its files change
+    while reading, the backup stops with an error and writes nothing.
     """
     _run(root, dest, to=to, database=database, retention=retention, shard=shard, newdb=None, newrp=None,
          start=None, end=None, compress_level=compress_level, dry_run=dry_run, json_out=json_out,
-         require_kind="live", salvage=salvage)
+         require_kind="live", salvage=salvage, force=force)

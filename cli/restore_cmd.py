@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -11,7 +12,7 @@ import typer
 if TYPE_CHECKING:
     from ..archive.restore import RestorePlan
 
-from ..archive.errors import UsageError
+from ..archive.errors import ArchiveError, UsageError
 from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 
@@ -57,6 +58,10 @@ def restore(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan / result as JSON."),
     salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Restore even though a running process (influxd) holds the target directories "
+        "open. The lock against a second influx-archive run is never overridden."
+    ),
     portable: bool = typer.Option(False, "--portable", hidden=True),
     online: bool = typer.Option(False, "--online", hidden=True),
     host: Optional[str] = typer.Option(None, "--host", hidden=True),
@@ -69,10 +74,13 @@ def restore(
     grants and CQs are kept, deleted data stays deleted, increments do not resurrect deletes, and an
     existing meta.db is added to (new ids above the existing ones), never replaced.
 
-    Nothing is half-written: on any failure the target is left as it was. Exit 0 ok, 1 damaged
-    source, 2 usage error, 3 target problem.
+    Nothing is half-written: on any failure the target is left as it was. One run at a time per
+    target (a lock file in each target directory), and never into directories a running influxd
+    uses (--force overrides). Exit 0 ok, 1 damaged source, 2 usage error, 3 target problem,
+    5 target busy.
     """
-    from ..archive.restore import INDEX_GUIDANCE, execute_restore, plan_restore
+    from ..archive import guard
+    from ..archive.restore import INDEX_GUIDANCE, check_target_args, execute_restore, plan_restore, target_lock
     from ..archive.select import Selection
     from ..archive.source import open_source
     
@@ -83,11 +91,27 @@ def restore(
         )
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     source = open_source(src, salvage=salvage)
-    plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
-    result = run_plan(
-        plan, lambda p, progress: execute_restore(p, owner=owner, progress=progress),
-        dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
-    )
+    targets = check_target_args(source, metadir, datadir, waldir)
+    # The lock is held from before planning to the end: what the plan reads of the target stays
+    # true while it is carried out. A dry run writes nothing and takes no lock.
+    # A running process is looked for before anything is created or locked, and again once the
+    # lock is held (a server started in between).
+    uses = guard.refuse_live(targets, what="restore into", force=force)
+    with contextlib.nullcontext() if dry_run else target_lock(*targets):
+        if not dry_run:
+            uses = guard.refuse_live(targets, what="restore into", force=force)
+        for u in uses:
+            sys.stderr.write(f"influx-archive: warning: --force: restoring although {u.describe()}\n")
+        try:
+            plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
+        except ArchiveError as exc:  # what the recovery of an interrupted run did is still said
+            for note in getattr(exc, "notes", []):
+                sys.stderr.write(f"influx-archive: warning: {note}\n")
+            raise
+        result = run_plan(
+            plan, lambda p, progress: execute_restore(p, owner=owner, progress=progress),
+            dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
+        )
     if result is None:
         return
     if json_out:
