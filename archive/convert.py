@@ -12,8 +12,9 @@ it too:
 
 * tombstones are applied into the TSM data (influxd's online restore discards ``.tombstone``
   files, §4.3) and no tombstone file is written;
-* several increments (legacy ``.NN``, several manifests) are merged into one full backup, newest
-  file winning per point (the resolved state of :meth:`Shard.effective_files`);
+* several increments (legacy ``.NN``, several manifests) are merged into one full backup: their
+  union, newest file winning per point, with what later compactions deleted left out (the
+  resolved state of :meth:`Shard.layers`);
 * a live server root's WAL is replayed exactly as influxd replays it and written into the TSM data;
 * ``start``/``end`` keep exactly the points with ``start <= t <= end`` (both inclusive); blocks fully
   inside are copied raw, boundary blocks decoded and re-encoded; shards with nothing left are dropped
@@ -212,7 +213,7 @@ def plan_convert(
             continue
         tdb, trp = selection.target_names(ref.db.name, ref.rp.name)
         layers = shard.tsm_layers()
-        copy_raw = len(layers) == 1 and layers[0][1] is None and not shard.wal and _inside(shard, start, end)
+        copy_raw = len(layers) == 1 and layers[0][1] is None and shard.plain and not shard.wal and _inside(shard, start, end)
         jobs.append(ShardJob(shard, tdb, trp, copy_raw))
     for s in src.shards:
         if (s.files or s.wal) and s.id not in live and selection.keeps(*s.key):

@@ -107,6 +107,10 @@ class ShardPlan:
     wal_dir: Optional[Path] = None  # WAL segments copied raw into this directory
     wal_files: list[ShardFile] = field(default_factory=list)
     flush_wal: bool = False  # replay the WAL and write it as files[-1] (a new TSM)
+    #: (generation, first sequence): the shard's increments do not reduce to whole files (copies
+    #: of one file that differ, or files partly replaced by block-filtered copies), so its current
+    #: state is written as new TSM files named from there, tombstones applied (files[0] the first)
+    rewrite: Optional[tuple[int, int]] = None
 
     @property
     def bytes(self) -> int:
@@ -399,6 +403,14 @@ def _plan_shard(
         gen, seq, ext = naming.parse_name(name)  # type: ignore[misc]
         return naming.tsm_name(gen_map.get(gen, gen), seq, ext)
 
+    if not sh.plain and not sh.wal:
+        # the union of several increments that no set of whole files holds (Shard.layers)
+        gen = max(gen_map.get(g, g) for g in (naming.order_key(t.name)[0] for t, _ in layers))
+        seq = max(naming.order_key(t.name)[1] for t, _ in layers) + 1
+        size = sum(f.size for f in sh.effective_files())
+        sp.files.append(FilePlan(None, naming.tsm_name(gen, seq), size))
+        sp.rewrite = (gen, seq)
+        return sp
     for tsm, tomb in layers:
         sp.files.append(FilePlan(tsm, renamed(tsm.name), tsm.size))
         if tomb is not None:
@@ -785,6 +797,20 @@ def _stage_shard(
     os.mkdir(sdir)
     os.chmod(sdir, DIR_MODE_SHARD)
     wdir = None
+    if sp.rewrite is not None:
+        from .shardview import open_shard_reader
+        from .writeshard import write_shard
+
+        with open_shard_reader(plan.source, sp.shard, tmpdir=str(sdir.parent)) as reader:
+            written = write_shard(reader, sdir, *sp.rewrite)
+        for w in written:
+            os.chmod(w.path, FILE_MODE)
+            nfiles += 1
+            nbytes += w.size
+        advance(sp.files[0].size)
+        sp.files[0].size = sum(w.size for w in written)
+        metafiles.fsync_dir(sdir)
+        return sp, sdir, None, nfiles, nbytes
     with plan.source.open_shard(sp.shard, tmpdir=str(sdir.parent), spool_gz=False) as opened:
         # Files inside a .tar.gz (portable backups) are inflated straight into the staging area,
         # one pass per container, and checked there: no temporary copy of the decompressed tar.
