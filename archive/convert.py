@@ -47,7 +47,7 @@ from ..tsm.reader import TSMReader
 from .errors import ArchiveError, SourceError, TargetError, UsageError
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
-from .select import Selection, select_meta
+from .select import Selection, select_meta, window_inside, window_overlaps
 from .shardview import open_shard_reader
 from .source import Shard, Source, open_source
 from .staging import temp_sibling
@@ -148,21 +148,11 @@ class ConvertResult:
 
 
 def _overlaps(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
-    if shard.group_start is None or shard.group_end is None:
-        return True
-    if start is not None and shard.group_end - 1 < start:
-        return False
-    if end is not None and shard.group_start > end:
-        return False
-    return True
+    return window_overlaps((shard.group_start, shard.group_end), start, end)
 
 
 def _inside(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
-    if start is None and end is None:
-        return True
-    if shard.group_start is None or shard.group_end is None:
-        return False
-    return (start is None or shard.group_start >= start) and (end is None or shard.group_end - 1 <= end)
+    return window_inside((shard.group_start, shard.group_end), start, end)
 
 
 def plan_convert(

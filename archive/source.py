@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
 from ..meta import files as metafiles
-from ..meta.model import Data, decode_data
+from ..meta.model import Data, decode_data, shard_group_range
 from .errors import ArchiveError, FormatError, SourceError, TruncatedError
 from .findings import ERROR, WARNING, Finding
 from .streams import SubFile
@@ -111,7 +111,7 @@ class Shard:
     retention_policy: str
     id: int
     group_id: Optional[int] = None
-    group_start: Optional[int] = None  # ns, inclusive
+    group_start: Optional[int] = None  # ns, inclusive (a start stored after the end reads as the lowest time)
     group_end: Optional[int] = None  # ns, exclusive
     in_meta: bool = False
     files: list[ShardFile] = field(default_factory=list)  # tsm + tombstone (+ other) from every increment
@@ -691,8 +691,7 @@ def _fill_from_meta(src: Source) -> None:
                         src.shards.append(s)
                     s.in_meta = True
                     s.group_id = g.id
-                    s.group_start = g.start_time
-                    s.group_end = g.end_time
+                    s.group_start, s.group_end = shard_group_range(g)
     src.shards.sort(key=lambda s: (s.database, s.retention_policy, s.id))
 
 
