@@ -10,9 +10,11 @@ Where influxd 1.6.7 gets it wrong (BACKUP_META.md §4.1-§4.3, §7), we do this 
 * the metastore keeps users (password hashes), grants, continuous queries and subscriptions (the
   portable restore drops users, grants and CQs);
 * TSM files are copied with their tombstones, so deleted data stays deleted (influxd's portable
-  restore discards ``.tombstone`` files), and of several increments only the resolved current
-  state is written (:meth:`Shard.effective_files`), so data deleted before a later compaction does
-  not come back (influxd unpacks every increment on top of each other);
+  restore discards ``.tombstone`` files), and of several increments their union is written
+  (:meth:`Shard.layers`: every block of every increment, data deleted before a later compaction
+  left out; influxd unpacks every increment on top of each other). When that union is not a set of
+  whole files (a ``-start/-end`` copy beside the full one, files partly replaced by a filtered
+  copy), the shard is written as new TSM files with the tombstones applied;
 * WAL segments of a live source go to ``--waldir`` unchanged, or, without it, the replayed cache
   is written as one new TSM file above every other generation of the shard (the cache wins over
   TSM files in influxd, and so does the newest file: the same points are served);
@@ -151,7 +153,7 @@ class RestorePlan:
                     "into_existing": s.into_existing,
                     "dir": str(s.target_dir),
                     "files": [
-                        {"name": f.target_name, "from": f.source.origin if f.source else "WAL cache", "bytes": f.size}
+                        {"name": f.target_name, "from": f.source.origin if f.source else "merged increments" if s.rewrite else "WAL cache", "bytes": f.size}
                         for f in s.files
                     ],
                     "wal_segments": [f.name for f in s.wal_files],
