@@ -41,8 +41,9 @@ def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, 
     Copies of one file: a twin whose index is a subset of the largest copy's (what a
     ``-start/-end`` backup writes) adds nothing and is dropped here; any other twin is kept as a
     layer of its own right below the largest copy (same points, so their order is moot). A masked
-    file gets, besides its own tombstone, one deletion per key of each mask covering the span the
-    mask holds for that key, and the masks' own tombstones (see :meth:`Shard.layers`)."""
+    file gets, besides its own tombstone, one deletion per key covering the span its mask holds
+    for that key, the mask's tombstone, and what the mask's own mask hands down
+    (see :meth:`Shard.layers`)."""
     plan = shard.layers()
     readers: dict[str, list[TSMReader]] = {}
     tombs: dict[str, list[Tombstone]] = {}
@@ -68,14 +69,36 @@ def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, 
                 if not salvage:
                     raise exc
                 _note(findings, exc, "tombstone file left out: points it deleted are served again")
+    by_name = {layer.name: layer for layer in plan}
+    inherited: dict[str, list[Tombstone]] = {}
+
+    def handed_down(name: str) -> list[Tombstone]:
+        """What a file masked by ``name`` must delete: per key the span its copies hold, its
+        tombstone, and what its own mask hands down (iterative: chains can be long)."""
+        chain = []
+        while name not in inherited and name in by_name:
+            chain.append(name)
+            nxt = by_name[name].masks
+            if not nxt or nxt[0] in chain:
+                break
+            name = nxt[0]
+        for n in reversed(chain):
+            out: list[Tombstone] = []
+            for r in readers.get(n, ()):
+                for key, _btype, ents in r.iter_index():
+                    out.append(Tombstone(key, ents[0].min_time, max(e.max_time for e in ents)))
+            out.extend(tombs.get(n, ()))
+            nxt = by_name[n].masks
+            if nxt and nxt[0] != n:
+                out.extend(inherited.get(nxt[0], ()))
+            inherited[n] = out
+        return inherited.get(chain[0] if chain else name, [])
+
     layers: list[tuple[TSMReader, Optional[TombstoneSet]]] = []
     for layer in plan:
         entries = list(tombs.get(layer.name, ()))
         for mask in layer.masks:
-            for r in readers.get(mask, ()):
-                for key, _btype, ents in r.iter_index():
-                    entries.append(Tombstone(key, ents[0].min_time, max(e.max_time for e in ents)))
-            entries.extend(tombs.get(mask, ()))
+            entries.extend(handed_down(mask))
         tset = TombstoneSet(entries) if entries else None
         got = readers[layer.name]
         for reader in got[1:] + got[:1]:  # largest copy last

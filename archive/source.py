@@ -144,13 +144,17 @@ class Shard:
           later copy is whole, the earlier file is dropped (data deleted before the compaction
           stays deleted; influxd's own restore of several increments resurrects it). When every
           such copy may be block-filtered (:meth:`ShardFile.maybe_filtered`, or its increment is
-          a range backup: see :func:`mark_range_increments`), the earlier file stays, with those
-          copies as ``masks``: per key, its points inside the span the mask covers are replaced by
-          the mask's (a filtered copy holds every block of the key inside that span), its points
-          outside are kept (they were filtered out, not deleted), and the masks' tombstones apply
-          to it too (it stands in for their missing blocks).
+          a range backup: see :func:`mark_range_increments`), the earlier file stays, masked by
+          its descendant: the copy of the nearest later increment with the smallest G >= g (live
+          files cover contiguous generation ranges named after their highest). Per key, its
+          points inside the span that copy covers are replaced by the copy's (a filtered copy
+          holds every block of the key inside that span), its points outside are kept (filtered
+          out, not deleted), and the copy's tombstones apply to it too (it stands in for the
+          copy's missing blocks). The copy's own mask (the next backup's descendant) applies in
+          turn, so a chain of range backups masks as a whole.
 
-        Resolution is O(n log n) in the number of files (a Fenwick tree over generations).
+        Resolution is O(n log n) in the number of files (Fenwick trees over generations), with
+        at most one mask per file.
         """
         stamp = (len(self.files), self.range_increments)
         if self._resolved is not None and self._resolved[0] == stamp:
@@ -193,7 +197,9 @@ class Layer:
     tsm: ShardFile  # the largest copy of the file
     tomb: Optional[ShardFile] = None  # its tombstone (latest increment that has one)
     twins: list[ShardFile] = field(default_factory=list)  # other copies of the same name, other sizes
-    masks: list[str] = field(default_factory=list)  # names of later, maybe block-filtered compaction outputs
+    #: the later, maybe block-filtered compaction output that holds this file's data (at most one:
+    #: its own mask covers the backups after it)
+    masks: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -222,6 +228,29 @@ class _MaxTree:
         t = self._t
         while i > 0:
             if t[i] > best:
+                best = t[i]
+            i -= i & -i
+        return best
+
+
+class _MinTree:
+    """Fenwick tree over ranks 1..n: lower a rank's value, ask the minimum over ranks 1..i."""
+
+    def __init__(self, n: int) -> None:
+        self._t: list = [None] * (n + 1)
+
+    def lower_to(self, i: int, value) -> None:
+        t = self._t
+        while i < len(t):
+            if t[i] is None or value < t[i]:
+                t[i] = value
+            i += i & -i
+
+    def min_upto(self, i: int):
+        best = None
+        t = self._t
+        while i > 0:
+            if t[i] is not None and (best is None or t[i] < best):
                 best = t[i]
             i -= i & -i
         return best
@@ -263,8 +292,12 @@ def resolve_layers(files: list[ShardFile], range_increments: frozenset = frozens
     # (keyed by generation rank, descending, holding the highest sequence seen).
     gens = sorted({tsm_order_key(n)[0] for n in layers}, reverse=True)
     rank = {g: i + 1 for i, g in enumerate(gens)}
-    whole_tree, part_tree = _MaxTree(len(gens)), _MaxTree(len(gens))
-    parts: list[tuple[int, int, int, str]] = []  # (increment, gen, seq, name) of maybe-filtered copies
+    whole_tree = _MaxTree(len(gens))
+    # for masks: the nearest later maybe-filtered copy with G >= g, i.e. the smallest
+    # (increment, G, -S): A's descendant in the next backup that shows one (live files cover
+    # contiguous generation ranges, named after their highest, so the file holding A's data
+    # is the one with the smallest G >= g). Its own mask covers the backups after it.
+    part_tree = _MinTree(len(gens))
     all_copies = sorted((f for group in copies.values() for f in group), key=lambda f: -f.increment)
     by_newest: dict[int, list[str]] = {}
     for name, inc in newest.items():
@@ -276,8 +309,7 @@ def resolve_layers(files: list[ShardFile], range_increments: frozenset = frozens
             f = all_copies[k]
             g, sq = tsm_order_key(f.name)
             if filtered(f):
-                part_tree.raise_to(rank[g], sq)
-                parts.append((f.increment, g, sq, f.name))
+                part_tree.lower_to(rank[g], (f.increment, g, -sq, f.name))
             else:
                 whole_tree.raise_to(rank[g], sq)
             k += 1
@@ -285,10 +317,10 @@ def resolve_layers(files: list[ShardFile], range_increments: frozenset = frozens
             g, sq = tsm_order_key(name)
             if whole_tree.max_upto(rank[g]) > sq:
                 superseded.add(name)
-            elif part_tree.max_upto(rank[g]) > sq:
-                layers[name].masks = sorted(
-                    {n for i2, g2, s2, n in parts if i2 > inc and g2 >= g and s2 > sq and n != name}
-                )
+                continue
+            best = part_tree.min_upto(rank[g])
+            if best is not None and -best[2] > sq and best[3] != name:
+                layers[name].masks = [best[3]]
     kept = [layer for name, layer in layers.items() if name not in superseded]
     kept.sort(key=lambda layer: tsm_order_key(layer.name))
     return kept

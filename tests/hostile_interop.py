@@ -133,9 +133,12 @@ class ServerModel:
     files and tombstones changed after T, Export = files inside the range whole, files cut by it
     rewritten with the blocks that overlap it, tombstones as they are)."""
 
-    def __init__(self, rng: random.Random, block: int) -> None:
+    def __init__(self, rng: random.Random, block: int, shard_id: int = 1) -> None:
         self.rng = rng
         self.block = block
+        self.shard_id = shard_id
+        #: other shards of the same database: every backup run backs them up too, same options
+        self.peers: list[ServerModel] = []
         self.files: dict[str, TSMFileModel] = {}
         self.clock = 1000
         self.top_gen = 0
@@ -182,14 +185,29 @@ class ServerModel:
 
     def served(self) -> dict:
         out: dict = {}
-        for f in sorted(self.files.values(), key=lambda f: (f.gen, f.seq)):
-            for key, pts in f.live_points().items():
-                out.setdefault(key, {}).update(pts)
+        for m in [self] + self.peers:
+            for f in sorted(m.files.values(), key=lambda f: (f.gen, f.seq)):
+                for key, pts in f.live_points().items():
+                    out.setdefault(key, {}).update(pts)
         return out
 
-    # ---- its backups
+    # ---- its backups (one run covers this shard and its peers)
     def backup_full(self) -> None:
         t = self.tick()
+        for m in [self] + self.peers:
+            m._full(t)
+
+    def backup_since(self, since: int) -> None:
+        t = self.tick()
+        for m in [self] + self.peers:
+            m._since(t, since)
+
+    def backup_range(self, s: int, e: int) -> None:
+        t = self.tick()
+        for m in [self] + self.peers:
+            m._range(t, s, e)
+
+    def _full(self, t: int) -> None:
         files = []
         for f in self.files.values():
             files.append((f.name, tsm_bytes(f.blocks), f.born))
@@ -197,8 +215,7 @@ class ServerModel:
                 files.append((f.stem + ".tombstone", tombstone_bytes(f.tomb), f.tomb_time))
         self.sets.append({"kind": "full", "time": t, "files": files})
 
-    def backup_since(self, since: int) -> None:
-        t = self.tick()
+    def _since(self, t: int, since: int) -> None:
         files = []
         for f in self.files.values():
             if f.born > since:
@@ -207,8 +224,7 @@ class ServerModel:
                 files.append((f.stem + ".tombstone", tombstone_bytes(f.tomb), f.tomb_time))
         self.sets.append({"kind": "since", "time": t, "files": files})
 
-    def backup_range(self, s: int, e: int) -> None:
-        t = self.tick()
+    def _range(self, t: int, s: int, e: int) -> None:
         files = []
         for f in self.files.values():
             if f.tomb:
@@ -235,8 +251,14 @@ class ServerModel:
 # ---------------------------------------------------------------------------------- chains
 
 
+#: chains live in the last 210 minutes of shard 1's day (2026-10-05T20:30Z ..), so a range that
+#: ends after midnight also cuts shard 2's file (the evidence of a legacy range backup)
+CHAIN_BASE = DAY0 + (24 * 60 - 210) * MINUTE
+MIDNIGHT = 210
+
+
 def minute(m: int) -> int:
-    return DAY0 + m * MINUTE
+    return CHAIN_BASE + m * MINUTE
 
 
 def _series(rng: random.Random, lo: int, hi: int, step: int, tag: float) -> dict:
@@ -252,26 +274,33 @@ TEMPLATES = (
     "range_since_range",  # full; writes in W; range(W); writes in W2; since; range(W2)
     "partial_compaction_range_delete_since",  # full; writes in W; compact two; range(W); DELETE; since
     "ranges_only",  # full; range(W); range(W2): several sizes of one name
+    "two_compacted_ranges",  # full; writes+DELETE in W; compaction; range(W); again in W2; range(W2)
 )
 
 
 def _chain(template: str, rng: random.Random, evidence: bool) -> ServerModel:
-    """One chain of ``template``. ``evidence``: a file of the first full backup that straddles the
-    range and is never compacted (what shows a later ``.NN`` to be a range backup when the backup
-    format records no start time: legacy)."""
+    """One chain of ``template``. ``evidence``: shard 2 holds a file from midnight on and every
+    range ends after midnight, so each range backup cuts that file under its name (what shows a
+    ``.NN`` set to be a range backup when, as in legacy backups, no start time is recorded).
+    Compactions take contiguous generations, as influxd's planner does."""
     block = rng.choice([3, 5, 8, 13])
     srv = ServerModel(rng, block)
     hosts = [f"h{i}" for i in range(rng.randint(1, 3))]
     n = rng.randint(90, 200)
     w0 = rng.randint(20, n - 50)
     w1 = w0 + rng.randint(24, 40)
+    if evidence:
+        peer = ServerModel(rng, block, shard_id=2)
+        peer.write({key_of("ev"): _series(rng, MIDNIGHT, MIDNIGHT + 60, 1, 9000)})
+        srv.peers.append(peer)
+    evidence_names: set = set()
     # dense series (one point a minute) so a DELETE inside the range has points on both sides
     srv.write({key_of(h): _series(rng, 0, n, 1, i * 1000) for i, h in enumerate(hosts)})
-    if evidence:
-        srv.write({key_of("ev"): _series(rng, w0 - 10, w1 + 10, 1, 9000)})
-    keep = {f for f in srv.files}  # names never compacted when evidence is asked for
-    evidence_names = {max(keep)} if evidence else set()
     S, E = minute(w0), minute(w1)
+    past = minute(MIDNIGHT + rng.randint(5, 40))  # where ranges end in the evidence variant
+
+    def end(e: int) -> int:
+        return past if evidence else e
 
     def compact_all() -> None:
         srv.compact(sorted(set(srv.files) - evidence_names))
@@ -290,17 +319,17 @@ def _chain(template: str, rng: random.Random, evidence: bool) -> ServerModel:
     srv.backup_full()
     if template == "range_after_writes":
         writes_in(w0 + 2, w1 - 2)
-        srv.backup_range(S, E)
+        srv.backup_range(S, end(E))
     elif template == "range_after_compacted_delete":
         writes_in(w0 + 2, w1 - 2)
         delete_in(w0, w1)
         compact_all()
-        srv.backup_range(S, E)
+        srv.backup_range(S, end(E))
     elif template == "since_after_delete":
         srv.delete(key_of(rng.choice(hosts)), minute(rng.randint(0, n // 2)), minute(rng.randint(n // 2, n + 5)))
         srv.backup_since(srv.sets[-1]["time"])
     elif template == "since_after_compaction":
-        writes_in(rng.randint(0, n // 2), n + 10)
+        writes_in(rng.randint(0, n // 2), n + 5)
         compact_all()
         srv.backup_since(srv.sets[-1]["time"])
     elif template == "full_after_compacted_delete":
@@ -310,67 +339,78 @@ def _chain(template: str, rng: random.Random, evidence: bool) -> ServerModel:
         srv.backup_full()
     elif template == "range_since_range":
         writes_in(w0 + 2, w1 - 2)
-        srv.backup_range(S, E)
+        srv.backup_range(S, end(E))
         w2 = rng.randint(5, n - 30)
         writes_in(w2 + 2, w2 + 20)
         srv.backup_since(srv.sets[-1]["time"])
-        srv.backup_range(minute(w2), minute(w2 + 22))
+        srv.backup_range(minute(w2), end(minute(w2 + 22)))
     elif template == "partial_compaction_range_delete_since":
         writes_in(w0 + 2, w1 - 2)
         names = sorted(set(srv.files) - evidence_names)
         srv.compact(names[-2:] if len(names) >= 2 else names)
-        srv.backup_range(S, E)
+        srv.backup_range(S, end(E))
         delete_in(0, n)
         srv.backup_since(srv.sets[-1]["time"])
     elif template == "ranges_only":
-        srv.backup_range(S, E)
+        srv.backup_range(S, end(E))
         w2 = rng.randint(5, n - 30)
-        srv.backup_range(minute(w2), minute(w2 + rng.randint(10, 25)))
+        srv.backup_range(minute(w2), end(minute(w2 + rng.randint(10, 25))))
+    elif template == "two_compacted_ranges":
+        writes_in(w0 + 2, w1 - 2)
+        delete_in(w0, w1)
+        compact_all()
+        srv.backup_range(S, end(E))
+        w2 = rng.randint(5, n - 45)
+        writes_in(w2 + 2, w2 + 30)
+        delete_in(w2, w2 + 32)
+        compact_all()
+        srv.backup_range(minute(w2), end(minute(w2 + 32)))
     else:  # pragma: no cover - a template name without a body
         raise ValueError(template)
     return srv
 
 
+def _tar(sid: int, st: dict, mtime_of) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data, mtime in sorted(st["files"], key=lambda x: x[0]):
+            info = tarfile.TarInfo(f"u/autogen/{sid}/{name}")
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = mtime_of(mtime)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def _write_legacy(srv: ServerModel, dest: Path) -> None:
     dest.mkdir(parents=True)
     meta = (FIXTURES / "union_legacy" / "meta.00").read_bytes()
-    for i, st in enumerate(srv.sets):
+    for i in range(len(srv.sets)):
         (dest / metafiles.legacy_meta_file_name(i)).write_bytes(meta)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-            for name, data, mtime in sorted(st["files"], key=lambda x: x[0]):
-                info = tarfile.TarInfo(f"u/autogen/1/{name}")
-                info.size = len(data)
-                info.mode = 0o644
-                info.mtime = SET_TIME0 - 10_000 + mtime  # legacy backups record no start time
-                tf.addfile(info, io.BytesIO(data))
-        (dest / metafiles.legacy_shard_file_name("u", "autogen", 1, i)).write_bytes(buf.getvalue())
+        for m in [srv] + srv.peers:
+            # legacy backups record no start time; member mtimes say nothing here
+            raw = _tar(m.shard_id, m.sets[i], lambda mtime: SET_TIME0 - 10_000 + mtime)
+            (dest / metafiles.legacy_shard_file_name("u", "autogen", m.shard_id, i)).write_bytes(raw)
 
 
 def _write_portable(srv: ServerModel, dest: Path) -> None:
     dest.mkdir(parents=True)
     src_meta = next((FIXTURES / "union_portable").glob("*.meta")).read_bytes()
     blob, _ = metafiles.parse_portable_meta(src_meta)
+    models = [srv] + srv.peers
     for i, st in enumerate(srv.sets):
         set_time = SET_TIME0 + 60 * i
         ts = metafiles.portable_timestamp(_dt.datetime.fromtimestamp(set_time, _dt.timezone.utc))
-        names = metafiles.portable_names(ts, [1])
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-            for name, data, mtime in sorted(st["files"], key=lambda x: x[0]):
-                info = tarfile.TarInfo(f"u/autogen/1/{name}")
-                info.size = len(data)
-                info.mode = 0o644
-                # files on disk before the run are older than its start; a filtered copy is made during it
-                info.mtime = set_time if mtime == st["time"] else set_time - 3600 + (mtime - st["time"])
-                tf.addfile(info, io.BytesIO(data))
-        raw = buf.getvalue()
-        (dest / names.shards[1]).write_bytes(gzip.compress(raw, mtime=0))
+        names = metafiles.portable_names(ts, [m.shard_id for m in models])
+        entries = []
+        for m in models:
+            mst = m.sets[i]
+            # files on disk before the run are older than its start; a filtered copy is made during it
+            raw = _tar(m.shard_id, mst, lambda mtime, t=mst["time"]: set_time if mtime == t else set_time - 3600 + (mtime - t))
+            (dest / names.shards[m.shard_id]).write_bytes(gzip.compress(raw, mtime=0))
+            entries.append(metafiles.ManifestEntry("u", "autogen", m.shard_id, names.shards[m.shard_id], len(raw), 0))
         (dest / names.meta).write_bytes(src_meta)
-        man = metafiles.Manifest(
-            meta_file_name=names.meta, meta_size=len(blob), limited=False,
-            files=[metafiles.ManifestEntry("u", "autogen", 1, names.shards[1], len(raw), 0)],
-        )
+        man = metafiles.Manifest(meta_file_name=names.meta, meta_size=len(blob), limited=False, files=entries)
         (dest / names.manifest).write_bytes(metafiles.dump_manifest(man))
 
 
