@@ -714,6 +714,16 @@ def _fill_from_meta(src: Source) -> None:
     for db in src.meta.databases:
         for rp in db.retention_policies:
             for g in rp.shard_groups:
+                if g.start_time > g.end_time and not g.deleted:
+                    src.findings.append(
+                        Finding(
+                            WARNING,
+                            f"shard group {g.id} of {db.name}.{rp.name} has its stored start {g.start_time} after its "
+                            f"end {g.end_time} (influxd wraps a start before 1677-09-21T00:12:43Z); read as starting "
+                            "at the lowest time",
+                            path=src.meta_origin,
+                        )
+                    )
                 for sh in g.shards:
                     key = (db.name, rp.name, sh.id)
                     s = known.get(key)

@@ -190,6 +190,9 @@ def test_edge_fixture_has_wrapped_groups() -> None:
         assert ref.group.effective_start == gen.LOWEST
         shard = src.shard(ref.db.name, ref.rp.name, ref.shard.id)
         assert shard.group_start == gen.LOWEST and shard.group_end == ref.group.end_time
+    warned = [f for f in src.findings if f.severity == "warning" and "after its end" in f.message]
+    assert sorted(f.message.split()[2] for f in warned) == ["1", "4"]
+    assert all(f.path == src.meta_origin for f in warned)
 
 
 # ---------------------------------------------------------------------------------- hostile
