@@ -87,7 +87,9 @@ class ShardFile:
     gz: bool = False  # container is a .tar.gz (must be spooled to seek)
     data_offset: Optional[int] = None  # offset of the member data inside an uncompressed tar
     mtime: Optional[int] = None  # tar member mtime (s): a block-filtered export copy gets the export time
-    set_time: Optional[int] = None  # when its backup set was started (s; portable manifest ``<ts>``)
+    #: when its backup run started (epoch s): a portable manifest's ``<ts>``; for legacy tars the
+    #: mtime of the newest ``meta.NN`` older than the tar (the run writes its metastore first)
+    set_time: Optional[int] = None
 
     @property
     def maybe_filtered(self) -> bool:
@@ -828,6 +830,7 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
             src.findings.append(Finding(WARNING, "unfinished download left by influxd backup; ignored", path=str(p / n)))
     shard_index = _meta_shard_index(src.meta)
     increments: set[int] = set()
+    run_starts = _legacy_run_starts(p, [n for _, n in metas])
     for n in names:
         if LEGACY_META_RE.match(n) or n.endswith(".pending"):
             continue
@@ -841,11 +844,37 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
         fallback = None
         if sid in shard_index and f"{shard_index[sid][0]}.{shard_index[sid][1]}" == m.group("prefix"):
             fallback = (shard_index[sid][0], shard_index[sid][1], sid)
-        _add_tar_shard(src, p / n, gz=False, increment=inc, fallback=fallback)
+        _add_tar_shard(src, p / n, gz=False, increment=inc, fallback=fallback, set_time=_run_start(run_starts, p / n))
     src.increments = max(1, len(increments))
     _fill_from_meta(src)
     mark_range_increments(src.shards)
     return src
+
+
+def _legacy_run_starts(p: Path, meta_names: list[str]) -> list[float]:
+    """mtimes of the ``meta.NN`` files, ascending. ``influxd backup`` (legacy) writes the run's
+    metastore first, then its shard tars (cmd/influxd/backup/backup.go ``Run``)."""
+    out = []
+    for n in meta_names:
+        try:
+            out.append(os.stat(p / n).st_mtime)
+        except OSError:
+            continue
+    return sorted(out)
+
+
+def _run_start(run_starts: list[float], tar: Path) -> Optional[int]:
+    """When the run that wrote ``tar`` started, as well as the files tell (epoch s): the mtime of
+    the newest ``meta.NN`` written before the tar. None when no ``meta.NN`` is older (the files
+    were copied without their mtimes: then only same-named copies show a range backup)."""
+    import bisect
+
+    try:
+        t = os.stat(tar).st_mtime
+    except OSError:
+        return None
+    i = bisect.bisect_right(run_starts, t)
+    return int(run_starts[i - 1]) if i else None
 
 
 def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: Optional[dict] = None) -> Source:

@@ -26,6 +26,7 @@ import copy
 import datetime as _dt
 import gzip
 import io
+import os
 import random
 import shutil
 import sys
@@ -382,15 +383,29 @@ def _tar(sid: int, st: dict, mtime_of) -> bytes:
     return buf.getvalue()
 
 
-def _write_legacy(srv: ServerModel, dest: Path) -> None:
+def _write_legacy(srv: ServerModel, dest: Path, *, times: bool = False) -> None:
+    """``times``: the files keep the mtimes influxd's run gave them (``meta.NN`` at the run's
+    start, then its shard tars; members as in the portable writer). Without it every file is
+    as if copied without its mtime (younger than every member): only same-named copies show a
+    range backup."""
     dest.mkdir(parents=True)
     meta = (FIXTURES / "union_legacy" / "meta.00").read_bytes()
     for i in range(len(srv.sets)):
-        (dest / metafiles.legacy_meta_file_name(i)).write_bytes(meta)
+        set_time = SET_TIME0 + 60 * i
+        meta_path = dest / metafiles.legacy_meta_file_name(i)
+        meta_path.write_bytes(meta)
         for m in [srv] + srv.peers:
-            # legacy backups record no start time; member mtimes say nothing here
-            raw = _tar(m.shard_id, m.sets[i], lambda mtime: SET_TIME0 - 10_000 + mtime)
-            (dest / metafiles.legacy_shard_file_name("u", "autogen", m.shard_id, i)).write_bytes(raw)
+            mst = m.sets[i]
+            if times:
+                stamp = lambda mtime, t=mst["time"]: set_time if mtime == t else set_time - 3600 + (mtime - t)  # noqa: E731
+            else:
+                stamp = lambda mtime: SET_TIME0 - 10_000 + mtime  # noqa: E731
+            tar_path = dest / metafiles.legacy_shard_file_name("u", "autogen", m.shard_id, i)
+            tar_path.write_bytes(_tar(m.shard_id, mst, stamp))
+            if times:
+                os.utime(tar_path, (set_time + 2, set_time + 2))
+        if times:
+            os.utime(meta_path, (set_time, set_time))
 
 
 def _write_portable(srv: ServerModel, dest: Path) -> None:
@@ -415,7 +430,9 @@ def _write_portable(srv: ServerModel, dest: Path) -> None:
 
 
 def build_chains(root: str | Path, per_template: int = 6, seed: int = 15) -> list[Case]:
-    """``per_template`` chains of every template, each as a legacy and a portable directory."""
+    """``per_template`` chains of every template, each as a portable directory, a legacy one
+    (range backups shown by a second shard's cut file) and a legacy one whose files keep the
+    mtimes of the runs that wrote them (range backups shown by those)."""
     root = Path(root)
     cases: list[Case] = []
     rng = random.Random(seed)
@@ -434,10 +451,13 @@ def build_chains(root: str | Path, per_template: int = 6, seed: int = 15) -> lis
                     srv_ev = _chain(template, random.Random(rng.random()), evidence=True)
             except Unknowable:
                 continue
-            for fmt, model in (("portable", srv), ("legacy", srv_ev or srv)):
+            for fmt, model in (("portable", srv), ("legacy", srv_ev or srv), ("legacymtime", srv)):
                 name = f"{template}-{made}-{fmt}"
                 path = root / name
-                (_write_portable if fmt == "portable" else _write_legacy)(model, path)
+                if fmt == "portable":
+                    _write_portable(model, path)
+                else:
+                    _write_legacy(model, path, times=fmt == "legacymtime")
                 cases.append(Case(name, path, 0, None, model.served()))
             made += 1
     return cases

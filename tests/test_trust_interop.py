@@ -124,7 +124,7 @@ def test_chain_source_reads_as_the_server_served(name: str) -> None:
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_chain_convert_holds_what_the_server_served(name: str, tmp_path: Path) -> None:
     case = CHAINS[name]
-    fmt = "legacy" if name.endswith("legacy") else "portable"
+    fmt = "portable" if name.endswith("portable") else "legacy"
     targets, _ = checked_run(case, lambda s, t: ["convert", str(s), str(t / "out"), "--to", fmt], tmp_path)
     assert served(targets / "out") == case.points
 
@@ -141,7 +141,7 @@ def test_chain_restore_holds_what_the_server_served(name: str, tmp_path: Path) -
 def test_chain_generator_covers_every_template() -> None:
     for template in gen.TEMPLATES:
         got = [c for c in CHAINS.values() if c.name.startswith(template + "-")]
-        assert len(got) >= 12, template  # 6 chains x (legacy, portable)
+        assert len(got) >= 18, template  # 6 chains x (portable, legacy, legacy with run mtimes)
         assert all(c.points for c in got), template
 
 
