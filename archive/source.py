@@ -25,6 +25,8 @@ plain file name are used; anything else is reported as a finding and ignored.
 
 from __future__ import annotations
 
+import bisect
+import calendar
 import contextlib
 import gzip
 import os
@@ -33,6 +35,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -867,8 +870,6 @@ def _run_start(run_starts: list[float], tar: Path) -> Optional[int]:
     """When the run that wrote ``tar`` started, as well as the files tell (epoch s): the mtime of
     the newest ``meta.NN`` written before the tar. None when no ``meta.NN`` is older (the files
     were copied without their mtimes: then only same-named copies show a range backup)."""
-    import bisect
-
     try:
         t = os.stat(tar).st_mtime
     except OSError:
@@ -941,11 +942,8 @@ def _manifest_time(mp: Path) -> Optional[int]:
     m = PORTABLE_MANIFEST_RE.match(mp.name)
     if not m:
         return None
-    import calendar
-    import time as _time
-
     try:
-        return calendar.timegm(_time.strptime(m.group("ts"), "%Y%m%dT%H%M%SZ"))
+        return calendar.timegm(time.strptime(m.group("ts"), "%Y%m%dT%H%M%SZ"))
     except ValueError:
         return None
 
