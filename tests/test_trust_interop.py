@@ -209,3 +209,39 @@ HOSTILE_VERBS = {
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_union_is_refused_in_one_line(name: str, verb: str, tmp_path: Path) -> None:
     checked_run(HOSTILE[name], HOSTILE_VERBS[verb], tmp_path)
+
+
+# ---------------------------------------------------------------------------------- whole sets
+
+
+def test_union_fixture_export_has_every_point(tmp_path: Path) -> None:
+    """export of the full + range + since set: one line per point the server served at the end."""
+    truth = gen.harness.load_truth(gen.FIXTURES / "union.truth.json")
+    want = sorted(t for pts in gen.truth_points(truth).values() for t in pts)
+    case = gen.Case("union_portable", gen.FIXTURES / "union_portable")
+    targets, _ = checked_run(case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp")], tmp_path)
+    lines = (targets / "out.lp").read_text().splitlines()
+    assert sorted(int(ln.rsplit(" ", 1)[1]) for ln in lines) == want
+
+
+@pytest.mark.parametrize("name", ["range_after_compacted_delete-0-legacymtime", "union-legacy-cut-range-tar-s2"])
+def test_console_script_contract(name: str, tmp_path: Path) -> None:
+    """The same contract through the installed ``influx-archive`` console script."""
+    import subprocess
+
+    case = CHAINS.get(name) or HOSTILE[name]
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    before = tree(case.path)
+    exe = Path(sys.executable).parent / "influx-archive"
+    r = subprocess.run([str(exe), "convert", str(case.path), str(targets / "out")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == case.code, r.stderr
+    assert "Traceback" not in r.stderr
+    if case.code:
+        assert len(r.stderr.splitlines()) == 1 and case.mention in r.stderr
+        assert not list(targets.iterdir())
+    else:
+        assert served(targets / "out") == case.points
+    assert tree(case.path) == before
+    assert {p.name for p in tmp_path.iterdir()} == {"targets"}
