@@ -34,6 +34,9 @@ HOSTILE = {c.name: c for c in gen.build_hostile_union(Path(_ROOT.name) / "hostil
 
 
 def tree(path: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``path`` (or of ``path`` itself)."""
+    if path.is_file():
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
     out = {}
     for dirpath, _dirs, files in os.walk(path):
         for n in files:
@@ -245,3 +248,16 @@ def test_console_script_contract(name: str, tmp_path: Path) -> None:
         assert served(targets / "out") == case.points
     assert tree(case.path) == before
     assert {p.name for p in tmp_path.iterdir()} == {"targets"}
+
+
+@pytest.mark.parametrize("fixture", ["union_portable", "union_legacy"])
+def test_union_set_sealed_then_converted(fixture: str, tmp_path: Path) -> None:
+    """A sealed archive of the set reads as the set does (its files keep their names)."""
+    truth = gen.harness.load_truth(gen.FIXTURES / "union.truth.json")
+    code, _o, err = run(["pack", str(gen.FIXTURES / fixture), str(tmp_path / "a.tar.zst")], tmp_path)
+    assert code == 0, err
+    case = gen.Case(fixture, tmp_path / "a.tar.zst")
+    sub = tmp_path / "run"
+    sub.mkdir()
+    targets, _ = checked_run(case, lambda s, t: ["convert", str(s), str(t / "out")], sub)
+    assert served_by_series(targets / "out") == gen.truth_points(truth)
