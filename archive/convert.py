@@ -12,8 +12,9 @@ it too:
 
 * tombstones are applied into the TSM data (influxd's online restore discards ``.tombstone``
   files, §4.3) and no tombstone file is written;
-* several increments (legacy ``.NN``, several manifests) are merged into one full backup, newest
-  file winning per point (the resolved state of :meth:`Shard.effective_files`);
+* several increments (legacy ``.NN``, several manifests) are merged into one full backup: their
+  union, newest file winning per point, with what later compactions deleted left out (the
+  resolved state of :meth:`Shard.layers`);
 * a live server root's WAL is replayed exactly as influxd replays it and written into the TSM data;
 * ``start``/``end`` keep exactly the points with ``start <= t <= end`` (both inclusive); blocks fully
   inside are copied raw, boundary blocks decoded and re-encoded; shards with nothing left are dropped
@@ -47,7 +48,7 @@ from . import guard
 from .errors import ArchiveError, SourceError, TargetError, UsageError
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
-from .select import Selection, select_meta
+from .select import Selection, select_meta, window_inside, window_overlaps
 from .shardview import open_shard_reader
 from .source import Shard, Source, open_source
 from .staging import temp_sibling
@@ -148,21 +149,11 @@ class ConvertResult:
 
 
 def _overlaps(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
-    if shard.group_start is None or shard.group_end is None:
-        return True
-    if start is not None and shard.group_end - 1 < start:
-        return False
-    if end is not None and shard.group_start > end:
-        return False
-    return True
+    return window_overlaps((shard.group_start, shard.group_end), start, end)
 
 
 def _inside(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
-    if start is None and end is None:
-        return True
-    if shard.group_start is None or shard.group_end is None:
-        return False
-    return (start is None or shard.group_start >= start) and (end is None or shard.group_end - 1 <= end)
+    return window_inside((shard.group_start, shard.group_end), start, end)
 
 
 def plan_convert(
@@ -213,7 +204,7 @@ def plan_convert(
             continue
         tdb, trp = selection.target_names(ref.db.name, ref.rp.name)
         layers = shard.tsm_layers()
-        copy_raw = len(layers) == 1 and layers[0][1] is None and not shard.wal and _inside(shard, start, end)
+        copy_raw = len(layers) == 1 and layers[0][1] is None and shard.plain and not shard.wal and _inside(shard, start, end)
         jobs.append(ShardJob(shard, tdb, trp, copy_raw))
     for s in src.shards:
         if (s.files or s.wal) and s.id not in live and selection.keeps(*s.key):

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Optional
 
+from ..meta.model import shard_group_range
 from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block
 from ..tsm.keys import key_slice, measurement_of, split_key
 from ..tsm.shard import RawFrame, ShardReader
@@ -40,6 +41,7 @@ from .errors import UsageError
 from .inspect import rfc3339
 from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
 from .progress import ProgressCallback, Reporter
+from .select import window_overlaps
 from .shardview import open_shard_reader
 from .source import Shard, Source
 from .staging import temp_sibling
@@ -79,8 +81,8 @@ def _selected_shards(src: Source, database: Optional[str], retention: Optional[s
             if retention is not None and rp.name != retention:
                 continue
             shards = []
-            for g in sorted(rp.shard_groups, key=lambda g: (g.start_time, g.id)):
-                if g.deleted or g.end_time - 1 < start or g.start_time > end:
+            for g in sorted(rp.shard_groups, key=lambda g: (shard_group_range(g)[0], g.id)):
+                if g.deleted or not window_overlaps(shard_group_range(g), start, end):
                     continue
                 for si in g.shards:
                     s = by_key.get((db.name, rp.name, si.id))

@@ -10,9 +10,11 @@ Where influxd 1.6.7 gets it wrong (BACKUP_META.md §4.1-§4.3, §7), we do this 
 * the metastore keeps users (password hashes), grants, continuous queries and subscriptions (the
   portable restore drops users, grants and CQs);
 * TSM files are copied with their tombstones, so deleted data stays deleted (influxd's portable
-  restore discards ``.tombstone`` files), and of several increments only the resolved current
-  state is written (:meth:`Shard.effective_files`), so data deleted before a later compaction does
-  not come back (influxd unpacks every increment on top of each other);
+  restore discards ``.tombstone`` files), and of several increments their union is written
+  (:meth:`Shard.layers`: every block of every increment, data deleted before a later compaction
+  left out; influxd unpacks every increment on top of each other). When that union is not a set of
+  whole files (a ``-start/-end`` copy beside the full one, files partly replaced by a filtered
+  copy), the shard is written as new TSM files with the tombstones applied;
 * WAL segments of a live source go to ``--waldir`` unchanged, or, without it, the replayed cache
   is written as one new TSM file above every other generation of the shard (the cache wins over
   TSM files in influxd, and so does the newest file: the same points are served);
@@ -124,6 +126,10 @@ class ShardPlan:
     wal_dir: Optional[Path] = None  # WAL segments copied raw into this directory
     wal_files: list[ShardFile] = field(default_factory=list)
     flush_wal: bool = False  # replay the WAL and write it as files[-1] (a new TSM)
+    #: (generation, first sequence): the shard's increments do not reduce to whole files (copies
+    #: of one file that differ, or files partly replaced by block-filtered copies), so its current
+    #: state is written as new TSM files named from there, tombstones applied (files[0] the first)
+    rewrite: Optional[tuple[int, int]] = None
 
     @property
     def bytes(self) -> int:
@@ -165,7 +171,7 @@ class RestorePlan:
                     "into_existing": s.into_existing,
                     "dir": str(s.target_dir),
                     "files": [
-                        {"name": f.target_name, "from": f.source.origin if f.source else "WAL cache", "bytes": f.size}
+                        {"name": f.target_name, "from": f.source.origin if f.source else "merged increments" if s.rewrite else "WAL cache", "bytes": f.size}
                         for f in s.files
                     ],
                     "wal_segments": [f.name for f in s.wal_files],
@@ -460,6 +466,14 @@ def _plan_shard(
         gen, seq, ext = naming.parse_name(name)  # type: ignore[misc]
         return naming.tsm_name(gen_map.get(gen, gen), seq, ext)
 
+    if not sh.plain and not sh.wal:
+        # the union of several increments that no set of whole files holds (Shard.layers)
+        gen = max(gen_map.get(g, g) for g in (naming.order_key(t.name)[0] for t, _ in layers))
+        seq = max(naming.order_key(t.name)[1] for t, _ in layers) + 1
+        size = sum(f.size for f in sh.effective_files())
+        sp.files.append(FilePlan(None, naming.tsm_name(gen, seq), size))
+        sp.rewrite = (gen, seq)
+        return sp
     for tsm, tomb in layers:
         sp.files.append(FilePlan(tsm, renamed(tsm.name), tsm.size))
         if tomb is not None:
@@ -1216,7 +1230,22 @@ def _stage_shard(
     # Spool files (a sealed archive's members) go into the staging directory this run opened,
     # named through /proc/self/fd so that no link swapped in for its path is followed.
     spool = f"/proc/self/fd/{_STAGE_FDS[data_stage]}"
-    with plan.source.open_shard(sp.shard, tmpdir=spool if os.path.isdir(spool) else str(data_stage), spool_gz=False) as opened:
+    spool_dir = spool if os.path.isdir(spool) else str(data_stage)
+    if sp.rewrite is not None:
+        from .shardview import open_shard_reader
+        from .writeshard import write_shard
+
+        with open_shard_reader(plan.source, sp.shard, tmpdir=spool_dir) as reader:
+            written = write_shard(reader, sdir, *sp.rewrite)
+        for w in written:
+            os.chmod(w.path, FILE_MODE)
+            nfiles += 1
+            nbytes += w.size
+        advance(sp.files[0].size)
+        sp.files[0].size = sum(w.size for w in written)
+        os.fsync(_STAGE_FDS[sdir])
+        return sp, sdir, None, nfiles, nbytes
+    with plan.source.open_shard(sp.shard, tmpdir=spool_dir, spool_gz=False) as opened:
         # Files inside a .tar.gz (portable backups) are inflated straight into the staging area,
         # one pass per container, and checked there: no temporary copy of the decompressed tar.
         inflated = _inflate_members([fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged)

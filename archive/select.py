@@ -153,6 +153,31 @@ def max_ids(data: Data) -> tuple[int, int]:
     return sg, sh
 
 
+def window_overlaps(group: tuple[Optional[int], Optional[int]], start: Optional[int], end: Optional[int]) -> bool:
+    """Whether a shard group ``(start, end)`` (start inclusive, end exclusive, as
+    :func:`~influx_archive.meta.model.shard_group_range` gives it; ``None`` = unknown) may hold
+    points with ``start <= t <= end`` (inclusive; ``None`` = unbounded). Unknown ranges overlap."""
+    g_start, g_end = group
+    if g_start is None or g_end is None:
+        return True
+    if start is not None and g_end - 1 < start:
+        return False
+    if end is not None and g_start > end:
+        return False
+    return True
+
+
+def window_inside(group: tuple[Optional[int], Optional[int]], start: Optional[int], end: Optional[int]) -> bool:
+    """Whether every time a shard group can hold lies in ``[start, end]`` (so nothing of it is cut);
+    an unknown range is inside only an unbounded window."""
+    if start is None and end is None:
+        return True
+    g_start, g_end = group
+    if g_start is None or g_end is None:
+        return False
+    return (start is None or g_start >= start) and (end is None or g_end - 1 <= end)
+
+
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$"
 )

@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 from ..tsm.keys import series_of
 from ..tsm.reader import TSMReader
 from ..tsm.shard import ShardReader
-from ..tsm.tombstone import TombstoneSet, read_tombstones
+from ..tsm.tombstone import Tombstone, TombstoneSet, read_tombstones
 from ..tsm.wal import Cache
 from .errors import ArchiveError
 from .findings import Finding
@@ -33,31 +33,90 @@ class ShardFiles:
 
 
 def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: Optional[list] = None) -> ShardFiles:
-    """Open the shard's effective TSM files, tombstones and WAL. With ``salvage`` a TSM or
-    tombstone file that cannot be opened is left out (and a damaged WAL entry skipped) with an
-    error finding appended to ``findings``, instead of failing."""
-    layers: list[tuple[TSMReader, Optional[TombstoneSet]]] = []
-    for tsm, tomb in shard.tsm_layers():
-        try:
-            reader = TSMReader(opened.stream(tsm), name=tsm.origin, size=tsm.size)
-        except ArchiveError as exc:
-            exc.located(path=tsm.container, member=tsm.member)
-            if not salvage:
-                raise exc
-            _note(findings, exc, "TSM file left out")
-            continue
-        tset = None
+    """Open the shard's current state (:meth:`Shard.layers`): each file's copies, tombstones and
+    masks, and the WAL. With ``salvage`` a TSM or tombstone file that cannot be opened is left out
+    (and a damaged WAL entry skipped) with an error finding appended to ``findings``, instead of
+    failing.
+
+    Copies of one file: a twin whose index is a subset of the largest copy's (what a
+    ``-start/-end`` backup writes) adds nothing and is dropped here; any other twin is kept as a
+    layer of its own right below the largest copy (same points, so their order is moot). A masked
+    file gets, besides its own tombstone, one deletion per key covering the span its mask holds
+    for that key, the mask's tombstone, and what the mask's own mask hands down
+    (see :meth:`Shard.layers`)."""
+    plan = shard.layers()
+    readers: dict[str, list[TSMReader]] = {}
+    tombs: dict[str, list[Tombstone]] = {}
+    for layer in plan:
+        got: list[TSMReader] = []
+        for copy in [layer.tsm] + layer.twins:
+            try:
+                got.append(TSMReader(opened.stream(copy), name=copy.origin, size=copy.size))
+            except ArchiveError as exc:
+                exc.located(path=copy.container, member=copy.member)
+                if not salvage:
+                    raise exc
+                _note(findings, exc, "TSM file left out")
+        if len(got) > 1:
+            got = [got[0]] + [r for r in got[1:] if not _index_subset(r, got[0])]
+        readers[layer.name] = got
+        tomb = layer.tomb
         if tomb is not None:
             try:
-                tset = TombstoneSet(read_tombstones(opened.stream(tomb), name=tomb.origin))
+                tombs[layer.name] = list(read_tombstones(opened.stream(tomb), name=tomb.origin))
             except ArchiveError as exc:
                 exc.located(path=tomb.container, member=tomb.member)
                 if not salvage:
                     raise exc
                 _note(findings, exc, "tombstone file left out: points it deleted are served again")
-        layers.append((reader, tset))
+    by_name = {layer.name: layer for layer in plan}
+    inherited: dict[str, list[Tombstone]] = {}
+
+    def handed_down(name: str) -> list[Tombstone]:
+        """What a file masked by ``name`` must delete: per key the span its copies hold, its
+        tombstone, and what its own mask hands down (iterative: chains can be long)."""
+        chain = []
+        while name not in inherited and name in by_name:
+            chain.append(name)
+            nxt = by_name[name].masks
+            if not nxt or nxt[0] in chain:
+                break
+            name = nxt[0]
+        for n in reversed(chain):
+            out: list[Tombstone] = []
+            for r in readers.get(n, ()):
+                for key, _btype, ents in r.iter_index():
+                    out.append(Tombstone(key, ents[0].min_time, max(e.max_time for e in ents)))
+            out.extend(tombs.get(n, ()))
+            nxt = by_name[n].masks
+            if nxt and nxt[0] != n:
+                out.extend(inherited.get(nxt[0], ()))
+            inherited[n] = out
+        return inherited.get(chain[0] if chain else name, [])
+
+    layers: list[tuple[TSMReader, Optional[TombstoneSet]]] = []
+    for layer in plan:
+        entries = list(tombs.get(layer.name, ()))
+        for mask in layer.masks:
+            entries.extend(handed_down(mask))
+        tset = TombstoneSet(entries) if entries else None
+        got = readers[layer.name]
+        for reader in got[1:] + got[:1]:  # largest copy last
+            layers.append((reader, tset))
     cache = replay_wal(opened, shard, salvage=salvage, findings=findings) if shard.wal else None
     return ShardFiles(layers, cache)
+
+
+def _index_subset(small: TSMReader, big: TSMReader) -> bool:
+    """Every block of ``small`` is a block of ``big`` (same key, time range and size)."""
+    for key, _btype, ents in small.iter_index():
+        try:
+            have = {(e.min_time, e.max_time, e.size) for e in big.entries(key)}
+        except KeyError:
+            return False
+        if any((e.min_time, e.max_time, e.size) not in have for e in ents):
+            return False
+    return True
 
 
 def replay_wal(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: Optional[list] = None) -> Cache:
@@ -111,7 +170,7 @@ def shard_index_summary(src: Source, shard: Shard, *, tmpdir: Optional[str] = No
     series: set[bytes] = set()
     lo: Optional[int] = None
     hi: Optional[int] = None
-    if not shard.tsm_layers() and not shard.wal:
+    if not shard.layers() and not shard.wal:
         return IndexSummary(0, None, None)
     with src.open_shard(shard, tmpdir=tmpdir) as opened:
         parts = load_shard_files(opened, shard)

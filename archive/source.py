@@ -25,6 +25,8 @@ plain file name are used; anything else is reported as a finding and ignored.
 
 from __future__ import annotations
 
+import bisect
+import calendar
 import contextlib
 import gzip
 import os
@@ -33,13 +35,14 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
 from ..meta import files as metafiles
-from ..meta.model import Data, decode_data
+from ..meta.model import Data, decode_data, shard_group_range
 from .errors import ArchiveError, FormatError, SourceError, TruncatedError
 from .findings import ERROR, WARNING, Finding
 from .streams import SubFile
@@ -86,6 +89,17 @@ class ShardFile:
     increment: int = 0  # which backup set of an incremental source provided it (0 = first)
     gz: bool = False  # container is a .tar.gz (must be spooled to seek)
     data_offset: Optional[int] = None  # offset of the member data inside an uncompressed tar
+    mtime: Optional[int] = None  # tar member mtime (s): a block-filtered export copy gets the export time
+    #: when its backup run started (epoch s): a portable manifest's ``<ts>``; for legacy tars the
+    #: mtime of the newest ``meta.NN`` older than the tar (the run writes its metastore first)
+    set_time: Optional[int] = None
+
+    @property
+    def maybe_filtered(self) -> bool:
+        """Written during its backup run: what ``influxd backup -start/-end`` does to the block-
+        filtered copy of a file it cuts (``filterFileToBackup`` streams a fresh temp file). A file
+        already on disk when the run started has an older mtime."""
+        return self.mtime is not None and self.set_time is not None and self.mtime >= self.set_time
 
     @property
     def origin(self) -> str:
@@ -102,12 +116,15 @@ class Shard:
     retention_policy: str
     id: int
     group_id: Optional[int] = None
-    group_start: Optional[int] = None  # ns, inclusive
+    group_start: Optional[int] = None  # ns, inclusive (a start stored after the end reads as the lowest time)
     group_end: Optional[int] = None  # ns, exclusive
     in_meta: bool = False
     files: list[ShardFile] = field(default_factory=list)  # tsm + tombstone (+ other) from every increment
     wal: list[ShardFile] = field(default_factory=list)  # live sources only, influxd's replay order
     containers: list[str] = field(default_factory=list)  # shard tars / dirs that provided files
+    #: increments known to be ``-start/-end`` backups (a copy smaller than a same-named one)
+    range_increments: frozenset = frozenset()
+    _resolved: Optional[tuple] = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -116,50 +133,224 @@ class Shard:
     def data_files(self) -> list[ShardFile]:
         return [f for f in self.files if f.kind in ("tsm", "tombstone")]
 
-    def effective_files(self) -> list[ShardFile]:
-        """The TSM and tombstone files that make up the shard's current state.
+    def layers(self) -> list["Layer"]:
+        """The shard's current state across every increment, as :class:`Layer` s oldest to newest
+        by (generation, sequence). The rules (TSM files are immutable in influxd):
 
-        Several increments of one shard (legacy ``.00``, ``.01``...; several portable manifests)
-        are layered: a file name seen in a later increment replaces the same name of an earlier
-        one, and earlier TSM files that a later compaction output replaced are dropped (below).
-        Tombstones pair with the TSM of the same stem from any increment. Returned sorted by
-        (generation, sequence, kind).
+        * **A name is one file.** Copies of one TSM name from several increments are the same
+          file; a ``-start/-end`` backup's copy holds a subset of its blocks. The largest copy is
+          used; copies of another size are its ``twins`` and their blocks are kept too (the reader
+          drops a twin whose index is a subset of the largest copy's).
+        * **Tombstones grow.** The tombstone of a name from the latest increment that has one
+          applies to every copy of that name.
+        * **Compactions replace.** influxd names a compaction output after the highest generation
+          of its inputs with a higher sequence (TSM_WAL.md §1.9), so a file (g, s) of an earlier
+          increment is replaced by a later increment's (G, S) with G >= g and S > s. When one such
+          later copy is whole, the earlier file is dropped (data deleted before the compaction
+          stays deleted; influxd's own restore of several increments resurrects it). When every
+          such copy may be block-filtered (:meth:`ShardFile.maybe_filtered`, or its increment is
+          a range backup: see :func:`mark_range_increments`), the earlier file stays, masked by
+          its descendant: the copy of the nearest later increment with the smallest G >= g (live
+          files cover contiguous generation ranges named after their highest). Per key, its
+          points inside the span that copy covers are replaced by the copy's (a filtered copy
+          holds every block of the key inside that span), its points outside are kept (filtered
+          out, not deleted), and the copy's tombstones apply to it too (it stands in for the
+          copy's missing blocks). The copy's own mask (the next backup's descendant) applies in
+          turn, so a chain of range backups masks as a whole.
+
+        Resolution is O(n log n) in the number of files (Fenwick trees over generations), with
+        at most one mask per file.
         """
-        latest: dict[str, ShardFile] = {}
-        for f in self.files:
-            if f.kind not in ("tsm", "tombstone"):
-                continue
-            cur = latest.get(f.name)
-            if cur is None or f.increment >= cur.increment:
-                latest[f.name] = f
-        # A TSM of an earlier increment is superseded when a later increment holds a TSM
-        # (G, S) with G >= g and S > s: influxd names a compaction output after the highest
-        # generation of its inputs, with a higher sequence, and compactions consume lower-
-        # sequence files of lower generations (TSM_WAL.md §1.9). Dropping those files (and their
-        # tombstones) keeps data deleted before a compaction from coming back, which influxd's
-        # own restore of several increments resurrects (BACKUP_META.md §4.1).
-        tsms = [(tsm_order_key(f.name), f.increment) for f in latest.values() if f.kind == "tsm"]
-        superseded = {
-            f.stem
-            for f in latest.values()
-            if f.kind == "tsm"
-            and any(
-                inc > f.increment and gen >= tsm_order_key(f.name)[0] and seq > tsm_order_key(f.name)[1]
-                for (gen, seq), inc in tsms
-            )
-        }
-        kept = [f for f in latest.values() if f.stem not in superseded]
-        return sorted(kept, key=lambda f: (tsm_order_key(f.name), f.kind))
+        stamp = (len(self.files), self.range_increments)
+        if self._resolved is not None and self._resolved[0] == stamp:
+            return self._resolved[1]
+        out = resolve_layers(self.files, self.range_increments)
+        self._resolved = (stamp, out)
+        return out
+
+    def effective_files(self) -> list[ShardFile]:
+        """Every TSM and tombstone file the current state reads (twins included), sorted by
+        (generation, sequence, kind)."""
+        out: list[ShardFile] = []
+        for layer in self.layers():
+            out.extend(layer.twins)
+            out.append(layer.tsm)
+            if layer.tomb is not None:
+                out.append(layer.tomb)
+        return sorted(out, key=lambda f: (tsm_order_key(f.name), f.kind, f.increment))
 
     def tsm_layers(self) -> list[tuple[ShardFile, Optional[ShardFile]]]:
-        """(tsm, tombstone-or-None) pairs, oldest to newest by (generation, sequence)."""
-        eff = self.effective_files()
-        tombs = {f.stem: f for f in eff if f.kind == "tombstone"}
-        return [(f, tombs.get(f.stem)) for f in eff if f.kind == "tsm"]
+        """(tsm, tombstone-or-None) pairs, oldest to newest by (generation, sequence): the largest
+        copy of each file (see :meth:`layers`; :attr:`plain` says whether that is everything)."""
+        return [(layer.tsm, layer.tomb) for layer in self.layers()]
+
+    @property
+    def plain(self) -> bool:
+        """Whether the current state is exactly the files of :meth:`tsm_layers` (no twin copies,
+        no masked file): then they can be copied as they are."""
+        return all(layer.plain for layer in self.layers())
 
     @property
     def bytes(self) -> int:
         return sum(f.size for f in self.data_files())
+
+
+@dataclass
+class Layer:
+    """One TSM file of a shard's current state (see :meth:`Shard.layers`)."""
+
+    tsm: ShardFile  # the largest copy of the file
+    tomb: Optional[ShardFile] = None  # its tombstone (latest increment that has one)
+    twins: list[ShardFile] = field(default_factory=list)  # other copies of the same name, other sizes
+    #: the later, maybe block-filtered compaction output that holds this file's data (at most one:
+    #: its own mask covers the backups after it)
+    masks: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.tsm.name
+
+    @property
+    def plain(self) -> bool:
+        return not self.twins and not self.masks
+
+
+class _MaxTree:
+    """Fenwick tree over ranks 1..n: raise a rank's value, ask the maximum over ranks 1..i."""
+
+    def __init__(self, n: int) -> None:
+        self._t = [-1] * (n + 1)
+
+    def raise_to(self, i: int, value: int) -> None:
+        t = self._t
+        while i < len(t):
+            if t[i] < value:
+                t[i] = value
+            i += i & -i
+
+    def max_upto(self, i: int) -> int:
+        best = -1
+        t = self._t
+        while i > 0:
+            if t[i] > best:
+                best = t[i]
+            i -= i & -i
+        return best
+
+
+class _MinTree:
+    """Fenwick tree over ranks 1..n: lower a rank's value, ask the minimum over ranks 1..i."""
+
+    def __init__(self, n: int) -> None:
+        self._t: list = [None] * (n + 1)
+
+    def lower_to(self, i: int, value) -> None:
+        t = self._t
+        while i < len(t):
+            if t[i] is None or value < t[i]:
+                t[i] = value
+            i += i & -i
+
+    def min_upto(self, i: int):
+        best = None
+        t = self._t
+        while i > 0:
+            if t[i] is not None and (best is None or t[i] < best):
+                best = t[i]
+            i -= i & -i
+        return best
+
+
+def resolve_layers(files: list[ShardFile], range_increments: frozenset = frozenset()) -> list[Layer]:
+    """:meth:`Shard.layers` of these files (any order). O(n log n)."""
+    copies: dict[str, list[ShardFile]] = {}
+    tombs: dict[str, ShardFile] = {}
+    for f in files:
+        if f.kind == "tsm":
+            copies.setdefault(f.name, []).append(f)
+        elif f.kind == "tombstone":
+            cur = tombs.get(f.stem)
+            if cur is None or f.increment >= cur.increment:
+                tombs[f.stem] = f
+    layers: dict[str, Layer] = {}
+    newest: dict[str, int] = {}  # name -> latest increment holding a copy
+    for name, group in copies.items():
+        # largest copy first; among equal sizes the latest increment (identical bytes expected)
+        group.sort(key=lambda f: (-f.size, -f.increment))
+        base = group[0]
+        twins: list[ShardFile] = []
+        sizes = {base.size}
+        for f in group[1:]:
+            if f.size not in sizes:
+                sizes.add(f.size)
+                twins.append(f)
+        twins.sort(key=lambda f: f.increment)
+        layers[name] = Layer(base, tombs.get(base.stem), twins)
+        newest[name] = max(f.increment for f in group)
+
+    def filtered(f: ShardFile) -> bool:
+        return f.increment in range_increments or f.maybe_filtered
+
+    # Supersession: file A (g, s), newest increment a, is replaced by a copy of B (G, S) with
+    # increment > a, G >= g, S > s. Walk copies from the newest increment down; before asking
+    # about the files whose newest increment is a, every copy of a later increment is in the trees
+    # (keyed by generation rank, descending, holding the highest sequence seen).
+    gens = sorted({tsm_order_key(n)[0] for n in layers}, reverse=True)
+    rank = {g: i + 1 for i, g in enumerate(gens)}
+    whole_tree = _MaxTree(len(gens))
+    # for masks: the nearest later maybe-filtered copy with G >= g, i.e. the smallest
+    # (increment, G, -S): A's descendant in the next backup that shows one (live files cover
+    # contiguous generation ranges, named after their highest, so the file holding A's data
+    # is the one with the smallest G >= g). Its own mask covers the backups after it.
+    part_tree = _MinTree(len(gens))
+    all_copies = sorted((f for group in copies.values() for f in group), key=lambda f: -f.increment)
+    by_newest: dict[int, list[str]] = {}
+    for name, inc in newest.items():
+        by_newest.setdefault(inc, []).append(name)
+    superseded: set[str] = set()
+    k = 0
+    for inc in sorted(by_newest, reverse=True):
+        while k < len(all_copies) and all_copies[k].increment > inc:
+            f = all_copies[k]
+            g, sq = tsm_order_key(f.name)
+            if filtered(f):
+                part_tree.lower_to(rank[g], (f.increment, g, -sq, f.name))
+            else:
+                whole_tree.raise_to(rank[g], sq)
+            k += 1
+        for name in by_newest[inc]:
+            g, sq = tsm_order_key(name)
+            if whole_tree.max_upto(rank[g]) > sq:
+                superseded.add(name)
+                continue
+            best = part_tree.min_upto(rank[g])
+            if best is not None and -best[2] > sq and best[3] != name:
+                layers[name].masks = [best[3]]
+    kept = [layer for name, layer in layers.items() if name not in superseded]
+    kept.sort(key=lambda layer: tsm_order_key(layer.name))
+    return kept
+
+
+def mark_range_increments(shards: list[Shard]) -> frozenset:
+    """Increments that are ``-start/-end`` backups: they hold a copy of a TSM file smaller than a
+    copy of the same name in another increment (the same immutable file, block-filtered). One
+    backup run uses one time range for every shard, so the evidence of one shard marks the
+    increment for all of them. Sets :attr:`Shard.range_increments`; returns the set."""
+    found: set[int] = set()
+    for sh in shards:
+        sizes: dict[str, dict[int, int]] = {}
+        for f in sh.files:
+            if f.kind == "tsm":
+                per = sizes.setdefault(f.name, {})
+                per[f.increment] = max(per.get(f.increment, 0), f.size)
+        for per in sizes.values():
+            if len(set(per.values())) > 1:
+                top = max(per.values())
+                found.update(inc for inc, size in per.items() if size < top)
+    out = frozenset(found)
+    for sh in shards:
+        sh.range_increments = out
+    return out
 
 
 @dataclass
@@ -182,6 +373,14 @@ class Source:
     def display_path(self) -> str:
         """The path the user gave (a sealed archive's own path, not its private work dir)."""
         return self.path
+
+    def _index(self) -> dict[tuple[str, str, int], Shard]:
+        """key -> shard, kept in step with ``shards`` (rebuilt when the list changed under it)."""
+        idx = self.__dict__.get("_by_key")
+        if idx is None or len(idx) != len(self.shards):
+            idx = {s.key: s for s in self.shards}
+            self.__dict__["_by_key"] = idx
+        return idx
 
     def shard(self, database: str, retention_policy: str, shard_id: int) -> Optional[Shard]:
         for s in self.shards:
@@ -261,6 +460,7 @@ class TarMember:
     parts: tuple[str, str, int, str]  # db, rp, id, file
     size: int
     data_offset: int
+    mtime: Optional[int] = None
 
 
 def scan_shard_tar(
@@ -298,7 +498,7 @@ def scan_shard_tar(
                 elif size is not None and m.offset_data + m.size > size:
                     raise EOFError("unexpected end of data")
                 if usable is not None:
-                    out.append(TarMember(m.name, usable, m.size, m.offset_data))
+                    out.append(TarMember(m.name, usable, m.size, m.offset_data, _member_mtime(m)))
             if isinstance(fobj, _Limited):
                 fobj.finish()
     except ArchiveError as exc:
@@ -401,6 +601,13 @@ def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> Opt
         reject("not a TSM or tombstone file")
         return None
     return db, rp, int(sid), name
+
+
+def _member_mtime(m: tarfile.TarInfo) -> Optional[int]:
+    try:
+        return int(m.mtime)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _member_offset(base: BinaryIO, f: ShardFile) -> int:
@@ -512,6 +719,16 @@ def _fill_from_meta(src: Source) -> None:
     for db in src.meta.databases:
         for rp in db.retention_policies:
             for g in rp.shard_groups:
+                if g.start_time > g.end_time and not g.deleted:
+                    src.findings.append(
+                        Finding(
+                            WARNING,
+                            f"shard group {g.id} of {db.name}.{rp.name} has its stored start {g.start_time} after its "
+                            f"end {g.end_time} (influxd wraps a start before 1677-09-21T00:12:43Z); read as starting "
+                            "at the lowest time",
+                            path=src.meta_origin,
+                        )
+                    )
                 for sh in g.shards:
                     key = (db.name, rp.name, sh.id)
                     s = known.get(key)
@@ -521,8 +738,7 @@ def _fill_from_meta(src: Source) -> None:
                         src.shards.append(s)
                     s.in_meta = True
                     s.group_id = g.id
-                    s.group_start = g.start_time
-                    s.group_end = g.end_time
+                    s.group_start, s.group_end = shard_group_range(g)
     src.shards.sort(key=lambda s: (s.database, s.retention_policy, s.id))
 
 
@@ -546,14 +762,16 @@ def _add_tar_shard(
     increment: int,
     fallback: Optional[tuple[str, str, int]],
     expected_size: Optional[int] = None,
+    set_time: Optional[int] = None,
 ) -> None:
-    """Register the members of one shard tar with the shard(s) they name."""
+    """Register the members of one shard tar with the shard(s) they name. ``set_time``: when the
+    backup run that wrote the tar started (epoch s), if known."""
     members = src.prescanned.get(str(tar_path))
     if members is None:
         members = scan_shard_tar(
             str(tar_path), gz=gz, findings=src.findings, salvage=src.salvage, expected_size=expected_size
         )
-    shards = {s.key: s for s in src.shards}
+    shards = src._index()
     seen: set[tuple[str, str, int]] = set()
     for m in members:
         db, rp, sid, name = m.parts
@@ -583,15 +801,18 @@ def _add_tar_shard(
                 increment=increment,
                 gz=gz,
                 data_offset=None if gz else m.data_offset,
+                mtime=getattr(m, "mtime", None),
+                set_time=set_time,
             )
         )
     for key in seen:
-        if str(tar_path) not in shards[key].containers:
+        if not shards[key].containers or shards[key].containers[-1] != str(tar_path):
             shards[key].containers.append(str(tar_path))
     if not seen and fallback is not None:
         s = shards.get(fallback)
         if s is None:
             s = Shard(*fallback)
+            shards[fallback] = s
             src.shards.append(s)
         s.containers.append(str(tar_path))
 
@@ -612,6 +833,7 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
             src.findings.append(Finding(WARNING, "unfinished download left by influxd backup; ignored", path=str(p / n)))
     shard_index = _meta_shard_index(src.meta)
     increments: set[int] = set()
+    run_starts = _legacy_run_starts(p, [n for _, n in metas])
     for n in names:
         if LEGACY_META_RE.match(n) or n.endswith(".pending"):
             continue
@@ -625,10 +847,35 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
         fallback = None
         if sid in shard_index and f"{shard_index[sid][0]}.{shard_index[sid][1]}" == m.group("prefix"):
             fallback = (shard_index[sid][0], shard_index[sid][1], sid)
-        _add_tar_shard(src, p / n, gz=False, increment=inc, fallback=fallback)
+        _add_tar_shard(src, p / n, gz=False, increment=inc, fallback=fallback, set_time=_run_start(run_starts, p / n))
     src.increments = max(1, len(increments))
     _fill_from_meta(src)
+    mark_range_increments(src.shards)
     return src
+
+
+def _legacy_run_starts(p: Path, meta_names: list[str]) -> list[float]:
+    """mtimes of the ``meta.NN`` files, ascending. ``influxd backup`` (legacy) writes the run's
+    metastore first, then its shard tars (cmd/influxd/backup/backup.go ``Run``)."""
+    out = []
+    for n in meta_names:
+        try:
+            out.append(os.stat(p / n).st_mtime)
+        except OSError:
+            continue
+    return sorted(out)
+
+
+def _run_start(run_starts: list[float], tar: Path) -> Optional[int]:
+    """When the run that wrote ``tar`` started, as well as the files tell (epoch s): the mtime of
+    the newest ``meta.NN`` written before the tar. None when no ``meta.NN`` is older (the files
+    were copied without their mtimes: then only same-named copies show a range backup)."""
+    try:
+        t = os.stat(tar).st_mtime
+    except OSError:
+        return None
+    i = bisect.bisect_right(run_starts, t)
+    return int(run_starts[i - 1]) if i else None
 
 
 def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: Optional[dict] = None) -> Source:
@@ -665,17 +912,17 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
             if not fp.is_file():
                 steps.append(("missing", Finding(ERROR, f"shard file {e.file_name} listed by the manifest is missing", path=str(mp)), key))
                 continue
-            steps.append(("tar", fp, inc, key, e.size))
+            steps.append(("tar", fp, inc, key, e.size, _manifest_time(mp)))
     scans = _scan_gz_tars([(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage)
     for st in steps:
         if st[0] == "finding":
             src.findings.append(st[1])
         elif st[0] == "missing":
             src.findings.append(st[1])
-            if not any(s.key == st[2] for s in src.shards):
+            if st[2] not in src._index():
                 src.shards.append(Shard(*st[2]))
         else:
-            _, fp, inc, key, size = st
+            _, fp, inc, key, size, set_time = st
             scanned = scans.get((str(fp), size))
             if isinstance(scanned, BaseException):
                 raise scanned
@@ -683,9 +930,22 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
                 members, found = scanned
                 src.findings.extend(found)
                 src.prescanned[str(fp)] = members
-            _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=size)
+            _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=size, set_time=set_time)
     _fill_from_meta(src)
+    mark_range_increments(src.shards)
     return src
+
+
+def _manifest_time(mp: Path) -> Optional[int]:
+    """When the backup run of a ``<ts>.manifest`` started (epoch s; influxd's Go layout
+    ``20060102T150405Z``, UTC), or None for another name."""
+    m = PORTABLE_MANIFEST_RE.match(mp.name)
+    if not m:
+        return None
+    try:
+        return calendar.timegm(time.strptime(m.group("ts"), "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return None
 
 
 def _scan_gz_tars(jobs: list[tuple[Path, int]], salvage: bool) -> dict:

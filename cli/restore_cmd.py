@@ -28,6 +28,8 @@ def _plan_text(plan: RestorePlan) -> str:
         how = "into existing shard" if s.into_existing else "new shard"
         wal = f", {len(s.wal_files)} WAL segments -> {s.wal_dir}" if s.wal_dir else ""
         flush = ", WAL flushed into a new TSM file" if s.flush_wal else ""
+        if s.rewrite is not None:
+            flush = ", increments merged into new TSM files"
         lines.append(f"  shard {src} -> {s.target_dir} ({how}; {len(s.files)} files, {s.bytes} bytes{wal}{flush})")
     lines.append(f"  users: {', '.join(u.name for u in plan.meta.users) or 'none'}")
     lines.append(f"  total {plan.bytes} bytes in {len(plan.shards)} shards")

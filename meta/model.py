@@ -94,6 +94,28 @@ class ShardGroupInfo:
         """influxd's ``Truncated()``: TruncatedAt present and non-zero (0 reads as unset)."""
         return bool(self.truncated_at)
 
+    @property
+    def effective_start(self) -> int:
+        """StartTime, or the lowest int64 time when it lies after EndTime. influxd computes a
+        group's start by truncating the first point's time to the group duration; for points in
+        the first group duration after 1677-09-21T00:12:43.145224192Z (the lowest int64 time)
+        that start lies before it, and Go's ``UnixNano`` wraps it to a time near 2262 when the
+        metastore is saved (services/meta/data.go ``CreateShardGroup``, ``MarshalTime``). Such a
+        group still holds points from the lowest time on, which influxd serves."""
+        return shard_group_range(self)[0]
+
+
+MIN_TIME = -(1 << 63)
+
+
+def shard_group_range(group: "ShardGroupInfo") -> tuple[int, int]:
+    """``(start, end)`` (start inclusive, end exclusive, ns) of the times ``group`` holds, with a
+    start after the end read as :data:`MIN_TIME` (see :attr:`ShardGroupInfo.effective_start`)."""
+    start, end = group.start_time, group.end_time
+    if start > end:
+        start = MIN_TIME
+    return start, end
+
 
 def shard_group_sort_key(group: ShardGroupInfo) -> tuple[int, int, int, int]:
     """Sort key of influxd's ``ShardGroupInfos.Less`` (§1.4): effective end (TruncatedAt when
