@@ -28,10 +28,8 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import stat
 import tarfile
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,11 +37,11 @@ from typing import BinaryIO, Iterator, Optional
 
 import zstandard
 
-from .errors import ArchiveError, ChecksumError, FormatError, SourceError, TargetError, TruncatedError, UsageError
+from .errors import ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TruncatedError, UsageError
 from .findings import Finding
 from .progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
-from .staging import temp_sibling
+from .output import Output, building_dir, make_spool, open_output, os_error, plan_dir_output, plan_file_output, remove_spool, source_roots, spool
 from .tarwrite import TarWriter
 
 MANIFEST_NAME = "INFLUX-ARCHIVE.json"
@@ -119,33 +117,49 @@ def pack(
     force: bool = False,
     progress: Optional[ProgressCallback] = None,
 ) -> PackResult:
-    """Write the backup at ``src_path`` (a live root is backed up first) as a sealed archive."""
-    target = Path(archive).absolute()
-    if target.exists() and not force:
-        raise TargetError("archive already exists (pass --force to replace it)", path=str(target))
+    """Write the backup at ``src_path`` (a live root is backed up first, a sealed archive unpacked
+    first, both into a private spool) as a sealed archive. ``archive`` goes through
+    :mod:`~influx_archive.archive.output`: ``-``, a device or a FIFO is a stream; an existing file
+    is refused unless ``force``; a path equal to or inside the source is refused."""
     if not 1 <= level <= 22:
         raise UsageError("--level must be 1..22")
     src = open_source(src_path)
-    if src.kind == "file":
-        raise UsageError("pack takes a backup directory or a server root, not a single file", path=src.path)
-    with contextlib.ExitStack() as stack:
-        if src.kind == "live":
-            from .convert import convert
+    try:
+        roots = source_roots(src)
+        out = plan_file_output(archive, sources=roots, force=force)
+        if src.kind == "file":
+            raise UsageError("pack takes a backup directory or a server root, not a single file", path=src.path)
+        with contextlib.ExitStack() as stack:
+            if src.kind == "live" or isinstance(src, SealedSource):
+                base = None if out.stream else os.path.dirname(out.path)  # big: beside the archive
+                work = Path(stack.enter_context(spool("pack", base)))
+                if isinstance(src, SealedSource):
+                    unpack(src.archive, work / "backup")
+                else:
+                    from .convert import convert
 
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".influx-archive-pack-", dir=target.parent)))
-            convert(src, work / "backup", to="portable")
-            src = open_source(work / "backup")
-        return _pack_dir(src, target, level=level, threads=threads, progress=progress)
+                    convert(src, work / "backup", to="portable")
+                inner = open_source(work / "backup")
+                return _pack_dir(inner, out, level=level, threads=threads, progress=progress, roots=roots)
+            return _pack_dir(src, out, level=level, threads=threads, progress=progress, roots=roots)
+    finally:
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
 
 
-def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: Optional[ProgressCallback]) -> PackResult:
+def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: Optional[ProgressCallback],
+              roots: list[str]) -> PackResult:
     root = Path(src.path)
     names = _backup_files(src)
     entries = []
-    for n in names:
-        p = root / n
-        st = p.stat()
-        entries.append({"name": n, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "sha256": _sha256(p)})
+    try:
+        for n in names:
+            p = root / n
+            st = p.stat()
+            entries.append({"name": n, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "sha256": _sha256(p)})
+    except OSError as exc:
+        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
     starts = [s.group_start for s in src.shards if s.group_start is not None and (s.files or s.wal)]
     ends = [s.group_end for s in src.shards if s.group_end is not None and (s.files or s.wal)]
     manifest = {
@@ -163,10 +177,9 @@ def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: 
     total = sum(e["size"] for e in entries)
     rep = Reporter(progress, label="pack")
     rep.start(total)
-    tmp = temp_sibling(target)
     cctx = zstandard.ZstdCompressor(level=level, threads=threads or os.cpu_count() or 1, write_checksum=True)
     try:
-        with open(tmp, "xb") as raw:
+        with open_output(out, mode=0o600) as raw:  # the metastore holds password hashes
             with cctx.stream_writer(raw, closefd=False) as zw:
                 tar = TarWriter(zw)
                 import io
@@ -180,18 +193,16 @@ def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: 
                         raise SourceError("file changed while it was packed", path=str(root / e["name"]))
                 tar.close()
             raw.flush()
-            os.fsync(raw.fileno())
-            out_size = raw.tell()
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=str(target)) from None
+            out_size = raw.written
+    except BrokenPipeError:
         raise
+    except OSError as exc:
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
     finally:
         rep.end()
-    return PackResult(str(target), len(entries), total, out_size)
+    return PackResult(out.display, len(entries), total, out_size)
 
 
 class _HashingReader:
@@ -314,41 +325,37 @@ def _copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: 
 
 def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: Optional[ProgressCallback] = None) -> PackResult:
     """Restore the backup directory from ``archive`` into ``dest`` (new or empty), every file
-    checked against the manifest; all or nothing."""
-    path = Path(archive)
+    checked against the manifest; all or nothing (built beside ``dest``, renamed when complete)."""
+    path = Path(archive).absolute()
     if not path.is_file():
         raise SourceError("no such archive", path=str(path))
-    dest_p = Path(dest).absolute()
-    if dest_p.exists() and (not dest_p.is_dir() or any(dest_p.iterdir())):
-        raise TargetError("destination exists and is not an empty directory", path=str(dest_p))
-    tmp = temp_sibling(dest_p)
+    out = plan_dir_output(dest, sources=[os.path.realpath(path)])
     rep = Reporter(progress, label="unpack")
-    rep.start(path.stat().st_size)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from None
+    rep.start(size)
     n = total = 0
     try:
-        dest_p.parent.mkdir(parents=True, exist_ok=True)
-        os.mkdir(tmp, 0o700)
-        for _doc, entry, _m, reader in _iter_members(path):
-            target = tmp / entry["name"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "xb") as out:
-                _copy_checked(reader, entry, out, path)  # type: ignore[arg-type]
-                out.flush()
-                os.fchmod(out.fileno(), int(entry.get("mode", 0o644)) & 0o777)
-                os.fsync(out.fileno())
-            n += 1
-            total += entry["size"]
-        with contextlib.suppress(FileNotFoundError):
-            dest_p.rmdir()
-        os.rename(tmp, dest_p)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=str(dest_p)) from None
-        raise
+        with building_dir(out) as tmp:
+            for _doc, entry, _m, reader in _iter_members(path):
+                target = tmp / entry["name"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "xb") as f:
+                    _copy_checked(reader, entry, f, path)  # type: ignore[arg-type]
+                    f.flush()
+                    os.fchmod(f.fileno(), int(entry.get("mode", 0o644)) & 0o777)
+                    os.fsync(f.fileno())
+                n += 1
+                total += entry["size"]
+    except OSError as exc:
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=out.path, sources=[os.path.realpath(path)]) from None
     finally:
         rep.end()
-    return PackResult(str(path), n, path.stat().st_size, total)
+    return PackResult(str(path), n, size, total)
 
 
 def verify_sealed(path: str | os.PathLike[str]) -> tuple[list[Finding], int, int]:
@@ -431,11 +438,12 @@ class SealedSource(Source):
         return self.archive
 
     def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir:
+            remove_spool(self.workdir)
 
     def __del__(self) -> None:
         if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            remove_spool(self.workdir)
 
 
 def _is_metadata(name: str) -> bool:
@@ -450,7 +458,7 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
     from .source import scan_shard_tar
 
     p = Path(path).absolute()
-    workdir = tempfile.mkdtemp(prefix="influx-archive-sealed-")
+    workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
     findings: list[Finding] = []
     scans: dict[str, list] = {}
     try:
@@ -474,5 +482,5 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.workdir = workdir
         return sealed
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_spool(workdir)
         raise

@@ -13,7 +13,7 @@ from .main import app, emit_json, progress_bars
 @app.command()
 def pack(
     src: Path = typer.Argument(..., help="Backup directory (legacy or portable) or a stopped server root."),
-    archive: Path = typer.Argument(..., help="The archive to write, e.g. backup.tar.zst."),
+    archive: Path = typer.Argument(..., help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a stream."),
     level: int = typer.Option(3, "--level", help="zstd level 1-22."),
     threads: int = typer.Option(0, "--threads", help="Compression threads (0: one per core)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing archive."),
@@ -28,11 +28,11 @@ def pack(
     
     with progress_bars() as bars:
         res = pack_backup(src, archive, level=level, threads=threads, force=force, progress=bars)
-    if json_out:
+    if json_out and str(archive) != "-":
         emit_json(res.to_dict())
-    else:
+    else:  # with the archive on standard output, the summary goes to stderr
         ratio = res.bytes_out / res.bytes_in if res.bytes_in else 0
-        sys.stdout.write(f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio {ratio:.3f})\n")
+        (sys.stderr if str(archive) == "-" else sys.stdout).write(f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio {ratio:.3f})\n")
 
 
 @app.command()
