@@ -114,15 +114,18 @@ def _within(child: str, parent: str) -> bool:
     return child == parent or os.path.commonpath([child, parent]) == parent
 
 
-def refuse_inside_source(path: str | os.PathLike[str], roots: Iterable[str], *, what: str = "output") -> None:
-    """UsageError when ``path`` (resolved) is a source root, lies inside one, or holds one."""
+def refuse_inside_source(
+    path: str | os.PathLike[str], roots: Iterable[str], *, what: str = "output", holding: bool = True
+) -> None:
+    """UsageError when ``path`` (resolved) is a source root, lies inside one, or (``holding``)
+    holds one."""
     if os.fspath(path) == STDOUT:
         return
     real = _realpath(path)
     for root in roots:
         if _within(real, root):
             raise UsageError(f"{what} is the source or lies inside it ({root}); write it somewhere else", path=os.fspath(path))
-        if _within(root, real):
+        if holding and _within(root, real):
             raise UsageError(f"{what} holds the source ({root}); write it somewhere else", path=os.fspath(path))
 
 
@@ -536,3 +539,12 @@ def spool(purpose: str, base: Optional[str | os.PathLike[str]] = None) -> Iterat
         yield path
     finally:
         remove_spool(path)
+
+
+def refuse_dirs_inside_source(src, dirs: Iterable[tuple[str, Optional[str | os.PathLike[str]]]]) -> None:
+    """:func:`refuse_inside_source` for each named directory output of a verb (restore's
+    ``--metadir`` / ``--datadir`` / ``--waldir``); ``None`` entries are skipped."""
+    roots = source_roots(src)
+    for name, p in dirs:
+        if p is not None:
+            refuse_inside_source(p, roots, what=name, holding=False)  # restore adds to a tree

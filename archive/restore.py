@@ -61,6 +61,7 @@ from ..meta.model import (
 )
 from ..tsm import naming
 from ..tsm.reader import TSMReader
+from .output import refuse_dirs_inside_source
 from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
@@ -211,6 +212,7 @@ def plan_restore(
     for name, p in (("--datadir", datadir_p), ("--waldir", waldir_p), ("--metadir", metadir_p)):
         if p is not None and (p == src_root or src_root in p.parents):
             raise UsageError(f"{name} lies inside the source; restore somewhere else", path=str(p))
+    refuse_dirs_inside_source(src, (("--datadir", datadir_p), ("--waldir", waldir_p), ("--metadir", metadir_p)))
 
     recovered = recover_interrupted(datadir_p, waldir_p, apply=recover)
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
