@@ -397,7 +397,7 @@ def building_dir(out: Output) -> Iterator[Path]:
         tmp = temp_sibling(final)
         os.mkdir(tmp, 0o700)
     except OSError as exc:
-        raise TargetIOError(f"cannot create the output directory: {exc.strerror}", path=str(final)) from None
+        raise TargetIOError(f"cannot create the target directory: {exc.strerror}", path=str(final)) from None
     try:
         yield tmp
         _fsync_dir(tmp)

@@ -298,6 +298,8 @@ def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> It
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
         err = TruncatedError if isinstance(exc, EOFError) or "truncated" in str(exc).lower() else FormatError
         e = err(f"damaged archive stream ({exc})", path=str(path))
+        if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
+            e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
         if findings is None:
             raise e from None
         findings.append(Finding.from_error(e))

@@ -40,7 +40,7 @@ from typing import BinaryIO, Iterator, Optional
 
 from ..meta import files as metafiles
 from ..meta.model import Data, decode_data
-from .errors import ArchiveError, FormatError, SourceError, TruncatedError
+from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TruncatedError
 from .findings import ERROR, WARNING, Finding
 from .streams import SubFile
 from .threads import map_on_cores
@@ -248,7 +248,9 @@ class OpenShard:
 # ---------------------------------------------------------------------- tar handling
 
 
-def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> FormatError:
+def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> ArchiveError:
+    if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO, ...: the OS, not damage
+        return SourceIOError(f"cannot read the source: {exc.strerror or exc}", path=path, member=member, offset=offset)
     msg = str(exc) or exc.__class__.__name__
     if isinstance(exc, (EOFError, tarfile.ReadError)) and ("unexpected end" in msg or isinstance(exc, EOFError)):
         return TruncatedError(f"tar archive is truncated ({msg})", path=path, member=member, offset=offset)
@@ -477,7 +479,7 @@ def _listdir(p: Path) -> list[str]:
     try:
         return sorted(os.listdir(p))
     except OSError as exc:
-        raise SourceError(f"cannot list directory: {exc.strerror}", path=str(p)) from exc
+        raise SourceIOError(f"cannot read the source directory: {exc.strerror}", path=str(p)) from exc
 
 
 def _open_dir(p: Path, salvage: bool = False, prescanned: Optional[dict] = None) -> Source:
@@ -771,7 +773,7 @@ def _read_file(path: Path, limit: int = 1 << 30) -> bytes:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from exc
 
 
 def _open_file(p: Path, salvage: bool = False) -> Source:

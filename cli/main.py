@@ -229,7 +229,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.stderr.write("influx-archive: interrupted\n")
     rc = rc if isinstance(rc, int) else 0
     if rc == 0 and State.left_out:
-        sys.stderr.write(f"influx-archive: --salvage left damaged data out (listed above); exit {EXIT_SALVAGED}\n")
+        sys.stderr.write(f"influx-archive: --salvage left damaged data out (see the findings listed); exit {EXIT_SALVAGED}\n")
         rc = EXIT_SALVAGED
     sys.exit(rc)
 

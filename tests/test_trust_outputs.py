@@ -1,0 +1,257 @@
+"""Outputs go where the user said and only there; failures say what failed; no secret leftovers;
+pipes (issues 2, 11, 12, 14). Cases come from the generators in ``tests/hostile_outputs.py``;
+every case runs the real CLI in a subprocess and asserts the exact exit code, exactly one stderr
+line naming the path (on failure), no traceback, the source unchanged (hashes), nothing changed
+beside the output, no spool left in the private temporary directory, and the case's own check
+(a device is still that device, a FIFO received a valid stream, ...)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+import hostile_outputs as ho
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def tree_state(p: Path) -> dict[str, tuple]:
+    """Path -> (kind, content hash / link target / rdev, mode) for everything at or below ``p``,
+    never opening a FIFO or a device."""
+    out: dict[str, tuple] = {}
+
+    def one(path: Path, rel: str) -> None:
+        st = os.lstat(path)
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("link", os.readlink(path), 0)
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ("dir", None, mode)
+            for name in sorted(os.listdir(path)):
+                one(path / name, f"{rel}/{name}" if rel else name)
+        elif stat.S_ISREG(st.st_mode):
+            h = hashlib.sha256()
+            if mode & 0o444 or os.getuid() == 0:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            out[rel] = ("file", h.hexdigest(), mode)
+        else:
+            out[rel] = ("special", st.st_rdev, stat.S_IFMT(st.st_mode))
+
+    if os.path.lexists(p):
+        one(p, "")
+    return out
+
+
+def _top(rel: str) -> str:
+    return rel.split("/", 1)[0]
+
+
+class _FifoReader(threading.Thread):
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.data = b""
+
+    def run(self) -> None:
+        with open(self.path, "rb") as f:
+            self.data = f.read()
+
+    def release(self) -> None:
+        """Unblock a reader still waiting for a writer (the verb refused before opening it)."""
+        if self.is_alive():
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                os.close(fd)
+            except OSError:
+                pass
+        self.join(10)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    return ho.build_sources(tmp_path_factory.mktemp("outputs-src"))
+
+
+@pytest.fixture
+def private_tmp(tmp_path) -> Path:
+    """TMPDIR of the command: its spools must be gone when it ends."""
+    d = tmp_path / "tmpdir"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    return d
+
+
+def run_case(case: ho.OutCase, tmpdir: Path) -> None:
+    before_src = tree_state(case.source)
+    before = tree_state(case.watch)
+    if case.fifo is not None and not case.fifo.exists():
+        os.mkfifo(case.fifo)
+    reader = None
+    if case.fifo is not None and "refused" not in case.tags:
+        reader = _FifoReader(case.fifo)
+        reader.start()
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    kw = {}
+    if case.user is not None:
+        kw["user"] = case.user
+        kw["extra_groups"] = []
+        kw["cwd"] = "/"
+    try:
+        proc = subprocess.run(ho.cli_argv(*case.argv), capture_output=True, env=env, timeout=120, **kw)
+    finally:
+        if reader is not None:
+            reader.release()
+    err = proc.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err, err
+    assert proc.returncode == case.code, (case.name, proc.returncode, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    if case.code == ho.SALVAGED:
+        listed = err + proc.stdout.decode("utf-8", "replace")  # --json lists the findings on stdout
+        assert case.mention is not None and case.mention in listed, listed
+        assert lines[-1].endswith("exit 4"), err
+        assert all(ln.startswith("influx-archive: ") for ln in lines), err
+    elif case.code != ho.OK:
+        assert len(lines) == 1, err
+        assert case.mention is not None and case.mention in lines[0], (case.mention, err)
+        assert lines[0].startswith("influx-archive: error: "), err
+        if "source" in case.tags:
+            assert "source" in lines[0], err
+        if "target" in case.tags or "enospc" in case.tags:
+            assert "target" in lines[0], err
+    else:
+        assert not any("error" in ln for ln in lines), err
+    assert tree_state(case.source) == before_src, "the source changed"
+    after = tree_state(case.watch)
+    changed = {r for r in set(before) | set(after) if before.get(r) != after.get(r) and r}
+    assert {_top(r) for r in changed} <= set(case.allowed), f"written beside the output: {sorted(changed)}"
+    if case.fifo is not None:
+        assert stat.S_ISFIFO(os.lstat(case.fifo).st_mode), "the FIFO was replaced"
+    spools = [p for p in tmpdir.rglob("*")]
+    assert all(p.is_dir() and p.name.startswith("influx-archive-") for p in spools), f"spool left: {spools}"
+    if case.check is not None:
+        data = reader.data if reader is not None else (proc.stdout if case.stdout_is_output else b"")
+        case.check(case, data)
+
+
+# ---------------------------------------------------------------------- streams, existing, inside
+
+
+def _cases(gen, name):
+    return pytest.param(gen, id=name)
+
+
+def test_stream_targets(sources, tmp_path, private_tmp) -> None:
+    cases = ho.stream_target_cases(tmp_path, sources)
+    assert len(cases) >= 90
+    for case in cases:
+        run_case(case, private_tmp)
+
+
+def test_existing_targets(sources, tmp_path, private_tmp) -> None:
+    cases = ho.existing_target_cases(tmp_path, sources)
+    assert len(cases) >= 100
+    for case in cases:
+        run_case(case, private_tmp)
+
+
+def test_outputs_inside_the_source(sources, tmp_path, private_tmp) -> None:
+    cases = ho.inside_source_cases(tmp_path, sources)
+    assert len(cases) >= 150
+    for case in cases:
+        run_case(case, private_tmp)
+
+
+def test_salvage_exits_4(sources, tmp_path, private_tmp) -> None:
+    cases = ho.salvage_cases(tmp_path, sources)
+    assert len(cases) >= 40
+    for case in cases:
+        run_case(case, private_tmp)
+
+
+# ---------------------------------------------------------------------- ENOSPC, EACCES
+
+
+@pytest.fixture
+def small_mounts(tmp_path):
+    """Private tmpfs mounts of a few KiB each (root may mount here: the suite runs as root)."""
+    mounts = {}
+    try:
+        for size in ho.FULL_SIZES_KB:
+            d = tmp_path / f"full-{size}k"
+            d.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k,mode=0755", "tmpfs", str(d)],
+                           check=True, capture_output=True)
+            mounts[size] = d
+        yield mounts
+    finally:
+        for d in mounts.values():
+            subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def test_enospc_names_the_target(sources, small_mounts, private_tmp) -> None:
+    cases = ho.enospc_cases(small_mounts, sources)
+    assert len(cases) == len(ho.FULL_VERBS) * len(ho.FULL_SIZES_KB)
+    for case in cases:
+        run_case(case, private_tmp)
+
+
+def test_dev_full_as_stdout_is_a_target_error(sources, private_tmp) -> None:
+    """``> /dev/full``: standard output is the target, ENOSPC is exit 3 naming it."""
+    for argv in (["export", str(sources["legacy"])], ["pack", str(sources["legacy"]), "-"],
+                 ["export", str(sources["sealed"]), "--compress"]):
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run(ho.cli_argv(*argv), stdout=full, stderr=subprocess.PIPE, timeout=120,
+                                  env=dict(os.environ, TMPDIR=str(private_tmp)))
+        lines = proc.stderr.decode().splitlines()
+        assert proc.returncode == 3 and len(lines) == 1 and "standard output" in lines[0] and "target" in lines[0], lines
+
+
+def test_eacces_source_and_target(tmp_path, private_tmp) -> None:
+    root = Path("/tmp") / f"outputs-eacces-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        cases = ho.eacces_cases(root)
+        assert len(cases) >= 25
+        for case in cases:
+            run_case(case, private_tmp)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- pipes
+
+
+@pytest.mark.parametrize("reader_name,reader", ho.PIPE_READERS, ids=[r[0] for r in ho.PIPE_READERS])
+def test_closed_pipe_exits_0_silently(sources, private_tmp, reader_name, reader) -> None:
+    for name, argv in ho.PIPE_COMMANDS:
+        env = dict(os.environ, TMPDIR=str(private_tmp))
+        p1 = subprocess.Popen(ho.cli_argv(*argv(sources)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        p2 = subprocess.Popen(reader, stdin=p1.stdout, stdout=subprocess.DEVNULL)
+        p1.stdout.close()
+        _, err = p1.communicate(timeout=120)
+        p2.wait(timeout=30)
+        assert p1.returncode == 0 and err == b"", (name, reader_name, p1.returncode, err.decode())
+        assert list(private_tmp.rglob("*-*-*-*")) == [], (name, "spool left")
+
+
+def test_export_to_pipe_is_complete_when_read(sources) -> None:
+    """The same export through a pipe and into a file: byte for byte equal."""
+    proc = subprocess.run(ho.cli_argv("export", str(sources["portable"])), capture_output=True, timeout=120)
+    assert proc.returncode == 0
+    out = sources["portable"].parent / "pipe-compare.lp"
+    try:
+        assert subprocess.run(ho.cli_argv("export", str(sources["portable"]), "--out", str(out)),
+                              capture_output=True, timeout=120).returncode == 0
+        assert out.read_bytes() == proc.stdout and len(proc.stdout) > 64 << 10
+    finally:
+        out.unlink(missing_ok=True)
