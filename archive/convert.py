@@ -250,7 +250,7 @@ def execute_convert(
     blob = encode_data(plan.meta)
     ts = metafiles.portable_timestamp(_dt.datetime.now(_dt.timezone.utc))
     try:
-        with building_dir(out) as tmp:
+        with building_dir(out, sources=source_roots(src)) as tmp:
             cores = workers or os.cpu_count() or 1
             outputs: list[Optional[ShardOutput]] = []
             if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not hasattr(src, "archive"):

@@ -388,9 +388,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def building_dir(out: Output) -> Iterator[Path]:
+def building_dir(out: Output, *, sources: Iterable[str] = ()) -> Iterator[Path]:
     """A private (0700) temporary directory beside ``out``; renamed to it when the block ends
-    without an error, removed when it does not. OS errors are the target's."""
+    without an error, removed when it does not. An OS error in the block is classified by
+    :func:`os_error` (``sources``: real source roots); errors naming a file in the temporary
+    directory (gone by then) name ``out`` instead."""
     final = Path(out.path)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -408,8 +410,15 @@ def building_dir(out: Output) -> Iterator[Path]:
         except OSError as exc:
             raise TargetIOError(f"cannot move the finished backup into place: {exc.strerror}", path=str(final)) from None
         _fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
+            exc = os_error(exc, target=str(final), sources=list(sources))
+            if isinstance(exc, TargetIOError):
+                exc.path = str(final)
+            raise exc from None
+        if isinstance(exc, TargetIOError) and exc.path and _within(_realpath(exc.path), _realpath(tmp)):
+            exc.path = str(final)
         raise
 
 

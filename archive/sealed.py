@@ -37,7 +37,7 @@ from typing import BinaryIO, Iterator, Optional
 
 import zstandard
 
-from .errors import ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TruncatedError, UsageError
+from .errors import ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError, UsageError
 from .findings import Finding
 from .progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
@@ -132,13 +132,17 @@ def pack(
         with contextlib.ExitStack() as stack:
             if src.kind == "live" or isinstance(src, SealedSource):
                 base = None if out.stream else os.path.dirname(out.path)  # big: beside the archive
-                work = Path(stack.enter_context(spool("pack", base)))
-                if isinstance(src, SealedSource):
-                    unpack(src.archive, work / "backup")
-                else:
-                    from .convert import convert
+                try:
+                    work = Path(stack.enter_context(spool("pack", base)))
+                    if isinstance(src, SealedSource):
+                        unpack(src.archive, work / "backup")
+                    else:
+                        from .convert import convert
 
-                    convert(src, work / "backup", to="portable")
+                        convert(src, work / "backup", to="portable")
+                except TargetIOError as exc:  # the intermediate backup is the target's business
+                    raise TargetIOError(f"cannot write the target (the backup to pack, in {exc.path}): {exc.message}",
+                                        path=out.display) from None
                 inner = open_source(work / "backup")
                 return _pack_dir(inner, out, level=level, threads=threads, progress=progress, roots=roots)
             return _pack_dir(src, out, level=level, threads=threads, progress=progress, roots=roots)
@@ -340,7 +344,7 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, pro
     rep.start(size)
     n = total = 0
     try:
-        with building_dir(out) as tmp:
+        with building_dir(out, sources=[os.path.realpath(path)]) as tmp:
             for _doc, entry, _m, reader in _iter_members(path):
                 target = tmp / entry["name"]
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from typing import BinaryIO, Iterator, Optional
 
 from ..meta import files as metafiles
 from ..meta.model import Data, decode_data
-from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TruncatedError
+from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError
 from .findings import ERROR, WARNING, Finding
 from .streams import SubFile
 from .threads import map_on_cores
@@ -422,8 +422,15 @@ def _spool_gz(path: str, tmpdir: Optional[str], salvage: bool = False) -> Iterat
     with tempfile.TemporaryFile(dir=tmpdir, prefix="influx-archive-spool-") as tmp:
         try:
             with gzip_open(path) as src:
-                shutil.copyfileobj(src, tmp, 1 << 20)
+                while chunk := src.read(1 << 20):
+                    try:
+                        tmp.write(chunk)
+                    except OSError as exc:  # ENOSPC, EDQUOT: where we write, not the source
+                        raise TargetIOError(f"cannot write the target's temporary file: {exc.strerror}",
+                                            path=tmpdir or tempfile.gettempdir()) from None
         except GZIP_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
+                raise SourceIOError(f"cannot read the source: {exc.strerror}", path=path) from None
             if not salvage:
                 raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
         tmp.seek(0)

@@ -74,8 +74,8 @@ _salvage_opt = typer.Option(False, "--salvage", help=SALVAGE_HELP)
 
 @app.command()
 def convert(
-    src: Path = typer.Argument(..., help="Any source: legacy or portable backup, stopped server root."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
     to: Optional[str] = _to_opt,
     database: Optional[str] = _db_opt,
     retention: Optional[str] = _rp_opt,
@@ -106,8 +106,8 @@ def convert(
 
 @app.command()
 def trim(
-    src: Path = typer.Argument(..., help="Any source."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the trimmed backup."),
+    src: Path = typer.Argument(..., readable=False, help="Any source."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the trimmed backup."),
     start: str = typer.Option(..., "--start", help="First time kept. " + _TIME_HELP),
     end: str = typer.Option(..., "--end", help="Last time kept. " + _TIME_HELP),
     database: Optional[str] = _db_opt,
@@ -128,8 +128,8 @@ def trim(
 
 @app.command()
 def backup(
-    root: Path = typer.Argument(..., help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    root: Path = typer.Argument(..., readable=False, help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
     to: str = typer.Option("portable", "--to", help="portable (default) or legacy."),
     database: Optional[str] = _db_opt,
     retention: Optional[str] = _rp_opt,

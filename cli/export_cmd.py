@@ -13,7 +13,7 @@ from .main import SALVAGE_HELP, app, progress_bars, report_findings
 
 @app.command()
 def export(
-    src: Path = typer.Argument(..., help="Any source: legacy or portable backup, stopped server root."),
+    src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
     database: Optional[str] = typer.Option(None, "--database", "--db", help="Only this database."),
     retention: Optional[str] = typer.Option(None, "--retention", "--rp", help="Only this retention policy of --database."),
     measurement: Optional[str] = typer.Option(None, "--measurement", help="Only this measurement."),

@@ -12,8 +12,8 @@ from .main import app, emit_json, progress_bars
 
 @app.command()
 def pack(
-    src: Path = typer.Argument(..., help="Backup directory (legacy or portable) or a stopped server root."),
-    archive: Path = typer.Argument(..., help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a stream."),
+    src: Path = typer.Argument(..., readable=False, help="Backup directory (legacy or portable) or a stopped server root."),
+    archive: Path = typer.Argument(..., readable=False, help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a stream."),
     level: int = typer.Option(3, "--level", help="zstd level 1-22."),
     threads: int = typer.Option(0, "--threads", help="Compression threads (0: one per core)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing archive."),
@@ -28,17 +28,19 @@ def pack(
     
     with progress_bars() as bars:
         res = pack_backup(src, archive, level=level, threads=threads, force=force, progress=bars)
-    if json_out and str(archive) != "-":
+    if str(archive) == "-":
+        return  # the archive is standard output: nothing else goes there, and stderr stays quiet
+    if json_out:
         emit_json(res.to_dict())
-    else:  # with the archive on standard output, the summary goes to stderr
+    else:
         ratio = res.bytes_out / res.bytes_in if res.bytes_in else 0
-        (sys.stderr if str(archive) == "-" else sys.stdout).write(f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio {ratio:.3f})\n")
+        sys.stdout.write(f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio {ratio:.3f})\n")
 
 
 @app.command()
 def unpack(
-    archive: Path = typer.Argument(..., help="A sealed .tar.zst archive."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    archive: Path = typer.Argument(..., readable=False, help="A sealed .tar.zst archive."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Restore the backup directory from a sealed archive, checking every file's size and sha256.

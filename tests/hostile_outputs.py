@@ -41,7 +41,7 @@ class OutCase:
     check: Optional[Callable[["OutCase", bytes], None]] = None  # (case, captured stream bytes)
     fifo: Optional[Path] = None  # a reader thread drains this FIFO while the command runs
     stdout_is_output: bool = False  # the output goes to stdout (captured, not checked as text)
-    user: Optional[str] = None  # run as this user (EACCES cases)
+    unprivileged: bool = False  # run without the DAC-override capabilities (EACCES cases)
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __repr__(self) -> str:  # pytest ids
@@ -72,6 +72,14 @@ def build_sources(root: Path) -> dict[str, Path]:
         shutil.copy(src["legacy"] / "meta.00", meta)
     src["file"] = meta
     return src
+
+
+#: The interpreter lives below /root (0700) here, so the CLI cannot be run as ``nobody``; instead
+#: it runs as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (dropped from the bounding and
+#: inheritable sets before exec), so file permission bits apply to it as to any user: a mode 000
+#: file is unreadable and a mode 0555 directory unwritable, even to their owner.
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-dac_override,-dac_read_search"]
 
 
 def cli_argv(*args: str) -> list[str]:
@@ -383,10 +391,14 @@ def enospc_cases(mounts: dict[int, Path], src: dict[str, Path]) -> list[OutCase]
     for size, mnt in mounts.items():
         for verb, kind, argv in FULL_VERBS:
             args = argv(src[kind], mnt)
-            target = args[3] if verb.startswith("export") else args[2]
+            target = _target_of(args)
             cases.append(OutCase(f"{verb}-{kind}-{size}k", args, FAILURE, target, src[kind], mnt,
                                  check=_empty_dir(mnt), tags=("enospc",)))
     return cases
+
+
+def _target_of(args: list[str]) -> str:
+    return args[args.index("--out") + 1] if "--out" in args else args[2]
 
 
 def _empty_dir(d: Path) -> Callable[[OutCase, bytes], None]:
@@ -397,20 +409,20 @@ def _empty_dir(d: Path) -> Callable[[OutCase, bytes], None]:
     return check
 
 
-def eacces_cases(root: Path, user: str = "nobody") -> list[OutCase]:
-    """As a non-root user: an unreadable file of each source kind (exit 3, "source", naming it),
-    and an unwritable target directory for every verb (exit 3, "target", naming it). ``root``
-    must be traversable by ``user``."""
+def eacces_cases(root: Path) -> list[OutCase]:
+    """Run unprivileged (see :data:`UNPRIVILEGED`): an unreadable file of each source kind (exit
+    3, "source", naming it), and an unwritable target directory for every verb (exit 3,
+    "target", naming it)."""
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
     src = build_sources(root / "src")
     ro = root / "ro"
     ro.mkdir(exist_ok=True)
-    os.chmod(ro, 0o755)  # owned by root: the user cannot create anything in it
     for dirpath, dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), 0o644)
+    os.chmod(ro, 0o555)  # no write permission for anyone, its owner included
     cases = []
     unreadable = {
         "legacy": ["db1.autogen.00002.00", "meta.01"],
@@ -437,7 +449,7 @@ def eacces_cases(root: Path, user: str = "nobody") -> list[OutCase]:
                 ("pack", ["pack", str(copy), str(out / "x.tar.zst")]),
             ):
                 cases.append(OutCase(f"unreadable-{kind}-{rel.replace('/', '_')}-{verb}", argv, FAILURE,
-                                     str(victim), copy, out, user=user, tags=("eacces", "source")))
+                                     str(victim), copy, out, unprivileged=True, tags=("eacces", "source")))
     sealed_copy = root / "unreadable-sealed.tar.zst"
     shutil.copy(src["sealed"], sealed_copy)
     os.chmod(sealed_copy, 0)
@@ -447,11 +459,11 @@ def eacces_cases(root: Path, user: str = "nobody") -> list[OutCase]:
     for verb, argv in (("export", ["export", str(sealed_copy), "--out", str(out / "x.lp")]),
                        ("unpack", ["unpack", str(sealed_copy), str(out / "bk")])):
         cases.append(OutCase(f"unreadable-sealed-{verb}", argv, FAILURE, str(sealed_copy), sealed_copy, out,
-                             user=user, tags=("eacces", "source")))
+                             unprivileged=True, tags=("eacces", "source")))
     for verb, kind, argv in FULL_VERBS:
         args = argv(src[kind], ro)
-        target = args[3] if verb.startswith("export") else args[2]
-        cases.append(OutCase(f"unwritable-{verb}-{kind}", args, FAILURE, target, src[kind], ro, user=user,
+        target = _target_of(args)
+        cases.append(OutCase(f"unwritable-{verb}-{kind}", args, FAILURE, target, src[kind], ro, unprivileged=True,
                              tags=("eacces", "target")))
     return cases
 
