@@ -539,3 +539,26 @@ PIPE_COMMANDS = [
 ]
 #: how much the reader takes before closing the pipe
 PIPE_READERS = (("head-1", ["head", "-1"]), ("head-c1", ["head", "-c", "1"]), ("true", ["true"]))
+
+
+#: commands killed with SIGKILL mid-run (all read a sealed archive, so they spool its metastore):
+#: (name, argv builder(sealed archive, output dir))
+KILL_COMMANDS = [
+    ("pack", lambda s, d: ["pack", str(s), str(d / "x.tar.zst")]),
+    ("export", lambda s, d: ["export", str(s), "--out", str(d / "x.lp")]),
+    ("export-gz", lambda s, d: ["export", str(s), "--compress", "--out", str(d / "x.lp.gz")]),
+    ("convert", lambda s, d: ["convert", str(s), str(d / "bk"), "--to", "portable"]),
+    ("trim", lambda s, d: ["trim", str(s), str(d / "bk"), "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-30T00:00:00Z"]),
+]
+#: seconds after the first spool appears at which the process is killed
+KILL_DELAYS = (0.0, 0.03, 0.1, 0.3)
+
+
+def kill_cases() -> list[tuple[str, Callable[[Path, Path], list[str]], float]]:
+    return [(f"{name}-{delay}", argv, delay) for name, argv in KILL_COMMANDS for delay in KILL_DELAYS]
+
+
+def start_time(pid: int) -> int:
+    """A process's start time in clock ticks (field 22 of /proc/PID/stat)."""
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rindex(b")") + 2:].split()[19])

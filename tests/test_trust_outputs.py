@@ -251,3 +251,98 @@ def test_export_to_pipe_is_complete_when_read(sources) -> None:
         assert out.read_bytes() == proc.stdout and len(proc.stdout) > 64 << 10
     finally:
         out.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------- kill -9 and spools
+
+
+SPOOL_NAME = __import__("re").compile(r"^[a-z]+-(\d+)-(\d+)-[0-9a-f]+$")
+
+
+def _spools(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if SPOOL_NAME.match(p.name)] if root.is_dir() else []
+
+
+def _private(root: Path) -> None:
+    """No file below ``root`` is reachable by other users: root itself is 0700 and ours, and so
+    is every spool in it."""
+    st = os.lstat(root)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700, oct(st.st_mode)
+    for p in _spools(root):
+        assert stat.S_IMODE(os.lstat(p).st_mode) == 0o700, p
+
+
+def test_kill_9_leaves_no_readable_spool_and_the_next_run_cleans(sources, tmp_path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    os.chmod(tmpdir, 0o1777)
+    spool_root = tmpdir / f"influx-archive-{os.getuid()}"
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    before_src = tree_state(sources["sealed"])
+    killed_pids: list[int] = []
+    stale_seen: list[int] = []  # runs killed while their spool existed
+    outs: list[Path] = []
+    cases = ho.kill_cases()
+    assert len(cases) == len(ho.KILL_COMMANDS) * len(ho.KILL_DELAYS)
+    for name, argv, delay in cases:
+        out = tmp_path / f"out-{name}"
+        out.mkdir()
+        outs.append(out)
+        proc = subprocess.Popen(ho.cli_argv(*argv(sources["sealed"], out)), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2000):  # until its spool exists (or it finished)
+            if proc.poll() is not None or any(SPOOL_NAME.match(p.name) and p.name.split("-")[1] == str(proc.pid)
+                                              for p in _spools(spool_root)):
+                break
+            threading.Event().wait(0.005)
+        threading.Event().wait(delay)
+        proc.kill()
+        proc.wait(30)
+        killed_pids.append(proc.pid)
+        _private(spool_root)
+        pids_left = {int(SPOOL_NAME.match(p.name).group(1)) for p in _spools(spool_root)}
+        if proc.pid in pids_left:
+            stale_seen.append(proc.pid)
+        assert pids_left <= {proc.pid}, f"a killed run's spool survived the next run: {pids_left}"
+        for p in out.rglob("*"):  # spools beside the target (pack) are private too
+            if p.name.startswith(".influx-archive-"):
+                _private(p)
+    assert tree_state(sources["sealed"]) == before_src
+    assert len(stale_seen) >= len(cases) // 2, f"only {len(stale_seen)} runs were killed while spooling"
+
+    # what the next run must keep: a live process's spool, names of another shape, another user's
+    sleeper = subprocess.Popen(["sleep", "120"])
+    try:
+        live = spool_root / f"sealed-{sleeper.pid}-{ho.start_time(sleeper.pid)}-0123456789ab"
+        live.mkdir(mode=0o700)
+        (live / "meta.00").write_bytes(b"x")
+        reused = spool_root / f"sealed-{sleeper.pid}-1-0123456789ac"  # same PID, another start time: dead
+        reused.mkdir(mode=0o700)
+        foreign = spool_root / "keep-me"
+        foreign.mkdir()
+        (spool_root / "notes.txt").write_text("mine\n")
+        others = spool_root / f"sealed-{killed_pids[0]}-1-0123456789ad"
+        others.mkdir(mode=0o700)
+        os.chown(others, 65534, 65534)
+        proc = subprocess.run(ho.cli_argv("inspect", str(sources["sealed"])), env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        names = {p.name for p in spool_root.iterdir()}
+        assert names == {live.name, foreign.name, "notes.txt", others.name}, names
+        assert (live / "meta.00").read_bytes() == b"x"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the same commands run to completion: temporaries of the killed runs beside the targets go
+    for (name, argv, _), out in zip(cases, outs):
+        for p in out.iterdir():
+            if p.name.endswith((".tar.zst", ".lp", ".gz")) or p.name == "bk":
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+        proc = subprocess.run(ho.cli_argv(*argv(sources["sealed"], out)), env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, (name, proc.stderr)
+        leftovers = [p.name for p in out.rglob("*") if ".tmp-" in p.name or p.name.startswith(".influx-archive-")]
+        assert leftovers == [], (name, leftovers)
+    # the sleeper is dead now: its spool went with the first of these runs; the rest stays
+    assert {p.name for p in spool_root.iterdir()} == {foreign.name, "notes.txt", others.name}
