@@ -308,9 +308,11 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
 
 def _open_stream(out: Output) -> Iterator[OutputFile]:
     if out.stdout:
-        with contextlib.suppress(Exception):
+        try:
             sys.stdout.flush()
-        fd = os.dup(1)
+            fd = os.dup(sys.stdout.fileno())  # what sys.stdout is, when a caller redirected it
+        except (AttributeError, OSError, ValueError):
+            fd = os.dup(1)
     else:
         try:
             fd = os.open(out.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
