@@ -30,7 +30,6 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Optional
 
 from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block

@@ -142,10 +142,6 @@ def run_case(case: ho.OutCase, tmpdir: Path) -> None:
 # ---------------------------------------------------------------------- streams, existing, inside
 
 
-def _cases(gen, name):
-    return pytest.param(gen, id=name)
-
-
 def test_stream_targets(sources, tmp_path, private_tmp) -> None:
     cases = ho.stream_target_cases(tmp_path, sources)
     assert len(cases) >= 90
