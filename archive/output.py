@@ -129,6 +129,37 @@ def refuse_inside_source(
             raise UsageError(f"{what} holds the source ({root}); write it somewhere else", path=os.fspath(path))
 
 
+# ---------------------------------------------------------------------------- cleanup
+
+_CRITICAL = 0
+_PENDING: list = []
+
+
+def defer_if_cleaning(handler) -> bool:
+    """For a signal handler (the CLI's SIGTERM): True when a cleanup or commit step is running,
+    in which case ``handler()`` is called as soon as it ends instead (so a signal never leaves a
+    half-removed temporary or spool behind)."""
+    if _CRITICAL > 0:
+        _PENDING.append(handler)
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Run a commit or cleanup step to its end before a deferred signal is acted on."""
+    global _CRITICAL
+    _CRITICAL += 1
+    try:
+        yield
+    finally:
+        _CRITICAL -= 1
+        if _CRITICAL == 0 and _PENDING:
+            handler = _PENDING.pop()
+            _PENDING.clear()
+            handler()
+
+
 # ---------------------------------------------------------------------------- planning
 
 
@@ -297,12 +328,14 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
         except OSError as exc:
             raise TargetIOError(f"cannot write the target: {exc.strerror}", path=str(final)) from None
         f.close()
-        _commit_file(tmp, final, out.force)
+        with uninterrupted():
+            _commit_file(tmp, final, out.force)
     except BaseException:
-        with contextlib.suppress(Exception):
-            f.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with uninterrupted():
+            with contextlib.suppress(Exception):
+                f.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
@@ -405,15 +438,17 @@ def building_dir(out: Output, *, sources: Iterable[str] = ()) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_dir(tmp)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                final.rmdir()  # an empty destination directory was accepted by the plan
-            os.rename(tmp, final)
-        except OSError as exc:
-            raise TargetIOError(f"cannot move the finished backup into place: {exc.strerror}", path=str(final)) from None
+        with uninterrupted():
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    final.rmdir()  # an empty destination directory was accepted by the plan
+                os.rename(tmp, final)
+            except OSError as exc:
+                raise TargetIOError(f"cannot move the finished backup into place: {exc.strerror}", path=str(final)) from None
         _fsync_dir(final.parent)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with uninterrupted():
+            shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
             exc = os_error(exc, target=str(final), sources=list(sources))
             if isinstance(exc, TargetIOError):
@@ -537,10 +572,11 @@ def remove_spool(path: str | os.PathLike[str]) -> None:
     """Remove a spool made by :func:`make_spool` (and its per-user root when a ``base`` was given
     and it is left empty)."""
     p = Path(path)
-    shutil.rmtree(p, ignore_errors=True)
-    if p.parent.name.startswith(".influx-archive-"):
-        with contextlib.suppress(OSError):
-            p.parent.rmdir()
+    with uninterrupted():
+        shutil.rmtree(p, ignore_errors=True)
+        if p.parent.name.startswith(".influx-archive-"):
+            with contextlib.suppress(OSError):
+                p.parent.rmdir()
 
 
 @contextlib.contextmanager

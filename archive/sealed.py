@@ -431,7 +431,7 @@ class SealedSource(Source):
             for _doc, entry, _m, reader in self._cursor:
                 path = str(Path(self.workdir) / entry["name"])
                 if entry["name"] == name or (path in self._expected and path not in self._ahead and not self._users.get(path)):
-                    with open(path, "wb") as out:
+                    with _spool_file(path) as out:
                         _copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
                     if entry["name"] == name:
                         return
@@ -450,6 +450,40 @@ class SealedSource(Source):
     def __del__(self) -> None:
         if self.workdir:
             remove_spool(self.workdir)
+
+
+class _SpoolWriter:
+    """Writes into a spool file; an OS error (ENOSPC, EDQUOT, EFBIG in TMPDIR) names the spool
+    and says it is a temporary file, not damage of the archive."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self._f = f
+        self._path = path
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            raise TargetIOError(
+                f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} "
+                "(TMPDIR chooses where it goes)", path=self._path) from None
+
+
+@contextlib.contextmanager
+def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
+    try:
+        f = open(path, "wb")
+    except OSError as exc:
+        raise TargetIOError(f"cannot create the temporary spool of the archive (a target-side write): {exc.strerror}",
+                            path=os.fspath(path)) from None
+    try:
+        with f:
+            yield _SpoolWriter(f, os.fspath(path))
+    except OSError as exc:  # the flush on close
+        if isinstance(exc, ArchiveError):
+            raise
+        raise TargetIOError(f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} (TMPDIR chooses where it goes)",
+                            path=os.fspath(path)) from None
 
 
 def _is_metadata(name: str) -> bool:
@@ -472,7 +506,7 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         for doc, entry, _m, reader in _iter_members(p):
             target = Path(workdir) / entry["name"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
+            with _spool_file(target) as out:
                 _copy_checked(reader, entry, out, p)  # type: ignore[arg-type]
             if not _is_metadata(entry["name"]) and doc["source"]["kind"] in ("legacy", "portable"):
                 gz = entry["name"].endswith(".gz")
@@ -487,6 +521,11 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.archive = str(p)
         sealed.workdir = workdir
         return sealed
+    except OSError as exc:
+        remove_spool(workdir)
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
     except BaseException:
         remove_spool(workdir)
         raise

@@ -183,6 +183,31 @@ def _quiet_exit_closed_stdout() -> None:
     sys.exit(0)
 
 
+EXIT_TERMINATED = 128 + 15
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` runs on the way out: the
+    temporaries beside the target and the private spools go with it (a BaseException, so no
+    ``except Exception`` swallows it)."""
+
+
+_MAIN_PID = os.getpid()
+
+
+def _raise_terminated() -> None:
+    raise _Terminated()
+
+
+def _on_sigterm(signum, frame) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked worker: the parent does the cleaning up
+        os._exit(EXIT_TERMINATED)
+    from ..archive.output import defer_if_cleaning
+
+    if not defer_if_cleaning(_raise_terminated):  # never in the middle of a rename or a cleanup
+        raise _Terminated()
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app, map every error to a one-line message and exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -193,11 +218,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = normalize_argv(args, _long_options(command))
     _guard_pipes(command)
     State.left_out = False
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rc = command.main(args=args, prog_name="influx-archive", standalone_mode=False)
         sys.stdout.flush()
     except (_StdoutClosed, BrokenPipeError):
         _quiet_exit_closed_stdout()
+    except _Terminated:
+        sys.stderr.write("influx-archive: terminated (SIGTERM); nothing was left half-written\n")
+        sys.exit(EXIT_TERMINATED)
     except typer.Abort:
         sys.stderr.write("influx-archive: interrupted\n")
         sys.exit(130)

@@ -562,3 +562,43 @@ def start_time(pid: int) -> int:
     """A process's start time in clock ticks (field 22 of /proc/PID/stat)."""
     data = Path(f"/proc/{pid}/stat").read_bytes()
     return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def erofs_cases(mnt: Path, src: dict[str, Path]) -> list[OutCase]:
+    """A read-only file system as the target's (EROFS): exit 3 naming the target path."""
+    cases = []
+    for verb, kind, argv in FULL_VERBS:
+        args = argv(src[kind], mnt)
+        cases.append(OutCase(f"erofs-{verb}-{kind}", args, FAILURE, _target_of(args), src[kind], mnt,
+                             check=_empty_dir(mnt), tags=("enospc",)))
+    return cases
+
+
+#: RLIMIT_FSIZE limits (bytes): every file the process writes is cut there (EFBIG, Python
+#: ignores SIGXFSZ); sources that are directories, so nothing is spooled before the output
+FSIZE_LIMITS = (1, 512, 4096)
+FSIZE_VERBS = [v for v in FULL_VERBS if v[1] != "sealed"]
+
+
+def fsize_cases(root: Path, src: dict[str, Path]) -> list[tuple[OutCase, int]]:
+    """(case, limit): the output hits RLIMIT_FSIZE: exit 3 naming the target, nothing left."""
+    cases = []
+    for limit in FSIZE_LIMITS:
+        for verb, kind, argv in FSIZE_VERBS:
+            d = root / f"fsize-{limit}-{verb}-{kind}"
+            d.mkdir(parents=True, exist_ok=True)
+            args = argv(src[kind], d)
+            cases.append((OutCase(f"fsize-{limit}-{verb}-{kind}", args, FAILURE, _target_of(args), src[kind], d,
+                                  check=_empty_dir(d), tags=("enospc",)), limit))
+    return cases
+
+
+#: commands that spool a sealed archive into TMPDIR: (name, argv builder(sealed, out dir))
+SPOOL_COMMANDS = [
+    ("inspect", lambda s, d: ["inspect", str(s)]),
+    ("verify", lambda s, d: ["verify", str(s)]),
+    ("export", lambda s, d: ["export", str(s), "--out", str(d / "x.lp")]),
+    ("convert", lambda s, d: ["convert", str(s), str(d / "bk")]),
+    ("pack", lambda s, d: ["pack", str(s), str(d / "x.tar.zst")]),
+    ("dump-tsm", lambda s, d: ["dump-tsm", f"{s}::db1/autogen/2/000000001-000000001.tsm"]),
+]
