@@ -49,6 +49,7 @@ FORMAT = "influx-archive-sealed"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 64 << 20
 CHUNK = 1 << 20
+MAX_TRAILING = 1 << 20  # zeros a tar writer may pad its last record with (GNU tar: 10 KiB)
 
 
 def tool_version() -> str:
@@ -234,8 +235,41 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
     dctx = zstandard.ZstdDecompressor()
     with open(path, "rb") as raw:
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
-            with tarfile.open(fileobj=zr, mode="r|") as tf:
+            tail = _TailReader(zr)
+            with tarfile.open(fileobj=tail, mode="r|") as tf:
                 yield tf
+                end = tf.offset  # where the end-of-archive blocks start
+            # the tar ended: what the tar reader buffered past its end, and the rest of the
+            # stream read to its end (so that zstd checks the frame checksum there), may only be
+            # tar padding: zeros, at most MAX_TRAILING bytes
+            seen = tail.kept[max(0, end - tail.kept_from):]
+            left = MAX_TRAILING - len(seen)
+            if seen.count(0) != len(seen):
+                raise FormatError("data after the end of the archive's tar", path=str(path), offset=end)
+            while chunk := zr.read(CHUNK):
+                left -= len(chunk)
+                if left < 0 or chunk.count(0) != len(chunk):
+                    raise FormatError("data after the end of the archive's tar", path=str(path), offset=end)
+
+
+class _TailReader:
+    """What the tar reader reads, with the last two chunks kept (the end-of-archive blocks and
+    whatever it buffered past them)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.pos = 0
+        self.kept = b""
+        self.kept_from = 0
+        self._prev = b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.kept_from = self.pos - len(self._prev)
+        self.kept = self._prev + data
+        self._prev = data
+        self.pos += len(data)
+        return data
 
 
 def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dict]]:

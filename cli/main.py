@@ -2,9 +2,11 @@
 
 Conventions every verb follows:
 
-* exit codes: 0 ok, 1 damaged input / failed check, 2 usage error, 3 any other failure
-  (see :mod:`influx_archive.archive.errors`); :func:`main` is the one place that maps errors to
-  messages and codes. Messages are one line naming the file (and offset); ``--debug`` shows the
+* exit codes: 0 ok, 1 damaged input / failed check, 2 usage error, 3 any other failure,
+  4 ``--salvage`` finished but left data out, 5 target busy, 143 SIGTERM (everything written so
+  far removed on the way out), 130 Ctrl-C (see :mod:`influx_archive.archive.errors`);
+  :func:`main` is the one place that maps errors to messages and codes.
+* standard output closed by its reader (``| head``) ends the run quietly with exit 0. Messages are one line naming the file (and offset); ``--debug`` shows the
   traceback as well.
 * influxd's single-dash long flags are accepted verbatim (``-database telegraf``, ``-metadir /x``,
   ``-db``, ``-rp``), so runbook lines paste as they are.

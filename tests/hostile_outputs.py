@@ -602,3 +602,27 @@ SPOOL_COMMANDS = [
     ("pack", lambda s, d: ["pack", str(s), str(d / "x.tar.zst")]),
     ("dump-tsm", lambda s, d: ["dump-tsm", f"{s}::db1/autogen/2/000000001-000000001.tsm"]),
 ]
+
+
+def trailing_data_cases(root: Path, src: dict[str, Path]) -> list[tuple[str, Path, int]]:
+    """(name, archive, expected verify exit code): a sealed archive with bytes after its tar:
+    another zstd frame of data, of zeros beyond any padding, raw junk (all 1), and a frame of a
+    few zeros (tar padding: 0). (A frame cut inside its last checksum bytes is not detected:
+    python-zstandard's stream reader ends such a stream silently.)"""
+    import zstandard
+
+    root.mkdir(parents=True, exist_ok=True)
+    base = src["sealed"].read_bytes()
+    cctx = zstandard.ZstdCompressor(write_checksum=True)
+    variants = {
+        "frame-of-data": (base + cctx.compress(b"not a tar block" * 100), DAMAGED),
+        "frame-of-many-zeros": (base + cctx.compress(bytes(2 << 20)), DAMAGED),
+        "raw-junk": (base + b"\x00garbage after the frame", DAMAGED),
+        "frame-of-padding": (base + cctx.compress(bytes(1024)), OK),
+    }
+    out = []
+    for name, (data, code) in variants.items():
+        p = root / f"{name}.tar.zst"
+        p.write_bytes(data)
+        out.append((name, p, code))
+    return out

@@ -428,3 +428,20 @@ def test_full_tmpdir_names_the_spool(sources, tmp_path) -> None:
             assert [p.name for p in mnt.rglob("*")] in ([], [f"influx-archive-{os.getuid()}"]), name
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_bytes_after_the_sealed_tar_are_checked(sources, tmp_path) -> None:
+    """The stream is read to its end (zstd checks the frame checksum there): anything but tar
+    padding after the tar is damage (exit 1, one line naming the archive)."""
+    cases = ho.trailing_data_cases(tmp_path, sources)
+    assert len(cases) == 4
+    for name, archive, code in cases:
+        before = tree_state(archive)
+        for verb in (["verify", str(archive)], ["unpack", str(archive), str(tmp_path / f"u-{name}")]):
+            proc = subprocess.run(ho.cli_argv(*verb), capture_output=True, text=True, timeout=120)
+            assert proc.returncode == code, (name, verb[0], proc.returncode, proc.stdout, proc.stderr)
+            if code and verb[0] == "unpack":
+                lines = proc.stderr.splitlines()
+                assert len(lines) == 1 and str(archive) in lines[0], lines
+                assert not (tmp_path / f"u-{name}").exists()
+        assert tree_state(archive) == before
