@@ -245,11 +245,15 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
             seen = tail.kept[max(0, end - tail.kept_from):]
             left = MAX_TRAILING - len(seen)
             if seen.count(0) != len(seen):
-                raise FormatError("data after the end of the archive's tar", path=str(path), offset=end)
+                raise _TrailingData("data after the end of the archive's tar", path=str(path), offset=end)
             while chunk := zr.read(CHUNK):
                 left -= len(chunk)
                 if left < 0 or chunk.count(0) != len(chunk):
-                    raise FormatError("data after the end of the archive's tar", path=str(path), offset=end)
+                    raise _TrailingData("data after the end of the archive's tar", path=str(path), offset=end)
+
+
+class _TrailingData(FormatError):
+    """Bytes other than tar padding after the end of a sealed archive's tar."""
 
 
 class _TailReader:
@@ -333,6 +337,10 @@ def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> It
             for name, entry in files.items():
                 if name not in seen:
                     bad(FormatError("listed file missing from the archive", path=str(path), member=name))
+    except _TrailingData as exc:
+        if findings is None:
+            raise
+        findings.append(Finding.from_error(exc))
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
         err = TruncatedError if isinstance(exc, EOFError) or "truncated" in str(exc).lower() else FormatError
         e = err(f"damaged archive stream ({exc})", path=str(path))
