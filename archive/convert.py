@@ -51,7 +51,7 @@ from .progress import ProgressCallback, Reporter
 from .select import Selection, select_meta, window_inside, window_overlaps
 from .shardview import open_shard_reader
 from .source import Shard, Source, open_source
-from .staging import temp_sibling
+from .output import building_dir, os_error, plan_dir_output, source_roots
 from .tarwrite import TarWriter, gzip_writer
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import write_shard
@@ -180,15 +180,8 @@ def plan_convert(
         raise UsageError("--compress-level must be 0..9")
     if start is not None and end is not None and start > end:
         raise UsageError("--start is after --end")
-    dest_p = Path(dest).absolute()
-    if dest_p.exists():
-        if not dest_p.is_dir():
-            raise TargetError("destination exists and is not a directory", path=str(dest_p))
-        if any(dest_p.iterdir()):
-            raise TargetError("destination directory is not empty; give a new or empty directory", path=str(dest_p))
-    src_root = Path(src.path).absolute()
-    if dest_p == src_root or src_root in dest_p.parents:
-        raise UsageError("destination lies inside the source", path=str(dest_p))
+    out = plan_dir_output(dest, sources=source_roots(src))
+    dest_p = Path(out.path)
 
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
     warnings = list(selected.warnings)
@@ -243,12 +236,7 @@ def execute_convert(
         guard.refuse_live([root, root / "meta", root / "data", root / "wal"], what="back up", force=force)
     before = _stat_sources(src) if src.kind == "live" else None
     dest = plan.dest
-    tmp = temp_sibling(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.mkdir(tmp, 0o700)
-    except OSError as exc:
-        raise TargetError(f"cannot create the output directory: {exc.strerror}", path=str(tmp)) from None
+    out = plan_dir_output(dest, sources=source_roots(src))  # again: time passed since the plan
     rep = Reporter(progress, label="convert")
     rep.start(plan.bytes)
     lock = threading.Lock()
@@ -260,65 +248,57 @@ def execute_convert(
     blob = encode_data(plan.meta)
     ts = metafiles.portable_timestamp(_dt.datetime.now(_dt.timezone.utc))
     try:
-        cores = workers or os.cpu_count() or 1
-        outputs: list[Optional[ShardOutput]] = []
-        if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not hasattr(src, "archive"):
-            # one shard to rewrite (e.g. a trim inside one shard): its keys are shared out to
-            # forked processes instead (no other thread runs here, so forking is safe)
-            outputs.append(_convert_shard(plan, plan.jobs[0], tmp, ts, advance, split=cores))
-        else:
-            n_workers = max(1, min(cores, len(plan.jobs) or 1))
-            src.expect([job.shard for job in plan.jobs])
-            with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
-                futures = [pool.submit(_convert_shard, plan, job, tmp, ts, advance) for job in plan.jobs]
-                try:
-                    for fut in futures:
-                        outputs.append(fut.result())
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-        shards = [o for o in outputs if o is not None]
-        dropped = [
-            f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}" for j, o in zip(plan.jobs, outputs) if o is None
-        ]
-        files = [o.file_name for o in shards]
-        if plan.to == "legacy":
-            meta_name = metafiles.legacy_meta_file_name(0)
-            _write_file(tmp / meta_name, metafiles.build_meta_nn(blob), 0o644)
-            files.insert(0, meta_name)
-        else:
-            names = metafiles.portable_names(ts, [])
-            _write_file(tmp / names.meta, metafiles.build_portable_meta(blob), 0o644)
-            manifest = metafiles.Manifest(
-                meta_file_name=names.meta,
-                meta_size=len(blob),
-                limited=False,
-                files=[
-                    metafiles.ManifestEntry(o.database, o.retention_policy, o.id, o.file_name, o.tar_size, 0) for o in shards
-                ]
-                or None,
-            )
-            _write_file(tmp / names.manifest, metafiles.dump_manifest(manifest), 0o600)
-            files = [names.meta] + files + [names.manifest]
-        if before is not None and _stat_sources(src) != before:
-            raise SourceError(
-                "source files changed while they were read: is influxd still running on it? Stop it and run again",
-                path=src.path,
-            )
-        metafiles.fsync_dir(tmp)
-        with contextlib.suppress(FileNotFoundError):
-            dest.rmdir()  # an empty destination directory was accepted by the plan
-        try:
-            os.rename(tmp, dest)
-        except OSError as exc:
-            raise TargetError(f"cannot move the finished backup into place: {exc.strerror}", path=str(dest)) from None
-        metafiles.fsync_dir(dest.parent)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=getattr(exc, "filename", None)) from None
-        raise
+        with building_dir(out, sources=source_roots(src)) as tmp:
+            cores = workers or os.cpu_count() or 1
+            outputs: list[Optional[ShardOutput]] = []
+            if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not hasattr(src, "archive"):
+                # one shard to rewrite (e.g. a trim inside one shard): its keys are shared out to
+                # forked processes instead (no other thread runs here, so forking is safe)
+                outputs.append(_convert_shard(plan, plan.jobs[0], tmp, ts, advance, split=cores))
+            else:
+                n_workers = max(1, min(cores, len(plan.jobs) or 1))
+                src.expect([job.shard for job in plan.jobs])
+                with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
+                    futures = [pool.submit(_convert_shard, plan, job, tmp, ts, advance) for job in plan.jobs]
+                    try:
+                        for fut in futures:
+                            outputs.append(fut.result())
+                    except BaseException:
+                        for fut in futures:
+                            fut.cancel()
+                        raise
+            shards = [o for o in outputs if o is not None]
+            dropped = [
+                f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}" for j, o in zip(plan.jobs, outputs) if o is None
+            ]
+            files = [o.file_name for o in shards]
+            if plan.to == "legacy":
+                meta_name = metafiles.legacy_meta_file_name(0)
+                _write_file(tmp / meta_name, metafiles.build_meta_nn(blob), 0o644)
+                files.insert(0, meta_name)
+            else:
+                names = metafiles.portable_names(ts, [])
+                _write_file(tmp / names.meta, metafiles.build_portable_meta(blob), 0o644)
+                manifest = metafiles.Manifest(
+                    meta_file_name=names.meta,
+                    meta_size=len(blob),
+                    limited=False,
+                    files=[
+                        metafiles.ManifestEntry(o.database, o.retention_policy, o.id, o.file_name, o.tar_size, 0) for o in shards
+                    ]
+                    or None,
+                )
+                _write_file(tmp / names.manifest, metafiles.dump_manifest(manifest), 0o600)
+                files = [names.meta] + files + [names.manifest]
+            if before is not None and _stat_sources(src) != before:
+                raise SourceError(
+                    "source files changed while they were read: is influxd still running on it? Stop it and run again",
+                    path=src.path,
+                )
+    except OSError as exc:
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=str(dest), sources=source_roots(src)) from None
     finally:
         rep.end()
     written = sum(o.file_size for o in shards)

@@ -33,6 +33,17 @@ def open_member(spec: str, kind: str) -> Iterator[tuple[object, ShardFile]]:
     """Yield ``(stream, ShardFile)`` for ``FILE`` or ``CONTAINER::MEMBER`` of the given kind."""
     path, sep, member = spec.partition("::")
     src = open_source(path)
+    try:
+        with _member_of(src, path, sep, member, kind) as opened:
+            yield opened
+    finally:
+        close = getattr(src, "close", None)  # a sealed archive's private spool
+        if close is not None:
+            close()
+
+
+@contextlib.contextmanager
+def _member_of(src, path: str, sep: str, member: str, kind: str) -> Iterator[tuple[object, ShardFile]]:
     candidates: list[tuple[object, ShardFile]] = []
     for shard in src.shards:
         for f in shard.files + shard.wal:

@@ -30,21 +30,20 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Optional
 
 from ..meta.model import shard_group_range
 from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block
 from ..tsm.keys import key_slice, measurement_of, split_key
 from ..tsm.shard import RawFrame, ShardReader
-from .errors import UsageError
+from .errors import ArchiveError, UsageError
 from .inspect import rfc3339
 from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
 from .progress import ProgressCallback, Reporter
 from .select import window_overlaps
 from .shardview import open_shard_reader
 from .source import Shard, Source
-from .staging import temp_sibling
+from .output import os_error, plan_file_output, open_output, source_roots, spool
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -246,7 +245,6 @@ def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: Op
     slices so the last shards do not leave cores idle."""
     import concurrent.futures
     import multiprocessing
-    import tempfile
 
     global _WORKER_SOURCE
     _WORKER_SOURCE = src
@@ -255,29 +253,28 @@ def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: Op
         # a .tar.gz shard is inflated by each of its slices: ISA-L inflates at ~25x the rate a
         # core formats lines, so the extra inflating costs less than idle cores would
         tasks.extend((i, shard, (k, workers)) for k in range(workers))
-    work = tempfile.mkdtemp(prefix="influx-archive-export-", dir=tmpdir)
     try:
-        ctx = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            pending: list = []
-            it = iter(enumerate(tasks))
+        with spool("export", tmpdir) as work:
+            ctx = multiprocessing.get_context("fork")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                pending: list = []
+                it = iter(enumerate(tasks))
 
-            def submit() -> None:
-                nxt = next(it, None)
-                if nxt is not None:
-                    t, (i, shard, part) = nxt
-                    path = os.path.join(work, f"{t}.lp")
-                    pending.append((i, pool.submit(_export_part, shard, part, lo, hi, want, path, tmpdir)))
+                def submit() -> None:
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        t, (i, shard, part) = nxt
+                        path = os.path.join(work, f"{t}.lp")
+                        pending.append((i, pool.submit(_export_part, shard, part, lo, hi, want, path, tmpdir)))
 
-            for _ in range(workers + 1):
-                submit()
-            while pending:
-                i, fut = pending.pop(0)
-                submit()
-                yield (i, *fut.result())
+                for _ in range(workers + 1):
+                    submit()
+                while pending:
+                    i, fut = pending.pop(0)
+                    submit()
+                    yield (i, *fut.result())
     finally:
         _WORKER_SOURCE = None
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _field_values(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[int, list[int], list]:
@@ -383,29 +380,27 @@ def _checked(res: ExportResult, series: str, name: str, btype: int, fmt, v) -> O
     return f"{name}={value}"
 
 
-def export_to_path(src: Source, path: str, *, compress: bool = False, **kw) -> ExportResult:
-    """Export into ``path`` atomically (temp file in the same directory, renamed when complete)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = str(temp_sibling(Path(directory) / os.path.basename(path)))
+def export_to_path(src: Source, path: str, *, compress: bool = False, force: bool = False, **kw) -> ExportResult:
+    """Export into ``path`` through :mod:`~influx_archive.archive.output`: ``-``, a character
+    device or a FIFO is written as a stream; a file is built under a temporary name beside it and
+    linked into place when complete; an existing file is refused unless ``force``; a path equal to
+    or inside the source is refused before anything is written."""
+    roots = source_roots(src)
+    out = plan_file_output(path, sources=roots, force=force, binary=compress)
     try:
-        with open(tmp, "xb") as raw:
+        with open_output(out) as raw:
             if compress:
                 from .tarwrite import gzip_writer
 
-                with gzip_writer(raw, level=1, filename=os.path.basename(path).removesuffix(".gz")) as gz:
+                name = "export" if out.stream else os.path.basename(out.path).removesuffix(".gz")
+                with gzip_writer(raw, level=1, filename=name) as gz:
                     res = export(src, gz, **kw)
             else:
-                buffered = io.BufferedWriter(raw, 1 << 20)
-                res = export(src, buffered, **kw)
-                buffered.flush()
-                buffered.detach()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+                res = export(src, raw, **kw)
+    except BrokenPipeError:
         raise
+    except OSError as exc:
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=out.display, sources=roots) from None
     return res

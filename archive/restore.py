@@ -81,6 +81,7 @@ from . import staging
 from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError, format_where
 from . import guard
 from .guard import TargetLock
+from .output import refuse_dirs_inside_source
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
@@ -243,14 +244,7 @@ def check_target_args(
     for name, p in (("--metadir", metadir_p), ("--datadir", datadir_p), ("--waldir", waldir_p)):
         if p is not None and p.exists() and not p.is_dir():
             raise UsageError(f"{name} is not a directory", path=str(p))
-    src_root = Path(src.path).absolute()
-    real_src = Path(os.path.realpath(src_root))
-    for name, p in (("--datadir", datadir_p), ("--waldir", waldir_p), ("--metadir", metadir_p)):
-        if p is None:
-            continue
-        real = Path(os.path.realpath(p))
-        if p == src_root or src_root in p.parents or real == real_src or real_src in real.parents:
-            raise UsageError(f"{name} lies inside the source; restore somewhere else", path=str(p))
+    refuse_dirs_inside_source(src, (("--datadir", datadir_p), ("--waldir", waldir_p), ("--metadir", metadir_p)))
     return metadir_p, datadir_p, waldir_p
 
 

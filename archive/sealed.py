@@ -28,10 +28,8 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import stat
 import tarfile
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,11 +37,11 @@ from typing import BinaryIO, Iterator, Optional
 
 import zstandard
 
-from .errors import ArchiveError, ChecksumError, FormatError, SourceError, TargetError, TruncatedError, UsageError
+from .errors import ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError, UsageError
 from .findings import Finding
 from .progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
-from .staging import temp_sibling
+from .output import Output, building_dir, make_spool, open_output, os_error, plan_dir_output, plan_file_output, remove_spool, source_roots, spool
 from .tarwrite import TarWriter
 
 MANIFEST_NAME = "INFLUX-ARCHIVE.json"
@@ -51,6 +49,7 @@ FORMAT = "influx-archive-sealed"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 64 << 20
 CHUNK = 1 << 20
+MAX_TRAILING = 1 << 20  # zeros a tar writer may pad its last record with (GNU tar: 10 KiB)
 
 
 def tool_version() -> str:
@@ -119,33 +118,53 @@ def pack(
     force: bool = False,
     progress: Optional[ProgressCallback] = None,
 ) -> PackResult:
-    """Write the backup at ``src_path`` (a live root is backed up first) as a sealed archive."""
-    target = Path(archive).absolute()
-    if target.exists() and not force:
-        raise TargetError("archive already exists (pass --force to replace it)", path=str(target))
+    """Write the backup at ``src_path`` (a live root is backed up first, a sealed archive unpacked
+    first, both into a private spool) as a sealed archive. ``archive`` goes through
+    :mod:`~influx_archive.archive.output`: ``-``, a device or a FIFO is a stream; an existing file
+    is refused unless ``force``; a path equal to or inside the source is refused."""
     if not 1 <= level <= 22:
         raise UsageError("--level must be 1..22")
     src = open_source(src_path)
-    if src.kind == "file":
-        raise UsageError("pack takes a backup directory or a server root, not a single file", path=src.path)
-    with contextlib.ExitStack() as stack:
-        if src.kind == "live":
-            from .convert import convert
+    try:
+        roots = source_roots(src)
+        out = plan_file_output(archive, sources=roots, force=force)
+        if src.kind == "file":
+            raise UsageError("pack takes a backup directory or a server root, not a single file", path=src.path)
+        with contextlib.ExitStack() as stack:
+            if src.kind == "live" or isinstance(src, SealedSource):
+                base = None if out.stream else os.path.dirname(out.path)  # big: beside the archive
+                try:
+                    work = Path(stack.enter_context(spool("pack", base)))
+                    if isinstance(src, SealedSource):
+                        unpack(src.archive, work / "backup")
+                    else:
+                        from .convert import convert
 
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".influx-archive-pack-", dir=target.parent)))
-            convert(src, work / "backup", to="portable")
-            src = open_source(work / "backup")
-        return _pack_dir(src, target, level=level, threads=threads, progress=progress)
+                        convert(src, work / "backup", to="portable")
+                except TargetIOError as exc:  # the intermediate backup is the target's business
+                    raise TargetIOError(f"cannot write the target (the backup to pack, in {exc.path}): {exc.message}",
+                                        path=out.display) from None
+                inner = open_source(work / "backup")
+                return _pack_dir(inner, out, level=level, threads=threads, progress=progress, roots=roots)
+            return _pack_dir(src, out, level=level, threads=threads, progress=progress, roots=roots)
+    finally:
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
 
 
-def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: Optional[ProgressCallback]) -> PackResult:
+def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: Optional[ProgressCallback],
+              roots: list[str]) -> PackResult:
     root = Path(src.path)
     names = _backup_files(src)
     entries = []
-    for n in names:
-        p = root / n
-        st = p.stat()
-        entries.append({"name": n, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "sha256": _sha256(p)})
+    try:
+        for n in names:
+            p = root / n
+            st = p.stat()
+            entries.append({"name": n, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "sha256": _sha256(p)})
+    except OSError as exc:
+        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
     starts = [s.group_start for s in src.shards if s.group_start is not None and (s.files or s.wal)]
     ends = [s.group_end for s in src.shards if s.group_end is not None and (s.files or s.wal)]
     manifest = {
@@ -163,10 +182,9 @@ def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: 
     total = sum(e["size"] for e in entries)
     rep = Reporter(progress, label="pack")
     rep.start(total)
-    tmp = temp_sibling(target)
     cctx = zstandard.ZstdCompressor(level=level, threads=threads or os.cpu_count() or 1, write_checksum=True)
     try:
-        with open(tmp, "xb") as raw:
+        with open_output(out, mode=0o600) as raw:  # the metastore holds password hashes
             with cctx.stream_writer(raw, closefd=False) as zw:
                 tar = TarWriter(zw)
                 import io
@@ -180,18 +198,16 @@ def _pack_dir(src: Source, target: Path, *, level: int, threads: int, progress: 
                         raise SourceError("file changed while it was packed", path=str(root / e["name"]))
                 tar.close()
             raw.flush()
-            os.fsync(raw.fileno())
-            out_size = raw.tell()
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=str(target)) from None
+            out_size = raw.written
+    except BrokenPipeError:
         raise
+    except OSError as exc:
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
     finally:
         rep.end()
-    return PackResult(str(target), len(entries), total, out_size)
+    return PackResult(out.display, len(entries), total, out_size)
 
 
 class _HashingReader:
@@ -219,8 +235,45 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
     dctx = zstandard.ZstdDecompressor()
     with open(path, "rb") as raw:
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
-            with tarfile.open(fileobj=zr, mode="r|") as tf:
+            tail = _TailReader(zr)
+            with tarfile.open(fileobj=tail, mode="r|") as tf:
                 yield tf
+                end = tf.offset  # where the end-of-archive blocks start
+            # the tar ended: what the tar reader buffered past its end, and the rest of the
+            # stream read to its end (so that zstd checks the frame checksum there), may only be
+            # tar padding: zeros, at most MAX_TRAILING bytes
+            seen = tail.kept[max(0, end - tail.kept_from):]
+            left = MAX_TRAILING - len(seen)
+            if seen.count(0) != len(seen):
+                raise _TrailingData("data after the end of the archive's tar", path=str(path), offset=end)
+            while chunk := zr.read(CHUNK):
+                left -= len(chunk)
+                if left < 0 or chunk.count(0) != len(chunk):
+                    raise _TrailingData("data after the end of the archive's tar", path=str(path), offset=end)
+
+
+class _TrailingData(FormatError):
+    """Bytes other than tar padding after the end of a sealed archive's tar."""
+
+
+class _TailReader:
+    """What the tar reader reads, with the last two chunks kept (the end-of-archive blocks and
+    whatever it buffered past them)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.pos = 0
+        self.kept = b""
+        self.kept_from = 0
+        self._prev = b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.kept_from = self.pos - len(self._prev)
+        self.kept = self._prev + data
+        self._prev = data
+        self.pos += len(data)
+        return data
 
 
 def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dict]]:
@@ -284,9 +337,15 @@ def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> It
             for name, entry in files.items():
                 if name not in seen:
                     bad(FormatError("listed file missing from the archive", path=str(path), member=name))
+    except _TrailingData as exc:
+        if findings is None:
+            raise
+        findings.append(Finding.from_error(exc))
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
         err = TruncatedError if isinstance(exc, EOFError) or "truncated" in str(exc).lower() else FormatError
         e = err(f"damaged archive stream ({exc})", path=str(path))
+        if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
+            e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
         if findings is None:
             raise e from None
         findings.append(Finding.from_error(e))
@@ -314,41 +373,37 @@ def _copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: 
 
 def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: Optional[ProgressCallback] = None) -> PackResult:
     """Restore the backup directory from ``archive`` into ``dest`` (new or empty), every file
-    checked against the manifest; all or nothing."""
-    path = Path(archive)
+    checked against the manifest; all or nothing (built beside ``dest``, renamed when complete)."""
+    path = Path(archive).absolute()
     if not path.is_file():
         raise SourceError("no such archive", path=str(path))
-    dest_p = Path(dest).absolute()
-    if dest_p.exists() and (not dest_p.is_dir() or any(dest_p.iterdir())):
-        raise TargetError("destination exists and is not an empty directory", path=str(dest_p))
-    tmp = temp_sibling(dest_p)
+    out = plan_dir_output(dest, sources=[os.path.realpath(path)])
     rep = Reporter(progress, label="unpack")
-    rep.start(path.stat().st_size)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from None
+    rep.start(size)
     n = total = 0
     try:
-        dest_p.parent.mkdir(parents=True, exist_ok=True)
-        os.mkdir(tmp, 0o700)
-        for _doc, entry, _m, reader in _iter_members(path):
-            target = tmp / entry["name"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "xb") as out:
-                _copy_checked(reader, entry, out, path)  # type: ignore[arg-type]
-                out.flush()
-                os.fchmod(out.fileno(), int(entry.get("mode", 0o644)) & 0o777)
-                os.fsync(out.fileno())
-            n += 1
-            total += entry["size"]
-        with contextlib.suppress(FileNotFoundError):
-            dest_p.rmdir()
-        os.rename(tmp, dest_p)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            raise TargetError(f"{exc.strerror or exc}; nothing was written", path=str(dest_p)) from None
-        raise
+        with building_dir(out, sources=[os.path.realpath(path)]) as tmp:
+            for _doc, entry, _m, reader in _iter_members(path):
+                target = tmp / entry["name"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "xb") as f:
+                    _copy_checked(reader, entry, f, path)  # type: ignore[arg-type]
+                    f.flush()
+                    os.fchmod(f.fileno(), int(entry.get("mode", 0o644)) & 0o777)
+                    os.fsync(f.fileno())
+                n += 1
+                total += entry["size"]
+    except OSError as exc:
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=out.path, sources=[os.path.realpath(path)]) from None
     finally:
         rep.end()
-    return PackResult(str(path), n, path.stat().st_size, total)
+    return PackResult(str(path), n, size, total)
 
 
 def verify_sealed(path: str | os.PathLike[str]) -> tuple[list[Finding], int, int]:
@@ -418,7 +473,7 @@ class SealedSource(Source):
             for _doc, entry, _m, reader in self._cursor:
                 path = str(Path(self.workdir) / entry["name"])
                 if entry["name"] == name or (path in self._expected and path not in self._ahead and not self._users.get(path)):
-                    with open(path, "wb") as out:
+                    with _spool_file(path) as out:
                         _copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
                     if entry["name"] == name:
                         return
@@ -431,11 +486,46 @@ class SealedSource(Source):
         return self.archive
 
     def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir:
+            remove_spool(self.workdir)
 
     def __del__(self) -> None:
         if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            remove_spool(self.workdir)
+
+
+class _SpoolWriter:
+    """Writes into a spool file; an OS error (ENOSPC, EDQUOT, EFBIG in TMPDIR) names the spool
+    and says it is a temporary file, not damage of the archive."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self._f = f
+        self._path = path
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            raise TargetIOError(
+                f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} "
+                "(TMPDIR chooses where it goes)", path=self._path) from None
+
+
+@contextlib.contextmanager
+def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
+    try:
+        f = open(path, "wb")
+    except OSError as exc:
+        raise TargetIOError(f"cannot create the temporary spool of the archive (a target-side write): {exc.strerror}",
+                            path=os.fspath(path)) from None
+    try:
+        with f:
+            yield _SpoolWriter(f, os.fspath(path))
+    except OSError as exc:  # the flush on close
+        if isinstance(exc, ArchiveError):
+            raise
+        raise TargetIOError(f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} (TMPDIR chooses where it goes)",
+                            path=os.fspath(path)) from None
 
 
 def _is_metadata(name: str) -> bool:
@@ -450,7 +540,7 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
     from .source import scan_shard_tar
 
     p = Path(path).absolute()
-    workdir = tempfile.mkdtemp(prefix="influx-archive-sealed-")
+    workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
     findings: list[Finding] = []
     scans: dict[str, list] = {}
     try:
@@ -458,7 +548,7 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         for doc, entry, _m, reader in _iter_members(p):
             target = Path(workdir) / entry["name"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
+            with _spool_file(target) as out:
                 _copy_checked(reader, entry, out, p)  # type: ignore[arg-type]
             if not _is_metadata(entry["name"]) and doc["source"]["kind"] in ("legacy", "portable"):
                 gz = entry["name"].endswith(".gz")
@@ -473,6 +563,11 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.archive = str(p)
         sealed.workdir = workdir
         return sealed
+    except OSError as exc:
+        remove_spool(workdir)
+        if isinstance(exc, ArchiveError):
+            raise
+        raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_spool(workdir)
         raise

@@ -43,7 +43,7 @@ from typing import BinaryIO, Iterator, Optional
 
 from ..meta import files as metafiles
 from ..meta.model import Data, decode_data, shard_group_range
-from .errors import ArchiveError, FormatError, SourceError, TruncatedError
+from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError
 from .findings import ERROR, WARNING, Finding
 from .streams import SubFile
 from .threads import map_on_cores
@@ -447,7 +447,9 @@ class OpenShard:
 # ---------------------------------------------------------------------- tar handling
 
 
-def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> FormatError:
+def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> ArchiveError:
+    if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO, ...: the OS, not damage
+        return SourceIOError(f"cannot read the source: {exc.strerror or exc}", path=path, member=member, offset=offset)
     msg = str(exc) or exc.__class__.__name__
     if isinstance(exc, (EOFError, tarfile.ReadError)) and ("unexpected end" in msg or isinstance(exc, EOFError)):
         return TruncatedError(f"tar archive is truncated ({msg})", path=path, member=member, offset=offset)
@@ -627,8 +629,15 @@ def _spool_gz(path: str, tmpdir: Optional[str], salvage: bool = False) -> Iterat
     with tempfile.TemporaryFile(dir=tmpdir, prefix="influx-archive-spool-") as tmp:
         try:
             with gzip_open(path) as src:
-                shutil.copyfileobj(src, tmp, 1 << 20)
+                while chunk := src.read(1 << 20):
+                    try:
+                        tmp.write(chunk)
+                    except OSError as exc:  # ENOSPC, EDQUOT: where we write, not the source
+                        raise TargetIOError(f"cannot write the target's temporary file: {exc.strerror}",
+                                            path=tmpdir or tempfile.gettempdir()) from None
         except GZIP_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
+                raise SourceIOError(f"cannot read the source: {exc.strerror}", path=path) from None
             if not salvage:
                 raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
         tmp.seek(0)
@@ -684,7 +693,7 @@ def _listdir(p: Path) -> list[str]:
     try:
         return sorted(os.listdir(p))
     except OSError as exc:
-        raise SourceError(f"cannot list directory: {exc.strerror}", path=str(p)) from exc
+        raise SourceIOError(f"cannot read the source directory: {exc.strerror}", path=str(p)) from exc
 
 
 def _open_dir(p: Path, salvage: bool = False, prescanned: Optional[dict] = None) -> Source:
@@ -1031,7 +1040,7 @@ def _read_file(path: Path, limit: int = 1 << 30) -> bytes:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from exc
 
 
 def _open_file(p: Path, salvage: bool = False) -> Source:

@@ -34,14 +34,26 @@ def _run(
     start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
     require_kind: Optional[str] = None, salvage: bool = False, force: bool = False,
 ) -> None:
-    from ..archive.convert import execute_convert, plan_convert
     from ..archive.select import Selection, parse_time
     from ..archive.source import open_source
-    
+
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     lo = parse_time(start, option="--start") if start is not None else None
     hi = parse_time(end, option="--end") if end is not None else None
     source = open_source(src, salvage=salvage)
+    try:
+        _run_source(source, src, dest, sel, lo, hi, to=to, compress_level=compress_level, dry_run=dry_run,
+                    json_out=json_out, require_kind=require_kind)
+    finally:
+        close = getattr(source, "close", None)  # a sealed archive's private spool
+        if close is not None:
+            close()
+
+
+def _run_source(source, src: Path, dest: Path, sel, lo, hi, *, to, compress_level: int, dry_run: bool,
+                json_out: bool, require_kind: Optional[str]) -> None:
+    from ..archive.convert import execute_convert, plan_convert
+
     if require_kind is not None and source.kind != require_kind:
         raise UsageError(f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src))
     plan = plan_convert(source, dest, to=to, selection=sel, start=lo, end=hi, compress_level=compress_level)
@@ -77,8 +89,8 @@ _salvage_opt = typer.Option(False, "--salvage", help=SALVAGE_HELP)
 
 @app.command()
 def convert(
-    src: Path = typer.Argument(..., help="Any source: legacy or portable backup, stopped server root."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
     to: Optional[str] = _to_opt,
     database: Optional[str] = _db_opt,
     retention: Optional[str] = _rp_opt,
@@ -109,8 +121,8 @@ def convert(
 
 @app.command()
 def trim(
-    src: Path = typer.Argument(..., help="Any source."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the trimmed backup."),
+    src: Path = typer.Argument(..., readable=False, help="Any source."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the trimmed backup."),
     start: str = typer.Option(..., "--start", help="First time kept. " + _TIME_HELP),
     end: str = typer.Option(..., "--end", help="Last time kept. " + _TIME_HELP),
     database: Optional[str] = _db_opt,
@@ -131,8 +143,8 @@ def trim(
 
 @app.command()
 def backup(
-    root: Path = typer.Argument(..., help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    root: Path = typer.Argument(..., readable=False, help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
     to: str = typer.Option("portable", "--to", help="portable (default) or legacy."),
     database: Optional[str] = _db_opt,
     retention: Optional[str] = _rp_opt,

@@ -13,16 +13,17 @@ from .main import SALVAGE_HELP, app, progress_bars, report_findings
 
 @app.command()
 def export(
-    src: Path = typer.Argument(..., help="Any source: legacy or portable backup, stopped server root."),
+    src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
     database: Optional[str] = typer.Option(None, "--database", "--db", help="Only this database."),
     retention: Optional[str] = typer.Option(None, "--retention", "--rp", help="Only this retention policy of --database."),
     measurement: Optional[str] = typer.Option(None, "--measurement", help="Only this measurement."),
     start: Optional[str] = typer.Option(None, "--start", help="First time kept: RFC3339 or integer ns (inclusive)."),
     end: Optional[str] = typer.Option(None, "--end", help="Last time kept: RFC3339 or integer ns (inclusive)."),
-    out: str = typer.Option("-", "--out", help="Output file, or - for standard output."),
+    out: str = typer.Option("-", "--out", help="Output file, or - for standard output. A character device or a FIFO is written as a stream; an existing file needs --force; a path inside the source is refused."),
     compress: bool = typer.Option(False, "--compress", help="gzip the output."),
     lponly: bool = typer.Option(False, "--lponly", help="Only line protocol: no comments, no DDL."),
     salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Write SRC's points as line protocol with nanosecond timestamps.
 
@@ -31,12 +32,10 @@ def export(
     their settings. Tombstones are applied, the newest value wins, a server root's WAL is included.
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
     """
-    from ..archive.export import export as export_source
     from ..archive.export import export_to_path
     from ..archive.select import parse_time
     from ..archive.source import open_source
-    
-    source = open_source(src, salvage=salvage)
+
     kw = dict(
         database=database,
         retention=retention,
@@ -45,18 +44,14 @@ def export(
         end=parse_time(end, option="--end") if end is not None else None,
         lp_only=lponly,
     )
-    with progress_bars() as bars:
-        if out == "-":
-            if compress:
-                from ..archive.tarwrite import gzip_writer
-
-                with gzip_writer(sys.stdout.buffer, level=1, filename="export") as gz:
-                    res = export_source(source, gz, progress=bars, **kw)
-            else:
-                res = export_source(source, sys.stdout.buffer, progress=bars, **kw)
-            sys.stdout.buffer.flush()
-        else:
-            res = export_to_path(source, out, compress=compress, progress=bars, **kw)
+    source = open_source(src, salvage=salvage)
+    try:
+        with progress_bars() as bars:
+            res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     report_findings(source.findings)
     for note in res.skipped:
         sys.stderr.write(f"influx-archive: warning: {note}\n")

@@ -2,9 +2,11 @@
 
 Conventions every verb follows:
 
-* exit codes: 0 ok, 1 damaged input / failed check, 2 usage error, 3 any other failure
-  (see :mod:`influx_archive.archive.errors`); :func:`main` is the one place that maps errors to
-  messages and codes. Messages are one line naming the file (and offset); ``--debug`` shows the
+* exit codes: 0 ok, 1 damaged input / failed check, 2 usage error, 3 any other failure,
+  4 ``--salvage`` finished but left data out, 5 target busy, 143 SIGTERM (everything written so
+  far removed on the way out), 130 Ctrl-C (see :mod:`influx_archive.archive.errors`);
+  :func:`main` is the one place that maps errors to messages and codes.
+* standard output closed by its reader (``| head``) ends the run quietly with exit 0. Messages are one line naming the file (and offset); ``--debug`` shows the
   traceback as well.
 * influxd's single-dash long flags are accepted verbatim (``-database telegraf``, ``-metadir /x``,
   ``-db``, ``-rp``), so runbook lines paste as they are.
@@ -25,7 +27,7 @@ try:  # typer >= 0.20 vendors its own click; older releases use the click packag
 except ImportError:  # pragma: no cover - depends on the installed typer
     import click  # type: ignore[no-redef]
 
-from ..archive.errors import EXIT_FAILURE, EXIT_USAGE, ArchiveError
+from ..archive.errors import EXIT_FAILURE, EXIT_SALVAGED, EXIT_USAGE, ArchiveError
 from .progress import ProgressBars
 
 app = typer.Typer(
@@ -42,7 +44,8 @@ app = typer.Typer(
 def _root() -> None:
     """Offline toolkit for InfluxDB 1.x backups and data directories (daemon stopped, no influxd needed).
 
-    Exit codes: 0 ok, 1 damaged input or failed check, 2 usage error, 3 other failure.
+    Exit codes: 0 ok, 1 damaged input or failed check, 2 usage error, 3 other failure,
+    4 --salvage finished but left damaged data out, 5 target busy.
     --quiet hides progress bars, --debug shows tracebacks; both may appear anywhere.
     """
 
@@ -50,6 +53,16 @@ def _root() -> None:
 class State:
     debug = False
     quiet = False
+    left_out = False  # a verb went on past damage (--salvage) and left data out: exit 4
+
+
+def note_left_out(findings) -> None:
+    """Record that what was written lacks data (error findings of a --salvage run): the process
+    then exits with EXIT_SALVAGED instead of 0, so scripts notice."""
+    for f in findings:
+        severity = f.get("severity") if isinstance(f, dict) else getattr(f, "severity", None)
+        if severity == "error":
+            State.left_out = True
 
 
 def progress_bars() -> ProgressBars:
@@ -61,11 +74,14 @@ def progress_bars() -> ProgressBars:
 def emit_json(obj) -> None:
     import json
 
+    if isinstance(obj, dict) and isinstance(obj.get("findings"), list):
+        note_left_out(obj["findings"])
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def report_findings(findings) -> None:
     """Findings of a verb that went on (warnings; with --salvage, what was left out) on stderr."""
+    note_left_out(findings)
     for f in findings:
         sys.stderr.write(f"influx-archive: {f}\n")
 
@@ -131,6 +147,69 @@ def normalize_argv(argv: list[str], long_options: set[str]) -> list[str]:
     return out
 
 
+class _StdoutClosed(Exception):
+    """Standard output's reader went away (``| head``): not an error of ours. Raised in place of
+    BrokenPipeError inside the command, before click's own EPIPE handler (which exits 1) sees it."""
+
+
+def _guard_pipes(command: click.Command) -> None:
+    import functools
+
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        cb = cmd.callback
+        if cb is None or getattr(cb, "_pipe_guarded", False):
+            continue
+
+        @functools.wraps(cb)
+        def guarded(*a, __cb=cb, **kw):
+            try:
+                return __cb(*a, **kw)
+            except BrokenPipeError:
+                raise _StdoutClosed() from None
+
+        guarded._pipe_guarded = True  # type: ignore[attr-defined]
+        cmd.callback = guarded
+
+
+def _quiet_exit_closed_stdout() -> None:
+    """Point fd 1 at /dev/null (so the interpreter's final flush cannot fail) and exit 0."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.close(fd)
+    except OSError:
+        pass
+    sys.exit(0)
+
+
+EXIT_TERMINATED = 128 + 15
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` runs on the way out: the
+    temporaries beside the target and the private spools go with it (a BaseException, so no
+    ``except Exception`` swallows it)."""
+
+
+_MAIN_PID = os.getpid()
+
+
+def _raise_terminated() -> None:
+    raise _Terminated()
+
+
+def _on_sigterm(signum, frame) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked worker: the parent does the cleaning up
+        os._exit(EXIT_TERMINATED)
+    from ..archive.output import defer_if_cleaning
+
+    if not defer_if_cleaning(_raise_terminated):  # never in the middle of a rename or a cleanup
+        raise _Terminated()
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app, map every error to a one-line message and exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -139,8 +218,23 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = [a for a in args if a not in ("--debug", "--quiet")]
     command = typer.main.get_command(app)
     args = normalize_argv(args, _long_options(command))
+    _guard_pipes(command)
+    State.left_out = False
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rc = command.main(args=args, prog_name="influx-archive", standalone_mode=False)
+        sys.stdout.flush()
+    except (_StdoutClosed, BrokenPipeError):
+        _quiet_exit_closed_stdout()
+    except _Terminated:
+        sys.stderr.write("influx-archive: terminated (SIGTERM); nothing was left half-written\n")
+        sys.exit(EXIT_TERMINATED)
     except typer.Abort:
         sys.stderr.write("influx-archive: interrupted\n")
         sys.exit(130)
@@ -159,13 +253,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("influx-archive: interrupted\n")
         sys.exit(130)
-    except BrokenPipeError:
-        # Output piped into `head` and closed: not an error of ours.
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - last resort: still one line, code 3
         if State.debug:
             import traceback
@@ -177,7 +264,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(EXIT_FAILURE)
     if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent return code 130
         sys.stderr.write("influx-archive: interrupted\n")
-    sys.exit(rc if isinstance(rc, int) else 0)
+    rc = rc if isinstance(rc, int) else 0
+    if rc == 0 and State.left_out:
+        sys.stderr.write(f"influx-archive: --salvage left damaged data out (see the findings listed); exit {EXIT_SALVAGED}\n")
+        rc = EXIT_SALVAGED
+    sys.exit(rc)
 
 
 if __name__ == "__main__":

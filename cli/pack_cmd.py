@@ -12,8 +12,8 @@ from .main import app, emit_json, progress_bars
 
 @app.command()
 def pack(
-    src: Path = typer.Argument(..., help="Backup directory (legacy or portable) or a stopped server root."),
-    archive: Path = typer.Argument(..., help="The archive to write, e.g. backup.tar.zst."),
+    src: Path = typer.Argument(..., readable=False, help="Backup directory (legacy or portable) or a stopped server root."),
+    archive: Path = typer.Argument(..., readable=False, help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a stream."),
     level: int = typer.Option(3, "--level", help="zstd level 1-22."),
     threads: int = typer.Option(0, "--threads", help="Compression threads (0: one per core)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing archive."),
@@ -28,6 +28,8 @@ def pack(
     
     with progress_bars() as bars:
         res = pack_backup(src, archive, level=level, threads=threads, force=force, progress=bars)
+    if str(archive) == "-":
+        return  # the archive is standard output: nothing else goes there, and stderr stays quiet
     if json_out:
         emit_json(res.to_dict())
     else:
@@ -37,8 +39,8 @@ def pack(
 
 @app.command()
 def unpack(
-    archive: Path = typer.Argument(..., help="A sealed .tar.zst archive."),
-    dest: Path = typer.Argument(..., help="New or empty directory for the backup."),
+    archive: Path = typer.Argument(..., readable=False, help="A sealed .tar.zst archive."),
+    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Restore the backup directory from a sealed archive, checking every file's size and sha256.

@@ -38,7 +38,7 @@ def _plan_text(plan: RestorePlan) -> str:
 
 @app.command()
 def restore(
-    src: Path = typer.Argument(..., help="Legacy or portable backup directory, or a stopped server root."),
+    src: Path = typer.Argument(..., readable=False, help="Legacy or portable backup directory, or a stopped server root."),
     metadir: Path = typer.Option(..., "--metadir", help="Target meta directory (meta.db is created or added to)."),
     datadir: Path = typer.Option(..., "--datadir", help="Target data directory."),
     waldir: Optional[Path] = typer.Option(

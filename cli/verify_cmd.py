@@ -13,7 +13,7 @@ from .main import app, emit_json, progress_bars
 
 @app.command()
 def verify(
-    src: Path = typer.Argument(..., help="Backup directory, server root, or single file."),
+    src: Path = typer.Argument(..., readable=False, help="Backup directory, server root, or single file."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     deep: bool = typer.Option(False, "--deep", help="Also decode every block: counts, time order, index min/max."),
 ) -> None:

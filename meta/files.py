@@ -30,6 +30,7 @@ from construct import ConstructError
 from influx_archive.archive.errors import (
     FormatError,
     SourceError,
+    SourceIOError,
     TargetError,
     TruncatedError,
     UsageError,
@@ -73,7 +74,7 @@ def _read_whole(path: PathLike, limit: int) -> bytes:
     except FileNotFoundError:
         raise SourceError("file not found", path=path) from None
     except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}", path=path) from None
+        raise SourceIOError(f"cannot read the source: {exc.strerror or exc}", path=path) from None
     if len(data) > limit:
         raise FormatError(f"file grew past the {limit}-byte limit while reading", path=path)
     return data
