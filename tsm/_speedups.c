@@ -38,7 +38,10 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     uint64_t *vals = NULL;
     const uint8_t *d = (const uint8_t *)view.buf;
     Py_ssize_t size = view.len;
+    /* every value after the first costs at least one bit of the stream: a count the bytes cannot
+     * hold is declined before anything is allocated */
     if (size < 9 || d[0] != 0x10 || count < 1 || count > (1 << 24)) goto fallback;
+    if ((uint64_t)(count - 1) > (uint64_t)(size - 9) * 8) goto fallback;
     s = (uint8_t *)PyMem_Calloc((size_t)size + 16, 1);
     vals = (uint64_t *)PyMem_Malloc((size_t)count * sizeof(uint64_t));
     if (!s || !vals) { PyErr_NoMemory(); goto done; }
@@ -187,15 +190,19 @@ static const int S8_N[16] = {240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3,
 static const int S8_BITS[16] = {0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60};
 #define S8_MAX ((1ULL << 60) - 1)
 
-static PyObject *s8b_decode(PyObject *self, PyObject *arg) {
+/* s8b_decode(words, limit=-1): the values, or None when the words are not whole or hold more
+ * than ``limit`` values (counted from the selectors before the list is allocated) */
+static PyObject *s8b_decode(PyObject *self, PyObject *args) {
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t limit = -1;
+    if (!PyArg_ParseTuple(args, "y*|n", &view, &limit)) return NULL;
     PyObject *result = NULL;
     const uint8_t *d = (const uint8_t *)view.buf;
     Py_ssize_t nwords = view.len / 8;
     if (view.len % 8) { result = Py_NewRef(Py_None); goto done; }
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < nwords; i++) total += S8_N[d[i * 8] >> 4];
+    if (limit >= 0 && total > limit) { result = Py_NewRef(Py_None); goto done; }
     result = PyList_New(total);
     if (!result) goto done;
     Py_ssize_t k = 0;
@@ -657,7 +664,7 @@ static PyObject *wrap_sums(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
-    {"s8b_decode", s8b_decode, METH_O, "s8b_decode(words) -> list[int] | None"},
+    {"s8b_decode", s8b_decode, METH_VARARGS, "s8b_decode(words, limit=-1) -> list[int] | None (None: more than limit values, or not whole words)"},
     {"s8b_encode_all", s8b_encode_all, METH_O, "s8b_encode_all(values) -> bytes | None"},
     {"s8b_encode_windowed", s8b_encode_windowed, METH_O, "s8b_encode_windowed(values) -> bytes | None"},
     {"scan_index", scan_index, METH_VARARGS, "scan_index(index, blocks_end) -> (keys, positions, min, max, overlapping) | None"},

@@ -32,8 +32,15 @@ FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
 BLOCK_TYPE_NAMES = {FLOAT: "float", INTEGER: "integer", BOOLEAN: "boolean", STRING: "string", UNSIGNED: "unsigned"}
 MAX_POINTS_PER_BLOCK = 1000
 """Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, §1.7); readers accept more."""
-DEFAULT_MAX_VALUES = 10_000_000
-"""Default cap on the values of one decoded block (influxd trusts RLE counts blindly, §2.7)."""
+MAX_BLOCK_VALUES = 10 * MAX_POINTS_PER_BLOCK
+"""Most values one block may hold when read: ten times what influxd 1.x ever writes (its cache
+snapshots and compactions cut blocks at 1000, ``tsdb/engine/tsm1/compact.go``; no option raises
+that in 1.6). influxd trusts RLE and simple8b counts blindly (§2.7): an RLE section of a dozen bytes
+can claim 2^64 values. Every count is checked against this cap *before* anything is allocated, so
+a block costs at most ~1 MB of decoded values and a TSM file at most ~200 decoded values per
+byte (influxd's own densest RLE blocks reach ~20)."""
+DEFAULT_MAX_VALUES = MAX_BLOCK_VALUES
+"""Default ``max_values`` of :func:`decode_block` / :func:`decode_timestamps`."""
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
@@ -153,6 +160,14 @@ def block_type_of(data: bytes | memoryview) -> int:
     if block_type not in _DECODERS:
         raise FormatError(f"unknown block type 0x{block_type:02x}", offset=0, field="type")
     return block_type
+
+
+def count_values(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES) -> int:
+    """Number of values a block claims, read from its timestamp section header without decoding
+    anything (O(section bytes / 8), no allocation): the cheap check for blocks copied unchanged.
+    More than ``max_values`` or a malformed timestamp section header raise :class:`FormatError`."""
+    _, start, end = _frame(data)
+    return ts_codec.count(memoryview(data)[start:end], max_count=max_values, base=start)
 
 
 def decode_timestamps(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES) -> list[int]:

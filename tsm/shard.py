@@ -37,7 +37,7 @@ from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..archive.errors import ChecksumError, FormatError
-from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, decode_timestamps
+from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, count_values, decode_block
 from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
 from .compiled import core as _compiled
 from .wal import Cache
@@ -181,10 +181,28 @@ class ShardReader:
         n = 0
         for part in self.iter_blocks(key, start, end):
             if isinstance(part, RawFrame):
-                n += len(decode_timestamps(part.frame[4:]))
+                n += self._located(part, count_values, key)
             else:
                 n += len(part.timestamps)
         return n
+
+    def decode_frame(self, key: bytes, part: RawFrame) -> tuple[list[int], list]:
+        """``(timestamps, values)`` of a raw frame yielded by :meth:`iter_blocks`, with errors
+        naming its file and absolute offset."""
+        _typ, ts, vs = self._located(part, decode_block, key)
+        return ts, vs
+
+    def _located(self, part: RawFrame, fn, key: bytes):
+        try:
+            return fn(part.frame[4:])
+        except FormatError as exc:
+            rel = exc.offset or 0
+            raise FormatError(
+                f"block of key {key!r}: {exc.message}",
+                path=_file_name(self.files[part.file][0], part.file),
+                offset=part.entry.offset + 4 + rel,
+                field=exc.field,
+            ) from exc
 
     def _plan(self, key: bytes, lo: int, hi: int) -> tuple[int, list[_Piece]]:
         """The key's block type and its sources overlapping ``[lo, hi]``, tombstones resolved."""
@@ -306,7 +324,11 @@ class ShardReader:
                 offset=piece.entry.offset,
                 field="crc",
             )
-        return RawFrame(piece.entry, bytes(frame), piece.min_time, piece.max_time, block_type, piece.file)
+        out = RawFrame(piece.entry, bytes(frame), piece.min_time, piece.max_time, block_type, piece.file)
+        # A frame copied unchanged is never decoded here: still refuse one whose timestamp section
+        # claims more values than any reader should allocate (cheap: header and lengths only).
+        self._located(out, count_values, key)
+        return out
 
 
 def _entries(reader: Any, key: bytes) -> list:
