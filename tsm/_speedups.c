@@ -661,7 +661,47 @@ static PyObject *wrap_sums(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* WAL resynchronisation prefilter (tsm/wal.py _candidate): the first offset p >= start of data
+ * where an entry could start: type byte 1..3, a non-zero length that fits, a whole snappy preamble
+ * within max_payload and expansion * length, and at the candidate's end either the end of data or
+ * a header passing the same checks. O(1) per offset; -1 when there is none. */
+static int wal_plausible(const uint8_t *d, Py_ssize_t n, Py_ssize_t p, Py_ssize_t max_payload, Py_ssize_t expansion,
+                         Py_ssize_t *end_out) {
+    if (d[p] < 1 || d[p] > 3 || p + 5 > n) return 0;
+    uint64_t len = ((uint64_t)d[p + 1] << 24) | ((uint64_t)d[p + 2] << 16) | ((uint64_t)d[p + 3] << 8) | d[p + 4];
+    if (len == 0 || (uint64_t)(n - p - 5) < len) return 0;
+    uint64_t v = 0;
+    int shift = 0, ok = 0;
+    for (uint64_t i = 0; i < 5 && i < len; i++) {
+        uint8_t b = d[p + 5 + i];
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) { ok = 1; break; }
+        shift += 7;
+    }
+    if (!ok || v > (uint64_t)max_payload || v > (uint64_t)expansion * len) return 0;
+    *end_out = p + 5 + (Py_ssize_t)len;
+    return 1;
+}
+
+static PyObject *wal_candidate(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, max_payload, expansion;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &max_payload, &expansion)) return NULL;
+    const uint8_t *d = (const uint8_t *)view.buf;
+    Py_ssize_t n = view.len, found = -1;
+    for (Py_ssize_t p = start < 0 ? 0 : start; p < n; p++) {
+        Py_ssize_t end, end2;
+        if (!wal_plausible(d, n, p, max_payload, expansion, &end)) continue;
+        if (end < n && !wal_plausible(d, n, end, max_payload, expansion, &end2)) continue;
+        found = p;
+        break;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
+    {"wal_candidate", wal_candidate, METH_VARARGS, "wal_candidate(data, start, max_payload, expansion) -> offset | -1"},
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
     {"s8b_decode", s8b_decode, METH_VARARGS, "s8b_decode(words, limit=-1) -> list[int] | None (None: more than limit values, or not whole words)"},

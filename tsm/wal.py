@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, Union
 import cramjam
 
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError, UsageError
+from .compiled import core as _compiled  # the resynchronisation prefilter; None: the Python one
 from .format import wal as fmt
 
 Source = Union[bytes, bytearray, memoryview, BinaryIO]
@@ -102,6 +103,20 @@ class WALCorruption:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_ENTRY_PAYLOAD = 32 << 20
+"""Largest decompressed payload of one entry this reader inflates (checked on the snappy
+preamble, before inflating). influxd writes one entry per write request and shard; 32 MiB is
+about a million values in one request, over three times the 10 MiB segment roll size. Larger
+entries raise :class:`FormatError` even where influxd would tolerate damage (a torn tail): such an
+entry is not damage influxd would drop, so it must not be dropped silently either."""
+RESYNC_WORK_FACTOR = 8
+"""Salvage resynchronisation decodes at most this many bytes per byte searched (see ``_resync``)."""
+
+
+class _TooLarge(FormatError):
+    """An entry whose declared payload is above :data:`MAX_ENTRY_PAYLOAD` (raised, never tolerated)."""
+
+
 class _Bad(Exception):
     """Internal: an entry influxd would reject; converted to a FormatError by the caller."""
 
@@ -142,6 +157,8 @@ def iter_wal(
     while pos < size:
         try:
             entry, end = _read_entry(stream, pos, size)
+        except _TooLarge as exc:
+            raise FormatError(exc.message, path=name, offset=pos, field="payload") from None
         except _Bad as bad:
             cls = TruncatedError if bad.truncated else FormatError
             err = cls(f"WAL entry: {bad.reason}", path=name, offset=pos, field=bad.field)
@@ -159,21 +176,81 @@ def iter_wal(
 
 def _resync(stream: BinaryIO, bad: int, size: int) -> int | None:
     """First offset after ``bad`` where a valid entry starts that is followed by the end of the
-    segment or by another valid entry."""
+    segment or by another valid entry.
+
+    Linear in the segment: the damaged rest is read once; :func:`_candidate` skips, with O(1)
+    checks per offset on bytes already in memory, every offset where no entry can start (entry
+    type, length within the segment, snappy preamble within :data:`MAX_ENTRY_PAYLOAD` and the
+    snappy expansion bound, and the same at the candidate's end). Only the offsets left are
+    decoded, and all decoding together is bounded by :data:`RESYNC_WORK_FACTOR` times the bytes
+    searched: past that nothing is resumed and the rest is reported as skipped (never kept
+    unchecked, never dropped silently)."""
     stream.seek(bad)
     data = stream.read(size - bad)
-    for p in range(1, len(data)):
-        if data[p] not in fmt.ENTRY_TYPES:
-            continue
-        view = io.BytesIO(data)
+    n = len(data)
+    view = io.BytesIO(data)
+    head = fmt.ENTRY_LENGTH.unpack_from
+    hsize = fmt.ENTRY_HEADER_SIZE
+    budget = RESYNC_WORK_FACTOR * n + MAX_ENTRY_PAYLOAD
+    p = 0
+    while True:
+        p = _candidate(data, p + 1)
+        if p < 0:
+            return None
+        end = p + hsize + head(data, p + 1)[0]
+        budget -= end - p + (hsize + head(data, end + 1)[0] if end < n else 0)
+        if budget < 0:
+            return None
         try:
-            _entry, end = _read_entry(view, p, len(data))
-            if end < len(data):
-                _read_entry(view, end, len(data))
-        except _Bad:
+            _entry, e = _read_entry(view, p, n)
+            if e < n:
+                _read_entry(view, e, n)
+        except (_Bad, FormatError):  # FormatError: an entry above the payload cap resumes nothing
             continue
         return bad + p
-    return None
+
+
+def _candidate(data: bytes, start: int) -> int:
+    """First offset ``>= start`` where an entry could start (see :func:`_resync`), or -1."""
+    if _compiled is not None:
+        return _compiled.wal_candidate(data, start, MAX_ENTRY_PAYLOAD, fmt.SNAPPY_MAX_EXPANSION)
+    n = len(data)
+    find = data.find
+    types = fmt.ENTRY_TYPES
+    # next offset of each entry-type byte; each pointer only moves forward (bytes.find runs in C)
+    nxt = {t: find(bytes((t,)), start) for t in types}
+    while True:
+        live = [q for q in nxt.values() if q >= 0]
+        if not live:
+            return -1
+        p = min(live)
+        for t in types:
+            if nxt[t] == p:
+                nxt[t] = find(bytes((t,)), p + 1)
+        end = _plausible(data, n, p)
+        if end < 0 or (end < n and _plausible(data, n, end) < 0):
+            continue
+        return p
+
+
+def _plausible(data: bytes, n: int, p: int) -> int:
+    """O(1): end of an entry that could start at ``p`` (type, length, snappy preamble), or -1."""
+    if data[p] not in fmt.ENTRY_TYPES or p + fmt.ENTRY_HEADER_SIZE > n:
+        return -1
+    (length,) = fmt.ENTRY_LENGTH.unpack_from(data, p + 1)
+    at = p + fmt.ENTRY_HEADER_SIZE
+    if length == 0 or length > n - at:
+        return -1
+    value = shift = 0
+    for i in range(min(5, length)):
+        b = data[at + i]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            if value <= MAX_ENTRY_PAYLOAD and value <= fmt.SNAPPY_MAX_EXPANSION * length:
+                return at + length
+            return -1
+        shift += 7
+    return -1
 
 
 def _read_entry(stream: BinaryIO, pos: int, size: int) -> tuple[WALEntry, int]:
@@ -218,6 +295,11 @@ def _snappy_decode(data: bytes) -> bytes:
         raise _Bad("snappy: decoded block is too large", field="payload")
     if decoded_len > fmt.SNAPPY_MAX_EXPANSION * len(data):
         raise _Bad(f"snappy: corrupt input (claims {decoded_len} bytes from {len(data)})", field="payload")
+    if decoded_len > MAX_ENTRY_PAYLOAD:
+        raise _TooLarge(
+            f"WAL entry: snappy payload declares {decoded_len} bytes, more than the limit of "
+            f"{MAX_ENTRY_PAYLOAD} (MAX_ENTRY_PAYLOAD); refused before inflating"
+        )
     try:
         return bytes(cramjam.snappy.decompress_raw(data))
     except cramjam.DecompressionError as exc:
