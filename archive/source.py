@@ -667,13 +667,15 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
                 continue
             steps.append(("tar", fp, inc, key, e.size))
     scans = _scan_gz_tars([(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage)
+    known = {s.key for s in src.shards}  # kept in step with src.shards (only ever appended to): O(1) lookups
     for st in steps:
         if st[0] == "finding":
             src.findings.append(st[1])
         elif st[0] == "missing":
             src.findings.append(st[1])
-            if not any(s.key == st[2] for s in src.shards):
+            if st[2] not in known:
                 src.shards.append(Shard(*st[2]))
+                known.add(st[2])
         else:
             _, fp, inc, key, size = st
             scanned = scans.get((str(fp), size))
@@ -683,7 +685,9 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
                 members, found = scanned
                 src.findings.extend(found)
                 src.prescanned[str(fp)] = members
+            before = len(src.shards)
             _add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=size)
+            known.update(s.key for s in src.shards[before:])
     _fill_from_meta(src)
     return src
 
