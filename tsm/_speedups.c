@@ -661,6 +661,62 @@ static PyObject *wrap_sums(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* uvarint at d[*pos] (end exclusive), Go's rules; 0 when cut short or overflowing */
+static int uvarint(const uint8_t *d, Py_ssize_t end, Py_ssize_t *pos, uint64_t *out) {
+    uint64_t v = 0;
+    int shift = 0;
+    for (int i = 0; i < 10; i++) {
+        if (*pos >= end) return 0;
+        uint8_t b = d[(*pos)++];
+        if (b < 0x80) {
+            if (i == 9 && b > 1) return 0;
+            *out = v | ((uint64_t)b << shift);
+            return 1;
+        }
+        v |= (uint64_t)(b & 0x7F) << shift;
+        shift += 7;
+    }
+    return 0;
+}
+
+/* block_count(buf, start, size, limit): the number of timestamps the block buf[start:start+size]
+ * claims, read from its frame and timestamp section header only (tsm/block.py count_values), or
+ * -1 whenever that is not a well-formed count <= limit (the Python code then names the error). */
+static PyObject *block_count(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, size, limit;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &size, &limit)) return NULL;
+    long long result = -1;
+    if (start < 0 || size < 2 || start > view.len || size > view.len - start) goto done;
+    {
+        const uint8_t *d = (const uint8_t *)view.buf + start;
+        Py_ssize_t pos = 1;
+        uint64_t ts_len, n = 0;
+        if (d[0] > 4 || !uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos) || ts_len < 9) goto done;
+        const uint8_t *t = d + pos;
+        Py_ssize_t tl = (Py_ssize_t)ts_len;
+        int enc = t[0] >> 4, scale = t[0] & 15;
+        if (enc == 0) {
+            if (scale || (tl - 1) % 8) goto done;
+            n = (uint64_t)((tl - 1) / 8);
+        } else if (enc == 1) {
+            if ((tl - 9) % 8) goto done;
+            n = 1;
+            for (Py_ssize_t w = 9; w < tl; w += 8) n += (uint64_t)S8_N[t[w] >> 4];
+        } else if (enc == 2) {
+            Py_ssize_t q = 9;
+            uint64_t delta;
+            if (!uvarint(t, tl, &q, &delta) || !uvarint(t, tl, &q, &n) || q != tl || n == 0) goto done;
+        } else {
+            goto done;
+        }
+        if (n <= (uint64_t)limit) result = (long long)n;
+    }
+done:
+    PyBuffer_Release(&view);
+    return PyLong_FromLongLong(result);
+}
+
 /* WAL resynchronisation prefilter (tsm/wal.py _candidate): the first offset p >= start of data
  * where an entry could start: type byte 1..3, a non-zero length that fits, a whole snappy preamble
  * within max_payload and expansion * length, and at the candidate's end either the end of data or
@@ -701,6 +757,7 @@ static PyObject *wal_candidate(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"block_count", block_count, METH_VARARGS, "block_count(buf, start, size, limit) -> count | -1 (-1: let tsm/block.py name the error)"},
     {"wal_candidate", wal_candidate, METH_VARARGS, "wal_candidate(data, start, max_payload, expansion) -> offset | -1"},
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},

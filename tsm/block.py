@@ -170,6 +170,17 @@ def count_values(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALU
     return ts_codec.count(memoryview(data)[start:end], max_count=max_values, base=start)
 
 
+def count_values_at(buf: bytes | bytearray | memoryview, start: int, size: int, *, max_values: int = DEFAULT_MAX_VALUES) -> int:
+    """:func:`count_values` of the block ``buf[start:start + size]`` without slicing it (the
+    compiled core reads it in place; anything it declines goes to :func:`count_values`, which
+    raises the precise error, offsets relative to ``start``)."""
+    if _compiled is not None:
+        n = _compiled.block_count(buf, start, size, max_values)
+        if n >= 0:
+            return n
+    return count_values(memoryview(buf)[start : start + size], max_values=max_values)
+
+
 def decode_timestamps(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES) -> list[int]:
     """Only the timestamps of a block (cheap path for time filters); same checks as
     :func:`decode_block` for the frame and the timestamp section."""
