@@ -321,6 +321,15 @@ def tsm_cases(root: Path) -> list[Case]:
         files: dict[str, bytes | None] = {TSM_NAME: data, TOMB_NAME: None}
         d = wrap(root, f"tsm-{kind}-{label}", files)
         cases.append(Case(f"tsm-{kind}-{label}", d, dict(dir_verbs), TSM_NAME, "tsm"))
+    # a footer pointing into the blocks of a file whose "index" would then be large: refused
+    # from its first record, the span is never read whole
+    big = tsm_with_block(original, block(tsm_block.INTEGER, ts_raw(CAP - 1), integers.encode(list(range(CAP - 1)))))
+    for at in (200, 1000, 50_000):
+        data = big[:-8] + struct.pack(">Q", at)
+        path = wrap_file(root, f"tsm-file-footer-{at}", TSM_NAME, data)
+        cases.append(Case(f"tsm-file-footer-{at}", path, dict(TS_FILE_VERBS), TSM_NAME, "tsm"))
+        d = wrap_live(root, f"tsm-live-footer-{at}", {TSM_NAME: data, TOMB_NAME: None})
+        cases.append(Case(f"tsm-live-footer-{at}", d, dict(TS_DIR_VERBS), TSM_NAME, "tsm"))
     return cases
 
 
