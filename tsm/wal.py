@@ -110,7 +110,8 @@ about a million values in one request, over three times the 10 MiB segment roll 
 entries raise :class:`FormatError` even where influxd would tolerate damage (a torn tail): such an
 entry is not damage influxd would drop, so it must not be dropped silently either."""
 RESYNC_WORK_FACTOR = 8
-"""Salvage resynchronisation decodes at most this many bytes per byte searched (see ``_resync``)."""
+"""Salvage resynchronisation of one segment decodes at most this many bytes per segment byte (plus
+one maximal entry) over all its searches (see ``_resync``)."""
 
 
 class _TooLarge(FormatError):
@@ -154,6 +155,8 @@ def iter_wal(
         if not isinstance(name, (str, os.PathLike)):
             name = None
     pos = start
+    rest: bytes | None = None  # the segment from ``start``, read once at the first resynchronisation
+    budget = [0]  # decoding left to all resynchronisations of this segment (set with ``rest``)
     while pos < size:
         try:
             entry, end = _read_entry(stream, pos, size)
@@ -164,7 +167,14 @@ def iter_wal(
             err = cls(f"WAL entry: {bad.reason}", path=name, offset=pos, field=bad.field)
             if strict:
                 raise err from None
-            resume = _resync(stream, pos, size) if salvage else None
+            resume = None
+            if salvage:
+                if rest is None:
+                    stream.seek(start)
+                    rest = stream.read(size - start)
+                    budget = [RESYNC_WORK_FACTOR * len(rest) + MAX_ENTRY_PAYLOAD]
+                found = _resync(rest, pos - start, budget)
+                resume = None if found is None else start + found
             yield WALCorruption(pos, bad.reason, err, resume)
             if resume is None:
                 return
@@ -174,32 +184,29 @@ def iter_wal(
         pos = end
 
 
-def _resync(stream: BinaryIO, bad: int, size: int) -> int | None:
-    """First offset after ``bad`` where a valid entry starts that is followed by the end of the
-    segment or by another valid entry.
+def _resync(data: bytes, bad: int, budget: list[int]) -> int | None:
+    """First offset after ``bad`` in ``data`` (the segment's bytes) where a valid entry starts that
+    is followed by the end of the segment or by another valid entry.
 
-    Linear in the segment: the damaged rest is read once; :func:`_candidate` skips, with O(1)
-    checks per offset on bytes already in memory, every offset where no entry can start (entry
-    type, length within the segment, snappy preamble within :data:`MAX_ENTRY_PAYLOAD` and the
-    snappy expansion bound, and the same at the candidate's end). Only the offsets left are
-    decoded, and all decoding together is bounded by :data:`RESYNC_WORK_FACTOR` times the bytes
-    searched: past that nothing is resumed and the rest is reported as skipped (never kept
-    unchecked, never dropped silently)."""
-    stream.seek(bad)
-    data = stream.read(size - bad)
+    Linear in the segment: :func:`_candidate` skips, with O(1) checks per offset on bytes already
+    in memory, every offset where no entry can start (entry type, length within the segment,
+    snappy preamble within :data:`MAX_ENTRY_PAYLOAD` and the snappy expansion bound, and the same
+    at the candidate's end). Only the offsets left are decoded, and all decoding by every search
+    in one segment shares ``budget`` (bytes; :data:`RESYNC_WORK_FACTOR` times the segment): past
+    it nothing is resumed and the rest is reported as skipped (never kept unchecked, never
+    dropped silently)."""
     n = len(data)
     view = io.BytesIO(data)
     head = fmt.ENTRY_LENGTH.unpack_from
     hsize = fmt.ENTRY_HEADER_SIZE
-    budget = RESYNC_WORK_FACTOR * n + MAX_ENTRY_PAYLOAD
-    p = 0
+    p = bad
     while True:
         p = _candidate(data, p + 1)
         if p < 0:
             return None
         end = p + hsize + head(data, p + 1)[0]
-        budget -= end - p + (hsize + head(data, end + 1)[0] if end < n else 0)
-        if budget < 0:
+        budget[0] -= end - p + (hsize + head(data, end + 1)[0] if end < n else 0)
+        if budget[0] < 0:
             return None
         try:
             _entry, e = _read_entry(view, p, n)
@@ -207,7 +214,7 @@ def _resync(stream: BinaryIO, bad: int, size: int) -> int | None:
                 _read_entry(view, e, n)
         except (_Bad, FormatError):  # FormatError: an entry above the payload cap resumes nothing
             continue
-        return bad + p
+        return p
 
 
 def _candidate(data: bytes, start: int) -> int:
