@@ -51,6 +51,10 @@ def _in_order(ts: Sequence[int]) -> bool:
             return bad < 0
     return all(map(operator.le, ts, islice(ts, 1, None)))
 
+#: Most merged values held at once while merging blocks whose time ranges overlap (about 40 MB);
+#: larger overlapping groups are merged window by window (``ShardReader._merge_windows``).
+MERGE_BUDGET = 250_000
+
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
 _NOTHING = KeyDeletion(False, ())
@@ -108,6 +112,7 @@ class ShardReader:
         #: salvage mode when a list: blocks that fail their CRC or do not decode are left out and
         #: their errors appended here, instead of raised
         self.damaged = damaged
+        self._reported: set[int] = set()
 
     # ---- keys ---------------------------------------------------------------------------
 
@@ -280,14 +285,72 @@ class ShardReader:
             ts, vs = self._decode_salvaged(key, piece, lo, hi)
         else:
             merged: dict[int, Any] = {}
-            for piece in sorted(group, key=lambda p: p.rank):
+            ranked = sorted(group, key=lambda p: p.rank)
+            for piece in ranked:
                 t, v = self._decode_salvaged(key, piece, lo, hi)
                 merged.update(zip(t, v))
+                if len(merged) > MERGE_BUDGET:
+                    del merged, t, v
+                    yield from self._merge_windows(key, ranked, lo, hi)
+                    return
             ts = sorted(merged)
             vs = [merged[t] for t in ts]
         size = self.chunk_size
         for k in range(0, len(ts), size):
             yield Values(ts[k : k + size], vs[k : k + size])
+
+    def _merge_windows(self, key: bytes, ranked: list[_Piece], lo: int, hi: int) -> Iterator[Values]:
+        """The merge of a large overlapping group (pieces in precedence order) in time windows,
+        so that at most about :data:`MERGE_BUDGET` merged values (plus one decoded block) are held
+        at once. One pass finds each piece's real time span (its values may lie outside its index
+        entry's); then each window decodes only the pieces whose span meets it, and shrinks when it
+        would hold more than the budget. Chains of overlapping blocks (backfills across files)
+        cost one or two decodes per block; blocks that all span the same time cost one decode per
+        window each (slow, but still within the memory bound)."""
+        spans: list[tuple[int, int, int]] = []  # (first, last, index in ranked)
+        total = 0
+        for i, piece in enumerate(ranked):
+            t, _v = self._decode_salvaged(key, piece, lo, hi)
+            if t:
+                spans.append((min(t), max(t), i))
+                total += len(t)
+        if not spans:
+            return
+        spans.sort()
+        a = spans[0][0]
+        end = max(last for _, last, _ in spans)
+        width = max(1, (end - a + 1) * MERGE_BUDGET // (2 * total))
+        nxt = 0  # spans[:nxt] have started (first <= window end)
+        active: list[tuple[int, int, int]] = []
+        while a <= end:
+            b = min(end, a + width - 1)
+            while nxt < len(spans) and spans[nxt][0] <= b:
+                active.append(spans[nxt])
+                nxt += 1
+            active = [sp for sp in active if sp[1] >= a]
+            merged: dict[int, Any] = {}
+            over = False
+            for _f, _l, i in sorted(active, key=lambda sp: sp[2]):  # precedence order
+                t, v = self._decode_salvaged(key, ranked[i], a, b)
+                if t and (min(t) < a or max(t) > b):  # values outside the block's index range
+                    keep = [k for k, x in enumerate(t) if a <= x <= b]
+                    t, v = [t[k] for k in keep], [v[k] for k in keep]
+                merged.update(zip(t, v))
+                if len(merged) > MERGE_BUDGET and b > a:
+                    over = True
+                    break
+            if over:
+                width = max(1, (b - a + 1) // 2)
+                continue
+            ts = sorted(merged)
+            vs = [merged[t] for t in ts]
+            del merged
+            size = self.chunk_size
+            for k in range(0, len(ts), size):
+                yield Values(ts[k : k + size], vs[k : k + size])
+            if len(ts) < MERGE_BUDGET // 4:
+                width *= 2
+            a = b + 1
 
     def _decode_salvaged(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
         try:
@@ -295,7 +358,9 @@ class ShardReader:
         except FormatError as exc:  # ChecksumError included
             if self.damaged is None:
                 raise
-            self.damaged.append(exc)
+            if id(piece) not in self._reported:  # a windowed merge may decode a piece again
+                self._reported.add(id(piece))
+                self.damaged.append(exc)
             return [], []
 
     def _decode(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
