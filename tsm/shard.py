@@ -219,14 +219,17 @@ class ShardReader:
                 continue
             reader = self.files[i][0]
             types.append((reader.block_type(key), _file_name(reader, i)))
-            ranges = deletion.ranges
+            ranges = deletion.ranges  # merged: sorted and disjoint, so starts and ends both ascend
+            starts = [a for a, _ in ranges]
+            ends = [b for _, b in ranges]
             for j, e in enumerate(entries):
                 if e.max_time < lo or e.min_time > hi:
                     continue
-                if any(a <= e.min_time and b >= e.max_time for a, b in ranges):
+                # the ranges meeting the block, by bisection (a scan per block was O(blocks x ranges))
+                touching = ranges[bisect.bisect_left(ends, e.min_time) : bisect.bisect_right(starts, e.max_time)]
+                if len(touching) == 1 and touching[0][0] <= e.min_time and touching[0][1] >= e.max_time:
                     continue  # every value of the block is deleted (§3.5)
-                touching = tuple((a, b) for a, b in ranges if a <= e.max_time and b >= e.min_time)
-                pieces.append(_Piece((i, j), e.min_time, e.max_time, i, e, touching))
+                pieces.append(_Piece((i, j), e.min_time, e.max_time, i, e, tuple(touching)))
         if self.cache is not None and key in self.cache:
             typ, ts, vs = self.cache.values(key)
             types.append((typ, "the WAL cache"))
