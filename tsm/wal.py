@@ -110,8 +110,9 @@ about a million values in one request, over three times the 10 MiB segment roll 
 entries raise :class:`FormatError` even where influxd would tolerate damage (a torn tail): such an
 entry is not damage influxd would drop, so it must not be dropped silently either."""
 RESYNC_WORK_FACTOR = 8
-"""Salvage resynchronisation of one segment decodes at most this many bytes per segment byte (plus
-one maximal entry) over all its searches (see ``_resync``)."""
+"""Salvage resynchronisation earns this many bytes of decoding per segment byte it scans (see
+``_resync``): all its searches in one segment decode at most 2 x MAX_ENTRY_PAYLOAD plus this
+factor times the segment."""
 
 
 class _TooLarge(FormatError):
@@ -172,7 +173,7 @@ def iter_wal(
                 if rest is None:
                     stream.seek(start)
                     rest = stream.read(size - start)
-                    budget = [RESYNC_WORK_FACTOR * len(rest) + MAX_ENTRY_PAYLOAD]
+                    budget = [2 * MAX_ENTRY_PAYLOAD]  # one maximal candidate pair, then earned by scanning
                 found = _resync(rest, pos - start, budget)
                 resume = None if found is None else start + found
             yield WALCorruption(pos, bad.reason, err, resume)
@@ -191,23 +192,28 @@ def _resync(data: bytes, bad: int, budget: list[int]) -> int | None:
     Linear in the segment: :func:`_candidate` skips, with O(1) checks per offset on bytes already
     in memory, every offset where no entry can start (entry type, length within the segment,
     snappy preamble within :data:`MAX_ENTRY_PAYLOAD` and the snappy expansion bound, and the same
-    at the candidate's end). Only the offsets left are decoded, and all decoding by every search
-    in one segment shares ``budget`` (bytes; :data:`RESYNC_WORK_FACTOR` times the segment): past
-    it nothing is resumed and the rest is reported as skipped (never kept unchecked, never
-    dropped silently)."""
+    at the candidate's end). Only the offsets left are decoded, and the decoding is paid from
+    ``budget`` (bytes, shared by every search in one segment), which scanning earns at
+    :data:`RESYNC_WORK_FACTOR` bytes per byte passed: a candidate whose claimed lengths cost more
+    than the budget holds is skipped like an invalid one, so all searches of a segment decode at
+    most 2 x MAX_ENTRY_PAYLOAD + RESYNC_WORK_FACTOR x its size. Whatever is skipped is reported
+    as part of the damaged span (never kept unchecked, never dropped silently)."""
     n = len(data)
     view = io.BytesIO(data)
     head = fmt.ENTRY_LENGTH.unpack_from
     hsize = fmt.ENTRY_HEADER_SIZE
     p = bad
     while True:
+        prev = p
         p = _candidate(data, p + 1)
         if p < 0:
             return None
+        budget[0] += RESYNC_WORK_FACTOR * (p - prev)
         end = p + hsize + head(data, p + 1)[0]
-        budget[0] -= end - p + (hsize + head(data, end + 1)[0] if end < n else 0)
-        if budget[0] < 0:
-            return None
+        cost = end - p + (hsize + head(data, end + 1)[0] if end < n else 0)
+        if cost > budget[0]:
+            continue
+        budget[0] -= cost
         try:
             _entry, e = _read_entry(view, p, n)
             if e < n:
