@@ -95,3 +95,74 @@ def test_tombstone_replay_is_linear_in_the_ranges(monkeypatch) -> None:
     state = ts.state(KEY, 0, 10 * k)
     assert not state.deleted and len(state.ranges) == k
     assert calls[0] <= 3 * k
+
+
+# ---------------------------------------------------------------------------------- WAL cache deletes
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from influx_archive.tsm.wal import Cache, DeleteEntry  # noqa: E402
+
+_LO, _HI = -(1 << 63), (1 << 63) - 1
+_keys = st.sampled_from([b"a#!~#v", b"b#!~#v"])
+_t = st.integers(-5, 40)
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("w"), _keys, st.lists(_t, min_size=1, max_size=6)),
+        st.tuples(st.just("d"), _keys, st.tuples(_t, _t)),
+        st.tuples(st.just("D"), _keys, st.just((_LO, _HI))),
+    ),
+    max_size=40,
+)
+
+
+def _model(ops) -> dict:
+    """influxd's cache, applied eagerly: a delete filters what is stored at that moment."""
+    store: dict[bytes, list[tuple[int, float]]] = {}
+    n = 0
+    for op, key, arg in ops:
+        if op == "w":
+            for t in arg:
+                n += 1
+                store.setdefault(key, []).append((t, float(n)))
+        else:
+            lo, hi = arg
+            if key in store:
+                store[key] = [(t, v) for t, v in store[key] if t < lo or t > hi]
+                if not store[key]:
+                    del store[key]
+    out = {}
+    for key, vals in store.items():
+        last = dict(vals)
+        out[key] = (sorted(last), [last[t] for t in sorted(last)])
+    return out
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_ops)
+def test_cache_deletes_applied_late_equal_deletes_applied_at_once(ops) -> None:
+    cache = Cache()
+    n = 0
+    for op, key, arg in ops:
+        if op == "w":
+            vals = []
+            for t in arg:
+                n += 1
+                vals.append((t, float(n)))
+            cache.apply(WriteEntry({key: (1, vals)}))
+        elif op == "D":
+            cache.apply(DeleteEntry((key,)))
+        else:
+            cache.apply(DeleteRangeEntry((key,), *arg))
+    got = {k: cache.values(k)[1:] for k in cache.keys()}
+    assert got == _model(ops)
+
+
+def test_many_deletes_on_a_large_key() -> None:
+    cache = Cache()
+    cache.apply(WriteEntry({KEY: (1, [(t, float(t)) for t in range(0, 40_000, 2)])}))
+    for t in range(0, 40_000, 4):  # 10,000 deletes, each of one stored value
+        cache.apply(DeleteRangeEntry((KEY,), t, t))
+    _typ, ts, _vs = cache.values(KEY)
+    assert ts == list(range(2, 40_000, 4))
