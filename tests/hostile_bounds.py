@@ -424,8 +424,10 @@ def tombstone_cases(root: Path) -> list[Case]:
     for i, (label, data, code) in enumerate(lying_tombstones()):
         # the tar kinds need a TSM member to hang the tombstone on: shard 2 has one
         kind, wrap = kinds[i % len(kinds)]
-        d = wrap(root, f"{label}-{kind}", {TOMB_NAME: data} if kind == "live" else {TOMB_NAME: data})
-        if kind != "live":
+        if kind == "live":
+            d = wrap(root, f"{label}-{kind}", {TOMB_NAME: data})
+        else:  # shard 2's tar has no tombstone member: add one beside its TSM member
+            d = wrap(root, f"{label}-{kind}", {})
             _add_member(d, kind, TOMB_NAME, data)
         verbs = {"verify": 1, "export": code, "convert": code, "inspect --points": 1, "restore": code}
         cases.append(Case(f"{label}-{kind}", d, verbs, TOMB_NAME, "tombstone", offset=code == 1))
