@@ -710,7 +710,41 @@ static PyObject *block_count(PyObject *self, PyObject *args) {
         } else {
             goto done;
         }
-        if (n <= (uint64_t)limit) result = (long long)n;
+        if (n > (uint64_t)limit) goto done;
+        /* the value section's header must state the same count (tsm/block.py _check_value_header) */
+        const uint8_t *v = t + tl;
+        Py_ssize_t vl = size - pos - tl;
+        if (vl < 1) goto done;
+        if (d[0] == 1 || d[0] == 4) {          /* integer, unsigned */
+            if (v[0] == 0x00) {
+                if ((vl - 1) % 8 || (uint64_t)((vl - 1) / 8) != n) goto done;
+            } else if (v[0] == 0x10) {
+                if (vl < 9 || (vl - 9) % 8) goto done;
+                uint64_t k = 1;
+                for (Py_ssize_t w = 9; w < vl; w += 8) k += (uint64_t)S8_N[v[w] >> 4];
+                if (k != n) goto done;
+            } else if (v[0] == 0x20) {
+                Py_ssize_t q = 9;
+                uint64_t delta, repeat;
+                if (vl < 9 || !uvarint(v, vl, &q, &delta) || !uvarint(v, vl, &q, &repeat) || q != vl || repeat + 1 != n) goto done;
+            } else {
+                goto done;
+            }
+        } else {
+            if (v[0] != 0x10) goto done;
+            if (d[0] == 2) {                   /* boolean */
+                Py_ssize_t q = 1;
+                uint64_t k;
+                if (!uvarint(v, vl, &q, &k) || k != n || (uint64_t)(vl - q) != (n + 7) / 8) goto done;
+            } else if (d[0] == 3) {            /* string */
+                Py_ssize_t q = 1;
+                uint64_t ulen;
+                if (!uvarint(v, vl, &q, &ulen) || ulen > 22 * (uint64_t)(vl - 1) || ulen < n) goto done;
+            } else if (vl < 9) {               /* float */
+                goto done;
+            }
+        }
+        result = (long long)n;
     }
 done:
     PyBuffer_Release(&view);
