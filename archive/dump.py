@@ -9,11 +9,11 @@ import contextlib
 import fnmatch
 from typing import Iterator, Optional
 
-from ..tsm.block import BLOCK_TYPE_NAMES, block_sections, decode_timestamps
+from ..tsm.block import BLOCK_TYPE_NAMES, block_sections, count_values
 from ..tsm.format import tsmfile as fmt
 from ..tsm.reader import TSMReader
 from ..tsm.wal import DeleteEntry, DeleteRangeEntry, WALCorruption, WriteEntry, iter_wal
-from .errors import ArchiveError, SourceError, UsageError
+from .errors import ArchiveError, FormatError, SourceError, UsageError
 from .inspect import rfc3339
 from .source import ShardFile, open_source
 
@@ -100,11 +100,25 @@ def _block_info(reader: TSMReader, e) -> dict:
         btype, ts_enc, val_enc = block_sections(data)
         info["type"] = BLOCK_TYPE_NAMES[btype]
         info["encoding"] = {"timestamps": _TS_ENC.get(ts_enc, ts_enc), "values": _VALUE_ENC.get(btype, {}).get(val_enc, val_enc)}
-        info["count"] = len(decode_timestamps(data))
+        info["count"] = count_values(data)  # the header's claim, checked against the cap (no decoding)
     except ArchiveError as exc:
-        info["crc"] = "bad" if "CRC" in exc.message else "?"
+        info["crc"] = "bad" if "CRC" in exc.message else info.get("crc", "?")
         info["error"] = exc.message
     return info
+
+
+def first_damage(doc: dict) -> Optional[FormatError]:
+    """The first damaged block (``dump_tsm(blocks=True)``) or WAL entry followed by valid ones
+    (``dump_wal``) as an error naming the file and offset, after the listing is printed; None when
+    all is well (a torn WAL tail, as influxd tolerates it, is not damage)."""
+    for k in doc.get("index", ()):
+        for b in k.get("block_list", ()):
+            if "error" in b:
+                return FormatError(f"block of key {k['key']!r}: {b['error']}", path=doc["file"], offset=b["offset"])
+    for e in doc.get("entries", ()):
+        if e["type"] == "damage" and e["resume"] is not None:
+            return FormatError(f"WAL entry: {e['reason']}", path=doc["file"], offset=e["offset"])
+    return None
 
 
 def dump_wal(spec: str) -> dict:

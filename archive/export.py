@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Optional
 
 from ..meta.model import shard_group_range
-from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block
+from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 from ..tsm.keys import key_slice, measurement_of, split_key
 from ..tsm.shard import RawFrame, ShardReader
 from .errors import ArchiveError, UsageError
@@ -283,7 +283,7 @@ def _field_values(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[in
     vs: list = []
     for part in parts:
         if isinstance(part, RawFrame):
-            _, t, v = decode_block(part.frame[4:])
+            t, v = reader.decode_frame(key, part)
             ts.extend(t)
             vs.extend(v)
         else:

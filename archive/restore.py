@@ -410,16 +410,22 @@ def _merge_meta(
                     )
                 have = {s.name for s in trp.subscriptions}
                 trp.subscriptions.extend(s for s in rp.subscriptions if s.name not in have)
+            # The first live target group with shards for each (start, end): one pass, then O(1)
+            # per source group (a scan per group was quadratic in tens of thousands of groups).
+            by_range: dict[tuple[int, int], ShardGroupInfo] = {}
+            for tg in trp.shard_groups:
+                if not tg.deleted and tg.shards:
+                    by_range.setdefault((tg.start_time, tg.end_time), tg)
             for g in live_groups:
-                match = next(
-                    (tg for tg in trp.shard_groups if not tg.deleted and tg.start_time == g.start_time and tg.end_time == g.end_time and tg.shards),
-                    None,
-                )
+                match = by_range.get((g.start_time, g.end_time))
                 if match is not None:
                     for s in g.shards:
                         placement[(sdb, srp, s.id)] = (tdb_name, rp.name, match.shards[0].id, True)
                 else:
-                    trp.shard_groups.append(renumbered(g, sdb, srp, tdb_name, rp.name))
+                    new_group = renumbered(g, sdb, srp, tdb_name, rp.name)
+                    trp.shard_groups.append(new_group)
+                    if new_group.shards:
+                        by_range.setdefault((g.start_time, g.end_time), new_group)
             trp.shard_groups.sort(key=shard_group_sort_key)
         have_cq = {cq.name for cq in existing.continuous_queries}
         existing.continuous_queries.extend(cq for cq in sdb_info.continuous_queries if cq.name not in have_cq)

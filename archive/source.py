@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
 from ..meta import files as metafiles
+from ..meta.format import MAX_META_FILE_SIZE
 from ..meta.model import Data, decode_data, shard_group_range
 from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError
 from .findings import ERROR, WARNING, Finding
@@ -1032,7 +1033,7 @@ def _open_live(p: Path, salvage: bool = False) -> Source:
     return src
 
 
-def _read_file(path: Path, limit: int = 1 << 30) -> bytes:
+def _read_file(path: Path, limit: int = MAX_META_FILE_SIZE) -> bytes:
     try:
         size = path.stat().st_size
         if size > limit:

@@ -14,6 +14,7 @@ import struct
 import zlib
 from typing import BinaryIO, Callable, Iterator, Optional
 
+from ..tsm.block import count_values_at
 from ..tsm.reader import IndexEntry, TSMReader
 from ..tsm.writer import TSMWriter
 from .errors import ArchiveError, ChecksumError, FormatError, TruncatedError
@@ -86,6 +87,19 @@ def checked_chunks(
                 if on_damage is None:
                     raise exc
                 on_damage(exc)
+            else:
+                # A block copied unchanged must still not claim more values than a reader should
+                # allocate (influxd trusts such counts); header and lengths only, in place.
+                try:
+                    count_values_at(data, a + 4, fsize - 4)
+                except FormatError as bad:
+                    exc = FormatError(
+                        f"block of key {key!r}: {bad.message}", path=reader.name,
+                        offset=off + 4 + (bad.offset or 0), field=bad.field,
+                    )
+                    if on_damage is None:
+                        raise exc from None
+                    on_damage(exc)
             i += 1
         cut = frames[i][0] if i < n and frames[i][0] < limit else limit
         yield view[: cut - pos]

@@ -6,6 +6,10 @@
 Prints one table (ours, reference, ratio, target) and writes bench/RESULTS.md (full mode) with the
 machine and date. Every figure is the median of ``--runs`` runs (3 by default; 1 with --small);
 peak RSS comes from ``wait4`` on each child process. Nothing here asserts a time.
+
+``python bench/linear.py`` is the linearity benchmark (WAL resynchronisation, manifests, metastore
+merge and codec, TSM index scan at n = 10k / 40k / 160k, with the ratio per 4x); its table is the
+"Linearity" section of bench/RESULTS.md, which this script keeps when it rewrites the file.
 """
 
 from __future__ import annotations
@@ -225,10 +229,14 @@ def main() -> int:
             f"legacy backup {legacy_bytes / 1e6:.0f} MB, portable {info['portable_bytes'] / 1e6:.0f} MB")
     print(f"dataset ({mode}): {desc}\nmachine: {machine()}\n\n{text}")
     if mode == "full" and not args.no_write:
+        # sections written by the other bench scripts (bench/linear.py's "## ...") are kept
+        old = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").exists() else ""
+        kept = old[old.index("\n## ") :] if "\n## " in old else ""
         (HERE / "RESULTS.md").write_text(
             f"# Benchmark results\n\n`python bench/run.py` on {_dt.date.today().isoformat()}, median of {runs} runs each.\n\n"
             f"- machine: {machine()}\n- dataset: {desc}\n- influxd: 1.6.7 (Debian package)\n"
             f"- ours: `{Path(CLI[0]).name}` ({_install_kind()}), typer {_version('typer')}, compiled core {'yes' if _compiled() else 'no'}\n\n{text}\n"
+            + kept
         )
     return 0
 

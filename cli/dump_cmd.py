@@ -25,6 +25,7 @@ def dump_tsm(
     doc = dump_tsm_file(spec, blocks=blocks, key_pattern=key)
     if json_out:
         emit_json(doc)
+        _fail_on_damage(doc)
         return
     out = [f"file: {doc['file']}  size {doc['size']}  version {doc['version']}  keys {doc['keys']}  blocks {doc['blocks']}"]
     for k in doc["index"]:
@@ -37,6 +38,17 @@ def dump_tsm(
                 + (f" ({b['error']})" if "error" in b else "")
             )
     sys.stdout.write("\n".join(out) + "\n")
+    _fail_on_damage(doc)
+
+
+def _fail_on_damage(doc: dict) -> None:
+    """After the listing: exit 1 with one line naming the first damaged block / entry."""
+    from ..archive.dump import first_damage
+
+    err = first_damage(doc)
+    if err is not None:
+        sys.stdout.flush()
+        raise err
 
 
 @app.command("dump-wal")
@@ -50,6 +62,7 @@ def dump_wal(
     doc = dump_wal_file(spec)
     if json_out:
         emit_json(doc)
+        _fail_on_damage(doc)
         return
     out = [f"file: {doc['file']}  size {doc['size']}  entries {len(doc['entries'])}"]
     for e in doc["entries"]:
@@ -62,3 +75,4 @@ def dump_wal(
             rng = f" {e['min_time']}..{e['max_time']}" if e["type"] == "delete-range" else ""
             out.append(f"  @{e['offset']} {e['type']}{rng}: " + ", ".join(e["keys"]))
     sys.stdout.write("\n".join(out) + "\n")
+    _fail_on_damage(doc)

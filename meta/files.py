@@ -402,9 +402,9 @@ def parse_manifest(text: str | bytes, *, path: PathLike | None = None) -> Manife
     Every key OSS writes must be present with its JSON type (``files`` may be ``null``);
     integers must fit their Go types. Unknown keys are ignored (as Go does). Raises
     :class:`~influx_archive.archive.errors.FormatError` naming the JSON path."""
+    if len(text) > fmt.MAX_MANIFEST_SIZE:  # characters of a str are at least as many bytes
+        raise FormatError(f"manifest of {len(text)} bytes is larger than the limit of {fmt.MAX_MANIFEST_SIZE} (MAX_MANIFEST_SIZE)", path=path, offset=fmt.MAX_MANIFEST_SIZE)
     if isinstance(text, (bytes, bytearray, memoryview)):
-        if len(text) > fmt.MAX_MANIFEST_SIZE:
-            raise FormatError(f"manifest larger than {fmt.MAX_MANIFEST_SIZE} bytes", path=path)
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -44,12 +44,15 @@ MetaNNFrame = Struct(
     Terminated,
 )
 
-#: Largest metastore file read into memory (meta.db, meta.NN, .meta): far above any real
-#: metastore (a few KB per shard group), low enough to refuse nonsense before allocating.
-MAX_META_FILE_SIZE = 1 << 30
+#: Largest metastore file read into memory (meta.db, meta.NN, .meta). A shard group with one
+#: shard takes ~40 bytes of protobuf and decodes to ~15 times that in memory, so 128 MiB is
+#: about 3 million shard groups (influxd itself slows to a crawl long before) and ~2 GB decoded
+#: at most; anything larger is refused before a byte of it is allocated.
+MAX_META_FILE_SIZE = 128 << 20
 
-#: Largest ``.manifest`` accepted (about 200 bytes per shard entry).
-MAX_MANIFEST_SIZE = 256 << 20
+#: Largest ``.manifest`` accepted: ~190 bytes of JSON per shard entry, so about 350,000 shards;
+#: parsing peaks at ~4.2 times the text (~270 MB at the cap).
+MAX_MANIFEST_SIZE = 64 << 20
 
 #: The metastore file in influxd's meta dir (§1.1).
 META_DB_NAME = "meta.db"

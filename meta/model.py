@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from influx_archive.archive.errors import FormatError, UsageError
 
+from .format import MAX_META_FILE_SIZE
 from .proto import Kind, decode_message, encode_message, message, optional, repeated, required
 
 _U64 = Kind.UINT64
@@ -251,7 +252,13 @@ def decode_data(blob: bytes, *, path: str | None = None, offset: int = 0) -> Dat
 
     Raises :class:`~influx_archive.archive.errors.FormatError` (or its subclass
     ``TruncatedError``) naming the field path (``Data.Databases[0].Name``) and the absolute
-    offset: ``offset`` is where ``blob`` starts in the file ``path``."""
+    offset: ``offset`` is where ``blob`` starts in the file ``path``. A blob above
+    ``MAX_META_FILE_SIZE`` is refused before decoding (it would take ~15 times its size)."""
+    if len(blob) > MAX_META_FILE_SIZE:
+        raise FormatError(
+            f"metastore of {len(blob)} bytes is larger than the limit of {MAX_META_FILE_SIZE} (MAX_META_FILE_SIZE)",
+            path=path, offset=offset, field="Data",
+        )
     try:
         return decode_message(Data, blob, 0, len(blob), offset)
     except FormatError as exc:

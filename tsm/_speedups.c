@@ -38,7 +38,10 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     uint64_t *vals = NULL;
     const uint8_t *d = (const uint8_t *)view.buf;
     Py_ssize_t size = view.len;
+    /* every value after the first costs at least one bit of the stream: a count the bytes cannot
+     * hold is declined before anything is allocated */
     if (size < 9 || d[0] != 0x10 || count < 1 || count > (1 << 24)) goto fallback;
+    if ((uint64_t)(count - 1) > (uint64_t)(size - 9) * 8) goto fallback;
     s = (uint8_t *)PyMem_Calloc((size_t)size + 16, 1);
     vals = (uint64_t *)PyMem_Malloc((size_t)count * sizeof(uint64_t));
     if (!s || !vals) { PyErr_NoMemory(); goto done; }
@@ -187,15 +190,19 @@ static const int S8_N[16] = {240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3,
 static const int S8_BITS[16] = {0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60};
 #define S8_MAX ((1ULL << 60) - 1)
 
-static PyObject *s8b_decode(PyObject *self, PyObject *arg) {
+/* s8b_decode(words, limit=-1): the values, or None when the words are not whole or hold more
+ * than ``limit`` values (counted from the selectors before the list is allocated) */
+static PyObject *s8b_decode(PyObject *self, PyObject *args) {
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t limit = -1;
+    if (!PyArg_ParseTuple(args, "y*|n", &view, &limit)) return NULL;
     PyObject *result = NULL;
     const uint8_t *d = (const uint8_t *)view.buf;
     Py_ssize_t nwords = view.len / 8;
     if (view.len % 8) { result = Py_NewRef(Py_None); goto done; }
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < nwords; i++) total += S8_N[d[i * 8] >> 4];
+    if (limit >= 0 && total > limit) { result = Py_NewRef(Py_None); goto done; }
     result = PyList_New(total);
     if (!result) goto done;
     Py_ssize_t k = 0;
@@ -654,10 +661,141 @@ static PyObject *wrap_sums(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* uvarint at d[*pos] (end exclusive), Go's rules; 0 when cut short or overflowing */
+static int uvarint(const uint8_t *d, Py_ssize_t end, Py_ssize_t *pos, uint64_t *out) {
+    uint64_t v = 0;
+    int shift = 0;
+    for (int i = 0; i < 10; i++) {
+        if (*pos >= end) return 0;
+        uint8_t b = d[(*pos)++];
+        if (b < 0x80) {
+            if (i == 9 && b > 1) return 0;
+            *out = v | ((uint64_t)b << shift);
+            return 1;
+        }
+        v |= (uint64_t)(b & 0x7F) << shift;
+        shift += 7;
+    }
+    return 0;
+}
+
+/* block_count(buf, start, size, limit): the number of timestamps the block buf[start:start+size]
+ * claims, read from its frame and timestamp section header only (tsm/block.py count_values), or
+ * -1 whenever that is not a well-formed count <= limit (the Python code then names the error). */
+static PyObject *block_count(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, size, limit;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &size, &limit)) return NULL;
+    long long result = -1;
+    if (start < 0 || size < 2 || start > view.len || size > view.len - start) goto done;
+    {
+        const uint8_t *d = (const uint8_t *)view.buf + start;
+        Py_ssize_t pos = 1;
+        uint64_t ts_len, n = 0;
+        if (d[0] > 4 || !uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos) || ts_len < 9) goto done;
+        const uint8_t *t = d + pos;
+        Py_ssize_t tl = (Py_ssize_t)ts_len;
+        int enc = t[0] >> 4, scale = t[0] & 15;
+        if (enc == 0) {
+            if (scale || (tl - 1) % 8) goto done;
+            n = (uint64_t)((tl - 1) / 8);
+        } else if (enc == 1) {
+            if ((tl - 9) % 8) goto done;
+            n = 1;
+            for (Py_ssize_t w = 9; w < tl; w += 8) n += (uint64_t)S8_N[t[w] >> 4];
+        } else if (enc == 2) {
+            Py_ssize_t q = 9;
+            uint64_t delta;
+            if (!uvarint(t, tl, &q, &delta) || !uvarint(t, tl, &q, &n) || q != tl || n == 0) goto done;
+        } else {
+            goto done;
+        }
+        if (n > (uint64_t)limit) goto done;
+        /* the value section's header must state the same count (tsm/block.py _check_value_header) */
+        const uint8_t *v = t + tl;
+        Py_ssize_t vl = size - pos - tl;
+        if (vl < 1) goto done;
+        if (d[0] == 1 || d[0] == 4) {          /* integer, unsigned */
+            if (v[0] == 0x00) {
+                if ((vl - 1) % 8 || (uint64_t)((vl - 1) / 8) != n) goto done;
+            } else if (v[0] == 0x10) {
+                if (vl < 9 || (vl - 9) % 8) goto done;
+                uint64_t k = 1;
+                for (Py_ssize_t w = 9; w < vl; w += 8) k += (uint64_t)S8_N[v[w] >> 4];
+                if (k != n) goto done;
+            } else if (v[0] == 0x20) {
+                Py_ssize_t q = 9;
+                uint64_t delta, repeat;
+                if (vl < 9 || !uvarint(v, vl, &q, &delta) || !uvarint(v, vl, &q, &repeat) || q != vl || repeat + 1 != n) goto done;
+            } else {
+                goto done;
+            }
+        } else {
+            if (v[0] != 0x10) goto done;
+            if (d[0] == 2) {                   /* boolean */
+                Py_ssize_t q = 1;
+                uint64_t k;
+                if (!uvarint(v, vl, &q, &k) || k != n || (uint64_t)(vl - q) != (n + 7) / 8) goto done;
+            } else if (d[0] == 3) {            /* string */
+                Py_ssize_t q = 1;
+                uint64_t ulen;
+                if (!uvarint(v, vl, &q, &ulen) || ulen > 22 * (uint64_t)(vl - 1) || ulen < n) goto done;
+            } else if (vl < 9) {               /* float */
+                goto done;
+            }
+        }
+        result = (long long)n;
+    }
+done:
+    PyBuffer_Release(&view);
+    return PyLong_FromLongLong(result);
+}
+
+/* WAL resynchronisation prefilter (tsm/wal.py _candidate): the first offset p >= start of data
+ * where an entry could start: type byte 1..3, a non-zero length that fits, a whole snappy preamble
+ * within max_payload and expansion * length, and at the candidate's end either the end of data or
+ * a header passing the same checks. O(1) per offset; -1 when there is none. */
+static int wal_plausible(const uint8_t *d, Py_ssize_t n, Py_ssize_t p, Py_ssize_t max_payload, Py_ssize_t expansion,
+                         Py_ssize_t *end_out) {
+    if (d[p] < 1 || d[p] > 3 || p + 5 > n) return 0;
+    uint64_t len = ((uint64_t)d[p + 1] << 24) | ((uint64_t)d[p + 2] << 16) | ((uint64_t)d[p + 3] << 8) | d[p + 4];
+    if (len == 0 || (uint64_t)(n - p - 5) < len) return 0;
+    uint64_t v = 0;
+    int shift = 0, ok = 0;
+    for (uint64_t i = 0; i < 5 && i < len; i++) {
+        uint8_t b = d[p + 5 + i];
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) { ok = 1; break; }
+        shift += 7;
+    }
+    if (!ok || v > (uint64_t)max_payload || v > (uint64_t)expansion * len) return 0;
+    *end_out = p + 5 + (Py_ssize_t)len;
+    return 1;
+}
+
+static PyObject *wal_candidate(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, max_payload, expansion;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &max_payload, &expansion)) return NULL;
+    const uint8_t *d = (const uint8_t *)view.buf;
+    Py_ssize_t n = view.len, found = -1;
+    for (Py_ssize_t p = start < 0 ? 0 : start; p < n; p++) {
+        Py_ssize_t end, end2;
+        if (!wal_plausible(d, n, p, max_payload, expansion, &end)) continue;
+        if (end < n && !wal_plausible(d, n, end, max_payload, expansion, &end2)) continue;
+        found = p;
+        break;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
+    {"block_count", block_count, METH_VARARGS, "block_count(buf, start, size, limit) -> count | -1 (-1: let tsm/block.py name the error)"},
+    {"wal_candidate", wal_candidate, METH_VARARGS, "wal_candidate(data, start, max_payload, expansion) -> offset | -1"},
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
-    {"s8b_decode", s8b_decode, METH_O, "s8b_decode(words) -> list[int] | None"},
+    {"s8b_decode", s8b_decode, METH_VARARGS, "s8b_decode(words, limit=-1) -> list[int] | None (None: more than limit values, or not whole words)"},
     {"s8b_encode_all", s8b_encode_all, METH_O, "s8b_encode_all(values) -> bytes | None"},
     {"s8b_encode_windowed", s8b_encode_windowed, METH_O, "s8b_encode_windowed(values) -> bytes | None"},
     {"scan_index", scan_index, METH_VARARGS, "scan_index(index, blocks_end) -> (keys, positions, min, max, overlapping) | None"},

@@ -23,7 +23,7 @@ from itertools import islice, repeat
 from typing import Sequence
 
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError
-from .codec import booleans, floats, integers, strings, varint
+from .codec import booleans, floats, integers, simple8b, strings, varint
 from .codec import timestamps as ts_codec
 from .compiled import core as _compiled
 
@@ -32,8 +32,15 @@ FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
 BLOCK_TYPE_NAMES = {FLOAT: "float", INTEGER: "integer", BOOLEAN: "boolean", STRING: "string", UNSIGNED: "unsigned"}
 MAX_POINTS_PER_BLOCK = 1000
 """Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, §1.7); readers accept more."""
-DEFAULT_MAX_VALUES = 10_000_000
-"""Default cap on the values of one decoded block (influxd trusts RLE counts blindly, §2.7)."""
+MAX_BLOCK_VALUES = 10 * MAX_POINTS_PER_BLOCK
+"""Most values one block may hold when read: ten times what influxd 1.x ever writes (its cache
+snapshots and compactions cut blocks at 1000, ``tsdb/engine/tsm1/compact.go``; no option raises
+that in 1.6). influxd trusts RLE and simple8b counts blindly (§2.7): an RLE section of a dozen bytes
+can claim 2^64 values. Every count is checked against this cap *before* anything is allocated, so
+a block costs at most ~1 MB of decoded values and a TSM file at most ~200 decoded values per
+byte (influxd's own densest RLE blocks reach ~20)."""
+DEFAULT_MAX_VALUES = MAX_BLOCK_VALUES
+"""Default ``max_values`` of :func:`decode_block` / :func:`decode_timestamps`."""
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
@@ -153,6 +160,82 @@ def block_type_of(data: bytes | memoryview) -> int:
     if block_type not in _DECODERS:
         raise FormatError(f"unknown block type 0x{block_type:02x}", offset=0, field="type")
     return block_type
+
+
+def count_values(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES) -> int:
+    """Number of values a block claims, read from its section headers without decoding anything
+    (O(section bytes / 8), no allocation): the cheap check for blocks copied unchanged.
+
+    More than ``max_values`` timestamps, a malformed timestamp section header, or a value section
+    whose header states another count (integer / unsigned raw, simple8b and RLE counts, the
+    boolean count and bit bytes, a string snappy length too small for the count or too large for
+    its bytes, a float section too short for its first value) raise :class:`FormatError`. What
+    only decoding can tell (the Gorilla stream, string lengths inside the payload) is not checked."""
+    block_type, start, end = _frame(data)
+    view = memoryview(data)
+    n = ts_codec.count(view[start:end], max_count=max_values, base=start)
+    _check_value_header(block_type, view[end:], n, end)
+    return n
+
+
+def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> None:
+    name = BLOCK_TYPE_NAMES[block_type]
+    what = f"{name} value section"
+    size = len(s)
+    if not size:
+        raise TruncatedError(f"{what}: empty", offset=base, field="values")
+    head = s[0]
+
+    def held(k: int) -> None:
+        if k != n:
+            raise FormatError(f"{what}: holds {k} values but the block has {n} timestamps", offset=base, field="values")
+
+    if block_type in (INTEGER, UNSIGNED):
+        if head == integers.RAW:
+            if (size - 1) % 8:
+                raise FormatError(f"{what}: raw section of {size - 1} bytes is not a whole number of 8-byte values",
+                                  offset=base + 1, field="values")
+            held((size - 1) // 8)
+        elif head == integers.PACKED:
+            if size < 9:
+                raise TruncatedError(f"{what}: packed section shorter than its first value", offset=base, field="values")
+            held(1 + simple8b.count(s[9:], what=what, base=base + 9))
+        elif head == integers.RLE:
+            if size < 9:
+                raise TruncatedError(f"{what}: RLE section shorter than its first value", offset=base, field="values")
+            _delta, pos = varint.decode(s, 9, what=f"{what} RLE delta", base=base)
+            repeat, pos = varint.decode(s, pos, what=f"{what} RLE count", base=base)
+            if pos != size:
+                raise FormatError(f"{what}: {size - pos} bytes after the RLE section", offset=base + pos, field="values")
+            held(repeat + 1)
+        else:
+            raise FormatError(f"{what}: unknown encoding header 0x{head:02x}", offset=base, field="values")
+        return
+    if head != 0x10:
+        raise FormatError(f"{what}: unknown encoding header 0x{head:02x}", offset=base, field="values")
+    if block_type == BOOLEAN:
+        k, pos = varint.decode(s, 1, what=f"{what} count", base=base)
+        held(k)
+        if size - pos != (n + 7) >> 3:
+            raise FormatError(f"{what}: {size - pos} bit bytes for {n} values", offset=base + pos, field="values")
+    elif block_type == STRING:
+        ulen, _pos = varint.decode(s, 1, what=f"{what} snappy length", base=base + 1)
+        if ulen > strings.MAX_EXPANSION * (size - 1) or ulen < n:
+            raise FormatError(f"{what}: snappy length {ulen} impossible for {size - 1} compressed bytes and {n} values",
+                              offset=base + 1, field="values")
+    elif size < 9:
+        raise TruncatedError(f"{what}: shorter than its first value", offset=base, field="values")
+
+
+def count_values_at(buf: bytes | bytearray | memoryview, start: int, size: int, *, max_values: int = DEFAULT_MAX_VALUES) -> int:
+    """:func:`count_values` of the block ``buf[start:start + size]`` without slicing it (the
+    compiled core reads it in place; anything it declines goes to :func:`count_values`, which
+    raises the precise error, offsets relative to ``start``)."""
+    if _compiled is not None:
+        n = _compiled.block_count(buf, start, size, max_values)
+        if n >= 0:
+            return n
+    return count_values(memoryview(buf)[start : start + size], max_values=max_values)
 
 
 def decode_timestamps(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES) -> list[int]:

@@ -12,6 +12,7 @@ _FUNCTIONS = (
     "decode", "encode", "s8b_decode", "s8b_encode_all", "s8b_encode_windowed",  # codecs
     "scan_index", "index_frames",  # the TSM index
     "int64_order", "all_exact", "wrap_sums",  # list checks and running sums
+    "wal_candidate", "block_count",  # WAL resynchronisation prefilter, a block's claimed count
 )
 
 try:

@@ -28,6 +28,9 @@ from .compiled import core as _compiled  # same index scan; declines (None) what
 from .format import tsmfile as fmt
 
 _ENTRY = struct.Struct(">qqQI")
+#: Indexes larger than this have their first record checked before the whole index is read
+#: (the longest possible first record: key length, key, type, count, one entry).
+_PROBE = 2 + fmt.MAX_KEY_LEN + 3 + fmt.ENTRY_SIZE
 _U16 = struct.Struct(">H")
 
 
@@ -118,8 +121,36 @@ class TSMReader:
                 footer_at,
             )
         self.index_offset = index_offset
+        if footer_at - index_offset > _PROBE:
+            self._probe_index(index_offset, footer_at)
         self._index = self._read_at(index_offset, footer_at - index_offset)
         self._scan_index()
+
+    def _probe_index(self, index_offset: int, footer_at: int) -> None:
+        """Before reading a large index whole (its size is only the footer's word), check that its
+        first record looks like one: a damaged footer pointing into the blocks would otherwise
+        make a multi-GB file's blocks be read into memory as "the index"."""
+        head = self._read_at(index_offset, _PROBE)
+        (klen,) = _U16.unpack_from(head, 0)
+        at = 2 + klen
+        problem = None
+        if klen == 0 or at + 3 + fmt.ENTRY_SIZE > len(head):
+            problem = f"a first key of {klen} bytes"
+        else:
+            btype = head[at]
+            (count,) = _U16.unpack_from(head, at + 1)
+            mn, mx, off, esize = _ENTRY.unpack_from(head, at + 3)
+            if btype not in _block.BLOCK_TYPE_NAMES or count == 0:
+                problem = f"block type {btype} and {count} entries in its first record"
+            elif mn > mx or not fmt.HEADER_SIZE <= off or off + esize > index_offset or esize <= fmt.CRC_SIZE:
+                problem = f"a first entry at offset {off} of {esize} bytes"
+        if problem is not None:
+            raise self._err(
+                FormatError,
+                f"footer index offset {index_offset} does not point at an index ({problem}); "
+                f"the {footer_at - index_offset}-byte span is not read",
+                footer_at,
+            )
 
     def _scan_index(self) -> None:
         if _compiled is not None:

@@ -37,7 +37,7 @@ from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..archive.errors import ChecksumError, FormatError
-from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, decode_timestamps
+from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, count_values, decode_block
 from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
 from .compiled import core as _compiled
 from .wal import Cache
@@ -50,6 +50,10 @@ def _in_order(ts: Sequence[int]) -> bool:
         if bad is not None:
             return bad < 0
     return all(map(operator.le, ts, islice(ts, 1, None)))
+
+#: Most merged values held at once while merging blocks whose time ranges overlap (about 40 MB);
+#: larger overlapping groups are merged window by window (``ShardReader._merge_windows``).
+MERGE_BUDGET = 250_000
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -108,6 +112,7 @@ class ShardReader:
         #: salvage mode when a list: blocks that fail their CRC or do not decode are left out and
         #: their errors appended here, instead of raised
         self.damaged = damaged
+        self._reported: set[int] = set()
 
     # ---- keys ---------------------------------------------------------------------------
 
@@ -181,10 +186,28 @@ class ShardReader:
         n = 0
         for part in self.iter_blocks(key, start, end):
             if isinstance(part, RawFrame):
-                n += len(decode_timestamps(part.frame[4:]))
+                n += self._located(part, count_values, key)
             else:
                 n += len(part.timestamps)
         return n
+
+    def decode_frame(self, key: bytes, part: RawFrame) -> tuple[list[int], list]:
+        """``(timestamps, values)`` of a raw frame yielded by :meth:`iter_blocks`, with errors
+        naming its file and absolute offset."""
+        _typ, ts, vs = self._located(part, decode_block, key)
+        return ts, vs
+
+    def _located(self, part: RawFrame, fn, key: bytes):
+        try:
+            return fn(part.frame[4:])
+        except FormatError as exc:
+            rel = exc.offset or 0
+            raise FormatError(
+                f"block of key {key!r}: {exc.message}",
+                path=_file_name(self.files[part.file][0], part.file),
+                offset=part.entry.offset + 4 + rel,
+                field=exc.field,
+            ) from exc
 
     def _plan(self, key: bytes, lo: int, hi: int) -> tuple[int, list[_Piece]]:
         """The key's block type and its sources overlapping ``[lo, hi]``, tombstones resolved."""
@@ -196,14 +219,17 @@ class ShardReader:
                 continue
             reader = self.files[i][0]
             types.append((reader.block_type(key), _file_name(reader, i)))
-            ranges = deletion.ranges
+            ranges = deletion.ranges  # merged: sorted and disjoint, so starts and ends both ascend
+            starts = [a for a, _ in ranges]
+            ends = [b for _, b in ranges]
             for j, e in enumerate(entries):
                 if e.max_time < lo or e.min_time > hi:
                     continue
-                if any(a <= e.min_time and b >= e.max_time for a, b in ranges):
+                # the ranges meeting the block, by bisection (a scan per block was O(blocks x ranges))
+                touching = ranges[bisect.bisect_left(ends, e.min_time) : bisect.bisect_right(starts, e.max_time)]
+                if len(touching) == 1 and touching[0][0] <= e.min_time and touching[0][1] >= e.max_time:
                     continue  # every value of the block is deleted (§3.5)
-                touching = tuple((a, b) for a, b in ranges if a <= e.max_time and b >= e.min_time)
-                pieces.append(_Piece((i, j), e.min_time, e.max_time, i, e, touching))
+                pieces.append(_Piece((i, j), e.min_time, e.max_time, i, e, tuple(touching)))
         if self.cache is not None and key in self.cache:
             typ, ts, vs = self.cache.values(key)
             types.append((typ, "the WAL cache"))
@@ -262,14 +288,72 @@ class ShardReader:
             ts, vs = self._decode_salvaged(key, piece, lo, hi)
         else:
             merged: dict[int, Any] = {}
-            for piece in sorted(group, key=lambda p: p.rank):
+            ranked = sorted(group, key=lambda p: p.rank)
+            for piece in ranked:
                 t, v = self._decode_salvaged(key, piece, lo, hi)
                 merged.update(zip(t, v))
+                if len(merged) > MERGE_BUDGET:
+                    del merged, t, v
+                    yield from self._merge_windows(key, ranked, lo, hi)
+                    return
             ts = sorted(merged)
             vs = [merged[t] for t in ts]
         size = self.chunk_size
         for k in range(0, len(ts), size):
             yield Values(ts[k : k + size], vs[k : k + size])
+
+    def _merge_windows(self, key: bytes, ranked: list[_Piece], lo: int, hi: int) -> Iterator[Values]:
+        """The merge of a large overlapping group (pieces in precedence order) in time windows,
+        so that at most about :data:`MERGE_BUDGET` merged values (plus one decoded block) are held
+        at once. One pass finds each piece's real time span (its values may lie outside its index
+        entry's); then each window decodes only the pieces whose span meets it, and shrinks when it
+        would hold more than the budget. Chains of overlapping blocks (backfills across files)
+        cost one or two decodes per block; blocks that all span the same time cost one decode per
+        window each (slow, but still within the memory bound)."""
+        spans: list[tuple[int, int, int]] = []  # (first, last, index in ranked)
+        total = 0
+        for i, piece in enumerate(ranked):
+            t, _v = self._decode_salvaged(key, piece, lo, hi)
+            if t:
+                spans.append((min(t), max(t), i))
+                total += len(t)
+        if not spans:
+            return
+        spans.sort()
+        a = spans[0][0]
+        end = max(last for _, last, _ in spans)
+        width = max(1, (end - a + 1) * MERGE_BUDGET // (2 * total))
+        nxt = 0  # spans[:nxt] have started (first <= window end)
+        active: list[tuple[int, int, int]] = []
+        while a <= end:
+            b = min(end, a + width - 1)
+            while nxt < len(spans) and spans[nxt][0] <= b:
+                active.append(spans[nxt])
+                nxt += 1
+            active = [sp for sp in active if sp[1] >= a]
+            merged: dict[int, Any] = {}
+            over = False
+            for _f, _l, i in sorted(active, key=lambda sp: sp[2]):  # precedence order
+                t, v = self._decode_salvaged(key, ranked[i], a, b)
+                if t and (min(t) < a or max(t) > b):  # values outside the block's index range
+                    keep = [k for k, x in enumerate(t) if a <= x <= b]
+                    t, v = [t[k] for k in keep], [v[k] for k in keep]
+                merged.update(zip(t, v))
+                if len(merged) > MERGE_BUDGET and b > a:
+                    over = True
+                    break
+            if over:
+                width = max(1, (b - a + 1) // 2)
+                continue
+            ts = sorted(merged)
+            vs = [merged[t] for t in ts]
+            del merged
+            size = self.chunk_size
+            for k in range(0, len(ts), size):
+                yield Values(ts[k : k + size], vs[k : k + size])
+            if len(ts) < MERGE_BUDGET // 4:
+                width *= 2
+            a = b + 1
 
     def _decode_salvaged(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
         try:
@@ -277,7 +361,9 @@ class ShardReader:
         except FormatError as exc:  # ChecksumError included
             if self.damaged is None:
                 raise
-            self.damaged.append(exc)
+            if id(piece) not in self._reported:  # a windowed merge may decode a piece again
+                self._reported.add(id(piece))
+                self.damaged.append(exc)
             return [], []
 
     def _decode(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
@@ -306,7 +392,11 @@ class ShardReader:
                 offset=piece.entry.offset,
                 field="crc",
             )
-        return RawFrame(piece.entry, bytes(frame), piece.min_time, piece.max_time, block_type, piece.file)
+        out = RawFrame(piece.entry, bytes(frame), piece.min_time, piece.max_time, block_type, piece.file)
+        # A frame copied unchanged is never decoded here: still refuse one whose timestamp section
+        # claims more values than any reader should allocate (cheap: header and lengths only).
+        self._located(out, count_values, key)
+        return out
 
 
 def _entries(reader: Any, key: bytes) -> list:

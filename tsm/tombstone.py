@@ -54,8 +54,10 @@ from .format import tombstone as fmt
 Source = Union[bytes, bytearray, memoryview, BinaryIO]
 
 #: Default cap on the decompressed size of all gzip members of one file (``max_decompressed``):
-#: about 3 million records of typical key length.
-DEFAULT_MAX_DECOMPRESSED = 256 << 20
+#: about a million records of typical key length (a DROP MEASUREMENT of a million series in one
+#: shard), at most ~3.3 million distinct records in memory (~450 MB). Above it,
+#: :class:`UnsupportedError`, found while inflating, before the records are parsed.
+DEFAULT_MAX_DECOMPRESSED = 64 << 20
 
 _MIN = fmt.MIN_TIME
 _MAX = fmt.MAX_TIME
@@ -236,6 +238,13 @@ def _parse_records(
     head = _HEAD.unpack_from
     times = _TIMES.unpack_from
     append = entries.append
+    # Memory is bounded by what the records say, not by how often they say it: a run of
+    # identical records (influxd writes one record per key per batch, so never within a member;
+    # a gzip bomb repeats one) shares one Tombstone object (8 bytes per repeat), and each key's
+    # bytes are shared by all its records.
+    keys: dict[bytes, bytes] = {}
+    last = None
+    last_obj = None
     while n - pos >= 4:
         (klen,) = head(content, pos)
         if klen > fmt.MAX_KEY_LEN:
@@ -245,9 +254,14 @@ def _parse_records(
             if carry:
                 break
             raise _cut_record(name, member_offset, base + pos, n - pos, klen)
-        mn, mx = times(content, kend)
-        append(Tombstone(content[pos + 4 : kend], mn, mx))
+        raw = content[pos : kend + 16]
         pos = kend + 16
+        if raw != last:
+            last = raw
+            mn, mx = times(raw, 4 + klen)
+            key = raw[4 : 4 + klen]
+            last_obj = Tombstone(keys.setdefault(key, key), mn, mx)
+        append(last_obj)
     return n - pos
 
 
@@ -504,6 +518,13 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ..
     return tuple((lo, hi) for lo, hi in out)
 
 
+def _joined(p: tuple[int, int], c: tuple[int, int]) -> bool:
+    """influxd's test of two consecutive ranges of the sorted list (``p`` sorts first): adjacent
+    (Go computes ``c.min - 1`` in int64, which wraps at the minimum) or overlapping."""
+    below = c[0] - 1 if c[0] != _MIN else _MAX
+    return p[1] == below or (p[0] <= c[1] and p[1] >= c[0])
+
+
 class TombstoneSet:
     """The deletions of one tombstone file, applied to its own TSM file the way influxd does.
 
@@ -525,7 +546,11 @@ class TombstoneSet:
     def __init__(self, entries: Iterable[Tombstone]) -> None:
         self._ranges: dict[bytes, list[tuple[int, int]]] = {}
         for t in entries:
-            self._ranges.setdefault(bytes(t.key), []).append((t.min, t.max))
+            lst = self._ranges.setdefault(bytes(t.key), [])
+            # a range equal to the key's previous one changes nothing in influxd's replay (the
+            # pairwise test sees two overlapping copies): kept once, so repeats cost no memory
+            if not lst or lst[-1] != (t.min, t.max):
+                lst.append((t.min, t.max))
         self._cache: dict[tuple[bytes, int, int], KeyDeletion] = {}
 
     def __len__(self) -> int:
@@ -555,7 +580,13 @@ class TombstoneSet:
 
     @staticmethod
     def _replay(raw: list[tuple[int, int]], key_min: int, key_max: int) -> KeyDeletion:
+        # influxd re-checks the whole sorted list after every entry; the verdict only depends on
+        # whether every consecutive pair is joined, on the first range's min and on the largest
+        # max, so those are kept up to date per insertion (a count of the unjoined pairs) instead
+        # of rescanning: O(k log k) comparisons for k ranges, not O(k^2).
         applied: list[tuple[int, int]] = []
+        gaps = 0  # consecutive pairs of ``applied`` that influxd's pairwise test does not join
+        top = _MIN  # largest max in ``applied``
         for lo, hi in raw:
             if lo == _MIN and hi == _MAX:
                 return _GONE
@@ -563,17 +594,20 @@ class TombstoneSet:
                 continue
             if lo <= key_min and hi >= key_max:
                 return _GONE
-            bisect.insort(applied, (lo, hi))
-            cov_lo, cov_hi = applied[0]
-            for (plo, phi), (clo, chi) in zip(applied, applied[1:]):
-                # Go computes ts.Min-1 in int64: wraps at the minimum.
-                below = clo - 1 if clo != _MIN else _MAX
-                if phi != below and not (plo <= chi and phi >= clo):
-                    cov_lo, cov_hi = _MAX, _MIN
-                    break
-                cov_lo = min(cov_lo, clo)
-                cov_hi = max(cov_hi, chi)
-            if cov_lo <= key_min and cov_hi >= key_max:
+            r = (lo, hi)
+            i = bisect.bisect_right(applied, r)
+            prev = applied[i - 1] if i > 0 else None
+            nxt = applied[i] if i < len(applied) else None
+            if prev is not None and nxt is not None:
+                gaps -= not _joined(prev, nxt)
+            if prev is not None:
+                gaps += not _joined(prev, r)
+            if nxt is not None:
+                gaps += not _joined(r, nxt)
+            applied.insert(i, r)
+            if hi > top:
+                top = hi
+            if not gaps and applied[0][0] <= key_min and top >= key_max:
                 return _GONE
         return KeyDeletion(False, merge_ranges(applied))
 

@@ -25,6 +25,7 @@ deduplicated on read (stable sort by time, the **last written** value wins).
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 import os
@@ -35,6 +36,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, Union
 import cramjam
 
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError, UsageError
+from .compiled import core as _compiled  # the resynchronisation prefilter; None: the Python one
 from .format import wal as fmt
 
 Source = Union[bytes, bytearray, memoryview, BinaryIO]
@@ -102,6 +104,22 @@ class WALCorruption:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_ENTRY_PAYLOAD = 32 << 20
+"""Largest decompressed payload of one entry this reader inflates (checked on the snappy
+preamble, before inflating). influxd writes one entry per write request and shard; 32 MiB is
+about a million values in one request, over three times the 10 MiB segment roll size. Larger
+entries raise :class:`FormatError` even where influxd would tolerate damage (a torn tail): such an
+entry is not damage influxd would drop, so it must not be dropped silently either."""
+RESYNC_WORK_FACTOR = 8
+"""Salvage resynchronisation earns this many bytes of decoding per segment byte it scans (see
+``_resync``): all its searches in one segment decode at most 2 x MAX_ENTRY_PAYLOAD plus this
+factor times the segment."""
+
+
+class _TooLarge(FormatError):
+    """An entry whose declared payload is above :data:`MAX_ENTRY_PAYLOAD` (raised, never tolerated)."""
+
+
 class _Bad(Exception):
     """Internal: an entry influxd would reject; converted to a FormatError by the caller."""
 
@@ -139,15 +157,26 @@ def iter_wal(
         if not isinstance(name, (str, os.PathLike)):
             name = None
     pos = start
+    rest: bytes | None = None  # the segment from ``start``, read once at the first resynchronisation
+    budget = [0]  # decoding left to all resynchronisations of this segment (set with ``rest``)
     while pos < size:
         try:
             entry, end = _read_entry(stream, pos, size)
+        except _TooLarge as exc:
+            raise FormatError(exc.message, path=name, offset=pos, field="payload") from None
         except _Bad as bad:
             cls = TruncatedError if bad.truncated else FormatError
             err = cls(f"WAL entry: {bad.reason}", path=name, offset=pos, field=bad.field)
             if strict:
                 raise err from None
-            resume = _resync(stream, pos, size) if salvage else None
+            resume = None
+            if salvage:
+                if rest is None:
+                    stream.seek(start)
+                    rest = stream.read(size - start)
+                    budget = [2 * MAX_ENTRY_PAYLOAD]  # one maximal candidate pair, then earned by scanning
+                found = _resync(rest, pos - start, budget)
+                resume = None if found is None else start + found
             yield WALCorruption(pos, bad.reason, err, resume)
             if resume is None:
                 return
@@ -157,23 +186,85 @@ def iter_wal(
         pos = end
 
 
-def _resync(stream: BinaryIO, bad: int, size: int) -> int | None:
-    """First offset after ``bad`` where a valid entry starts that is followed by the end of the
-    segment or by another valid entry."""
-    stream.seek(bad)
-    data = stream.read(size - bad)
-    for p in range(1, len(data)):
-        if data[p] not in fmt.ENTRY_TYPES:
+def _resync(data: bytes, bad: int, budget: list[int]) -> int | None:
+    """First offset after ``bad`` in ``data`` (the segment's bytes) where a valid entry starts that
+    is followed by the end of the segment or by another valid entry.
+
+    Linear in the segment: :func:`_candidate` skips, with O(1) checks per offset on bytes already
+    in memory, every offset where no entry can start (entry type, length within the segment,
+    snappy preamble within :data:`MAX_ENTRY_PAYLOAD` and the snappy expansion bound, and the same
+    at the candidate's end). Only the offsets left are decoded, and the decoding is paid from
+    ``budget`` (bytes, shared by every search in one segment), which scanning earns at
+    :data:`RESYNC_WORK_FACTOR` bytes per byte passed: a candidate whose claimed lengths cost more
+    than the budget holds is skipped like an invalid one, so all searches of a segment decode at
+    most 2 x MAX_ENTRY_PAYLOAD + RESYNC_WORK_FACTOR x its size. Whatever is skipped is reported
+    as part of the damaged span (never kept unchecked, never dropped silently)."""
+    n = len(data)
+    view = io.BytesIO(data)
+    head = fmt.ENTRY_LENGTH.unpack_from
+    hsize = fmt.ENTRY_HEADER_SIZE
+    p = bad
+    while True:
+        prev = p
+        p = _candidate(data, p + 1)
+        if p < 0:
+            return None
+        budget[0] += RESYNC_WORK_FACTOR * (p - prev)
+        end = p + hsize + head(data, p + 1)[0]
+        cost = end - p + (hsize + head(data, end + 1)[0] if end < n else 0)
+        if cost > budget[0]:
             continue
-        view = io.BytesIO(data)
+        budget[0] -= cost
         try:
-            _entry, end = _read_entry(view, p, len(data))
-            if end < len(data):
-                _read_entry(view, end, len(data))
-        except _Bad:
+            _entry, e = _read_entry(view, p, n)
+            if e < n:
+                _read_entry(view, e, n)
+        except (_Bad, FormatError):  # FormatError: an entry above the payload cap resumes nothing
             continue
-        return bad + p
-    return None
+        return p
+
+
+def _candidate(data: bytes, start: int) -> int:
+    """First offset ``>= start`` where an entry could start (see :func:`_resync`), or -1."""
+    if _compiled is not None:
+        return _compiled.wal_candidate(data, start, MAX_ENTRY_PAYLOAD, fmt.SNAPPY_MAX_EXPANSION)
+    n = len(data)
+    find = data.find
+    types = fmt.ENTRY_TYPES
+    # next offset of each entry-type byte; each pointer only moves forward (bytes.find runs in C)
+    nxt = {t: find(bytes((t,)), start) for t in types}
+    while True:
+        live = [q for q in nxt.values() if q >= 0]
+        if not live:
+            return -1
+        p = min(live)
+        for t in types:
+            if nxt[t] == p:
+                nxt[t] = find(bytes((t,)), p + 1)
+        end = _plausible(data, n, p)
+        if end < 0 or (end < n and _plausible(data, n, end) < 0):
+            continue
+        return p
+
+
+def _plausible(data: bytes, n: int, p: int) -> int:
+    """O(1): end of an entry that could start at ``p`` (type, length, snappy preamble), or -1."""
+    if data[p] not in fmt.ENTRY_TYPES or p + fmt.ENTRY_HEADER_SIZE > n:
+        return -1
+    (length,) = fmt.ENTRY_LENGTH.unpack_from(data, p + 1)
+    at = p + fmt.ENTRY_HEADER_SIZE
+    if length == 0 or length > n - at:
+        return -1
+    value = shift = 0
+    for i in range(min(5, length)):
+        b = data[at + i]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            if value <= MAX_ENTRY_PAYLOAD and value <= fmt.SNAPPY_MAX_EXPANSION * length:
+                return at + length
+            return -1
+        shift += 7
+    return -1
 
 
 def _read_entry(stream: BinaryIO, pos: int, size: int) -> tuple[WALEntry, int]:
@@ -218,6 +309,11 @@ def _snappy_decode(data: bytes) -> bytes:
         raise _Bad("snappy: decoded block is too large", field="payload")
     if decoded_len > fmt.SNAPPY_MAX_EXPANSION * len(data):
         raise _Bad(f"snappy: corrupt input (claims {decoded_len} bytes from {len(data)})", field="payload")
+    if decoded_len > MAX_ENTRY_PAYLOAD:
+        raise _TooLarge(
+            f"WAL entry: snappy payload declares {decoded_len} bytes, more than the limit of "
+            f"{MAX_ENTRY_PAYLOAD} (MAX_ENTRY_PAYLOAD); refused before inflating"
+        )
     try:
         return bytes(cramjam.snappy.decompress_raw(data))
     except cramjam.DecompressionError as exc:
@@ -428,6 +524,10 @@ class Cache:
 
     def __init__(self) -> None:
         self._store: dict[bytes, tuple[int, list[int], list]] = {}
+        #: partial deletes not applied yet, per key: (values stored when the delete came, min, max).
+        #: Applied in one pass when the cache is read, so n deletes of a key holding v values cost
+        #: O((v + n) log n), not O(v * n) as a filter per delete does (influxd's own way).
+        self._pending: dict[bytes, list[tuple[int, int, int]]] = {}
         #: Damage found while replaying (influxd truncates those segments), in replay order.
         self.corruptions: list[tuple[str | None, WALCorruption]] = []
         #: Names of the replayed segments, in replay order.
@@ -467,6 +567,9 @@ class Cache:
             store = self._store
             for key, (typ, values) in entry.values.items():
                 cur = store.get(key)
+                if cur is not None and cur[0] != typ and key in self._pending:
+                    self._settle()  # pending deletes may have emptied the key: then no conflict
+                    cur = store.get(key)
                 if cur is None:
                     store[key] = (typ, [t for t, _ in values], [v for _, v in values])
                 elif cur[0] != typ:
@@ -495,34 +598,77 @@ class Cache:
             return
         if mn == _INT64_MIN and mx == _INT64_MAX:
             del self._store[key]
+            self._pending.pop(key, None)
             return
-        keep = [i for i, t in enumerate(cur[1]) if t < mn or t > mx]
-        if not keep:
-            del self._store[key]
-        elif len(keep) < len(cur[1]):
-            ts, vs = cur[1], cur[2]
-            self._store[key] = (cur[0], [ts[i] for i in keep], [vs[i] for i in keep])
+        if mn > mx:
+            return
+        self._pending.setdefault(key, []).append((len(cur[1]), mn, mx))
+
+    def _settle(self) -> None:
+        """Apply the pending partial deletes: a value is gone if a delete that came after it
+        (more values stored than its position) covers its time. Values are visited from the
+        last written back, adding each delete's range once every value before it is reached."""
+        for key, deletes in self._pending.items():
+            typ, ts, vs = self._store[key]
+            deletes.sort(key=lambda d: d[0])
+            starts: list[int] = []  # merged, disjoint ranges of the deletes seen so far
+            ends: list[int] = []
+            k = len(deletes) - 1
+            keep = bytearray(len(ts))
+            for j in range(len(ts) - 1, -1, -1):
+                while k >= 0 and deletes[k][0] > j:
+                    _n, lo, hi = deletes[k]
+                    a = bisect.bisect_left(ends, lo - 1 if lo > _INT64_MIN else lo)
+                    b = bisect.bisect_right(starts, hi + 1 if hi < _INT64_MAX else hi)
+                    if a < b:
+                        lo, hi = min(lo, starts[a]), max(hi, ends[b - 1])
+                    starts[a:b] = [lo]
+                    ends[a:b] = [hi]
+                    k -= 1
+                t = ts[j]
+                i = bisect.bisect_right(starts, t) - 1
+                keep[j] = not (i >= 0 and t <= ends[i])
+            if all(keep):
+                continue
+            kept_ts = [t for t, f in zip(ts, keep) if f]
+            if kept_ts:
+                self._store[key] = (typ, kept_ts, [v for v, f in zip(vs, keep) if f])
+            else:
+                del self._store[key]
+        self._pending.clear()
 
     def __len__(self) -> int:
+        if self._pending:
+            self._settle()
         return len(self._store)
 
     def __contains__(self, key: object) -> bool:
+        if self._pending:
+            self._settle()
         return key in self._store
 
     def keys(self) -> list[bytes]:
         """Cached keys, ascending (byte-wise)."""
+        if self._pending:
+            self._settle()
         return sorted(self._store)
 
     def wal_type(self, key: bytes) -> int:
+        if self._pending:
+            self._settle()
         return self._store[key][0]
 
     def block_type(self, key: bytes) -> int:
         """TSM block type (0..4) of the key's values."""
+        if self._pending:
+            self._settle()
         return fmt.WAL_TO_BLOCK_TYPE[self._store[key][0]]
 
     def values(self, key: bytes) -> tuple[int, list[int], list]:
         """``(tsm_block_type, timestamps, values)``: sorted by time, one value per timestamp, the
         last written winning (what influxd serves and snapshots)."""
+        if self._pending:
+            self._settle()
         typ, ts, vs = self._store[key]
         if all(a < b for a, b in zip(ts, ts[1:])):
             return fmt.WAL_TO_BLOCK_TYPE[typ], list(ts), list(vs)

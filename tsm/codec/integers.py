@@ -108,7 +108,7 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int, signed:
                 offset=base, field="values",
             )
         first, rest = int.from_bytes(section[1:9], "big"), []
-        simple8b.decode(words, rest)
+        simple8b.decode(words, rest, limit=count - 1)
     elif header == RLE:
         if size < 9:
             raise TruncatedError(f"{what}: RLE section shorter than its first value", offset=base, field="values")

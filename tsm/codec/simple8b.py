@@ -57,10 +57,18 @@ def count(words: bytes | memoryview, *, what: str = "simple8b", base: int = 0) -
 from ..compiled import core as _compiled  # same words; declines (None) what it cannot take
 
 
-def decode(words: bytes | memoryview, out: list[int]) -> None:
-    """Append every value of a whole number of words to ``out`` (length checked by :func:`count`)."""
+def decode(words: bytes | memoryview, out: list[int], *, limit: int | None = None) -> None:
+    """Append every value of a whole number of words to ``out`` (length checked by :func:`count`).
+
+    ``limit``: the most values the caller accepts; the words' selectors are counted against it
+    before anything is allocated (a word of selector 0 claims 240 values in 8 bytes), and more
+    raise :class:`FormatError`."""
+    if limit is not None:
+        held = count(words)
+        if held > limit:
+            raise FormatError(f"simple8b: words hold {held} values, more than the limit of {limit}", field="simple8b")
     if _compiled is not None:
-        got = _compiled.s8b_decode(words)
+        got = _compiled.s8b_decode(words, -1 if limit is None else limit)
         if got is not None:
             out.extend(got)
             return

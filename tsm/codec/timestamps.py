@@ -85,6 +85,42 @@ def _count_limit_error(count: int, max_count: int, base: int) -> FormatError:
     )
 
 
+def count(section: bytes | memoryview, *, max_count: int, base: int = 0) -> int:
+    """Number of timestamps a section holds, from its header and lengths only (no decoding, no
+    allocation); the same checks as :func:`decode` for the header, the body length and the limit."""
+    size = len(section)
+    if not size:
+        raise TruncatedError(f"{_WHAT}: empty", offset=base, field="timestamps")
+    header = section[0]
+    encoding = header & 0xF0
+    if encoding not in (RAW, PACKED, RLE):
+        raise FormatError(f"{_WHAT}: unknown encoding header 0x{header:02x}", offset=base, field="timestamps")
+    if size < 9:
+        raise TruncatedError(
+            f"{_WHAT}: {size} bytes, shorter than header + first timestamp", offset=base, field="timestamps"
+        )
+    if encoding == RAW:
+        body = size - 1
+        if body % 8:
+            raise FormatError(
+                f"{_WHAT}: raw body of {body} bytes is not a whole number of 8-byte values",
+                offset=base + 1 + body - body % 8, field="timestamps",
+            )
+        n = body // 8
+    elif encoding == PACKED:
+        n = 1 + simple8b.count(memoryview(section)[9:], what=_WHAT, base=base + 9)
+    else:
+        _delta, pos = varint.decode(section, 9, what=f"{_WHAT} RLE delta", base=base)
+        n, pos = varint.decode(section, pos, what=f"{_WHAT} RLE count", base=base)
+        if pos != size:
+            raise FormatError(f"{_WHAT}: {size - pos} bytes after the RLE fields", offset=base + pos, field="timestamps")
+        if n == 0:
+            raise FormatError(f"{_WHAT}: RLE count is 0", offset=base, field="timestamps")
+    if n > max_count:
+        raise _count_limit_error(n, max_count, base)
+    return n
+
+
 def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> list[int]:
     """int64 timestamps of a section; ``base`` is the section's offset in the block (for errors)."""
     size = len(section)
@@ -120,7 +156,7 @@ def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> lis
         if count > max_count:
             raise _count_limit_error(count, max_count, base)
         deltas: list[int] = []
-        simple8b.decode(words, deltas)
+        simple8b.decode(words, deltas, limit=count - 1)
         return _running(t0, deltas, _POW10[scale])
     # RLE
     delta, pos = varint.decode(section, 9, what=f"{_WHAT} RLE delta", base=base)

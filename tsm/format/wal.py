@@ -63,6 +63,8 @@ EntryHeader = Struct(
     "length" / Int32ub,
 )
 ENTRY_HEADER_SIZE = EntryHeader.sizeof()
+#: The length field alone (at offset 1 of the header), for scans that test many offsets.
+ENTRY_LENGTH = struct.Struct(">I")
 
 # --- Write entry payload (§4.3): groups repeated until the payload ends ----------------------
 WalValueType = Enum(
