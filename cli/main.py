@@ -25,7 +25,7 @@ try:  # typer >= 0.20 vendors its own click; older releases use the click packag
 except ImportError:  # pragma: no cover - depends on the installed typer
     import click  # type: ignore[no-redef]
 
-from ..archive.errors import EXIT_FAILURE, EXIT_USAGE, ArchiveError
+from ..archive.errors import EXIT_FAILURE, EXIT_USAGE, ArchiveError, display_text, escape
 from .progress import ProgressBars
 
 app = typer.Typer(
@@ -61,13 +61,23 @@ def progress_bars() -> ProgressBars:
 def emit_json(obj) -> None:
     import json
 
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        # a name that is not UTF-8 (kept as lone surrogates): JSON's own \\udcXX escapes
+        sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=True) + "\n")
+
+
+def say(text: str) -> None:
+    """One line on stderr: ``text`` escaped (names read from files cannot add lines)."""
+    sys.stderr.write(f"influx-archive: {escape(display_text(text))}\n")
 
 
 def report_findings(findings) -> None:
     """Findings of a verb that went on (warnings; with --salvage, what was left out) on stderr."""
     for f in findings:
-        sys.stderr.write(f"influx-archive: {f}\n")
+        say(str(f))
 
 
 def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
@@ -75,7 +85,7 @@ def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
     (text or JSON) and return None; otherwise run ``execute(plan, progress=bars)`` and return its
     result."""
     for w in plan.warnings:
-        sys.stderr.write(f"influx-archive: warning: {w}\n")
+        say(f"warning: {w}")
     if dry_run:
         if json_out:
             emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -147,14 +157,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     except typer.Exit as exc:
         sys.exit(getattr(exc, "exit_code", 0))
     except click.ClickException as exc:  # usage errors: one line, like every other error
-        sys.stderr.write(f"influx-archive: error: {exc.format_message()}\n")
+        say(f"error: {exc.format_message()}")
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
     except ArchiveError as exc:
         if State.debug:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(f"influx-archive: error: {exc}\n")
+        say(f"error: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("influx-archive: interrupted\n")
@@ -171,9 +181,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(
-            f"influx-archive: error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for details)\n"
-        )
+        say(f"error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for details)")
         sys.exit(EXIT_FAILURE)
     if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent return code 130
         sys.stderr.write("influx-archive: interrupted\n")
