@@ -61,7 +61,8 @@ from ..meta.model import (
 )
 from ..tsm import naming
 from ..tsm.reader import TSMReader
-from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError
+from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError, show
+from .untrusted import open_tar
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
@@ -852,7 +853,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
         try:
             with contextlib.ExitStack() as stack:
                 gz = stack.enter_context(read(gzip_open, container))
-                tf = stack.enter_context(read(tarfile.open, None, "r|", gz, 1 << 20))
+                tf = stack.enter_context(read(lambda: open_tar(gz, "r|", bufsize=1 << 20)))  # bounded headers
                 members = iter(tf)
                 while wanted:
                     member = read(next, members, None)
@@ -925,7 +926,7 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
             if not isinstance(exc, (ChecksumError, TruncatedError)):
                 raise exc  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
-            findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
+            findings.append(Finding(ERROR, f"damaged block of key {show(key)} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
         with open(intact, "xb") as out:
             size = write_intact_blocks(reader, out)
             _finish(out)

@@ -25,7 +25,7 @@ try:  # typer >= 0.20 vendors its own click; older releases use the click packag
 except ImportError:  # pragma: no cover - depends on the installed typer
     import click  # type: ignore[no-redef]
 
-from ..archive.errors import EXIT_FAILURE, EXIT_USAGE, ArchiveError, display_text, escape
+from ..archive.errors import EXIT_FAILURE, EXIT_SALVAGED, EXIT_USAGE, ArchiveError, display_text, escape
 from .progress import ProgressBars
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ def _root() -> None:
 class State:
     debug = False
     quiet = False
+    left_out = False  # a verb that went on (--salvage) reported data it left out: exit 4
 
 
 def progress_bars() -> ProgressBars:
@@ -61,6 +62,8 @@ def progress_bars() -> ProgressBars:
 def emit_json(obj) -> None:
     import json
 
+    if isinstance(obj, dict) and any(isinstance(f, dict) and f.get("severity") == "error" for f in obj.get("findings") or ()):
+        State.left_out = True  # a verb that went on lists what it left out (see main)
     text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
     try:
         sys.stdout.write(text)
@@ -78,6 +81,8 @@ def report_findings(findings) -> None:
     """Findings of a verb that went on (warnings; with --salvage, what was left out) on stderr."""
     for f in findings:
         say(str(f))
+        if getattr(f, "severity", None) == "error":
+            State.left_out = True
 
 
 def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
@@ -144,6 +149,7 @@ def normalize_argv(argv: list[str], long_options: set[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app, map every error to a one-line message and exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    State.left_out = False
     State.debug = "--debug" in args
     State.quiet = "--quiet" in args or "-q" in args
     args = [a for a in args if a not in ("--debug", "--quiet")]
@@ -185,6 +191,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(EXIT_FAILURE)
     if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent return code 130
         sys.stderr.write("influx-archive: interrupted\n")
+    if rc in (None, 0) and State.left_out:
+        sys.exit(EXIT_SALVAGED)  # finished, but the error findings it listed were left out
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
