@@ -27,6 +27,7 @@ default; we pass the core count), and nothing is decompressed in one call withou
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import hashlib
@@ -389,7 +390,7 @@ def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> It
                 if name not in seen:
                     bad(FormatError("listed file missing from the archive", path=_where(path, name)))
     except SparseMember as exc:
-        raise UnsupportedError("sparse tar member: valid tar, but not supported in a sealed archive",
+        raise UnsupportedError("unsupported sparse tar member in a sealed archive (pack never writes one)",
                                path=_where(path, exc.member)) from None
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
         err = TruncatedError if isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc).lower() else FormatError
@@ -538,11 +539,31 @@ class SealedSource(Source):
         return self.archive
 
     def close(self) -> None:
+        _forget_workdir(self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __del__(self) -> None:
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+
+_OPEN_LOCK = threading.Lock()
+_OPEN_WORKDIRS: set[str] = set()  # spool directories of sealed archives not yet closed
+
+
+def _forget_workdir(workdir: str) -> None:
+    with _OPEN_LOCK:
+        _OPEN_WORKDIRS.discard(workdir)
+
+
+def close_open_archives() -> None:
+    """Remove the spool directory of every sealed archive still open. The CLI calls it when a
+    verb ends, however it ends (an error raised mid-restore leaves its source unclosed); it also
+    runs at interpreter exit."""
+    with _OPEN_LOCK:
+        dirs = sorted(_OPEN_WORKDIRS)
+        _OPEN_WORKDIRS.clear()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(close_open_archives)
 
 
 def _is_metadata(name: str) -> bool:
@@ -558,6 +579,8 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
 
     p = Path(path).absolute()
     workdir = tempfile.mkdtemp(prefix="influx-archive-sealed-")
+    with _OPEN_LOCK:
+        _OPEN_WORKDIRS.add(workdir)
     register_display_prefix(workdir, p)  # damage in a spooled file names ARCHIVE::member
     findings: list[Finding] = []
     scans: dict[str, list] = {}
@@ -582,5 +605,6 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.workdir = workdir
         return sealed
     except BaseException:
+        _forget_workdir(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
         raise

@@ -280,7 +280,7 @@ def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Opti
     A sparse member is :class:`UnsupportedError`, never damage."""
     if isinstance(exc, SparseMember):
         return UnsupportedError(
-            "sparse tar member: valid tar, but not supported (shard files are never sparse; "
+            "unsupported sparse tar member: valid tar, but this version does not read sparse members (shard files are never sparse; "
             "re-create the tar without --sparse)",
             path=path,
             member=exc.member,

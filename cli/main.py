@@ -147,7 +147,17 @@ def normalize_argv(argv: list[str], long_options: set[str]) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: run the app, map every error to a one-line message and exit code."""
+    """Console entry point: run the app, map every error to a one-line message and exit code.
+    Whatever happens, no sealed archive's spool directory is left behind."""
+    from ..archive.sealed import close_open_archives
+
+    try:
+        _main(argv)
+    finally:
+        close_open_archives()
+
+
+def _main(argv: Optional[list[str]]) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     State.left_out = False
     State.debug = "--debug" in args
