@@ -57,6 +57,7 @@ MANIFEST_NAME = "INFLUX-ARCHIVE.json"
 FORMAT = "influx-archive-sealed"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 64 << 20
+MAX_TRAILER = 1 << 20  # zero padding accepted after the tar's end-of-archive blocks
 CHUNK = 1 << 20
 
 
@@ -240,6 +241,14 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
             with open_tar(zr, "r|") as tf:
                 yield tf
+            # Read to the end (a normal end only): what follows the tar's end-of-archive blocks is
+            # zero padding, and only reading it makes zstd check the last frame's checksum (a
+            # flipped byte there went unnoticed).
+            left = MAX_TRAILER
+            while chunk := zr.read(CHUNK):
+                left -= len(chunk)
+                if left < 0 or chunk.count(0) != len(chunk):
+                    raise tarfile.ReadError("data after the end of the tar archive")
 
 
 class _Bad(ValueError):
