@@ -218,3 +218,25 @@ def test_pax_bomb_memory_is_bounded(tmp_path: Path) -> None:
         assert "PAX extended header claims" in (r.stdout + r.stderr)
         assert int(report.read_text()) * 1024 <= 500 * 10**6, report.read_text()
 
+
+
+SERVED = {"databases", "retention_policies", "fields", "points", "users", "continuous_queries"}
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("name,fixture,verb", [
+    ("live-shard-dir[\u0662]", "live", hs.RESTORE_SALVAGE),  # ٢ beside shard 2: left out, never merged
+    ("legacy all", "legacy", hs.RESTORE),  # every unsafe member at once: restore goes on without them
+    ("portable all", "portable", hs.RESTORE),
+])
+def test_what_goes_on_is_served_like_the_fixture(name: str, fixture: str, verb: str, tmp_path: Path,
+                                                 influxd_factory, truth) -> None:
+    """influxd 1.6.7 started on the restored tree serves exactly the fixture's truth: what was
+    refused (a non-ASCII shard directory, hostile tar members) added nothing and took nothing."""
+    import influxd as harness
+
+    case = next(c for c in _CASES if c.name == name)
+    run_case(case, verb, tmp_path / "w")
+    server = influxd_factory(tmp_path / "w/targets")
+    expected = harness.without_dead_fields(truth(fixture))
+    assert harness.compare_truth(expected, server.dump(), sections=SERVED) == []
