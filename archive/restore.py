@@ -468,10 +468,10 @@ def parse_owner(spec: str) -> tuple[int, int]:
     """``user[:group]`` (names or numeric ids) -> (uid, gid); the group defaults to the user's."""
     user, _, group = spec.partition(":")
     try:
-        pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        pw = pwd.getpwuid(int(user)) if (user.isascii() and user.isdigit()) else pwd.getpwnam(user)
     except (KeyError, ValueError):
-        if user.isdigit():
-            return int(user), int(group) if group.isdigit() else _gid(group, int(user))
+        if (user.isascii() and user.isdigit()):
+            return int(user), int(group) if (group.isascii() and group.isdigit()) else _gid(group, int(user))
         raise UsageError(f"--owner: no such user {user!r}") from None
     uid, gid = pw.pw_uid, pw.pw_gid
     if group:
@@ -482,7 +482,7 @@ def parse_owner(spec: str) -> tuple[int, int]:
 def _gid(group: str, default: int) -> int:
     if not group:
         return default
-    if group.isdigit():
+    if (group.isascii() and group.isdigit()):
         return int(group)
     try:
         return grp.getgrnam(group).gr_gid
