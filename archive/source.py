@@ -95,7 +95,7 @@ def non_ascii_number(what: str, path: str, member: Optional[str] = None) -> Find
     return Finding(
         ERROR,
         f"{what} is written with non-ASCII digits: influxd cannot read it as a number, and it is not "
-        "taken for the ASCII number it resembles; left out",
+        "taken for the ASCII number it resembles",
         path=path,
         member=member,
     )
@@ -501,20 +501,12 @@ def open_source(path: str | os.PathLike[str], *, salvage: bool = False, prescann
             src = _open_file(p, salvage)
     else:
         raise SourceError("not a regular file or directory", path=str(p))
-    if not isinstance(src, _sealed_type()):  # its inner source had them already
-        src.findings.extend(metastore_findings(src.meta, src.meta_origin))
     errors = [f for f in src.findings if f.severity == ERROR]
     if errors and not salvage:
         first = errors[0]
         more = f" ({len(errors) - 1} more problems: run verify; --salvage keeps what is intact)" if len(errors) > 1 else ""
         raise FormatError(first.message + more, path=first.path, member=first.member, offset=first.offset)
     return src
-
-
-def _sealed_type() -> type:
-    from .sealed import SealedSource
-
-    return SealedSource
 
 
 def metastore_findings(meta: Optional[Data], origin: Optional[str]) -> list[Finding]:
@@ -595,9 +587,11 @@ def _open_dir(p: Path, salvage: bool = False, prescanned: Optional[dict] = None)
 
 
 def _fill_from_meta(src: Source) -> None:
-    """Create (empty) shards for every shard the metastore lists, with group time ranges."""
+    """Create (empty) shards for every shard the metastore lists, with group time ranges; a
+    metastore that lists something twice is an error finding (:func:`metastore_findings`)."""
     if src.meta is None:
         return
+    src.findings.extend(metastore_findings(src.meta, src.meta_origin))
     known = {s.key: s for s in src.shards}
     for db in src.meta.databases:
         for rp in db.retention_policies:
@@ -719,7 +713,7 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
             continue
         _size, why = probe_regular(p / n)
         if why is not None:
-            src.findings.append(Finding(ERROR, f"shard tar cannot be read: {why}; left out", path=str(p / n)))
+            src.findings.append(Finding(ERROR, f"shard tar cannot be read: {why}", path=str(p / n)))
             continue
         sid = int(m.group("id"))
         inc = int(m.group("n"))
@@ -874,7 +868,7 @@ def _open_live(p: Path, salvage: bool = False) -> Source:
                             continue  # fields.idx, index/, a WAL's neighbours: not shard data
                         size, why = probe_regular(fp)
                         if why is not None:  # never skipped silently: influxd would fail on it
-                            src.findings.append(Finding(ERROR, f"{kind} file cannot be read: {why}; left out", path=str(fp)))
+                            src.findings.append(Finding(ERROR, f"{kind} file cannot be read: {why}", path=str(fp)))
                             continue
                         sf = ShardFile(name=name, kind=kind, size=size, container=str(fp))  # type: ignore[arg-type]
                         (s.wal if is_wal else s.files).append(sf)
