@@ -47,6 +47,7 @@ ARGV = {
     hs.BACKUP: lambda s, t: ["backup", str(s), str(t / "out")],
     hs.BACKUP_SALVAGE: lambda s, t: ["backup", str(s), str(t / "out"), "--salvage"],
     hs.UNPACK: lambda s, t: ["unpack", str(s), str(t / "out")],
+    hs.DUMP_TSM: lambda s, t: ["dump-tsm", f"{s}::db1/autogen/2/000000001-000000001.tsm", "--blocks"],
 }
 TARGETS = {"meta", "data", "out", "out.lp"}
 RAW_FORBIDDEN = ("\r", "\x1b", "\x01", "\x7f", "\u202e", "\x00")
