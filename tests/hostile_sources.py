@@ -383,6 +383,8 @@ def sealed_manifest_cases(root: Path) -> list[SourceCase]:
     add("not JSON", b"{this is not json")
     add("not UTF-8", b'{"format": "\xff\xfe"}')
     add("empty", b"")
+    # valid JSON (trailing blanks) but past the manifest's size bound: refused before it is read
+    add("over 16 MiB", json.dumps(doc).encode() + b" " * (16 << 20), {VERIFY: 1, RESTORE: 1, UNPACK: 1})
     add("unknown field (valid)", json.dumps({**doc, "comment": "kept"}).encode(),
         {INSPECT: 0, VERIFY: 0, RESTORE: 0, CONVERT: 0, UNPACK: 0})
     return out
