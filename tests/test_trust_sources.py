@@ -152,7 +152,7 @@ def run_case(case: hs.SourceCase, verb: str, work: Path) -> tuple[int, str, str]
         shown = lines if verb not in hs.REPORT_VERBS else [ln for ln in out.splitlines() if ln.startswith("warning: ")]
         for w in wanted:
             assert any(w in ln for ln in shown), f"{where}: refused member {w!r} not named"
-    assert not any(ln.startswith("influx-archive: error: forged") for ln in lines), where
+    assert not any(ln.startswith("influx-archive: error: forged") for ln in lines + out.splitlines()), where
 
     assert _tree(case.path) == before, f"{where}: the source changed"
     assert {p.name for p in work.iterdir()} == {"targets", "tmp"}, f"{where}: wrote outside the targets"
