@@ -70,12 +70,23 @@ def escape(text: str) -> str:
     return "".join(out)
 
 
+#: Names longer than this are shown cut, with their length (a 1 MiB tar member name is one line,
+#: but not one an operator can read).
+MAX_SHOWN = 4096
+
+
+def clip(text: str) -> str:
+    """``text`` cut to :data:`MAX_SHOWN` characters, saying how long it was."""
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}...({len(text)} characters)"
+
+
 def show(value: object) -> str:
     """A name read from a file, for a message: bytes (series keys, raw names) as text (invalid
-    UTF-8 as ``\\xNN``), never a Python ``b'...'`` repr; anything else through ``str``; escaped."""
+    UTF-8 as ``\\xNN``), never a Python ``b'...'`` repr; anything else through ``str``; escaped
+    and clipped (:func:`clip`)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value).decode("utf-8", "surrogateescape")
-    return escape(str(value))
+    return escape(clip(str(value)))
 
 
 _DISPLAY_LOCK = threading.Lock()
@@ -118,9 +129,9 @@ def format_where(
     """`` [file F, member M, offset N, field X]`` for the parts that are known ("" when none is)."""
     parts = []
     if path is not None:
-        parts.append(f"file {escape(display_path(path))}")  # type: ignore[arg-type]
+        parts.append(f"file {escape(clip(display_path(path)))}")  # type: ignore[arg-type]
     if member is not None:
-        parts.append(f"member {escape(member)}")
+        parts.append(f"member {escape(clip(member))}")
     if offset is not None:
         parts.append(f"offset {offset}")
     if field is not None:

@@ -856,6 +856,8 @@ UNSAFE_MEMBERS = {
     "chardev": _info("db1/autogen/2/000000006-000000001.tsm", kind=tarfile.CHRTYPE),
     "blockdev": _info("db1/autogen/2/000000005-000000001.tsm", kind=tarfile.BLKTYPE),
     "fifo": _info("db1/autogen/2/000000004-000000001.tsm", kind=tarfile.FIFOTYPE),
+    # a 200 kB name (PAX path): named, cut to a readable length
+    "long-name": _info("db1/autogen/2/" + "n" * 200_000, kind=tarfile.SYMTYPE, link="/etc/passwd"),
 }
 
 
@@ -871,7 +873,7 @@ def unsafe_member_cases(root: Path) -> list[SourceCase]:
     variants = list(UNSAFE_MEMBERS.items()) + [("all", None)]
     for label, member in variants:
         extra = list(UNSAFE_MEMBERS.values()) if member is None else [member]
-        names = tuple(m.name for m, _ in extra)
+        names = tuple(m.name[:1000] for m, _ in extra)
         d = _copy(root, f"legacy-{label}", "legacy")
         (d / "db1.autogen.00002.00").write_bytes(_tar(legacy + extra))
         out.append(SourceCase("unsafe-members", f"legacy {label}", d, dict(goes_on), names[0], also=names[1:]))

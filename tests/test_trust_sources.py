@@ -132,6 +132,7 @@ def run_case(case: hs.SourceCase, verb: str, work: Path) -> tuple[int, str, str]
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in out + err), f"{where}: a lone surrogate printed"
 
     lines = err.splitlines()
+    assert all(len(ln) < 16384 for ln in lines + out.splitlines()), f"{where}: a line past 16 KiB"
     assert all(ln.startswith("influx-archive: ") or (verb == hs.EXPORT and ln.startswith("exported "))
                for ln in lines), where
     errors = [ln for ln in lines if ln.startswith("influx-archive: error: ")]
