@@ -45,7 +45,7 @@ from ..tsm import naming
 from ..tsm.keys import key_slice
 from ..tsm.reader import TSMReader
 from . import guard
-from .errors import ArchiveError, SourceError, TargetError, UsageError
+from .errors import ArchiveError, SourceError, UsageError, show
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, select_meta, window_inside, window_overlaps
@@ -340,7 +340,7 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
                 if bad:
                     for key, e in bad:
                         plan.source.findings.append(
-                            Finding(ERROR, f"damaged block of key {key!r} left out", tsm.container, tsm.member, e.offset))
+                            Finding(ERROR, f"damaged block of key {show(key)} left out", tsm.container, tsm.member, e.offset))
                     salvaged = work / tsm.name
                     with open(salvaged, "xb") as out:
                         size = write_intact_blocks(reader, out)

@@ -18,11 +18,18 @@ code  meaning
 
 Messages name *where*: ``str(err)`` ends with ``[file F, member M, offset N]`` for the parts
 that are known, so a one-line message is enough for an operator to find the damage.
+
+Everything rendered for an operator goes through :func:`escape`: names read from files (databases,
+RPs, tar members, series keys, file names that are not UTF-8) may hold newlines, ESC or bytes that
+are not text, and must never forge a second ``influx-archive: error:`` line or drive the terminal.
+Paths inside a private work directory (a sealed archive's spool) are shown by the name the user
+knows, ``ARCHIVE.tar.zst::member`` (:func:`register_display_prefix`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1
@@ -32,19 +39,103 @@ EXIT_SALVAGED = 4
 EXIT_BUSY = 5
 
 
+def escape(text: str) -> str:
+    """``text`` with every character that is not printable replaced by a visible escape, so it
+    stays on one line and cannot drive a terminal: ``\\n``, ``\\x1b`` (controls, DEL, C1),
+    ``\\xff`` for an invalid UTF-8 byte kept as a lone surrogate (``surrogateescape``), ``\\u202e``
+    for format characters (bidi overrides, zero-width) and line/paragraph separators. Idempotent
+    on its own output; printable text (any script) is returned unchanged."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable():
+            out.append(c)
+            continue
+        o = ord(c)
+        if 0xDC80 <= o <= 0xDCFF:  # surrogateescape: the original byte
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif c == "\t":
+            out.append("\\t")
+        elif o < 0x100:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    return "".join(out)
+
+
+#: Names longer than this are shown cut, with their length (a 1 MiB tar member name is one line,
+#: but not one an operator can read).
+MAX_SHOWN = 4096
+
+
+def clip(text: str) -> str:
+    """``text`` cut to :data:`MAX_SHOWN` characters, saying how long it was."""
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}...({len(text)} characters)"
+
+
+def show(value: object) -> str:
+    """A name read from a file, for a message: bytes (series keys, raw names) as text (invalid
+    UTF-8 as ``\\xNN``), never a Python ``b'...'`` repr; anything else through ``str``; escaped
+    and clipped (:func:`clip`)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("utf-8", "surrogateescape")
+    return escape(clip(str(value)))
+
+
+_DISPLAY_LOCK = threading.Lock()
+_DISPLAY: dict[str, str] = {}  # private directory -> the name the user knows it by
+
+
+def register_display_prefix(private_dir: str | os.PathLike[str], shown_as: str | os.PathLike[str]) -> None:
+    """Show paths under ``private_dir`` as ``SHOWN_AS::relative/path`` in every message (a sealed
+    archive's spool directory is deleted when the run ends; its archive is what the user has).
+    Kept for the life of the process: errors are printed after the directory is gone."""
+    with _DISPLAY_LOCK:
+        _DISPLAY[os.fspath(private_dir).rstrip(os.sep)] = os.fspath(shown_as)
+
+
+def display_path(path: str | None) -> str | None:
+    """``path`` as the user should see it (see :func:`register_display_prefix`); unescaped."""
+    if path is None or not _DISPLAY:
+        return path
+    for prefix, shown in _DISPLAY.items():
+        if path == prefix:
+            return shown
+        if path.startswith(prefix + os.sep):
+            return f"{shown}::{path[len(prefix) + 1:]}"
+    return path
+
+
+def display_text(text: str) -> str:
+    """``text`` with every private directory it mentions shown as its public name; unescaped."""
+    if not _DISPLAY:
+        return text
+    for prefix, shown in _DISPLAY.items():
+        if prefix in text:
+            text = text.replace(prefix + os.sep, shown + "::").replace(prefix, shown)
+    return text
+
+
 def format_where(
     path: str | None = None, member: str | None = None, offset: int | None = None, field: str | None = None
 ) -> str:
     """`` [file F, member M, offset N, field X]`` for the parts that are known ("" when none is)."""
     parts = []
     if path is not None:
-        parts.append(f"file {path}")
+        parts.append(f"file {escape(clip(display_path(path)))}")  # type: ignore[arg-type]
     if member is not None:
-        parts.append(f"member {member}")
+        parts.append(f"member {escape(clip(member))}")
     if offset is not None:
         parts.append(f"offset {offset}")
     if field is not None:
-        parts.append(f"field {field}")
+        parts.append(f"field {escape(field)}")
     return f" [{', '.join(parts)}]" if parts else ""
 
 
@@ -73,7 +164,8 @@ class ArchiveError(Exception):
         return format_where(self.path, self.member, self.offset, self.field)
 
     def __str__(self) -> str:
-        return f"{self.message}{self.where()}"
+        """One line: the escaped message and where (see :func:`escape`)."""
+        return f"{escape(display_text(self.message))}{self.where()}"
 
     def located(
         self,

@@ -23,12 +23,19 @@ class Finding:
     offset: Optional[int] = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As data, paths shown as the user knows them (a sealed archive, not its spool)."""
+        from .errors import display_path, display_text
+
+        d = asdict(self)
+        d["message"] = display_text(self.message)
+        d["path"] = display_path(self.path)
+        return d
 
     def __str__(self) -> str:
-        from .errors import format_where
+        """One line, escaped (names read from files cannot start a second line)."""
+        from .errors import display_text, escape, format_where
 
-        return f"{self.severity}: {self.message}{format_where(self.path, self.member, self.offset)}"
+        return f"{self.severity}: {escape(display_text(self.message))}{format_where(self.path, self.member, self.offset)}"
 
     @classmethod
     def from_error(cls, err: Exception, severity: str = ERROR) -> "Finding":

@@ -78,10 +78,11 @@ from ..meta.model import (
 from ..tsm import naming
 from ..tsm.reader import TSMReader
 from . import staging
-from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError, format_where
+from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError, format_where, show
 from . import guard
 from .guard import TargetLock
 from .output import refuse_dirs_inside_source
+from .untrusted import open_tar
 from .findings import ERROR, Finding
 from .progress import ProgressCallback, Reporter
 from .select import Selection, max_ids, select_meta
@@ -542,10 +543,10 @@ def parse_owner(spec: str) -> tuple[int, int]:
     """``user[:group]`` (names or numeric ids) -> (uid, gid); the group defaults to the user's."""
     user, _, group = spec.partition(":")
     try:
-        pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        pw = pwd.getpwuid(int(user)) if (user.isascii() and user.isdigit()) else pwd.getpwnam(user)
     except (KeyError, ValueError):
-        if user.isdigit():
-            return int(user), int(group) if group.isdigit() else _gid(group, int(user))
+        if (user.isascii() and user.isdigit()):
+            return int(user), int(group) if (group.isascii() and group.isdigit()) else _gid(group, int(user))
         raise UsageError(f"--owner: no such user {user!r}") from None
     uid, gid = pw.pw_uid, pw.pw_gid
     if group:
@@ -556,7 +557,7 @@ def parse_owner(spec: str) -> tuple[int, int]:
 def _gid(group: str, default: int) -> int:
     if not group:
         return default
-    if group.isdigit():
+    if (group.isascii() and group.isdigit()):
         return int(group)
     try:
         return grp.getgrnam(group).gr_gid
@@ -1361,7 +1362,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
         try:
             with contextlib.ExitStack() as stack:
                 gz = stack.enter_context(read(gzip_open, container))
-                tf = stack.enter_context(read(tarfile.open, None, "r|", gz, 1 << 20))
+                tf = stack.enter_context(read(lambda: open_tar(gz, "r|", bufsize=1 << 20)))  # bounded headers
                 members = iter(tf)
                 while wanted:
                     member = read(next, members, None)
@@ -1434,7 +1435,7 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
             if not isinstance(exc, (ChecksumError, TruncatedError)):
                 raise exc  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
-            findings.append(Finding(ERROR, f"damaged block of key {key!r} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
+            findings.append(Finding(ERROR, f"damaged block of key {show(key)} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
         with _create_staged(intact) as out:
             size = write_intact_blocks(reader, out)
             _finish(out)

@@ -9,7 +9,11 @@ backed up (``convert`` to portable) before packing.
 
 Reading never trusts the archive: members must be regular files with safe relative names, listed
 in the manifest, of exactly the listed size (a member larger than announced is refused before it is
-read: no decompression bomb), with the listed sha256; every listed file must be present.
+read: no decompression bomb), with the listed sha256; every listed file must be present. The
+manifest itself is checked field by field (:func:`_check_manifest`: JSON types, name bounds, a name
+that is both a file and a directory); tar headers are read with bounds (:mod:`.untrusted`). Damage
+names the archive and the member as ``ARCHIVE.tar.zst::member`` — never the private spool, whose
+paths are shown that way too (:func:`~influx_archive.archive.errors.register_display_prefix`).
 
 ``open_sealed`` exposes an archive as a :class:`~influx_archive.archive.source.Source` of its inner
 kind without extracting it: metadata files are kept in a private temporary directory, shard files
@@ -23,6 +27,7 @@ default; we pass the core count), and nothing is decompressed in one call withou
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import hashlib
@@ -37,17 +42,20 @@ from typing import BinaryIO, Iterator, Optional
 
 import zstandard
 
-from .errors import ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError, UsageError
+from .errors import (ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TargetIOError,
+                     TruncatedError, UnsupportedError, UsageError, register_display_prefix, show)
 from .findings import Finding
 from .progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
 from .output import Output, building_dir, make_spool, open_output, os_error, plan_dir_output, plan_file_output, remove_spool, source_roots, spool
 from .tarwrite import TarWriter
+from .untrusted import SparseMember, open_regular, open_tar
 
 MANIFEST_NAME = "INFLUX-ARCHIVE.json"
 FORMAT = "influx-archive-sealed"
 FORMAT_VERSION = 1
-MAX_MANIFEST_BYTES = 64 << 20
+MAX_MANIFEST_BYTES = 16 << 20  # json.loads of 16 MiB of tiny objects peaks near 440 MB; ~100k files fit
+MAX_TRAILER = 1 << 20  # zero padding accepted after the tar's end-of-archive blocks
 CHUNK = 1 << 20
 MAX_TRAILING = 1 << 20  # zeros a tar writer may pad its last record with (GNU tar: 10 KiB)
 
@@ -225,18 +233,30 @@ class _HashingReader:
 # reading
 
 
+#: Bounds on a listed name (Linux: PATH_MAX 4096, NAME_MAX 255 bytes).
+MAX_NAME_BYTES = 4096
+MAX_COMPONENT_BYTES = 255
+SOURCE_KINDS = ("legacy", "portable")
+
+
 def _safe_name(name: str) -> bool:
     p = PurePosixPath(name)
-    return bool(name) and not p.is_absolute() and ".." not in p.parts and "" not in name.split("/") and "\0" not in name
+    return (bool(name) and not p.is_absolute() and ".." not in p.parts and "." not in name.split("/")
+            and "" not in name.split("/") and "\0" not in name)
+
+
+def _where(path: Path, member: str) -> str:
+    """How damage inside a sealed archive is named: ``ARCHIVE.tar.zst::member``."""
+    return f"{path}::{member}"
 
 
 @contextlib.contextmanager
 def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
     dctx = zstandard.ZstdDecompressor()
-    with open(path, "rb") as raw:
+    with open_regular(path) as raw:
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
             tail = _TailReader(zr)
-            with tarfile.open(fileobj=tail, mode="r|") as tf:
+            with open_tar(tail, "r|") as tf:
                 yield tf
                 end = tf.offset  # where the end-of-archive blocks start
             # the tar ended: what the tar reader buffered past its end, and the rest of the
@@ -275,28 +295,112 @@ class _TailReader:
         self.pos += len(data)
         return data
 
+class _Bad(ValueError):
+    """A manifest field that is not what pack writes (``where`` is its JSON path)."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where}: {why}")
+
+
+def _jtype(v: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _want(v: object, kinds: tuple[type, ...], where: str, what: str) -> None:
+    if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
+        raise _Bad(where, f"expected {what}, got {_jtype(v)}")
+
+
+def _check_name(name: object, where: str) -> str:
+    _want(name, (str,), where, "a string")
+    assert isinstance(name, str)
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise _Bad(where, "name is not encodable as a file name (lone surrogate)") from None
+    if len(raw) > MAX_NAME_BYTES:
+        raise _Bad(where, f"name of {len(raw)} bytes (more than {MAX_NAME_BYTES})")
+    if not _safe_name(name):
+        raise _Bad(where, f"unsafe name {show(name)} (absolute, empty, '.' or '..' component)")
+    for part in name.split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES:
+            raise _Bad(where, f"a component of {show(name[:64])}... is longer than {MAX_COMPONENT_BYTES} bytes")
+    return name
+
+
+def _check_manifest(doc: object) -> dict[str, dict]:
+    """Every field readers use, with the JSON type pack writes; {name: entry}. Raises _Bad."""
+    _want(doc, (dict,), "manifest", "an object")
+    assert isinstance(doc, dict)
+    if doc.get("format") != FORMAT:
+        raise _Bad("format", f"not {FORMAT!r}: not an influx-archive sealed archive")
+    version = doc.get("format_version", FORMAT_VERSION)
+    _want(version, (int,), "format_version", "an integer")
+    if version != FORMAT_VERSION:
+        raise UnsupportedError(f"sealed archive format version {version}: this version reads version {FORMAT_VERSION}")
+    for key in ("tool", "tool_version", "created"):
+        if key in doc:
+            _want(doc[key], (str,), key, "a string")
+    source = doc.get("source")
+    _want(source, (dict,), "source", "an object")
+    kind = source.get("kind")  # type: ignore[union-attr]
+    _want(kind, (str,), "source.kind", "a string")
+    if kind not in SOURCE_KINDS:
+        raise _Bad("source.kind", f"{show(kind)} is not one of {', '.join(SOURCE_KINDS)}")
+    if "databases" in doc:
+        _want(doc["databases"], (list,), "databases", "an array")
+        for i, d in enumerate(doc["databases"]):
+            _want(d, (str,), f"databases[{i}]", "a string")
+    if doc.get("time_range") is not None:
+        _want(doc["time_range"], (dict,), "time_range", "an object or null")
+        for key in ("start", "end"):
+            _want(doc["time_range"].get(key), (str,), f"time_range.{key}", "a string")
+    entries = doc.get("files")
+    _want(entries, (list,), "files", "an array")
+    files: dict[str, dict] = {}
+    for i, e in enumerate(entries):  # type: ignore[arg-type]
+        where = f"files[{i}]"
+        _want(e, (dict,), where, "an object")
+        name = _check_name(e.get("name"), f"{where}.name")
+        size = e.get("size")
+        _want(size, (int,), f"{where}.size", "an integer")
+        if not 0 <= size < 1 << 63:
+            raise _Bad(f"{where}.size", f"{size} is outside 0..2^63-1")
+        sha = e.get("sha256")
+        _want(sha, (str,), f"{where}.sha256", "a string")
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise _Bad(f"{where}.sha256", "not 64 lowercase hex digits")
+        if "mode" in e:
+            _want(e["mode"], (int,), f"{where}.mode", "an integer")
+            if not 0 <= e["mode"] <= 0o7777:
+                raise _Bad(f"{where}.mode", f"{e['mode']} is not a file mode (0..0o7777)")
+        if name in files:
+            raise _Bad(where, f"{show(name)} is listed twice")
+        files[name] = e
+    for name in files:  # a name that is also a directory of another: unpack could not create both
+        parts = name.split("/")
+        for k in range(1, len(parts)):
+            if "/".join(parts[:k]) in files:
+                raise _Bad("files", f"{show('/'.join(parts[:k]))} is listed as a file and as the directory of {show(name)}")
+    return files
+
 
 def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dict]]:
     first = tf.next()
     if first is None or first.name != MANIFEST_NAME or not first.isfile():
         raise FormatError(f"not a sealed archive: the first member is not {MANIFEST_NAME}", path=str(path))
     if first.size > MAX_MANIFEST_BYTES:
-        raise FormatError(f"{MANIFEST_NAME} claims {first.size} bytes", path=str(path), member=MANIFEST_NAME)
-    data = tf.extractfile(first).read()  # type: ignore[union-attr]
+        raise FormatError(f"{MANIFEST_NAME} claims {first.size} bytes", path=_where(path, MANIFEST_NAME))
+    data = tf.extractfile(first).read(first.size)  # type: ignore[union-attr]
     try:
         doc = json.loads(data)
-        if doc.get("format") != FORMAT or not isinstance(doc.get("files"), list):
-            raise ValueError("not an influx-archive manifest")
-        files = {}
-        for e in doc["files"]:
-            if not (isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("size"), int)
-                    and isinstance(e.get("sha256"), str) and e["size"] >= 0 and _safe_name(e["name"])):
-                raise ValueError(f"bad file entry {e!r}")
-            if e["name"] in files:
-                raise ValueError(f"file {e['name']!r} listed twice")
-            files[e["name"]] = e
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise FormatError(f"damaged archive manifest: {exc}", path=str(path), member=MANIFEST_NAME) from None
+        files = _check_manifest(doc)
+    except UnsupportedError as exc:
+        raise exc.located(path=_where(path, MANIFEST_NAME)) from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise FormatError(f"damaged archive manifest: {why}", path=_where(path, MANIFEST_NAME)) from None
     return doc, files
 
 
@@ -314,35 +418,39 @@ def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> It
             doc, files = _read_manifest(tf, path)
             seen: set[str] = set()
             for m in tf:
+                tf.members.clear()  # streamed once: memory stays one member's, however many there are
                 if m.offset == 0:
                     continue  # the manifest itself (TarFile iteration starts over its members)
                 if m.name in seen:
-                    bad(FormatError("duplicate member", path=str(path), member=m.name))
+                    bad(FormatError("duplicate member", path=_where(path, m.name)))
                     continue
                 if not m.isfile():
-                    bad(FormatError("not a regular file (links and devices are refused)", path=str(path), member=m.name))
+                    bad(FormatError("not a regular file (links and devices are refused)", path=_where(path, m.name)))
                     continue
                 if not _safe_name(m.name):
-                    bad(FormatError("unsafe member name", path=str(path), member=m.name))
+                    bad(FormatError("unsafe member name", path=_where(path, m.name)))
                     continue
                 entry = files.get(m.name)
                 if entry is None:
-                    bad(FormatError("member not listed in the archive manifest", path=str(path), member=m.name))
+                    bad(FormatError("member not listed in the archive manifest", path=_where(path, m.name)))
                     continue
                 if m.size != entry["size"]:
-                    bad(FormatError(f"member is {m.size} bytes, the manifest says {entry['size']}", path=str(path), member=m.name))
+                    bad(FormatError(f"member is {m.size} bytes, the manifest says {entry['size']}", path=_where(path, m.name)))
                     continue
                 seen.add(m.name)
                 yield doc, entry, m, tf.extractfile(m)
             for name, entry in files.items():
                 if name not in seen:
-                    bad(FormatError("listed file missing from the archive", path=str(path), member=name))
+                    bad(FormatError("listed file missing from the archive", path=_where(path, name)))
     except _TrailingData as exc:
         if findings is None:
             raise
         findings.append(Finding.from_error(exc))
+    except SparseMember as exc:
+        raise UnsupportedError("unsupported sparse tar member in a sealed archive (pack never writes one)",
+                               path=_where(path, exc.member)) from None
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
-        err = TruncatedError if isinstance(exc, EOFError) or "truncated" in str(exc).lower() else FormatError
+        err = TruncatedError if isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc).lower() else FormatError
         e = err(f"damaged archive stream ({exc})", path=str(path))
         if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
             e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
@@ -358,9 +466,9 @@ def _copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: 
         try:
             chunk = reader.read(min(CHUNK, left))
         except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
-            raise FormatError(f"damaged archive stream ({exc})", path=str(path), member=entry["name"]) from None
+            raise FormatError(f"damaged archive stream ({exc})", path=_where(path, entry["name"])) from None
         if not chunk:
-            raise TruncatedError("member ends early", path=str(path), member=entry["name"])
+            raise TruncatedError("member ends early", path=_where(path, entry["name"]))
         h.update(chunk)
         if out is not None:
             out.write(chunk)
@@ -368,7 +476,7 @@ def _copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: 
         if rep is not None:
             rep.advance(len(chunk))
     if h.hexdigest() != entry["sha256"]:
-        raise ChecksumError("sha256 differs from the archive manifest", path=str(path), member=entry["name"])
+        raise ChecksumError("sha256 differs from the archive manifest", path=_where(path, entry["name"]))
 
 
 def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: Optional[ProgressCallback] = None) -> PackResult:
@@ -479,7 +587,7 @@ class SealedSource(Source):
                         return
                     self._ahead.add(path)
             self._cursor = None
-        raise FormatError("member vanished from the archive", path=self.archive, member=name)
+        raise FormatError("member vanished from the archive", path=_where(Path(self.archive), name))
 
     @property
     def display_path(self) -> str:
@@ -487,10 +595,7 @@ class SealedSource(Source):
 
     def close(self) -> None:
         if self.workdir:
-            remove_spool(self.workdir)
-
-    def __del__(self) -> None:
-        if self.workdir:
+            _forget_workdir(self.workdir)
             remove_spool(self.workdir)
 
 
@@ -528,6 +633,29 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
                             path=os.fspath(path)) from None
 
 
+_OPEN_LOCK = threading.Lock()
+_OPEN_WORKDIRS: set[str] = set()  # spool directories of sealed archives not yet closed
+
+
+def _forget_workdir(workdir: str) -> None:
+    with _OPEN_LOCK:
+        _OPEN_WORKDIRS.discard(workdir)
+
+
+def close_open_archives() -> None:
+    """Remove the spool directory of every sealed archive still open. The CLI calls it when a
+    verb ends, however it ends (an error raised mid-restore leaves its source unclosed); it also
+    runs at interpreter exit."""
+    with _OPEN_LOCK:
+        dirs = sorted(_OPEN_WORKDIRS)
+        _OPEN_WORKDIRS.clear()
+    for d in dirs:
+        remove_spool(d)
+
+
+atexit.register(close_open_archives)
+
+
 def _is_metadata(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return base.endswith((".manifest", ".meta")) or base.startswith("meta.") or base == "meta.db"
@@ -541,6 +669,9 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
 
     p = Path(path).absolute()
     workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
+    with _OPEN_LOCK:
+        _OPEN_WORKDIRS.add(workdir)
+    register_display_prefix(workdir, p)  # damage in a spooled file names ARCHIVE::member
     findings: list[Finding] = []
     scans: dict[str, list] = {}
     try:
@@ -564,10 +695,12 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.workdir = workdir
         return sealed
     except OSError as exc:
+        _forget_workdir(workdir)
         remove_spool(workdir)
         if isinstance(exc, ArchiveError):
             raise
         raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
     except BaseException:
+        _forget_workdir(workdir)
         remove_spool(workdir)
         raise

@@ -20,7 +20,15 @@ through windows (:class:`~influx_archive.archive.streams.SubFile`); a ``.tar.gz`
 temporary file per shard while that shard is open (:meth:`Source.open_shard`).
 
 Tar members are never trusted: only regular-file members named ``<db>/<rp>/<id>/<file>`` with a
-plain file name are used; anything else is reported as a finding and ignored.
+plain file name are used; anything else is reported as a finding and ignored (links, devices,
+FIFOs and unsafe names as :data:`REFUSED_MEMBER`, which ``verify`` counts as errors). Tar headers
+are read with bounds (:mod:`.untrusted`); sparse members are refused as unsupported.
+
+Nothing is skipped silently: in a server root a TSM / tombstone / WAL name that is not a regular
+readable file (a dangling link, a FIFO, a directory, a device behind a link, unreadable) is an
+error finding, and so is a number written with non-ASCII digits anywhere a number is read from a
+name (``tsm.naming``). Names of files that a portable manifest lists must be plain names in the
+backup directory. A metastore listing one database, retention policy or shard id twice is an error.
 """
 
 from __future__ import annotations
@@ -31,7 +39,6 @@ import contextlib
 import gzip
 import os
 import re
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -44,38 +51,57 @@ from typing import BinaryIO, Iterator, Optional
 from ..meta import files as metafiles
 from ..meta.format import MAX_META_FILE_SIZE
 from ..meta.model import Data, decode_data, shard_group_range
-from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError
+from ..tsm import naming
+from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError, UnsupportedError, show
 from .findings import ERROR, WARNING, Finding
 from .streams import SubFile
 from .threads import map_on_cores
+from .untrusted import SparseMember, open_regular, open_tar, probe_regular
 
-LEGACY_META_RE = re.compile(r"^meta\.(\d+)$")
-LEGACY_SHARD_RE = re.compile(r"^(?P<prefix>.+)\.(?P<id>\d+)\.(?P<n>\d+)$")
-PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$")
-TSM_NAME_RE = re.compile(r"^\d+-\d+\.tsm$")
-TOMBSTONE_NAME_RE = re.compile(r"^\d+-\d+\.tombstone$")
-WAL_NAME_RE = re.compile(r"^_\d+\.wal$")
+# ASCII digits only (re.ASCII): influxd parses these numbers with Go's strconv (see tsm.naming).
+LEGACY_META_RE = re.compile(r"^meta\.(\d+)$", re.ASCII)
+LEGACY_SHARD_RE = re.compile(r"^(?P<prefix>.+)\.(?P<id>\d+)\.(?P<n>\d+)$", re.ASCII)
+PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$", re.ASCII)
+TSM_NAME_RE = re.compile(r"^\d+-\d+\.tsm$", re.ASCII)
+TOMBSTONE_NAME_RE = re.compile(r"^\d+-\d+\.tombstone$", re.ASCII)
+WAL_NAME_RE = re.compile(r"^_\d+\.wal$", re.ASCII)
+# The same shapes with anything where the numbers go: a match here that the ASCII pattern refuses
+# is a name with non-ASCII digits (reported, never taken for another file or another shard).
+_LOOSE_META_RE = re.compile(r"^meta\.([^.]+)$")
+_LOOSE_SHARD_RE = re.compile(r"^(?P<prefix>.+)\.(?P<id>[^.]+)\.(?P<n>[^.]+)$")
+
+#: Message prefix of a tar member refused as hostile (unsafe name, link, device, FIFO): a warning
+#: for verbs that go on without it, an error for ``verify``.
+REFUSED_MEMBER = "refused tar member"
+#: Message prefix of a tar member that is simply not shard data (ignored, a warning everywhere).
+IGNORED_MEMBER = "ignored tar member"
 
 #: Upper bound for a spooled ``.tar.gz`` relative to the size the manifest records (bomb guard).
 SPOOL_SLACK = 1 << 20
 
 
 def file_kind(name: str) -> str:
-    """Classify a shard file by its base name: ``tsm``, ``tombstone``, ``wal`` or ``other``."""
-    if TSM_NAME_RE.match(name):
-        return "tsm"
-    if TOMBSTONE_NAME_RE.match(name):
-        return "tombstone"
-    if WAL_NAME_RE.match(name):
-        return "wal"
-    return "other"
+    """Classify a shard file by its base name: ``tsm``, ``tombstone``, ``wal``, ``other``, or
+    ``bad-number`` (shaped like one of the first three with non-ASCII digits; see tsm.naming)."""
+    return naming.classify(name)
 
 
 def tsm_order_key(name: str) -> tuple[int, int]:
-    """(generation, sequence) of ``GGGGGGGGG-SSSSSSSSS.tsm`` / ``.tombstone`` (TSM_WAL.md §1.9)."""
-    stem = name.split(".", 1)[0]
-    gen, seq = stem.split("-", 1)
-    return int(gen), int(seq)
+    """(generation, sequence) of ``GGGGGGGGG-SSSSSSSSS.tsm`` / ``.tombstone`` (TSM_WAL.md §1.9).
+    Only a single-file source (``inspect x.tsm``) can hold another name: it sorts as (0, 0)."""
+    parsed = naming.parse_name(name)
+    return (parsed[0], parsed[1]) if parsed is not None else (0, 0)
+
+
+def non_ascii_number(what: str, path: str, member: Optional[str] = None) -> Finding:
+    """The finding for a number in a name written with non-ASCII digits (``٢``, ``²``)."""
+    return Finding(
+        ERROR,
+        f"{what} is written with non-ASCII digits: influxd cannot read it as a number, and it is not "
+        "taken for the ASCII number it resembles",
+        path=path,
+        member=member,
+    )
 
 
 @dataclass
@@ -408,13 +434,13 @@ class Source:
 
             def base_for(f: ShardFile) -> BinaryIO:
                 if f.member is None:
-                    return stack.enter_context(open(f.container, "rb"))
+                    return stack.enter_context(open_regular(f.container))
                 if f.gz:
                     if f.container not in spooled:
                         spooled[f.container] = stack.enter_context(_spool_gz(f.container, tmpdir, self.salvage))
                     return spooled[f.container]
                 if f.container not in handles:
-                    handles[f.container] = stack.enter_context(open(f.container, "rb"))
+                    handles[f.container] = stack.enter_context(open_regular(f.container))
                 return handles[f.container]
 
             for f in shard.files + shard.wal:
@@ -449,8 +475,17 @@ class OpenShard:
 
 
 def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> ArchiveError:
+    """The error for ``tarfile`` / gzip failing on ``path`` (``member`` being the last one read).
+    An OS error is the source's (not damage); a sparse member is :class:`UnsupportedError`."""
     if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO, ...: the OS, not damage
         return SourceIOError(f"cannot read the source: {exc.strerror or exc}", path=path, member=member, offset=offset)
+    if isinstance(exc, SparseMember):
+        return UnsupportedError(
+            "unsupported sparse tar member: valid tar, but this version does not read sparse members (shard files are never sparse; "
+            "re-create the tar without --sparse)",
+            path=path,
+            member=exc.member,
+        )
     msg = str(exc) or exc.__class__.__name__
     if isinstance(exc, (EOFError, tarfile.ReadError)) and ("unexpected end" in msg or isinstance(exc, EOFError)):
         return TruncatedError(f"tar archive is truncated ({msg})", path=path, member=member, offset=offset)
@@ -488,10 +523,11 @@ def scan_shard_tar(
             fobj = _Limited(gzip_open(path), expected_size, path) if expected_size is not None else gzip_open(path)
             mode = "r|"
         else:
-            fobj = open(path, "rb")
+            fobj = open_regular(path)
             mode = "r:"
-        with fobj, tarfile.open(fileobj=fobj, mode=mode, bufsize=1 << 20) as tf:
+        with fobj, open_tar(fobj, mode, bufsize=1 << 20) as tf:
             for m in tf:
+                tf.members.clear()  # listed once, never looked up: memory stays one member's
                 last = m.name
                 usable = _check_member(path, m, findings)
                 if gz:
@@ -504,14 +540,16 @@ def scan_shard_tar(
                     out.append(TarMember(m.name, usable, m.size, m.offset_data, _member_mtime(m)))
             if isinstance(fobj, _Limited):
                 fobj.finish()
+    except (UnsupportedError, SourceIOError):
+        raise  # not damage: salvage cannot work around it
     except ArchiveError as exc:
         if not salvage:
             raise
         findings.append(Finding.from_error(exc))
     except (tarfile.TarError, *GZIP_ERRORS) as exc:
         err = tar_error(path, last, exc)
-        if not salvage:
-            raise err from exc
+        if not salvage or isinstance(err, UnsupportedError):
+            raise err from None
         findings.append(Finding.from_error(err))
     return out
 
@@ -527,7 +565,9 @@ except ImportError:  # pragma: no cover - exercised only where isal is missing
 
 
 def gzip_open(path: str) -> BinaryIO:
-    """A .gz file opened for reading (ISA-L when available); damage raises one of GZIP_ERRORS."""
+    """A .gz file opened for reading (ISA-L when available); damage raises one of GZIP_ERRORS.
+    Anything but a regular file is refused first (see :func:`.untrusted.open_regular`)."""
+    open_regular(path).close()
     return _gzip_impl.open(path, "rb")  # type: ignore[return-value]
 
 
@@ -581,29 +621,39 @@ def _drain(tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
 
 
 def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> Optional[tuple[str, str, int, str]]:
-    def reject(why: str) -> None:
-        findings.append(Finding(WARNING, f"ignored tar member: {why}", path=path, member=m.name))
+    def reject(why: str, prefix: str = IGNORED_MEMBER) -> None:
+        findings.append(Finding(WARNING, f"{prefix}: {why}", path=path, member=m.name))
 
+    parts = m.name.split("/")
+    if m.name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in m.name:
+        reject("unsafe path (absolute, empty or '..' component); never extracted", REFUSED_MEMBER)
+        return None
     if m.isdir():
         return None
     if not m.isfile():
-        reject("not a regular file (links and devices are never followed or created)")
-        return None
-    parts = m.name.split("/")
-    if m.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        reject("unsafe path")
+        what = ("symbolic link" if m.issym() else "hard link" if m.islnk() else "FIFO" if m.isfifo()
+                else "device" if m.isdev() else "not a regular file")
+        reject(f"{what} (links and devices are never followed or created)", REFUSED_MEMBER)
         return None
     if len(parts) != 4:
         reject("not <db>/<rp>/<shard id>/<file>")
         return None
-    db, rp, sid, name = parts
-    if not sid.isdigit():
+    db, rp, sid_text, name = parts
+    sid, bad = naming.number_field(sid_text)
+    if bad:
+        findings.append(non_ascii_number(f"shard id {show(sid_text)}", path, m.name))
+        return None
+    if sid is None:
         reject("shard id is not a number")
         return None
-    if file_kind(name) not in ("tsm", "tombstone"):
+    kind = file_kind(name)
+    if kind == naming.BAD_NUMBER:
+        findings.append(non_ascii_number(f"file name {show(name)}", path, m.name))
+        return None
+    if kind not in ("tsm", "tombstone"):
         reject("not a TSM or tombstone file")
         return None
-    return db, rp, int(sid), name
+    return db, rp, sid, name
 
 
 def _member_mtime(m: tarfile.TarInfo) -> Optional[int]:
@@ -616,7 +666,7 @@ def _member_mtime(m: tarfile.TarInfo) -> Optional[int]:
 def _member_offset(base: BinaryIO, f: ShardFile) -> int:
     """Find a member's data offset in an uncompressed tar stream (used for spooled tars)."""
     base.seek(0)
-    with tarfile.open(fileobj=base, mode="r:") as tf:
+    with open_tar(base, "r:") as tf:
         for m in tf:
             if m.name == f.member:
                 return m.offset_data
@@ -675,6 +725,37 @@ def open_source(path: str | os.PathLike[str], *, salvage: bool = False, prescann
     return src
 
 
+def metastore_findings(meta: Optional[Data], origin: Optional[str]) -> list[Finding]:
+    """A database, a retention policy of one database, a shard group or a shard id listed twice:
+    which entry holds the data is unknown (influxd keeps the first it finds, so data of the
+    other is lost or served under the wrong range)."""
+    out: list[Finding] = []
+    if meta is None:
+        return out
+    dbs: set[str] = set()
+    groups: dict[int, str] = {}
+    shards: dict[int, str] = {}
+    for db in meta.databases:
+        if db.name in dbs:
+            out.append(Finding(ERROR, f"database {show(db.name)} is listed twice in the metastore", path=origin))
+        dbs.add(db.name)
+        rps: set[str] = set()
+        for rp in db.retention_policies:
+            if rp.name in rps:
+                out.append(Finding(ERROR, f"retention policy {show(db.name)}.{show(rp.name)} is listed twice in the metastore", path=origin))
+            rps.add(rp.name)
+            where = f"{show(db.name)}/{show(rp.name)}"
+            for g in rp.shard_groups:
+                if g.id in groups:
+                    out.append(Finding(ERROR, f"shard group {g.id} is listed twice in the metastore ({groups[g.id]} and {where})", path=origin))
+                groups.setdefault(g.id, where)
+                for sh in g.shards:
+                    if sh.id in shards:
+                        out.append(Finding(ERROR, f"shard {sh.id} is listed twice in the metastore ({shards[sh.id]} and {where})", path=origin))
+                    shards.setdefault(sh.id, where)
+    return out
+
+
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -684,9 +765,9 @@ def is_zstd_file(path: str | os.PathLike[str]) -> bool:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return f.read(4) == ZSTD_MAGIC
-    except OSError:
+    except (OSError, ArchiveError):
         return False
 
 
@@ -722,9 +803,11 @@ def _open_dir(p: Path, salvage: bool = False, prescanned: Optional[dict] = None)
 
 
 def _fill_from_meta(src: Source) -> None:
-    """Create (empty) shards for every shard the metastore lists, with group time ranges."""
+    """Create (empty) shards for every shard the metastore lists, with group time ranges; a
+    metastore that lists something twice is an error finding (:func:`metastore_findings`)."""
     if src.meta is None:
         return
+    src.findings.extend(metastore_findings(src.meta, src.meta_origin))
     known = {s.key: s for s in src.shards}
     for db in src.meta.databases:
         for rp in db.retention_policies:
@@ -832,6 +915,10 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
         (int(LEGACY_META_RE.match(n).group(1)), n) for n in names if LEGACY_META_RE.match(n)  # type: ignore[union-attr]
     )
     src = Source("legacy", str(p), salvage=salvage, prescanned=prescanned or {})
+    for n in names:
+        m = _LOOSE_META_RE.match(n)
+        if m and not LEGACY_META_RE.match(n) and naming.numeral_like(m.group(1)):
+            src.findings.append(non_ascii_number(f"metastore snapshot number in {show(n)}", str(p / n)))
     # The newest metastore snapshot is the numerically highest meta.NN (influxd takes the lexically
     # last name, so meta.99 beats meta.100 and a stray meta.00.pending wins: BACKUP_META.md §9 #11).
     meta_name = metas[-1][1]
@@ -845,11 +932,19 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
     increments: set[int] = set()
     run_starts = _legacy_run_starts(p, [n for _, n in metas])
     for n in names:
-        if LEGACY_META_RE.match(n) or n.endswith(".pending"):
+        if LEGACY_META_RE.match(n) or n.endswith(".pending") or _LOOSE_META_RE.match(n) and naming.numeral_like(n[5:]):
             continue
         m = LEGACY_SHARD_RE.match(n)
-        if not m or not (p / n).is_file():
+        loose = _LOOSE_SHARD_RE.match(n)
+        if not m and loose and all(naming.number_field(loose.group(g)) != (None, False) for g in ("id", "n")):
+            src.findings.append(non_ascii_number(f"shard id or increment number in {show(n)}", str(p / n)))
+            continue
+        if not m:
             src.findings.append(Finding(WARNING, "not a legacy backup file; ignored", path=str(p / n)))
+            continue
+        _size, why = probe_regular(p / n)
+        if why is not None:
+            src.findings.append(Finding(ERROR, f"shard tar cannot be read: {why}", path=str(p / n)))
             continue
         sid = int(m.group("id"))
         inc = int(m.group("n"))
@@ -898,7 +993,7 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
     src.manifests = [str(mp) for mp, _ in parsed]
     src.increments = len(parsed)
     newest_path, newest = parsed[-1]
-    meta_path = p / newest.meta_file_name
+    meta_path = p / manifest_file_name(newest.meta_file_name, str(newest_path), "meta.fileName")
     if not meta_path.is_file():
         raise FormatError(f"metastore file {newest.meta_file_name} listed by the manifest is missing", path=str(newest_path))
     blob, _max_node = metafiles.parse_portable_meta(_read_file(meta_path), path=str(meta_path))
@@ -909,8 +1004,8 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
     steps: list[tuple] = []
     for inc, (mp, man) in enumerate(parsed):
         seen_ids: set[int] = set()
-        for e in man.files or []:
-            fp = p / e.file_name
+        for i, e in enumerate(man.files or []):
+            fp = p / manifest_file_name(e.file_name, str(mp), f"files[{i}].fileName")
             key = (e.database, e.policy, e.shard_id)
             if e.shard_id in seen_ids:
                 err = FormatError(f"shard {e.shard_id} is listed twice; which file holds it is unknown", path=str(mp))
@@ -919,8 +1014,12 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
                 steps.append(("finding", Finding(ERROR, err.message + "; the second entry is ignored", path=str(mp))))
                 continue
             seen_ids.add(e.shard_id)
-            if not fp.is_file():
-                steps.append(("missing", Finding(ERROR, f"shard file {e.file_name} listed by the manifest is missing", path=str(mp)), key))
+            if not os.path.lexists(fp):
+                steps.append(("missing", Finding(ERROR, f"shard file {show(e.file_name)} listed by the manifest is missing", path=str(mp)), key))
+                continue
+            _size, why = probe_regular(fp)
+            if why is not None:
+                steps.append(("missing", Finding(ERROR, f"shard file listed by the manifest cannot be read: {why}", path=str(fp)), key))
                 continue
             steps.append(("tar", fp, inc, key, e.size, _manifest_time(mp)))
     scans = _scan_gz_tars([(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage)
@@ -956,6 +1055,18 @@ def _manifest_time(mp: Path) -> Optional[int]:
         return calendar.timegm(time.strptime(m.group("ts"), "%Y%m%dT%H%M%SZ"))
     except ValueError:
         return None
+def manifest_file_name(name: str, manifest: str, field: str) -> str:
+    """A file name a portable manifest lists, refused unless it is a plain name in the backup
+    directory (influxd writes base names; an absolute name or one with ``/`` or ``..`` would make
+    every verb read, and restore, a file from outside the backup)."""
+    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise FormatError(
+            f"manifest names {show(name)!s} as a file of the backup: only a plain file name in the "
+            "backup directory is accepted",
+            path=manifest,
+            field=field,
+        )
+    return name
 
 
 def _scan_gz_tars(jobs: list[tuple[Path, int]], salvage: bool) -> dict:
@@ -980,6 +1091,8 @@ def _open_live(p: Path, salvage: bool = False) -> Source:
     if meta_db.is_file():
         src.meta = metafiles.read_meta_db(meta_db)
         src.meta_origin = str(meta_db)
+    elif os.path.lexists(meta_db):
+        raise FormatError(f"the metastore cannot be read: {probe_regular(meta_db)[1]}", path=str(meta_db))
     else:
         src.findings.append(Finding(WARNING, "server root has no meta/meta.db: shards are listed without metastore", path=str(p / "meta")))
     shards: dict[tuple[str, str, int], Shard] = {}
@@ -995,14 +1108,18 @@ def _open_live(p: Path, salvage: bool = False) -> Source:
                 rpp = dbp / rp
                 if not rpp.is_dir() or rp == "_series":
                     continue
-                for sid in _listdir(rpp):
-                    sp = rpp / sid
+                for sid_text in _listdir(rpp):
+                    sp = rpp / sid_text
                     if not sp.is_dir():
                         continue
-                    if not sid.isdigit():
+                    sid, bad = naming.number_field(sid_text)
+                    if bad:
+                        src.findings.append(non_ascii_number(f"shard directory name {show(sid_text)}", str(sp)))
+                        continue
+                    if sid is None:
                         src.findings.append(Finding(WARNING, "not a shard directory (name is not a number); ignored", path=str(sp)))
                         continue
-                    key = (db, rp, int(sid))
+                    key = (db, rp, sid)
                     s = shards.get(key)
                     if s is None:
                         s = shards[key] = Shard(*key)
@@ -1010,15 +1127,18 @@ def _open_live(p: Path, salvage: bool = False) -> Source:
                     s.containers.append(str(sp))
                     for name in _listdir(sp):
                         fp = sp / name
-                        if not fp.is_file():
-                            continue
                         kind = file_kind(name)
-                        sf = ShardFile(name=name, kind=kind, size=fp.stat().st_size, container=str(fp))
-                        if is_wal:
-                            if kind == "wal":
-                                s.wal.append(sf)
-                        elif kind in ("tsm", "tombstone"):
-                            s.files.append(sf)
+                        if kind == naming.BAD_NUMBER:
+                            src.findings.append(non_ascii_number(f"file name {show(name)}", str(fp)))
+                            continue
+                        if kind not in (("wal",) if is_wal else ("tsm", "tombstone")):
+                            continue  # fields.idx, index/, a WAL's neighbours: not shard data
+                        size, why = probe_regular(fp)
+                        if why is not None:  # never skipped silently: influxd would fail on it
+                            src.findings.append(Finding(ERROR, f"{kind} file cannot be read: {why}", path=str(fp)))
+                            continue
+                        sf = ShardFile(name=name, kind=kind, size=size, container=str(fp))  # type: ignore[arg-type]
+                        (s.wal if is_wal else s.files).append(sf)
                     # influxd replays segments in lexical name order (TSM_WAL.md §4.1)
                     s.wal.sort(key=lambda f: f.name)
 
@@ -1034,12 +1154,13 @@ def _open_live(p: Path, salvage: bool = False) -> Source:
 
 
 def _read_file(path: Path, limit: int = MAX_META_FILE_SIZE) -> bytes:
+    """A whole metadata file (regular files only), refused above ``limit`` before it is read."""
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise FormatError(f"file is {size} bytes, larger than the {limit}-byte limit for this kind", path=str(path))
-        with open(path, "rb") as fh:
-            return fh.read()
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise FormatError(f"file is {size} bytes, larger than the {limit}-byte limit for this kind", path=str(path))
+            return fh.read(size)
     except OSError as exc:
         raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from exc
 

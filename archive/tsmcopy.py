@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, Iterator, Optional
 from ..tsm.block import count_values_at
 from ..tsm.reader import IndexEntry, TSMReader
 from ..tsm.writer import TSMWriter
-from .errors import ArchiveError, ChecksumError, FormatError, TruncatedError
+from .errors import ArchiveError, ChecksumError, FormatError, TruncatedError, show
 
 try:  # ISA-L's CRC32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices
     from isal.isal_zlib import crc32 as _crc32
@@ -78,10 +78,10 @@ def checked_chunks(
             if crc_type(data, a) != (crc32(view[a + 4 : a + fsize]), btype):
                 exc: ArchiveError
                 if int.from_bytes(view[a : a + 4], "big") != crc32(view[a + 4 : a + fsize]):
-                    exc = ChecksumError(f"block CRC mismatch for key {key!r}", path=reader.name, offset=off, field="crc")
+                    exc = ChecksumError(f"block CRC mismatch for key {show(key)}", path=reader.name, offset=off, field="crc")
                 else:
                     exc = FormatError(
-                        f"block of key {key!r} has type {view[a + 4]}, its index entry says {btype}",
+                        f"block of key {show(key)} has type {view[a + 4]}, its index entry says {btype}",
                         path=reader.name, offset=off + 4,
                     )
                 if on_damage is None:

@@ -15,7 +15,14 @@ after it wherever the format allows):
   block's first/last timestamp, block type equal to the index's;
 * tombstone files parse; WAL segments parse (a torn tail is a warning: influxd truncates it and
   starts);
-* metastore against data: shard data the metastore does not list (influxd never serves it).
+* metastore against data: shard data the metastore does not list (influxd never serves it);
+  a database, retention policy, shard group or shard id listed twice;
+* nothing is skipped silently: a tar member refused as hostile (unsafe name, link, device, FIFO)
+  is an error here (other verbs go on without it, with a warning naming it), and so is a shard file
+  of a server root that is not a readable regular file.
+
+A source this version cannot read (a sparse tar member) is not a finding: :class:`UnsupportedError`
+is raised (exit 3), as every other verb does.
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ from ..tsm.block import check_block_order, decode_block
 from ..tsm.reader import TSMReader
 from ..tsm.tombstone import read_tombstones
 from ..tsm.wal import WALCorruption, iter_wal
-from .errors import ArchiveError, FormatError, UsageError
+from .errors import ArchiveError, FormatError, UnsupportedError, UsageError
 from .findings import ERROR, INFO, WARNING, Finding
 from .progress import ProgressCallback, Reporter
 from .sealed import verify_sealed
 from .threads import map_on_cores
 from .tsmcopy import checked_chunks
-from .source import LEGACY_META_RE, ShardFile, Source, is_zstd_file, open_source
+from .source import (LEGACY_META_RE, REFUSED_MEMBER, ShardFile, Source, _read_file, is_zstd_file, manifest_file_name,
+                     open_source)
 
 
 
@@ -75,11 +83,11 @@ def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Option
             return VerifyReport(None, sealed_findings, nfiles, 0, nbytes)
     try:
         src = open_source(path, salvage=True)
-    except UsageError:
-        raise  # not a source at all: a usage error (exit 2), not a finding
+    except (UsageError, UnsupportedError):
+        raise  # not a source at all (exit 2), or one this version cannot read (exit 3): not a finding
     except ArchiveError as exc:
         return VerifyReport(None, sealed_findings + [Finding.from_error(exc)])
-    report = VerifyReport(src, sealed_findings + list(src.findings))
+    report = VerifyReport(src, sealed_findings + [_as_verify_finding(f) for f in src.findings])
     _check_metastores(src, report)
     rep = Reporter(progress, label="verify")
     rep.start(sum(f.size for s in src.shards for f in s.files + s.wal))
@@ -117,6 +125,13 @@ def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Option
     return report
 
 
+def _as_verify_finding(f: Finding) -> Finding:
+    """A tar member other verbs go on without (warning) is an error of the backup here."""
+    if f.severity == WARNING and f.message.startswith(REFUSED_MEMBER):
+        return Finding(ERROR, f.message, f.path, f.member, f.offset)
+    return f
+
+
 def _check_metastores(src: Source, report: VerifyReport) -> None:
     root = Path(src.path)
     if src.kind == "legacy":
@@ -124,23 +139,23 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
             if LEGACY_META_RE.match(name):
                 p = root / name
                 try:
-                    metafiles.parse_meta_nn(p.read_bytes(), path=str(p))
+                    metafiles.parse_meta_nn(_read_file(p), path=str(p))
                     report.files += 1
                 except ArchiveError as exc:
                     report.findings.append(Finding.from_error(exc))
     elif src.kind == "portable":
         for mpath in src.manifests:
             try:
-                man = metafiles.parse_manifest(Path(mpath).read_bytes(), path=mpath)
+                man = metafiles.parse_manifest(_read_file(Path(mpath)), path=mpath)
+                meta = root / manifest_file_name(man.meta_file_name, mpath, "meta.fileName")
             except ArchiveError as exc:
                 report.findings.append(Finding.from_error(exc))
                 continue
-            meta = root / man.meta_file_name
             if not meta.is_file():
                 report.findings.append(Finding(ERROR, f"metastore file {man.meta_file_name} listed by the manifest is missing", path=mpath))
                 continue
             try:
-                blob, _ = metafiles.parse_portable_meta(meta.read_bytes(), path=str(meta))
+                blob, _ = metafiles.parse_portable_meta(_read_file(meta), path=str(meta))
                 decode_data(blob, path=str(meta))
                 report.files += 1
                 if len(blob) != man.meta_size:

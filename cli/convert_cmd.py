@@ -11,7 +11,7 @@ import typer
 if TYPE_CHECKING:
     from ..archive.convert import ConvertPlan
 
-from ..archive.errors import UsageError
+from ..archive.errors import UsageError, escape
 from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
@@ -26,7 +26,7 @@ def _plan_text(plan: ConvertPlan) -> str:
         dst = f"{j.database}/{j.retention_policy}/{j.shard.id}"
         lines.append(f"  shard {src}" + (f" -> {dst}" if src != dst else "") + f": {'copy' if j.copy_raw else 'rewrite'}, {j.bytes} bytes")
     lines.append(f"  databases in the metastore: {', '.join(db.name for db in plan.meta.databases) or 'none'}")
-    return "\n".join(lines)
+    return "\n".join(escape(ln) for ln in lines)  # names read from the source: one line each
 
 
 def _run(
@@ -43,7 +43,7 @@ def _run(
     source = open_source(src, salvage=salvage)
     try:
         _run_source(source, src, dest, sel, lo, hi, to=to, compress_level=compress_level, dry_run=dry_run,
-                    json_out=json_out, require_kind=require_kind)
+                    json_out=json_out, require_kind=require_kind, force=force)
     finally:
         close = getattr(source, "close", None)  # a sealed archive's private spool
         if close is not None:
@@ -51,7 +51,7 @@ def _run(
 
 
 def _run_source(source, src: Path, dest: Path, sel, lo, hi, *, to, compress_level: int, dry_run: bool,
-                json_out: bool, require_kind: Optional[str]) -> None:
+                json_out: bool, require_kind: Optional[str], force: bool = False) -> None:
     from ..archive.convert import execute_convert, plan_convert
 
     if require_kind is not None and source.kind != require_kind:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..archive.errors import escape
 from .main import app, emit_json
 
 _SPEC = "A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member <db>/<rp>/<id>/<file>)."
@@ -37,7 +38,7 @@ def dump_tsm(
                 f"count {b.get('count', '?')} ts {enc.get('timestamps', '?')} values {enc.get('values', '?')} crc {b['crc']}"
                 + (f" ({b['error']})" if "error" in b else "")
             )
-    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.write("\n".join(escape(ln) for ln in out) + "\n")  # keys read from the file: one line each
     _fail_on_damage(doc)
 
 
@@ -74,5 +75,5 @@ def dump_wal(
         else:
             rng = f" {e['min_time']}..{e['max_time']}" if e["type"] == "delete-range" else ""
             out.append(f"  @{e['offset']} {e['type']}{rng}: " + ", ".join(e["keys"]))
-    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.write("\n".join(escape(ln) for ln in out) + "\n")  # keys read from the file: one line each
     _fail_on_damage(doc)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .main import SALVAGE_HELP, app, progress_bars, report_findings
+from .main import SALVAGE_HELP, app, progress_bars, report_findings, say
 
 
 @app.command()
@@ -54,6 +54,6 @@ def export(
             close()
     report_findings(source.findings)
     for note in res.skipped:
-        sys.stderr.write(f"influx-archive: warning: {note}\n")
+        say(f"warning: {note}")
     if out != "-":
         sys.stderr.write(f"exported {res.lines} lines, {res.values} values from {res.shards} shards to {out}\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..archive.errors import EXIT_DAMAGED
+from ..archive.errors import EXIT_DAMAGED, escape
 from ..archive.findings import Finding
 from .main import app, emit_json, progress_bars
 
@@ -58,7 +58,7 @@ def render_text(doc: dict) -> str:
             lines.append(f"  {cq['database']}.{cq['name']}: {cq['query']}")
     for f in doc["findings"]:
         lines.append(str(Finding(**f)))
-    return "\n".join(lines)
+    return "\n".join(escape(ln) for ln in lines)  # names read from files: one line each
 
 
 @app.command()

@@ -27,7 +27,7 @@ try:  # typer >= 0.20 vendors its own click; older releases use the click packag
 except ImportError:  # pragma: no cover - depends on the installed typer
     import click  # type: ignore[no-redef]
 
-from ..archive.errors import EXIT_FAILURE, EXIT_SALVAGED, EXIT_USAGE, ArchiveError
+from ..archive.errors import EXIT_FAILURE, EXIT_SALVAGED, EXIT_USAGE, ArchiveError, display_text, escape
 from .progress import ProgressBars
 
 app = typer.Typer(
@@ -76,14 +76,26 @@ def emit_json(obj) -> None:
 
     if isinstance(obj, dict) and isinstance(obj.get("findings"), list):
         note_left_out(obj["findings"])
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        # a name that is not UTF-8 (kept as lone surrogates): JSON's own \\udcXX escapes
+        sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=True) + "\n")
+
+
+def say(text: str) -> None:
+    """One line on stderr: ``text`` escaped (names read from files cannot add lines)."""
+    sys.stderr.write(f"influx-archive: {escape(display_text(text))}\n")
 
 
 def report_findings(findings) -> None:
     """Findings of a verb that went on (warnings; with --salvage, what was left out) on stderr."""
     note_left_out(findings)
     for f in findings:
-        sys.stderr.write(f"influx-archive: {f}\n")
+        say(str(f))
+        if getattr(f, "severity", None) == "error":
+            State.left_out = True
 
 
 def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
@@ -91,7 +103,7 @@ def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
     (text or JSON) and return None; otherwise run ``execute(plan, progress=bars)`` and return its
     result."""
     for w in plan.warnings:
-        sys.stderr.write(f"influx-archive: warning: {w}\n")
+        say(f"warning: {w}")
     if dry_run:
         if json_out:
             emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -211,8 +223,19 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: run the app, map every error to a one-line message and exit code."""
+    """Console entry point: run the app, map every error to a one-line message and exit code.
+    Whatever happens, no sealed archive's spool directory is left behind."""
+    from ..archive.sealed import close_open_archives
+
+    try:
+        _main(argv)
+    finally:
+        close_open_archives()
+
+
+def _main(argv: Optional[list[str]]) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    State.left_out = False
     State.debug = "--debug" in args
     State.quiet = "--quiet" in args or "-q" in args
     args = [a for a in args if a not in ("--debug", "--quiet")]
@@ -241,14 +264,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     except typer.Exit as exc:
         sys.exit(getattr(exc, "exit_code", 0))
     except click.ClickException as exc:  # usage errors: one line, like every other error
-        sys.stderr.write(f"influx-archive: error: {exc.format_message()}\n")
+        say(f"error: {exc.format_message()}")
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
     except ArchiveError as exc:
         if State.debug:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(f"influx-archive: error: {exc}\n")
+        say(f"error: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("influx-archive: interrupted\n")
@@ -258,15 +281,13 @@ def main(argv: Optional[list[str]] = None) -> None:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(
-            f"influx-archive: error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for details)\n"
-        )
+        say(f"error: unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for details)")
         sys.exit(EXIT_FAILURE)
     if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent return code 130
         sys.stderr.write("influx-archive: interrupted\n")
     rc = rc if isinstance(rc, int) else 0
     if rc == 0 and State.left_out:
-        sys.stderr.write(f"influx-archive: --salvage left damaged data out (see the findings listed); exit {EXIT_SALVAGED}\n")
+        say(f"--salvage left damaged data out (see the findings listed); exit {EXIT_SALVAGED}")
         rc = EXIT_SALVAGED
     sys.exit(rc)
 

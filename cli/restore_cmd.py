@@ -12,7 +12,7 @@ import typer
 if TYPE_CHECKING:
     from ..archive.restore import RestorePlan
 
-from ..archive.errors import ArchiveError, UsageError
+from ..archive.errors import ArchiveError, UsageError, escape
 from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 
@@ -33,7 +33,7 @@ def _plan_text(plan: RestorePlan) -> str:
         lines.append(f"  shard {src} -> {s.target_dir} ({how}; {len(s.files)} files, {s.bytes} bytes{wal}{flush})")
     lines.append(f"  users: {', '.join(u.name for u in plan.meta.users) or 'none'}")
     lines.append(f"  total {plan.bytes} bytes in {len(plan.shards)} shards")
-    return "\n".join(lines)
+    return "\n".join(escape(ln) for ln in lines)  # names read from the source: one line each
 
 
 @app.command()

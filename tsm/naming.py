@@ -1,7 +1,15 @@
-"""Shard file names (TSM_WAL.md §0, §1.9): ``GGGGGGGGG-SSSSSSSSS.tsm`` / ``.tombstone``.
+"""Numbers in names, and shard file names (TSM_WAL.md §0, §1.9, §4.1).
 
-(generation, sequence) order defines which file is newer: on a conflicting point the later file
-wins (§1.10). Generations are zero-padded to 9 digits but may grow beyond that.
+``GGGGGGGGG-SSSSSSSSS.tsm`` / ``.tombstone``: (generation, sequence) order defines which file is
+newer: on a conflicting point the later file wins (§1.10). Generations are zero-padded to 9
+digits but may grow beyond that. WAL segments are ``_NNNNN.wal``.
+
+Every number read from a name (shard directories, ``<db>.<rp>.<id>.NN``, ``meta.NN``, TSM and
+WAL names) is parsed here, as influxd parses it (Go's ``strconv.ParseUint``): ASCII ``0-9`` only.
+Python's ``\\d`` and ``str.isdigit`` also accept ``٢`` (Arabic-Indic two) or ``²``, and ``int()``
+turns ``٢`` into 2 — so a directory ``٢`` would be merged into shard 2. :func:`ascii_number`
+refuses those, and :func:`numeral_like` recognises them, so that callers can report such a name
+instead of taking it for "some other file".
 """
 
 from __future__ import annotations
@@ -9,15 +17,63 @@ from __future__ import annotations
 import re
 from typing import Iterable, Optional
 
-_NAME_RE = re.compile(r"^(\d+)-(\d+)\.(tsm|tombstone)$")
+_ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+# Shapes, with any text where the numbers go; the numbers are then checked by ascii_number.
+_TSM_SHAPE = re.compile(r"^([^-./]+)-([^-./]+)\.(tsm|tombstone)$")
+_WAL_SHAPE = re.compile(r"^_([^./]+)\.wal$")
+
+TSM = "tsm"
+TOMBSTONE = "tombstone"
+WAL = "wal"
+OTHER = "other"
+#: shaped like a TSM / tombstone / WAL name but its numbers are not ASCII digits
+BAD_NUMBER = "bad-number"
+
+
+def ascii_number(text: str) -> Optional[int]:
+    """The value of ``text`` when it is one or more ASCII digits, else None (never raises)."""
+    return int(text) if _ASCII_DIGITS.fullmatch(text) else None
+
+
+def numeral_like(text: str) -> bool:
+    """Whether ``text`` is written only in characters Unicode calls numeric (``٢``, ``²``, ``Ⅻ``,
+    fullwidth ``２``) but is not plain ASCII digits: meant as a number, not parseable as one."""
+    return bool(text) and ascii_number(text) is None and all(c.isnumeric() or c in "0123456789" for c in text)
+
+
+def number_field(text: str) -> tuple[Optional[int], bool]:
+    """(value, bad): the ASCII value, or (None, True) for a numeral that is not ASCII, or
+    (None, False) for text that is no number at all."""
+    n = ascii_number(text)
+    return (n, False) if n is not None else (None, numeral_like(text))
+
+
+def classify(name: str) -> str:
+    """A shard directory entry by its base name: :data:`TSM`, :data:`TOMBSTONE`, :data:`WAL`,
+    :data:`OTHER`, or :data:`BAD_NUMBER` (shaped like one of the first three, with non-ASCII
+    digits: influxd cannot parse it and refuses the shard)."""
+    m = _TSM_SHAPE.match(name)
+    if m:
+        (g, gbad), (s, sbad) = number_field(m.group(1)), number_field(m.group(2))
+        if g is not None and s is not None:
+            return m.group(3)
+        return BAD_NUMBER if (g is not None or gbad) and (s is not None or sbad) else OTHER
+    m = _WAL_SHAPE.match(name)
+    if m:
+        n, bad = number_field(m.group(1))
+        return WAL if n is not None else BAD_NUMBER if bad else OTHER
+    return OTHER
 
 
 def parse_name(name: str) -> Optional[tuple[int, int, str]]:
     """(generation, sequence, extension) of a TSM or tombstone file name, or None."""
-    m = _NAME_RE.match(name)
+    m = _TSM_SHAPE.match(name)
     if not m:
         return None
-    return int(m.group(1)), int(m.group(2)), m.group(3)
+    g, s = ascii_number(m.group(1)), ascii_number(m.group(2))
+    if g is None or s is None:
+        return None
+    return g, s, m.group(3)
 
 
 def tsm_name(generation: int, sequence: int, ext: str = "tsm") -> str:
@@ -25,6 +81,7 @@ def tsm_name(generation: int, sequence: int, ext: str = "tsm") -> str:
 
 
 def order_key(name: str) -> tuple[int, int]:
+    """(generation, sequence) of a name :func:`classify` accepted as TSM or tombstone."""
     parsed = parse_name(name)
     if parsed is None:
         raise ValueError(f"not a TSM file name: {name!r}")

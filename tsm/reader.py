@@ -22,7 +22,7 @@ from typing import BinaryIO, Iterator, Optional
 
 from construct import ConstructError
 
-from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError
+from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, show
 from . import block as _block
 from .compiled import core as _compiled  # same index scan; declines (None) whatever this scan refuses
 from .format import tsmfile as fmt
@@ -185,15 +185,15 @@ class TSMReader:
             key = idx[pos + 2 : pos + 2 + klen]
             btype = idx[pos + 2 + klen]
             if btype not in _block.BLOCK_TYPE_NAMES:
-                raise self._err(FormatError, f"unknown block type {btype} for key {key!r}", at + 2 + klen)
+                raise self._err(FormatError, f"unknown block type {btype} for key {show(key)}", at + 2 + klen)
             (count,) = _U16.unpack_from(idx, pos + 3 + klen)
             if count == 0:
-                raise self._err(FormatError, f"key {key!r} has 0 index entries", at + 3 + klen)
+                raise self._err(FormatError, f"key {show(key)} has 0 index entries", at + 3 + klen)
             entries_at = pos + 5 + klen
             if entries_at + count * fmt.ENTRY_SIZE > end:
-                raise self._err(TruncatedError, f"{count} index entries of key {key!r} run past the index", at)
+                raise self._err(TruncatedError, f"{count} index entries of key {show(key)} run past the index", at)
             if prev_key is not None and key <= prev_key:
-                raise self._err(FormatError, f"index keys out of order: {key!r} after {prev_key!r}", at)
+                raise self._err(FormatError, f"index keys out of order: {show(key)} after {show(prev_key)}", at)
             prev_min = None
             prev_max = None
             overlap = False
@@ -201,16 +201,16 @@ class TSMReader:
                 e_at = entries_at + i * fmt.ENTRY_SIZE
                 mn, mx, off, sz = unpack_entry(idx, e_at)
                 if mn > mx:
-                    raise self._err(FormatError, f"index entry of key {key!r} has min_time > max_time", base + e_at)
+                    raise self._err(FormatError, f"index entry of key {show(key)} has min_time > max_time", base + e_at)
                 if sz < fmt.CRC_SIZE + 2 or off < fmt.HEADER_SIZE or off + sz > blocks_end:
                     raise self._err(
                         FormatError,
-                        f"index entry of key {key!r} points outside the blocks area (offset {off}, size {sz})",
+                        f"index entry of key {show(key)} points outside the blocks area (offset {off}, size {sz})",
                         base + e_at,
                     )
                 if prev_min is not None:
                     if mn < prev_min:
-                        raise self._err(FormatError, f"index entries of key {key!r} are not sorted by time", base + e_at)
+                        raise self._err(FormatError, f"index entries of key {show(key)} are not sorted by time", base + e_at)
                     if mn <= prev_max:  # type: ignore[operator]
                         overlap = True
                 prev_min, prev_max = mn, mx if prev_max is None else max(prev_max, mx)
@@ -315,7 +315,7 @@ class TSMReader:
         except ArchiveError as exc:
             rel = exc.offset or 0
             raise FormatError(
-                f"block of key {key!r}: {exc.message}",
+                f"block of key {show(key)}: {exc.message}",
                 path=self.name,
                 offset=entry.offset + fmt.CRC_SIZE + rel,
                 field=exc.field,
@@ -324,7 +324,7 @@ class TSMReader:
         if btype != expected:
             raise self._err(
                 FormatError,
-                f"block of key {key!r} is {_block.BLOCK_TYPE_NAMES.get(btype, btype)}, index says "
+                f"block of key {show(key)} is {_block.BLOCK_TYPE_NAMES.get(btype, btype)}, index says "
                 f"{_block.BLOCK_TYPE_NAMES[expected]}",
                 entry.offset + fmt.CRC_SIZE,
             )

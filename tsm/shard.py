@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..archive.errors import ChecksumError, FormatError
+from ..archive.errors import ChecksumError, FormatError, show
 from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, count_values, decode_block
 from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
 from .compiled import core as _compiled
@@ -245,7 +245,7 @@ class ShardReader:
         for typ, where in types[1:]:
             if typ != first:
                 raise FormatError(
-                    f"key {key!r} is {BLOCK_TYPE_NAMES.get(first, first)} in {first_where} but "
+                    f"key {show(key)} is {BLOCK_TYPE_NAMES.get(first, first)} in {first_where} but "
                     f"{BLOCK_TYPE_NAMES.get(typ, typ)} in {where}; influxd cannot serve or compact it",
                     path=where if where != "the WAL cache" else None,
                     field="block type",
@@ -387,7 +387,7 @@ class ShardReader:
         frame = reader.read_frame(piece.entry)
         if len(frame) < 5 or int.from_bytes(frame[:4], "big") != zlib.crc32(frame[4:]):
             raise ChecksumError(
-                f"block CRC mismatch for key {key!r}",
+                f"block CRC mismatch for key {show(key)}",
                 path=_file_name(reader, piece.file),
                 offset=piece.entry.offset,
                 field="crc",

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, Union
 
 import cramjam
 
-from ..archive.errors import FormatError, TruncatedError, UnsupportedError, UsageError
+from ..archive.errors import FormatError, TruncatedError, UnsupportedError, UsageError, show
 from .compiled import core as _compiled  # the resynchronisation prefilter; None: the Python one
 from .format import wal as fmt
 
@@ -426,7 +426,7 @@ class WALWriter:
         _check_keys(keys)
         for k in keys:
             if fmt.KEY_SEPARATOR in k:
-                raise UnsupportedError(f"a delete entry cannot hold a key containing a newline: {k!r}")
+                raise UnsupportedError(f"a delete entry cannot hold a key containing a newline: {show(k)}")
         return self._emit(fmt.DELETE_ENTRY, fmt.KEY_SEPARATOR.join(keys))
 
     def delete_range(self, keys: Iterable[bytes], min: int, max: int) -> int:
@@ -473,7 +473,7 @@ def _encode_group(key: bytes, typ: int, vals: Sequence[tuple[int, Any]]) -> byte
         raise UsageError(f"unknown WAL value type {typ} (1 float, 2 integer, 3 boolean, 4 string, 5 unsigned)")
     n = len(vals)
     if n == 0:
-        raise UsageError(f"WAL write group for {key!r} has no values (influxd rejects count 0)")
+        raise UsageError(f"WAL write group for {show(key)} has no values (influxd rejects count 0)")
     head = fmt.GROUP_TYPE_KEYLEN.pack(typ, len(key)) + key + fmt.GROUP_COUNT.pack(n)
     flat: list = []
     try:
@@ -482,31 +482,31 @@ def _encode_group(key: bytes, typ: int, vals: Sequence[tuple[int, Any]]) -> byte
             for t, v in vals:
                 v = bytes(v)
                 if len(v) > _UINT32_MAX:
-                    raise UnsupportedError(f"string value of {len(v)} bytes for {key!r}")
+                    raise UnsupportedError(f"string value of {len(v)} bytes for {show(key)}")
                 parts.append(fmt.STRING_HEAD.pack(t, len(v)))
                 parts.append(v)
             return b"".join(parts)
         for t, v in vals:
             if typ == fmt.WAL_BOOLEAN:
                 if not isinstance(v, bool):
-                    raise UnsupportedError(f"boolean value expected for {key!r}, got {v!r}")
+                    raise UnsupportedError(f"boolean value expected for {show(key)}, got {v!r}")
                 v = int(v)
             elif typ == fmt.WAL_FLOAT:
                 if not isinstance(v, (float, int)) or isinstance(v, bool):
-                    raise UnsupportedError(f"float value expected for {key!r}, got {v!r}")
+                    raise UnsupportedError(f"float value expected for {show(key)}, got {v!r}")
                 if math.isnan(v):
-                    raise UnsupportedError(f"NaN cannot be stored (TSM has no encoding for it): {key!r} at {t}")
+                    raise UnsupportedError(f"NaN cannot be stored (TSM has no encoding for it): {show(key)} at {t}")
             elif not isinstance(v, int) or isinstance(v, bool):
-                raise UnsupportedError(f"{fmt.WAL_TYPE_NAMES[typ]} value expected for {key!r}, got {v!r}")
+                raise UnsupportedError(f"{fmt.WAL_TYPE_NAMES[typ]} value expected for {show(key)}, got {v!r}")
             flat.append(t)
             flat.append(v)
         return head + struct.pack(">" + fmt.FIXED_VALUE[typ].format[1:] * n, *flat)
     except struct.error as exc:
         raise UnsupportedError(
-            f"value out of range for a {fmt.WAL_TYPE_NAMES[typ]} WAL group of {key!r}: {exc}"
+            f"value out of range for a {fmt.WAL_TYPE_NAMES[typ]} WAL group of {show(key)}: {exc}"
         ) from None
     except (TypeError, ValueError) as exc:
-        raise UnsupportedError(f"bad value in WAL group of {key!r}: {exc}") from None
+        raise UnsupportedError(f"bad value in WAL group of {show(key)}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +574,7 @@ class Cache:
                     store[key] = (typ, [t for t, _ in values], [v for _, v in values])
                 elif cur[0] != typ:
                     raise FormatError(
-                        f"field type conflict: {key!r} holds {fmt.WAL_TYPE_NAMES[cur[0]]} values and this "
+                        f"field type conflict: {show(key)} holds {fmt.WAL_TYPE_NAMES[cur[0]]} values and this "
                         f"entry writes {fmt.WAL_TYPE_NAMES[typ]}; influxd fails to open the shard",
                         path=name,
                         offset=entry.offset if entry.offset >= 0 else None,
