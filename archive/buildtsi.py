@@ -503,6 +503,41 @@ def _install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool)
         raise
 
 
+def _write_path_name(key: bytes) -> bytes:
+    """The measurement name influxd's write path gives a point (``models.point.Name``:
+    ``escape.Unescape``, which also unescapes ``\\=`` and ``\\\"``)."""
+    _, raw = serieskey._scan_to(key, 0, 0x2C)
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        if raw[i] == 0x5C and i + 1 < n and raw[i + 1] in b',"= ':
+            out.append(raw[i + 1])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return bytes(out)
+
+
+def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> Optional[str]:
+    """influxd 1.6.7 names a measurement written as ``a\\=b`` ``a=b`` in its write path (and in
+    the ``fields.idx`` it saves) but ``a\\=b`` when it reads keys back (index rebuilds, buildtsi,
+    this tool). Under tsi1 with a ``fields.idx`` present, such a measurement's points are not
+    served (influxd itself has the same problem natively); without ``fields.idx`` influxd
+    rebuilds the field list from the data under the key-parser name and serves them."""
+    if not os.path.exists(os.path.join(shard_dir, "fields.idx")):
+        return None
+    odd = sorted({serieskey.parse_key(k)[0] for k in keys if _write_path_name(k) != serieskey.parse_key(k)[0]})
+    if not odd:
+        return None
+    names = ", ".join(repr(n.decode("utf-8", "backslashreplace")) for n in odd[:3]) + (" ..." if len(odd) > 3 else "")
+    return (
+        f"{shard_dir}: measurement(s) {names} contain \\= or \\\" escapes, which influxd 1.6.7 names differently in "
+        f"fields.idx and in its index: under tsi1 their points are not served until {shard_dir}/fields.idx is removed "
+        "(influxd then rebuilds it from the data)"
+    )
+
+
 def _check_series_keys(keys: list[bytes], where: str) -> None:
     for k in keys:
         name, tags = serieskey.parse_key(k)
@@ -602,6 +637,9 @@ def build_tsi(
                 _check_series_keys(keys, s.path)
                 s.series = len(keys)
                 keysets.append(keys)
+                w = _name_mismatch_warning(s.path, keys)
+                if w is not None:
+                    plan.warnings.append(w)
             if dry_run:
                 live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
                 sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None

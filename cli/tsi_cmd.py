@@ -31,7 +31,7 @@ def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, j
     if dry_run:
         result = build_tsi(datadir, waldir, database=database, retention_policy=retention, shard_id=shard, force=force, dry_run=True)
         plan = result.plan
-        for w in plan.warnings:
+        for w in plan.warnings:  # includes what counting the series found
             sys.stderr.write(f"influx-archive: warning: {w}\n")
         if json_out:
             emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -47,6 +47,9 @@ def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, j
         ),
         dry_run=False, json_out=json_out, plan_text=_plan_text,
     )
+    for w in result.plan.warnings:
+        if w not in plan.warnings:
+            sys.stderr.write(f"influx-archive: warning: {w}\n")
     if json_out:
         emit_json(result.plan.to_dict())
         return
