@@ -576,17 +576,19 @@ def build_shard_index(
     keys = shard_series(shard, os.fspath(wal_dir) if wal_dir is not None else None)
     _check_series_keys(keys, shard)
     recover_series_file(db_dir)
-    sfile, _added = _db_series(db_dir, [keys], owner, progress)
+    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+    existing = sfmod.SeriesFile(live) if os.path.isdir(live) else None
+    sfile, _added = _db_series(db_dir, existing, [keys], owner, progress)
     parts = _shard_partitions(keys, sfile.find, shard)
     _install_index(shard, parts, owner, replace=force)
     return len(keys)
 
 
-def _db_series(db_dir: str, shard_keys: list[list[bytes]], owner, progress: Progress) -> tuple[sfmod.SeriesFile, int]:
-    """The database's series file holding every key of ``shard_keys`` (extended when needed),
-    and how many series were added."""
-    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
-    sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None
+def _db_series(
+    db_dir: str, sfile: Optional[sfmod.SeriesFile], shard_keys: list[list[bytes]], owner, progress: Progress
+) -> tuple[sfmod.SeriesFile, int]:
+    """The database's series file (``sfile``: the live one as read, or None) holding every key of
+    ``shard_keys`` (extended when needed), and how many series were added."""
     new: list[bytes] = []
     seen: set[bytes] = set()
     for keys in shard_keys:
@@ -629,6 +631,9 @@ def build_tsi(
             by_db.setdefault(s.database, []).append(s)
         rep = Reporter(progress, unit="shards", label="build-tsi")
         rep.start(len(todo))
+        # 1. read and check everything (shards' TSM/tombstone/WAL files, existing series files)
+        #    before writing anything: damaged input leaves the tree exactly as it was
+        work = []
         for db, shards in by_db.items():
             db_dir = os.path.join(plan.datadir, db)
             keysets = []
@@ -640,14 +645,19 @@ def build_tsi(
                 w = _name_mismatch_warning(s.path, keys)
                 if w is not None:
                     plan.warnings.append(w)
+            if not dry_run:
+                recover_series_file(db_dir)
+            live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+            sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None
             if dry_run:
-                live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
-                sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None
                 new = {serieskey.from_line_key(k) for ks in keysets for k in ks}
                 plan.new_series[db] = len([k for k in new if sfile is None or not sfile.find(k)])
-                continue
-            recover_series_file(db_dir)
-            sfile, plan.new_series[db] = _db_series(db_dir, keysets, owner, progress)
+            work.append((db, db_dir, shards, keysets, sfile))
+        if dry_run:
+            return BuildResult(plan, todo, skipped)
+        # 2. per database: extend the series file (atomically), then each shard's index/
+        for db, db_dir, shards, keysets, sfile in work:
+            sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
             for s, keys in zip(shards, keysets):
                 parts = _shard_partitions(keys, sfile.find, s.path)
                 s.log_bytes = _install_index(s.path, parts, owner, replace=s.action == "rebuild")
