@@ -141,7 +141,7 @@ def _log_files(tree: Path) -> list[Path]:
     return sorted(p for p in (tree / "data").glob("*/*/*/index/*/L0-*.tsl") if p.stat().st_size > 0)
 
 
-def log_file_cases(base: Path, out: Path, *, limit_files: int = 4) -> list[Case]:
+def log_file_cases(base: Path, out: Path, *, limit_files: int = 3) -> list[Case]:
     """Damage in tsi1 log files, read by ``dump-tsi <shard>`` (exit 1 naming the log file): cut at
     every byte that is not an entry boundary, each entry's checksum wrong, an unknown flag, a name
     length that lies (huge, past the end, overflowing), series id 0."""

@@ -102,8 +102,8 @@ def check_case(case: hostile.Case, capsys) -> None:
 
 
 def test_series_segment_damage(trees, tmp_path, capsys) -> None:
-    cases = hostile.series_segment_cases(trees[1], tmp_path, limit_per_kind=4)
-    assert len(cases) >= 60
+    cases = hostile.series_segment_cases(trees[1], tmp_path, limit_per_kind=3)
+    assert len(cases) >= 45
     for case in cases:
         check_case(case, capsys)
 

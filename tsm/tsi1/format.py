@@ -221,6 +221,8 @@ MeasurementBlockTrailer = Struct(
     "version" / Int16ub,
 )
 MEASUREMENT_BLOCK_TRAILER_SIZE = 66
+#: the data section starts with one zero byte (``MeasurementFillSize``)
+MEASUREMENT_FILL_SIZE = 1
 #: one measurement element: flag, tag block (offset, size), name, series count, series data
 MeasurementElem = Struct(
     "flag" / Int8ub,

@@ -277,7 +277,9 @@ class IndexFile:
         # offsets in the trailer are relative to the block
         d0, d1 = _section(buf, lo + t.data.offset, t.data.size, lo, toff, "measurement data", path, toff)
         out = []
-        pos = d0
+        if d1 - d0 < fmt.MEASUREMENT_FILL_SIZE:
+            raise FormatError("measurement data section without its padding byte", path=path, offset=d0)
+        pos = d0 + fmt.MEASUREMENT_FILL_SIZE  # a zero byte so that no element has offset 0
         while pos < d1:
             start = pos
             if pos + 17 > d1:
