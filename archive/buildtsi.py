@@ -34,7 +34,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 from ..tsm import naming
 from ..tsm.keys import series_of
@@ -463,11 +463,12 @@ def _extend_series_file(
     return sfile
 
 
-def _shard_partitions(keys: list[bytes], sfile_lookup: Callable[[bytes], int], where: str) -> list[list[int]]:
+def _shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], where: str) -> list[list[int]]:
+    """Series ids of the shard's (line key, series file key) pairs, by tsi1 partition."""
     parts: list[list[int]] = [[] for _ in range(tfmt.INDEX_PARTITION_N)]
     seen: set[int] = set()
-    for k in keys:
-        sid = sfile_lookup(serieskey.from_line_key(k))
+    for k, skey in keys:
+        sid = ids.get(skey, 0)
         if sid == 0:  # cannot happen: the series file was extended with every key first
             raise FormatError(f"series {k!r} missing from the series file", path=where)
         if sid in seen:
@@ -527,7 +528,7 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> Optional[str]:
     rebuilds the field list from the data under the key-parser name and serves them."""
     if not os.path.exists(os.path.join(shard_dir, "fields.idx")):
         return None
-    odd = sorted({serieskey.parse_key(k)[0] for k in keys if _write_path_name(k) != serieskey.parse_key(k)[0]})
+    odd = sorted({serieskey.parse_key(k)[0] for k in keys if b"\\" in k and _write_path_name(k) != serieskey.parse_key(k)[0]})
     if not odd:
         return None
     names = ", ".join(repr(n.decode("utf-8", "backslashreplace")) for n in odd[:3]) + (" ..." if len(odd) > 3 else "")
@@ -538,13 +539,24 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> Optional[str]:
     )
 
 
-def _check_series_keys(keys: list[bytes], where: str) -> None:
+def _keyed(keys: list[bytes], where: str) -> list[tuple[bytes, bytes]]:
+    """(line key, series file key) of each key, checked."""
+    out = []
     for k in keys:
+        if len(k) > tfmt.MAX_KEY_LEN:
+            raise FormatError(f"series key of {len(k)} bytes is longer than influxd's limit", path=where)
         name, tags = serieskey.parse_key(k)
         if not name:
             raise FormatError(f"series key {k[:80]!r} has no measurement name", path=where)
-        if len(k) > tfmt.MAX_KEY_LEN:
-            raise FormatError(f"series key of {len(k)} bytes is longer than influxd's limit", path=where)
+        out.append((k, serieskey.encode(name, tags)))
+    return out
+
+
+def _all_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:
+    ids: dict[bytes, int] = {}
+    for part in sfile.partitions:
+        ids.update(part.keys)
+    return ids
 
 
 @dataclass
@@ -573,28 +585,28 @@ def build_shard_index(
     db_dir = os.path.dirname(os.path.normpath(sdir))
     if os.path.basename(os.path.normpath(sdir)) != tfmt.SERIES_FILE_DIR:
         raise UsageError(f"a series file directory is named {tfmt.SERIES_FILE_DIR}", path=sdir)
-    keys = shard_series(shard, os.fspath(wal_dir) if wal_dir is not None else None)
-    _check_series_keys(keys, shard)
+    keys = _keyed(shard_series(shard, os.fspath(wal_dir) if wal_dir is not None else None), shard)
     recover_series_file(db_dir)
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
     existing = sfmod.SeriesFile(live) if os.path.isdir(live) else None
     sfile, _added = _db_series(db_dir, existing, [keys], owner, progress)
-    parts = _shard_partitions(keys, sfile.find, shard)
+    parts = _shard_partitions(keys, _all_ids(sfile), shard)
     _install_index(shard, parts, owner, replace=force)
     return len(keys)
 
 
 def _db_series(
-    db_dir: str, sfile: Optional[sfmod.SeriesFile], shard_keys: list[list[bytes]], owner, progress: Progress
+    db_dir: str, sfile: Optional[sfmod.SeriesFile], shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
 ) -> tuple[sfmod.SeriesFile, int]:
     """The database's series file (``sfile``: the live one as read, or None) holding every key of
-    ``shard_keys`` (extended when needed), and how many series were added."""
+    ``shard_keys`` ((line key, series file key) pairs; extended when needed), and how many series
+    were added."""
     new: list[bytes] = []
+    have = _all_ids(sfile) if sfile is not None else {}
     seen: set[bytes] = set()
     for keys in shard_keys:
-        for k in keys:
-            sk = serieskey.from_line_key(k)
-            if sk in seen or (sfile is not None and sfile.find(sk)):
+        for _k, sk in keys:
+            if sk in seen or sk in have:
                 continue
             seen.add(sk)
             new.append(sk)
@@ -638,11 +650,11 @@ def build_tsi(
             db_dir = os.path.join(plan.datadir, db)
             keysets = []
             for s in shards:
-                keys = shard_series(s.path, s.wal_path)
-                _check_series_keys(keys, s.path)
+                raw = shard_series(s.path, s.wal_path)
+                keys = _keyed(raw, s.path)
                 s.series = len(keys)
                 keysets.append(keys)
-                w = _name_mismatch_warning(s.path, keys)
+                w = _name_mismatch_warning(s.path, raw)
                 if w is not None:
                     plan.warnings.append(w)
             if not dry_run:
@@ -650,16 +662,17 @@ def build_tsi(
             live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
             sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None
             if dry_run:
-                new = {serieskey.from_line_key(k) for ks in keysets for k in ks}
-                plan.new_series[db] = len([k for k in new if sfile is None or not sfile.find(k)])
+                have = _all_ids(sfile) if sfile is not None else {}
+                plan.new_series[db] = len({sk for ks in keysets for _k, sk in ks if sk not in have})
             work.append((db, db_dir, shards, keysets, sfile))
         if dry_run:
             return BuildResult(plan, todo, skipped)
         # 2. per database: extend the series file (atomically), then each shard's index/
         for db, db_dir, shards, keysets, sfile in work:
             sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
+            ids = _all_ids(sfile)
             for s, keys in zip(shards, keysets):
-                parts = _shard_partitions(keys, sfile.find, s.path)
+                parts = _shard_partitions(keys, ids, s.path)
                 s.log_bytes = _install_index(s.path, parts, owner, replace=s.action == "rebuild")
                 rep.advance(1)
         rep.end()

@@ -70,6 +70,13 @@ def _scan_measurement(buf: bytes) -> tuple[bool, int]:
 
 def parse_key(key: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """``models.ParseKeyBytes``: (unescaped measurement, [(tag key, tag value)]) in stored order."""
+    if b"\\" not in key and b" " not in key:
+        # fast path, same result: no escapes, every tag "k=v" with a non-empty value
+        parts = key.split(b",")
+        if parts[0]:
+            tags = [p.partition(b"=") for p in parts[1:]]
+            if all(eq and v for _k, eq, v in tags):
+                return parts[0], [(k, v) for k, _eq, v in tags]
     has_tags, i = _scan_measurement(key)
     tags: list[tuple[bytes, bytes]] = []
     if has_tags:
