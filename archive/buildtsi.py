@@ -47,7 +47,7 @@ from ..tsm.tsi1 import seriesfile as sfmod
 from ..tsm.tsi1 import serieskey
 from ..tsm.wal import Cache
 from .progress import ProgressCallback, Reporter
-from .errors import BusyError, FormatError, SourceError, SourceIOError, TargetIOError, UsageError
+from .errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
 
 Progress = Optional[ProgressCallback]
 
@@ -141,6 +141,12 @@ def plan_build_tsi(
             continue
         if database is not None and db != database:
             continue
+        if os.path.islink(os.path.join(dbp, tfmt.SERIES_FILE_DIR)):
+            raise TargetError(
+                f"{tfmt.SERIES_FILE_DIR} is a symbolic link: build-tsi swaps the series file in with renames and "
+                "would replace the link by a directory; point --datadir at the real tree",
+                path=os.path.join(dbp, tfmt.SERIES_FILE_DIR),
+            )
         for rp in _listdir(dbp, "database directory"):
             rpp = os.path.join(dbp, rp)
             if rp == tfmt.SERIES_FILE_DIR or rp.startswith(".") or not os.path.isdir(rpp):
@@ -149,10 +155,13 @@ def plan_build_tsi(
                 continue
             for sh in _listdir(rpp, "retention policy directory"):
                 shp = os.path.join(rpp, sh)
-                if not _SHARD_RE.match(sh) or not os.path.isdir(shp) or os.path.islink(shp):
+                if not _SHARD_RE.match(sh) or not os.path.isdir(shp):
                     continue
                 sid = int(sh)
                 if shard_id is not None and sid != shard_id:
+                    continue
+                if os.path.islink(shp):
+                    warnings.append(f"{shp} is a symbolic link: left as it is (build-tsi never writes through links)")
                     continue
                 wp = os.path.join(w, db, rp, sh) if w is not None else None
                 if wp is not None and not os.path.isdir(wp):

@@ -154,3 +154,24 @@ def test_extends_an_existing_series_file_keeping_ids(tree, capsys) -> None:
         per_part.setdefault(sf.key_partition(k), []).append(i)
     for p, ids in per_part.items():
         assert sorted(ids) == list(range(p + 1, p + 2 + 8 * (len(ids) - 1), 8))
+
+
+def test_symbolic_links_are_not_written_through(tree, tmp_path, capsys) -> None:
+    """A shard directory that is a link is left alone (a warning says so); a _series that is a
+    link is refused before anything is written (the swap would replace the link)."""
+    elsewhere = tmp_path / "elsewhere"
+    shard = tree / "data" / "db2" / "short" / "19"
+    shutil.move(str(shard), elsewhere)
+    os.symlink(elsewhere, shard)
+    before = tree_hash(elsewhere)
+    code, _out, err = run(build(tree), capsys)
+    assert code == 0 and f"{shard} is a symbolic link" in err, err
+    assert tree_hash(elsewhere) == before and not (elsewhere / "index").exists()
+    series = tree / "data" / "db1" / "_series"
+    real = tmp_path / "real_series"
+    shutil.move(str(series), real)
+    os.symlink(real, series)
+    snapshot = tree_hash(tree)
+    code, _out, err = run(build(tree, "--force"), capsys)
+    assert code == 3 and len(err.splitlines()) == 1 and str(series) in err, err
+    assert tree_hash(tree) == snapshot and os.path.islink(series)
