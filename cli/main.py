@@ -123,6 +123,7 @@ SALVAGE_HELP = (
 
 # Register the verbs (each module adds its commands to ``app``).
 from . import convert_cmd, dump_cmd, export_cmd, inspect_cmd, pack_cmd, restore_cmd, verify_cmd  # noqa: E402,F401
+from . import tsi_cmd  # noqa: E402,F401
 
 
 def _long_options(command: click.Command) -> set[str]:

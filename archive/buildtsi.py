@@ -1,0 +1,692 @@
+"""``build-tsi``: build the tsi1 index of shards offline (``influx_inspect buildtsi``'s job).
+
+For every selected shard directory ``<datadir>/<db>/<rp>/<id>`` without an ``index/`` (or every
+one with ``force``) this reads the series the shard serves — the keys of its TSM files minus those
+their tombstones delete whole, plus the keys of its WAL segments (``<waldir>/<db>/<rp>/<id>``)
+after their deletes — exactly the set influxd itself would index when it opens the shard
+(``tsdb/engine/tsm1/engine.go`` ``LoadMetadataIndex``). Then:
+
+1. the database's series file ``<db>/_series`` gets every series it lacks, with the id influxd
+   would give it (:mod:`influx_archive.tsm.tsi1.seriesfile`): the series file is copied to a
+   staging directory beside it (unchanged segments hard-linked), extended, fsynced, and swapped in
+   with two renames. A run killed between them leaves ``.influx-archive-series-old-*``, which the
+   next run moves back first;
+2. each shard's ``index/`` is written into ``<shard>/.index`` (influx_inspect's staging name):
+   partitions ``0``..``7``, each a ``MANIFEST`` and one log file ``L0-00000001.tsl`` holding one
+   entry per series (``tsdb/index/tsi1/``), fsynced, then renamed to ``index`` (with ``force`` the
+   old index is swapped out and removed only after the new one is in place).
+
+Differences from ``influx_inspect buildtsi`` 1.6.7: no prompt, no WAL directory required (WAL
+segments found are indexed); series whose every value is deleted by tombstones are left out
+(influx_inspect indexes them, influxd does not); a damaged TSM, tombstone or WAL file stops the
+run with one line naming it (influx_inspect skips an unreadable TSM file with a log line and
+indexes nothing of it); refused while another process holds files of the data or WAL directory
+open (influxd running); indexes are log files (influxd compacts them into ``.tsi`` files itself,
+once a partition's log passes ``max-index-log-file-size``); modes are influxd's (directories
+0777, files 0666, less the umask); ``owner`` chowns everything written.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from ..tsm import naming
+from ..tsm.keys import series_of
+from ..tsm.reader import TSMReader
+from ..tsm.shard import ShardReader
+from ..tsm.tombstone import TombstoneSet, read_tombstones
+from ..tsm.tsi1 import format as tfmt
+from ..tsm.tsi1 import index as tindex
+from ..tsm.tsi1 import seriesfile as sfmod
+from ..tsm.tsi1 import serieskey
+from ..tsm.wal import Cache
+from .progress import ProgressCallback, Reporter
+from .errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
+
+Progress = Optional[ProgressCallback]
+
+STAGE_INDEX = ".index"
+SERIES_STAGE = ".influx-archive-series-new-"
+SERIES_OLD = ".influx-archive-series-old-"
+INDEX_OLD = ".influx-archive-index-old-"
+_SHARD_RE = re.compile(r"^\d+$")
+
+
+@dataclass
+class ShardPlan:
+    database: str
+    retention_policy: str
+    shard_id: int
+    path: str
+    wal_path: Optional[str]
+    action: str  # "build", "rebuild" (force, index/ exists), "skip" (index/ exists)
+    series: int = 0  # filled in by the run
+    log_bytes: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "database": self.database,
+            "retention_policy": self.retention_policy,
+            "shard": self.shard_id,
+            "path": self.path,
+            "wal": self.wal_path,
+            "action": self.action,
+            "series": self.series,
+        }
+
+
+@dataclass
+class BuildPlan:
+    datadir: str
+    waldir: Optional[str]
+    shards: list[ShardPlan]
+    warnings: list[str] = field(default_factory=list)
+    new_series: dict[str, int] = field(default_factory=dict)  # database -> series added to _series
+
+    def to_dict(self) -> dict:
+        return {
+            "datadir": self.datadir,
+            "waldir": self.waldir,
+            "shards": [s.to_dict() for s in self.shards],
+            "new_series": dict(self.new_series),
+            "warnings": list(self.warnings),
+        }
+
+
+def _listdir(path: str, what: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        return []
+    except OSError as exc:
+        raise SourceIOError(f"cannot list source {what}: {exc.strerror}", path=path) from None
+
+
+def plan_build_tsi(
+    datadir: str | os.PathLike[str],
+    waldir: str | os.PathLike[str] | None = None,
+    *,
+    database: Optional[str] = None,
+    retention_policy: Optional[str] = None,
+    shard_id: Optional[int] = None,
+    force: bool = False,
+) -> BuildPlan:
+    """Which shards would be (re)built or skipped. Filters work alone or together, like
+    influx_inspect's ``-database``/``-retention``/``-shard``; a filter matching nothing is a usage
+    error."""
+    d = os.fspath(datadir)
+    if not os.path.isdir(d):
+        raise SourceError("data directory does not exist or is not a directory", path=d)
+    warnings: list[str] = []
+    w = os.fspath(waldir) if waldir is not None else None
+    if w is not None and not os.path.isdir(w):
+        raise SourceError("WAL directory does not exist or is not a directory", path=w)
+    if w is None and os.path.basename(os.path.normpath(d)) == "data":
+        guess = os.path.join(os.path.dirname(os.path.normpath(d)), "wal")
+        if os.path.isdir(guess):
+            w = guess
+            warnings.append(f"no --waldir given: indexing the WAL segments in {guess}")
+    shards: list[ShardPlan] = []
+    for db in _listdir(d, "data directory"):
+        dbp = os.path.join(d, db)
+        if not os.path.isdir(dbp) or db.startswith("."):
+            continue
+        if database is not None and db != database:
+            continue
+        if os.path.islink(os.path.join(dbp, tfmt.SERIES_FILE_DIR)):
+            raise TargetError(
+                f"{tfmt.SERIES_FILE_DIR} is a symbolic link: build-tsi swaps the series file in with renames and "
+                "would replace the link by a directory; point --datadir at the real tree",
+                path=os.path.join(dbp, tfmt.SERIES_FILE_DIR),
+            )
+        for rp in _listdir(dbp, "database directory"):
+            rpp = os.path.join(dbp, rp)
+            if rp == tfmt.SERIES_FILE_DIR or rp.startswith(".") or not os.path.isdir(rpp):
+                continue
+            if retention_policy is not None and rp != retention_policy:
+                continue
+            for sh in _listdir(rpp, "retention policy directory"):
+                shp = os.path.join(rpp, sh)
+                if not _SHARD_RE.match(sh) or not os.path.isdir(shp):
+                    continue
+                sid = int(sh)
+                if shard_id is not None and sid != shard_id:
+                    continue
+                if os.path.islink(shp):
+                    warnings.append(f"{shp} is a symbolic link: left as it is (build-tsi never writes through links)")
+                    continue
+                wp = os.path.join(w, db, rp, sh) if w is not None else None
+                if wp is not None and not os.path.isdir(wp):
+                    wp = None
+                has_index = os.path.lexists(os.path.join(shp, tfmt.INDEX_DIR))
+                action = "rebuild" if has_index and force else "skip" if has_index else "build"
+                shards.append(ShardPlan(db, rp, sid, shp, wp, action))
+    if not shards and (database is not None or retention_policy is not None or shard_id is not None):
+        what = ", ".join(
+            f"{k} {v}" for k, v in (("database", database), ("retention policy", retention_policy), ("shard", shard_id)) if v is not None
+        )
+        raise UsageError(f"no shard directory matches {what}", path=d)
+    skipped = [s for s in shards if s.action == "skip"]
+    if skipped:
+        warnings.append(f"{len(skipped)} shard(s) already have index/ and are left as they are (--force rebuilds them)")
+    return BuildPlan(d, w, shards, warnings)
+
+
+# ---- reading a shard's series --------------------------------------------------------------
+
+
+def shard_series(shard_dir: str, wal_dir: Optional[str] = None) -> list[bytes]:
+    """Line-protocol series keys the shard serves (see the module docstring), sorted."""
+    names = _listdir(shard_dir, "shard directory")
+    tsm = sorted((n for n in names if n.endswith(".tsm") and naming.parse_name(n)), key=naming.order_key)
+    layers = []
+    opened = []
+    try:
+        for n in tsm:
+            p = os.path.join(shard_dir, n)
+            reader = TSMReader.open(p)
+            opened.append(reader)
+            tomb = p[: -len(".tsm")] + ".tombstone"
+            tset = None
+            if os.path.exists(tomb):
+                with open(tomb, "rb") as f:
+                    tset = TombstoneSet(read_tombstones(f, name=tomb))
+            layers.append((reader, tset))
+        cache = None
+        if wal_dir is not None:
+            segs = sorted((n for n in _listdir(wal_dir, "WAL directory") if n.endswith(".wal")), key=os.fsencode)
+            if segs:
+                cache = Cache()
+                for n in segs:
+                    p = os.path.join(wal_dir, n)
+                    try:
+                        f = open(p, "rb")
+                    except OSError as exc:
+                        raise SourceIOError(f"cannot read source WAL segment: {exc.strerror}", path=p) from None
+                    with f:
+                        cache.replay(f, name=p, salvage=True)
+                for _name, corruption in cache.corruptions:
+                    if corruption.resume is not None:
+                        raise corruption.error
+        out = []
+        last = None
+        for key in ShardReader(layers, cache).keys():
+            s = series_of(key)
+            if s != last:
+                out.append(s)
+                last = s
+        out = sorted(set(out))
+        return out
+    finally:
+        for r in opened:
+            r.close()
+
+
+# ---- busy / lock ---------------------------------------------------------------------------
+
+
+def _holders(paths: Iterable[str]) -> Optional[tuple[int, str]]:
+    """(pid, file) of another process holding a file below one of ``paths`` open, if any."""
+    roots = [os.path.realpath(p) + os.sep for p in paths]
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        if pid == me:
+            continue
+        fddir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fddir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(os.path.join(fddir, fd))
+            except OSError:
+                continue
+            for r in roots:
+                if target.startswith(r) or target + os.sep == r:
+                    return pid, target
+    return None
+
+
+class _Lock:
+    """flock on the data directory itself: one build-tsi (or other locking run) at a time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise SourceIOError(f"cannot open source data directory: {exc.strerror}", path=path) from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self.fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise BusyError("another influx-archive run holds the data directory's lock", path=path) from None
+            raise TargetIOError(f"cannot lock target data directory: {exc.strerror}", path=path) from None
+
+    def release(self) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise TargetIOError(f"cannot open target directory to sync it: {exc.strerror}", path=path) from None
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise TargetIOError(f"cannot sync target directory: {exc.strerror}", path=path) from None
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from None
+
+
+def _makedir(path: str) -> None:
+    try:
+        os.mkdir(path, 0o777)
+    except OSError as exc:
+        raise TargetIOError(f"cannot create target directory: {exc.strerror}", path=path) from None
+
+
+def _chown_tree(path: str, owner: Optional[tuple[int, int]]) -> None:
+    if owner is None:
+        return
+    uid, gid = owner
+    try:
+        os.lchown(path, uid, gid)
+        for dirpath, dirnames, filenames in os.walk(path):
+            for n in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), uid, gid)
+    except OSError as exc:
+        raise TargetIOError(f"cannot chown target: {exc.strerror}", path=path) from None
+
+
+def _rmtree(path: str) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise TargetIOError(f"cannot remove target staging directory: {exc.strerror}", path=path) from None
+
+
+def write_index_dir(path: str, partitions: list[list[int]]) -> int:
+    """Write a complete ``index/`` directory at ``path`` (which must not exist): partition ``p``
+    gets a MANIFEST and ``L0-00000001.tsl`` with one series entry per id in ``partitions[p]``, in
+    that order. Everything fsynced. Returns the bytes of log written."""
+    _makedir(path)
+    total = 0
+    name = tfmt.log_file_name(1)
+    manifest = tindex.manifest_bytes([name])
+    for p in range(tfmt.INDEX_PARTITION_N):
+        pdir = os.path.join(path, str(p))
+        _makedir(pdir)
+        log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
+        total += len(log)
+        _write_file(os.path.join(pdir, name), log)
+        _write_file(os.path.join(pdir, tfmt.MANIFEST_NAME), manifest)
+        _fsync_dir(pdir)
+    _fsync_dir(path)
+    return total
+
+
+def recover_series_file(db_dir: str) -> None:
+    """Undo what a killed run left in a database directory: a staged series file is removed; an
+    old series file swapped out but not replaced is moved back."""
+    names = _listdir(db_dir, "database directory")
+    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+    for n in names:
+        p = os.path.join(db_dir, n)
+        if n.startswith(SERIES_OLD):
+            if not os.path.lexists(live):
+                try:
+                    os.rename(p, live)
+                except OSError as exc:
+                    raise TargetIOError(f"cannot move back the series file of a killed run: {exc.strerror}", path=p) from None
+            else:
+                _rmtree(p)
+        elif n.startswith(SERIES_STAGE):
+            _rmtree(p)
+
+
+def _stage_series_file(live: str, stage: str, sfile: Optional[sfmod.SeriesFile]) -> sfmod.SeriesFile:
+    """Copy ``live`` (if any) into ``stage``: segments other than each partition's last are
+    hard-linked (they are never written again), the rest copied. Returns the staged file's state."""
+    _makedir(stage)
+    for p in range(tfmt.SERIES_PARTITION_N):
+        src_p = os.path.join(live, tfmt.partition_dir_name(p))
+        dst_p = os.path.join(stage, tfmt.partition_dir_name(p))
+        _makedir(dst_p)
+        if sfile is None or not os.path.isdir(src_p):
+            continue
+        part = sfile.partitions[p]
+        last = part.segments[-1].id if part.segments else None
+        for n in _listdir(src_p, "series partition"):
+            s, t = os.path.join(src_p, n), os.path.join(dst_p, n)
+            if not os.path.isfile(s) or os.path.islink(s):
+                continue
+            try:
+                if tfmt.SEGMENT_NAME_RE.match(n) and int(n, 16) != last:
+                    try:
+                        os.link(s, t)
+                        continue
+                    except OSError:
+                        pass
+                shutil.copyfile(s, t)
+                shutil.copymode(s, t)
+            except OSError as exc:
+                raise TargetIOError(f"cannot stage target series file: {exc.strerror}", path=t) from None
+        # the staged partition now lives at dst_p
+        for seg in part.segments:
+            seg.path = os.path.join(dst_p, os.path.basename(seg.path))
+        part.path = dst_p
+    if sfile is None:
+        sfile = sfmod.SeriesFile.__new__(sfmod.SeriesFile)
+        sfile.path = stage
+        sfile.partitions = [sfmod.Partition(p, os.path.join(stage, tfmt.partition_dir_name(p))) for p in range(tfmt.SERIES_PARTITION_N)]
+    return sfile
+
+
+def _extend_series_file(
+    db_dir: str, existing: Optional[sfmod.SeriesFile], new_keys: list[bytes], owner, progress: Progress
+) -> sfmod.SeriesFile:
+    """Add ``new_keys`` (series file keys, absent from ``existing``, the live file as read)
+    atomically; returns the resulting series file state (paths pointing at the live directory)."""
+    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+    rep = Reporter(progress, unit="series", label=f"series file {os.path.basename(db_dir)}")
+    stage = os.path.join(db_dir, f"{SERIES_STAGE}{os.getpid()}")
+    _rmtree(stage)
+    try:
+        sfile = _stage_series_file(live, stage, existing)
+        writers: list[Optional[sfmod.PartitionWriter]] = [None] * tfmt.SERIES_PARTITION_N
+        rep.start(len(new_keys))
+        for i, key in enumerate(new_keys, 1):
+            p = sfmod.key_partition(key)
+            if writers[p] is None:
+                writers[p] = sfmod.PartitionWriter(sfile.partitions[p])
+            writers[p].insert(key)
+            if i % 4096 == 0:
+                rep.advance(4096)
+        rep.advance(len(new_keys) % 4096)
+        rep.end()
+        for p, wr in enumerate(writers):
+            if wr is not None:
+                wr.close()
+            part = sfile.partitions[p]
+            if not part.segments:  # influxd creates an empty segment 0000 in every partition
+                sfmod.PartitionWriter(part).close()
+            _fsync_dir(part.path)
+        _fsync_dir(stage)
+        _chown_tree(stage, owner)
+        old = os.path.join(db_dir, f"{SERIES_OLD}{os.getpid()}")
+        if os.path.lexists(live):
+            os.rename(live, old)
+        os.rename(stage, live)
+        _fsync_dir(db_dir)
+        _rmtree(old)
+    except OSError as exc:
+        _rmtree(stage)
+        raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=live) from None
+    except BaseException:
+        _rmtree(stage)
+        raise
+    for part in sfile.partitions:
+        part.path = os.path.join(live, tfmt.partition_dir_name(part.id))
+        for seg in part.segments:
+            seg.path = os.path.join(part.path, os.path.basename(seg.path))
+    return sfile
+
+
+def _shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], where: str) -> list[list[int]]:
+    """Series ids of the shard's (line key, series file key) pairs, by tsi1 partition."""
+    parts: list[list[int]] = [[] for _ in range(tfmt.INDEX_PARTITION_N)]
+    seen: set[int] = set()
+    for k, skey in keys:
+        sid = ids.get(skey, 0)
+        if sid == 0:  # cannot happen: the series file was extended with every key first
+            raise FormatError(f"series {k!r} missing from the series file", path=where)
+        if sid in seen:
+            continue
+        seen.add(sid)
+        parts[tindex.index_partition(k)].append(sid)
+    return parts
+
+
+def _install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) -> int:
+    stage = os.path.join(shard_dir, STAGE_INDEX)
+    target = os.path.join(shard_dir, tfmt.INDEX_DIR)
+    _rmtree(stage)
+    try:
+        n = write_index_dir(stage, parts)
+        _chown_tree(stage, owner)
+        old = None
+        if replace and os.path.lexists(target):
+            old = os.path.join(shard_dir, f"{INDEX_OLD}{os.getpid()}")
+            os.rename(target, old)
+        elif os.path.lexists(target):
+            raise TargetIOError("target shard already has an index/", path=target)
+        os.rename(stage, target)
+        _fsync_dir(shard_dir)
+        if old is not None:
+            _rmtree(old)
+        return n
+    except OSError as exc:
+        _rmtree(stage)
+        raise TargetIOError(f"cannot write target index: {exc.strerror}", path=target) from None
+    except BaseException:
+        _rmtree(stage)
+        raise
+
+
+def _write_path_name(key: bytes) -> bytes:
+    """The measurement name influxd's write path gives a point (``models.point.Name``:
+    ``escape.Unescape``, which also unescapes ``\\=`` and ``\\\"``)."""
+    _, raw = serieskey._scan_to(key, 0, 0x2C)
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        if raw[i] == 0x5C and i + 1 < n and raw[i + 1] in b',"= ':
+            out.append(raw[i + 1])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return bytes(out)
+
+
+def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> Optional[str]:
+    """influxd 1.6.7 names a measurement written as ``a\\=b`` ``a=b`` in its write path (and in
+    the ``fields.idx`` it saves) but ``a\\=b`` when it reads keys back (index rebuilds, buildtsi,
+    this tool). Under tsi1 with a ``fields.idx`` present, such a measurement's points are not
+    served (influxd itself has the same problem natively); without ``fields.idx`` influxd
+    rebuilds the field list from the data under the key-parser name and serves them."""
+    if not os.path.exists(os.path.join(shard_dir, "fields.idx")):
+        return None
+    odd = sorted({serieskey.parse_key(k)[0] for k in keys if b"\\" in k and _write_path_name(k) != serieskey.parse_key(k)[0]})
+    if not odd:
+        return None
+    names = ", ".join(repr(n.decode("utf-8", "backslashreplace")) for n in odd[:3]) + (" ..." if len(odd) > 3 else "")
+    return (
+        f"{shard_dir}: measurement(s) {names} contain \\= or \\\" escapes, which influxd 1.6.7 names differently in "
+        f"fields.idx and in its index: under tsi1 their points are not served until {shard_dir}/fields.idx is removed "
+        "(influxd then rebuilds it from the data)"
+    )
+
+
+def _keyed(keys: list[bytes], where: str) -> list[tuple[bytes, bytes]]:
+    """(line key, series file key) of each key, checked."""
+    out = []
+    for k in keys:
+        if len(k) > tfmt.MAX_KEY_LEN:
+            raise FormatError(f"series key of {len(k)} bytes is longer than influxd's limit", path=where)
+        name, tags = serieskey.parse_key(k)
+        if not name:
+            raise FormatError(f"series key {k[:80]!r} has no measurement name", path=where)
+        out.append((k, serieskey.encode(name, tags)))
+    return out
+
+
+def _all_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:
+    ids: dict[bytes, int] = {}
+    for part in sfile.partitions:
+        ids.update(part.keys)
+    return ids
+
+
+@dataclass
+class BuildResult:
+    plan: BuildPlan
+    built: list[ShardPlan]
+    skipped: list[ShardPlan]
+
+
+def build_shard_index(
+    shard_dir: str | os.PathLike[str],
+    series_file_dir: str | os.PathLike[str],
+    *,
+    wal_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    owner: Optional[tuple[int, int]] = None,
+    progress: Progress = None,
+) -> int:
+    """Build ``index/`` for one (e.g. freshly staged) shard directory, extending the series file
+    at ``series_file_dir`` (``<db>/_series``; created when missing) first. For restore: the
+    shard's directory may be a staging directory anywhere. Returns the number of series indexed."""
+    shard = os.fspath(shard_dir)
+    sdir = os.fspath(series_file_dir)
+    if os.path.lexists(os.path.join(shard, tfmt.INDEX_DIR)) and not force:
+        return 0
+    db_dir = os.path.dirname(os.path.normpath(sdir))
+    if os.path.basename(os.path.normpath(sdir)) != tfmt.SERIES_FILE_DIR:
+        raise UsageError(f"a series file directory is named {tfmt.SERIES_FILE_DIR}", path=sdir)
+    keys = _keyed(shard_series(shard, os.fspath(wal_dir) if wal_dir is not None else None), shard)
+    recover_series_file(db_dir)
+    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+    existing = sfmod.SeriesFile(live) if os.path.isdir(live) else None
+    sfile, _added = _db_series(db_dir, existing, [keys], owner, progress)
+    parts = _shard_partitions(keys, _all_ids(sfile), shard)
+    _install_index(shard, parts, owner, replace=force)
+    return len(keys)
+
+
+def _db_series(
+    db_dir: str, sfile: Optional[sfmod.SeriesFile], shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
+) -> tuple[sfmod.SeriesFile, int]:
+    """The database's series file (``sfile``: the live one as read, or None) holding every key of
+    ``shard_keys`` ((line key, series file key) pairs; extended when needed), and how many series
+    were added."""
+    new: list[bytes] = []
+    have = _all_ids(sfile) if sfile is not None else {}
+    seen: set[bytes] = set()
+    for keys in shard_keys:
+        for _k, sk in keys:
+            if sk in seen or sk in have:
+                continue
+            seen.add(sk)
+            new.append(sk)
+    if new or sfile is None:
+        sfile = _extend_series_file(db_dir, sfile, new, owner, progress)
+    return sfile, len(new)
+
+
+def build_tsi(
+    datadir: str | os.PathLike[str],
+    waldir: str | os.PathLike[str] | None = None,
+    *,
+    database: Optional[str] = None,
+    retention_policy: Optional[str] = None,
+    shard_id: Optional[int] = None,
+    force: bool = False,
+    owner: Optional[tuple[int, int]] = None,
+    dry_run: bool = False,
+    progress: Progress = None,
+) -> BuildResult:
+    """Build the tsi1 index of every selected shard (see the module docstring). ``owner`` is
+    (uid, gid). With ``dry_run`` only the plan is made (and each shard's series counted)."""
+    plan = plan_build_tsi(datadir, waldir, database=database, retention_policy=retention_policy, shard_id=shard_id, force=force)
+    todo = [s for s in plan.shards if s.action != "skip"]
+    skipped = [s for s in plan.shards if s.action == "skip"]
+    roots = [plan.datadir] + ([plan.waldir] if plan.waldir else [])
+    held = _holders(roots)
+    if held is not None:
+        raise BusyError(f"process {held[0]} holds {held[1]} open (stop influxd first)", path=plan.datadir)
+    lock = None if dry_run else _Lock(plan.datadir)
+    try:
+        by_db: dict[str, list[ShardPlan]] = {}
+        for s in todo:
+            by_db.setdefault(s.database, []).append(s)
+        rep = Reporter(progress, unit="shards", label="build-tsi")
+        rep.start(len(todo))
+        # 1. read and check everything (shards' TSM/tombstone/WAL files, existing series files)
+        #    before writing anything: damaged input leaves the tree exactly as it was
+        work = []
+        for db, shards in by_db.items():
+            db_dir = os.path.join(plan.datadir, db)
+            keysets = []
+            for s in shards:
+                raw = shard_series(s.path, s.wal_path)
+                keys = _keyed(raw, s.path)
+                s.series = len(keys)
+                keysets.append(keys)
+                w = _name_mismatch_warning(s.path, raw)
+                if w is not None:
+                    plan.warnings.append(w)
+            if not dry_run:
+                recover_series_file(db_dir)
+            live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+            sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None
+            if dry_run:
+                have = _all_ids(sfile) if sfile is not None else {}
+                plan.new_series[db] = len({sk for ks in keysets for _k, sk in ks if sk not in have})
+            work.append((db, db_dir, shards, keysets, sfile))
+        if dry_run:
+            return BuildResult(plan, todo, skipped)
+        # 2. per database: extend the series file (atomically), then each shard's index/
+        for db, db_dir, shards, keysets, sfile in work:
+            sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
+            ids = _all_ids(sfile)
+            for s, keys in zip(shards, keysets):
+                parts = _shard_partitions(keys, ids, s.path)
+                s.log_bytes = _install_index(s.path, parts, owner, replace=s.action == "rebuild")
+                rep.advance(1)
+        rep.end()
+        return BuildResult(plan, todo, skipped)
+    finally:
+        if lock is not None:
+            lock.release()
+

@@ -1,0 +1,164 @@
+"""Hostile input to the series file / tsi1 readers and to build-tsi (generators in hostile_tsi1.py).
+
+Every case: the exact exit code, exactly one stderr line, naming the damaged file, no traceback,
+the tree byte-identical afterwards (nothing half-written, sources untouched) and nothing new next
+to it. Memory stays bounded when lengths lie (checked with tracemalloc on the worst kinds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+import hostile_tsi1 as hostile
+from influx_archive.cli.main import main
+
+
+def file_hash(p: Path) -> str:
+    """sha256 over the data extents of a file (and its size): series segments are mostly holes,
+    and reading 4 MiB of zeros per segment per case would dominate the run."""
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(str(size).encode())
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(f.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # no data after pos
+                break
+            end = os.lseek(f.fileno(), start, os.SEEK_HOLE)
+            f.seek(start)
+            h.update(str(start).encode())
+            h.update(f.read(end - start))
+            pos = end
+    return h.hexdigest()
+
+
+def tree_hash(root: Path) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            p = Path(dirpath) / d
+            out[str(p.relative_to(root))] = ("dir", p.lstat().st_mode)
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = (file_hash(p), p.lstat().st_mode)
+    return out
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory) -> tuple[Path, Path]:
+    """(unindexed, indexed): the live fixture restored with its WAL (TSM files, tombstones, WAL
+    segments), and the same after build-tsi."""
+    base = tmp_path_factory.mktemp("tsi1-base")
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    unindexed = base / "unindexed"
+    code = _main(["restore", str(fixtures / "live"), "--metadir", str(unindexed / "meta"),
+                  "--datadir", str(unindexed / "data"), "--waldir", str(unindexed / "wal")])
+    assert code == 0
+    indexed = base / "indexed"
+    shutil.copytree(unindexed, indexed)
+    assert _main(["build-tsi", "-datadir", str(indexed / "data"), "-waldir", str(indexed / "wal")]) == 0
+    return unindexed, indexed
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def check_case(case: hostile.Case, capsys) -> None:
+    before = tree_hash(case.tree)
+    siblings = sorted(os.listdir(case.tree.parent))
+    code, _out, err = run(case.argv, capsys)
+    lines = err.splitlines()
+    assert code == case.exit_code, (case.name, code, err)
+    assert len(lines) == 1, (case.name, err)
+    assert case.mentions in lines[0], (case.name, lines[0])
+    assert "Traceback" not in err
+    assert tree_hash(case.tree) == before, f"{case.name}: the tree changed"
+    assert sorted(os.listdir(case.tree.parent)) == siblings, f"{case.name}: something was written beside the tree"
+    shutil.rmtree(case.tree)
+
+
+def test_series_segment_damage(trees, tmp_path, capsys) -> None:
+    cases = hostile.series_segment_cases(trees[1], tmp_path, limit_per_kind=3)
+    assert len(cases) >= 45
+    for case in cases:
+        check_case(case, capsys)
+
+
+def test_log_file_damage(trees, tmp_path, capsys) -> None:
+    cases = hostile.log_file_cases(trees[1], tmp_path)
+    assert len(cases) >= 30
+    for case in cases:
+        check_case(case, capsys)
+
+
+def test_manifest_damage(trees, tmp_path, capsys) -> None:
+    cases = hostile.manifest_cases(trees[1], tmp_path)
+    assert len(cases) >= 20
+    for case in cases:
+        check_case(case, capsys)
+
+
+def test_build_tsi_refuses_damaged_input_and_writes_nothing(trees, tmp_path, capsys) -> None:
+    cases = hostile.build_input_cases(trees[0], trees[1], tmp_path)
+    kinds = {c.name.split(":")[0].split("-")[0] for c in cases}
+    assert {"tsm", "tombstone", "wal", "series"} <= kinds, kinds
+    for case in cases:
+        check_case(case, capsys)
+
+
+@pytest.mark.parametrize("kind", ["keysize-huge", "keysize-overflow", "namelen-huge"])
+def test_lying_lengths_allocate_nothing(trees, tmp_path, capsys, kind) -> None:
+    cases = [c for c in hostile.series_segment_cases(trees[1], tmp_path / "s", limit_per_kind=1)
+             + hostile.log_file_cases(trees[1], tmp_path / "l", limit_files=1) if c.name.startswith(kind + ":")]
+    assert cases
+    tracemalloc.start()
+    try:
+        for case in cases:
+            run(case.argv, capsys)
+        _cur, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+
+
+def test_usage_errors(trees, tmp_path, capsys) -> None:
+    """Missing directories and filters matching nothing: exit 2, one line, nothing written."""
+    indexed = trees[1]
+    snapshot = tree_hash(indexed)
+    for argv, mention in [
+        (["build-tsi", "--datadir", str(tmp_path / "nope")], str(tmp_path / "nope")),
+        (["build-tsi", "--datadir", str(indexed / "data"), "--waldir", str(tmp_path / "nowal")], str(tmp_path / "nowal")),
+        (["build-tsi", "-datadir", str(indexed / "data"), "-database", "nosuchdb"], "nosuchdb"),
+        (["build-tsi", "-datadir", str(indexed / "data"), "-retention", "nosuchrp"], "nosuchrp"),
+        (["build-tsi", "-datadir", str(indexed / "data"), "-shard", "999"], "999"),
+        (["dump-tsi", str(tmp_path / "nope")], str(tmp_path / "nope")),
+        (["dump-tsi", str(indexed / "meta")], str(indexed / "meta")),
+    ]:
+        code, _out, err = run(argv, capsys)
+        assert code == 2, (argv, err)
+        assert len(err.splitlines()) == 1 and mention in err and "Traceback" not in err, err
+    assert tree_hash(indexed) == snapshot
