@@ -114,7 +114,7 @@ def first_damage(doc: dict) -> Optional[FormatError]:
     for k in doc.get("index", ()):
         for b in k.get("block_list", ()):
             if "error" in b:
-                return FormatError(f"block of key {k['key']!r}: {b['error']}", path=doc["file"], offset=b["offset"])
+                return FormatError(f"block of key {k['key']}: {b['error']}", path=doc["file"], offset=b["offset"])
     for e in doc.get("entries", ()):
         if e["type"] == "damage" and e["resume"] is not None:
             return FormatError(f"WAL entry: {e['reason']}", path=doc["file"], offset=e["offset"])

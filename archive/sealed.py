@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import stat
+import tempfile
 import tarfile
 import threading
 from dataclasses import dataclass, field
@@ -613,7 +614,7 @@ class _SpoolWriter:
         except OSError as exc:
             raise TargetIOError(
                 f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} "
-                "(TMPDIR chooses where it goes)", path=self._path) from None
+                f"(the spool is under TMPDIR={tempfile.gettempdir()})", path=self._path) from None
 
 
 @contextlib.contextmanager
@@ -629,7 +630,7 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
     except OSError as exc:  # the flush on close
         if isinstance(exc, ArchiveError):
             raise
-        raise TargetIOError(f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} (TMPDIR chooses where it goes)",
+        raise TargetIOError(f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} (the spool is under TMPDIR={tempfile.gettempdir()})",
                             path=os.fspath(path)) from None
 
 

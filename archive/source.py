@@ -942,7 +942,7 @@ def _open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: O
         if not m:
             src.findings.append(Finding(WARNING, "not a legacy backup file; ignored", path=str(p / n)))
             continue
-        _size, why = probe_regular(p / n)
+        _size, why = probe_regular(p / n, raise_os=not salvage)
         if why is not None:
             src.findings.append(Finding(ERROR, f"shard tar cannot be read: {why}", path=str(p / n)))
             continue
@@ -1017,7 +1017,7 @@ def _open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, p
             if not os.path.lexists(fp):
                 steps.append(("missing", Finding(ERROR, f"shard file {show(e.file_name)} listed by the manifest is missing", path=str(mp)), key))
                 continue
-            _size, why = probe_regular(fp)
+            _size, why = probe_regular(fp, raise_os=not salvage)
             if why is not None:
                 steps.append(("missing", Finding(ERROR, f"shard file listed by the manifest cannot be read: {why}", path=str(fp)), key))
                 continue
@@ -1133,7 +1133,7 @@ def _open_live(p: Path, salvage: bool = False) -> Source:
                             continue
                         if kind not in (("wal",) if is_wal else ("tsm", "tombstone")):
                             continue  # fields.idx, index/, a WAL's neighbours: not shard data
-                        size, why = probe_regular(fp)
+                        size, why = probe_regular(fp, raise_os=not salvage)
                         if why is not None:  # never skipped silently: influxd would fail on it
                             src.findings.append(Finding(ERROR, f"{kind} file cannot be read: {why}", path=str(fp)))
                             continue

@@ -71,12 +71,18 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
-def probe_regular(path: str | os.PathLike[str]) -> tuple[Optional[int], Optional[str]]:
-    """(size, None) when ``path`` opens as a regular file, else (None, why)."""
+def probe_regular(path: str | os.PathLike[str], *, raise_os: bool = False) -> tuple[Optional[int], Optional[str]]:
+    """(size, None) when ``path`` opens as a regular file, else (None, why). With ``raise_os`` an
+    operating-system refusal (EACCES, EIO) is raised as :class:`SourceIOError` instead: it is not
+    damage, and a verb that does not salvage must say so with its own exit code."""
     try:
         with open_regular(path) as f:
             return os.fstat(f.fileno()).st_size, None
-    except (FormatError, SourceIOError) as exc:
+    except SourceIOError as exc:
+        if raise_os:
+            raise
+        return None, exc.message
+    except FormatError as exc:
         return None, exc.message
 
 

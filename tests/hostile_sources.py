@@ -483,7 +483,8 @@ def control_name_cases(root: Path) -> list[SourceCase]:
     """Names read from files holding ``\\n``, ``\\r``, ESC, other controls, a bidi override or bytes
     that are not UTF-8 — as a database and an RP in a metastore (listed twice, so an error names
     it), a database directory of a server root (with a damaged TSM below it), a tar member (refused
-    or cut), a series key (with a bad block CRC): every verb prints ONE line per message, the
+    or cut), a series key (with a bad block CRC; dump-tsm lists it, then exits 1 naming the block):
+    every verb prints ONE line per message, the
     name escaped (``\\n``, ``\\x1b``, ``\\xff``), never raw."""
     root.mkdir(parents=True, exist_ok=True)
     out: list[SourceCase] = []
@@ -531,7 +532,7 @@ def control_name_cases(root: Path) -> list[SourceCase]:
         tsm.write_bytes(_flip(body, 5 + 6))
         (d / "data/db1/autogen/2/000000001-000000001.tombstone").unlink()
         out.append(SourceCase("names", f"series key {shown}", d,
-                              {VERIFY: 1, RESTORE: 1, CONVERT: 1, EXPORT: 1, BACKUP: 1, DUMP_TSM: 0}, shown))
+                              {VERIFY: 1, RESTORE: 1, CONVERT: 1, EXPORT: 1, BACKUP: 1, DUMP_TSM: 1}, shown))
     return out
 
 
@@ -574,6 +575,8 @@ def live_nonregular_cases(root: Path) -> list[SourceCase]:
                     if p.is_dir() or p != f:
                         os.chmod(p, 0o755 if p.is_dir() else 0o644)
             exp = {VERIFY: 1, INSPECT: 1, RESTORE: 1, CONVERT: 1, BACKUP: 1, RESTORE_SALVAGE: 4, BACKUP_SALVAGE: 4}
+            if kind == "unreadable":  # the OS refused: not damage, exit 3 naming the source (verify lists it)
+                exp.update({RESTORE: 3, CONVERT: 3, BACKUP: 3})
             out.append(SourceCase("live-nonregular", f"{what} {kind}", d, exp, f.name,
                                   as_user="nobody" if kind == "unreadable" else None))
     return out
