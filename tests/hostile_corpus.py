@@ -3,11 +3,30 @@
 Builds, deterministically, a directory of damaged sources from the real fixtures in ``fixtures/``
 (copied, then damaged) and returns one :class:`Case` per source: its name, the path to hand to a
 verb, and the expected outcome. Byte layouts damaged here are the ones in
-``/work/shared/spec/TSM_WAL.md`` (§1 TSM, §2 WAL, §3 tombstones) and
-``/work/shared/spec/BACKUP_META.md`` (meta.NN frame, PortableData, manifest, shard tars).
+influxd 1.6.7's own readers (``tsdb/engine/tsm1/reader.go``, ``wal.go``, ``tombstone.go``;
+``services/meta/data.go``; ``cmd/influxd/backup_util``).
 
 Use as a module (``build_corpus(root) -> list[Case]``, as ``tests/test_hostile.py`` does) or as a
 script: ``python tests/hostile_corpus.py OUTDIR`` writes the corpus and prints one line per case.
+
+The corpus has one generator module per class of failure, each building its cases from the
+fixtures and run by its own test module (``tests/test_trust_<name>.py``):
+
+=====================  ======================================================================
+``hostile_restore``    planted journals / staging dirs, stale journals, two writers, symlink
+                       swaps mid-run, running-server targets (lock, guard)
+``hostile_outputs``    outputs onto devices, FIFOs, ``-``, symlinks, existing files, inside the
+                       source; ENOSPC / EROFS / EFBIG / EACCES; ``--salvage`` exit 4; kill -9
+                       spools; pipes
+``hostile_bounds``     counts and lengths that lie (TSM blocks, WAL, tombstones, metastores,
+                       manifests) under a 1 GiB address-space limit
+``hostile_sources``    non-ASCII digits, sealed manifests, control characters in names, sealed
+                       damage naming, non-regular files in live roots, manifest file names,
+                       duplicate metastore entries, tar headers, sparse and unsafe members
+``hostile_interop``    increment chains against a model of influxd, shard groups at the int64
+                       edge, hostile unions
+``hostile_tsi1``       series segments, index log files, MANIFESTs, build-tsi input
+=====================  ======================================================================
 
 Expected outcomes: ``codes`` is the set of exit codes the contract allows (1 damaged input,
 2 usage, 0 clean success when the damage sits where it must be tolerated, e.g. a torn WAL tail).
@@ -18,6 +37,7 @@ a substring the one-line error message must contain (the damaged file's name).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -224,13 +244,22 @@ def _gzip_bomb(size: int) -> bytes:
     return b"".join(out)
 
 
+# Nothing is skipped silently: a tar member refused as hostile (unsafe name, link, device, FIFO)
+# is an ERROR for ``verify`` (exit 1); every other verb goes on without it and names it in a
+# warning (exit 0).
+HOSTILE_MEMBER_CASES = frozenset({"tar_dotdot", "tar_absolute", "tar_symlink", "tar_hardlink", "tar_device",
+                                  "tar_fifo_member", "targz_dotdot", "targz_symlink"})
+GOES_ON_WITHOUT_IT = frozenset({"inspect", "inspect --points", "restore", "convert", "export", "pack"})
+
+
 def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
     """Write every hostile case under ``root`` (created; must be empty or absent) and return them."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     b = _Builder(root)
 
-    # --- tar members: untrusted kinds and names are ignored with a warning (never followed/created)
+    # --- tar members: untrusted kinds and names are left out with a warning (never followed or
+    # created); verify calls them errors (HOSTILE_MEMBER_CASES)
     b.legacy_tar("tar_dotdot", _with([(_info("../../evil.tsm", size=3), b"bad")]), OK)
     b.legacy_tar("tar_absolute", _with([(_info("/tmp/db1/autogen/2/000000009-000000001.tsm", size=3), b"bad")]), OK)
     b.legacy_tar("tar_symlink", _with([(_info("db1/autogen/2/000000009-000000001.tsm", kind=tarfile.SYMTYPE,
@@ -411,7 +440,8 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
     os.mkfifo(d / "db1.autogen.00002.00")
     # must never block on open(): skipped (warning) or reported
     b.add("fifo_in_dir", d, DAMAGED | USAGE | OK, "db1.autogen.00002.00")
-    return b.cases
+    return [dataclasses.replace(c, codes=DAMAGED, lenient=GOES_ON_WITHOUT_IT) if c.name in HOSTILE_MEMBER_CASES else c
+            for c in b.cases]
 
 
 def _retype_first_block(d: bytes) -> bytes:
@@ -436,20 +466,3 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
-
-
-# ---------------------------------------------------------------------- appended: hostile members
-# Nothing is skipped silently (issue 10): a tar member refused as hostile (unsafe name, link,
-# device, FIFO) is an ERROR for ``verify`` (exit 1); every other verb goes on without it and names
-# it in a warning (exit 0). The cases above were written when verify only warned.
-HOSTILE_MEMBER_CASES = frozenset({"tar_dotdot", "tar_absolute", "tar_symlink", "tar_hardlink", "tar_device",
-                                  "tar_fifo_member", "targz_dotdot", "targz_symlink"})
-GOES_ON_WITHOUT_IT = frozenset({"inspect", "inspect --points", "restore", "convert", "export", "pack"})
-_build_corpus_before_issue10 = build_corpus
-
-
-def build_corpus(root: str | os.PathLike[str]) -> list[Case]:  # noqa: F811 - deliberate override
-    import dataclasses
-
-    return [dataclasses.replace(c, codes=DAMAGED, lenient=GOES_ON_WITHOUT_IT) if c.name in HOSTILE_MEMBER_CASES else c
-            for c in _build_corpus_before_issue10(root)]
