@@ -36,6 +36,7 @@ import contextlib
 import errno
 import io
 import os
+import threading
 import re
 import secrets
 import shutil
@@ -147,8 +148,15 @@ def defer_if_cleaning(handler) -> bool:
 
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
-    """Run a commit or cleanup step to its end before a deferred signal is acted on."""
+    """Run a commit or cleanup step to its end before a deferred signal is acted on.
+
+    Python runs signal handlers in the main thread only, so only the main thread's steps can be
+    interrupted and only they are counted: a worker thread's step never defers the signal (the
+    deferred handler would then raise in that worker, not where the run unwinds)."""
     global _CRITICAL
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _CRITICAL += 1
     try:
         yield

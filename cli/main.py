@@ -54,6 +54,7 @@ class State:
     debug = False
     quiet = False
     left_out = False  # a verb went on past damage (--salvage) and left data out: exit 4
+    terminated = False  # SIGTERM arrived: the run is unwinding
 
 
 def note_left_out(findings) -> None:
@@ -217,10 +218,19 @@ def _raise_terminated() -> None:
 def _on_sigterm(signum, frame) -> None:
     if os.getpid() != _MAIN_PID:  # a forked worker: the parent does the cleaning up
         os._exit(EXIT_TERMINATED)
+    State.terminated = True  # whatever error the unwinding meets (a closed spool...), this is why
     from ..archive.output import defer_if_cleaning
 
     if not defer_if_cleaning(_raise_terminated):  # never in the middle of a rename or a cleanup
         raise _Terminated()
+
+
+def _exit_if_terminated() -> None:
+    """An error met while unwinding from SIGTERM (a spool closed under a worker's read, ...) is
+    not the outcome: the run was terminated, and everything written so far was removed."""
+    if State.terminated:
+        sys.stderr.write("influx-archive: terminated (SIGTERM); nothing was left half-written\n")
+        sys.exit(EXIT_TERMINATED)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -237,6 +247,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 def _main(argv: Optional[list[str]]) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     State.left_out = False
+    State.terminated = False
     State.debug = "--debug" in args
     State.quiet = "--quiet" in args or "-q" in args
     args = [a for a in args if a not in ("--debug", "--quiet")]
@@ -268,6 +279,7 @@ def _main(argv: Optional[list[str]]) -> None:
         say(f"error: {exc.format_message()}")
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
     except ArchiveError as exc:
+        _exit_if_terminated()
         if State.debug:
             import traceback
 
@@ -278,6 +290,7 @@ def _main(argv: Optional[list[str]]) -> None:
         sys.stderr.write("influx-archive: interrupted\n")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last resort: still one line, code 3
+        _exit_if_terminated()
         if State.debug:
             import traceback
 

@@ -102,9 +102,15 @@ def _inprocess(argv: list[str], cwd: Path, tmp: Path) -> tuple[int, str, str]:
 def _as_user(user: str, argv: list[str], cwd: Path, tmp: Path) -> tuple[int, str, str]:
     exe = [sys.executable, "-c", "from influx_archive.cli.main import main; main()"]
     env = {**os.environ, "TMPDIR": str(tmp)}
-    pw = pwd.getpwnam(user)
-    r = subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *exe, *argv],
-                       cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if os.getuid() == 0:
+        # As root, drop the capabilities that bypass permission bits instead of changing user: the
+        # interpreter and the installed package may sit below a directory only root may enter
+        # (a clone under /root), and a mode-000 file is then unreadable as it is to ``user``.
+        pre = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+    else:
+        pw = pwd.getpwnam(user)
+        pre = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+    r = subprocess.run([*pre, *exe, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout, r.stderr
 
 
