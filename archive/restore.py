@@ -103,9 +103,8 @@ MAX_STAGE_WORKERS = 4  # shards staged at once (bounded: each may spool a decomp
 
 INDEX_GUIDANCE = (
     "Restored shards carry no TSI index: influxd opens them with the in-memory (inmem) index, even "
-    'under index-version = "tsi1", and rebuilds _series and fields.idx itself at start. To convert '
-    "them to tsi1, stop influxd and run, as the user influxd runs as: "
-    "influx_inspect buildtsi -datadir DATADIR -waldir WALDIR (not shipped in Debian's influxdb package)."
+    'under index-version = "tsi1". To give them a tsi1 index, stop influxd and run: '
+    "influx-archive build-tsi --datadir DATADIR --waldir WALDIR --owner influxdb:influxdb"
 )
 
 
