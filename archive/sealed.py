@@ -271,10 +271,72 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
                 left -= len(chunk)
                 if left < 0 or chunk.count(0) != len(chunk):
                     raise _TrailingData("data after the end of the archive's tar", path=str(path), offset=end)
+        # python-zstandard ends a stream cut inside its last frame's checksum silently: walk the
+        # frames' block headers (no decompression) to see that every frame is whole
+        check_zstd_frames(raw, path)
+
+
+ZSTD_MAGIC = 0xFD2FB528
+ZSTD_SKIPPABLE_MASK, ZSTD_SKIPPABLE = 0xFFFFFFF0, 0x184D2A50
+_FCS_BYTES = (0, 2, 4, 8)  # Frame_Content_Size_flag -> bytes (flag 0 with Single_Segment: 1)
+_DID_BYTES = (0, 1, 2, 4)
+
+
+def check_zstd_frames(f: BinaryIO, path: Path) -> None:
+    """Every zstd frame of ``f`` (RFC 8878 §3.1) is complete: header, blocks up to the one
+    marked last, and the 4-byte content checksum when the header announces it; nothing but whole
+    frames up to the end. Reads only frame and block headers (seeks over block contents)."""
+    size = os.fstat(f.fileno()).st_size
+    pos = 0
+
+    def cut(what: str) -> TruncatedError:
+        return _CutStream(f"zstd stream ends inside {what}: the archive is cut", path=str(path), offset=pos)
+
+    def read(n: int, what: str) -> bytes:
+        if pos + n > size:
+            raise cut(what)
+        f.seek(pos)
+        data = f.read(n)
+        if len(data) != n:
+            raise cut(what)
+        return data
+
+    while pos < size:
+        magic = int.from_bytes(read(4, "a frame header"), "little")
+        if magic & ZSTD_SKIPPABLE_MASK == ZSTD_SKIPPABLE:
+            length = int.from_bytes(read(8, "a skippable frame")[4:], "little")
+            if pos + 8 + length > size:
+                raise cut("a skippable frame")
+            pos += 8 + length
+            continue
+        if magic != ZSTD_MAGIC:
+            raise FormatError("not a zstd frame", path=str(path), offset=pos)
+        fhd = read(5, "a frame header")[4]
+        single = bool(fhd & 0x20)
+        fcs = _FCS_BYTES[fhd >> 6] if (fhd >> 6) or not single else 1
+        header = 1 + (0 if single else 1) + _DID_BYTES[fhd & 3] + fcs
+        pos += 4 + header
+        while True:
+            bh = int.from_bytes(read(3, "a block header"), "little")
+            last, btype, bsize = bh & 1, (bh >> 1) & 3, bh >> 3
+            if btype == 3:
+                raise FormatError("reserved zstd block type", path=str(path), offset=pos)
+            pos += 3 + (1 if btype == 1 else bsize)
+            if pos > size:
+                raise cut("a block")
+            if last:
+                break
+        if fhd & 0x04:  # Content_Checksum_flag
+            read(4, "the frame checksum")
+            pos += 4
 
 
 class _TrailingData(FormatError):
     """Bytes other than tar padding after the end of a sealed archive's tar."""
+
+
+class _CutStream(TruncatedError):
+    """The zstd stream ends inside a frame (found after the tar was read: verify lists it)."""
 
 
 class _TailReader:
@@ -443,7 +505,7 @@ def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> It
             for name, entry in files.items():
                 if name not in seen:
                     bad(FormatError("listed file missing from the archive", path=_where(path, name)))
-    except _TrailingData as exc:
+    except (_TrailingData, _CutStream) as exc:
         if findings is None:
             raise
         findings.append(Finding.from_error(exc))

@@ -204,3 +204,32 @@ def test_parallel_workers_read_the_archive_once(verb, tmp_path, fixtures_dir, mo
     containers = {f.container for s in src.shards for f in s.files}
     assert [c for c in containers if os.path.getsize(c)] == []  # every spooled container released
     src.close()
+
+
+def _cut_positions(n: int) -> list[int]:
+    """Every one of the last 64 bytes (the last block and the frame checksum) and 40 cuts spread
+    over the rest of an archive of ``n`` bytes."""
+    return sorted(set(range(max(1, n - 64), n)) | set(range(1, n, max(1, n // 40))))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_cut_archive_is_refused_wherever_it_is_cut(threads, tmp_path, fixtures_dir) -> None:
+    """python-zstandard ends a stream cut inside the last frame's checksum silently: readers walk
+    the frames and refuse a cut one (exit 1, one line naming the archive) in every verb."""
+    archive = tmp_path / "a.tar.zst"
+    pack(fixtures_dir / "portable", archive, threads=threads)
+    data = archive.read_bytes()
+    for i, at in enumerate(_cut_positions(len(data))):
+        cut = tmp_path / f"cut{i}.tar.zst"
+        cut.write_bytes(data[:at])
+        proc = cli("verify", str(cut))
+        assert proc.returncode == 1 and "error" in proc.stdout, (at, proc.stdout[-300:], proc.stderr)
+        if at >= len(data) - 8 or i % 10 == 0:  # the other verbs on the checksum cuts and a sample
+            for argv in (["unpack", str(cut), str(tmp_path / f"u{i}")],
+                         ["restore", str(cut), "--metadir", str(tmp_path / f"r{i}/meta"), "--datadir", str(tmp_path / f"r{i}/data")],
+                         ["inspect", str(cut)]):
+                proc = cli(*argv)
+                lines = proc.stderr.strip().splitlines()
+                assert proc.returncode == 1, (at, argv[0], proc.stderr)
+                assert len(lines) == 1 and str(cut) in lines[0] and "Traceback" not in proc.stderr, (at, argv[0], lines)
+            assert not (tmp_path / f"u{i}").exists() and not (tmp_path / f"r{i}").exists(), at
