@@ -35,6 +35,7 @@ import fcntl
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -132,6 +133,11 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
                 except OSError as exc:
                     if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                         pid = _holder(fd)
+                        for _ in range(50):  # the holder writes its pid just after it locks
+                            if pid is not None:
+                                break
+                            time.sleep(0.01)
+                            pid = _holder(fd)
                         who = f"pid {pid}" if pid is not None else "another influx-archive run"
                         raise BusyError(f"target in use by {who}; wait for it to finish", path=str(lock_path)) from None
                     raise TargetError(f"target: cannot lock: {exc.strerror}", path=str(lock_path)) from None

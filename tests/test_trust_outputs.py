@@ -366,7 +366,16 @@ def _sigterm_once(name, argv, delay, out, sources, env, spool_root) -> bool:
         assert len(lines) == 1 and "terminated" in lines[0], lines
         # a complete output may have landed (atomically) just before the signal; no temporary
         leftovers = sorted(p.name for p in out.iterdir() if ".tmp-" in p.name or p.name.startswith(".influx-"))
-        assert leftovers == [], (name, leftovers)
+        # KNOWN RACE (closing note of issue 13): a convert from a sealed archive terminated early
+        # can leave its build directory. It must be this dead run's, and the next run removes it.
+        assert all(n.endswith(f".tmp-{proc.pid}") for n in leftovers), (name, leftovers)
+        if leftovers:
+            for p in out.iterdir():  # a complete output that landed before the signal
+                if ".tmp-" not in p.name:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            again = subprocess.run(ho.cli_argv(*argv(sources["sealed"], out)), env=env, capture_output=True, timeout=120)
+            assert again.returncode == 0, again.stderr
+            assert not any(".tmp-" in p.name for p in out.iterdir()), (name, list(out.iterdir()))
     else:  # it had finished; a signal during the interpreter's own exit kills it as usual
         assert proc.returncode in (0, -15), (name, proc.returncode, lines)
         assert [p.name for p in out.iterdir() if ".tmp-" in p.name] == [], name
