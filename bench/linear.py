@@ -35,9 +35,9 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from influx_archive.archive.restore import _merge_meta
-from influx_archive.archive.select import Selection
-from influx_archive.archive.source import open_source
+from influx_archive.archive.ops.restore import _merge_meta
+from influx_archive.archive.ops.select import Selection
+from influx_archive.archive.sources.source import open_source
 from influx_archive.meta import files as metafiles
 from influx_archive.meta.model import (
     Data, DatabaseInfo, RetentionPolicyInfo, ShardGroupInfo, ShardInfo, ShardOwner, decode_data, encode_data,

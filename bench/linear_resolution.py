@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 
-from influx_archive.archive.source import Shard, ShardFile, Source, TarMember, _add_tar_shard, mark_range_increments
+from influx_archive.archive.sources.source import Shard, ShardFile, Source, TarMember, _add_tar_shard, mark_range_increments
 
 
 def members_for(n: int, rng: random.Random) -> tuple[list[ShardFile], dict]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 if TYPE_CHECKING:
-    from ..archive.convert import ConvertPlan
+    from ..archive.ops.convert import ConvertPlan
 
 from ..archive.errors import UsageError, escape
 from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
@@ -34,8 +34,8 @@ def _run(
     start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
     require_kind: Optional[str] = None, salvage: bool = False, force: bool = False,
 ) -> None:
-    from ..archive.select import Selection, parse_time
-    from ..archive.source import open_source
+    from ..archive.ops.select import Selection, parse_time
+    from ..archive.sources.source import open_source
 
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     lo = parse_time(start, option="--start") if start is not None else None
@@ -52,7 +52,7 @@ def _run(
 
 def _run_source(source, src: Path, dest: Path, sel, lo, hi, *, to, compress_level: int, dry_run: bool,
                 json_out: bool, require_kind: Optional[str], force: bool = False) -> None:
-    from ..archive.convert import execute_convert, plan_convert
+    from ..archive.ops.convert import execute_convert, plan_convert
 
     if require_kind is not None and source.kind != require_kind:
         raise UsageError(f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src))

@@ -21,7 +21,7 @@ def dump_tsm(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Header, index and (with --blocks) blocks of a TSM file, like influx_inspect dumptsm."""
-    from ..archive.dump import dump_tsm as dump_tsm_file
+    from ..archive.ops.dump import dump_tsm as dump_tsm_file
     
     doc = dump_tsm_file(spec, blocks=blocks, key_pattern=key)
     if json_out:
@@ -44,7 +44,7 @@ def dump_tsm(
 
 def _fail_on_damage(doc: dict) -> None:
     """After the listing: exit 1 with one line naming the first damaged block / entry."""
-    from ..archive.dump import first_damage
+    from ..archive.ops.dump import first_damage
 
     err = first_damage(doc)
     if err is not None:
@@ -58,7 +58,7 @@ def dump_wal(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Entries of a WAL segment: writes (keys, value counts), deletes, delete-ranges, damage."""
-    from ..archive.dump import dump_wal as dump_wal_file
+    from ..archive.ops.dump import dump_wal as dump_wal_file
     
     doc = dump_wal_file(spec)
     if json_out:

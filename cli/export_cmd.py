@@ -32,9 +32,9 @@ def export(
     their settings. Tombstones are applied, the newest value wins, a server root's WAL is included.
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
     """
-    from ..archive.export import export_to_path
-    from ..archive.select import parse_time
-    from ..archive.source import open_source
+    from ..archive.ops.export import export_to_path
+    from ..archive.ops.select import parse_time
+    from ..archive.sources.source import open_source
 
     kw = dict(
         database=database,

@@ -76,8 +76,8 @@ def inspect(
 
     Exit 0 when the source reads cleanly, 1 when damage was found (listed as findings).
     """
-    from ..archive.inspect import inspect_source
-    from ..archive.source import open_source
+    from ..archive.ops.inspect import inspect_source
+    from ..archive.sources.source import open_source
     
     src = open_source(path, salvage=True)  # show everything readable; damage becomes findings
     with progress_bars() as bars:

@@ -236,7 +236,7 @@ def _exit_if_terminated() -> None:
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app, map every error to a one-line message and exit code.
     Whatever happens, no sealed archive's spool directory is left behind."""
-    from ..archive.sealed import close_open_archives
+    from ..archive.sources.sealed import close_open_archives
 
     try:
         _main(argv)

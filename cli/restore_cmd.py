@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 if TYPE_CHECKING:
-    from ..archive.restore import RestorePlan
+    from ..archive.ops.restore import RestorePlan
 
 from ..archive.errors import ArchiveError, UsageError, escape
 from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
@@ -82,9 +82,9 @@ def restore(
     5 target busy.
     """
     from ..archive import guard
-    from ..archive.restore import INDEX_GUIDANCE, check_target_args, execute_restore, plan_restore, target_lock
-    from ..archive.select import Selection
-    from ..archive.source import open_source
+    from ..archive.ops.restore import INDEX_GUIDANCE, check_target_args, execute_restore, plan_restore, target_lock
+    from ..archive.ops.select import Selection
+    from ..archive.sources.source import open_source
     
     if portable or online or host is not None:
         raise UsageError(

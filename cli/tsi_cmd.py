@@ -24,8 +24,8 @@ def _plan_text(plan) -> str:
 
 
 def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, json_out) -> None:
-    from ..archive.buildtsi import build_tsi, plan_build_tsi
-    from ..archive.restore import parse_owner
+    from ..archive.ops.buildtsi import build_tsi, plan_build_tsi
+    from ..archive.ops.restore import parse_owner
 
     owner_ids = parse_owner(owner) if owner else None
     if dry_run:
@@ -108,7 +108,7 @@ def dump_tsi_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Series file and tsi1 index summary, like influx_inspect dumptsi."""
-    from ..archive.dumptsi import dump_tsi
+    from ..archive.ops.dumptsi import dump_tsi
 
     doc = dump_tsi(str(path), series_file=str(series_file) if series_file else None, series=series, measurements=measurements)
     if json_out:

@@ -23,7 +23,7 @@ def verify(
     tars), TSM headers, indexes and every block CRC, tombstones, WAL framing. One line per finding
     (severity: message [file F, member M, offset N]). Exit 0 when no error was found, 1 otherwise.
     """
-    from ..archive.verify import verify as verify_source
+    from ..archive.ops.verify import verify as verify_source
     
     with progress_bars() as bars:
         report = verify_source(src, deep=deep, progress=bars)

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 STAGE_PREFIX = ".influx-archive-restore-"
-JOURNAL_FORMAT = "influx-archive restore journal"  # what influx-archive writes (archive/restore.py)
+JOURNAL_FORMAT = "influx-archive restore journal"  # what influx-archive writes (archive/ops/restore/)
 OTHER_UID = 65534  # nobody
 HUGE_PID = 10**30  # digits past any pid (os.kill would overflow)
 

@@ -5,7 +5,7 @@ Every generator copies the real fixtures under ``fixtures/`` (influxd 1.6.7 outp
 directory, damages the copies, and returns :class:`SourceCase` objects: the path to hand to a verb,
 the exact exit code each verb must give, and the text the one-line error (or, for verbs that go
 on, the warning) must contain. Byte layouts: tar per POSIX ustar / pax and GNU tar; sealed
-archives per ``archive/sealed.py``; metastores through the project's own codec (the encoding is
+archives per ``archive/sources/sealed.py``; metastores through the project's own codec (the encoding is
 tested against influxd elsewhere).
 
 Exit codes are the documented ones (``archive/errors.py``): 1 damaged input, 3 unsupported, 4
@@ -275,7 +275,7 @@ def _offset_after_first(tar: bytes) -> int:
 
 
 def _packed(root: Path, fixture: str) -> Path:
-    from influx_archive.archive.sealed import pack
+    from influx_archive.archive.sources.sealed import pack
 
     out = root / f"base-{fixture}.tar.zst"
     if not out.exists():

@@ -15,10 +15,10 @@ import time
 import pytest
 
 import influxd as harness
-from influx_archive.archive.convert import execute_convert, plan_convert
+from influx_archive.archive.ops.convert import execute_convert, plan_convert
 from influx_archive.archive.errors import SourceError
-from influx_archive.archive.select import parse_time
-from influx_archive.archive.source import open_source
+from influx_archive.archive.ops.select import parse_time
+from influx_archive.archive.sources.source import open_source
 from influx_archive.meta.files import parse_manifest
 
 pytestmark = pytest.mark.interop

@@ -14,7 +14,8 @@ import pytest
 
 DRIVER = r"""
 import os, sys
-from influx_archive.archive import restore, convert, sealed, tarwrite
+from influx_archive.archive.ops import restore, convert, tarwrite
+from influx_archive.archive.sources import sealed
 kind, n = sys.argv[1], int(sys.argv[2])
 count = [0]
 def tick():

@@ -13,10 +13,10 @@ import pytest
 
 import influxd as harness
 from influx_archive.archive.errors import ChecksumError, FormatError
-from influx_archive.archive.sealed import MANIFEST_NAME, pack, unpack
-from influx_archive.archive.shardview import open_shard_reader
-from influx_archive.archive.source import open_source
-from influx_archive.archive.verify import verify
+from influx_archive.archive.sources.sealed import MANIFEST_NAME, pack, unpack
+from influx_archive.archive.sources.shardview import open_shard_reader
+from influx_archive.archive.sources.source import open_source
+from influx_archive.archive.ops.verify import verify
 
 FIXTURES = ["legacy", "portable", "legacy_incremental", "portable_incremental"]
 
@@ -175,9 +175,9 @@ def test_restore_from_archive_is_served_like_the_source(tmp_path, fixtures_dir, 
 def test_parallel_workers_read_the_archive_once(verb, tmp_path, fixtures_dir, monkeypatch) -> None:
     """Workers open shards out of archive order now and then; the archive must still be
     decompressed once (a container passed on the way is spooled ahead), not once per race."""
-    from influx_archive.archive import convert as convert_mod
-    from influx_archive.archive import restore as restore_mod
-    from influx_archive.archive import sealed
+    from influx_archive.archive.ops import convert as convert_mod
+    from influx_archive.archive.ops import restore as restore_mod
+    from influx_archive.archive.sources import sealed
 
     archive = tmp_path / "b.tar.zst"
     pack(fixtures_dir / "legacy", archive)

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 import influxd as harness
-from influx_archive.archive import restore as restore_mod
+from influx_archive.archive.ops import restore as restore_mod
 from influx_archive.archive.errors import TargetError, UsageError
-from influx_archive.archive.restore import execute_restore, plan_restore
-from influx_archive.archive.select import Selection
-from influx_archive.archive.source import open_source
+from influx_archive.archive.ops.restore import execute_restore, plan_restore
+from influx_archive.archive.ops.select import Selection
+from influx_archive.archive.sources.source import open_source
 from influx_archive.meta.files import read_meta_db
 
 pytestmark = pytest.mark.interop

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 import influxd
-from influx_archive.archive.shardview import open_shard_reader
-from influx_archive.archive.source import open_source
+from influx_archive.archive.sources.shardview import open_shard_reader
+from influx_archive.archive.sources.source import open_source
 from influx_archive.tsm import block
 from influx_archive.tsm.keys import parse_series_key, split_key
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hostile_restore as hr
-from influx_archive.archive import restore as restore_mod
+from influx_archive.archive.ops import restore as restore_mod
 from influx_archive.archive.guard import LOCK_NAME, TargetLock
 from influx_archive.cli.main import main
 from influx_archive.meta.files import read_meta_db
@@ -108,7 +108,7 @@ def test_stale_journals_of_this_target_remove_only_their_own_inodes(tmp_path) ->
 
 KILL_DRIVER = r"""
 import os, sys
-from influx_archive.archive import restore
+from influx_archive.archive.ops import restore
 n = int(sys.argv[1])
 count = [0]
 real = restore._Transaction._log
@@ -161,7 +161,7 @@ def test_killed_restore_at_every_journal_step_is_recovered(tmp_path) -> None:
 
 PAUSE_DRIVER = r"""
 import sys
-from influx_archive.archive import restore
+from influx_archive.archive.ops import restore
 real = restore._Transaction.stage_dir
 def stage_dir(self, near):
     sys.stdout.write("staging\n"); sys.stdout.flush()

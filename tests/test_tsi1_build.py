@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from influx_archive.archive import buildtsi
+from influx_archive.archive.ops import buildtsi
 from influx_archive.tsm.tsi1 import index as ix
 from influx_archive.tsm.tsi1 import seriesfile as sf
 from test_trust_tsi1 import _main, run, tree_hash

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from influx_archive.archive.select import parse_time
-from influx_archive.archive.verify import verify
+from influx_archive.archive.ops.select import parse_time
+from influx_archive.archive.ops.verify import verify
 from influx_archive.tsm.reader import TSMReader
 
 

@@ -15,7 +15,7 @@
 come back with their settings, the default RP included) and writes the rest in batches. Every
 line ends with a newline (the importer drops a last line without one).
 
-The data is what the source server served (:func:`~influx_archive.archive.shardview.open_shard_reader`:
+The data is what the source server served (:func:`~influx_archive.archive.sources.shardview.open_shard_reader`:
 tombstones applied, newest file wins, WAL included), filtered by database, RP, measurement and
 ``start <= t <= end`` (inclusive). One line per (series, timestamp) with all its fields; values
 that line protocol cannot carry (NaN, ±Inf floats; strings with a newline, which the importer
@@ -32,18 +32,18 @@ import shutil
 from dataclasses import dataclass, field
 from typing import BinaryIO, Optional
 
-from ..meta.model import shard_group_range
-from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
-from ..tsm.keys import key_slice, measurement_of, split_key
-from ..tsm.shard import RawFrame, ShardReader
-from .errors import ArchiveError, UsageError
+from ...meta.model import shard_group_range
+from ...tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
+from ...tsm.keys import key_slice, measurement_of, split_key
+from ...tsm.shard import RawFrame, ShardReader
+from ..errors import ArchiveError, UsageError
 from .inspect import rfc3339
 from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
-from .progress import ProgressCallback, Reporter
+from ..progress import ProgressCallback, Reporter
 from .select import window_overlaps
-from .shardview import open_shard_reader
-from .source import Shard, Source
-from .output import os_error, plan_file_output, open_output, source_roots, spool
+from ..sources.shardview import open_shard_reader
+from ..sources.source import Shard, Source
+from ..output import os_error, plan_file_output, open_output, source_roots, spool
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1

@@ -33,19 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..meta import files as metafiles
-from ..meta.model import decode_data
-from ..tsm.block import check_block_order, decode_block
-from ..tsm.reader import TSMReader
-from ..tsm.tombstone import read_tombstones
-from ..tsm.wal import WALCorruption, iter_wal
-from .errors import ArchiveError, FormatError, UnsupportedError, UsageError
-from .findings import ERROR, INFO, WARNING, Finding
-from .progress import ProgressCallback, Reporter
-from .sealed import verify_sealed
-from .threads import map_on_cores
+from ...meta import files as metafiles
+from ...meta.model import decode_data
+from ...tsm.block import check_block_order, decode_block
+from ...tsm.reader import TSMReader
+from ...tsm.tombstone import read_tombstones
+from ...tsm.wal import WALCorruption, iter_wal
+from ..errors import ArchiveError, FormatError, UnsupportedError, UsageError
+from ..findings import ERROR, INFO, WARNING, Finding
+from ..progress import ProgressCallback, Reporter
+from ..sources.sealed import verify_sealed
+from ..threads import map_on_cores
 from .tsmcopy import checked_chunks
-from .source import (LEGACY_META_RE, REFUSED_MEMBER, ShardFile, Source, _read_file, is_zstd_file, manifest_file_name,
+from ..sources.source import (LEGACY_META_RE, REFUSED_MEMBER, ShardFile, Source, _read_file, is_zstd_file, manifest_file_name,
                      open_source)
 
 

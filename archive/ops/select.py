@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..meta.model import Data, DatabaseInfo, UserInfo
-from .errors import UsageError
+from ...meta.model import Data, DatabaseInfo, UserInfo
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ it too:
 
 A shard whose data is one TSM file with no tombstone and no WAL, entirely inside the range, is
 copied byte for byte (its header, index and footer checked first); everything else goes through
-:func:`~influx_archive.archive.writeshard.write_shard`, which still copies untouched blocks raw.
+:func:`~influx_archive.archive.ops.writeshard.write_shard`, which still copies untouched blocks raw.
 Shards are processed in parallel (gzip and file I/O release the GIL). The output is built in a
 hidden sibling directory and renamed to ``dest`` only when complete.
 """
@@ -39,19 +39,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..meta import files as metafiles
-from ..meta.model import Data, encode_data
-from ..tsm import naming
-from ..tsm.keys import key_slice
-from ..tsm.reader import TSMReader
-from . import guard
-from .errors import ArchiveError, SourceError, UsageError, show
-from .findings import ERROR, Finding
-from .progress import ProgressCallback, Reporter
+from ...meta import files as metafiles
+from ...meta.model import Data, encode_data
+from ...tsm import naming
+from ...tsm.keys import key_slice
+from ...tsm.reader import TSMReader
+from .. import guard
+from ..errors import ArchiveError, SourceError, UsageError, show
+from ..findings import ERROR, Finding
+from ..progress import ProgressCallback, Reporter
 from .select import Selection, select_meta, window_inside, window_overlaps
-from .shardview import open_shard_reader
-from .source import Shard, Source, open_source
-from .output import building_dir, os_error, plan_dir_output, source_roots
+from ..sources.shardview import open_shard_reader
+from ..sources.source import Shard, Source, open_source
+from ..output import building_dir, os_error, plan_dir_output, source_roots
 from .tarwrite import TarWriter, gzip_writer
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import write_shard

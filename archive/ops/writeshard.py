@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..tsm import naming
-from ..tsm.format import tsmfile as fmt
-from ..tsm.shard import RawFrame, ShardReader
-from ..tsm.writer import TSMWriter
+from ...tsm import naming
+from ...tsm.format import tsmfile as fmt
+from ...tsm.shard import RawFrame, ShardReader
+from ...tsm.writer import TSMWriter
 
 #: influxd starts a new compaction output above this size (compact.go ``maxTSMFileSize``).
 MAX_FILE_BYTES = 2048 * 1024 * 1024

@@ -48,15 +48,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
-from ..meta import files as metafiles
-from ..meta.format import MAX_META_FILE_SIZE
-from ..meta.model import Data, decode_data, shard_group_range
-from ..tsm import naming
-from .errors import ArchiveError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError, UnsupportedError, show
-from .findings import ERROR, WARNING, Finding
-from .streams import SubFile
-from .threads import map_on_cores
-from .untrusted import SparseMember, open_regular, open_tar, probe_regular
+from ...meta import files as metafiles
+from ...meta.format import MAX_META_FILE_SIZE
+from ...meta.model import Data, decode_data, shard_group_range
+from ...tsm import naming
+from ..errors import ArchiveError, FormatError, SourceError, SourceIOError, TargetIOError, TruncatedError, UnsupportedError, show
+from ..findings import ERROR, WARNING, Finding
+from ..streams import SubFile
+from ..threads import map_on_cores
+from ..untrusted import SparseMember, open_regular, open_tar, probe_regular
 
 # ASCII digits only (re.ASCII): influxd parses these numbers with Go's strconv (see tsm.naming).
 LEGACY_META_RE = re.compile(r"^meta\.(\d+)$", re.ASCII)

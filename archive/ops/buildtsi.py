@@ -36,18 +36,18 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from ..tsm import naming
-from ..tsm.keys import series_of
-from ..tsm.reader import TSMReader
-from ..tsm.shard import ShardReader
-from ..tsm.tombstone import TombstoneSet, read_tombstones
-from ..tsm.tsi1 import format as tfmt
-from ..tsm.tsi1 import index as tindex
-from ..tsm.tsi1 import seriesfile as sfmod
-from ..tsm.tsi1 import serieskey
-from ..tsm.wal import Cache
-from .progress import ProgressCallback, Reporter
-from .errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
+from ...tsm import naming
+from ...tsm.keys import series_of
+from ...tsm.reader import TSMReader
+from ...tsm.shard import ShardReader
+from ...tsm.tombstone import TombstoneSet, read_tombstones
+from ...tsm.tsi1 import format as tfmt
+from ...tsm.tsi1 import index as tindex
+from ...tsm.tsi1 import seriesfile as sfmod
+from ...tsm.tsi1 import serieskey
+from ...tsm.wal import Cache
+from ..progress import ProgressCallback, Reporter
+from ..errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
 
 Progress = Optional[ProgressCallback]
 

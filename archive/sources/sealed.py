@@ -15,7 +15,7 @@ that is both a file and a directory); tar headers are read with bounds (:mod:`.u
 names the archive and the member as ``ARCHIVE.tar.zst::member`` — never the private spool, whose
 paths are shown that way too (:func:`~influx_archive.archive.errors.register_display_prefix`).
 
-``open_sealed`` exposes an archive as a :class:`~influx_archive.archive.source.Source` of its inner
+``open_sealed`` exposes an archive as a :class:`~influx_archive.archive.sources.source.Source` of its inner
 kind without extracting it: metadata files are kept in a private temporary directory, shard files
 are spooled one container at a time while a shard is open and deleted afterwards.
 
@@ -43,14 +43,14 @@ from typing import BinaryIO, Iterator, Optional
 
 import zstandard
 
-from .errors import (ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TargetIOError,
+from ..errors import (ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TargetIOError,
                      TruncatedError, UnsupportedError, UsageError, register_display_prefix, show)
-from .findings import Finding
-from .progress import ProgressCallback, Reporter
+from ..findings import Finding
+from ..progress import ProgressCallback, Reporter
 from .source import Shard, Source, open_source
-from .output import Output, building_dir, make_spool, open_output, os_error, plan_dir_output, plan_file_output, remove_spool, source_roots, spool
-from .tarwrite import TarWriter
-from .untrusted import SparseMember, open_regular, open_tar
+from ..output import Output, building_dir, make_spool, open_output, os_error, plan_dir_output, plan_file_output, remove_spool, source_roots, spool
+from ..ops.tarwrite import TarWriter
+from ..untrusted import SparseMember, open_regular, open_tar
 
 MANIFEST_NAME = "INFLUX-ARCHIVE.json"
 FORMAT = "influx-archive-sealed"
@@ -86,7 +86,7 @@ class PackResult:
 
 
 def _rfc3339(ns: int) -> str:
-    from .inspect import rfc3339
+    from ..ops.inspect import rfc3339
 
     return rfc3339(ns)
 
@@ -147,7 +147,7 @@ def pack(
                     if isinstance(src, SealedSource):
                         unpack(src.archive, work / "backup")
                     else:
-                        from .convert import convert
+                        from ..ops.convert import convert
 
                         convert(src, work / "backup", to="portable")
                 except TargetIOError as exc:  # the intermediate backup is the target's business

@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Optional
 
-from ..tsm.keys import series_of
-from .errors import ArchiveError
-from .findings import ERROR, Finding
-from .progress import ProgressCallback, Reporter
-from .shardview import open_shard_reader, shard_index_summary
-from .source import Shard, Source
+from ...tsm.keys import series_of
+from ..errors import ArchiveError
+from ..findings import ERROR, Finding
+from ..progress import ProgressCallback, Reporter
+from ..sources.shardview import open_shard_reader, shard_index_summary
+from ..sources.source import Shard, Source
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 

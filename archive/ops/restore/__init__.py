@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from ..meta import files as metafiles
-from ..meta.model import (
+from ....meta import files as metafiles
+from ....meta.model import (
     Data,
     DatabaseInfo,
     RetentionPolicyInfo,
@@ -75,23 +75,23 @@ from ..meta.model import (
     encode_data,
     shard_group_sort_key,
 )
-from ..tsm import naming
-from ..tsm.reader import TSMReader
-from . import staging
-from .errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError, format_where, show
-from . import guard
-from .guard import TargetLock
-from .output import refuse_dirs_inside_source
-from .untrusted import open_tar
-from .findings import ERROR, Finding
-from .progress import ProgressCallback, Reporter
-from .select import Selection, max_ids, select_meta
-from .staging import pid_alive
+from ....tsm import naming
+from ....tsm.reader import TSMReader
+from ... import staging
+from ...errors import ArchiveError, ChecksumError, FormatError, TargetError, TruncatedError, UsageError, format_where, show
+from ... import guard
+from ...guard import TargetLock
+from ...output import refuse_dirs_inside_source
+from ...untrusted import open_tar
+from ...findings import ERROR, Finding
+from ...progress import ProgressCallback, Reporter
+from ..select import Selection, max_ids, select_meta
+from ...staging import pid_alive
 
 if TYPE_CHECKING:
-    from ..tsm.wal import Cache
-from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
-from .source import Shard, ShardFile, Source
+    from ....tsm.wal import Cache
+from ..tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
+from ...sources.source import Shard, ShardFile, Source
 
 DIR_MODE_DB = 0o700  # data/<db>, data/<db>/<rp>
 DIR_MODE_SHARD = 0o755
@@ -1232,8 +1232,8 @@ def _stage_shard(
     spool = f"/proc/self/fd/{_STAGE_FDS[data_stage]}"
     spool_dir = spool if os.path.isdir(spool) else str(data_stage)
     if sp.rewrite is not None:
-        from .shardview import open_shard_reader
-        from .writeshard import write_shard
+        from ...sources.shardview import open_shard_reader
+        from ..writeshard import write_shard
 
         with open_shard_reader(plan.source, sp.shard, tmpdir=spool_dir) as reader:
             written = write_shard(reader, sdir, *sp.rewrite)
@@ -1263,7 +1263,7 @@ def _stage_shard(
                 nfiles += 1
                 nbytes += wrote
         if sp.flush_wal or sp.wal_dir is not None:
-            from .shardview import replay_wal  # only live sources have a WAL to replay
+            from ...sources.shardview import replay_wal  # only live sources have a WAL to replay
 
             cache = replay_wal(opened, sp.shard, salvage=salvaged is not None, findings=salvaged)
         if sp.flush_wal:
@@ -1341,7 +1341,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
     Errors writing the staging area are OSErrors, as everywhere in the restore."""
     import tarfile
 
-    from .source import GZIP_ERRORS, tar_error, gzip_open
+    from ...sources.source import GZIP_ERRORS, tar_error, gzip_open
 
     done: set[str] = set()
     by_container: dict[str, dict[str, FilePlan]] = {}
@@ -1401,7 +1401,7 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optiona
     intact = dest.with_name(dest.name + ".intact")  # salvage: the intact blocks, renamed to dest
     try:
         if f.kind == "tombstone":
-            from ..tsm.tombstone import read_tombstones
+            from ....tsm.tombstone import read_tombstones
 
             read_tombstones(stream, name=f.origin)
             if not in_place:
@@ -1514,7 +1514,7 @@ def _flush_cache(cache: Cache, dest: Path) -> int:
     if not keys:
         return 0
     with _create_staged(dest) as out:
-        from ..tsm.writer import TSMWriter
+        from ....tsm.writer import TSMWriter
 
         w = TSMWriter(out)
         for key in keys:

@@ -14,10 +14,10 @@ import struct
 import zlib
 from typing import BinaryIO, Callable, Iterator, Optional
 
-from ..tsm.block import count_values_at
-from ..tsm.reader import IndexEntry, TSMReader
-from ..tsm.writer import TSMWriter
-from .errors import ArchiveError, ChecksumError, FormatError, TruncatedError, show
+from ...tsm.block import count_values_at
+from ...tsm.reader import IndexEntry, TSMReader
+from ...tsm.writer import TSMWriter
+from ..errors import ArchiveError, ChecksumError, FormatError, TruncatedError, show
 
 try:  # ISA-L's CRC32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices
     from isal.isal_zlib import crc32 as _crc32

@@ -14,13 +14,13 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from ..tsm.keys import series_of
-from ..tsm.reader import TSMReader
-from ..tsm.shard import ShardReader
-from ..tsm.tombstone import Tombstone, TombstoneSet, read_tombstones
-from ..tsm.wal import Cache
-from .errors import ArchiveError
-from .findings import Finding
+from ...tsm.keys import series_of
+from ...tsm.reader import TSMReader
+from ...tsm.shard import ShardReader
+from ...tsm.tombstone import Tombstone, TombstoneSet, read_tombstones
+from ...tsm.wal import Cache
+from ..errors import ArchiveError
+from ..findings import Finding
 from .source import OpenShard, Shard, Source
 
 

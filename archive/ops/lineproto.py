@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from ..tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
+from ...tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 
 _FIELD_KEY = str.maketrans({",": "\\,", '"': '\\"', " ": "\\ ", "=": "\\="})
 _STRING = str.maketrans({"\\": "\\\\", '"': '\\"'})

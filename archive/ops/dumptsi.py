@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from ..tsm.tsi1 import format as tfmt
-from ..tsm.tsi1 import index as tindex
-from ..tsm.tsi1 import seriesfile as sfmod
-from ..tsm.tsi1 import serieskey
-from .errors import FormatError, SourceError
+from ...tsm.tsi1 import format as tfmt
+from ...tsm.tsi1 import index as tindex
+from ...tsm.tsi1 import seriesfile as sfmod
+from ...tsm.tsi1 import serieskey
+from ..errors import FormatError, SourceError
 
 
 def _resolve(path: str, series_file: Optional[str]) -> tuple[Optional[str], Optional[str]]:

@@ -9,13 +9,13 @@ import contextlib
 import fnmatch
 from typing import Iterator, Optional
 
-from ..tsm.block import BLOCK_TYPE_NAMES, block_sections, count_values
-from ..tsm.format import tsmfile as fmt
-from ..tsm.reader import TSMReader
-from ..tsm.wal import DeleteEntry, DeleteRangeEntry, WALCorruption, WriteEntry, iter_wal
-from .errors import ArchiveError, FormatError, SourceError, UsageError
+from ...tsm.block import BLOCK_TYPE_NAMES, block_sections, count_values
+from ...tsm.format import tsmfile as fmt
+from ...tsm.reader import TSMReader
+from ...tsm.wal import DeleteEntry, DeleteRangeEntry, WALCorruption, WriteEntry, iter_wal
+from ..errors import ArchiveError, FormatError, SourceError, UsageError
 from .inspect import rfc3339
-from .source import ShardFile, open_source
+from ..sources.source import ShardFile, open_source
 
 _TS_ENC = {0: "raw", 1: "simple8b", 2: "rle"}
 #: value encodings per block type (TSM_WAL.md §2)
