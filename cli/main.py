@@ -236,12 +236,14 @@ def _exit_if_terminated() -> None:
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app, map every error to a one-line message and exit code.
     Whatever happens, no sealed archive's spool directory is left behind."""
+    from ..archive.output import remove_temporaries
     from ..archive.sources.sealed import close_open_archives
 
     try:
         _main(argv)
     finally:
         close_open_archives()
+        remove_temporaries()
 
 
 def _main(argv: Optional[list[str]]) -> None:
