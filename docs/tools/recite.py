@@ -33,7 +33,7 @@ TARGET = "docs/formats.md#"
 DOC_NAMES = {"TSM_WAL": "TSM_WAL.md", "BACKUP_META": "BACKUP_META.md"}
 LEFTOVER = re.compile(r"TSM_WAL|BACKUP_META|ONLINE\.md|shared/")
 SEC = r"§\s?\d+(?:\.\d+)?"
-ITEM = rf"{SEC}(?:\s*[-–]\s*{SEC})?"
+ITEM = rf"{SEC}(?:\s*[-\u2013]\s*{SEC})?"
 GENERIC = re.compile(rf"(?P<doc>TSM_WAL|BACKUP_META)(?:\.md)?`?\s+(?P<list>{ITEM}(?:,\s*{ITEM})*)")
 BARE = re.compile(rf"(?<![\w.`])(?P<list>{ITEM}(?:,\s*{ITEM})*)")
 
@@ -64,7 +64,7 @@ def anchors_for(listing: str, table: dict[str, str]) -> list[str] | None:
     """Anchors for '§a, §b-§c' in one document's section table; None if a section is unknown."""
     out: list[str] = []
     for item in re.split(r",\s*", listing.strip()):
-        ends = [e.strip().lstrip("§").strip() for e in re.split(r"\s*[-–]\s*", item)]
+        ends = [e.strip().lstrip("§").strip() for e in re.split(r"\s*[-\u2013]\s*", item)]
         if any(e not in table for e in ends):
             return None
         if len(ends) == 1:
