@@ -752,7 +752,7 @@ def test_legacy_names() -> None:
     p = files.parse_legacy_shard_file_name("my.db.auto.gen.00004.00")
     assert p is not None and p.db_rp is None and p.shard_id == 4
     assert p.candidates == (("my", "db.auto.gen"), ("my.db", "auto.gen"), ("my.db.auto", "gen"))
-    p = files.parse_legacy_shard_file_name("..00010.00")  # -shard alone (quirk 26)
+    p = files.parse_legacy_shard_file_name("..00010.00")  # -shard alone (docs/formats.md#backup-selection)
     assert p is not None and p.db_rp == ("", "") and p.shard_id == 10
     for name in ("meta.00", "db1.hourly.00010.00.pending", "db1.00010.00", "db1.hourly.0010.00",
                  "db1.hourly.00010.0", "db1.hourly.00010.0a", "x"):
