@@ -108,7 +108,7 @@ T0 = struct.pack(">q", 1_790_000_000_000_000_000)
 
 
 def ts_rle(count: int, scale: int = 0, delta: int = 1) -> bytes:
-    """Timestamp section, RLE (TSM_WAL.md §2.1): header 0x2D, t0, uvarint delta, uvarint count."""
+    """Timestamp section, RLE (docs/formats.md#timestamp-encoding): header 0x2D, t0, uvarint delta, uvarint count."""
     return bytes((0x20 | scale,)) + T0 + uvarint(delta) + uvarint(count)
 
 

@@ -87,12 +87,14 @@ INDEX_ONLY = frozenset({"inspect"})
 
 
 def _index_offset(data: bytes) -> int:
-    """Where the index starts: the footer, the file's last 8 bytes, big-endian (§1.1, §1.6)."""
+    """Where the index starts: the footer, the file's last 8 bytes, big-endian
+    (docs/formats.md#tsm-file, #tsm-footer)."""
     return struct.unpack(">Q", data[-8:])[0]
 
 
 def _first_index_record(data: bytes) -> tuple[int, int, int, int, int]:
-    """(key_len offset, key_len, type offset, count offset, first entry offset) of the first index record (§1.5)."""
+    """(key_len offset, key_len, type offset, count offset, first entry offset) of the first index
+    record (docs/formats.md#tsm-index)."""
     io_ = _index_offset(data)
     klen = struct.unpack(">H", data[io_ : io_ + 2])[0]
     t = io_ + 2 + klen
@@ -100,7 +102,8 @@ def _first_index_record(data: bytes) -> tuple[int, int, int, int, int]:
 
 
 def _first_entry(data: bytes) -> tuple[int, int, int]:
-    """(entry offset, block offset, block size) of the first index entry (§1.5: min,max,offset,size)."""
+    """(entry offset, block offset, block size) of the first index entry
+    (docs/formats.md#tsm-index: min,max,offset,size)."""
     *_, e = _first_index_record(data)
     off = struct.unpack(">Q", data[e + 16 : e + 24])[0]
     size = struct.unpack(">I", data[e + 24 : e + 28])[0]
@@ -108,7 +111,7 @@ def _first_entry(data: bytes) -> tuple[int, int, int]:
 
 
 def _raw_tsm(key: bytes, block_type: int, blocks: list[tuple[list[int], list]]) -> bytes:
-    """A one-key TSM file laid out by hand (§1.1-§1.6) with index entries in the given order and no
+    """A one-key TSM file laid out by hand (docs/formats.md#tsm-file) with index entries in the given order and no
     ordering or overlap checks (the project's writer refuses both)."""
     out = bytearray(b"\x16\xd1\x16\xd1\x01")
     entries = []
@@ -294,7 +297,7 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
     b.legacy_tar("tar_truncated_header", lambda ms: ms, DAMAGED, "db1.autogen.00002.00", raw=lambda data: data[:300])
     b.legacy_tar("tar_truncated_member", lambda ms: ms, DAMAGED, "db1.autogen.00002.00", raw=lambda data: data[:2000])
 
-    # --- TSM (§1): truncated at each section boundary, bit flips, bad lengths
+    # --- TSM (docs/formats.md#tsm-file): truncated at each section boundary, bit flips, bad lengths
     def cut(n: Callable[[bytes], int]) -> Callable[[bytes], bytes]:
         return lambda d: d[: n(d)]
 
@@ -331,7 +334,7 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
                                                                         ([t0 + 1, t0 + 2], [1.0, 2.0])]),
                codes=OK | DAMAGED)  # influxd does not check the order; reporting it is also fine
 
-    # --- WAL (§2): a torn tail is tolerated (warning); a damaged header is reported
+    # --- WAL (docs/formats.md#wal): a torn tail is tolerated (warning); a damaged header is reported
     d = b.copy("wal_torn_tail", "live")
     w = d / "wal/db1/autogen/4/_00004.wal"
     w.write_bytes(w.read_bytes()[:-7])
@@ -346,10 +349,10 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
     w.write_bytes(b"\x01" + b"\xff\xff\xff\x7f" + b"x" * 40)
     b.add("wal_garbage", d, DAMAGED | OK, "_00004.wal", lenient=INDEX_ONLY)
 
-    # --- tombstones (§3)
-    # An unknown header is read as a v1 tombstone (v1 has no header: newline-separated keys, §3),
-    # exactly as influxd 1.6.7 does (tsdb/engine/tsm1/tombstone.go, readTombstone falls back to
-    # readTombstoneV1), so it must succeed.
+    # --- tombstones (docs/formats.md#tombstones)
+    # An unknown header is read as a v1 tombstone (v1 has no header: newline-separated keys,
+    # docs/formats.md#tombstone-formats), exactly as influxd 1.6.7 does (tsdb/engine/tsm1/tombstone.go,
+    # readTombstone falls back to readTombstoneV1), so it must succeed.
     for nm, dmg, codes in (("tombstone_truncated", lambda t: t[:6], DAMAGED),
                            ("tombstone_bad_header", lambda t: b"\xff" * 4 + t[4:], OK),
                            ("tombstone_bitflip", lambda t: _flip(t, len(t) // 2), DAMAGED)):
@@ -358,7 +361,8 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
         t.write_bytes(dmg(t.read_bytes()))
         b.add(nm, d, codes, t.name, lenient=INDEX_ONLY)
 
-    # v4 tombstone (§3) whose gzip body inflates to 300 MiB: refused past the decompression limit
+    # v4 tombstone (docs/formats.md#tombstone-formats) whose gzip body inflates to 300 MiB: refused
+    # past the decompression limit
     d = b.copy("tombstone_gzip_bomb", "live")
     t = d / "data/db1/autogen/2/000000001-000000001.tombstone"
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -366,7 +370,7 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
     t.write_bytes(b"\x00\x00\x15\x04" + b"".join([*(comp.compress(zero) for _ in range(300)), comp.flush()]))
     b.add("tombstone_gzip_bomb", d, DAMAGED | frozenset({3}), t.name, lenient=INDEX_ONLY)
 
-    # --- meta.NN frame and meta.db (BACKUP_META.md)
+    # --- meta.NN frame and meta.db (docs/formats.md#meta-nn, #meta-db)
     for nm, dmg in (("metann_empty", lambda m: b""), ("metann_trunc_magic", lambda m: m[:5]),
                     ("metann_trunc_frame", lambda m: m[:12]), ("metann_trunc_data", lambda m: m[: len(m) // 2]),
                     ("metann_len_huge", lambda m: m[:8] + b"\x7f\xff\xff\xff\xff\xff\xff\xff" + m[16:]),
@@ -445,8 +449,8 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
 
 
 def _retype_first_block(d: bytes) -> bytes:
-    """Change the first block's type nibble (§1.4) to a different type and fix its CRC, so only the
-    type disagrees with the index record."""
+    """Change the first block's type nibble (docs/formats.md#tsm-blocks) to a different type and fix
+    its CRC, so only the type disagrees with the index record."""
     _, off, size = _first_entry(d)
     block = bytearray(d[off + 4 : off + size])
     old = block[0] >> 4

@@ -1,6 +1,6 @@
-"""TSM block bytes (TSM_WAL.md §1.3-§1.4, §6, §7.2-§7.3).
+"""TSM block bytes (docs/formats.md#tsm-blocks, #edge-cases, #examples).
 
-* the annotated real block of §7.2, byte for byte and with its CRC;
+* the annotated real block of docs/formats.md#example-tsm-file, byte for byte and with its CRC;
 * influxd's own encoder: ``tests/vectors/blocks.jsonl.gz`` was written by
   ``tests/vectors/gen_vectors.go`` (linked against the installed influxd 1.6.7 ``tsm1`` package);
   every block must decode to the generator's input and re-encode to the same bytes;
@@ -41,7 +41,7 @@ def same_values(block_type: int, a: list, b: list) -> bool:
     return a == b and [type(x) for x in a] == [type(x) for x in b]
 
 
-# --- the real block of TSM_WAL.md §7.2 -----------------------------------------------------------
+# --- the real block of docs/formats.md#example-tsm-file -----------------------------------------
 
 SPEC_FILE = bytes.fromhex(
     "16d116d101f24b66dc00111a18e9e659d5f60000e00001f3c0000001"
@@ -64,7 +64,8 @@ def test_spec_annotated_block() -> None:
 
 
 def test_spec_rle_block_prefix() -> None:
-    # §2.1: first block of cpu,host=a usage: type 00, ts_len 0c, RLE section, float header and 0.0.
+    # docs/formats.md#timestamp-encoding: first block of cpu,host=a usage: type 00, ts_len 0c, RLE
+    # section, float header and 0.0.
     ts = [T0 + i * 10 * 10**9 for i in range(1000)]
     encoded = block.encode_block(block.FLOAT, ts, [0.0] + [1.0] * 999)
     assert encoded.startswith(bytes.fromhex("000c2a18e9e659d5f6000001e80710" "0000000000000000"))
@@ -196,10 +197,10 @@ def test_block_round_trip(case: tuple[int, list[int], list]) -> None:
 @pytest.mark.parametrize("block_type, value", [(0, 1.5), (1, -7), (2, True), (3, b"x"), (4, UINT64_MAX)])
 def test_one_and_two_values(block_type: int, value: object) -> None:
     one = block.encode_block(block_type, [-5], [value])
-    assert one[1:3] == bytes((9, 0x1C))  # §6: single timestamp packed with D = 12
+    assert one[1:3] == bytes((9, 0x1C))  # docs/formats.md#edge-cases: single timestamp packed with D = 12
     assert block.decode_block(one) == (block_type, [-5], [value])
     two = block.encode_block(block_type, [INT64_MIN + 2, INT64_MAX - 2], [value, value])
-    assert two[2] >> 4 == 2  # §6: two timestamps are always RLE
+    assert two[2] >> 4 == 2  # docs/formats.md#edge-cases: two timestamps are always RLE
     assert block.decode_block(two) == (block_type, [INT64_MIN + 2, INT64_MAX - 2], [value, value])
 
 

@@ -1,8 +1,9 @@
-"""Block value codecs (TSM_WAL.md §2): spec examples byte for byte, hypothesis round trips, and
-strict decoding of damaged sections.
+"""Block value codecs (docs/formats.md#block-encodings): spec examples byte for byte, hypothesis
+round trips, and strict decoding of damaged sections.
 
-Expected bytes come from the spec's verified examples (§2.1, §2.3, §7.2) or are built here from
-the format rules by hand (bit strings, snappy literal tags), never from the code under test.
+Expected bytes come from real examples (docs/formats.md#timestamp-encoding, #integer-encoding,
+#example-tsm-file) or are built here from the format rules by hand (bit strings, snappy literal
+tags), never from the code under test.
 The cross-check against influxd's own Go encoder is in test_block.py.
 """
 
@@ -20,7 +21,7 @@ from influx_archive.tsm.codec import booleans, floats, integers, simple8b, strin
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 UINT64_MAX = (1 << 64) - 1
-T0 = 1795219200000000000  # 2026-11-21T00:00:00Z, the lab data of TSM_WAL.md §7
+T0 = 1795219200000000000  # 2026-11-21T00:00:00Z, the data of docs/formats.md#examples
 
 
 def bits(s: str) -> bytes:
@@ -79,7 +80,7 @@ def test_varint_errors() -> None:
 # --- simple8b ---------------------------------------------------------------------------------
 
 def test_simple8b_spec_word() -> None:
-    # TSM_WAL.md §7.2: selector 14 (2 x 30 bits), value0 = 1, value1 = 1999.
+    # docs/formats.md#example-tsm-file: selector 14 (2 x 30 bits), value0 = 1, value1 = 1999.
     word = bytes.fromhex("e00001f3c0000001")
     assert simple8b.encode_windowed([1, 1999]) == word
     assert simple8b.encode_all([1, 1999]) == word
@@ -89,7 +90,7 @@ def test_simple8b_spec_word() -> None:
 
 
 def test_simple8b_runs_of_one() -> None:
-    # Selectors 0/1 stand for 240/120 ones (§2.0).
+    # Selectors 0/1 stand for 240/120 ones (docs/formats.md#simple8b).
     assert simple8b.encode_all([1] * 240) == bytes(8)
     assert simple8b.encode_all([1] * 120) == bytes.fromhex("1000000000000000")
     # 60 ones in one-bit fields: selector 2, payload all ones.
@@ -134,7 +135,7 @@ def test_simple8b_count_rejects_partial_word() -> None:
 # --- timestamps -------------------------------------------------------------------------------
 
 def test_timestamps_spec_rle() -> None:
-    # §2.1: 1000 points every 10 s -> RLE, D = 10, delta 1, count 1000.
+    # docs/formats.md#timestamp-encoding: 1000 points every 10 s -> RLE, D = 10, delta 1, count 1000.
     ts = [T0 + i * 10_000_000_000 for i in range(1000)]
     section = bytes.fromhex("2a18e9e659d5f6000001e807")
     assert timestamps.encode(ts) == section
@@ -142,14 +143,14 @@ def test_timestamps_spec_rle() -> None:
 
 
 def test_timestamps_spec_single() -> None:
-    # §2.1: a single timestamp is packed with D = 12 and no words.
+    # docs/formats.md#timestamp-encoding: a single timestamp is packed with D = 12 and no words.
     section = bytes.fromhex("1c18e9e659dd51cd15")
     assert timestamps.encode([1795219200123456789]) == section
     assert timestamps.decode(section, max_count=1) == [1795219200123456789]
 
 
 def test_timestamps_spec_raw() -> None:
-    # §2.1: deltas above 2^60 - 1 force raw; raw stores t0 then unscaled deltas.
+    # docs/formats.md#timestamp-encoding: deltas above 2^60 - 1 force raw; raw stores t0 then unscaled deltas.
     ts = [1 << 61, (1 << 61) + 5, (1 << 63) - 2]
     section = bytes.fromhex("00" "2000000000000000" "0000000000000005" "5ffffffffffffff9")
     assert timestamps.encode(ts) == section
@@ -157,7 +158,7 @@ def test_timestamps_spec_raw() -> None:
 
 
 def test_timestamps_spec_packed() -> None:
-    # §7.2: t0, t0 + 10 s, t0 + 20000 s -> packed, D = 10, one selector-14 word (1, 1999).
+    # docs/formats.md#example-tsm-file: t0, t0 + 10 s, t0 + 20000 s -> packed, D = 10, one selector-14 word (1, 1999).
     ts = [T0, T0 + 10_000_000_000, T0 + 20_000_000_000_000]
     section = bytes.fromhex("1a18e9e659d5f60000e00001f3c0000001")
     assert timestamps.encode(ts) == section
@@ -165,7 +166,7 @@ def test_timestamps_spec_packed() -> None:
 
 
 def test_timestamps_two_values_always_rle() -> None:
-    # §6: even a delta of 2^62 (not divisible by 10: D = 0) is RLE, as a 9-byte uvarint.
+    # docs/formats.md#edge-cases: even a delta of 2^62 (not divisible by 10: D = 0) is RLE, as a 9-byte uvarint.
     section = bytes.fromhex("20" "0000000000000000" "808080808080808040" "02")
     assert timestamps.encode([0, 1 << 62]) == section
     assert timestamps.decode(section, max_count=2) == [0, 1 << 62]
@@ -242,7 +243,7 @@ SENTINEL = 0x7FF8000000000001
 
 
 def test_floats_spec_stream() -> None:
-    # §7.2: 1001.0, 1002.0, 1003.0 and the annotated bit stream.
+    # docs/formats.md#example-tsm-file: 1001.0, 1002.0, 1003.0 and the annotated bit stream.
     section = bytes.fromhex("10" "408f480000000000" "e61738befddd600000000004")
     assert floats.encode([1001.0, 1002.0, 1003.0]) == section
     assert floats.decode(section, 3) == [1001.0, 1002.0, 1003.0]
@@ -258,7 +259,7 @@ def test_floats_spec_stream() -> None:
 
 
 def test_floats_single_value() -> None:
-    # §6: one value = its 64 bits, then the sentinel encoded as a value (x = 1.0 ^ sentinel has
+    # docs/formats.md#edge-cases: one value = its 64 bits, then the sentinel encoded as a value (x = 1.0 ^ sentinel has
     # 1 leading zero, 0 trailing: new window L = 1, S = 63).
     x = f64bits(1.0) ^ SENTINEL
     expected = b"\x10" + bits(format(f64bits(1.0), "064b") + "1 1 00001 111111" + format(x, "064b")[1:])
@@ -361,7 +362,7 @@ def test_floats_damaged() -> None:
 # --- integers / unsigned ----------------------------------------------------------------------
 
 def test_integers_spec_rle() -> None:
-    # §2.3: 0, 7, ..., 2093 (300 values): RLE, z0 = 0, delta zigzag 14, count n - 1 = 299.
+    # docs/formats.md#integer-encoding: 0, 7, ..., 2093 (300 values): RLE, z0 = 0, delta zigzag 14, count n - 1 = 299.
     values = list(range(0, 2094, 7))
     section = bytes.fromhex("20" "0000000000000000" "0e" "ab02")
     assert integers.encode(values) == section

@@ -87,7 +87,7 @@ def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fix
         assert len(data) == end + 1024
 
     expected = harness.without_dead_fields(truth("portable"))
-    # offline, the documented way: one run per database (BACKUP_META §4.1)
+    # offline, the documented way: one run per database (docs/formats.md#offline-restore)
     root = tmp_path / "offline"
     for db in ("db1", "db2"):
         proc = harness.restore_offline(out, root / "meta", root / "data", "-database", db)
@@ -95,7 +95,7 @@ def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fix
     server = influxd_factory(root)
     # influxd's own bug: shard 10 (db1.hourly 05:00-06:00) is unpacked into directory "1", where it
     # shadows or is shadowed by shard 1 (db1.autogen, 10-26..11-02): whichever opens last wins
-    # (BACKUP_META §4.1, §7.4). Compare everything else exactly.
+    # (docs/formats.md#offline-restore, #restored-server). Compare everything else exactly.
     lost = [
         (parse_time("2026-10-26T00:00:00Z"), parse_time("2026-11-01T23:59:59.999999999Z")),
         (parse_time("2026-11-24T05:00:00Z"), parse_time("2026-11-24T05:59:59.999999999Z")),

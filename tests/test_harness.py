@@ -178,7 +178,7 @@ def test_server_on_copy_of_live_serves_live_truth(influxd_factory, fixtures_dir:
 
 
 def test_offline_restore_of_legacy_reproduces_shard_10_bug(fixtures_dir: Path, tmp_path: Path, influxd_factory, truth) -> None:
-    """Why this project exists (BACKUP_META.md §4.1 step 2, quirk 6): ``influxd restore`` strips
+    """Why this project exists (docs/formats.md#offline-restore): ``influxd restore`` strips
     leading AND trailing zeros from the shard ID in ``db1.hourly.00010.00``, so shard 10's files
     land in ``data/db1/hourly/1``, a directory no metastore entry points to. After the "successful"
     restore the hour 2026-11-24T05:00-06:00 of db1.hourly is silently empty."""
@@ -207,9 +207,9 @@ def test_offline_restore_of_legacy_reproduces_shard_10_bug(fixtures_dir: Path, t
     assert res == []  # no rows at all: the data is on disk but invisible
 
     # Worse, data/db1/autogen/1 (shard 1) and the misplaced data/db1/hourly/1 now share ID 1 and
-    # influxd keeps whichever opened last (§7.4). Depending on the run, either all else is intact,
-    # or shard 1 serves the hourly files: its 144 cpu points of 2026-11-01 vanish and the 60 lost
-    # temp points show up in the wrong RP, db1.autogen.
+    # influxd keeps whichever opened last (docs/formats.md#restored-server). Depending on the run,
+    # either all else is intact, or shard 1 serves the hourly files: its 144 cpu points of
+    # 2026-11-01 vanish and the 60 lost temp points show up in the wrong RP, db1.autogen.
     others = [d for d in diffs if d not in hourly]
     if others:
         missing_cpu = [d for d in others if d.startswith("db1.autogen cpu,host=") and "(2026-11-01T" in d

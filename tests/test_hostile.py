@@ -192,7 +192,7 @@ def test_corpus_covers_every_family(corpus: dict[str, Case]) -> None:
 
 
 def test_meta_nn_cut_in_header_is_one_line(corpus: dict[str, Case]) -> None:
-    """Regression: a meta.NN cut inside its 16-byte magic+length header (BACKUP_META.md meta.NN frame)
+    """Regression: a meta.NN cut inside its 16-byte magic+length header (docs/formats.md#meta-nn)
     used to put Construct's multi-line message into the error. Cut at byte 12: 12 bytes left at offset 0."""
     case = corpus["metann_trunc_frame"]
     code, out, err = _run_inprocess(["inspect", str(case.path)])

@@ -1,8 +1,9 @@
-"""Tests of the metastore package (``meta/``): BACKUP_META.md §1, §2.2, §3.2, §3.3, §9.
+"""Tests of the metastore package (``meta/``): docs/formats.md#metastore, #meta-nn, #portable-meta,
+#manifest, #influxd-restore.
 
 Where expected values come from:
 
-* ``SPEC_*``: the verified hex examples of BACKUP_META.md.
+* ``SPEC_*``: hex examples of files influxd 1.6.7 wrote (docs/formats.md#metastore, #meta-nn, #manifest).
 * ``GO_*``: produced by influxd 1.6.7's own encoder, a throw-away Go program linking the
   installed packages (``services/meta/internal`` generated gogo code + ``github.com/gogo/protobuf
   /proto``, ``services/meta.Data.MarshalBinary``, ``backup_util.PortablePacker.MarshalBinary``,
@@ -58,19 +59,19 @@ H = bytes.fromhex
 # --------------------------------------------------------------------------------------------
 # reference bytes
 
-#: §1.1: a fresh server's meta.db (20 bytes).
+#: docs/formats.md#meta-db: a fresh server's meta.db (20 bytes).
 SPEC_FRESH = H("0800 1001 1883 fb9c 97f5 d2b2 fe7a 3800 4000 4800")
-#: §1.4: one ShardGroupInfo of a real meta.db.
+#: docs/formats.md#metastore-data: one ShardGroupInfo of a real meta.db.
 SPEC_SHARD_GROUP = H(
     "08 01 10 80 80 c0 9f b1 e8 fa f0 18 18 80 80 e4 e8 b0 aa 84 f2 18 20 00 2a 02 08 01"
 )
-#: §1.4: the head (Term, Index, ClusterID) and tail (MaxNodeID, MaxShardGroupID, MaxShardID) of
-#: a real meta.Data.
+#: docs/formats.md#metastore-data: the head (Term, Index, ClusterID) and tail (MaxNodeID,
+#: MaxShardGroupID, MaxShardID) of a real meta.Data.
 SPEC_DATA_HEAD = H("08 00 10 1e 18 fc 93 97 d1 b2 d6 ce c8 43")
 SPEC_DATA_TAIL = H("38 00 40 12 48 12")
-#: §2.2: first 16 bytes of a real meta.00 (magic, L = 966).
+#: docs/formats.md#meta-nn: first 16 bytes of a real meta.00 (magic, L = 966).
 SPEC_META_NN_HEAD = H("0000 0000 5959 0101 0000 0000 0000 03c6")
-#: §3.3: a real manifest (one shard).
+#: docs/formats.md#manifest: a real manifest (one shard).
 SPEC_MANIFEST = b"""{
   "meta": {
     "fileName": "20261125T015827Z.meta",
@@ -185,7 +186,7 @@ def test_shard_group_spec_1_4() -> None:
 
 
 def test_user_spec_1_4_keeps_privilege_order() -> None:
-    bcrypt = b"$2a$10$" + b"A" * 53  # §1.4 elides the 60-char hash; any 60 bytes do
+    bcrypt = b"$2a$10$" + b"A" * 53  # docs/formats.md#metastore-data elides the 60-char hash; any 60 bytes do
     raw = (
         H("0a06") + b"reader" + H("123c") + bcrypt + H("1800")
         + H("22070a03") + b"db2" + H("1003") + H("22070a03") + b"db1" + H("1001")
@@ -216,7 +217,7 @@ def test_meta_nn_frame_spec_2_2() -> None:
     parsed = files.parse_meta_nn(frame)
     assert parsed.blob == SPEC_FRESH and parsed.node_json == b"null\n"
     assert parsed.data == decode_data(SPEC_FRESH)
-    # the real head of §2.2 (L = 966) on a file too short for it
+    # the real head of docs/formats.md#meta-nn (L = 966) on a file too short for it
     with pytest.raises(TruncatedError) as ei:
         files.parse_meta_nn(SPEC_META_NN_HEAD + bytes(100), path="meta.00")
     assert ei.value.offset == 8 and "966" in str(ei.value)
@@ -751,7 +752,7 @@ def test_legacy_names() -> None:
     p = files.parse_legacy_shard_file_name("my.db.auto.gen.00004.00")
     assert p is not None and p.db_rp is None and p.shard_id == 4
     assert p.candidates == (("my", "db.auto.gen"), ("my.db", "auto.gen"), ("my.db.auto", "gen"))
-    p = files.parse_legacy_shard_file_name("..00010.00")  # -shard alone (quirk 26)
+    p = files.parse_legacy_shard_file_name("..00010.00")  # -shard alone (docs/formats.md#backup-selection)
     assert p is not None and p.db_rp == ("", "") and p.shard_id == 10
     for name in ("meta.00", "db1.hourly.00010.00.pending", "db1.00010.00", "db1.hourly.0010.00",
                  "db1.hourly.00010.0", "db1.hourly.00010.0a", "x"):
@@ -1010,7 +1011,7 @@ def test_real_meta_matches_show_commands(lab: Lab) -> None:
             if rp.subscriptions
         }
         assert subs == tdb["subscriptions"]
-        for rp in db.retention_policies:  # influxd keeps groups sorted (§1.4)
+        for rp in db.retention_policies:  # influxd keeps groups sorted (docs/formats.md#metastore-data)
             assert rp.shard_groups == sorted(rp.shard_groups, key=shard_group_sort_key)
     assert {
         u.name: {"admin": u.admin, "grants": {p.database: GRANT_NAMES[p.privilege] for p in u.privileges}}

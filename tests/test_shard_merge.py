@@ -1,6 +1,7 @@
-"""The shard read model (TSM_WAL.md §1.10, §3.5, §4.6): hand-built files with overlaps, tombstones
-and a cache, checked against a brute-force model; and a real influxd 1.6.7 shard (TSM files,
-tombstones and WAL of a stopped server) read exactly as the server served it."""
+"""The shard read model (docs/formats.md#reading-across-files, #tombstone-application, #wal-replay):
+hand-built files with overlaps, tombstones and a cache, checked against a brute-force model; and a
+real influxd 1.6.7 shard (TSM files, tombstones and WAL of a stopped server) read exactly as the
+server served it."""
 
 from __future__ import annotations
 
@@ -111,7 +112,8 @@ def parts(reader: ShardReader, key: bytes, start=None, end=None) -> list[tuple[s
 
 
 # ---------------------------------------------------------------------------------------------
-# Hand-built cases (expected values by reasoning from §1.10 / §3.5)
+# Hand-built cases (expected values by reasoning from docs/formats.md#reading-across-files,
+# #tombstone-application)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Tombstone files (TSM_WAL.md §3): spec bytes, every version, damage, influxd's own Tombstoner
+"""Tombstone files (docs/formats.md#tombstones): spec bytes, every version, damage, influxd's own Tombstoner
 (byte identity and read verdicts) and tombstones written by a real influxd 1.6.7."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from influx_archive.tsm.tombstone import (
 MIN, MAX = -(1 << 63), (1 << 63) - 1
 V2, V3, V4 = b"\x00\x00\x15\x02", b"\x00\x00\x15\x03", b"\x00\x00\x15\x04"
 
-# TSM_WAL.md §3.7 [verified]: the file influxd wrote for two deletes (117 bytes, members at 4 and 68).
+# docs/formats.md#example-tombstone: the file influxd wrote for two deletes (117 bytes, members at 4 and 68).
 SPEC_LINE_0 = bytes.fromhex("0000 1504 1f8b 0800 0000 0000 00ff 6260".replace(" ", ""))
 SPEC_LINE_16 = bytes.fromhex("6010 4e2e 28d5 c9c8 2f2e b14d 5256 ac53".replace(" ", ""))
 SPEC_LINE_64 = bytes.fromhex("2700 0000 1f8b 0800 0000 0000 00ff 6260".replace(" ", ""))
@@ -50,13 +50,14 @@ SPEC_ENTRY_2 = Tombstone(b"flags,k=v#!~#b", MIN, MAX)
 
 
 def record(key: bytes, lo: int, hi: int) -> bytes:
-    """A §3.3 record built by hand (independent of the code under test)."""
+    """A docs/formats.md#tombstone-formats record built by hand (independent of the code under test)."""
     return struct.pack(">I", len(key)) + key + struct.pack(">qq", lo, hi)
 
 
-# The spec's §3.7 file (117 bytes, two members at offsets 4 and 68), as written by influxd's own
-# Tombstoner (compiled from its source, GO_TOMBSTONER below, "write" mode) for the two batches
-# SPEC_ENTRY_1 then SPEC_ENTRY_2; its lines 0, 16 and 64 are the spec's hex excerpt.
+# The file of docs/formats.md#example-tombstone (117 bytes, two members at offsets 4 and 68), as
+# written by influxd's own Tombstoner (compiled from its source, GO_TOMBSTONER below, "write"
+# mode) for the two batches SPEC_ENTRY_1 then SPEC_ENTRY_2; its lines 0, 16 and 64 are the spec's
+# hex excerpt.
 SPEC_FILE = bytes.fromhex(
     "000015041f8b08000000000000ff626060104e2e28d5c9c82f2eb14d5256ac532e2d4e4c4f9578f9fccfbba00006"
     "89972fb89ecd5cfe1f100000fffffec485b6270000001f8b08000000000000ff626060e04bcb494c2fd6c9b62d53"
@@ -200,7 +201,7 @@ def test_v3_record_cut_at_end_of_stream() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# v4 damage (§3.6)
+# v4 damage (docs/formats.md#tombstone-failure)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -229,7 +230,7 @@ def test_v4_bad_gzip_header_names_the_member() -> None:
         read_tombstones(bytes(data), name="000000001-000000001.tombstone")
     assert exc.value.offset == 68 and exc.value.field == "gzip header"
     assert str(exc.value).endswith("[file 000000001-000000001.tombstone, offset 68, field gzip header]")
-    # The §3.6 lab case: header word then non-gzip bytes.
+    # The docs/formats.md#tombstone-failure lab case: header word then non-gzip bytes.
     with pytest.raises(FormatError) as exc:
         read_tombstones(V4 + b"this is not gzip data")
     assert exc.value.offset == 4
@@ -378,7 +379,7 @@ def test_writer_refusals() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Applying (§3.5)
+# Applying (docs/formats.md#tombstone-application)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -676,8 +677,8 @@ def test_real_influxd_tombstones(influxd_factory) -> None:
     [tomb] = list(shard.glob("*.tombstone"))
     data = tomb.read_bytes()
     parsed = parse_tombstones(data, name=str(tomb))
-    # Expected from the statements (§3.2): "< B" stored as B - 1, no lower bound as -2^63,
-    # DROP SERIES as the full range; one gzip member per statement; keys of a batch sorted.
+    # Expected from the statements (docs/formats.md#tombstone-semantics): "< B" stored as B - 1, no
+    # lower bound as -2^63, DROP SERIES as the full range; one gzip member per statement; keys of a batch sorted.
     assert parsed.entries == [
         Tombstone(b"cpu,host=b#!~#n", t0 + 10 * s, t0 + 20 * s - 1),
         Tombstone(b"cpu,host=b#!~#usage", t0 + 10 * s, t0 + 20 * s - 1),

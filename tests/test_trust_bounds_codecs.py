@@ -199,7 +199,8 @@ def test_tombstone_reader_never_trusts_a_key_length(data: bytes) -> None:
 
 
 def _influxd_replay(raw: list[tuple[int, int]], key_min: int, key_max: int) -> bool:
-    """influxd's ``DeleteRange`` loop for one key, written out directly (§3.5): True = removed."""
+    """influxd's ``DeleteRange`` loop for one key, written out directly
+    (docs/formats.md#tombstone-application): True = removed."""
     lo_all, hi_all = -(1 << 63), (1 << 63) - 1
     applied: list[tuple[int, int]] = []
     for lo, hi in raw:

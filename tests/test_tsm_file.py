@@ -18,7 +18,7 @@ from influx_archive.tsm import block
 from influx_archive.tsm.reader import TSMReader
 from influx_archive.tsm.writer import TSMWriter
 
-# TSM_WAL.md §7.2: 000000002-000000001.tsm, three overwrites of cpu,host=a usage.
+# docs/formats.md#example-tsm-file: 000000002-000000001.tsm, three overwrites of cpu,host=a usage.
 ANNOTATED = bytes.fromhex(
     "16d1 16d1 01f2 4b66 dc00 111a 18e9 e659"
     "d5f6 0000 e000 01f3 c000 0001 1040 8f48"

@@ -1,4 +1,4 @@
-"""WAL segments (TSM_WAL.md §4): spec bytes, round trips, torn tails and holes, influxd's own segment
+"""WAL segments (docs/formats.md#wal): spec bytes, round trips, torn tails and holes, influxd's own segment
 reader (verdicts and truncation offsets), real segments from influxd 1.6.7, and a segment written
 here that influxd replays and serves."""
 
@@ -38,13 +38,13 @@ S = 1_000_000_000
 
 
 def frame(entry_type: int, payload: bytes) -> bytes:
-    """A §4.2 entry built by hand (independent of the code under test)."""
+    """A docs/formats.md#wal-entries entry built by hand (independent of the code under test)."""
     data = bytes(cramjam.snappy.compress_raw(payload))
     return struct.pack(">BI", entry_type, len(data)) + data
 
 
 def group(typ: int, key: bytes, values: list[tuple[int, object]]) -> bytes:
-    """A §4.3 write group built by hand."""
+    """A docs/formats.md#wal-write write group built by hand."""
     out = struct.pack(">BH", typ, len(key)) + key + struct.pack(">I", len(values))
     for t, v in values:
         out += struct.pack(">q", t)
@@ -81,7 +81,7 @@ def same_values(a, b) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Spec example (§4.9) and layout
+# Spec example (docs/formats.md#wal-entries) and layout
 # ---------------------------------------------------------------------------------------------
 
 
@@ -281,7 +281,7 @@ def test_torn_tail_at_every_byte_stops_at_previous_entry() -> None:
 
 def test_zero_filled_hole_stops_like_influxd_and_salvage_resumes() -> None:
     data, ends = _segment()
-    # §4.8 bug 1: truncated at ends[1], next write appended at the old end leaving 00 bytes
+    # docs/formats.md#wal-damage bug 1: truncated at ends[1], next write appended at the old end leaving 00 bytes
     hole = data[: ends[1]] + bytes(21) + data[ends[1] : ends[2]]
     items = list(iter_wal(hole))
     assert [type(i) for i in items] == [WriteEntry, DeleteRangeEntry, WALCorruption]
@@ -351,7 +351,7 @@ def test_writer_refusals() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Cache replay (§4.6)
+# Cache replay (docs/formats.md#wal-replay)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -651,7 +651,7 @@ def test_real_segments_decode_to_what_was_written(influxd_factory) -> None:
     cache = Cache.open([segment])
     assert_same_points(cache_points(cache), expected_served)
 
-    # influxd truncates a torn segment exactly where iter_wal says (§4.8), then serves the rest.
+    # influxd truncates a torn segment exactly where iter_wal says (docs/formats.md#wal-damage), then serves the rest.
     data = segment.read_bytes()
     segment.write_bytes(data[: e4.offset + 7])
     [*_, corruption] = iter_wal(segment.read_bytes())

@@ -87,7 +87,7 @@ func main() {
 	md.TruncateShardGroups(t0.Add(time.Hour))
 	out("truncated", must(md.MarshalBinary()))
 
-	// 4. PortableData around the 20-byte fresh metastore of BACKUP_META.md §1.1
+	// 4. PortableData around the 20-byte fresh metastore of docs/formats.md#meta-db
 	fresh, _ := hex.DecodeString("0800100118" + "83fb9c97f5d2b2fe7a" + "380040004800")
 	out("portable0", must(backup_util.PortablePacker{Data: fresh, MaxNodeID: 0}.MarshalBinary()))
 	out("portable300", must(backup_util.PortablePacker{Data: fresh, MaxNodeID: 300}.MarshalBinary()))
