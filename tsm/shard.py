@@ -31,7 +31,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import operator
-import zlib
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
@@ -40,6 +39,7 @@ from ..archive.errors import ChecksumError, FormatError, show
 from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, count_values, decode_block
 from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
 from .compiled import core as _compiled
+from .format import tsmfile as fmt
 from .wal import Cache
 
 
@@ -199,13 +199,13 @@ class ShardReader:
 
     def _located(self, part: RawFrame, fn, key: bytes):
         try:
-            return fn(part.frame[4:])
+            return fn(part.frame[fmt.BLOCK_OFFSET :])
         except FormatError as exc:
             rel = exc.offset or 0
             raise FormatError(
                 f"block of key {key!r}: {exc.message}",
                 path=_file_name(self.files[part.file][0], part.file),
-                offset=part.entry.offset + 4 + rel,
+                offset=part.entry.offset + fmt.BLOCK_OFFSET + rel,
                 field=exc.field,
             ) from exc
 
@@ -385,7 +385,7 @@ class ShardReader:
     def _raw(self, key: bytes, block_type: int, piece: _Piece) -> RawFrame:
         reader = self.files[piece.file][0]
         frame = reader.read_frame(piece.entry)
-        if len(frame) < 5 or int.from_bytes(frame[:4], "big") != zlib.crc32(frame[4:]):
+        if len(frame) <= fmt.CRC_SIZE or not fmt.frame_crc_ok(frame):
             raise ChecksumError(
                 f"block CRC mismatch for key {show(key)}",
                 path=_file_name(reader, piece.file),
