@@ -43,7 +43,6 @@ from __future__ import annotations
 import bisect
 import io
 import os
-import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator, Sequence, Union
@@ -64,6 +63,8 @@ _MAX = fmt.MAX_TIME
 _GO_GZIP_HEADER = fmt.GoGzipHeader.build({})
 _HEAD = fmt.RECORD_HEAD
 _TIMES = fmt.RECORD_TIMES
+_KEY = fmt.KEY_OFFSET
+_TIMES_SIZE = fmt.RECORD_TIMES.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ def parse_tombstones(
     name = name if name is not None else getattr(src, "name", None)
     if not isinstance(name, (str, os.PathLike)):
         name = None
-    version = struct.unpack_from(">I", data)[0] if len(data) >= fmt.HEADER_SIZE else None
+    version = fmt.VERSION_WORD.unpack_from(data)[0] if len(data) >= fmt.HEADER_SIZE else None
     try:
         if version == fmt.V4_HEADER:
             return _parse_gzip(data, 4, name, max_decompressed)
@@ -191,7 +192,7 @@ def _parse_v2(data: bytes, name) -> TombstoneFile:
             )
         (klen,) = _HEAD.unpack_from(data, pos)
         _check_key_len(klen, name, pos)
-        end = pos + 4 + klen + 16
+        end = pos + fmt.MIN_RECORD_SIZE + klen
         if end > n:
             raise TruncatedError(
                 f"v2 tombstone record with a {klen}-byte key runs past the end of the file",
@@ -199,8 +200,8 @@ def _parse_v2(data: bytes, name) -> TombstoneFile:
                 offset=pos,
                 field="record",
             )
-        mn, mx = _TIMES.unpack_from(data, pos + 4 + klen)
-        entries.append(Tombstone(data[pos + 4 : pos + 4 + klen], mn, mx))
+        mn, mx = _TIMES.unpack_from(data, pos + _KEY + klen)
+        entries.append(Tombstone(data[pos + _KEY : pos + _KEY + klen], mn, mx))
         pos = end
     out.members.append(TombstoneMember(fmt.HEADER_SIZE, n - fmt.HEADER_SIZE, len(entries)))
     if entries:
@@ -245,21 +246,21 @@ def _parse_records(
     keys: dict[bytes, bytes] = {}
     last = None
     last_obj = None
-    while n - pos >= 4:
+    while n - pos >= _KEY:
         (klen,) = head(content, pos)
         if klen > fmt.MAX_KEY_LEN:
             _check_key_len(klen, name, member_offset, f" (record at decompressed offset {base + pos})")
-        kend = pos + 4 + klen
-        if kend + 16 > n:
+        kend = pos + _KEY + klen
+        if kend + _TIMES_SIZE > n:
             if carry:
                 break
             raise _cut_record(name, member_offset, base + pos, n - pos, klen)
-        raw = content[pos : kend + 16]
-        pos = kend + 16
+        raw = content[pos : kend + _TIMES_SIZE]
+        pos = kend + _TIMES_SIZE
         if raw != last:
             last = raw
-            mn, mx = times(raw, 4 + klen)
-            key = raw[4 : 4 + klen]
+            mn, mx = times(raw, _KEY + klen)
+            key = raw[_KEY : _KEY + klen]
             last_obj = Tombstone(keys.setdefault(key, key), mn, mx)
         append(last_obj)
     return n - pos
@@ -267,7 +268,7 @@ def _parse_records(
 
 def _cut_record(name, member_offset: int, at: int, have: int, klen: int) -> TruncatedError:
     return TruncatedError(
-        f"tombstone record at decompressed offset {at} is cut short ({have} of {klen + 20} bytes); "
+        f"tombstone record at decompressed offset {at} is cut short ({have} of {klen + fmt.MIN_RECORD_SIZE} bytes); "
         "influxd fails the TSM file",
         path=name,
         offset=member_offset,
@@ -297,8 +298,8 @@ def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member
     if flags & fmt.FLAG_EXTRA:
         if n - p < 2:
             return _Member(pos, b"", n, "truncated_header")
-        xlen = data[p] | data[p + 1] << 8
-        p += 2 + xlen
+        (xlen,) = fmt.GZIP_U16.unpack_from(data, p)
+        p += fmt.GZIP_U16.size + xlen
         if p > n:
             return _Member(pos, b"", n, "truncated_header")
     for flag in (fmt.FLAG_NAME, fmt.FLAG_COMMENT):
@@ -315,11 +316,11 @@ def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member
                 return _Member(pos, b"", n, "truncated_header")
             p = nul + 1
     if flags & fmt.FLAG_HCRC:
-        if n - p < 2:
+        if n - p < fmt.GZIP_U16.size:
             return _Member(pos, b"", n, "truncated_header")
-        if data[p] | data[p + 1] << 8 != zlib.crc32(data[pos:p]) & 0xFFFF:
+        if fmt.GZIP_U16.unpack_from(data, p)[0] != zlib.crc32(data[pos:p]) & 0xFFFF:
             raise FormatError(f"{what}: gzip: invalid header (header CRC)", path=name, offset=pos, field="gzip header")
-        p += 2
+        p += fmt.GZIP_U16.size
     inflater = zlib.decompressobj(-15)
     try:
         content = inflater.decompress(memoryview(data)[p:], budget + 1)
@@ -337,7 +338,7 @@ def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member
     data_end = n - len(inflater.unused_data)
     if n - data_end < fmt.GZIP_TRAILER_SIZE:
         return _Member(pos, content, n, "truncated_trailer")
-    crc, size = struct.unpack_from("<II", data, data_end)
+    crc, size = fmt.GZIP_TRAILER.unpack_from(data, data_end)
     if crc != zlib.crc32(content) or size != len(content) & 0xFFFFFFFF:
         raise ChecksumError(f"{what}: gzip: invalid checksum", path=name, offset=pos, field="gzip trailer")
     return _Member(pos, content, data_end + fmt.GZIP_TRAILER_SIZE, "ok")
@@ -411,7 +412,7 @@ def _parse_gzip(data: bytes, version: int, name, max_decompressed: int) -> Tombs
             break
         pos = m.end
         first = False
-    if len(pending) >= 4:
+    if len(pending) >= _KEY:
         (klen,) = _HEAD.unpack_from(pending)
         raise _cut_record(name, pending_member, decoded - len(pending), len(pending), klen)
     if pending:
@@ -462,7 +463,7 @@ def encode_member(entries: Iterable[Tombstone]) -> bytes:
     if count == 0:
         raise UsageError("a tombstone batch needs at least one entry (influxd never writes an empty one)")
     body.append(deflater.flush())
-    return _GO_GZIP_HEADER + b"".join(body) + struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return _GO_GZIP_HEADER + b"".join(body) + fmt.GZIP_TRAILER.pack(crc, size & 0xFFFFFFFF)
 
 
 def write_tombstones(stream: BinaryIO, entries: Iterable[Tombstone]) -> int:
@@ -487,7 +488,7 @@ def append_batch(stream: BinaryIO, entries: Iterable[Tombstone]) -> int:
     if not head:
         stream.write(fmt.Header.build(fmt.V4_HEADER))
         written = fmt.HEADER_SIZE
-    elif len(head) < fmt.HEADER_SIZE or struct.unpack(">I", head)[0] != fmt.V4_HEADER:
+    elif len(head) < fmt.HEADER_SIZE or fmt.VERSION_WORD.unpack(head)[0] != fmt.V4_HEADER:
         raise UnsupportedError("can only append to a v4 tombstone file")
     stream.seek(0, io.SEEK_END)
     stream.write(member)

@@ -57,8 +57,6 @@ CRC_SIZE = 4
 BLOCK_OFFSET = CRC_SIZE
 #: smallest frame an index entry may point at: CRC, type byte and one more byte
 MIN_FRAME_SIZE = CRC_SIZE + 2
-#: a frame's stored CRC and its block type byte (the per-frame check of a copy)
-FRAME_HEAD = struct.Struct(">IB")
 CRC = struct.Struct(">I")
 _unpack_crc = CRC.unpack_from
 
@@ -140,7 +138,6 @@ __all__ = [
     "CRC_SIZE",
     "BLOCK_OFFSET",
     "MIN_FRAME_SIZE",
-    "FRAME_HEAD",
     "CRC",
     "IndexEntry",
     "ENTRY_SIZE",

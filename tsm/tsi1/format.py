@@ -84,8 +84,6 @@ INDEX_VERSION = 1
 INDEX_HEADER_SIZE = 4 + 1 + 8 * 8
 INDEX_ELEM_SIZE = 16
 INDEX_LOAD_FACTOR = 90
-#: series held in memory before influxd compacts a partition's ``index`` (series_partition.go)
-COMPACT_THRESHOLD = 1 << 17
 
 
 def segment_size(segment_id: int) -> int:
@@ -149,7 +147,6 @@ INDEX_PARTITION_N = 8
 MANIFEST_NAME = "MANIFEST"
 MANIFEST_VERSION = 1
 LOG_FILE_EXT = ".tsl"
-INDEX_FILE_EXT = ".tsi"
 FILE_NAME_RE = re.compile(r"^L(\d+)-(\d+)\.(tsl|tsi)$")
 
 #: ``partition.go`` ``DefaultCompactionLevels`` (bloom filter bits m, hash count k per level)
@@ -164,8 +161,8 @@ DEFAULT_LEVELS = (
     (1 << 30, 6),
 )
 
-#: ``config.go`` ``DefaultMaxIndexLogFileSize``: a log file this big is no longer appended to
-MAX_LOG_FILE_SIZE = 1 << 20
+#: largest tsi1 ``MANIFEST`` read (influxd's are a few hundred bytes)
+MAX_MANIFEST_SIZE = 1 << 20
 
 LOG_SERIES_INSERT = 0x00
 LOG_SERIES_TOMBSTONE = 0x01
@@ -173,13 +170,6 @@ LOG_MEASUREMENT_TOMBSTONE = 0x02
 LOG_TAG_KEY_TOMBSTONE = 0x04
 LOG_TAG_VALUE_TOMBSTONE = 0x08
 LOG_FLAGS = (LOG_SERIES_INSERT, LOG_SERIES_TOMBSTONE, LOG_MEASUREMENT_TOMBSTONE, LOG_TAG_KEY_TOMBSTONE, LOG_TAG_VALUE_TOMBSTONE)
-LOG_FLAG_NAMES = {
-    LOG_SERIES_INSERT: "series",
-    LOG_SERIES_TOMBSTONE: "series tombstone",
-    LOG_MEASUREMENT_TOMBSTONE: "measurement tombstone",
-    LOG_TAG_KEY_TOMBSTONE: "tag key tombstone",
-    LOG_TAG_VALUE_TOMBSTONE: "tag value tombstone",
-}
 
 #: one log entry without its checksum (the bytes the CRC covers)
 LogEntryBody = Struct(
@@ -212,7 +202,6 @@ INDEX_FILE_TRAILER_SIZE = 82
 
 MEASUREMENT_BLOCK_VERSION = 1
 MEASUREMENT_TOMBSTONE = 0x01
-MEASUREMENT_SERIES_ID_SET = 0x02
 MeasurementBlockTrailer = Struct(
     "data" / Section,
     "hash_index" / Section,

@@ -87,10 +87,10 @@ def parse_manifest(data: bytes, path: Optional[str] = None) -> Manifest:
 def read_manifest(path: str) -> Manifest:
     try:
         with open(path, "rb") as f:
-            data = f.read((1 << 20) + 1)
+            data = f.read(fmt.MAX_MANIFEST_SIZE + 1)
     except OSError as exc:
         raise SourceIOError(f"cannot read source MANIFEST: {exc.strerror}", path=path) from None
-    if len(data) > 1 << 20:
+    if len(data) > fmt.MAX_MANIFEST_SIZE:
         raise FormatError("MANIFEST larger than 1 MiB", path=path)
     return parse_manifest(data, path)
 
