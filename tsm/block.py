@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import operator
 from itertools import islice, repeat
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError
 from .codec import booleans, floats, integers, simple8b, strings, varint
@@ -45,14 +45,14 @@ DEFAULT_MAX_VALUES = MAX_BLOCK_VALUES
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
 
-_ENCODERS = {
+_ENCODERS: dict[int, Callable[[Sequence[Any]], bytes]] = {
     FLOAT: floats.encode,
     INTEGER: integers.encode,
     BOOLEAN: booleans.encode,
     STRING: strings.encode,
     UNSIGNED: integers.encode_unsigned,
 }
-_DECODERS = {
+_DECODERS: dict[int, Callable[..., list[Any]]] = {
     FLOAT: floats.decode,
     INTEGER: integers.decode,
     BOOLEAN: booleans.decode,
@@ -76,7 +76,7 @@ _INT_ONLY = frozenset((int,))
 _EXACT_KIND = {FLOAT: 0, INTEGER: 1, UNSIGNED: 2, STRING: 3, BOOLEAN: 4}
 
 
-def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -> bytes:
+def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence[Any]) -> bytes:
     """Block bytes (without the CRC) for one key's points, byte-identical to influxd.
 
     ``timestamps`` must be non-empty, strictly increasing int64s; ``values`` one per timestamp of
@@ -106,7 +106,7 @@ def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -
     return b"".join((bytes((block_type,)), varint.encode(len(ts)), ts, _ENCODERS[block_type](values)))
 
 
-def _check_values(block_type: int, values: Sequence) -> None:
+def _check_values(block_type: int, values: Sequence[Any]) -> None:
     if _compiled is not None and _compiled.all_exact(values, _EXACT_KIND[block_type]):
         return  # every value exactly of the type (and int64 / uint64 range)
     name = BLOCK_TYPE_NAMES[block_type]
@@ -254,7 +254,7 @@ def decode_timestamps(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX
 
 def decode_block(
     data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES
-) -> tuple[int, list[int], list]:
+) -> tuple[int, list[int], list[Any]]:
     """``(block_type, timestamps, values)`` of a block (bytes after the CRC).
 
     Strict: an unknown type or encoding, a truncated section, a value count different from the

@@ -16,7 +16,7 @@ import bisect
 import os
 from array import array
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO, Iterator, Optional
 
 from construct import ConstructError
 
@@ -87,11 +87,11 @@ class TSMReader:
     def __enter__(self) -> "TSMReader":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ helpers
-    def _err(self, cls, message: str, offset: Optional[int]) -> ArchiveError:
+    def _err(self, cls: type[ArchiveError], message: str, offset: Optional[int]) -> ArchiveError:
         return cls(message, path=self.name, offset=offset)
 
     def _read_at(self, offset: int, n: int) -> bytes:
@@ -215,7 +215,7 @@ class TSMReader:
                 if prev_min is not None:
                     if mn < prev_min:
                         raise self._err(FormatError, f"index entries of key {show(key)} are not sorted by time", base + e_at)
-                    if mn <= prev_max:  # type: ignore[operator]
+                    if mn <= prev_max:
                         overlap = True
                 prev_min, prev_max = mn, mx if prev_max is None else max(prev_max, mx)
                 lo = mn if lo is None or mn < lo else lo
@@ -310,7 +310,7 @@ class TSMReader:
                 )
         return block
 
-    def decode_block(self, key: bytes, entry: IndexEntry, *, verify_crc: bool = True) -> tuple[list[int], list]:
+    def decode_block(self, key: bytes, entry: IndexEntry, *, verify_crc: bool = True) -> tuple[list[int], list[Any]]:
         """Decoded (timestamps, values) of one block of ``key``."""
         data = self.read_block(entry, verify_crc=verify_crc)
         try:
@@ -333,10 +333,10 @@ class TSMReader:
             )
         return ts, values
 
-    def read_key(self, key: bytes) -> tuple[list[int], list]:
+    def read_key(self, key: bytes) -> tuple[list[int], list[Any]]:
         """Every block of ``key`` concatenated in index order (no tombstones, no dedup)."""
         ts: list[int] = []
-        vs: list = []
+        vs: list[Any] = []
         for e in self.entries(key):
             t, v = self.decode_block(key, e)
             ts.extend(t)

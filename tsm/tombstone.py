@@ -45,12 +45,14 @@ import io
 import os
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator, Sequence, Union
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence, Union
 
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, UnsupportedError, UsageError
 from .format import tombstone as fmt
 
 Source = Union[bytes, bytearray, memoryview, BinaryIO]
+#: the file a message names
+_Name = Union[str, "os.PathLike[str]", None]
 
 #: Default cap on the decompressed size of all gzip members of one file (``max_decompressed``):
 #: about a million records of typical key length (a DROP MEASUREMENT of a million series in one
@@ -60,7 +62,7 @@ DEFAULT_MAX_DECOMPRESSED = 64 << 20
 
 _MIN = fmt.MIN_TIME
 _MAX = fmt.MAX_TIME
-_GO_GZIP_HEADER = fmt.GoGzipHeader.build({})
+_GO_GZIP_HEADER: bytes = fmt.GoGzipHeader.build({})
 _HEAD = fmt.RECORD_HEAD
 _TIMES = fmt.RECORD_TIMES
 _KEY = fmt.KEY_OFFSET
@@ -79,6 +81,10 @@ class Tombstone:
     def full_range(self) -> bool:
         """True for the all-time bounds influxd uses for DROP SERIES / DROP MEASUREMENT."""
         return self.min == _MIN and self.max == _MAX
+
+
+#: placeholder before the first record of a run (never appended: the first record always differs)
+_NO_TOMBSTONE = Tombstone(b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +159,7 @@ def _read_all(src: Source) -> bytes:
     return data
 
 
-def _parse_v1(data: bytes, name) -> TombstoneFile:
+def _parse_v1(data: bytes, name: _Name) -> TombstoneFile:
     out = TombstoneFile(version=1)
     pos = 0
     n = len(data)
@@ -177,7 +183,7 @@ def _parse_v1(data: bytes, name) -> TombstoneFile:
     return out
 
 
-def _parse_v2(data: bytes, name) -> TombstoneFile:
+def _parse_v2(data: bytes, name: _Name) -> TombstoneFile:
     out = TombstoneFile(version=2)
     pos = fmt.HEADER_SIZE
     n = len(data)
@@ -217,7 +223,7 @@ def _parse_v2(data: bytes, name) -> TombstoneFile:
     return out
 
 
-def _check_key_len(klen: int, name, offset: int, detail: str = "") -> None:
+def _check_key_len(klen: int, name: _Name, offset: int, detail: str = "") -> None:
     if klen > fmt.MAX_KEY_LEN:
         raise FormatError(
             f"tombstone record key length {klen} exceeds {fmt.MAX_KEY_LEN}{detail}",
@@ -228,7 +234,7 @@ def _check_key_len(klen: int, name, offset: int, detail: str = "") -> None:
 
 
 def _parse_records(
-    content: bytes, entries: list[Tombstone], name, member_offset: int, base: int, *, carry: bool = False
+    content: bytes, entries: list[Tombstone], name: _Name, member_offset: int, base: int, *, carry: bool = False
 ) -> int:
     """Append the records of decompressed ``content``; returns how many bytes are left over at the
     end: 0..3 (a short key-length read, which influxd takes as the end) or, with ``carry`` (v3,
@@ -244,8 +250,8 @@ def _parse_records(
     # a gzip bomb repeats one) shares one Tombstone object (8 bytes per repeat), and each key's
     # bytes are shared by all its records.
     keys: dict[bytes, bytes] = {}
-    last = None
-    last_obj = None
+    last: bytes | None = None
+    last_obj = _NO_TOMBSTONE
     while n - pos >= _KEY:
         (klen,) = head(content, pos)
         if klen > fmt.MAX_KEY_LEN:
@@ -266,7 +272,7 @@ def _parse_records(
     return n - pos
 
 
-def _cut_record(name, member_offset: int, at: int, have: int, klen: int) -> TruncatedError:
+def _cut_record(name: _Name, member_offset: int, at: int, have: int, klen: int) -> TruncatedError:
     return TruncatedError(
         f"tombstone record at decompressed offset {at} is cut short ({have} of {klen + fmt.MIN_RECORD_SIZE} bytes); "
         "influxd fails the TSM file",
@@ -284,7 +290,7 @@ class _Member:
     state: str  # ok | truncated_trailer | truncated_header | truncated_data | empty
 
 
-def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member:
+def _read_member(data: bytes, pos: int, budget: int, name: _Name, what: str) -> _Member:
     """Decode one gzip member starting at ``pos`` with Go's header rules (``compress/gzip``)."""
     n = len(data)
     if pos >= n:
@@ -344,7 +350,7 @@ def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member
     return _Member(pos, content, data_end + fmt.GZIP_TRAILER_SIZE, "ok")
 
 
-def _parse_gzip(data: bytes, version: int, name, max_decompressed: int) -> TombstoneFile:
+def _parse_gzip(data: bytes, version: int, name: _Name, max_decompressed: int) -> TombstoneFile:
     """v4: records per member. v3: records over the concatenation of all members (Go's multistream)."""
     out = TombstoneFile(version=version)
     entries = out.entries
@@ -641,10 +647,10 @@ class TombstoneSet:
         self,
         key: bytes,
         timestamps: Sequence[int],
-        values: Sequence,
+        values: Sequence[Any],
         key_min: int | None = None,
         key_max: int | None = None,
-    ) -> tuple[list[int], list]:
+    ) -> tuple[list[int], list[Any]]:
         """``(timestamps, values)`` without the deleted points (order and duplicates kept)."""
         ranges = self.ranges(key, key_min, key_max)
         if not ranges or not timestamps:
@@ -653,13 +659,13 @@ class TombstoneSet:
 
 
 def filter_ranges(
-    ranges: Sequence[tuple[int, int]], timestamps: Sequence[int], values: Sequence
-) -> tuple[list[int], list]:
+    ranges: Sequence[tuple[int, int]], timestamps: Sequence[int], values: Sequence[Any]
+) -> tuple[list[int], list[Any]]:
     """Drop the points whose timestamp lies in one of the merged, sorted inclusive ``ranges``."""
     starts = [lo for lo, _hi in ranges]
     ends = [hi for _lo, hi in ranges]
     out_t: list[int] = []
-    out_v: list = []
+    out_v: list[Any] = []
     for t, v in zip(timestamps, values):
         i = bisect.bisect_right(starts, t) - 1
         if i >= 0 and t <= ends[i]:

@@ -252,7 +252,7 @@ def _plausible(data: bytes, n: int, p: int) -> int:
     """O(1): end of an entry that could start at ``p`` (type, length, snappy preamble), or -1."""
     if data[p] not in fmt.ENTRY_TYPES or p + fmt.ENTRY_HEADER_SIZE > n:
         return -1
-    (length,) = fmt.ENTRY_LENGTH.unpack_from(data, p + fmt.ENTRY_LENGTH_OFFSET)
+    length: int = fmt.ENTRY_LENGTH.unpack_from(data, p + fmt.ENTRY_LENGTH_OFFSET)[0]
     at = p + fmt.ENTRY_HEADER_SIZE
     if length == 0 or length > n - at:
         return -1
@@ -479,7 +479,7 @@ def _encode_group(key: bytes, typ: int, vals: Sequence[tuple[int, Any]]) -> byte
     if n == 0:
         raise UsageError(f"WAL write group for {show(key)} has no values (influxd rejects count 0)")
     head = fmt.GROUP_TYPE_KEYLEN.pack(typ, len(key)) + key + fmt.GROUP_COUNT.pack(n)
-    flat: list = []
+    flat: list[Any] = []
     try:
         if typ == fmt.WAL_STRING:
             parts = [head]
@@ -527,7 +527,7 @@ class Cache:
     """
 
     def __init__(self) -> None:
-        self._store: dict[bytes, tuple[int, list[int], list]] = {}
+        self._store: dict[bytes, tuple[int, list[int], list[Any]]] = {}
         #: partial deletes not applied yet, per key: (values stored when the delete came, min, max).
         #: Applied in one pass when the cache is read, so n deletes of a key holding v values cost
         #: O((v + n) log n), not O(v * n) as a filter per delete does (influxd's own way).
@@ -668,7 +668,7 @@ class Cache:
             self._settle()
         return fmt.WAL_TO_BLOCK_TYPE[self._store[key][0]]
 
-    def values(self, key: bytes) -> tuple[int, list[int], list]:
+    def values(self, key: bytes) -> tuple[int, list[int], list[Any]]:
         """``(tsm_block_type, timestamps, values)``: sorted by time, one value per timestamp, the
         last written winning (what influxd serves and snapshots)."""
         if self._pending:

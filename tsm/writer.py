@@ -9,7 +9,7 @@ otherwise). Raw frames can be copied without decoding (:meth:`write_frame`).
 
 from __future__ import annotations
 
-from typing import BinaryIO, Optional, Sequence
+from typing import Any, BinaryIO, Optional, Sequence
 
 from ..archive.errors import UnsupportedError, UsageError
 from . import block as _block
@@ -70,7 +70,7 @@ class TSMWriter:
         self._last_max = None
 
     def _finish_key(self) -> None:
-        if self._key is None or self._count == 0:
+        if self._key is None or self._type is None or self._count == 0:  # _type is set with _key
             return
         self._index.append(
             fmt.KEY_LEN.pack(len(self._key)) + self._key + bytes([self._type]) + fmt.COUNT.pack(self._count)
@@ -101,7 +101,7 @@ class TSMWriter:
         """Append encoded block bytes (without CRC); the CRC is computed here."""
         self.write_frame(key, block_type, min_time, max_time, fmt.frame(block))
 
-    def write_values(self, key: bytes, block_type: int, timestamps: Sequence[int], values: Sequence) -> None:
+    def write_values(self, key: bytes, block_type: int, timestamps: Sequence[int], values: Sequence[Any]) -> None:
         """Encode sorted, unique ``timestamps``/``values`` into blocks of at most 1000 values."""
         n = len(timestamps)
         step = _block.MAX_POINTS_PER_BLOCK

@@ -10,7 +10,8 @@ the blocks whose CRC holds, frames copied unchanged — the ``--salvage`` path.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Callable, Iterator, Optional
+import io
+from typing import BinaryIO, Callable, Iterator, Optional, cast
 
 from ...tsm.block import count_values_at
 from ...tsm.format import tsmfile as fmt
@@ -58,7 +59,7 @@ def checked_chunks(
         stream.seek(pos)
         got = 0
         while got < want:
-            k = stream.readinto(view[got:])
+            k = cast(io.BufferedIOBase, stream).readinto(view[got:])  # BinaryIO's type lacks readinto
             if not k:
                 raise TruncatedError("file ended early while copying", path=reader.name, offset=pos + got)
             got += k

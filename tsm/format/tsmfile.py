@@ -24,11 +24,6 @@ from typing import Callable, Union
 
 from construct import Array, Bytes, Const, GreedyBytes, Int8ub, Int16ub, Int32ub, Int64sb, Int64ub, Struct, this
 
-try:  # ISA-L's CRC-32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices
-    from isal.isal_zlib import crc32 as _isal_crc32
-except ImportError:  # pragma: no cover - exercised only where isal is missing
-    _isal_crc32 = None
-
 MAGIC = 0x16D116D1
 VERSION = 1
 MAX_KEY_LEN = 0xFFFF
@@ -101,8 +96,16 @@ MIN_FILE_SIZE = MIN_INDEX_OFFSET + RECORD_HEAD_SIZE + 1 + ENTRY_SIZE + FOOTER_SI
 # --- the block CRC ----------------------------------------------------------------------------
 Buffer = Union[bytes, bytearray, memoryview]
 
+def _pick_crc32() -> Callable[[Buffer], int]:
+    try:  # ISA-L's CRC-32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices
+        from isal.isal_zlib import crc32 as fast
+    except ImportError:  # pragma: no cover - exercised only where isal is missing
+        return zlib.crc32
+    return fast
+
+
 #: CRC-32 (IEEE) of a block: ISA-L's where installed, else zlib's (same values).
-crc32: Callable[[Buffer], int] = _isal_crc32 if _isal_crc32 is not None else zlib.crc32
+crc32: Callable[[Buffer], int] = _pick_crc32()
 
 
 def frame_crcs(buf: Buffer, start: int = 0, size: int | None = None) -> tuple[int, int]:

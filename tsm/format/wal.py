@@ -62,7 +62,7 @@ EntryHeader = Struct(
     "type" / Byte,
     "length" / Int32ub,
 )
-ENTRY_HEADER_SIZE = EntryHeader.sizeof()
+ENTRY_HEADER_SIZE: int = EntryHeader.sizeof()
 #: The length field alone (at :data:`ENTRY_LENGTH_OFFSET` of the header), for scans that test
 #: many offsets.
 ENTRY_LENGTH = struct.Struct(">I")

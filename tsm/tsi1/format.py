@@ -38,8 +38,10 @@ a series goes to partition ``xxhash(line-protocol series key) & 7``.
 
 from __future__ import annotations
 
+import mmap
 import re
 import struct
+from typing import Union
 
 from construct import (
     Array,
@@ -55,6 +57,9 @@ from construct import (
     VarInt,
     this,
 )
+
+#: what the readers take: a file's bytes or its memory map
+Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
 
 # ---- series file ---------------------------------------------------------------------------
 
@@ -220,6 +225,8 @@ MeasurementElem = Struct(
     "series_n" / VarInt,
     "series_data" / Prefixed(VarInt, GreedyBytes),
 )
+#: the fixed head of :data:`MeasurementElem` (flag, tag block offset, size), read by hand
+MEASUREMENT_ELEM_HEAD = struct.Struct(">BQQ")
 
 TAG_BLOCK_VERSION = 1
 TAG_KEY_TOMBSTONE = 0x01
@@ -238,6 +245,8 @@ TagKeyElem = Struct(
     "hash_index" / Struct("offset" / Int64ub, "size" / Int64ub),
     "key" / Prefixed(VarInt, GreedyBytes),
 )
+#: the fixed head of :data:`TagKeyElem` (flag, data offset, size, hash index offset, size)
+TAG_KEY_ELEM_HEAD = struct.Struct(">BQQQQ")
 TagValueElem = Struct(
     "flag" / Int8ub,
     "value" / Prefixed(VarInt, GreedyBytes),
