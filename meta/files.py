@@ -23,7 +23,7 @@ import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from construct import ConstructError
 
@@ -244,7 +244,7 @@ def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
 def build_meta_nn(blob: bytes, node_json: bytes = fmt.OSS_NODE_JSON) -> bytes:
     """The bytes of a ``meta.NN`` file holding ``blob`` (validated by decoding it first)."""
     decode_data(blob)
-    return fmt.MetaNNFrame.build({"blob": bytes(blob), "node": bytes(node_json)})
+    return cast(bytes, fmt.MetaNNFrame.build({"blob": bytes(blob), "node": bytes(node_json)}))
 
 
 # --------------------------------------------------------------------------------------------

@@ -54,19 +54,13 @@ MAX_META_FILE_SIZE = 128 << 20
 #: parsing peaks at ~4.2 times the text (~270 MB at the cap).
 MAX_MANIFEST_SIZE = 64 << 20
 
-#: The metastore file in influxd's meta dir (§1.1).
-META_DB_NAME = "meta.db"
-
 #: Legacy backup names (§2.1): ``meta.%02d`` and ``<db>.<rp>.%05d.%02d``.
 LEGACY_META_PREFIX = "meta."
 LEGACY_SHARD_ID_WIDTH = 5
 LEGACY_INCREMENT_WIDTH = 2
-#: Suffix of a file influxd backup is still downloading (or left by a crash).
-PENDING_SUFFIX = ".pending"
 
 #: Portable backup names (§3.1): ``<ts>.meta``, ``<ts>.manifest``, ``<ts>.s<sid>.tar.gz``,
 #: ``<ts>`` being UTC wall time in Go layout ``20060102T150405Z``.
-PORTABLE_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 PORTABLE_META_SUFFIX = ".meta"
 PORTABLE_MANIFEST_SUFFIX = ".manifest"
 PORTABLE_SHARD_INFIX = ".s"

@@ -25,7 +25,7 @@ import copy
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from influx_archive.archive.errors import FormatError, UsageError
 
@@ -124,7 +124,7 @@ def shard_group_sort_key(group: ShardGroupInfo) -> tuple[int, int, int, int]:
 
     influxd reads a stored 0 as Go's zero time (year 1), which sorts before every int64
     nanosecond time, so 0 sorts first here too."""
-    end = group.truncated_at if group.truncated else group.end_time
+    end = group.truncated_at or group.end_time  # truncated: TruncatedAt present and non-zero
     start = group.start_time
     return (end != 0, end, start != 0, start)
 
@@ -260,7 +260,7 @@ def decode_data(blob: bytes, *, path: str | None = None, offset: int = 0) -> Dat
             path=path, offset=offset, field="Data",
         )
     try:
-        return decode_message(Data, blob, 0, len(blob), offset)
+        return cast(Data, decode_message(Data, blob, 0, len(blob), offset))
     except FormatError as exc:
         exc.field = f"Data.{exc.field}" if exc.field else "Data"
         raise exc.located(path=path) from None

@@ -144,7 +144,7 @@ def message(name: str) -> Callable[[type], type]:
             elif f.name != "unknown":
                 raise TypeError(f"{cls.__name__}.{f.name} has no protobuf field spec")
         specs.sort(key=lambda s: s.number)
-        cls._proto_spec = MessageSpec(name, tuple(specs), {s.number: s for s in specs})
+        setattr(cls, "_proto_spec", MessageSpec(name, tuple(specs), {s.number: s for s in specs}))
         return cls
 
     return wrap
@@ -291,6 +291,7 @@ def decode_message(cls: type, buf: bytes, start: int, end: int, base: int = 0) -
             unknown += buf[key_pos:pos]
             continue
         kind = f.kind
+        value: Any
         repeated_list: list[Any] | None = None
         if f.label is Label.REPEATED:
             repeated_list = values.setdefault(f.attr, [])
@@ -321,6 +322,7 @@ def decode_message(cls: type, buf: bytes, start: int, end: int, base: int = 0) -
                 s, pos = read_len(buf, pos, end, base)
                 if kind is Kind.MESSAGE:
                     assert repeated_list is not None  # guaranteed by _scalar_only()
+                    assert f.message is not None  # every MESSAGE field names its class
                     try:
                         repeated_list.append(decode_message(f.message, buf, s, pos, base))
                     except FormatError as exc:
@@ -351,7 +353,8 @@ def decode_message(cls: type, buf: bytes, start: int, end: int, base: int = 0) -
 def _encode_value(f: FieldSpec, value: Any, out: bytearray) -> None:
     kind = f.kind
     if kind is Kind.MESSAGE:
-        if not isinstance(value, f.message):  # type: ignore[arg-type]
+        assert f.message is not None  # every MESSAGE field names its class
+        if not isinstance(value, f.message):
             raise UsageError(f"expected {f.message.__name__}, got {type(value).__name__}")
         body = encode_message(value)
         out += f.key

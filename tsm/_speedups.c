@@ -12,9 +12,24 @@
 #include <stdint.h>
 #include <string.h>
 
-#define SENTINEL 0x7FF8000000000001ULL
+/* The layout constants below are exposed as module attributes (PyInit__speedups) and
+ * tests/test_formats.py holds them equal to the Python definitions named next to each. */
+#define SENTINEL 0x7FF8000000000001ULL /* tsm/codec/floats.py SENTINEL */
 #define ABS_MASK 0x7FFFFFFFFFFFFFFFULL
 #define INF_BITS 0x7FF0000000000000ULL
+#define VALUE_HEADER 0x10     /* floats/booleans/strings HEADER: the one encoding of those sections */
+#define FIRST_VALUE_END 9     /* a section's header byte and its first 8-byte value (tsm/block.py) */
+#define INT_RAW 0x00          /* tsm/codec/integers.py RAW, PACKED, RLE */
+#define INT_PACKED 0x10
+#define INT_RLE 0x20
+#define STRING_MAX_EXPANSION 22 /* tsm/codec/strings.py MAX_EXPANSION */
+/* TSM block types (tsm/block.py FLOAT..UNSIGNED) */
+#define BLOCK_FLOAT 0
+#define BLOCK_INTEGER 1
+#define BLOCK_BOOLEAN 2
+#define BLOCK_STRING 3
+#define BLOCK_UNSIGNED 4
+#define MAX_BLOCK_TYPE BLOCK_UNSIGNED
 
 static inline uint64_t load_be64(const uint8_t *p) {
     return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) | ((uint64_t)p[3] << 32) |
@@ -40,8 +55,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Py_ssize_t size = view.len;
     /* every value after the first costs at least one bit of the stream: a count the bytes cannot
      * hold is declined before anything is allocated */
-    if (size < 9 || d[0] != 0x10 || count < 1 || count > (1 << 24)) goto fallback;
-    if ((uint64_t)(count - 1) > (uint64_t)(size - 9) * 8) goto fallback;
+    if (size < FIRST_VALUE_END || d[0] != VALUE_HEADER || count < 1 || count > (1 << 24)) goto fallback;
+    if ((uint64_t)(count - 1) > (uint64_t)(size - FIRST_VALUE_END) * 8) goto fallback;
     s = (uint8_t *)PyMem_Calloc((size_t)size + 16, 1);
     vals = (uint64_t *)PyMem_Malloc((size_t)count * sizeof(uint64_t));
     if (!s || !vals) { PyErr_NoMemory(); goto done; }
@@ -145,7 +160,7 @@ static PyObject *encode(PyObject *self, PyObject *arg) {
     }
     bits[n] = SENTINEL;
     bitw w = {buf, 0, 0, 0};
-    buf[w.len++] = 0x10;
+    buf[w.len++] = VALUE_HEADER;
     uint64_t prev = bits[0];
     put_bits(&w, prev, 64);
     int lead = -1, trail = 0;
@@ -188,7 +203,7 @@ done:
 
 static const int S8_N[16] = {240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1};
 static const int S8_BITS[16] = {0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60};
-#define S8_MAX ((1ULL << 60) - 1)
+#define S8_MAX ((1ULL << 60) - 1) /* tsm/codec/simple8b.py MAX_VALUE */
 
 /* s8b_decode(words, limit=-1): the values, or None when the words are not whole or hold more
  * than ``limit`` values (counted from the selectors before the list is allocated) */
@@ -341,10 +356,15 @@ static inline uint32_t load_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
-#define ENTRY_SIZE 28 /* min_time i64, max_time i64, offset u64, size u32 */
-#define MAX_BLOCK_TYPE 4
-#define MIN_FRAME 6   /* CRC + type byte + one more byte */
-#define HEADER_SIZE 5
+/* tsm/format/tsmfile.py */
+#define HEADER_SIZE 5   /* HEADER_SIZE: magic + version */
+#define ENTRY_SIZE 28   /* ENTRY_SIZE: min_time i64, max_time i64, offset u64, size u32 */
+#define MIN_FRAME 6     /* MIN_FRAME_SIZE: CRC + type byte + one more byte */
+#define KEY_OFFSET 2    /* KEY_OFFSET: the u16 key length before the key */
+#define TYPE_AFTER_KEY 0  /* TYPE_AFTER_KEY, COUNT_AFTER_KEY, ENTRIES_AFTER_KEY */
+#define COUNT_AFTER_KEY 1
+#define ENTRIES_AFTER_KEY 3
+#define RECORD_HEAD_SIZE (KEY_OFFSET + ENTRIES_AFTER_KEY) /* RECORD_HEAD_SIZE */
 
 /* scan_index(index, blocks_end) -> (keys, positions as native int64 bytes, min, max, overlapping) | None */
 static PyObject *scan_index(PyObject *self, PyObject *args) {
@@ -360,13 +380,13 @@ static PyObject *scan_index(PyObject *self, PyObject *args) {
     int64_t lo = 0, hi = 0;
     if (positions == NULL || keys == NULL || overlapping == NULL) goto fail;
     while (pos < end) {
-        if (pos + 2 > end) goto decline;
+        if (pos + KEY_OFFSET > end) goto decline;
         Py_ssize_t klen = load_be16(idx + pos);
-        if (klen == 0 || pos + 2 + klen + 3 > end) goto decline;
-        const uint8_t *key = idx + pos + 2;
-        uint8_t btype = idx[pos + 2 + klen];
-        Py_ssize_t count = load_be16(idx + pos + 3 + klen);
-        Py_ssize_t at = pos + 5 + klen;
+        if (klen == 0 || pos + RECORD_HEAD_SIZE + klen > end) goto decline;
+        const uint8_t *key = idx + pos + KEY_OFFSET;
+        uint8_t btype = idx[pos + KEY_OFFSET + klen + TYPE_AFTER_KEY];
+        Py_ssize_t count = load_be16(idx + pos + KEY_OFFSET + klen + COUNT_AFTER_KEY);
+        Py_ssize_t at = pos + KEY_OFFSET + klen + ENTRIES_AFTER_KEY;
         if (btype > MAX_BLOCK_TYPE || count == 0 || at + count * ENTRY_SIZE > end) goto decline;
         if (prev_key != NULL) {
             Py_ssize_t m = klen < prev_klen ? klen : prev_klen;
@@ -460,11 +480,11 @@ static PyObject *index_frames(PyObject *self, PyObject *args) {
     if (nkeys != PyList_GET_SIZE(keys)) goto decline;
     for (Py_ssize_t k = 0; k < nkeys; k++) {
         int64_t pos = positions[k];
-        if (pos < 0 || pos + 2 > view.len) goto decline;
+        if (pos < 0 || pos + KEY_OFFSET > view.len) goto decline;
         Py_ssize_t klen = load_be16(idx + pos);
-        if (pos + 5 + klen > view.len) goto decline;
-        Py_ssize_t count = load_be16(idx + pos + 3 + klen);
-        if (pos + 5 + klen + count * ENTRY_SIZE > view.len) goto decline;
+        if (pos + RECORD_HEAD_SIZE + klen > view.len) goto decline;
+        Py_ssize_t count = load_be16(idx + pos + KEY_OFFSET + klen + COUNT_AFTER_KEY);
+        if (pos + RECORD_HEAD_SIZE + klen + count * ENTRY_SIZE > view.len) goto decline;
         total += count;
     }
     frames = PyMem_Malloc((total ? total : 1) * sizeof(frame_t));
@@ -472,9 +492,9 @@ static PyObject *index_frames(PyObject *self, PyObject *args) {
     for (Py_ssize_t k = 0; k < nkeys; k++) {
         int64_t pos = positions[k];
         Py_ssize_t klen = load_be16(idx + pos);
-        uint8_t btype = idx[pos + 2 + klen];
-        Py_ssize_t count = load_be16(idx + pos + 3 + klen);
-        const uint8_t *e = idx + pos + 5 + klen;
+        uint8_t btype = idx[pos + KEY_OFFSET + klen + TYPE_AFTER_KEY];
+        Py_ssize_t count = load_be16(idx + pos + KEY_OFFSET + klen + COUNT_AFTER_KEY);
+        const uint8_t *e = idx + pos + KEY_OFFSET + klen + ENTRIES_AFTER_KEY;
         for (Py_ssize_t i = 0; i < count; i++, e += ENTRY_SIZE) {
             frames[n].off = load_be64(e + 16);
             frames[n].size = load_be32(e + 24);
@@ -692,7 +712,9 @@ static PyObject *block_count(PyObject *self, PyObject *args) {
         const uint8_t *d = (const uint8_t *)view.buf + start;
         Py_ssize_t pos = 1;
         uint64_t ts_len, n = 0;
-        if (d[0] > 4 || !uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos) || ts_len < 9) goto done;
+        if (d[0] > MAX_BLOCK_TYPE || !uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos) ||
+            ts_len < FIRST_VALUE_END)
+            goto done;
         const uint8_t *t = d + pos;
         Py_ssize_t tl = (Py_ssize_t)ts_len;
         int enc = t[0] >> 4, scale = t[0] & 15;
@@ -715,32 +737,32 @@ static PyObject *block_count(PyObject *self, PyObject *args) {
         const uint8_t *v = t + tl;
         Py_ssize_t vl = size - pos - tl;
         if (vl < 1) goto done;
-        if (d[0] == 1 || d[0] == 4) {          /* integer, unsigned */
-            if (v[0] == 0x00) {
+        if (d[0] == BLOCK_INTEGER || d[0] == BLOCK_UNSIGNED) {
+            if (v[0] == INT_RAW) {
                 if ((vl - 1) % 8 || (uint64_t)((vl - 1) / 8) != n) goto done;
-            } else if (v[0] == 0x10) {
-                if (vl < 9 || (vl - 9) % 8) goto done;
+            } else if (v[0] == INT_PACKED) {
+                if (vl < FIRST_VALUE_END || (vl - FIRST_VALUE_END) % 8) goto done;
                 uint64_t k = 1;
-                for (Py_ssize_t w = 9; w < vl; w += 8) k += (uint64_t)S8_N[v[w] >> 4];
+                for (Py_ssize_t w = FIRST_VALUE_END; w < vl; w += 8) k += (uint64_t)S8_N[v[w] >> 4];
                 if (k != n) goto done;
-            } else if (v[0] == 0x20) {
-                Py_ssize_t q = 9;
+            } else if (v[0] == INT_RLE) {
+                Py_ssize_t q = FIRST_VALUE_END;
                 uint64_t delta, repeat;
-                if (vl < 9 || !uvarint(v, vl, &q, &delta) || !uvarint(v, vl, &q, &repeat) || q != vl || repeat + 1 != n) goto done;
+                if (vl < FIRST_VALUE_END || !uvarint(v, vl, &q, &delta) || !uvarint(v, vl, &q, &repeat) || q != vl || repeat + 1 != n) goto done;
             } else {
                 goto done;
             }
         } else {
-            if (v[0] != 0x10) goto done;
-            if (d[0] == 2) {                   /* boolean */
+            if (v[0] != VALUE_HEADER) goto done;
+            if (d[0] == BLOCK_BOOLEAN) {
                 Py_ssize_t q = 1;
                 uint64_t k;
                 if (!uvarint(v, vl, &q, &k) || k != n || (uint64_t)(vl - q) != (n + 7) / 8) goto done;
-            } else if (d[0] == 3) {            /* string */
+            } else if (d[0] == BLOCK_STRING) {
                 Py_ssize_t q = 1;
                 uint64_t ulen;
-                if (!uvarint(v, vl, &q, &ulen) || ulen > 22 * (uint64_t)(vl - 1) || ulen < n) goto done;
-            } else if (vl < 9) {               /* float */
+                if (!uvarint(v, vl, &q, &ulen) || ulen > STRING_MAX_EXPANSION * (uint64_t)(vl - 1) || ulen < n) goto done;
+            } else if (vl < FIRST_VALUE_END) { /* float */
                 goto done;
             }
         }
@@ -755,21 +777,26 @@ done:
  * where an entry could start: type byte 1..3, a non-zero length that fits, a whole snappy preamble
  * within max_payload and expansion * length, and at the candidate's end either the end of data or
  * a header passing the same checks. O(1) per offset; -1 when there is none. */
+/* tsm/format/wal.py: WRITE_ENTRY .. DELETE_RANGE_ENTRY, ENTRY_HEADER_SIZE (type u8 + length u32 BE) */
+#define WAL_FIRST_ENTRY_TYPE 1
+#define WAL_LAST_ENTRY_TYPE 3
+#define WAL_ENTRY_HEADER_SIZE 5
+
 static int wal_plausible(const uint8_t *d, Py_ssize_t n, Py_ssize_t p, Py_ssize_t max_payload, Py_ssize_t expansion,
                          Py_ssize_t *end_out) {
-    if (d[p] < 1 || d[p] > 3 || p + 5 > n) return 0;
+    if (d[p] < WAL_FIRST_ENTRY_TYPE || d[p] > WAL_LAST_ENTRY_TYPE || p + WAL_ENTRY_HEADER_SIZE > n) return 0;
     uint64_t len = ((uint64_t)d[p + 1] << 24) | ((uint64_t)d[p + 2] << 16) | ((uint64_t)d[p + 3] << 8) | d[p + 4];
-    if (len == 0 || (uint64_t)(n - p - 5) < len) return 0;
+    if (len == 0 || (uint64_t)(n - p - WAL_ENTRY_HEADER_SIZE) < len) return 0;
     uint64_t v = 0;
     int shift = 0, ok = 0;
     for (uint64_t i = 0; i < 5 && i < len; i++) {
-        uint8_t b = d[p + 5 + i];
+        uint8_t b = d[p + WAL_ENTRY_HEADER_SIZE + i];
         v |= (uint64_t)(b & 0x7F) << shift;
         if (b < 0x80) { ok = 1; break; }
         shift += 7;
     }
     if (!ok || v > (uint64_t)max_payload || v > (uint64_t)expansion * len) return 0;
-    *end_out = p + 5 + (Py_ssize_t)len;
+    *end_out = p + WAL_ENTRY_HEADER_SIZE + (Py_ssize_t)len;
     return 1;
 }
 
@@ -808,4 +835,62 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    static const struct { const char *name; long value; } constants[] = {
+        {"TSM_HEADER_SIZE", HEADER_SIZE},
+        {"INDEX_ENTRY_SIZE", ENTRY_SIZE},
+        {"MIN_FRAME_SIZE", MIN_FRAME},
+        {"INDEX_KEY_OFFSET", KEY_OFFSET},
+        {"INDEX_TYPE_AFTER_KEY", TYPE_AFTER_KEY},
+        {"INDEX_COUNT_AFTER_KEY", COUNT_AFTER_KEY},
+        {"INDEX_ENTRIES_AFTER_KEY", ENTRIES_AFTER_KEY},
+        {"INDEX_RECORD_HEAD_SIZE", RECORD_HEAD_SIZE},
+        {"BLOCK_FLOAT", BLOCK_FLOAT},
+        {"BLOCK_INTEGER", BLOCK_INTEGER},
+        {"BLOCK_BOOLEAN", BLOCK_BOOLEAN},
+        {"BLOCK_STRING", BLOCK_STRING},
+        {"BLOCK_UNSIGNED", BLOCK_UNSIGNED},
+        {"MAX_BLOCK_TYPE", MAX_BLOCK_TYPE},
+        {"VALUE_HEADER", VALUE_HEADER},
+        {"FIRST_VALUE_END", FIRST_VALUE_END},
+        {"INT_RAW", INT_RAW},
+        {"INT_PACKED", INT_PACKED},
+        {"INT_RLE", INT_RLE},
+        {"STRING_MAX_EXPANSION", STRING_MAX_EXPANSION},
+        {"WAL_FIRST_ENTRY_TYPE", WAL_FIRST_ENTRY_TYPE},
+        {"WAL_LAST_ENTRY_TYPE", WAL_LAST_ENTRY_TYPE},
+        {"WAL_ENTRY_HEADER_SIZE", WAL_ENTRY_HEADER_SIZE},
+    };
+    for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++) {
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) goto fail;
+    }
+    PyObject *big[2] = {PyLong_FromUnsignedLongLong(SENTINEL), PyLong_FromUnsignedLongLong(S8_MAX)};
+    const char *big_names[2] = {"FLOAT_SENTINEL", "S8_MAX_VALUE"};
+    for (int i = 0; i < 2; i++) {
+        if (big[i] == NULL || PyModule_AddObject(m, big_names[i], big[i]) < 0) {
+            Py_XDECREF(big[i]);
+            if (i == 0) Py_XDECREF(big[1]);
+            goto fail;
+        }
+    }
+    PyObject *selectors = PyTuple_New(16); /* tsm/codec/simple8b.py SELECTORS: (values, bits) */
+    if (selectors == NULL) goto fail;
+    for (int i = 0; i < 16; i++) {
+        PyObject *pair = Py_BuildValue("(ii)", S8_N[i], S8_BITS[i]);
+        if (pair == NULL) {
+            Py_DECREF(selectors);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(selectors, i, pair);
+    }
+    if (PyModule_AddObject(m, "S8_SELECTORS", selectors) < 0) {
+        Py_DECREF(selectors);
+        goto fail;
+    }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

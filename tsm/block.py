@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import operator
 from itertools import islice, repeat
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError
 from .codec import booleans, floats, integers, simple8b, strings, varint
@@ -45,14 +45,14 @@ DEFAULT_MAX_VALUES = MAX_BLOCK_VALUES
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
 
-_ENCODERS = {
+_ENCODERS: dict[int, Callable[[Sequence[Any]], bytes]] = {
     FLOAT: floats.encode,
     INTEGER: integers.encode,
     BOOLEAN: booleans.encode,
     STRING: strings.encode,
     UNSIGNED: integers.encode_unsigned,
 }
-_DECODERS = {
+_DECODERS: dict[int, Callable[..., list[Any]]] = {
     FLOAT: floats.decode,
     INTEGER: integers.decode,
     BOOLEAN: booleans.decode,
@@ -64,12 +64,19 @@ _VALUE_TYPES = {FLOAT: float, INTEGER: int, BOOLEAN: bool, STRING: bytes, UNSIGN
 _INT_RANGES = {INTEGER: (_INT64_MIN, _INT64_MAX), UNSIGNED: (0, _UINT64_MAX)}
 
 
+#: a block is at least its type byte and one byte of the timestamp section length
+MIN_BLOCK_SIZE = 2
+#: a value section's header byte and its first 8-byte value (packed and RLE integers, floats)
+_FIRST_VALUE_END = 1 + 8
+#: header byte of the one encoding of float, boolean and string sections
+_VALUE_HEADERS = {FLOAT: floats.HEADER, BOOLEAN: booleans.HEADER, STRING: strings.HEADER}
+
 _INT_ONLY = frozenset((int,))
 #: tsm/_speedups.c all_exact() kind of each block type's values
 _EXACT_KIND = {FLOAT: 0, INTEGER: 1, UNSIGNED: 2, STRING: 3, BOOLEAN: 4}
 
 
-def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -> bytes:
+def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence[Any]) -> bytes:
     """Block bytes (without the CRC) for one key's points, byte-identical to influxd.
 
     ``timestamps`` must be non-empty, strictly increasing int64s; ``values`` one per timestamp of
@@ -99,7 +106,7 @@ def encode_block(block_type: int, timestamps: Sequence[int], values: Sequence) -
     return b"".join((bytes((block_type,)), varint.encode(len(ts)), ts, _ENCODERS[block_type](values)))
 
 
-def _check_values(block_type: int, values: Sequence) -> None:
+def _check_values(block_type: int, values: Sequence[Any]) -> None:
     if _compiled is not None and _compiled.all_exact(values, _EXACT_KIND[block_type]):
         return  # every value exactly of the type (and int64 / uint64 range)
     name = BLOCK_TYPE_NAMES[block_type]
@@ -129,7 +136,7 @@ def check_block_order(timestamps: Sequence[int]) -> int | None:
 def _frame(data: bytes | memoryview) -> tuple[int, int, int]:
     """(block type, start of the timestamp section, start of the value section)."""
     size = len(data)
-    if size < 2:
+    if size < MIN_BLOCK_SIZE:
         raise TruncatedError(f"block of {size} bytes is too short", offset=0, field="type")
     block_type = data[0]
     if block_type not in _DECODERS:
@@ -197,13 +204,13 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
                                   offset=base + 1, field="values")
             held((size - 1) // 8)
         elif head == integers.PACKED:
-            if size < 9:
+            if size < _FIRST_VALUE_END:
                 raise TruncatedError(f"{what}: packed section shorter than its first value", offset=base, field="values")
-            held(1 + simple8b.count(s[9:], what=what, base=base + 9))
+            held(1 + simple8b.count(s[_FIRST_VALUE_END:], what=what, base=base + _FIRST_VALUE_END))
         elif head == integers.RLE:
-            if size < 9:
+            if size < _FIRST_VALUE_END:
                 raise TruncatedError(f"{what}: RLE section shorter than its first value", offset=base, field="values")
-            _delta, pos = varint.decode(s, 9, what=f"{what} RLE delta", base=base)
+            _delta, pos = varint.decode(s, _FIRST_VALUE_END, what=f"{what} RLE delta", base=base)
             repeat, pos = varint.decode(s, pos, what=f"{what} RLE count", base=base)
             if pos != size:
                 raise FormatError(f"{what}: {size - pos} bytes after the RLE section", offset=base + pos, field="values")
@@ -211,7 +218,7 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
         else:
             raise FormatError(f"{what}: unknown encoding header 0x{head:02x}", offset=base, field="values")
         return
-    if head != 0x10:
+    if head != _VALUE_HEADERS[block_type]:
         raise FormatError(f"{what}: unknown encoding header 0x{head:02x}", offset=base, field="values")
     if block_type == BOOLEAN:
         k, pos = varint.decode(s, 1, what=f"{what} count", base=base)
@@ -223,7 +230,7 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
         if ulen > strings.MAX_EXPANSION * (size - 1) or ulen < n:
             raise FormatError(f"{what}: snappy length {ulen} impossible for {size - 1} compressed bytes and {n} values",
                               offset=base + 1, field="values")
-    elif size < 9:
+    elif size < _FIRST_VALUE_END:
         raise TruncatedError(f"{what}: shorter than its first value", offset=base, field="values")
 
 
@@ -247,7 +254,7 @@ def decode_timestamps(data: bytes | memoryview, *, max_values: int = DEFAULT_MAX
 
 def decode_block(
     data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES
-) -> tuple[int, list[int], list]:
+) -> tuple[int, list[int], list[Any]]:
     """``(block_type, timestamps, values)`` of a block (bytes after the CRC).
 
     Strict: an unknown type or encoding, a truncated section, a value count different from the

@@ -8,6 +8,9 @@ these sources (an editable install not rebuilt) lacks some functions; it is then
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional
+
 _FUNCTIONS = (
     "decode", "encode", "s8b_decode", "s8b_encode_all", "s8b_encode_windowed",  # codecs
     "scan_index", "index_frames",  # the TSM index
@@ -15,10 +18,18 @@ _FUNCTIONS = (
     "wal_candidate", "block_count",  # WAL resynchronisation prefilter, a block's claimed count
 )
 
+_loaded: Optional[ModuleType]
 try:
-    from . import _speedups as core
+    from . import _speedups as _loaded
 except ImportError:  # pragma: no cover - built without a C compiler
-    core = None
+    _loaded = None
 
-if core is not None and not all(hasattr(core, name) for name in _FUNCTIONS):
-    core = None  # pragma: no cover - a stale build
+if _loaded is not None and not all(hasattr(_loaded, name) for name in _FUNCTIONS):
+    _loaded = None  # pragma: no cover - a stale build
+
+if TYPE_CHECKING:  # the checker sees the functions' types (tsm/_speedups.pyi); callers test for None
+    from . import _speedups as core
+else:
+    core = _loaded
+
+__all__ = ["core"]

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import bisect
 import os
-import struct
-import zlib
 from array import array
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO, Iterator, Optional
 
 from construct import ConstructError
 
@@ -27,11 +25,16 @@ from . import block as _block
 from .compiled import core as _compiled  # same index scan; declines (None) whatever this scan refuses
 from .format import tsmfile as fmt
 
-_ENTRY = struct.Struct(">qqQI")
-#: Indexes larger than this have their first record checked before the whole index is read
-#: (the longest possible first record: key length, key, type, count, one entry).
-_PROBE = 2 + fmt.MAX_KEY_LEN + 3 + fmt.ENTRY_SIZE
-_U16 = struct.Struct(">H")
+_ENTRY = fmt.ENTRY
+#: Indexes larger than this have their first record checked before the whole index is read.
+_PROBE = fmt.MAX_FIRST_RECORD_SIZE
+_KEY_LEN = fmt.KEY_LEN
+_COUNT = fmt.COUNT
+#: offsets inside a record, from its start (``+ klen`` past the key)
+_KEY = fmt.KEY_OFFSET
+_TYPE = fmt.KEY_OFFSET + fmt.TYPE_AFTER_KEY
+_COUNT_AT = fmt.KEY_OFFSET + fmt.COUNT_AFTER_KEY
+_ENTRIES = fmt.KEY_OFFSET + fmt.ENTRIES_AFTER_KEY
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +87,11 @@ class TSMReader:
     def __enter__(self) -> "TSMReader":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ helpers
-    def _err(self, cls, message: str, offset: Optional[int]) -> ArchiveError:
+    def _err(self, cls: type[ArchiveError], message: str, offset: Optional[int]) -> ArchiveError:
         return cls(message, path=self.name, offset=offset)
 
     def _read_at(self, offset: int, n: int) -> bytes:
@@ -111,10 +114,12 @@ class TSMReader:
         except ConstructError:
             raise self._err(FormatError, "not a TSM file: bad magic (expected 16 D1 16 D1)", 0) from None
         if head.version != fmt.VERSION:
-            raise self._err(FormatError, f"unsupported TSM version {head.version} (expected 1)", 4)
+            raise self._err(
+                FormatError, f"unsupported TSM version {head.version} (expected {fmt.VERSION})", fmt.VERSION_OFFSET
+            )
         footer_at = size - fmt.FOOTER_SIZE
         index_offset = fmt.Footer.parse(self._read_at(footer_at, fmt.FOOTER_SIZE)).index_offset
-        if not fmt.HEADER_SIZE + fmt.CRC_SIZE + 1 <= index_offset < footer_at:
+        if not fmt.MIN_INDEX_OFFSET <= index_offset < footer_at:
             raise self._err(
                 FormatError,
                 f"footer index offset {index_offset} is outside the file (blocks end before {footer_at})",
@@ -131,15 +136,14 @@ class TSMReader:
         first record looks like one: a damaged footer pointing into the blocks would otherwise
         make a multi-GB file's blocks be read into memory as "the index"."""
         head = self._read_at(index_offset, _PROBE)
-        (klen,) = _U16.unpack_from(head, 0)
-        at = 2 + klen
+        (klen,) = _KEY_LEN.unpack_from(head, 0)
         problem = None
-        if klen == 0 or at + 3 + fmt.ENTRY_SIZE > len(head):
+        if klen == 0 or _ENTRIES + klen + fmt.ENTRY_SIZE > len(head):
             problem = f"a first key of {klen} bytes"
         else:
-            btype = head[at]
-            (count,) = _U16.unpack_from(head, at + 1)
-            mn, mx, off, esize = _ENTRY.unpack_from(head, at + 3)
+            btype = head[_TYPE + klen]
+            (count,) = _COUNT.unpack_from(head, _COUNT_AT + klen)
+            mn, mx, off, esize = _ENTRY.unpack_from(head, _ENTRIES + klen)
             if btype not in _block.BLOCK_TYPE_NAMES or count == 0:
                 problem = f"block type {btype} and {count} entries in its first record"
             elif mn > mx or not fmt.HEADER_SIZE <= off or off + esize > index_offset or esize <= fmt.CRC_SIZE:
@@ -175,21 +179,21 @@ class TSMReader:
         unpack_entry = _ENTRY.unpack_from
         while pos < end:
             at = base + pos
-            if pos + 2 > end:
+            if pos + _KEY > end:
                 raise self._err(TruncatedError, "index record cut short (key length)", at)
-            (klen,) = _U16.unpack_from(idx, pos)
+            (klen,) = _KEY_LEN.unpack_from(idx, pos)
             if klen == 0:
                 raise self._err(FormatError, "index record with an empty key", at)
-            if pos + 2 + klen + 3 > end:
+            if pos + _ENTRIES + klen > end:
                 raise self._err(TruncatedError, f"index record of a {klen}-byte key runs past the index", at)
-            key = idx[pos + 2 : pos + 2 + klen]
-            btype = idx[pos + 2 + klen]
+            key = idx[pos + _KEY : pos + _KEY + klen]
+            btype = idx[pos + _TYPE + klen]
             if btype not in _block.BLOCK_TYPE_NAMES:
-                raise self._err(FormatError, f"unknown block type {btype} for key {show(key)}", at + 2 + klen)
-            (count,) = _U16.unpack_from(idx, pos + 3 + klen)
+                raise self._err(FormatError, f"unknown block type {btype} for key {show(key)}", at + _TYPE + klen)
+            (count,) = _COUNT.unpack_from(idx, pos + _COUNT_AT + klen)
             if count == 0:
-                raise self._err(FormatError, f"key {show(key)} has 0 index entries", at + 3 + klen)
-            entries_at = pos + 5 + klen
+                raise self._err(FormatError, f"key {show(key)} has 0 index entries", at + _COUNT_AT + klen)
+            entries_at = pos + _ENTRIES + klen
             if entries_at + count * fmt.ENTRY_SIZE > end:
                 raise self._err(TruncatedError, f"{count} index entries of key {show(key)} run past the index", at)
             if prev_key is not None and key <= prev_key:
@@ -202,7 +206,7 @@ class TSMReader:
                 mn, mx, off, sz = unpack_entry(idx, e_at)
                 if mn > mx:
                     raise self._err(FormatError, f"index entry of key {show(key)} has min_time > max_time", base + e_at)
-                if sz < fmt.CRC_SIZE + 2 or off < fmt.HEADER_SIZE or off + sz > blocks_end:
+                if sz < fmt.MIN_FRAME_SIZE or off < fmt.HEADER_SIZE or off + sz > blocks_end:
                     raise self._err(
                         FormatError,
                         f"index entry of key {show(key)} points outside the blocks area (offset {off}, size {sz})",
@@ -211,7 +215,7 @@ class TSMReader:
                 if prev_min is not None:
                     if mn < prev_min:
                         raise self._err(FormatError, f"index entries of key {show(key)} are not sorted by time", base + e_at)
-                    if mn <= prev_max:  # type: ignore[operator]
+                    if mn <= prev_max:
                         overlap = True
                 prev_min, prev_max = mn, mx if prev_max is None else max(prev_max, mx)
                 lo = mn if lo is None or mn < lo else lo
@@ -250,10 +254,10 @@ class TSMReader:
     def _record(self, i: int) -> tuple[int, list[IndexEntry]]:
         idx = self._index
         pos = self._positions[i]
-        (klen,) = _U16.unpack_from(idx, pos)
-        btype = idx[pos + 2 + klen]
-        (count,) = _U16.unpack_from(idx, pos + 3 + klen)
-        at = pos + 5 + klen
+        (klen,) = _KEY_LEN.unpack_from(idx, pos)
+        btype = idx[pos + _TYPE + klen]
+        (count,) = _COUNT.unpack_from(idx, pos + _COUNT_AT + klen)
+        at = pos + _ENTRIES + klen
         return btype, [IndexEntry(*_ENTRY.unpack_from(idx, at + j * fmt.ENTRY_SIZE)) for j in range(count)]
 
     def entries(self, key: bytes) -> list[IndexEntry]:
@@ -274,9 +278,9 @@ class TSMReader:
         append = out.append
         for key, pos in zip(self._keys, self._positions):
             klen = len(key)
-            btype = idx[pos + 2 + klen]
-            (count,) = _U16.unpack_from(idx, pos + 3 + klen)
-            at = pos + 5 + klen
+            btype = idx[pos + _TYPE + klen]
+            (count,) = _COUNT.unpack_from(idx, pos + _COUNT_AT + klen)
+            at = pos + _ENTRIES + klen
             for _mn, _mx, off, size in _ENTRY.iter_unpack(idx[at : at + count * fmt.ENTRY_SIZE]):
                 append((off, size, key, btype))
         out.sort()
@@ -295,10 +299,9 @@ class TSMReader:
     def read_block(self, entry: IndexEntry, *, verify_crc: bool = True) -> bytes:
         """The block bytes (without the CRC); the CRC is checked unless ``verify_crc`` is False."""
         frame = self.read_frame(entry)
-        block = frame[fmt.CRC_SIZE :]
+        block = frame[fmt.BLOCK_OFFSET :]
         if verify_crc:
-            stored = int.from_bytes(frame[: fmt.CRC_SIZE], "big")
-            actual = zlib.crc32(block)
+            stored, actual = fmt.frame_crcs(frame)
             if stored != actual:
                 raise self._err(
                     ChecksumError,
@@ -307,7 +310,7 @@ class TSMReader:
                 )
         return block
 
-    def decode_block(self, key: bytes, entry: IndexEntry, *, verify_crc: bool = True) -> tuple[list[int], list]:
+    def decode_block(self, key: bytes, entry: IndexEntry, *, verify_crc: bool = True) -> tuple[list[int], list[Any]]:
         """Decoded (timestamps, values) of one block of ``key``."""
         data = self.read_block(entry, verify_crc=verify_crc)
         try:
@@ -317,7 +320,7 @@ class TSMReader:
             raise FormatError(
                 f"block of key {show(key)}: {exc.message}",
                 path=self.name,
-                offset=entry.offset + fmt.CRC_SIZE + rel,
+                offset=entry.offset + fmt.BLOCK_OFFSET + rel,
                 field=exc.field,
             ) from exc
         expected = self.block_type(key)
@@ -326,14 +329,14 @@ class TSMReader:
                 FormatError,
                 f"block of key {show(key)} is {_block.BLOCK_TYPE_NAMES.get(btype, btype)}, index says "
                 f"{_block.BLOCK_TYPE_NAMES[expected]}",
-                entry.offset + fmt.CRC_SIZE,
+                entry.offset + fmt.BLOCK_OFFSET,
             )
         return ts, values
 
-    def read_key(self, key: bytes) -> tuple[list[int], list]:
+    def read_key(self, key: bytes) -> tuple[list[int], list[Any]]:
         """Every block of ``key`` concatenated in index order (no tombstones, no dedup)."""
         ts: list[int] = []
-        vs: list = []
+        vs: list[Any] = []
         for e in self.entries(key):
             t, v = self.decode_block(key, e)
             ts.extend(t)

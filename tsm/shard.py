@@ -31,15 +31,15 @@ from __future__ import annotations
 import bisect
 import heapq
 import operator
-import zlib
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar, cast
 
-from ..archive.errors import ChecksumError, FormatError, show
+from ..archive.errors import ArchiveError, ChecksumError, FormatError, show
 from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, count_values, decode_block
 from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
 from .compiled import core as _compiled
+from .format import tsmfile as fmt
 from .wal import Cache
 
 
@@ -54,6 +54,8 @@ def _in_order(ts: Sequence[int]) -> bool:
 #: Most merged values held at once while merging blocks whose time ranges overlap (about 40 MB);
 #: larger overlapping groups are merged window by window (``ShardReader._merge_windows``).
 MERGE_BUDGET = 250_000
+
+_T = TypeVar("_T")
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -77,7 +79,7 @@ class Values:
     """Decoded points, in time order (see the module docstring for duplicates)."""
 
     timestamps: list[int]
-    values: list
+    values: list[Any]
 
 
 @dataclass(slots=True)
@@ -91,7 +93,7 @@ class _Piece:
     entry: Any = None
     ranges: tuple[tuple[int, int], ...] = ()  # deleted ranges of this piece's file for the key
     timestamps: list[int] | None = None  # cache values, already final
-    values: list | None = None
+    values: list[Any] | None = None
 
 
 class ShardReader:
@@ -104,7 +106,7 @@ class ShardReader:
         cache: Cache | None = None,
         *,
         chunk_size: int = MAX_POINTS_PER_BLOCK,
-        damaged: list | None = None,
+        damaged: list[ArchiveError] | None = None,
     ) -> None:
         self.files = list(files)
         self.cache = cache
@@ -137,7 +139,7 @@ class ShardReader:
                 continue
             yield key
 
-    def _deletion(self, i: int, key: bytes) -> tuple[list, KeyDeletion]:
+    def _deletion(self, i: int, key: bytes) -> tuple[list[Any], KeyDeletion]:
         """(index entries of ``key`` in file ``i``, what its tombstones do to the key)."""
         reader, tombs = self.files[i]
         entries = _entries(reader, key)
@@ -169,14 +171,15 @@ class ShardReader:
         block_type, pieces = self._plan(key, lo, hi)
         return block_type, self._parts(key, block_type, pieces, lo, hi, raw=True)
 
-    def read(self, key: bytes, start: int | None = None, end: int | None = None) -> tuple[int, list[int], list]:
+    def read(self, key: bytes, start: int | None = None, end: int | None = None) -> tuple[int, list[int], list[Any]]:
         """``(block_type, timestamps, values)`` of ``key`` in ``[start, end]``, as served."""
         lo = _MIN if start is None else start
         hi = _MAX if end is None else end
         block_type, pieces = self._plan(key, lo, hi)
         ts: list[int] = []
-        vs: list = []
+        vs: list[Any] = []
         for part in self._parts(key, block_type, pieces, lo, hi, raw=False):
+            part = cast(Values, part)  # raw=False: decoded chunks only
             ts.extend(part.timestamps)
             vs.extend(part.values)
         return block_type, ts, vs
@@ -191,21 +194,21 @@ class ShardReader:
                 n += len(part.timestamps)
         return n
 
-    def decode_frame(self, key: bytes, part: RawFrame) -> tuple[list[int], list]:
+    def decode_frame(self, key: bytes, part: RawFrame) -> tuple[list[int], list[Any]]:
         """``(timestamps, values)`` of a raw frame yielded by :meth:`iter_blocks`, with errors
         naming its file and absolute offset."""
         _typ, ts, vs = self._located(part, decode_block, key)
         return ts, vs
 
-    def _located(self, part: RawFrame, fn, key: bytes):
+    def _located(self, part: RawFrame, fn: Callable[[bytes], _T], key: bytes) -> _T:
         try:
-            return fn(part.frame[4:])
+            return fn(part.frame[fmt.BLOCK_OFFSET :])
         except FormatError as exc:
             rel = exc.offset or 0
             raise FormatError(
                 f"block of key {key!r}: {exc.message}",
                 path=_file_name(self.files[part.file][0], part.file),
-                offset=part.entry.offset + 4 + rel,
+                offset=part.entry.offset + fmt.BLOCK_OFFSET + rel,
                 field=exc.field,
             ) from exc
 
@@ -355,7 +358,7 @@ class ShardReader:
                 width *= 2
             a = b + 1
 
-    def _decode_salvaged(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
+    def _decode_salvaged(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list[Any]]:
         try:
             return self._decode(key, piece, lo, hi)
         except FormatError as exc:  # ChecksumError included
@@ -366,7 +369,7 @@ class ShardReader:
                 self.damaged.append(exc)
             return [], []
 
-    def _decode(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list]:
+    def _decode(self, key: bytes, piece: _Piece, lo: int, hi: int) -> tuple[list[int], list[Any]]:
         if piece.entry is None:
             return piece.timestamps or [], piece.values or []
         ts, vs = self.files[piece.file][0].decode_block(key, piece.entry)
@@ -385,7 +388,7 @@ class ShardReader:
     def _raw(self, key: bytes, block_type: int, piece: _Piece) -> RawFrame:
         reader = self.files[piece.file][0]
         frame = reader.read_frame(piece.entry)
-        if len(frame) < 5 or int.from_bytes(frame[:4], "big") != zlib.crc32(frame[4:]):
+        if len(frame) <= fmt.CRC_SIZE or not fmt.frame_crc_ok(frame):
             raise ChecksumError(
                 f"block CRC mismatch for key {show(key)}",
                 path=_file_name(reader, piece.file),
@@ -399,7 +402,7 @@ class ShardReader:
         return out
 
 
-def _entries(reader: Any, key: bytes) -> list:
+def _entries(reader: Any, key: bytes) -> list[Any]:
     try:
         return list(reader.entries(key))
     except KeyError:

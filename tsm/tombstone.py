@@ -43,15 +43,16 @@ from __future__ import annotations
 import bisect
 import io
 import os
-import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator, Sequence, Union
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence, Union
 
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, UnsupportedError, UsageError
 from .format import tombstone as fmt
 
 Source = Union[bytes, bytearray, memoryview, BinaryIO]
+#: the file a message names
+_Name = Union[str, "os.PathLike[str]", None]
 
 #: Default cap on the decompressed size of all gzip members of one file (``max_decompressed``):
 #: about a million records of typical key length (a DROP MEASUREMENT of a million series in one
@@ -61,9 +62,11 @@ DEFAULT_MAX_DECOMPRESSED = 64 << 20
 
 _MIN = fmt.MIN_TIME
 _MAX = fmt.MAX_TIME
-_GO_GZIP_HEADER = fmt.GoGzipHeader.build({})
+_GO_GZIP_HEADER: bytes = fmt.GoGzipHeader.build({})
 _HEAD = fmt.RECORD_HEAD
 _TIMES = fmt.RECORD_TIMES
+_KEY = fmt.KEY_OFFSET
+_TIMES_SIZE = fmt.RECORD_TIMES.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,10 @@ class Tombstone:
     def full_range(self) -> bool:
         """True for the all-time bounds influxd uses for DROP SERIES / DROP MEASUREMENT."""
         return self.min == _MIN and self.max == _MAX
+
+
+#: placeholder before the first record of a run (never appended: the first record always differs)
+_NO_TOMBSTONE = Tombstone(b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +122,7 @@ def parse_tombstones(
     name = name if name is not None else getattr(src, "name", None)
     if not isinstance(name, (str, os.PathLike)):
         name = None
-    version = struct.unpack_from(">I", data)[0] if len(data) >= fmt.HEADER_SIZE else None
+    version = fmt.VERSION_WORD.unpack_from(data)[0] if len(data) >= fmt.HEADER_SIZE else None
     try:
         if version == fmt.V4_HEADER:
             return _parse_gzip(data, 4, name, max_decompressed)
@@ -152,7 +159,7 @@ def _read_all(src: Source) -> bytes:
     return data
 
 
-def _parse_v1(data: bytes, name) -> TombstoneFile:
+def _parse_v1(data: bytes, name: _Name) -> TombstoneFile:
     out = TombstoneFile(version=1)
     pos = 0
     n = len(data)
@@ -176,7 +183,7 @@ def _parse_v1(data: bytes, name) -> TombstoneFile:
     return out
 
 
-def _parse_v2(data: bytes, name) -> TombstoneFile:
+def _parse_v2(data: bytes, name: _Name) -> TombstoneFile:
     out = TombstoneFile(version=2)
     pos = fmt.HEADER_SIZE
     n = len(data)
@@ -191,7 +198,7 @@ def _parse_v2(data: bytes, name) -> TombstoneFile:
             )
         (klen,) = _HEAD.unpack_from(data, pos)
         _check_key_len(klen, name, pos)
-        end = pos + 4 + klen + 16
+        end = pos + fmt.MIN_RECORD_SIZE + klen
         if end > n:
             raise TruncatedError(
                 f"v2 tombstone record with a {klen}-byte key runs past the end of the file",
@@ -199,8 +206,8 @@ def _parse_v2(data: bytes, name) -> TombstoneFile:
                 offset=pos,
                 field="record",
             )
-        mn, mx = _TIMES.unpack_from(data, pos + 4 + klen)
-        entries.append(Tombstone(data[pos + 4 : pos + 4 + klen], mn, mx))
+        mn, mx = _TIMES.unpack_from(data, pos + _KEY + klen)
+        entries.append(Tombstone(data[pos + _KEY : pos + _KEY + klen], mn, mx))
         pos = end
     out.members.append(TombstoneMember(fmt.HEADER_SIZE, n - fmt.HEADER_SIZE, len(entries)))
     if entries:
@@ -216,7 +223,7 @@ def _parse_v2(data: bytes, name) -> TombstoneFile:
     return out
 
 
-def _check_key_len(klen: int, name, offset: int, detail: str = "") -> None:
+def _check_key_len(klen: int, name: _Name, offset: int, detail: str = "") -> None:
     if klen > fmt.MAX_KEY_LEN:
         raise FormatError(
             f"tombstone record key length {klen} exceeds {fmt.MAX_KEY_LEN}{detail}",
@@ -227,7 +234,7 @@ def _check_key_len(klen: int, name, offset: int, detail: str = "") -> None:
 
 
 def _parse_records(
-    content: bytes, entries: list[Tombstone], name, member_offset: int, base: int, *, carry: bool = False
+    content: bytes, entries: list[Tombstone], name: _Name, member_offset: int, base: int, *, carry: bool = False
 ) -> int:
     """Append the records of decompressed ``content``; returns how many bytes are left over at the
     end: 0..3 (a short key-length read, which influxd takes as the end) or, with ``carry`` (v3,
@@ -243,31 +250,31 @@ def _parse_records(
     # a gzip bomb repeats one) shares one Tombstone object (8 bytes per repeat), and each key's
     # bytes are shared by all its records.
     keys: dict[bytes, bytes] = {}
-    last = None
-    last_obj = None
-    while n - pos >= 4:
+    last: bytes | None = None
+    last_obj = _NO_TOMBSTONE
+    while n - pos >= _KEY:
         (klen,) = head(content, pos)
         if klen > fmt.MAX_KEY_LEN:
             _check_key_len(klen, name, member_offset, f" (record at decompressed offset {base + pos})")
-        kend = pos + 4 + klen
-        if kend + 16 > n:
+        kend = pos + _KEY + klen
+        if kend + _TIMES_SIZE > n:
             if carry:
                 break
             raise _cut_record(name, member_offset, base + pos, n - pos, klen)
-        raw = content[pos : kend + 16]
-        pos = kend + 16
+        raw = content[pos : kend + _TIMES_SIZE]
+        pos = kend + _TIMES_SIZE
         if raw != last:
             last = raw
-            mn, mx = times(raw, 4 + klen)
-            key = raw[4 : 4 + klen]
+            mn, mx = times(raw, _KEY + klen)
+            key = raw[_KEY : _KEY + klen]
             last_obj = Tombstone(keys.setdefault(key, key), mn, mx)
         append(last_obj)
     return n - pos
 
 
-def _cut_record(name, member_offset: int, at: int, have: int, klen: int) -> TruncatedError:
+def _cut_record(name: _Name, member_offset: int, at: int, have: int, klen: int) -> TruncatedError:
     return TruncatedError(
-        f"tombstone record at decompressed offset {at} is cut short ({have} of {klen + 20} bytes); "
+        f"tombstone record at decompressed offset {at} is cut short ({have} of {klen + fmt.MIN_RECORD_SIZE} bytes); "
         "influxd fails the TSM file",
         path=name,
         offset=member_offset,
@@ -283,7 +290,7 @@ class _Member:
     state: str  # ok | truncated_trailer | truncated_header | truncated_data | empty
 
 
-def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member:
+def _read_member(data: bytes, pos: int, budget: int, name: _Name, what: str) -> _Member:
     """Decode one gzip member starting at ``pos`` with Go's header rules (``compress/gzip``)."""
     n = len(data)
     if pos >= n:
@@ -297,8 +304,8 @@ def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member
     if flags & fmt.FLAG_EXTRA:
         if n - p < 2:
             return _Member(pos, b"", n, "truncated_header")
-        xlen = data[p] | data[p + 1] << 8
-        p += 2 + xlen
+        (xlen,) = fmt.GZIP_U16.unpack_from(data, p)
+        p += fmt.GZIP_U16.size + xlen
         if p > n:
             return _Member(pos, b"", n, "truncated_header")
     for flag in (fmt.FLAG_NAME, fmt.FLAG_COMMENT):
@@ -315,11 +322,11 @@ def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member
                 return _Member(pos, b"", n, "truncated_header")
             p = nul + 1
     if flags & fmt.FLAG_HCRC:
-        if n - p < 2:
+        if n - p < fmt.GZIP_U16.size:
             return _Member(pos, b"", n, "truncated_header")
-        if data[p] | data[p + 1] << 8 != zlib.crc32(data[pos:p]) & 0xFFFF:
+        if fmt.GZIP_U16.unpack_from(data, p)[0] != zlib.crc32(data[pos:p]) & 0xFFFF:
             raise FormatError(f"{what}: gzip: invalid header (header CRC)", path=name, offset=pos, field="gzip header")
-        p += 2
+        p += fmt.GZIP_U16.size
     inflater = zlib.decompressobj(-15)
     try:
         content = inflater.decompress(memoryview(data)[p:], budget + 1)
@@ -337,13 +344,13 @@ def _read_member(data: bytes, pos: int, budget: int, name, what: str) -> _Member
     data_end = n - len(inflater.unused_data)
     if n - data_end < fmt.GZIP_TRAILER_SIZE:
         return _Member(pos, content, n, "truncated_trailer")
-    crc, size = struct.unpack_from("<II", data, data_end)
+    crc, size = fmt.GZIP_TRAILER.unpack_from(data, data_end)
     if crc != zlib.crc32(content) or size != len(content) & 0xFFFFFFFF:
         raise ChecksumError(f"{what}: gzip: invalid checksum", path=name, offset=pos, field="gzip trailer")
     return _Member(pos, content, data_end + fmt.GZIP_TRAILER_SIZE, "ok")
 
 
-def _parse_gzip(data: bytes, version: int, name, max_decompressed: int) -> TombstoneFile:
+def _parse_gzip(data: bytes, version: int, name: _Name, max_decompressed: int) -> TombstoneFile:
     """v4: records per member. v3: records over the concatenation of all members (Go's multistream)."""
     out = TombstoneFile(version=version)
     entries = out.entries
@@ -411,7 +418,7 @@ def _parse_gzip(data: bytes, version: int, name, max_decompressed: int) -> Tombs
             break
         pos = m.end
         first = False
-    if len(pending) >= 4:
+    if len(pending) >= _KEY:
         (klen,) = _HEAD.unpack_from(pending)
         raise _cut_record(name, pending_member, decoded - len(pending), len(pending), klen)
     if pending:
@@ -462,7 +469,7 @@ def encode_member(entries: Iterable[Tombstone]) -> bytes:
     if count == 0:
         raise UsageError("a tombstone batch needs at least one entry (influxd never writes an empty one)")
     body.append(deflater.flush())
-    return _GO_GZIP_HEADER + b"".join(body) + struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return _GO_GZIP_HEADER + b"".join(body) + fmt.GZIP_TRAILER.pack(crc, size & 0xFFFFFFFF)
 
 
 def write_tombstones(stream: BinaryIO, entries: Iterable[Tombstone]) -> int:
@@ -487,7 +494,7 @@ def append_batch(stream: BinaryIO, entries: Iterable[Tombstone]) -> int:
     if not head:
         stream.write(fmt.Header.build(fmt.V4_HEADER))
         written = fmt.HEADER_SIZE
-    elif len(head) < fmt.HEADER_SIZE or struct.unpack(">I", head)[0] != fmt.V4_HEADER:
+    elif len(head) < fmt.HEADER_SIZE or fmt.VERSION_WORD.unpack(head)[0] != fmt.V4_HEADER:
         raise UnsupportedError("can only append to a v4 tombstone file")
     stream.seek(0, io.SEEK_END)
     stream.write(member)
@@ -640,10 +647,10 @@ class TombstoneSet:
         self,
         key: bytes,
         timestamps: Sequence[int],
-        values: Sequence,
+        values: Sequence[Any],
         key_min: int | None = None,
         key_max: int | None = None,
-    ) -> tuple[list[int], list]:
+    ) -> tuple[list[int], list[Any]]:
         """``(timestamps, values)`` without the deleted points (order and duplicates kept)."""
         ranges = self.ranges(key, key_min, key_max)
         if not ranges or not timestamps:
@@ -652,13 +659,13 @@ class TombstoneSet:
 
 
 def filter_ranges(
-    ranges: Sequence[tuple[int, int]], timestamps: Sequence[int], values: Sequence
-) -> tuple[list[int], list]:
+    ranges: Sequence[tuple[int, int]], timestamps: Sequence[int], values: Sequence[Any]
+) -> tuple[list[int], list[Any]]:
     """Drop the points whose timestamp lies in one of the merged, sorted inclusive ``ranges``."""
     starts = [lo for lo, _hi in ranges]
     ends = [hi for _lo, hi in ranges]
     out_t: list[int] = []
-    out_v: list = []
+    out_v: list[Any] = []
     for t, v in zip(timestamps, values):
         i = bisect.bisect_right(starts, t) - 1
         if i >= 0 and t <= ends[i]:

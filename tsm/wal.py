@@ -203,6 +203,7 @@ def _resync(data: bytes, bad: int, budget: list[int]) -> int | None:
     view = io.BytesIO(data)
     head = fmt.ENTRY_LENGTH.unpack_from
     hsize = fmt.ENTRY_HEADER_SIZE
+    length_at = fmt.ENTRY_LENGTH_OFFSET
     p = bad
     while True:
         prev = p
@@ -210,8 +211,8 @@ def _resync(data: bytes, bad: int, budget: list[int]) -> int | None:
         if p < 0:
             return None
         budget[0] += RESYNC_WORK_FACTOR * (p - prev)
-        end = p + hsize + head(data, p + 1)[0]
-        cost = end - p + (hsize + head(data, end + 1)[0] if end < n else 0)
+        end = p + hsize + head(data, p + length_at)[0]
+        cost = end - p + (hsize + head(data, end + length_at)[0] if end < n else 0)
         if cost > budget[0]:
             continue
         budget[0] -= cost
@@ -251,7 +252,7 @@ def _plausible(data: bytes, n: int, p: int) -> int:
     """O(1): end of an entry that could start at ``p`` (type, length, snappy preamble), or -1."""
     if data[p] not in fmt.ENTRY_TYPES or p + fmt.ENTRY_HEADER_SIZE > n:
         return -1
-    (length,) = fmt.ENTRY_LENGTH.unpack_from(data, p + 1)
+    length: int = fmt.ENTRY_LENGTH.unpack_from(data, p + fmt.ENTRY_LENGTH_OFFSET)[0]
     at = p + fmt.ENTRY_HEADER_SIZE
     if length == 0 or length > n - at:
         return -1
@@ -326,21 +327,23 @@ def _decode_write(b: bytes) -> dict[bytes, tuple[int, list[tuple[int, Any]]]]:
     n = len(b)
     i = 0
     fixed = fmt.FIXED_VALUE
+    klen_size = fmt.GROUP_KEYLEN.size
+    count_size = fmt.GROUP_COUNT.size
     while i < n:
         typ = b[i]
         i += 1
-        if i + 2 > n:
+        if i + klen_size > n:
             raise _Bad("write entry: key length cut short", field="payload")
         (klen,) = fmt.GROUP_KEYLEN.unpack_from(b, i)
-        i += 2
+        i += klen_size
         if i + klen > n:
             raise _Bad("write entry: key cut short", field="payload")
         key = b[i : i + klen]
         i += klen
-        if i + 4 > n:
+        if i + count_size > n:
             raise _Bad("write entry: value count cut short", field="payload")
         (count,) = fmt.GROUP_COUNT.unpack_from(b, i)
-        i += 4
+        i += count_size
         if count == 0 or count > n:
             raise _Bad(f"write entry: value count {count} for a {n}-byte payload", field="payload")
         vs = fixed.get(typ)
@@ -356,11 +359,12 @@ def _decode_write(b: bytes) -> dict[bytes, tuple[int, list[tuple[int, Any]]]]:
         elif typ == fmt.WAL_STRING:
             values = []
             head = fmt.STRING_HEAD.unpack_from
+            head_size = fmt.STRING_HEAD.size
             for _ in range(count):
-                if i + 12 > n:
+                if i + head_size > n:
                     raise _Bad("write entry: string value cut short", field="payload")
                 t, slen = head(b, i)
-                i += 12
+                i += head_size
                 if i + slen > n:
                     raise _Bad("write entry: string value cut short", field="payload")
                 values.append((t, b[i : i + slen]))
@@ -374,15 +378,15 @@ def _decode_write(b: bytes) -> dict[bytes, tuple[int, list[tuple[int, Any]]]]:
 def _decode_delete_range(b: bytes) -> tuple[int, int, tuple[bytes, ...]]:
     n = len(b)
     if n < fmt.DELETE_RANGE_HEAD.size:
-        raise _Bad(f"delete-range entry of {n} bytes (needs 16)", field="payload")
+        raise _Bad(f"delete-range entry of {n} bytes (needs {fmt.DELETE_RANGE_HEAD.size})", field="payload")
     mn, mx = fmt.DELETE_RANGE_HEAD.unpack_from(b)
     keys = []
     i = fmt.DELETE_RANGE_HEAD.size
     while i < n:
-        if i + 4 > n:
+        if i + fmt.DELETE_RANGE_KEYLEN.size > n:
             raise _Bad("delete-range entry: key length cut short", field="payload")
         (klen,) = fmt.DELETE_RANGE_KEYLEN.unpack_from(b, i)
-        i += 4
+        i += fmt.DELETE_RANGE_KEYLEN.size
         if i + klen > n:
             raise _Bad("delete-range entry: key cut short", field="payload")
         keys.append(b[i : i + klen])
@@ -475,7 +479,7 @@ def _encode_group(key: bytes, typ: int, vals: Sequence[tuple[int, Any]]) -> byte
     if n == 0:
         raise UsageError(f"WAL write group for {show(key)} has no values (influxd rejects count 0)")
     head = fmt.GROUP_TYPE_KEYLEN.pack(typ, len(key)) + key + fmt.GROUP_COUNT.pack(n)
-    flat: list = []
+    flat: list[Any] = []
     try:
         if typ == fmt.WAL_STRING:
             parts = [head]
@@ -523,7 +527,7 @@ class Cache:
     """
 
     def __init__(self) -> None:
-        self._store: dict[bytes, tuple[int, list[int], list]] = {}
+        self._store: dict[bytes, tuple[int, list[int], list[Any]]] = {}
         #: partial deletes not applied yet, per key: (values stored when the delete came, min, max).
         #: Applied in one pass when the cache is read, so n deletes of a key holding v values cost
         #: O((v + n) log n), not O(v * n) as a filter per delete does (influxd's own way).
@@ -664,7 +668,7 @@ class Cache:
             self._settle()
         return fmt.WAL_TO_BLOCK_TYPE[self._store[key][0]]
 
-    def values(self, key: bytes) -> tuple[int, list[int], list]:
+    def values(self, key: bytes) -> tuple[int, list[int], list[Any]]:
         """``(tsm_block_type, timestamps, values)``: sorted by time, one value per timestamp, the
         last written winning (what influxd serves and snapshots)."""
         if self._pending:

@@ -9,15 +9,13 @@ otherwise). Raw frames can be copied without decoding (:meth:`write_frame`).
 
 from __future__ import annotations
 
-import struct
-import zlib
-from typing import BinaryIO, Optional, Sequence
+from typing import Any, BinaryIO, Optional, Sequence
 
 from ..archive.errors import UnsupportedError, UsageError
 from . import block as _block
 from .format import tsmfile as fmt
 
-_ENTRY = struct.Struct(">qqQI")
+_ENTRY = fmt.ENTRY
 
 
 class TSMWriter:
@@ -40,7 +38,8 @@ class TSMWriter:
 
     @property
     def index_size(self) -> int:
-        return sum(len(r) for r in self._index) + len(self._entries) + (len(self._key) + 5 if self._key else 0)
+        head = len(self._key) + fmt.RECORD_HEAD_SIZE if self._key else 0
+        return sum(len(r) for r in self._index) + len(self._entries) + head
 
     @property
     def entries_for_current_key(self) -> int:
@@ -71,10 +70,10 @@ class TSMWriter:
         self._last_max = None
 
     def _finish_key(self) -> None:
-        if self._key is None or self._count == 0:
+        if self._key is None or self._type is None or self._count == 0:  # _type is set with _key
             return
         self._index.append(
-            struct.pack(">H", len(self._key)) + self._key + bytes([self._type]) + struct.pack(">H", self._count)
+            fmt.KEY_LEN.pack(len(self._key)) + self._key + bytes([self._type]) + fmt.COUNT.pack(self._count)
             + bytes(self._entries)
         )
         self.keys_written += 1
@@ -84,7 +83,7 @@ class TSMWriter:
     def write_frame(self, key: bytes, block_type: int, min_time: int, max_time: int, frame: bytes) -> None:
         """Append a raw frame (CRC + block bytes) of ``key`` covering ``[min_time, max_time]``."""
         self._start_key(key, block_type)
-        if len(frame) < fmt.CRC_SIZE + 2:
+        if len(frame) < fmt.MIN_FRAME_SIZE:
             raise UnsupportedError("refusing to write an empty block")
         if min_time > max_time:
             raise UsageError("block min_time > max_time")
@@ -100,9 +99,9 @@ class TSMWriter:
 
     def write_block(self, key: bytes, block_type: int, min_time: int, max_time: int, block: bytes) -> None:
         """Append encoded block bytes (without CRC); the CRC is computed here."""
-        self.write_frame(key, block_type, min_time, max_time, zlib.crc32(block).to_bytes(4, "big") + block)
+        self.write_frame(key, block_type, min_time, max_time, fmt.frame(block))
 
-    def write_values(self, key: bytes, block_type: int, timestamps: Sequence[int], values: Sequence) -> None:
+    def write_values(self, key: bytes, block_type: int, timestamps: Sequence[int], values: Sequence[Any]) -> None:
         """Encode sorted, unique ``timestamps``/``values`` into blocks of at most 1000 values."""
         n = len(timestamps)
         step = _block.MAX_POINTS_PER_BLOCK

@@ -10,22 +10,16 @@ the blocks whose CRC holds, frames copied unchanged — the ``--salvage`` path.
 
 from __future__ import annotations
 
-import struct
-import zlib
-from typing import BinaryIO, Callable, Iterator, Optional
+import io
+from typing import BinaryIO, Callable, Iterator, Optional, cast
 
 from ...tsm.block import count_values_at
+from ...tsm.format import tsmfile as fmt
 from ...tsm.reader import IndexEntry, TSMReader
 from ...tsm.writer import TSMWriter
 from ..errors import ArchiveError, ChecksumError, FormatError, TruncatedError, show
 
-try:  # ISA-L's CRC32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices
-    from isal.isal_zlib import crc32 as _crc32
-except ImportError:  # pragma: no cover - exercised only where isal is missing
-    _crc32 = zlib.crc32
-
 GROUP = 512 << 10  # bytes of consecutive block frames read and checked at once (stays in cache)
-_CRC_TYPE = struct.Struct(">IB")  # a frame's stored CRC and its block type byte
 
 
 def checked_chunks(
@@ -49,8 +43,8 @@ def checked_chunks(
         frames = reader.frames()
     size = reader.size
     buf = bytearray(GROUP)
-    crc32 = _crc32
-    crc_type = _CRC_TYPE.unpack_from
+    frame_crcs = fmt.frame_crcs
+    block_at = fmt.BLOCK_OFFSET
     pos = i = 0
     n = len(frames)
     while pos < size:
@@ -65,7 +59,7 @@ def checked_chunks(
         stream.seek(pos)
         got = 0
         while got < want:
-            k = stream.readinto(view[got:])
+            k = cast(io.BufferedIOBase, stream).readinto(view[got:])  # BinaryIO's type lacks readinto
             if not k:
                 raise TruncatedError("file ended early while copying", path=reader.name, offset=pos + got)
             got += k
@@ -75,14 +69,15 @@ def checked_chunks(
             if off + fsize > limit:
                 break
             a = off - pos
-            if crc_type(data, a) != (crc32(view[a + 4 : a + fsize]), btype):
+            stored, computed = frame_crcs(view, a, fsize)
+            if stored != computed or data[a + block_at] != btype:
                 exc: ArchiveError
-                if int.from_bytes(view[a : a + 4], "big") != crc32(view[a + 4 : a + fsize]):
+                if stored != computed:
                     exc = ChecksumError(f"block CRC mismatch for key {show(key)}", path=reader.name, offset=off, field="crc")
                 else:
                     exc = FormatError(
-                        f"block of key {show(key)} has type {view[a + 4]}, its index entry says {btype}",
-                        path=reader.name, offset=off + 4,
+                        f"block of key {show(key)} has type {view[a + block_at]}, its index entry says {btype}",
+                        path=reader.name, offset=off + block_at,
                     )
                 if on_damage is None:
                     raise exc
@@ -91,11 +86,11 @@ def checked_chunks(
                 # A block copied unchanged must still not claim more values than a reader should
                 # allocate (influxd trusts such counts); header and lengths only, in place.
                 try:
-                    count_values_at(data, a + 4, fsize - 4)
+                    count_values_at(data, a + block_at, fsize - block_at)
                 except FormatError as bad:
                     exc = FormatError(
                         f"block of key {key!r}: {bad.message}", path=reader.name,
-                        offset=off + 4 + (bad.offset or 0), field=bad.field,
+                        offset=off + block_at + (bad.offset or 0), field=bad.field,
                     )
                     if on_damage is None:
                         raise exc from None
@@ -132,7 +127,7 @@ def write_intact_blocks(reader: TSMReader, out: BinaryIO) -> Optional[int]:
                 frame = reader.read_frame(e)
             except TruncatedError:
                 continue
-            if int.from_bytes(frame[:4], "big") != zlib.crc32(frame[4:]):
+            if not fmt.frame_crc_ok(frame):
                 continue
             w.write_frame(key, btype, e.min_time, e.max_time, frame)
             last_max = e.max_time

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from ...tsm import naming
 from ...tsm.format import tsmfile as fmt
@@ -46,7 +46,7 @@ class ShardFileWriter:
         self.sequence = first_sequence
         self.max_bytes = max_bytes
         self.files: list[WrittenFile] = []
-        self._fh = None
+        self._fh: Optional[BinaryIO] = None
         self._w: Optional[TSMWriter] = None
         self._name = ""
 

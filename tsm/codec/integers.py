@@ -83,6 +83,7 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int, signed:
         raise TruncatedError(f"{what}: section is empty", offset=base, field="values")
     header = section[0]
     size = len(section)
+    rest: Sequence[int]
     if header == RAW:
         body = size - 1
         if body % 8:
@@ -107,8 +108,9 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int, signed:
                 f"{what}: section holds {held} values but the block has {count} timestamps",
                 offset=base, field="values",
             )
-        first, rest = int.from_bytes(section[1:9], "big"), []
-        simple8b.decode(words, rest, limit=count - 1)
+        unpacked: list[int] = []
+        simple8b.decode(words, unpacked, limit=count - 1)
+        first, rest = int.from_bytes(section[1:9], "big"), unpacked
     elif header == RLE:
         if size < 9:
             raise TruncatedError(f"{what}: RLE section shorter than its first value", offset=base, field="values")

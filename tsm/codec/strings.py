@@ -65,7 +65,7 @@ def decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list[by
     end = len(payload)
     if end != ulen:
         raise FormatError(f"{_WHAT}: snappy data is {end} bytes, header says {ulen}", offset=base + 1, field="values")
-    out = []
+    out: list[bytes] = []
     append = out.append
     pos = 0
     for i in range(count):

@@ -155,9 +155,9 @@ def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> lis
         count = 1 + simple8b.count(words, what=_WHAT, base=base + 9)
         if count > max_count:
             raise _count_limit_error(count, max_count, base)
-        deltas: list[int] = []
-        simple8b.decode(words, deltas, limit=count - 1)
-        return _running(t0, deltas, _POW10[scale])
+        unpacked: list[int] = []
+        simple8b.decode(words, unpacked, limit=count - 1)
+        return _running(t0, unpacked, _POW10[scale])
     # RLE
     delta, pos = varint.decode(section, 9, what=f"{_WHAT} RLE delta", base=base)
     count, pos = varint.decode(section, pos, what=f"{_WHAT} RLE count", base=base)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 
-from construct import Bytes, Const, Int32ub, Int64sb, Struct, this
+from construct import Bytes, Const, Int32ub, Int32ul, Int64sb, Struct, this
 
 #: Length of the version word at the start of v2..v4 files.
 HEADER_SIZE = 4
@@ -50,11 +50,14 @@ Record = Struct(
 #: Fixed parts of :data:`Record` for the fast path: key length, then (min, max) after the key.
 RECORD_HEAD = struct.Struct(">I")
 RECORD_TIMES = struct.Struct(">qq")
+#: Offset of the key in a record.
+KEY_OFFSET = RECORD_HEAD.size
 #: Smallest record: empty key.
 MIN_RECORD_SIZE = RECORD_HEAD.size + RECORD_TIMES.size
 
-#: Version word (v2..v4).
+#: Version word (v2..v4), and its fast-path format.
 Header = Int32ub
+VERSION_WORD = struct.Struct(">I")
 
 #: The 10-byte gzip member header Go's ``compress/gzip`` writes with default settings: ID1 ID2,
 #: CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255 (unknown) — verified on influxd's files (§3.3).
@@ -71,7 +74,12 @@ GoGzipHeader = Struct(
 GZIP_ID = b"\x1f\x8b"
 GZIP_CM_DEFLATE = 8
 GZIP_FIXED_HEADER_SIZE = 10
-GZIP_TRAILER_SIZE = 8
+#: gzip trailer: CRC-32 and size (mod 2^32) of the uncompressed data, little-endian.
+GzipTrailer = Struct("crc" / Int32ul, "size" / Int32ul)
+GZIP_TRAILER = struct.Struct("<II")
+GZIP_TRAILER_SIZE = GZIP_TRAILER.size
+#: the little-endian u16 of FEXTRA's XLEN and of FHCRC (low 16 bits of the header's CRC-32)
+GZIP_U16 = struct.Struct("<H")
 FLAG_HCRC = 0x02
 FLAG_EXTRA = 0x04
 FLAG_NAME = 0x08

@@ -1,71 +1,163 @@
-"""TSM1 file layout (TSM_WAL.md §1.1-§1.7): Construct definitions and constants, no I/O.
+"""TSM1 file layout (docs/formats.md, TSM section): Construct definitions, the ``struct`` formats
+the hot paths use for the same fields, named offsets and sizes, and the block-frame CRC check.
+No I/O.
 
 ::
 
     header  @0            magic 0x16D116D1 (u32 BE), version 0x01
-    blocks  @5            frames: CRC-32/IEEE (u32 BE) + block bytes (§1.3)
-    index   @index_offset per key: key_len u16, key, type u8, count u16, count x entry (§1.5)
-    footer  @size-8       index_offset u64 BE (§1.6)
+    blocks  @5            frames: CRC-32/IEEE (u32 BE) of the block + block bytes (type byte first)
+    index   @index_offset per key: key_len u16, key, type u8, count u16, count x entry
+    footer  @size-8       index_offset u64 BE
 
 An index entry is 28 bytes: min_time i64, max_time i64, offset u64 (of the frame's CRC), size u32
 (frame length including the 4 CRC bytes).
+
+The Construct definitions are the reference (building, dumps, tests); the readers and writers use
+the ``struct`` formats and offsets below, which tests/test_formats.py holds equal to them.
 """
 
 from __future__ import annotations
 
-from construct import Bytes, Const, Int8ub, Int16ub, Int32ub, Int64sb, Int64ub, Struct, this
+import struct
+import zlib
+from typing import Callable, Union
+
+from construct import Array, Bytes, Const, GreedyBytes, Int8ub, Int16ub, Int32ub, Int64sb, Int64ub, Struct, this
 
 MAGIC = 0x16D116D1
 VERSION = 1
-HEADER_SIZE = 5
-FOOTER_SIZE = 8
-CRC_SIZE = 4
-ENTRY_SIZE = 28
-#: key_len (2) + type (1) + count (2) around the key bytes of an index record
-RECORD_HEAD_SIZE = 5
-#: smallest valid file: header, one frame of >= 1 byte, one record with a 1-byte key and one entry, footer
-MIN_FILE_SIZE = HEADER_SIZE + CRC_SIZE + 1 + RECORD_HEAD_SIZE + 1 + ENTRY_SIZE + FOOTER_SIZE
 MAX_KEY_LEN = 0xFFFF
 MAX_ENTRIES_PER_KEY = 0xFFFF
-#: influxd starts a new file once written bytes + index exceed this (§1.7)
-MAX_FILE_SIZE_SOFT = 0x80000000
 
+# --- header and footer ----------------------------------------------------------------------
 Header = Struct(
     "magic" / Const(MAGIC, Int32ub),
     "version" / Int8ub,
 )
+HEADER_SIZE = 5
+#: offset of the version byte in the header
+VERSION_OFFSET = 4
 
 Footer = Struct("index_offset" / Int64ub)
+FOOTER_SIZE = 8
 
+# --- block frames ---------------------------------------------------------------------------
+#: A frame as stored: CRC-32 of ``block``, then the block (its first byte is the block type).
+BlockFrame = Struct(
+    "crc" / Int32ub,
+    "block" / GreedyBytes,
+)
+CRC_SIZE = 4
+#: offset of the block (its type byte) inside a frame
+BLOCK_OFFSET = CRC_SIZE
+#: smallest frame an index entry may point at: CRC, type byte and one more byte
+MIN_FRAME_SIZE = CRC_SIZE + 2
+CRC = struct.Struct(">I")
+_unpack_crc = CRC.unpack_from
+
+# --- index ------------------------------------------------------------------------------------
 IndexEntry = Struct(
     "min_time" / Int64sb,
     "max_time" / Int64sb,
     "offset" / Int64ub,
     "size" / Int32ub,
 )
+ENTRY_SIZE = 28
+ENTRY = struct.Struct(">qqQI")
 
-RecordHead = Struct(
+#: One index record: the key, its block type and its ``count`` entries.
+IndexRecord = Struct(
     "key_len" / Int16ub,
     "key" / Bytes(this.key_len),
     "block_type" / Int8ub,
     "count" / Int16ub,
+    "entries" / Array(this.count, IndexEntry),
 )
+#: the key length at the start of a record, and the entry count after the type byte
+KEY_LEN = struct.Struct(">H")
+COUNT = struct.Struct(">H")
+#: offset of the key in a record
+KEY_OFFSET = KEY_LEN.size
+#: offsets after the key: the type byte, the entry count, the first entry
+TYPE_AFTER_KEY = 0
+COUNT_AFTER_KEY = 1
+ENTRIES_AFTER_KEY = 3
+#: key_len (2) + type (1) + count (2) around the key bytes of an index record
+RECORD_HEAD_SIZE = KEY_OFFSET + ENTRIES_AFTER_KEY
+#: the longest possible first record with one entry (what a reader probes before a large index)
+MAX_FIRST_RECORD_SIZE = RECORD_HEAD_SIZE + MAX_KEY_LEN + ENTRY_SIZE
 
-#: Compiled parsers skip checks (Construct docs); the reader uses struct for hot paths and these
-#: definitions for building and for tests.
+#: smallest index offset a footer may hold (after the header and one frame of >= 1 block byte)
+MIN_INDEX_OFFSET = HEADER_SIZE + CRC_SIZE + 1
+#: smallest valid file: header, one frame of >= 1 byte, one record with a 1-byte key and one entry, footer
+MIN_FILE_SIZE = MIN_INDEX_OFFSET + RECORD_HEAD_SIZE + 1 + ENTRY_SIZE + FOOTER_SIZE
+
+
+# --- the block CRC ----------------------------------------------------------------------------
+Buffer = Union[bytes, bytearray, memoryview]
+
+def _pick_crc32() -> Callable[[Buffer], int]:
+    try:  # ISA-L's CRC-32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices
+        from isal.isal_zlib import crc32 as fast
+    except ImportError:  # pragma: no cover - exercised only where isal is missing
+        return zlib.crc32
+    return fast
+
+
+#: CRC-32 (IEEE) of a block: ISA-L's where installed, else zlib's (same values).
+crc32: Callable[[Buffer], int] = _pick_crc32()
+
+
+def frame_crcs(buf: Buffer, start: int = 0, size: int | None = None) -> tuple[int, int]:
+    """``(stored CRC, CRC-32 of the block)`` of the frame ``buf[start:start + size]`` (``size``
+    None: to the end of ``buf``, which must hold the 4 CRC bytes). The one block CRC check: every
+    reader and copier calls it, directly or through :func:`frame_crc_ok`."""
+    view = buf if type(buf) is memoryview else memoryview(buf)
+    return _unpack_crc(view, start)[0], crc32(view[start + CRC_SIZE : len(view) if size is None else start + size])
+
+
+def frame_crc_ok(buf: Buffer, start: int = 0, size: int | None = None) -> bool:
+    """True when the frame ``buf[start:start + size]`` holds the CRC-32 of its block."""
+    stored, computed = frame_crcs(buf, start, size)
+    return stored == computed
+
+
+def frame(block: Buffer) -> bytes:
+    """The frame of ``block``: its CRC-32, then the block."""
+    return CRC.pack(crc32(block)) + bytes(block)
+
+
 __all__ = [
     "MAGIC",
     "VERSION",
-    "HEADER_SIZE",
-    "FOOTER_SIZE",
-    "CRC_SIZE",
-    "ENTRY_SIZE",
-    "RECORD_HEAD_SIZE",
-    "MIN_FILE_SIZE",
     "MAX_KEY_LEN",
     "MAX_ENTRIES_PER_KEY",
     "Header",
+    "HEADER_SIZE",
+    "VERSION_OFFSET",
     "Footer",
+    "FOOTER_SIZE",
+    "BlockFrame",
+    "CRC_SIZE",
+    "BLOCK_OFFSET",
+    "MIN_FRAME_SIZE",
+    "CRC",
     "IndexEntry",
-    "RecordHead",
+    "ENTRY_SIZE",
+    "ENTRY",
+    "IndexRecord",
+    "KEY_LEN",
+    "COUNT",
+    "KEY_OFFSET",
+    "TYPE_AFTER_KEY",
+    "COUNT_AFTER_KEY",
+    "ENTRIES_AFTER_KEY",
+    "RECORD_HEAD_SIZE",
+    "MAX_FIRST_RECORD_SIZE",
+    "MIN_FILE_SIZE",
+    "MIN_INDEX_OFFSET",
+    "crc32",
+    "frame_crcs",
+    "frame_crc_ok",
+    "frame",
 ]

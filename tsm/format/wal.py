@@ -62,9 +62,11 @@ EntryHeader = Struct(
     "type" / Byte,
     "length" / Int32ub,
 )
-ENTRY_HEADER_SIZE = EntryHeader.sizeof()
-#: The length field alone (at offset 1 of the header), for scans that test many offsets.
+ENTRY_HEADER_SIZE: int = EntryHeader.sizeof()
+#: The length field alone (at :data:`ENTRY_LENGTH_OFFSET` of the header), for scans that test
+#: many offsets.
 ENTRY_LENGTH = struct.Struct(">I")
+ENTRY_LENGTH_OFFSET = 1
 
 # --- Write entry payload (§4.3): groups repeated until the payload ends ----------------------
 WalValueType = Enum(

@@ -38,8 +38,10 @@ a series goes to partition ``xxhash(line-protocol series key) & 7``.
 
 from __future__ import annotations
 
+import mmap
 import re
 import struct
+from typing import Union
 
 from construct import (
     Array,
@@ -55,6 +57,9 @@ from construct import (
     VarInt,
     this,
 )
+
+#: what the readers take: a file's bytes or its memory map
+Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
 
 # ---- series file ---------------------------------------------------------------------------
 
@@ -84,8 +89,6 @@ INDEX_VERSION = 1
 INDEX_HEADER_SIZE = 4 + 1 + 8 * 8
 INDEX_ELEM_SIZE = 16
 INDEX_LOAD_FACTOR = 90
-#: series held in memory before influxd compacts a partition's ``index`` (series_partition.go)
-COMPACT_THRESHOLD = 1 << 17
 
 
 def segment_size(segment_id: int) -> int:
@@ -149,7 +152,6 @@ INDEX_PARTITION_N = 8
 MANIFEST_NAME = "MANIFEST"
 MANIFEST_VERSION = 1
 LOG_FILE_EXT = ".tsl"
-INDEX_FILE_EXT = ".tsi"
 FILE_NAME_RE = re.compile(r"^L(\d+)-(\d+)\.(tsl|tsi)$")
 
 #: ``partition.go`` ``DefaultCompactionLevels`` (bloom filter bits m, hash count k per level)
@@ -164,8 +166,8 @@ DEFAULT_LEVELS = (
     (1 << 30, 6),
 )
 
-#: ``config.go`` ``DefaultMaxIndexLogFileSize``: a log file this big is no longer appended to
-MAX_LOG_FILE_SIZE = 1 << 20
+#: largest tsi1 ``MANIFEST`` read (influxd's are a few hundred bytes)
+MAX_MANIFEST_SIZE = 1 << 20
 
 LOG_SERIES_INSERT = 0x00
 LOG_SERIES_TOMBSTONE = 0x01
@@ -173,13 +175,6 @@ LOG_MEASUREMENT_TOMBSTONE = 0x02
 LOG_TAG_KEY_TOMBSTONE = 0x04
 LOG_TAG_VALUE_TOMBSTONE = 0x08
 LOG_FLAGS = (LOG_SERIES_INSERT, LOG_SERIES_TOMBSTONE, LOG_MEASUREMENT_TOMBSTONE, LOG_TAG_KEY_TOMBSTONE, LOG_TAG_VALUE_TOMBSTONE)
-LOG_FLAG_NAMES = {
-    LOG_SERIES_INSERT: "series",
-    LOG_SERIES_TOMBSTONE: "series tombstone",
-    LOG_MEASUREMENT_TOMBSTONE: "measurement tombstone",
-    LOG_TAG_KEY_TOMBSTONE: "tag key tombstone",
-    LOG_TAG_VALUE_TOMBSTONE: "tag value tombstone",
-}
 
 #: one log entry without its checksum (the bytes the CRC covers)
 LogEntryBody = Struct(
@@ -212,7 +207,6 @@ INDEX_FILE_TRAILER_SIZE = 82
 
 MEASUREMENT_BLOCK_VERSION = 1
 MEASUREMENT_TOMBSTONE = 0x01
-MEASUREMENT_SERIES_ID_SET = 0x02
 MeasurementBlockTrailer = Struct(
     "data" / Section,
     "hash_index" / Section,
@@ -231,6 +225,8 @@ MeasurementElem = Struct(
     "series_n" / VarInt,
     "series_data" / Prefixed(VarInt, GreedyBytes),
 )
+#: the fixed head of :data:`MeasurementElem` (flag, tag block offset, size), read by hand
+MEASUREMENT_ELEM_HEAD = struct.Struct(">BQQ")
 
 TAG_BLOCK_VERSION = 1
 TAG_KEY_TOMBSTONE = 0x01
@@ -249,6 +245,8 @@ TagKeyElem = Struct(
     "hash_index" / Struct("offset" / Int64ub, "size" / Int64ub),
     "key" / Prefixed(VarInt, GreedyBytes),
 )
+#: the fixed head of :data:`TagKeyElem` (flag, data offset, size, hash index offset, size)
+TAG_KEY_ELEM_HEAD = struct.Struct(">BQQQQ")
 TagValueElem = Struct(
     "flag" / Int8ub,
     "value" / Prefixed(VarInt, GreedyBytes),

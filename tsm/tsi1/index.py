@@ -21,7 +21,7 @@ import mmap
 import os
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 from ...archive.errors import ChecksumError, FormatError, SourceIOError, TruncatedError
 from . import format as fmt
@@ -37,10 +37,10 @@ def index_partition(line_series_key: bytes) -> int:
 # ---- MANIFEST ------------------------------------------------------------------------------
 
 
-def manifest_bytes(files: list[str], levels=fmt.DEFAULT_LEVELS) -> bytes:
+def manifest_bytes(files: list[str], levels: Sequence[tuple[int, int]] = fmt.DEFAULT_LEVELS) -> bytes:
     """What ``Manifest.Write`` writes: ``json.MarshalIndent(m, "", "  ")`` + newline (empty
     fields and zero m/k are omitted, as Go's ``omitempty`` does)."""
-    obj: dict = {}
+    obj: dict[str, Any] = {}
     if levels:
         obj["levels"] = [{k: v for k, v in (("m", m), ("k", kk)) if v} for m, kk in levels]
     if files:
@@ -87,10 +87,10 @@ def parse_manifest(data: bytes, path: Optional[str] = None) -> Manifest:
 def read_manifest(path: str) -> Manifest:
     try:
         with open(path, "rb") as f:
-            data = f.read((1 << 20) + 1)
+            data = f.read(fmt.MAX_MANIFEST_SIZE + 1)
     except OSError as exc:
         raise SourceIOError(f"cannot read source MANIFEST: {exc.strerror}", path=path) from None
-    if len(data) > 1 << 20:
+    if len(data) > fmt.MAX_MANIFEST_SIZE:
         raise FormatError("MANIFEST larger than 1 MiB", path=path)
     return parse_manifest(data, path)
 
@@ -126,7 +126,7 @@ def log_entry_bytes(flag: int, series_id: int = 0, name: bytes = b"", key: bytes
     return body + fmt.CHECKSUM.pack(zlib.crc32(body))
 
 
-def parse_log(buf, path: Optional[str] = None, base: int = 0) -> Iterator[LogEntry]:
+def parse_log(buf: fmt.Buffer, path: Optional[str] = None, base: int = 0) -> Iterator[LogEntry]:
     """Entries of a log file's bytes, every one checked (see the module docstring)."""
     n = len(buf)
     pos = 0
@@ -152,7 +152,7 @@ def parse_log(buf, path: Optional[str] = None, base: int = 0) -> Iterator[LogEnt
                 raise TruncatedError(f"log entry {what} of {ln} bytes cut by the end of the file", path=path, offset=base + start, field=what)
             parts.append(bytes(buf[pos : pos + ln]))
             pos += ln
-        if pos + 4 > n:
+        if pos + fmt.CHECKSUM.size > n:
             raise TruncatedError("log entry cut in its checksum", path=path, offset=base + start, field="checksum")
         want = fmt.CHECKSUM.unpack_from(buf, pos)[0]
         got = zlib.crc32(buf[start:pos])
@@ -161,7 +161,7 @@ def parse_log(buf, path: Optional[str] = None, base: int = 0) -> Iterator[LogEnt
                 f"log entry checksum {want:#010x}, computed {got:#010x} (influxd drops this entry and all after it)",
                 path=path, offset=base + start, field="checksum",
             )
-        pos += 4
+        pos += fmt.CHECKSUM.size
         if flag in (fmt.LOG_SERIES_INSERT, fmt.LOG_SERIES_TOMBSTONE) and sid == 0:
             raise FormatError("log series entry with id 0", path=path, offset=base + start, field="series id")
         yield LogEntry(flag, sid, parts[0], parts[1], parts[2], base + start, pos - start)
@@ -205,13 +205,15 @@ class Measurement:
     tag_keys: list[TagKey] = field(default_factory=list)
 
 
-def _section(buf, off: int, size: int, lo: int, hi: int, what: str, path, where: int):
+def _section(
+    buf: fmt.Buffer, off: int, size: int, lo: int, hi: int, what: str, path: Optional[str], where: int
+) -> tuple[int, int]:
     if off < lo or size < 0 or off + size > hi:
         raise FormatError(f"{what} at {off}+{size} outside {lo}..{hi}", path=path, offset=where, field=what)
     return off, off + size
 
 
-def _varbytes(buf, pos: int, end: int, what: str, path) -> tuple[bytes, int]:
+def _varbytes(buf: fmt.Buffer, pos: int, end: int, what: str, path: Optional[str]) -> tuple[bytes, int]:
     r = read_uvarint(buf, pos, end)
     if r is None:
         raise TruncatedError(f"{what} length cut", path=path, offset=pos, field=what)
@@ -219,6 +221,10 @@ def _varbytes(buf, pos: int, end: int, what: str, path) -> tuple[bytes, int]:
     if p + ln > end:
         raise TruncatedError(f"{what} of {ln} bytes runs past its block", path=path, offset=pos, field=what)
     return bytes(buf[p : p + ln]), p + ln
+
+
+_MEASUREMENT_HEAD = fmt.MEASUREMENT_ELEM_HEAD
+_TAG_KEY_HEAD = fmt.TAG_KEY_ELEM_HEAD
 
 
 class IndexFile:
@@ -239,29 +245,31 @@ class IndexFile:
             raise
 
     def close(self) -> None:
-        if isinstance(getattr(self, "_buf", None), mmap.mmap):
-            self._buf.close()
+        buf = getattr(self, "_buf", None)
+        if isinstance(buf, mmap.mmap):
+            buf.close()
         self._f.close()
 
     def __enter__(self) -> "IndexFile":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _parse(self) -> None:
         buf, n, path = self._buf, self.size, self.path
         if n < len(fmt.INDEX_FILE_MAGIC) + fmt.INDEX_FILE_TRAILER_SIZE:
             raise TruncatedError(f"index file of {n} bytes is shorter than magic + trailer", path=path, offset=0)
-        if buf[0:4] != fmt.INDEX_FILE_MAGIC:
-            raise FormatError(f"not a tsi1 index file (magic {bytes(buf[0:4])!r})", path=path, offset=0, field="magic")
+        magic = bytes(buf[0 : len(fmt.INDEX_FILE_MAGIC)])
+        if magic != fmt.INDEX_FILE_MAGIC:
+            raise FormatError(f"not a tsi1 index file (magic {magic!r})", path=path, offset=0, field="magic")
         toff = n - fmt.INDEX_FILE_TRAILER_SIZE
         t = fmt.IndexFileTrailer.parse(bytes(buf[toff:n]))
         if t.version != fmt.INDEX_FILE_VERSION:
             raise FormatError(f"index file version {t.version}", path=path, offset=n - 2, field="version")
         for name in ("measurement_block", "series_id_set", "tombstone_series_id_set", "series_sketch", "tombstone_series_sketch"):
             s = t[name]
-            _section(buf, s.offset, s.size, 4, toff, name.replace("_", " "), path, toff)
+            _section(buf, s.offset, s.size, len(fmt.INDEX_FILE_MAGIC), toff, name.replace("_", " "), path, toff)
         self.trailer = t
         mb = t.measurement_block
         self.measurements = self._measurements(mb.offset, mb.offset + mb.size)
@@ -282,19 +290,17 @@ class IndexFile:
         pos = d0 + fmt.MEASUREMENT_FILL_SIZE  # a zero byte so that no element has offset 0
         while pos < d1:
             start = pos
-            if pos + 17 > d1:
+            if pos + _MEASUREMENT_HEAD.size > d1:
                 raise TruncatedError("measurement element cut", path=path, offset=pos)
-            flag = buf[pos]
-            tb_off = int.from_bytes(buf[pos + 1 : pos + 9], "big")
-            tb_size = int.from_bytes(buf[pos + 9 : pos + 17], "big")
-            name, pos = _varbytes(buf, pos + 17, d1, "measurement name", path)
+            flag, tb_off, tb_size = _MEASUREMENT_HEAD.unpack_from(buf, pos)
+            name, pos = _varbytes(buf, pos + _MEASUREMENT_HEAD.size, d1, "measurement name", path)
             r = read_uvarint(buf, pos, d1)
             if r is None:
                 raise TruncatedError("measurement series count cut", path=path, offset=pos)
             series_n, pos = r
             _, pos = _varbytes(buf, pos, d1, "measurement series data", path)
             m = Measurement(name, bool(flag & fmt.MEASUREMENT_TOMBSTONE), series_n)
-            t0, t1 = _section(buf, tb_off, tb_size, 4, self.size - fmt.INDEX_FILE_TRAILER_SIZE, "tag block", path, start)
+            t0, t1 = _section(buf, tb_off, tb_size, len(fmt.INDEX_FILE_MAGIC), self.size - fmt.INDEX_FILE_TRAILER_SIZE, "tag block", path, start)
             m.tag_keys = self._tag_block(t0, t1)
             out.append(m)
         return out
@@ -313,13 +319,11 @@ class IndexFile:
         keys = []
         pos = k0
         while pos < k1:
-            if pos + 33 > k1:
+            if pos + _TAG_KEY_HEAD.size > k1:
                 raise TruncatedError("tag key element cut", path=path, offset=pos)
-            flag = buf[pos]
-            d_off = int.from_bytes(buf[pos + 1 : pos + 9], "big")
-            d_size = int.from_bytes(buf[pos + 9 : pos + 17], "big")
+            flag, d_off, d_size, _h_off, _h_size = _TAG_KEY_HEAD.unpack_from(buf, pos)
             start = pos
-            key, pos = _varbytes(buf, pos + 33, k1, "tag key", path)
+            key, pos = _varbytes(buf, pos + _TAG_KEY_HEAD.size, k1, "tag key", path)
             tk = TagKey(key, bool(flag & fmt.TAG_KEY_TOMBSTONE))
             v0, v1 = _section(buf, lo + d_off, d_size, lo, toff, "tag value data", path, start)
             p = v0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, cast
 
 from ...archive.errors import FormatError, SourceIOError, TargetIOError, TruncatedError
 from . import format as fmt
@@ -67,7 +67,7 @@ class _Mapped:
         self._f.close()
 
 
-def _all_zero(buf, start: int, end: int) -> int:
+def _all_zero(buf: bytes | mmap.mmap, start: int, end: int) -> int:
     """-1 when ``buf[start:end]`` is all zeros, else the position of the first non-zero byte."""
     chunk = 1 << 20
     p = start
@@ -183,16 +183,17 @@ def read_partition(path: str, pid: int) -> Partition:
         for e in iter_segment(p, sid, pid):
             part.entries += 1
             if e.flag == fmt.ENTRY_INSERT:
-                old = part.keys.get(e.key)
+                key = cast(bytes, e.key)  # iter_segment gives every insert its key
+                old = part.keys.get(key)
                 if old is not None:
                     part.offsets.pop(old, None)
-                part.keys[e.key] = e.id
+                part.keys[key] = e.id
                 part.offsets[e.id] = e.offset
                 part.tombstones.discard(e.id)
                 part.max_id = max(part.max_id, e.id)
                 part.inserts += 1
                 part.last_insert = e.offset
-                end = (e.offset & 0xFFFFFFFF) + fmt.ENTRY_HEADER_SIZE + len(e.key)
+                end = (e.offset & 0xFFFFFFFF) + fmt.ENTRY_HEADER_SIZE + len(key)
             else:
                 part.tombstones.add(e.id)
                 part.offsets.pop(e.id, None)
@@ -247,7 +248,7 @@ class SeriesFile:
 
 
 def segment_bytes_header() -> bytes:
-    return fmt.SegmentHeader.build({"version": fmt.SEGMENT_VERSION})
+    return cast(bytes, fmt.SegmentHeader.build({"version": fmt.SEGMENT_VERSION}))
 
 
 def entry_bytes(flag: int, series_id: int, key: bytes = b"") -> bytes:
@@ -419,5 +420,5 @@ def build_index(part: Partition, read_key: Callable[[int], bytes]) -> bytes:
         }
     )
     pack = fmt.INDEX_ELEM.pack
-    return header + b"".join(pack(a, b) for a, b in key_id) + b"".join(pack(a, b) for a, b in id_off)
+    return cast(bytes, header) + b"".join(pack(a, b) for a, b in key_id) + b"".join(pack(a, b) for a, b in id_off)
 

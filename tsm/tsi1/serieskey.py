@@ -21,7 +21,7 @@ _MEAS_ESC = ((b"\\,", b","), (b"\\ ", b" "))
 _TAG_ESC = ((b"\\,", b","), (b"\\ ", b" "), (b"\\=", b"="))
 
 
-def _unescape(b: bytes, codes) -> bytes:
+def _unescape(b: bytes, codes: tuple[tuple[bytes, bytes], ...]) -> bytes:
     if b"\\" not in b:
         return b
     for esc, k in codes:
@@ -74,9 +74,9 @@ def parse_key(key: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         # fast path, same result: no escapes, every tag "k=v" with a non-empty value
         parts = key.split(b",")
         if parts[0]:
-            tags = [p.partition(b"=") for p in parts[1:]]
-            if all(eq and v for _k, eq, v in tags):
-                return parts[0], [(k, v) for k, _eq, v in tags]
+            parted = [p.partition(b"=") for p in parts[1:]]
+            if all(eq and v for _k, eq, v in parted):
+                return parts[0], [(k, v) for k, _eq, v in parted]
     has_tags, i = _scan_measurement(key)
     tags: list[tuple[bytes, bytes]] = []
     if has_tags:
@@ -87,7 +87,7 @@ def parse_key(key: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     return _unescape(name, _MEAS_ESC), tags
 
 
-def _walk_tags(buf: bytes, out: list) -> None:
+def _walk_tags(buf: bytes, out: list[tuple[bytes, bytes]]) -> None:
     if not buf:
         return
     pos, name = _scan_to(buf, 0, 0x2C)
@@ -134,7 +134,7 @@ def from_line_key(key: bytes) -> bytes:
     return encode(*parse_key(key))
 
 
-def read_uvarint(buf, pos: int, end: int) -> Optional[tuple[int, int]]:
+def read_uvarint(buf: fmt.Buffer, pos: int, end: int) -> Optional[tuple[int, int]]:
     """(value, next position) of a Go uvarint at ``pos``, or None when it runs past ``end`` or
     overflows 64 bits (``binary.Uvarint``'s error cases)."""
     x = 0
@@ -152,7 +152,7 @@ def read_uvarint(buf, pos: int, end: int) -> Optional[tuple[int, int]]:
     return None
 
 
-def key_extent(buf, pos: int, end: int) -> Optional[int]:
+def key_extent(buf: fmt.Buffer, pos: int, end: int) -> Optional[int]:
     """End position of the series file key at ``pos``, or None when its size prefix does not fit."""
     r = read_uvarint(buf, pos, end)
     if r is None:
