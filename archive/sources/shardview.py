@@ -21,7 +21,7 @@ from ...tsm.tombstone import Tombstone, TombstoneSet, read_tombstones
 from ...tsm.wal import Cache
 from ..errors import ArchiveError
 from ..findings import Finding
-from .source import OpenShard, Shard, Source
+from .model import OpenShard, Shard, Source
 
 
 @dataclass
