@@ -6,7 +6,7 @@ after it wherever the format allows):
 * the source is recognised; every metastore file decodes (every ``meta.NN`` of a legacy set, the
   ``.meta`` of every manifest, ``meta.db``);
 * portable manifests: every listed file present, no shard listed twice, ``size`` equal to the
-  uncompressed tar bytes (the meaning influxd gives it, BACKUP_META.md §3.3; checked by the source
+  uncompressed tar bytes (the meaning influxd gives it, docs/formats.md; checked by the source
   model while it lists each tar);
 * tar and gzip integrity: truncated members (influxd 1.6.7 writes them for ``-start/-end``
   backups of shards with tombstones, §3.5), bad headers, unsafe members;
