@@ -45,7 +45,7 @@ import zstandard
 from ..errors import (ArchiveError, ChecksumError, FormatError, SourceIOError, TargetIOError, TruncatedError,
                       UnsupportedError, register_display_prefix, show)
 from ..findings import Finding
-from ..output import make_spool, os_error, remove_spool
+from ..output import make_spool, os_error, remove_spool, uninterrupted
 from ..progress import Reporter
 from ..untrusted import SparseMember, open_regular, open_tar
 from .directory import open_dir
@@ -446,8 +446,7 @@ class SealedSource(DiskSource):
     def close(self) -> None:
         """Remove the private spool (idempotent)."""
         if self.workdir:
-            _forget_workdir(self.workdir)
-            remove_spool(self.workdir)
+            _drop_workdir(self.workdir)
 
 
 class _SpoolWriter:
@@ -493,6 +492,13 @@ def _forget_workdir(workdir: str) -> None:
         _OPEN_WORKDIRS.discard(workdir)
 
 
+def _drop_workdir(workdir: str) -> None:
+    """Remove a spool, then forget it: a SIGTERM between the two leaves it registered (removed
+    again by :func:`close_open_archives`), never removed from the registry but on disk."""
+    remove_spool(workdir)
+    _forget_workdir(workdir)
+
+
 def close_open_archives() -> None:
     """Remove the spool directory of every sealed archive still open. The CLI calls it when a
     verb ends, however it ends (an error raised mid-restore leaves its source unclosed); it also
@@ -517,9 +523,10 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
     files are kept in a private temporary directory; each shard tar is spooled, listed, and
     replaced by an empty placeholder (spooled again while its shard is open)."""
     p = Path(path).absolute()
-    workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
-    with _OPEN_LOCK:
-        _OPEN_WORKDIRS.add(workdir)
+    with uninterrupted():  # a SIGTERM waits until the spool is registered for removal
+        workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
+        with _OPEN_LOCK:
+            _OPEN_WORKDIRS.add(workdir)
     register_display_prefix(workdir, p)  # damage in a spooled file names ARCHIVE::member
     findings: list[Finding] = []
     scans: dict[str, list] = {}
@@ -545,14 +552,12 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.workdir = workdir
         return sealed
     except OSError as exc:
-        _forget_workdir(workdir)
-        remove_spool(workdir)
+        _drop_workdir(workdir)
         if isinstance(exc, ArchiveError):
             raise
         raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
     except BaseException:
-        _forget_workdir(workdir)
-        remove_spool(workdir)
+        _drop_workdir(workdir)
         raise
 
 
