@@ -2,5 +2,5 @@
 
 This package is imported by the lower layers (``tsm``, ``meta``) for its error tree and
 progress type, so this ``__init__`` deliberately imports nothing; use the submodules,
-e.g. ``from influx_archive.archive.sources.source import open_source``.
+e.g. ``from influx_archive.archive.sources import open_source``.
 """

@@ -86,29 +86,10 @@ class Output:
 
 
 def source_roots(src) -> list[str]:
-    """Real paths no output may equal or lie inside: the archive being read (and its spool), a
-    single file source itself, a directory source and every directory its files live in (a
-    server root's ``data/`` may be a symlink to another disk)."""
-    roots: set[str] = set()
-    archive = getattr(src, "archive", None)
-    if archive:
-        roots.add(_realpath(archive))
-        if getattr(src, "workdir", None):
-            roots.add(_realpath(src.workdir))
-        return sorted(roots)
-    if src.kind == "file":
-        return [_realpath(src.path)]
-    roots.add(_realpath(src.path))
-    for sub in ("meta", "data", "wal"):
-        p = os.path.join(src.path, sub)
-        if src.kind == "live" and os.path.isdir(p):
-            roots.add(_realpath(p))
-    for shard in src.shards:
-        for f in shard.files + shard.wal:
-            roots.add(_realpath(os.path.dirname(f.container)))
-    if src.meta_origin:
-        roots.add(_realpath(os.path.dirname(src.meta_origin)))
-    return sorted(roots)
+    """Real paths no output may equal or lie inside: every path the source reads or keeps private
+    (``Source.reads_from``: the archive being read and its spool, a single file source itself, a
+    directory source and every directory its files live in)."""
+    return sorted({_realpath(p) for p in src.reads_from()})
 
 
 def _within(child: str, parent: str) -> bool:

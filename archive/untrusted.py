@@ -14,6 +14,8 @@
   Sparse members (GNU ``S``, PAX 0.0 / 0.1 / 1.0) raise :class:`SparseMember` before their
   maps are read: shard files are never sparse, and reading one's stored bytes as its content
   would be wrong.
+* :func:`read_small` reads a whole small file (a metastore, a manifest) through
+  :func:`open_regular`, refusing it above a size limit before anything is read.
 """
 
 from __future__ import annotations
@@ -84,6 +86,19 @@ def probe_regular(path: str | os.PathLike[str], *, raise_os: bool = False) -> tu
         return None, exc.message
     except FormatError as exc:
         return None, exc.message
+
+
+def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
+    """A whole small file (regular files only, see :func:`open_regular`), refused with
+    :class:`FormatError` above ``limit`` bytes before it is read."""
+    try:
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise FormatError(f"file is {size} bytes, larger than the {limit}-byte limit for this kind", path=str(path))
+            return fh.read(size)
+    except OSError as exc:
+        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from exc
 
 
 class SparseMember(tarfile.ReadError):

@@ -37,7 +37,7 @@ from typing import Callable
 
 from influx_archive.archive.ops.restore import _merge_meta
 from influx_archive.archive.ops.select import Selection
-from influx_archive.archive.sources.source import open_source
+from influx_archive.archive.sources import open_source
 from influx_archive.meta import files as metafiles
 from influx_archive.meta.model import (
     Data, DatabaseInfo, RetentionPolicyInfo, ShardGroupInfo, ShardInfo, ShardOwner, decode_data, encode_data,

@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 
-from influx_archive.archive.sources.source import Shard, ShardFile, Source, TarMember, _add_tar_shard, mark_range_increments
+from influx_archive.archive.sources.model import Shard, ShardFile, mark_range_increments
+from influx_archive.archive.sources.ondisk import DiskSource, add_tar_shard
+from influx_archive.archive.sources.tarscan import TarMember
 
 
 def members_for(n: int, rng: random.Random) -> tuple[list[ShardFile], dict]:
@@ -52,10 +54,10 @@ def main() -> int:
     print(f"{'members':>8}  {'register s':>10}  {'x':>5}  {'resolve s':>10}  {'x':>5}")
     for n in (10_000, 40_000, 160_000):
         files, tars = members_for(n, rng)
-        src = Source("legacy", "/nowhere", prescanned=tars)
+        src = DiskSource("legacy", "/nowhere", prescanned=tars)
         t0 = time.perf_counter()
         for path in tars:
-            _add_tar_shard(src, Path(path), gz=False, increment=0, fallback=None)
+            add_tar_shard(src, Path(path), gz=False, increment=0, fallback=None)
         reg = time.perf_counter() - t0
         shard = Shard("db", "rp", 1, files=files)
         t0 = time.perf_counter()

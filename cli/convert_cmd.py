@@ -34,20 +34,16 @@ def _run(
     start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
     require_kind: Optional[str] = None, salvage: bool = False, force: bool = False,
 ) -> None:
-    from ..archive.ops.select import Selection, parse_time
-    from ..archive.sources.source import open_source
+    from ..archive.ops.select import Selection
+    from ..archive.timefmt import parse_time
+    from ..archive.sources import open_source
 
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     lo = parse_time(start, option="--start") if start is not None else None
     hi = parse_time(end, option="--end") if end is not None else None
-    source = open_source(src, salvage=salvage)
-    try:
+    with open_source(src, salvage=salvage) as source:
         _run_source(source, src, dest, sel, lo, hi, to=to, compress_level=compress_level, dry_run=dry_run,
                     json_out=json_out, require_kind=require_kind, force=force)
-    finally:
-        close = getattr(source, "close", None)  # a sealed archive's private spool
-        if close is not None:
-            close()
 
 
 def _run_source(source, src: Path, dest: Path, sel, lo, hi, *, to, compress_level: int, dry_run: bool,

@@ -33,8 +33,8 @@ def export(
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
     """
     from ..archive.ops.export import export_to_path
-    from ..archive.ops.select import parse_time
-    from ..archive.sources.source import open_source
+    from ..archive.timefmt import parse_time
+    from ..archive.sources import open_source
 
     kw = dict(
         database=database,
@@ -44,14 +44,8 @@ def export(
         end=parse_time(end, option="--end") if end is not None else None,
         lp_only=lponly,
     )
-    source = open_source(src, salvage=salvage)
-    try:
-        with progress_bars() as bars:
-            res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
-    finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+    with open_source(src, salvage=salvage) as source, progress_bars() as bars:
+        res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
     report_findings(source.findings)
     for note in res.skipped:
         say(f"warning: {note}")

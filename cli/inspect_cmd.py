@@ -77,10 +77,10 @@ def inspect(
     Exit 0 when the source reads cleanly, 1 when damage was found (listed as findings).
     """
     from ..archive.ops.inspect import inspect_source
-    from ..archive.sources.source import open_source
+    from ..archive.sources import open_source
     
-    src = open_source(path, salvage=True)  # show everything readable; damage becomes findings
-    with progress_bars() as bars:
+    # show everything readable; damage becomes findings
+    with open_source(path, salvage=True) as src, progress_bars() as bars:
         doc = inspect_source(src, points=points, progress=bars)
     if json_out:
         emit_json(doc)

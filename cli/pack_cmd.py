@@ -24,7 +24,7 @@ def pack(
     A server root is backed up (portable) first. Every verb reads the archive directly
     (inspect, verify, restore, convert, trim, export); `unpack` restores the directory exactly.
     """
-    from ..archive.sources.sealed import pack as pack_backup
+    from ..archive.ops.pack import pack as pack_backup
     
     with progress_bars() as bars:
         res = pack_backup(src, archive, level=level, threads=threads, force=force, progress=bars)
@@ -47,7 +47,7 @@ def unpack(
 
     Nothing is written unless the whole archive checks out.
     """
-    from ..archive.sources.sealed import unpack as unpack_archive
+    from ..archive.ops.pack import unpack as unpack_archive
     
     with progress_bars() as bars:
         res = unpack_archive(archive, dest, progress=bars)

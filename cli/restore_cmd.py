@@ -84,7 +84,7 @@ def restore(
     from ..archive import guard
     from ..archive.ops.restore import INDEX_GUIDANCE, check_target_args, execute_restore, plan_restore, target_lock
     from ..archive.ops.select import Selection
-    from ..archive.sources.source import open_source
+    from ..archive.sources import open_source
     
     if portable or online or host is not None:
         raise UsageError(

@@ -30,11 +30,11 @@ from construct import ConstructError
 from influx_archive.archive.errors import (
     FormatError,
     SourceError,
-    SourceIOError,
     TargetError,
     TruncatedError,
     UsageError,
 )
+from influx_archive.archive.untrusted import read_small
 
 from . import format as fmt
 from .model import Data, decode_data, encode_data
@@ -55,34 +55,11 @@ PathLike = str | os.PathLike[str]
 # reading and writing whole files
 
 
-def _read_whole(path: PathLike, limit: int) -> bytes:
-    """The bytes of a small file, refusing files above ``limit`` before reading them."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise FormatError(
-                    f"file is {size} bytes, more than the {limit}-byte limit for this kind",
-                    path=path,
-                    offset=0,
-                )
-            # read(n) allocates n bytes up front: ask for what fstat reports plus one byte (to
-            # notice growth), not for the limit; only a file that grew reads on up to the limit.
-            data = f.read(size + 1)
-            if len(data) > size:
-                data += f.read(limit + 1 - len(data))
-    except FileNotFoundError:
-        raise SourceError("file not found", path=path) from None
-    except OSError as exc:
-        raise SourceIOError(f"cannot read the source: {exc.strerror or exc}", path=path) from None
-    if len(data) > limit:
-        raise FormatError(f"file grew past the {limit}-byte limit while reading", path=path)
-    return data
-
-
 def read_meta_db_bytes(path: PathLike) -> bytes:
     """The raw bytes of a ``meta.db`` (one serialized ``meta.Data``, §1.1), unvalidated."""
-    return _read_whole(path, fmt.MAX_META_FILE_SIZE)
+    if not os.path.lexists(path):
+        raise SourceError("file not found", path=path)
+    return read_small(path, fmt.MAX_META_FILE_SIZE)
 
 
 def read_meta_db(path: PathLike) -> Data:

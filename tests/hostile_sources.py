@@ -275,7 +275,7 @@ def _offset_after_first(tar: bytes) -> int:
 
 
 def _packed(root: Path, fixture: str) -> Path:
-    from influx_archive.archive.sources.sealed import pack
+    from influx_archive.archive.ops.pack import pack
 
     out = root / f"base-{fixture}.tar.zst"
     if not out.exists():

@@ -17,8 +17,8 @@ import pytest
 import influxd as harness
 from influx_archive.archive.ops.convert import execute_convert, plan_convert
 from influx_archive.archive.errors import SourceError
-from influx_archive.archive.ops.select import parse_time
-from influx_archive.archive.sources.source import open_source
+from influx_archive.archive.timefmt import parse_time
+from influx_archive.archive.sources import open_source
 from influx_archive.meta.files import parse_manifest
 
 pytestmark = pytest.mark.interop

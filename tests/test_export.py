@@ -13,7 +13,7 @@ import pytest
 
 import influxd as harness
 from influx_archive.archive.ops.lineproto import format_value, influxql_duration
-from influx_archive.archive.ops.select import parse_time
+from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 
 SECTIONS = {"databases", "retention_policies", "fields", "points"}

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from influx_archive.archive.errors import ArchiveError
 from influx_archive.archive.ops.inspect import inspect_source
-from influx_archive.archive.sources.source import open_source
+from influx_archive.archive.sources import open_source
 from influx_archive.meta.files import parse_manifest, parse_meta_nn, parse_portable_meta
 from influx_archive.meta.model import decode_data
 from influx_archive.tsm import block as tsm_block

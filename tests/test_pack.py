@@ -13,9 +13,10 @@ import pytest
 
 import influxd as harness
 from influx_archive.archive.errors import ChecksumError, FormatError
-from influx_archive.archive.sources.sealed import MANIFEST_NAME, pack, unpack
+from influx_archive.archive.ops.pack import pack, unpack
+from influx_archive.archive.sources.sealed import MANIFEST_NAME
 from influx_archive.archive.sources.shardview import open_shard_reader
-from influx_archive.archive.sources.source import open_source
+from influx_archive.archive.sources import open_source
 from influx_archive.archive.ops.verify import verify
 
 FIXTURES = ["legacy", "portable", "legacy_incremental", "portable_incremental"]
@@ -184,13 +185,13 @@ def test_parallel_workers_read_the_archive_once(verb, tmp_path, fixtures_dir, mo
     src = open_source(archive)
     assert len(src.shards) > 10
     passes = {"n": 0}
-    real = sealed._iter_members
+    real = sealed.iter_members
 
     def counting(*a, **kw):
         passes["n"] += 1
         return real(*a, **kw)
 
-    monkeypatch.setattr(sealed, "_iter_members", counting)
+    monkeypatch.setattr(sealed, "iter_members", counting)
     monkeypatch.setattr(restore_mod, "MAX_STAGE_WORKERS", 4)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     if verb == "restore":

@@ -22,7 +22,7 @@ from influx_archive.archive.ops import restore as restore_mod
 from influx_archive.archive.errors import TargetError, UsageError
 from influx_archive.archive.ops.restore import execute_restore, plan_restore
 from influx_archive.archive.ops.select import Selection
-from influx_archive.archive.sources.source import open_source
+from influx_archive.archive.sources import open_source
 from influx_archive.meta.files import read_meta_db
 
 pytestmark = pytest.mark.interop

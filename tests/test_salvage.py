@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import influxd as harness
-from influx_archive.archive.ops.select import parse_time
+from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.keys import parse_series_key, split_key
 from influx_archive.tsm.reader import TSMReader
 

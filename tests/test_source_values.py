@@ -11,7 +11,7 @@ import pytest
 
 import influxd
 from influx_archive.archive.sources.shardview import open_shard_reader
-from influx_archive.archive.sources.source import open_source
+from influx_archive.archive.sources import open_source
 from influx_archive.tsm import block
 from influx_archive.tsm.keys import parse_series_key, split_key
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hostile_interop as gen  # noqa: E402
 from influx_archive.archive.sources.shardview import open_shard_reader  # noqa: E402
-from influx_archive.archive.sources.source import open_source  # noqa: E402
+from influx_archive.archive.sources import open_source  # noqa: E402
 from influx_archive.cli.main import main  # noqa: E402
 from influx_archive.tsm.keys import split_key  # noqa: E402
 

@@ -77,7 +77,7 @@ def test_a_damaged_block_is_found_whatever_the_windows(blocks, group: int, data)
 
 def _copy_one(tmp_path, data: bytes, salvage: bool):
     from influx_archive.archive.ops import restore as restore_mod
-    from influx_archive.archive.sources.source import ShardFile
+    from influx_archive.archive.sources import ShardFile
 
     f = ShardFile(kind="tsm", name="000000001-000000001.tsm", size=len(data), container="backup.tar", member="db/rp/1/x.tsm")
     findings: list = [] if salvage else None  # type: ignore[assignment]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from influx_archive.archive.ops.select import parse_time
+from influx_archive.archive.timefmt import parse_time
 from influx_archive.archive.ops.verify import verify
 from influx_archive.tsm.reader import TSMReader
 

@@ -80,10 +80,13 @@ def tsm_name(generation: int, sequence: int, ext: str = "tsm") -> str:
     return f"{generation:09d}-{sequence:09d}.{ext}"
 
 
-def order_key(name: str) -> tuple[int, int]:
-    """(generation, sequence) of a name :func:`classify` accepted as TSM or tombstone."""
+def order_key(name: str, default: Optional[tuple[int, int]] = None) -> tuple[int, int]:
+    """(generation, sequence) of a name :func:`classify` accepted as TSM or tombstone; another
+    name gives ``default``, or raises ValueError without one."""
     parsed = parse_name(name)
     if parsed is None:
+        if default is not None:
+            return default
         raise ValueError(f"not a TSM file name: {name!r}")
     return parsed[0], parsed[1]
 

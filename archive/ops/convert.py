@@ -50,7 +50,7 @@ from ..findings import ERROR, Finding
 from ..progress import ProgressCallback, Reporter
 from .select import Selection, select_meta, window_inside, window_overlaps
 from ..sources.shardview import open_shard_reader
-from ..sources.source import Shard, Source, open_source
+from ..sources import Shard, Source, open_source
 from ..output import building_dir, os_error, plan_dir_output, source_roots
 from .tarwrite import TarWriter, gzip_writer
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
@@ -251,7 +251,7 @@ def execute_convert(
         with building_dir(out, sources=source_roots(src)) as tmp:
             cores = workers or os.cpu_count() or 1
             outputs: list[Optional[ShardOutput]] = []
-            if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not hasattr(src, "archive"):
+            if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not src.sequential:
                 # one shard to rewrite (e.g. a trim inside one shard): its keys are shared out to
                 # forked processes instead (no other thread runs here, so forking is safe)
                 outputs.append(_convert_shard(plan, plan.jobs[0], tmp, ts, advance, split=cores))

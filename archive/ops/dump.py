@@ -14,11 +14,11 @@ from ...tsm.format import tsmfile as fmt
 from ...tsm.reader import TSMReader
 from ...tsm.wal import DeleteEntry, DeleteRangeEntry, WALCorruption, WriteEntry, iter_wal
 from ..errors import ArchiveError, FormatError, SourceError, UsageError
-from .inspect import rfc3339
-from ..sources.source import ShardFile, open_source
+from ..timefmt import rfc3339
+from ..sources import ShardFile, open_source
 
 _TS_ENC = {0: "raw", 1: "simple8b", 2: "rle"}
-#: value encodings per block type (TSM_WAL.md §2)
+#: value encodings per block type (docs/formats.md)
 _VALUE_ENC = {
     0: {1: "gorilla"},
     1: {0: "raw", 1: "simple8b", 2: "rle"},
@@ -32,14 +32,8 @@ _VALUE_ENC = {
 def open_member(spec: str, kind: str) -> Iterator[tuple[object, ShardFile]]:
     """Yield ``(stream, ShardFile)`` for ``FILE`` or ``CONTAINER::MEMBER`` of the given kind."""
     path, sep, member = spec.partition("::")
-    src = open_source(path)
-    try:
-        with _member_of(src, path, sep, member, kind) as opened:
-            yield opened
-    finally:
-        close = getattr(src, "close", None)  # a sealed archive's private spool
-        if close is not None:
-            close()
+    with open_source(path) as src, _member_of(src, path, sep, member, kind) as opened:
+        yield opened
 
 
 @contextlib.contextmanager

@@ -37,12 +37,12 @@ from ...tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 from ...tsm.keys import key_slice, measurement_of, split_key
 from ...tsm.shard import RawFrame, ShardReader
 from ..errors import ArchiveError, UsageError
-from .inspect import rfc3339
+from ..timefmt import rfc3339
 from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
 from ..progress import ProgressCallback, Reporter
 from .select import window_overlaps
 from ..sources.shardview import open_shard_reader
-from ..sources.source import Shard, Source
+from ..sources import Shard, Source
 from ..output import os_error, plan_file_output, open_output, source_roots, spool
 
 _MIN = -(1 << 63)
@@ -161,7 +161,7 @@ def export(
         n_workers = min(workers or os.cpu_count() or 1, len(jobs))
         parts = (
             _Peekable(_parallel_parts(src, jobs, lo, hi, want, n_workers, tmpdir))
-            if n_workers > 1 and not hasattr(src, "archive")
+            if n_workers > 1 and not src.sequential
             else None
         )
         this = -1  # index of the shard in ``jobs`` (the order parts arrive in)

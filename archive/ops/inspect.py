@@ -9,7 +9,6 @@ protocol; ``values`` counts field values.
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Optional
 
 from ...tsm.keys import series_of
@@ -17,25 +16,8 @@ from ..errors import ArchiveError
 from ..findings import ERROR, Finding
 from ..progress import ProgressCallback, Reporter
 from ..sources.shardview import open_shard_reader, shard_index_summary
-from ..sources.source import Shard, Source
-
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-
-
-def rfc3339(ns: Optional[int]) -> Optional[str]:
-    """Nanoseconds since the epoch as RFC3339 in UTC, like Go's RFC3339Nano (trailing zeros trimmed)."""
-    if ns is None:
-        return None
-    secs, frac = divmod(ns, 1_000_000_000)
-    try:
-        dt = _EPOCH + _dt.timedelta(seconds=secs)
-    except OverflowError:
-        return str(ns)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
-
+from ..sources.model import Shard, Source
+from ..timefmt import rfc3339
 
 def _shard_entry(shard: Shard) -> dict:
     return {
@@ -189,4 +171,4 @@ def _fill_exact(src: Source, shard: Shard, entry: dict) -> None:
     )
 
 
-__all__ = ["inspect_source", "rfc3339", "ERROR"]
+__all__ = ["inspect_source", "ERROR"]

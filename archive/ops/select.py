@@ -1,7 +1,7 @@
 """Which part of a backup a verb works on: ``--database/--retention/--shard`` filters and the
 ``--newdb/--newrp`` renames, applied to the metastore and to shard placement.
 
-influxd's own rules differ per restore mode (BACKUP_META.md §4.1-§4.2): its offline restore
+influxd's own rules differ per restore mode (docs/formats.md): its offline restore
 replaces the whole metastore whatever the filters say, its portable restore drops users, grants
 and continuous queries. Here one rule serves every verb:
 
@@ -18,9 +18,6 @@ and continuous queries. Here one rule serves every verb:
 
 from __future__ import annotations
 
-import calendar
-import datetime as _dt
-import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -176,34 +173,3 @@ def window_inside(group: tuple[Optional[int], Optional[int]], start: Optional[in
     if g_start is None or g_end is None:
         return False
     return (start is None or g_start >= start) and (end is None or g_end - 1 <= end)
-
-
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$"
-)
-
-
-def parse_time(text: str, *, option: str = "time") -> int:
-    """A time given on the command line: RFC3339 (``2026-11-24T05:00:00Z``, fractional seconds up
-    to nanoseconds, any offset) like influxd, or integer nanoseconds since the epoch."""
-    t = text.strip()
-    if re.fullmatch(r"-?\d+", t):
-        value = int(t)
-        if not -(1 << 63) <= value < (1 << 63):
-            raise UsageError(f"{option} {text!r} is outside the int64 nanosecond range")
-        return value
-    m = _RFC3339.match(t)
-    if not m:
-        raise UsageError(f"{option} {text!r} is not RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    try:
-        base = calendar.timegm(_dt.datetime(year, month, day, hour, minute, second).timetuple())
-    except ValueError as exc:
-        raise UsageError(f"{option} {text!r}: {exc}") from None
-    frac = int((m.group(7) or "").ljust(9, "0") or 0)
-    zone = m.group(8)
-    offset = 0 if zone in ("Z", "z") else (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    value = (base - offset) * 1_000_000_000 + frac
-    if not -(1 << 63) <= value < (1 << 63):
-        raise UsageError(f"{option} {text!r} is outside the int64 nanosecond range")
-    return value

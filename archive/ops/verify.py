@@ -6,7 +6,7 @@ after it wherever the format allows):
 * the source is recognised; every metastore file decodes (every ``meta.NN`` of a legacy set, the
   ``.meta`` of every manifest, ``meta.db``);
 * portable manifests: every listed file present, no shard listed twice, ``size`` equal to the
-  uncompressed tar bytes (the meaning influxd gives it, BACKUP_META.md §3.3; checked by the source
+  uncompressed tar bytes (the meaning influxd gives it, docs/formats.md; checked by the source
   model while it lists each tar);
 * tar and gzip integrity: truncated members (influxd 1.6.7 writes them for ``-start/-end``
   backups of shards with tombstones, §3.5), bad headers, unsafe members;
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from ...meta import files as metafiles
+from ...meta.format import MAX_META_FILE_SIZE
 from ...meta.model import decode_data
 from ...tsm.block import check_block_order, decode_block
 from ...tsm.reader import TSMReader
@@ -42,11 +43,15 @@ from ...tsm.wal import WALCorruption, iter_wal
 from ..errors import ArchiveError, FormatError, UnsupportedError, UsageError
 from ..findings import ERROR, INFO, WARNING, Finding
 from ..progress import ProgressCallback, Reporter
-from ..sources.sealed import verify_sealed
 from ..threads import map_on_cores
+from ..untrusted import read_small
+from ..sources import ShardFile, Source, open_source
+from ..sources.legacy import LEGACY_META_RE
+from ..sources.portable import manifest_file_name
+from ..sources.sealed import is_zstd_file
+from ..sources.tarscan import REFUSED_MEMBER
+from .pack import verify_sealed
 from .tsmcopy import checked_chunks
-from ..sources.source import (LEGACY_META_RE, REFUSED_MEMBER, ShardFile, Source, _read_file, is_zstd_file, manifest_file_name,
-                     open_source)
 
 
 
@@ -87,42 +92,43 @@ def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Option
         raise  # not a source at all (exit 2), or one this version cannot read (exit 3): not a finding
     except ArchiveError as exc:
         return VerifyReport(None, sealed_findings + [Finding.from_error(exc)])
-    report = VerifyReport(src, sealed_findings + [_as_verify_finding(f) for f in src.findings])
-    _check_metastores(src, report)
-    rep = Reporter(progress, label="verify")
-    rep.start(sum(f.size for s in src.shards for f in s.files + s.wal))
-    lock = threading.Lock()
+    with src:  # a sealed archive's private spool is removed when the check ends
+        report = VerifyReport(src, sealed_findings + [_as_verify_finding(f) for f in src.findings])
+        _check_metastores(src, report)
+        rep = Reporter(progress, label="verify")
+        rep.start(sum(f.size for s in src.shards for f in s.files + s.wal))
+        lock = threading.Lock()
 
-    def advance(n: int) -> None:
-        with lock:
-            rep.advance(n)
+        def advance(n: int) -> None:
+            with lock:
+                rep.advance(n)
 
-    def check_shard(shard) -> VerifyReport:
-        part = VerifyReport(None)  # merged in shard order: the report does not depend on timing
+        def check_shard(shard) -> VerifyReport:
+            part = VerifyReport(None)  # merged in shard order: the report does not depend on timing
+            try:
+                with src.open_shard(shard) as opened:
+                    for f in shard.files:
+                        _check_file(opened.stream(f), f, part, deep)
+                        advance(f.size)
+                    for f in shard.wal:
+                        _check_wal(opened.stream(f), f, part)
+                        advance(f.size)
+            except ArchiveError as exc:
+                part.findings.append(Finding.from_error(exc))
+            return part
+
+        shards = [s for s in src.shards if s.files or s.wal]
+        src.expect(shards)
         try:
-            with src.open_shard(shard) as opened:
-                for f in shard.files:
-                    _check_file(opened.stream(f), f, part, deep)
-                    advance(f.size)
-                for f in shard.wal:
-                    _check_wal(opened.stream(f), f, part)
-                    advance(f.size)
-        except ArchiveError as exc:
-            part.findings.append(Finding.from_error(exc))
-        return part
-
-    shards = [s for s in src.shards if s.files or s.wal]
-    src.expect(shards)
-    try:
-        parts = map_on_cores(check_shard, shards)
-    finally:
-        rep.end()
-    for part in parts:
-        report.findings.extend(part.findings)
-        report.files += part.files
-        report.blocks += part.blocks
-        report.bytes += part.bytes
-    return report
+            parts = map_on_cores(check_shard, shards)
+        finally:
+            rep.end()
+        for part in parts:
+            report.findings.extend(part.findings)
+            report.files += part.files
+            report.blocks += part.blocks
+            report.bytes += part.bytes
+        return report
 
 
 def _as_verify_finding(f: Finding) -> Finding:
@@ -139,14 +145,14 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
             if LEGACY_META_RE.match(name):
                 p = root / name
                 try:
-                    metafiles.parse_meta_nn(_read_file(p), path=str(p))
+                    metafiles.parse_meta_nn(read_small(p, MAX_META_FILE_SIZE), path=str(p))
                     report.files += 1
                 except ArchiveError as exc:
                     report.findings.append(Finding.from_error(exc))
     elif src.kind == "portable":
         for mpath in src.manifests:
             try:
-                man = metafiles.parse_manifest(_read_file(Path(mpath)), path=mpath)
+                man = metafiles.parse_manifest(read_small(Path(mpath), MAX_META_FILE_SIZE), path=mpath)
                 meta = root / manifest_file_name(man.meta_file_name, mpath, "meta.fileName")
             except ArchiveError as exc:
                 report.findings.append(Finding.from_error(exc))
@@ -155,7 +161,7 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
                 report.findings.append(Finding(ERROR, f"metastore file {man.meta_file_name} listed by the manifest is missing", path=mpath))
                 continue
             try:
-                blob, _ = metafiles.parse_portable_meta(_read_file(meta), path=str(meta))
+                blob, _ = metafiles.parse_portable_meta(read_small(meta, MAX_META_FILE_SIZE), path=str(meta))
                 decode_data(blob, path=str(meta))
                 report.files += 1
                 if len(blob) != man.meta_size:

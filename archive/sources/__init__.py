@@ -1,0 +1,62 @@
+"""Every kind of InfluxDB 1.x input as one model: ``open_source(path)``.
+
+Recognised (see docs/formats.md):
+
+=========  ==================================================================================
+kind       what
+=========  ==================================================================================
+legacy     a directory of ``meta.NN`` + ``<db>.<rp>.<id5>.NN`` shard tars (``influxd backup``):
+           :mod:`.legacy`
+portable   a directory of ``<ts>.manifest`` + ``<ts>.meta`` + ``<ts>.s<id>.tar.gz``
+           (``influxd backup -portable``), one or several manifests: :mod:`.portable`
+live       a stopped server root holding ``meta/``, ``data/`` and usually ``wal/``: :mod:`.live`
+file       a single ``.tsm``, ``.tombstone``, ``.wal``, ``meta.NN``, ``.meta``, ``meta.db``,
+           ``.manifest``, shard ``.tar`` or ``.tar.gz``: :mod:`.single`
+sealed     a ``.tar.zst`` written by ``pack``, read as the backup it holds: :mod:`.sealed`
+=========  ==================================================================================
+
+The model (:class:`Source`, :class:`Shard`, :class:`ShardFile`) is in :mod:`.model`; tar and
+gzip scanning in :mod:`.tarscan`. A source is a context manager (``with open_source(p) as src``):
+closing it releases what it holds (a sealed archive's private spool).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import SourceError
+from .directory import open_dir
+from .model import OpenShard, Shard, ShardFile, Source, raise_first_error
+from .sealed import is_zstd_file, open_sealed
+from .single import open_file
+
+
+def open_source(path: str | os.PathLike[str], *, salvage: bool = False) -> Source:
+    """Recognise ``path`` and build its :class:`Source` model (reads metadata and tar listings only).
+
+    ``salvage``: a damaged shard tar is recorded as an error finding (``Source.findings``) and the
+    members read intact before the damage are used, instead of failing. Without it the first
+    error finding is raised (:class:`~influx_archive.archive.errors.FormatError`)."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError("no such file or directory", path=str(p))
+    src: Source
+    if p.is_dir():
+        src = open_dir(p, salvage, {})
+    elif p.is_file():
+        if p.name.endswith((".tar.zst", ".tzst")) or is_zstd_file(p):
+            src = open_sealed(p, salvage=salvage)
+        else:
+            src = open_file(p, salvage)
+    else:
+        raise SourceError("not a regular file or directory", path=str(p))
+    try:
+        raise_first_error(src, salvage)
+    except BaseException:
+        src.close()
+        raise
+    return src
+
+
+__all__ = ["OpenShard", "Shard", "ShardFile", "Source", "open_source"]

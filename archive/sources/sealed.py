@@ -1,41 +1,40 @@
-"""Sealed archives: one checksummed ``.tar.zst`` per backup, for long-term storage.
+"""Sealed archives, the reading side: one checksummed ``.tar.zst`` per backup, read as a Source.
 
-Layout: a single zstd stream (frame checksums on, multi-threaded compression) of a POSIX tar whose
-first member is ``INFLUX-ARCHIVE.json`` — format, tool version, creation time, source kind,
-databases, time range and, for every file of the backup, its name, size, mode and sha256 — followed
-by the backup's files unchanged (metadata first, then the shard files in the metastore's order, so
-that readers visiting shards in that order decompress the stream once). A live server root is
-backed up (``convert`` to portable) before packing.
+Layout (written by :mod:`~influx_archive.archive.ops.pack`): a single zstd stream (frame checksums
+on) of a POSIX tar whose first member is ``INFLUX-ARCHIVE.json`` — format, tool version, creation
+time, source kind, databases, time range and, for every file of the backup, its name, size, mode
+and sha256 — followed by the backup's files unchanged (metadata first, then the shard files in the
+metastore's order, so that readers visiting shards in that order decompress the stream once).
 
 Reading never trusts the archive: members must be regular files with safe relative names, listed
 in the manifest, of exactly the listed size (a member larger than announced is refused before it is
 read: no decompression bomb), with the listed sha256; every listed file must be present. The
 manifest itself is checked field by field (:func:`_check_manifest`: JSON types, name bounds, a name
-that is both a file and a directory); tar headers are read with bounds (:mod:`.untrusted`). Damage
-names the archive and the member as ``ARCHIVE.tar.zst::member`` — never the private spool, whose
-paths are shown that way too (:func:`~influx_archive.archive.errors.register_display_prefix`).
+that is both a file and a directory); tar headers are read with bounds (:mod:`~influx_archive.archive.untrusted`).
+Damage names the archive and the member as ``ARCHIVE.tar.zst::member`` — never the private spool,
+whose paths are shown that way too (:func:`~influx_archive.archive.errors.register_display_prefix`).
 
-``open_sealed`` exposes an archive as a :class:`~influx_archive.archive.sources.source.Source` of its inner
-kind without extracting it: metadata files are kept in a private temporary directory, shard files
-are spooled one container at a time while a shard is open and deleted afterwards.
+:func:`open_sealed` exposes an archive as a :class:`SealedSource` of its inner kind without
+extracting it: metadata files are kept in a private temporary directory, shard files are spooled
+one container at a time while a shard is open and deleted afterwards. The source is a context
+manager; :meth:`SealedSource.close` removes the spool. :func:`close_open_archives` is the last
+resort for a source left open (the CLI calls it when a verb ends; it also runs at exit).
 
 zstandard defaults that bite, set explicitly here: ``read_across_frames=True`` (a stream may hold
 several frames; the default stops after the first), ``closefd=False`` (we own the file objects),
-``write_checksum=True`` (frame content checksums are off by default), ``threads`` (0 = none by
-default; we pass the core count), and nothing is decompressed in one call without a size bound.
+and nothing is decompressed in one call without a size bound.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
 import stat
-import tempfile
 import tarfile
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -43,14 +42,16 @@ from typing import BinaryIO, Iterator, Optional
 
 import zstandard
 
-from ..errors import (ArchiveError, ChecksumError, FormatError, SourceError, SourceIOError, TargetIOError,
-                     TruncatedError, UnsupportedError, UsageError, register_display_prefix, show)
+from ..errors import (ArchiveError, ChecksumError, FormatError, SourceIOError, TargetIOError, TruncatedError,
+                      UnsupportedError, register_display_prefix, show)
 from ..findings import Finding
-from ..progress import ProgressCallback, Reporter
-from .source import Shard, Source, open_source
-from ..output import Output, building_dir, make_spool, open_output, os_error, plan_dir_output, plan_file_output, remove_spool, source_roots, spool
-from ..ops.tarwrite import TarWriter
+from ..output import make_spool, os_error, remove_spool, uninterrupted
+from ..progress import Reporter
 from ..untrusted import SparseMember, open_regular, open_tar
+from .directory import open_dir
+from .model import Shard, raise_first_error
+from .ondisk import DiskSource
+from .tarscan import scan_shard_tar
 
 MANIFEST_NAME = "INFLUX-ARCHIVE.json"
 FORMAT = "influx-archive-sealed"
@@ -60,178 +61,6 @@ MAX_TRAILER = 1 << 20  # zero padding accepted after the tar's end-of-archive bl
 CHUNK = 1 << 20
 MAX_TRAILING = 1 << 20  # zeros a tar writer may pad its last record with (GNU tar: 10 KiB)
 
-
-def tool_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("influx-archive")
-    except Exception:  # noqa: BLE001 - metadata absent in a source checkout
-        return "unknown"
-
-
-@dataclass
-class PackResult:
-    archive: str
-    files: int
-    bytes_in: int
-    bytes_out: int
-
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
-
-
-# --------------------------------------------------------------------------------------------
-# pack
-
-
-def _rfc3339(ns: int) -> str:
-    from ..ops.inspect import rfc3339
-
-    return rfc3339(ns)
-
-
-def _backup_files(src: Source) -> list[str]:
-    """Relative names of the backup's files: metadata first, then shard files in shard order."""
-    root = Path(src.path)
-    names = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for n in sorted(filenames):
-            p = Path(dirpath) / n
-            st = p.lstat()
-            if not stat.S_ISREG(st.st_mode):
-                raise UsageError("not a regular file; a backup directory holds only regular files", path=str(p))
-            names.append(str(p.relative_to(root).as_posix()))
-    order: dict[str, int] = {}
-    for i, shard in enumerate(src.shards):
-        for f in shard.files:
-            order.setdefault(os.path.relpath(f.container, root), i)
-    return sorted(names, key=lambda n: (n in order, order.get(n, -1), n))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def pack(
-    src_path: str | os.PathLike[str],
-    archive: str | os.PathLike[str],
-    *,
-    level: int = 3,
-    threads: int = 0,
-    force: bool = False,
-    progress: Optional[ProgressCallback] = None,
-) -> PackResult:
-    """Write the backup at ``src_path`` (a live root is backed up first, a sealed archive unpacked
-    first, both into a private spool) as a sealed archive. ``archive`` goes through
-    :mod:`~influx_archive.archive.output`: ``-``, a device or a FIFO is a stream; an existing file
-    is refused unless ``force``; a path equal to or inside the source is refused."""
-    if not 1 <= level <= 22:
-        raise UsageError("--level must be 1..22")
-    src = open_source(src_path)
-    try:
-        roots = source_roots(src)
-        out = plan_file_output(archive, sources=roots, force=force)
-        if src.kind == "file":
-            raise UsageError("pack takes a backup directory or a server root, not a single file", path=src.path)
-        with contextlib.ExitStack() as stack:
-            if src.kind == "live" or isinstance(src, SealedSource):
-                base = None if out.stream else os.path.dirname(out.path)  # big: beside the archive
-                try:
-                    work = Path(stack.enter_context(spool("pack", base)))
-                    if isinstance(src, SealedSource):
-                        unpack(src.archive, work / "backup")
-                    else:
-                        from ..ops.convert import convert
-
-                        convert(src, work / "backup", to="portable")
-                except TargetIOError as exc:  # the intermediate backup is the target's business
-                    raise TargetIOError(f"cannot write the target (the backup to pack, in {exc.path}): {exc.message}",
-                                        path=out.display) from None
-                inner = open_source(work / "backup")
-                return _pack_dir(inner, out, level=level, threads=threads, progress=progress, roots=roots)
-            return _pack_dir(src, out, level=level, threads=threads, progress=progress, roots=roots)
-    finally:
-        close = getattr(src, "close", None)
-        if close is not None:
-            close()
-
-
-def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: Optional[ProgressCallback],
-              roots: list[str]) -> PackResult:
-    root = Path(src.path)
-    names = _backup_files(src)
-    entries = []
-    try:
-        for n in names:
-            p = root / n
-            st = p.stat()
-            entries.append({"name": n, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "sha256": _sha256(p)})
-    except OSError as exc:
-        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
-    starts = [s.group_start for s in src.shards if s.group_start is not None and (s.files or s.wal)]
-    ends = [s.group_end for s in src.shards if s.group_end is not None and (s.files or s.wal)]
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "tool": "influx-archive",
-        "tool_version": tool_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "source": {"kind": src.kind, "path": str(root)},
-        "databases": [db.name for db in src.meta.databases] if src.meta else [],
-        "time_range": {"start": _rfc3339(min(starts)), "end": _rfc3339(max(ends))} if starts else None,
-        "files": entries,
-    }
-    blob = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-    total = sum(e["size"] for e in entries)
-    rep = Reporter(progress, label="pack")
-    rep.start(total)
-    cctx = zstandard.ZstdCompressor(level=level, threads=threads or os.cpu_count() or 1, write_checksum=True)
-    try:
-        with open_output(out, mode=0o600) as raw:  # the metastore holds password hashes
-            with cctx.stream_writer(raw, closefd=False) as zw:
-                tar = TarWriter(zw)
-                import io
-
-                tar.add(MANIFEST_NAME, len(blob), io.BytesIO(blob), mode=0o644)
-                for e in entries:
-                    h = hashlib.sha256()
-                    with open(root / e["name"], "rb") as f:
-                        tar.add(e["name"], e["size"], _HashingReader(f, h), mode=e["mode"], on_bytes=rep.advance)
-                    if h.hexdigest() != e["sha256"]:
-                        raise SourceError("file changed while it was packed", path=str(root / e["name"]))
-                tar.close()
-            raw.flush()
-            out_size = raw.written
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        if isinstance(exc, ArchiveError):
-            raise
-        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
-    finally:
-        rep.end()
-    return PackResult(out.display, len(entries), total, out_size)
-
-
-class _HashingReader:
-    def __init__(self, f: BinaryIO, h) -> None:
-        self._f = f
-        self._h = h
-
-    def read(self, n: int) -> bytes:
-        data = self._f.read(n)
-        self._h.update(data)
-        return data
-
-
-# --------------------------------------------------------------------------------------------
-# reading
 
 
 #: Bounds on a listed name (Linux: PATH_MAX 4096, NAME_MAX 255 bytes).
@@ -467,7 +296,7 @@ def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dic
     return doc, files
 
 
-def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> Iterator[tuple[dict, dict, Optional[tarfile.TarInfo], Optional[BinaryIO]]]:
+def iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> Iterator[tuple[dict, dict, Optional[tarfile.TarInfo], Optional[BinaryIO]]]:
     """Stream the archive: yields (manifest doc, entry, member, reader) per listed file; member is
     None for listed files that never appeared. Damage raises (or, with ``findings``, is recorded and
     the member skipped where the stream allows)."""
@@ -522,7 +351,7 @@ def _iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> It
         findings.append(Finding.from_error(e))
 
 
-def _copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: Path, rep: Optional[Reporter] = None) -> None:
+def copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: Path, rep: Optional[Reporter] = None) -> None:
     h = hashlib.sha256()
     left = entry["size"]
     while left > 0:
@@ -542,62 +371,12 @@ def _copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: 
         raise ChecksumError("sha256 differs from the archive manifest", path=_where(path, entry["name"]))
 
 
-def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: Optional[ProgressCallback] = None) -> PackResult:
-    """Restore the backup directory from ``archive`` into ``dest`` (new or empty), every file
-    checked against the manifest; all or nothing (built beside ``dest``, renamed when complete)."""
-    path = Path(archive).absolute()
-    if not path.is_file():
-        raise SourceError("no such archive", path=str(path))
-    out = plan_dir_output(dest, sources=[os.path.realpath(path)])
-    rep = Reporter(progress, label="unpack")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from None
-    rep.start(size)
-    n = total = 0
-    try:
-        with building_dir(out, sources=[os.path.realpath(path)]) as tmp:
-            for _doc, entry, _m, reader in _iter_members(path):
-                target = tmp / entry["name"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "xb") as f:
-                    _copy_checked(reader, entry, f, path)  # type: ignore[arg-type]
-                    f.flush()
-                    os.fchmod(f.fileno(), int(entry.get("mode", 0o644)) & 0o777)
-                    os.fsync(f.fileno())
-                n += 1
-                total += entry["size"]
-    except OSError as exc:
-        if isinstance(exc, ArchiveError):
-            raise
-        raise os_error(exc, target=out.path, sources=[os.path.realpath(path)]) from None
-    finally:
-        rep.end()
-    return PackResult(str(path), n, size, total)
-
-
-def verify_sealed(path: str | os.PathLike[str]) -> tuple[list[Finding], int, int]:
-    """(findings, files, bytes): zstd frames, manifest, every member's size and sha256."""
-    p = Path(path)
-    findings: list[Finding] = []
-    files = total = 0
-    for _doc, entry, _m, reader in _iter_members(p, findings=findings):
-        try:
-            _copy_checked(reader, entry, None, p)  # type: ignore[arg-type]
-        except ArchiveError as exc:
-            findings.append(Finding.from_error(exc))
-        files += 1
-        total += entry["size"]
-    return findings, files, total
-
-
 # --------------------------------------------------------------------------------------------
 # a sealed archive as a Source
 
 
 @dataclass
-class SealedSource(Source):
+class SealedSource(DiskSource):
     """A :class:`Source` read from a sealed archive (see the module docstring). Shard tars are
     empty placeholders in ``workdir`` until their shard is opened."""
 
@@ -627,7 +406,7 @@ class SealedSource(Source):
                 self._expected.discard(c)
                 self._users[c] = self._users.get(c, 0) + 1
         try:
-            with Source.open_shard(self, shard, tmpdir=tmpdir, spool_gz=spool_gz) as opened:
+            with DiskSource.open_shard(self, shard, tmpdir=tmpdir, spool_gz=spool_gz) as opened:
                 yield opened
         finally:
             with self._lock:
@@ -640,12 +419,12 @@ class SealedSource(Source):
         """Decompress forward to member ``name`` (restarting when it lies behind) and spool it."""
         for _attempt in range(2):
             if self._cursor is None:
-                self._cursor = _iter_members(Path(self.archive))
+                self._cursor = iter_members(Path(self.archive))
             for _doc, entry, _m, reader in self._cursor:
                 path = str(Path(self.workdir) / entry["name"])
                 if entry["name"] == name or (path in self._expected and path not in self._ahead and not self._users.get(path)):
                     with _spool_file(path) as out:
-                        _copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
+                        copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
                     if entry["name"] == name:
                         return
                     self._ahead.add(path)
@@ -656,10 +435,18 @@ class SealedSource(Source):
     def display_path(self) -> str:
         return self.archive
 
+    @property
+    def sequential(self) -> bool:
+        return True
+
+    def reads_from(self) -> list[str]:
+        """The archive, and its private spool."""
+        return [self.archive] + ([self.workdir] if self.workdir else [])
+
     def close(self) -> None:
+        """Remove the private spool (idempotent)."""
         if self.workdir:
-            _forget_workdir(self.workdir)
-            remove_spool(self.workdir)
+            _drop_workdir(self.workdir)
 
 
 class _SpoolWriter:
@@ -705,6 +492,13 @@ def _forget_workdir(workdir: str) -> None:
         _OPEN_WORKDIRS.discard(workdir)
 
 
+def _drop_workdir(workdir: str) -> None:
+    """Remove a spool, then forget it: a SIGTERM between the two leaves it registered (removed
+    again by :func:`close_open_archives`), never removed from the registry but on disk."""
+    remove_spool(workdir)
+    _forget_workdir(workdir)
+
+
 def close_open_archives() -> None:
     """Remove the spool directory of every sealed archive still open. The CLI calls it when a
     verb ends, however it ends (an error raised mid-restore leaves its source unclosed); it also
@@ -728,29 +522,29 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
     """Open a sealed archive as a Source in one streaming pass, without extracting it: metadata
     files are kept in a private temporary directory; each shard tar is spooled, listed, and
     replaced by an empty placeholder (spooled again while its shard is open)."""
-    from .source import scan_shard_tar
-
     p = Path(path).absolute()
-    workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
-    with _OPEN_LOCK:
-        _OPEN_WORKDIRS.add(workdir)
+    with uninterrupted():  # a SIGTERM waits until the spool is registered for removal
+        workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
+        with _OPEN_LOCK:
+            _OPEN_WORKDIRS.add(workdir)
     register_display_prefix(workdir, p)  # damage in a spooled file names ARCHIVE::member
     findings: list[Finding] = []
     scans: dict[str, list] = {}
     try:
         doc = None
-        for doc, entry, _m, reader in _iter_members(p):
+        for doc, entry, _m, reader in iter_members(p):
             target = Path(workdir) / entry["name"]
             target.parent.mkdir(parents=True, exist_ok=True)
             with _spool_file(target) as out:
-                _copy_checked(reader, entry, out, p)  # type: ignore[arg-type]
+                copy_checked(reader, entry, out, p)  # type: ignore[arg-type]
             if not _is_metadata(entry["name"]) and doc["source"]["kind"] in ("legacy", "portable"):
                 gz = entry["name"].endswith(".gz")
                 scans[str(target)] = scan_shard_tar(str(target), gz=gz, findings=findings, salvage=salvage)
                 os.truncate(target, 0)
         if doc is None:
             raise FormatError("sealed archive holds no backup files", path=str(p))
-        inner = open_source(workdir, salvage=salvage, prescanned=scans)
+        inner = open_dir(Path(workdir), salvage, scans)
+        raise_first_error(inner, salvage)
         sealed = SealedSource(**{k: getattr(inner, k) for k in (
             "kind", "path", "meta", "meta_origin", "file_kind", "shards", "manifests", "increments", "salvage")})
         sealed.findings = findings + inner.findings
@@ -758,12 +552,22 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.workdir = workdir
         return sealed
     except OSError as exc:
-        _forget_workdir(workdir)
-        remove_spool(workdir)
+        _drop_workdir(workdir)
         if isinstance(exc, ArchiveError):
             raise
         raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
     except BaseException:
-        _forget_workdir(workdir)
-        remove_spool(workdir)
+        _drop_workdir(workdir)
         raise
+
+
+def is_zstd_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file starting with the zstd magic (a sealed archive). Never
+    opens anything else: a FIFO would block."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open_regular(path) as f:
+            return f.read(4) == ZSTD_MAGIC.to_bytes(4, "little")
+    except (OSError, ArchiveError):
+        return False

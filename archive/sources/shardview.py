@@ -3,7 +3,7 @@
 :func:`open_shard_reader` opens the shard's effective TSM files (oldest to newest), their
 tombstones and, for live sources, replays its WAL segments into a cache, and hands them to
 :class:`~influx_archive.tsm.shard.ShardReader` (precedence: cache > newer file > older file;
-each file's tombstones apply to that file only — TSM_WAL.md §1.10, §3.5, §4.6).
+each file's tombstones apply to that file only — docs/formats.md).
 :func:`shard_index_summary` answers the cheap questions (series, time extent) from the indexes
 alone, without decoding blocks.
 """
@@ -21,7 +21,7 @@ from ...tsm.tombstone import Tombstone, TombstoneSet, read_tombstones
 from ...tsm.wal import Cache
 from ..errors import ArchiveError
 from ..findings import Finding
-from .source import OpenShard, Shard, Source
+from .model import OpenShard, Shard, Source
 
 
 @dataclass

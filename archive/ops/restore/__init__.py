@@ -91,7 +91,7 @@ from ...staging import pid_alive
 if TYPE_CHECKING:
     from ....tsm.wal import Cache
 from ..tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
-from ...sources.source import Shard, ShardFile, Source
+from ...sources import Shard, ShardFile, Source
 
 DIR_MODE_DB = 0o700  # data/<db>, data/<db>/<rp>
 DIR_MODE_SHARD = 0o755
@@ -1341,7 +1341,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
     Errors writing the staging area are OSErrors, as everywhere in the restore."""
     import tarfile
 
-    from ...sources.source import GZIP_ERRORS, tar_error, gzip_open
+    from ...sources.tarscan import GZIP_ERRORS, tar_error, gzip_open
 
     done: set[str] = set()
     by_container: dict[str, dict[str, FilePlan]] = {}

@@ -1,0 +1,36 @@
+"""Which kind of source a directory is: a legacy backup, a portable backup or a server root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ..errors import SourceError
+from .legacy import LEGACY_META_RE, open_legacy
+from .live import open_live
+from .ondisk import DiskSource, listdir
+from .portable import PORTABLE_MANIFEST_RE, open_portable
+
+
+def open_dir(p: Path, salvage: bool = False, prescanned: Optional[dict] = None) -> DiskSource:
+    names = listdir(p)
+    manifests = [n for n in names if PORTABLE_MANIFEST_RE.match(n) or n.endswith(".manifest")]
+    metas = [n for n in names if LEGACY_META_RE.match(n)]
+    has_live = (p / "meta").is_dir() and (p / "data").is_dir()
+    kinds = [k for k, present in (("portable", manifests), ("legacy", metas), ("live", has_live)) if present]
+    if len(kinds) > 1:
+        raise SourceError(
+            "directory mixes several source kinds (" + ", ".join(kinds) + "); point at one of them", path=str(p)
+        )
+    if manifests:
+        return open_portable(p, [p / n for n in manifests], salvage, prescanned)
+    if metas:
+        return open_legacy(p, names, salvage, prescanned)
+    if has_live:
+        return open_live(p, salvage)
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
+    raise SourceError(
+        "not a backup or server root: expected meta.NN files (legacy backup), *.manifest "
+        f"(portable backup) or meta/ + data/ (server root); found {shown}",
+        path=str(p),
+    )
