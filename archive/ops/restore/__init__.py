@@ -32,24 +32,26 @@ everything renamed in so far is moved out again, so the target is as before. Exe
 plan whose ``meta.db`` changed since it was made; the trust rules of the target directories are
 :mod:`.journal`'s.
 
-The modules, each step in one (imports go down this list only):
+The modules, each step in one (each imports only modules below it in this list):
 
-* :mod:`.plan` — what to restore: selection, renames, ``--merge`` placement and id remapping
-  (:func:`~.plan.plan_metastore`), then the shard directories and files (:func:`~.plan.build_plan`);
 * :mod:`.shards` — staging each shard's files (checked copies, rewrites, WAL), in parallel,
   renaming them into place, chown;
+* :mod:`.plan` — what to restore: selection, renames, ``--merge`` placement and id remapping
+  (:func:`~.plan.plan_metastore`), then the shard directories and files (:func:`~.plan.build_plan`);
 * :mod:`.journal` — the transaction: target directories held open, staging directories, journal,
   commit, rollback, recovery of a killed run's leftovers, the targets' lock;
 * :mod:`.metastore` — reading, merging and writing the target metastore;
 * :mod:`.modes` — influxd's file and directory modes.
 
-An ONLINE restore (into a running server over its RPC port) would reuse the selection and the
-metastore side of the plan as they are — :func:`~.plan.plan_metastore` and
-:func:`~.metastore.merge_meta` work on decoded metastores and read no directory (it would get the
-target's metastore from the server instead of :func:`~.metastore.read_target`) — and the
-source-side reading and checking of each shard's files (:func:`~.shards._copy_validated`,
-``Source.open_shard``). The target directories, staging, the journal and its recovery, the lock,
-and writing ``meta.db`` are the offline side.
+An ONLINE restore (into a running server over its RPC port) would reuse, as they are, the
+selection and the metastore side of the plan — :func:`~.plan.plan_metastore` and
+:func:`~.metastore.merge_meta` work on decoded metastores and read no directory; it would get the
+target's metastore from the server instead of :func:`~.metastore.read_target` and send the result
+instead of :func:`~.metastore.write_meta_at` — and the checked copy of each shard's files
+(:func:`~.shards._copy_validated`, the rewrite of a shard whose increments are not whole files),
+made into a local staging directory and then sent to the server instead of renamed in. Planning
+shard directories and file names in a ``--datadir`` (:func:`~.plan.build_plan`), the target
+directories held open, the journal and its recovery, and the lock are the offline side only.
 
 Restored shards carry no TSI index: influxd opens a shard without ``index/`` as ``inmem`` even
 under ``index-version = "tsi1"`` (docs/formats.md); :data:`INDEX_GUIDANCE` says what to do.

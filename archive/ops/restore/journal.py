@@ -9,7 +9,8 @@ Trust (see :mod:`~influx_archive.archive.guard`):
 * the target directories are opened once (a link the user named is followed then) and every
   later step — creating directories, renaming staged shards in, writing ``meta.db``, chown,
   undo — goes through descriptors (:class:`Roots`), each component opened with O_NOFOLLOW at the
-  moment of use, renames with RENAME_NOREPLACE;
+  moment of use, renames with RENAME_NOREPLACE; a target directory renamed away and replaced is
+  refused before ``meta.db`` is written (:meth:`Roots.check_unmoved`);
 * a staging directory or journal found beside the target is acted on only when it provably
   belongs to this target (:func:`recover_interrupted`); anything else is reported, left alone.
 """
