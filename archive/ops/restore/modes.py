@@ -1,6 +1,6 @@
-"""The modes influxd 1.6.7 gives what it writes (docs/formats.md), used for everything a restore
-creates: meta dir 0755, ``meta.db`` 0644, ``data/<db>`` and ``data/<db>/<rp>`` 0700, shard dirs
-0755, files 0644, WAL dirs 0700."""
+"""The file and directory modes influxd 1.6.7 itself uses (docs/formats.md), given to everything
+a restore creates: meta dir 0755, ``meta.db`` 0644, ``data/<db>`` and ``data/<db>/<rp>`` 0700,
+shard dirs 0755, files 0644, WAL dirs 0700."""
 
 from __future__ import annotations
 
