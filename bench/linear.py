@@ -35,7 +35,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from influx_archive.archive.ops.restore import _merge_meta
+from influx_archive.archive.ops.restore.metastore import merge_meta
 from influx_archive.archive.ops.select import Selection
 from influx_archive.archive.sources import open_source
 from influx_archive.meta import files as metafiles
@@ -119,7 +119,7 @@ def _portable_open(n: int, tmp: Path) -> Callable[[], object]:
 def _merge(n: int, tmp: Path) -> Callable[[], object]:
     target = _meta(n, 0)
     source = _meta(n, n // 2)  # half of the groups at the target's times, half new
-    return lambda: _merge_meta(target, source, source, Selection(), True, {}, [], tmp / "meta.db")
+    return lambda: merge_meta(target, source, source, Selection(), True, {}, [], tmp / "meta.db")
 
 
 def _meta_codec(n: int, tmp: Path) -> Callable[[], object]:

@@ -14,7 +14,8 @@ import pytest
 
 DRIVER = r"""
 import os, sys
-from influx_archive.archive.ops import restore, convert, tarwrite
+from influx_archive.archive.ops import convert, tarwrite
+from influx_archive.archive.ops.restore import journal, metastore, shards
 from influx_archive.archive.sources import sealed
 kind, n = sys.argv[1], int(sys.argv[2])
 count = [0]
@@ -23,20 +24,20 @@ def tick():
     if count[0] == n:
         os._exit(137)  # like SIGKILL: no finally, no rollback
 if kind == "move":
-    real = restore._Transaction.move_in
+    real = journal.Transaction.move_in
     def move_in(self, a, b):
         real(self, a, b); tick()
-    restore._Transaction.move_in = move_in
+    journal.Transaction.move_in = move_in
 elif kind == "copy":
-    real = restore._copy_validated
+    real = shards._copy_validated
     def copy(*a, **kw):
         r = real(*a, **kw); tick(); return r
-    restore._copy_validated = copy
+    shards._copy_validated = copy
 elif kind == "meta":
-    real = restore.metafiles.write_meta_db
+    real = metastore.metafiles.write_meta_db
     def wm(*a, **kw):
         real(*a, **kw); tick()
-    restore.metafiles.write_meta_db = wm
+    metastore.metafiles.write_meta_db = wm
 elif kind == "tar":
     real = tarwrite.TarWriter.add
     def add(self, *a, **kw):

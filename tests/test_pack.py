@@ -178,6 +178,7 @@ def test_parallel_workers_read_the_archive_once(verb, tmp_path, fixtures_dir, mo
     decompressed once (a container passed on the way is spooled ahead), not once per race."""
     from influx_archive.archive.ops import convert as convert_mod
     from influx_archive.archive.ops import restore as restore_mod
+    from influx_archive.archive.ops.restore import shards as restore_shards
     from influx_archive.archive.sources import sealed
 
     archive = tmp_path / "b.tar.zst"
@@ -192,7 +193,7 @@ def test_parallel_workers_read_the_archive_once(verb, tmp_path, fixtures_dir, mo
         return real(*a, **kw)
 
     monkeypatch.setattr(sealed, "iter_members", counting)
-    monkeypatch.setattr(restore_mod, "MAX_STAGE_WORKERS", 4)
+    monkeypatch.setattr(restore_shards, "MAX_STAGE_WORKERS", 4)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     if verb == "restore":
         root = tmp_path / "root"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import influxd as harness
-from influx_archive.archive.ops import restore as restore_mod
+from influx_archive.archive.ops.restore import shards as restore_shards
 from influx_archive.archive.errors import TargetError, UsageError
 from influx_archive.archive.ops.restore import execute_restore, plan_restore
 from influx_archive.archive.ops.select import Selection
@@ -215,7 +215,7 @@ def test_failure_midway_leaves_target_untouched(existing, tmp_path, fixtures_dir
     src = open_source(fixtures_dir / "portable")
     plan = plan_restore(src, metadir=root / "meta", datadir=root / "data", selection=Selection(database="db1", newdb="x"))
     calls = {"n": 0}
-    real = restore_mod._finish  # every staged file ends here, whichever way it was written
+    real = restore_shards._finish  # every staged file ends here, whichever way it was written
 
     def failing(out):
         calls["n"] += 1
@@ -223,7 +223,7 @@ def test_failure_midway_leaves_target_untouched(existing, tmp_path, fixtures_dir
             raise OSError(28, "No space left on device", out.name)
         return real(out)
 
-    monkeypatch.setattr(restore_mod, "_finish", failing)
+    monkeypatch.setattr(restore_shards, "_finish", failing)
     with pytest.raises(TargetError, match="no space left"):
         execute_restore(plan)
     assert tree_state(tmp_path) == before

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hostile_restore as hr
-from influx_archive.archive.ops import restore as restore_mod
+from influx_archive.archive.ops.restore import journal as restore_journal
 from influx_archive.archive.guard import LOCK_NAME, TargetLock
 from influx_archive.cli.main import main
 from influx_archive.meta.files import read_meta_db
@@ -108,17 +108,17 @@ def test_stale_journals_of_this_target_remove_only_their_own_inodes(tmp_path) ->
 
 KILL_DRIVER = r"""
 import os, sys
-from influx_archive.archive.ops import restore
+from influx_archive.archive.ops.restore import journal
 n = int(sys.argv[1])
 count = [0]
-real = restore._Transaction._log
+real = journal.Transaction._log
 def log(self, rec):
     real(self, rec)
     if self._journal is not None:
         count[0] += 1
         if count[0] == n:
             os._exit(137)  # like SIGKILL, right after the journal line and before its step
-restore._Transaction._log = log
+journal.Transaction._log = log
 from influx_archive.cli.main import main
 main(sys.argv[2:])
 """
@@ -161,13 +161,13 @@ def test_killed_restore_at_every_journal_step_is_recovered(tmp_path) -> None:
 
 PAUSE_DRIVER = r"""
 import sys
-from influx_archive.archive.ops import restore
-real = restore._Transaction.stage_dir
+from influx_archive.archive.ops.restore import journal
+real = journal.Transaction.stage_dir
 def stage_dir(self, near):
     sys.stdout.write("staging\n"); sys.stdout.flush()
     sys.stdin.readline()  # held here, inside the run, until the test says go
     return real(self, near)
-restore._Transaction.stage_dir = stage_dir
+journal.Transaction.stage_dir = stage_dir
 from influx_archive.cli.main import main
 main(sys.argv[1:])
 """
@@ -287,7 +287,7 @@ def test_symlink_swapped_in_during_the_run_redirects_nothing(what, at, code, tmp
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep").write_bytes(b"keep")
-    real = restore_mod._Transaction.move_in
+    real = restore_journal.Transaction.move_in
     n = {"i": 0}
 
     def move_in(self, staged, final):
@@ -297,7 +297,7 @@ def test_symlink_swapped_in_during_the_run_redirects_nothing(what, at, code, tmp
             target = self.stages[0] if what == "stage" else root / what
             _swap(target, victim)
 
-    monkeypatch.setattr(restore_mod._Transaction, "move_in", move_in)
+    monkeypatch.setattr(restore_journal.Transaction, "move_in", move_in)
     victim_before = hr.snapshot(victim)
     src_before = hr.snapshot(SRC)
     got, _out, err = run_inproc(hr.restore_args(SRC, root))
@@ -338,7 +338,7 @@ def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind
     root = tmp_path / "root"
     victim = tmp_path / "victim"
     victim.mkdir()
-    real = restore_mod._Transaction.move_in
+    real = restore_journal.Transaction.move_in
     made: list[Path] = []
 
     def move_in(self, staged, final):
@@ -348,7 +348,7 @@ def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind
              "symlink": lambda: final.symlink_to(victim), "empty-dir": final.mkdir}[kind]()
         real(self, staged, final)
 
-    monkeypatch.setattr(restore_mod._Transaction, "move_in", move_in)
+    monkeypatch.setattr(restore_journal.Transaction, "move_in", move_in)
     src_before = hr.snapshot(SRC)
     code, _out, err = run_inproc(hr.restore_args(SRC, root))
     assert code == 3 and "appeared while restoring" in one_line(err) and str(made[0]) in err, err
@@ -367,7 +367,7 @@ def test_many_planted_staging_dirs_are_reported_in_bounded_lines(tmp_path) -> No
     code, _out, err = run_inproc(hr.restore_args(SRC, root))
     assert code == 0 and "Traceback" not in err, err
     lines = err.splitlines()
-    assert len(lines) == restore_mod.MAX_LEFT_ALONE_NOTES + 1, err
+    assert len(lines) == restore_journal.MAX_LEFT_ALONE_NOTES + 1, err
     assert all("left alone" in line for line in lines) and "30 more" in lines[-1]
     after = hr.snapshot(root)
     assert {k: v for k, v in after.items() if k.startswith(hr.STAGE_PREFIX)} == {

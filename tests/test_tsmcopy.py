@@ -72,18 +72,18 @@ def test_a_damaged_block_is_found_whatever_the_windows(blocks, group: int, data)
 
 
 
-# --- restore's checked copy of one file (archive/restore._copy_validated) ----------------------
+# --- restore's checked copy of one file (archive/ops/restore/shards._copy_validated) ----------------------
 
 
 def _copy_one(tmp_path, data: bytes, salvage: bool):
-    from influx_archive.archive.ops import restore as restore_mod
+    from influx_archive.archive.ops.restore import shards as restore_shards
     from influx_archive.archive.sources import ShardFile
 
     f = ShardFile(kind="tsm", name="000000001-000000001.tsm", size=len(data), container="backup.tar", member="db/rp/1/x.tsm")
     findings: list = [] if salvage else None  # type: ignore[assignment]
     dest = tmp_path / "out.tsm"
     dest.unlink(missing_ok=True)
-    wrote = restore_mod._copy_validated(io.BytesIO(data), f, dest, lambda n: None, findings)
+    wrote = restore_shards._copy_validated(io.BytesIO(data), f, dest, lambda n: None, findings)
     return wrote, (dest.read_bytes() if dest.exists() else None), findings
 
 

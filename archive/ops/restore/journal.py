@@ -1,0 +1,524 @@
+"""The transaction of an offline restore: the target directories held open, staging directories
+beside them, the journal that records every change to the target, commit, rollback, recovery of
+what a killed run left behind, and the targets' lock.
+
+Trust (see :mod:`~influx_archive.archive.guard`):
+
+* one writer per target: planning and execution hold the targets' flock (:func:`target_lock`,
+  ``.influx-archive.lock`` in each target directory);
+* the target directories are opened once (a link the user named is followed then) and every
+  later step — creating directories, renaming staged shards in, writing ``meta.db``, chown,
+  undo — goes through descriptors (:class:`Roots`), each component opened with O_NOFOLLOW at the
+  moment of use, renames with RENAME_NOREPLACE; a target directory renamed away and replaced is
+  refused before ``meta.db`` is written (:meth:`Roots.check_unmoved`);
+* a staging directory or journal found beside the target is acted on only when it provably
+  belongs to this target (:func:`recover_interrupted`); anything else is reported, left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Optional
+
+from ... import staging
+from ...errors import TargetError, format_where
+from ...guard import TargetLock
+from ...staging import pid_alive
+from .modes import DIR_MODE_META, DIR_MODE_SHARD
+
+STAGE_PREFIX = ".influx-archive-restore-"
+_STAGE_RE = re.compile(r"^\.influx-archive-restore-([0-9]+)-[0-9]+$")
+MAX_LEFT_ALONE_NOTES = 10  # then one line counts the rest
+JOURNAL = "journal"
+JOURNAL_FORMAT = "influx-archive restore journal"
+JOURNAL_VERSION = 2
+MAX_JOURNAL_BYTES = 64 << 20  # far above any real journal (one short line per directory / move)
+STAGE_MODE = 0o700
+_OPS = ("dir", "moved", "meta", "commit")
+
+# Staging directories (and the shard directories staged in them) by path -> their descriptor:
+# files are created in them relative to it, so no link swapped in for a staging path is followed.
+STAGE_FDS: dict[Path, int] = {}
+
+
+def target_lock(metadir: Path, datadir: Path, waldir: Optional[Path]) -> TargetLock:
+    """The :class:`~influx_archive.archive.guard.TargetLock` a restore into these directories
+    holds (creating them with influxd's modes)."""
+    return TargetLock([(metadir, DIR_MODE_META), (datadir, DIR_MODE_SHARD), (waldir, DIR_MODE_SHARD)])
+
+
+def _where(p: os.PathLike[str] | str) -> str:
+    return format_where(os.fspath(p))
+
+
+class Roots:
+    """The target directories by role (``meta``, ``data``, ``wal``), each opened once, following
+    a link the user named, and from then on reached only through that descriptor: a directory
+    below them is opened component by component with O_NOFOLLOW at the moment of use."""
+
+    def __init__(self, paths: dict[str, Optional[Path]]) -> None:
+        self.paths = {r: p for r, p in paths.items() if p is not None}
+        self.fds: dict[str, int] = {}
+        try:
+            for r, p in self.paths.items():
+                try:
+                    self.fds[r] = os.open(p, staging.DIR_FLAGS)
+                except OSError as exc:
+                    raise TargetError(f"target: cannot open directory: {exc.strerror}", path=str(p)) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def identities(self) -> dict[str, dict]:
+        out = {}
+        for r, p in self.paths.items():
+            st = os.fstat(self.fds[r])
+            out[r] = {"path": str(p), "real": os.path.realpath(p), "dev": st.st_dev, "ino": st.st_ino}
+        return out
+
+    def locate(self, p: Path) -> tuple[str, tuple[str, ...]]:
+        """(role, components below that root) of a path inside a target directory."""
+        best: Optional[tuple[str, tuple[str, ...]]] = None
+        for r, root in self.paths.items():
+            if p == root or root in p.parents:
+                rel = p.relative_to(root).parts
+                if best is None or len(rel) < len(best[1]):
+                    best = (r, rel)
+        if best is None:
+            raise TargetError("path lies outside the target directories; refusing to write it", path=str(p))
+        return best
+
+    def open_dir(self, role: str, rel: tuple[str, ...] | list[str], **kw) -> int:
+        """Descriptor of ``root/rel`` (see :func:`staging.open_beneath`); a link below the root
+        is a TargetError naming it."""
+        try:
+            return staging.open_beneath(self.fds[role], rel, **kw)
+        except staging.SymlinkError as exc:
+            bad = self.paths[role].joinpath(*rel[: int(exc.filename) + 1])
+            raise TargetError("is a symbolic link; refusing to restore through it", path=str(bad)) from None
+
+    def check_unmoved(self) -> None:
+        """Each target path still names the directory opened at the start (not renamed away and
+        replaced, e.g. by a link to elsewhere): else TargetError naming it."""
+        for r, p in self.paths.items():
+            st = os.fstat(self.fds[r])
+            try:
+                now = os.stat(p)
+            except OSError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise TargetError("target directory was replaced while restoring; nothing was restored", path=str(p))
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+
+
+class Transaction:
+    """Records every change to the target so a failure can undo it.
+
+    Each staging directory holds a journal whose first line says whose it is (this user, the
+    staging directory's own device and inode, and the path, device and inode of every target
+    directory); the first one then records, fsynced before each happens, every directory created
+    and every rename into the target (with the inode renamed), the hash of the ``meta.db``
+    about to be written, and ``commit``. A restore killed before it finished (SIGKILL, power
+    loss) leaves its staging directory and journal behind; :func:`recover_interrupted`, run by
+    the next restore into the same target, undoes it — only once the journal proves it belongs
+    to that target, and only on the exact inodes it recorded."""
+
+    def __init__(self, roots: Roots) -> None:
+        self.roots = roots
+        self.created_dirs: list[Path] = []  # in creation order
+        self._created: list[tuple[str, tuple[str, ...]]] = []
+        self.moved_in: list[Path] = []  # final paths renamed into place
+        self._moved: list[tuple[str, tuple[str, ...], tuple[int, int]]] = []
+        self.stages: list[Path] = []
+        self._stage_entries: list[tuple[int, str, tuple[int, int], Path]] = []  # (base fd, name, dev/ino, path)
+        self._journal: Optional[int] = None
+
+    def _log(self, rec: dict) -> None:
+        if self._journal is not None:
+            data = (json.dumps(rec, separators=(",", ":")) + "\n").encode("ascii")
+            while data:
+                data = data[os.write(self._journal, data):]
+            os.fsync(self._journal)
+
+    def mkdirs(self, p: Path, mode: int, parent_modes: dict[Path, int] | None = None) -> None:
+        role, rel = self.roots.locate(p)
+        root = self.roots.paths[role]
+
+        def created(i: int) -> None:
+            self._log({"op": "dir", "root": role, "rel": list(rel[: i + 1])})
+            self._created.append((role, rel[: i + 1]))
+            self.created_dirs.append(root.joinpath(*rel[: i + 1]))
+
+        try:
+            fd = self.roots.open_dir(role, rel, create_mode=mode, on_create=created)
+        except OSError as exc:
+            raise TargetError(f"cannot create directory: {exc.strerror}", path=str(p)) from None
+        os.close(fd)
+
+    def stage_dir(self, near: Path) -> Path:
+        """A fresh staging directory (0700) on the same file system as ``near`` (its parent when
+        that is the same device, so influxd never sees it inside the data directory)."""
+        parent = near.parent
+        base = near
+        with contextlib.suppress(OSError):
+            if os.stat(parent).st_dev == os.stat(near).st_dev:
+                base = parent
+        try:
+            base_fd = os.open(base, staging.DIR_FLAGS)
+        except OSError as exc:
+            raise TargetError(f"cannot open directory for staging: {exc.strerror}", path=str(base)) from None
+        try:
+            n = len(self.stages)
+            while True:
+                name = f"{STAGE_PREFIX}{os.getpid()}-{n}"
+                try:
+                    os.mkdir(name, STAGE_MODE, dir_fd=base_fd)
+                    break
+                except FileExistsError:
+                    n += 1  # someone else's (or planted): never reused
+            sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
+        except OSError as exc:
+            os.close(base_fd)
+            raise TargetError(f"cannot create staging directory: {exc.strerror}", path=str(base / name)) from None
+        path = base / name
+        st = os.fstat(sfd)
+        os.fchmod(sfd, STAGE_MODE)
+        self.stages.append(path)
+        self._stage_entries.append((base_fd, name, (st.st_dev, st.st_ino), path))
+        STAGE_FDS[path] = sfd
+        main = self._journal is None
+        jfd = os.open(JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=sfd)
+        header = {
+            "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "pid": os.getpid(), "uid": os.geteuid(),
+            "stage": {"dev": st.st_dev, "ino": st.st_ino}, "main": main, "targets": self.roots.identities(),
+        }
+        data = (json.dumps(header, separators=(",", ":")) + "\n").encode("ascii")
+        while data:
+            data = data[os.write(jfd, data):]
+        os.fsync(jfd)
+        os.fsync(sfd)
+        if main:
+            self._journal = jfd
+        else:
+            os.close(jfd)
+        return path
+
+    def stage_subdir(self, parent: Path, name: str, mode: int) -> Path:
+        """A directory ``name`` made inside the staging directory ``parent`` (through its
+        descriptor), registered so files are created in it the same way."""
+        pfd = STAGE_FDS[parent]
+        os.mkdir(name, mode, dir_fd=pfd)
+        fd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=pfd)
+        os.fchmod(fd, mode)
+        STAGE_FDS[parent / name] = fd
+        return parent / name
+
+    def is_dir(self, p: Path) -> bool:
+        """Whether ``p`` (inside a target directory) is a directory, reached without links."""
+        role, rel = self.roots.locate(p)
+        try:
+            fd = self.roots.open_dir(role, rel)
+        except FileNotFoundError:
+            return False
+        os.close(fd)
+        return True
+
+    def move_in(self, staged: Path, final: Path) -> None:
+        src_fd = STAGE_FDS[staged.parent]
+        role, rel = self.roots.locate(final)
+        if not rel:
+            raise TargetError("refusing to replace a target directory", path=str(final))
+        parent_fd = self.roots.open_dir(role, rel[:-1])
+        try:
+            st = os.lstat(staged.name, dir_fd=src_fd)
+            self._log({"op": "moved", "root": role, "rel": list(rel), "dev": st.st_dev, "ino": st.st_ino})
+            try:
+                staging.rename_noreplace(staged.name, rel[-1], src_dir_fd=src_fd, dst_dir_fd=parent_fd)
+            except FileExistsError:
+                raise TargetError("appeared while restoring; refusing to overwrite", path=str(final)) from None
+            except OSError as exc:
+                raise TargetError(f"cannot move into place: {exc.strerror}", path=str(final)) from None
+            self.moved_in.append(final)
+            self._moved.append((role, rel, (st.st_dev, st.st_ino)))
+            os.fsync(parent_fd)
+        finally:
+            os.close(parent_fd)
+
+    def will_write_meta(self, path: Path, blob: bytes) -> None:
+        """Journal the metastore about to be written: a restore killed after the atomic
+        rename of ``meta.db`` but before ``commit`` is complete, one killed before it is not."""
+        self._log({"op": "meta", "sha256": hashlib.sha256(blob).hexdigest()})
+
+    def commit(self) -> None:
+        self._log({"op": "commit"})
+
+    def rollback(self) -> None:
+        _undo(self.roots, self._moved, self._created)
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
+        for p in [p for p in STAGE_FDS if any(p == s or s in p.parents for s in self.stages)]:
+            with contextlib.suppress(OSError):
+                os.close(STAGE_FDS.pop(p))
+        for base_fd, name, ident, _path in self._stage_entries:
+            with contextlib.suppress(OSError):
+                staging.remove_beneath(base_fd, name, expect=ident)
+            with contextlib.suppress(OSError):
+                os.close(base_fd)
+        self._stage_entries.clear()
+        self.stages.clear()
+
+
+def _undo(roots: Roots, moved: list, created: list) -> int:
+    """Move out what was renamed in (only the inodes recorded) and remove the directories created
+    (only when empty: never what someone else put there). Returns how many moves were undone."""
+    undone = 0
+    for role, rel, ident in reversed(moved):
+        with contextlib.suppress(OSError, TargetError):
+            fd = roots.open_dir(role, rel[:-1])
+            try:
+                undone += staging.remove_beneath(fd, rel[-1], expect=ident)
+            finally:
+                os.close(fd)
+    for role, rel in reversed(created):
+        with contextlib.suppress(OSError, TargetError):
+            fd = roots.open_dir(role, rel[:-1])
+            try:
+                os.rmdir(rel[-1], dir_fd=fd)
+            finally:
+                os.close(fd)
+    return undone
+
+
+class _NotOurs(Exception):
+    """A staging directory that does not provably belong to this target (the message says why)."""
+
+
+def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, list[dict]]:
+    """The journal of a staging directory: (header, operations), checked to be well formed and
+    written by this user for this very directory. A torn last line (a run killed while writing
+    it: the operation it announced had not started) is ignored; anything else wrong raises
+    _NotOurs."""
+    try:
+        fd = os.open(JOURNAL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=stage_fd)
+    except FileNotFoundError:
+        raise _NotOurs("it holds no journal") from None
+    except OSError as exc:
+        raise _NotOurs(f"its journal cannot be opened: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotOurs("its journal is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise _NotOurs(f"its journal belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
+        if st.st_size > MAX_JOURNAL_BYTES:
+            raise _NotOurs(f"its journal is {st.st_size} bytes, more than any restore writes ({MAX_JOURNAL_BYTES})")
+        chunks = []
+        left = MAX_JOURNAL_BYTES + 1
+        while left > 0:
+            b = os.read(fd, min(left, 1 << 20))
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_JOURNAL_BYTES:
+        raise _NotOurs("its journal grew while read")
+    lines = data.split(b"\n")
+    lines.pop()  # after the last newline: empty, or a torn line
+    if not lines:
+        raise _NotOurs("its journal has no complete header")
+    try:
+        recs = [json.loads(line.decode("ascii")) for line in lines]
+    except (UnicodeDecodeError, ValueError):
+        raise _NotOurs("its journal is not one the restore writes (unreadable line)") from None
+    header, ops = recs[0], recs[1:]
+    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT or header.get("version") != JOURNAL_VERSION:
+        raise _NotOurs("its journal has no header this version writes")
+    if header.get("uid") != os.geteuid():
+        raise _NotOurs(f"its journal was written by uid {header.get('uid')!r}, not by this user")
+    stage = header.get("stage")
+    if not isinstance(stage, dict) or (stage.get("dev"), stage.get("ino")) != stage_ident:
+        raise _NotOurs("its journal was written for another directory (device/inode differ)")
+    targets = header.get("targets")
+    if not isinstance(targets, dict) or "data" not in targets:
+        raise _NotOurs("its journal names no target directories")
+    for role, ident in targets.items():
+        if role not in ("meta", "data", "wal") or not isinstance(ident, dict) or not all(
+            isinstance(ident.get(k), t) for k, t in (("path", str), ("real", str), ("dev", int), ("ino", int))
+        ):
+            raise _NotOurs("its journal names target directories in a form the restore never writes")
+    if not isinstance(header.get("main"), bool):
+        raise _NotOurs("its journal header is incomplete")
+    for op in ops:
+        if not isinstance(op, dict) or op.get("op") not in _OPS:
+            raise _NotOurs("its journal holds an operation the restore never writes")
+        if op["op"] in ("dir", "moved"):
+            rel = op.get("rel")
+            if (
+                op.get("root") not in targets or not isinstance(rel, list) or not rel
+                or not all(isinstance(p, str) and staging.SAFE_PART.match(p) for p in rel)
+            ):
+                raise _NotOurs("its journal names a path outside its target directories")
+            if op["op"] == "moved" and not (isinstance(op.get("dev"), int) and isinstance(op.get("ino"), int)):
+                raise _NotOurs("its journal names a move without its inode")
+        if op["op"] == "meta" and not (isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])):
+            raise _NotOurs("its journal holds a malformed metastore record")
+    return header, ops
+
+
+def _matches(targets: dict, ours: dict[str, dict]) -> Optional[str]:
+    """None when every target the journal names is this run's directory of that role (same
+    device and inode, same path); else why not."""
+    for role, ident in targets.items():
+        mine = ours.get(role)
+        if mine is None:
+            return f"it names a {role} directory ({ident['path']}) this restore was not given"
+        if (ident["dev"], ident["ino"]) != (mine["dev"], mine["ino"]) or (
+            ident["path"] != mine["path"] and ident["real"] != mine["real"]
+        ):
+            return f"it belongs to a restore into other directories ({ident['path']})"
+    return None
+
+
+def recover_interrupted(
+    *, metadir: Optional[Path] = None, datadir: Optional[Path] = None, waldir: Optional[Path] = None, apply: bool = True
+) -> list[str]:
+    """Undo restores into these target directories that were killed before they finished
+    (their staging directories and journals, see :class:`Transaction`), found beside or inside
+    the data and WAL directories. Only a staging directory that provably belongs to this target
+    is acted on: a directory (not a link) of this user, mode 0700, whose journal records this
+    staging directory's own device and inode and these target directories (path, device,
+    inode), and names only paths below them. Anything else is reported and left alone. Undoing
+    removes only the inodes the journal recorded as renamed in, and empty directories it
+    created. Returns one note per staging directory found (with ``apply`` false: what a real
+    run would do, changing nothing). Call it holding the targets' :class:`TargetLock`."""
+    paths = {r: p for r, p in (("meta", metadir), ("data", datadir), ("wal", waldir)) if p is not None and p.is_dir()}
+    if "data" not in paths:
+        return []
+    roots = Roots(paths)
+    notes: list[str] = []
+    left_alone = 0
+    try:
+        ours = roots.identities()
+        seen: set[tuple[int, int]] = set()
+        for role in ("data", "wal"):
+            if role not in paths:
+                continue
+            for base in (paths[role], paths[role].parent):
+                try:
+                    base_fd = os.open(base, staging.DIR_FLAGS)
+                except OSError:
+                    continue
+                try:
+                    bst = os.fstat(base_fd)
+                    if (bst.st_dev, bst.st_ino) in seen:
+                        continue
+                    seen.add((bst.st_dev, bst.st_ino))
+                    for name in sorted(os.listdir(base_fd)):
+                        m = _STAGE_RE.match(name)
+                        if m and (base / name) not in STAGE_FDS:  # not a staging area of this run
+                            note = _recover_stage(roots, ours, base_fd, base / name, int(m.group(1)), apply)
+                            if note and note.startswith(_LEFT_ALONE):
+                                left_alone += 1
+                                if left_alone > MAX_LEFT_ALONE_NOTES:
+                                    continue
+                            if note:
+                                notes.append(note)
+                finally:
+                    os.close(base_fd)
+    finally:
+        roots.close()
+    if left_alone > MAX_LEFT_ALONE_NOTES:
+        notes.append(f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left alone{_where(sorted(paths.values())[0].parent)}")
+    return notes
+
+
+_LEFT_ALONE = "a staging directory that is not provably"
+
+
+def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Path, pid: int, apply: bool) -> Optional[str]:
+    name = stage.name
+    try:
+        st = os.lstat(name, dir_fd=base_fd)
+        if stat.S_ISLNK(st.st_mode):
+            raise _NotOurs("it is a symbolic link")
+        if not stat.S_ISDIR(st.st_mode):
+            raise _NotOurs("it is not a directory")
+        if st.st_uid != os.geteuid():
+            raise _NotOurs(f"it belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
+        if stat.S_IMODE(st.st_mode) != STAGE_MODE:
+            raise _NotOurs(f"its mode is {stat.S_IMODE(st.st_mode):04o}, not {STAGE_MODE:04o}")
+        try:
+            sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
+        except OSError as exc:
+            raise _NotOurs(f"it cannot be opened: {exc.strerror}") from None
+        try:
+            fst = os.fstat(sfd)
+            ident = (fst.st_dev, fst.st_ino)
+            if ident != (st.st_dev, st.st_ino):
+                raise _NotOurs("it changed while examined")
+            if not os.listdir(sfd):  # killed before its journal was written: nothing happened yet
+                if apply:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(name, dir_fd=base_fd)  # only ever removes an empty directory
+                    return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; its empty staging directory was removed{_where(stage)}"
+                return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; a real run removes its empty staging directory{_where(stage)}"
+            header, ops = _read_journal(sfd, ident)
+        finally:
+            os.close(sfd)
+        why = _matches(header["targets"], ours)
+        if why is not None:
+            if pid_alive(pid):
+                return None  # a restore running into other directories: not ours to mention
+            raise _NotOurs(why)
+    except _NotOurs as exc:
+        return f"{_LEFT_ALONE} left by an interrupted restore into this target ({exc}): left alone{_where(stage)}"
+    if not apply:
+        return f"an earlier restore (pid {pid}) was interrupted; a real run undoes it first{_where(stage)}"
+    committed = False
+    moved: list = []
+    created: list = []
+    for op in ops:
+        if op["op"] == "commit":
+            committed = True
+        elif op["op"] == "meta" and "meta" in roots.fds:
+            with contextlib.suppress(OSError):
+                fd = os.open("meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"])
+                try:
+                    h = hashlib.sha256()
+                    while chunk := os.read(fd, 1 << 20):
+                        h.update(chunk)
+                finally:
+                    os.close(fd)
+                committed = committed or h.hexdigest() == op["sha256"]
+        elif op["op"] == "moved":
+            moved.append((op["root"], tuple(op["rel"]), (op["dev"], op["ino"])))
+        elif op["op"] == "dir":
+            created.append((op["root"], tuple(op["rel"])))
+    undone = 0
+    if header["main"] and not committed:
+        undone = _undo(roots, moved, created)
+    with contextlib.suppress(OSError):
+        staging.remove_beneath(base_fd, name, expect=(st.st_dev, st.st_ino))
+    if not header["main"]:
+        return f"an earlier restore (pid {pid}) was interrupted; its staging area was removed{_where(stage)}"
+    return f"an earlier restore (pid {pid}) was interrupted; " + (
+        "its staging area was removed" if committed else f"its {undone} partial moves into the target were undone"
+    ) + _where(stage)
