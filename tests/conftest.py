@@ -4,10 +4,10 @@
 Tests that need influxd FAIL (never skip) when it is missing; under ``CI=true`` a run that
 selected any of them fails once collected instead. Install it with ``apt-get install influxdb influxdb-client``.
 
-Tiers (markers in ``pyproject.toml``): a test that starts influxd, or uses a fixture that does, is
-marked ``interop``; a test that is slow without influxd is marked ``slow``. ``pytest -q`` runs
-everything (what CI and the README run); ``pytest -m "not interop and not slow"`` is the fast tier,
-which needs no influxd installed.
+Tiers (markers in ``pyproject.toml``): a test that starts influxd or runs its tools (``influx``,
+``influx_inspect``), or uses a fixture that does, is marked ``interop``; a test that takes seconds
+even without them is marked ``slow``. ``pytest -q`` runs everything (what CI and the README run);
+``pytest -m "not interop and not slow"`` is the fast tier, which needs no influxd installed.
 """
 
 from __future__ import annotations

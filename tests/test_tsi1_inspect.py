@@ -86,6 +86,7 @@ def trees(tmp_path_factory, cli):
     return ours, theirs, unindexed
 
 
+@pytest.mark.interop
 def test_verify_seriesfile_finds_nothing(trees) -> None:
     ours = trees[0]
     proc = subprocess.run([influx_inspect(), "verify-seriesfile", "-dir", str(ours / "data")], capture_output=True, text=True, timeout=120)
@@ -114,6 +115,7 @@ def _dumptsi_sections(text: str) -> dict[str, list[str]]:
     return sections
 
 
+@pytest.mark.interop
 def test_dumptsi_reads_ours(trees) -> None:
     ours = trees[0]
     for shard in shard_dirs(ours / "data"):
@@ -133,6 +135,7 @@ def test_dumptsi_reads_ours(trees) -> None:
         assert {m.encode() for m in sec.get("Measurement", [])} == names, shard
 
 
+@pytest.mark.interop
 def test_inspect_buildtsi_same_series(trees, truth) -> None:
     ours, theirs, _ = trees
     want = truth_keys(truth("live"))
@@ -161,6 +164,7 @@ def compacted(tmp_path_factory, trees) -> Path:
     return tree
 
 
+@pytest.mark.interop
 def test_index_files_readable(compacted, trees) -> None:
     ours = trees[0]
     n = 0
@@ -212,6 +216,7 @@ def tsi_cases(tree: Path, out: Path) -> list[tuple[str, Path, Path, list[str]]]:
     return cases
 
 
+@pytest.mark.interop
 def test_hostile_index_files(compacted, tmp_path, cli) -> None:
     cases = tsi_cases(compacted, tmp_path)
     assert len(cases) >= 40
@@ -225,6 +230,7 @@ def test_hostile_index_files(compacted, tmp_path, cli) -> None:
         shutil.rmtree(tree)
 
 
+@pytest.mark.interop
 def test_inspect_buildtsi_output_is_servable_like_ours(trees) -> None:
     """Same MANIFEST bytes and log-file framing as influx_inspect writes (both read back by each
     other's readers)."""
