@@ -320,10 +320,10 @@ def _run(argv: Optional[list[str]]) -> None:
     State.debug = "--debug" in args
     State.quiet = "--quiet" in args or "-q" in args
     args = [a for a in args if a not in ("--debug", "--quiet")]
-    # before parsing, a --json on the line is enough; once parsed, the verb's own option says
-    State.json = "--json" in (args[: args.index("--")] if "--" in args else args)
     command = typer.main.get_command(app)
     args = normalize_argv(args, _long_options(command))
+    # before parsing, a --json on the line is enough; once parsed, the verb's own option says
+    State.json = "--json" in (args[: args.index("--")] if "--" in args else args)
     _guard_commands(command)
     _MAIN_PID = os.getpid()
     if threading.current_thread() is threading.main_thread():
