@@ -102,6 +102,7 @@ def test_dump_pages_through_large_series(influxd_factory) -> None:
     assert series["points"] == [[k * NS, {"v": k}] for k in range(n)]
 
 
+@pytest.mark.slow
 def test_compare_truth_reports_injected_differences(truth) -> None:
     expected = truth("legacy")
     actual = copy.deepcopy(expected)
@@ -138,6 +139,7 @@ def test_compare_truth_reports_injected_differences(truth) -> None:
     assert len(capped) == 2 and capped[-1] == "... and 4 more differences"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fixture_truth_loads_and_is_not_empty(name: str, fixtures_dir: Path, truth) -> None:
     folder = fixtures_dir / name
@@ -157,6 +159,7 @@ def test_fixture_truth_loads_and_is_not_empty(name: str, fixtures_dir: Path, tru
     assert not any(math.isnan(x) for x in xs)
 
 
+@pytest.mark.slow
 def test_tombstones_are_in_the_truth(truth) -> None:
     """The fixtures' DELETE / DROP SERIES are visible to clients in the TRUTH after them."""
     before, after = truth("portable_range"), truth("legacy")

@@ -143,18 +143,21 @@ def _check(case: Case, verb: Verb, runner: str, tmp_path: Path, cli=None) -> Non
         assert not created, f"{where}: left {created} behind after failing"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ACTIVE, ids=lambda v: v.name)
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_contract_inprocess(corpus: dict[str, Case], name: str, verb: Verb, tmp_path: Path, cli) -> None:
     _check(corpus[name], verb, "inprocess", tmp_path, cli)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ACTIVE[:1], ids=lambda v: v.name)
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_contract_subprocess(corpus: dict[str, Case], name: str, verb: Verb, tmp_path: Path) -> None:
     _check(corpus[name], verb, "subprocess", tmp_path)
 
 
+@pytest.mark.slow
 def test_corpus_is_deterministic(corpus: dict[str, Case], tmp_path: Path) -> None:
     """A second build is byte-identical to the session's (cases are reproducible from the fixtures alone)."""
     again = build_corpus(tmp_path / "again")

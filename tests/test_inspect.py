@@ -51,6 +51,7 @@ def _shards(doc: dict) -> dict[tuple[str, str, int], dict]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FULL_FIXTURES)
 def test_inspect_points_equal_truth(name, fixtures_dir, truth):
     t = truth(name)

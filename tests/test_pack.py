@@ -37,6 +37,7 @@ def served(src) -> dict:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURES)
 def test_pack_unpack_is_byte_identical_and_readable_in_place(name, tmp_path, fixtures_dir) -> None:
     archive = tmp_path / f"{name}.tar.zst"
@@ -203,6 +204,7 @@ def _cut_positions(n: int) -> list[int]:
     return sorted(set(range(max(1, n - 64), n)) | set(range(1, n, max(1, n // 40))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_cut_archive_is_refused_wherever_it_is_cut(threads, tmp_path, fixtures_dir, cli) -> None:
     """python-zstandard ends a stream cut inside the last frame's checksum silently: readers walk

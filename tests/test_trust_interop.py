@@ -99,12 +99,14 @@ def served_by_series(path: Path) -> dict:
 # ---------------------------------------------------------------------------------- chains
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_chain_source_reads_as_the_server_served(name: str) -> None:
     case = CHAINS[name]
     assert served(case.path) == case.points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_chain_convert_holds_what_the_server_served(name: str, tmp_path: Path, cli) -> None:
     case = CHAINS[name]
@@ -113,6 +115,7 @@ def test_chain_convert_holds_what_the_server_served(name: str, tmp_path: Path, c
     assert served(targets / "out") == case.points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in CHAINS if n.split("-")[1] in ("0", "1")])
 def test_chain_restore_holds_what_the_server_served(name: str, tmp_path: Path, cli) -> None:
     case = CHAINS[name]
@@ -138,6 +141,7 @@ EDGE_VERBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", list(EDGE_VERBS))
 @pytest.mark.parametrize("name", list(EDGES))
 def test_edge_window_keeps_every_point(name: str, verb: str, tmp_path: Path, cli) -> None:
@@ -148,6 +152,7 @@ def test_edge_window_keeps_every_point(name: str, verb: str, tmp_path: Path, cli
     assert got == case.points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EDGES))
 def test_edge_window_export_keeps_every_point(name: str, tmp_path: Path, cli) -> None:
     case = EDGES[name]
@@ -189,6 +194,7 @@ HOSTILE_VERBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", list(HOSTILE_VERBS))
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_union_is_refused_in_one_line(name: str, verb: str, tmp_path: Path, cli) -> None:
@@ -198,6 +204,7 @@ def test_hostile_union_is_refused_in_one_line(name: str, verb: str, tmp_path: Pa
 # ---------------------------------------------------------------------------------- whole sets
 
 
+@pytest.mark.slow
 def test_union_fixture_export_has_every_point(tmp_path: Path, cli) -> None:
     """export of the full + range + since set: one line per point the server served at the end."""
     truth = gen.harness.load_truth(gen.FIXTURES / "union.truth.json")
@@ -208,6 +215,7 @@ def test_union_fixture_export_has_every_point(tmp_path: Path, cli) -> None:
     assert sorted(int(ln.rsplit(" ", 1)[1]) for ln in lines) == want
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["range_after_compacted_delete-0-legacymtime", "union-legacy-cut-range-tar-s2"])
 def test_console_script_contract(name: str, tmp_path: Path) -> None:
     """The same contract through the installed ``influx-archive`` console script."""
@@ -231,6 +239,7 @@ def test_console_script_contract(name: str, tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} == {"targets"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["union_portable", "union_legacy"])
 def test_union_set_sealed_then_converted(fixture: str, tmp_path: Path, cli) -> None:
     """A sealed archive of the set reads as the set does (its files keep their names)."""

@@ -33,6 +33,7 @@ def one_line(err: str) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_planted_staging_dirs_are_reported_and_left_alone(tmp_path, cli) -> None:
     cases = hr.planted_stages(tmp_path, lambda argv: cli(*argv).code)
     assert len(cases) >= 100, len(cases)
@@ -59,6 +60,7 @@ def test_planted_staging_dirs_are_reported_and_left_alone(tmp_path, cli) -> None
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_planted_stages_in_a_dry_run_are_reported_too(tmp_path, cli) -> None:
     cases = hr.planted_stages(tmp_path, lambda argv: cli(*argv).code)[:12]
     for case in cases:
@@ -69,6 +71,7 @@ def test_planted_stages_in_a_dry_run_are_reported_too(tmp_path, cli) -> None:
         assert hr.snapshot(case.root.parent) == before, case.name
 
 
+@pytest.mark.slow
 def test_stale_journals_of_this_target_remove_only_their_own_inodes(tmp_path, cli) -> None:
     cases = hr.stale_but_ours(tmp_path, lambda argv: cli(*argv).code)
     assert len(cases) == 18
@@ -106,6 +109,7 @@ main(sys.argv[2:])
 """
 
 
+@pytest.mark.slow
 def test_killed_restore_at_every_journal_step_is_recovered(tmp_path, cli) -> None:
     args = ["--db", "db1", "--rp", "autogen"]
     clean = tmp_path / "clean"
@@ -155,6 +159,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("idx", range(6))
 def test_second_run_on_an_overlapping_target_is_busy(idx, tmp_path, cli) -> None:
     name, first, second, shared = hr.overlapping_targets(tmp_path)[idx]
@@ -185,6 +190,7 @@ def test_second_run_on_an_overlapping_target_is_busy(idx, tmp_path, cli) -> None
     assert not list(tmp_path.rglob(LOCK_NAME))
 
 
+@pytest.mark.slow
 def test_two_restores_started_together_never_both_write(tmp_path) -> None:
     """The issue's case: two restores of different databases into one metadir, different data
     dirs, started at once. Whatever the interleaving, every database whose run exited 0 is in
@@ -253,6 +259,7 @@ def _swap(p: Path, victim: Path) -> None:
     p.symlink_to(victim)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "what,at,code",
     [
@@ -313,6 +320,7 @@ def test_planted_temporaries_beside_an_output_are_left_alone(verb, tmp_path, cli
     assert hr.snapshot(victim) == victim_before and hr.snapshot(SRC) == src_before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["file", "dir", "symlink", "empty-dir"])
 def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind, tmp_path, monkeypatch, cli) -> None:
     """Another writer creates the shard directory between the plan's check and the rename:

@@ -152,6 +152,7 @@ def run_case(case: hs.SourceCase, verb: str, work: Path, cli) -> tuple[int, str,
     return code, out, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,verb", PAIRS, ids=[f"{c.family}:{c.name}:{v}" for c, v in PAIRS])
 def test_contract(case: hs.SourceCase, verb: str, tmp_path: Path, cli) -> None:
     work = Path(tempfile.mkdtemp(prefix="trust-", dir="/tmp")) if case.as_user else tmp_path
@@ -184,6 +185,7 @@ def test_non_ascii_shard_is_never_merged_into_shard_2(tmp_path: Path, cli) -> No
     assert files == ["000000001-000000001.tombstone", "000000001-000000001.tsm"], files
 
 
+@pytest.mark.slow
 def test_pax_bomb_memory_is_bounded(tmp_path: Path) -> None:
     """A PAX header that really inflates to 600 MiB: refused before it is read, peak RSS of the
     whole run <= 500 MB (tarfile alone reads the header whole: > 600 MB)."""

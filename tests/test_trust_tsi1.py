@@ -81,6 +81,7 @@ def check_case(cli, case: hostile.Case) -> None:
     shutil.rmtree(case.tree)
 
 
+@pytest.mark.slow
 def test_series_segment_damage(trees, tmp_path, cli) -> None:
     cases = hostile.series_segment_cases(trees[1], tmp_path, limit_per_kind=3)
     assert len(cases) >= 45
@@ -88,6 +89,7 @@ def test_series_segment_damage(trees, tmp_path, cli) -> None:
         check_case(cli, case)
 
 
+@pytest.mark.slow
 def test_log_file_damage(trees, tmp_path, cli) -> None:
     cases = hostile.log_file_cases(trees[1], tmp_path)
     assert len(cases) >= 30
@@ -95,6 +97,7 @@ def test_log_file_damage(trees, tmp_path, cli) -> None:
         check_case(cli, case)
 
 
+@pytest.mark.slow
 def test_manifest_damage(trees, tmp_path, cli) -> None:
     cases = hostile.manifest_cases(trees[1], tmp_path)
     assert len(cases) >= 20
@@ -102,6 +105,7 @@ def test_manifest_damage(trees, tmp_path, cli) -> None:
         check_case(cli, case)
 
 
+@pytest.mark.slow
 def test_build_tsi_refuses_damaged_input_and_writes_nothing(trees, tmp_path, cli) -> None:
     cases = hostile.build_input_cases(trees[0], trees[1], tmp_path)
     kinds = {c.name.split(":")[0].split("-")[0] for c in cases}
@@ -110,6 +114,7 @@ def test_build_tsi_refuses_damaged_input_and_writes_nothing(trees, tmp_path, cli
         check_case(cli, case)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["keysize-huge", "keysize-overflow", "namelen-huge"])
 def test_lying_lengths_allocate_nothing(trees, tmp_path, kind, cli) -> None:
     cases = [c for c in hostile.series_segment_cases(trees[1], tmp_path / "s", limit_per_kind=1)

@@ -41,6 +41,7 @@ def test_dry_run_writes_nothing(tree, cli) -> None:
     assert tree_hash(tree) == before
 
 
+@pytest.mark.slow
 def test_skip_then_force_rebuilds_identically(tree, cli) -> None:
     assert cli(*build(tree))[0] == 0
     built = tree_hash(tree / "data")
@@ -52,6 +53,7 @@ def test_skip_then_force_rebuilds_identically(tree, cli) -> None:
     assert tree_hash(tree / "data") == built  # same series, same ids, same bytes; no leftovers
 
 
+@pytest.mark.slow
 def test_modes_are_influxds(tree, cli) -> None:
     old = os.umask(0o022)
     try:
@@ -65,6 +67,7 @@ def test_modes_are_influxds(tree, cli) -> None:
                 assert os.stat(Path(dirpath) / f).st_mode & 0o7777 == 0o644, f
 
 
+@pytest.mark.slow
 def test_owner_applies_to_everything_written(tree, cli) -> None:
     # the CI runs as root; elsewhere only one's own ids can be given
     uid, gid = (4321, 4322) if os.geteuid() == 0 else (os.getuid(), os.getgid())
@@ -76,6 +79,7 @@ def test_owner_applies_to_everything_written(tree, cli) -> None:
     assert {p: p.stat().st_uid for p in tsm_owner} == tsm_owner
 
 
+@pytest.mark.slow
 def test_killed_run_is_undone_first(tree, cli) -> None:
     """A run killed between the two renames of the series file swap left ``_series`` missing and
     the old one under its temporary name, plus a staged copy and a half-written ``.index``."""
@@ -137,6 +141,7 @@ def test_build_shard_index_for_a_staged_shard(tree, tmp_path) -> None:
     assert tree_hash(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_extends_an_existing_series_file_keeping_ids(tree, cli) -> None:
     """A database whose _series already has series (influxd ran with inmem): their ids stay,
     new series get the next ids of their partitions."""
@@ -156,6 +161,7 @@ def test_extends_an_existing_series_file_keeping_ids(tree, cli) -> None:
         assert sorted(ids) == list(range(p + 1, p + 2 + 8 * (len(ids) - 1), 8))
 
 
+@pytest.mark.slow
 def test_symbolic_links_are_not_written_through(tree, tmp_path, cli) -> None:
     """A shard directory that is a link is left alone (a warning says so); a _series that is a
     link is refused before anything is written (the swap would replace the link)."""
