@@ -95,6 +95,7 @@ def test_peak_memory_of_every_runner(outcome: dict) -> None:
         assert kib // 1024 <= PEAK_RSS_MIB, f"a runner peaked at {kib // 1024} MiB"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(_JOBS)), ids=IDS)
 def test_contract(outcome: dict, index: int) -> None:
     case, verb, run_dir, _job = _JOBS[index]
