@@ -1,11 +1,12 @@
 """The project's one error tree.
 
 Every error the library raises on purpose is an :class:`ArchiveError`. Each class carries
-the exit code the CLI maps it to (see ``cli/main.py``, the only place that turns errors into
-messages and exit codes):
+the exit code the CLI maps it to (see ``cli/app.py``, the only place that turns errors into
+messages and exit codes) and a stable ``code``, a short dotted identifier that ``--json`` error
+output carries (scripts match on it, never on the message text):
 
 ====  ==========================================================
-code  meaning
+exit  meaning
 ====  ==========================================================
 0     success
 1     damaged input, or a check (``verify``) found errors
@@ -14,7 +15,33 @@ code  meaning
 4     ``--salvage`` finished but left damaged data out (listed on stderr / in ``--json``)
 5     the target is busy: another influx-archive run holds its lock, or a running process
       (influxd) holds files in it open
+130   interrupted (Ctrl-C)
+143   terminated (SIGTERM); everything written so far was removed
 ====  ==========================================================
+
+=====================  ====  =====================================================================
+code                   exit  raised as / meaning
+=====================  ====  =====================================================================
+``failure``            3     :class:`ArchiveError` itself: a failure no subclass describes
+``damaged``            1     :class:`FormatError`: damaged input, or not the format it claims
+``damaged.checksum``   1     :class:`ChecksumError`: a stored checksum does not match
+``damaged.truncated``  1     :class:`TruncatedError`: input ends before a structure that must be there
+``usage``              2     :class:`UsageError`, and the command line's own errors (unknown option...)
+``usage.source``       2     :class:`SourceError`: a path is missing or not a recognised source
+``target``             3     :class:`TargetError`: the destination cannot be written as asked
+``target.busy``        5     :class:`BusyError`: a lock or a live process holds the target
+``target.io``          3     :class:`TargetIOError`: the OS refused a write to the target
+``source.io``          3     :class:`SourceIOError`: the OS refused to read the source
+``unsupported``        3     :class:`UnsupportedError`: valid input this version cannot handle
+``unexpected``         3     not an ArchiveError: a bug (the message says which exception)
+``interrupted``        130   Ctrl-C
+``terminated``         143   SIGTERM
+=====================  ====  =====================================================================
+
+A subclass defined elsewhere inherits its parent's code unless it sets its own; a code, once
+released, never changes meaning. Under ``--debug`` the CLI also prints the chain of causes of an
+error, so a layer that turns an ``OSError`` (or any other) into an ArchiveError raises it
+``from`` the original.
 
 Messages name *where*: ``str(err)`` ends with ``[file F, member M, offset N]`` for the parts
 that are known, so a one-line message is enough for an operator to find the damage.
@@ -37,6 +64,14 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 3
 EXIT_SALVAGED = 4
 EXIT_BUSY = 5
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + 15
+
+# Codes of the outcomes that are not an ArchiveError (see the table above).
+CODE_USAGE = "usage"
+CODE_UNEXPECTED = "unexpected"
+CODE_INTERRUPTED = "interrupted"
+CODE_TERMINATED = "terminated"
 
 
 def escape(text: str) -> str:
@@ -143,6 +178,7 @@ class ArchiveError(Exception):
     """Base of every error raised on purpose by influx-archive."""
 
     exit_code = EXIT_FAILURE
+    code = "failure"
 
     def __init__(
         self,
@@ -194,42 +230,53 @@ class FormatError(ArchiveError):
     """Input bytes are damaged or are not the format they claim to be (exit 1)."""
 
     exit_code = EXIT_DAMAGED
+    code = "damaged"
 
 
 class ChecksumError(FormatError):
     """A stored checksum (block CRC32, sha256 in a sealed archive, gzip CRC) does not match."""
 
+    code = "damaged.checksum"
+
 
 class TruncatedError(FormatError):
     """Input ends before a structure that must be there (short read, torn tail, cut tar)."""
+
+    code = "damaged.truncated"
 
 
 class UsageError(ArchiveError):
     """Bad arguments or a path that is not usable as asked (exit 2)."""
 
     exit_code = EXIT_USAGE
+    code = "usage"
 
 
 class SourceError(UsageError):
     """A path is missing, unreadable, or not a recognised backup / data directory kind."""
+
+    code = "usage.source"
 
 
 class TargetError(ArchiveError):
     """The destination cannot be written as asked: exists, not empty, conflicts (exit 3)."""
 
     exit_code = EXIT_FAILURE
+    code = "target"
 
 
 class UnsupportedError(ArchiveError):
     """Valid input that this version cannot handle (e.g. a value NaN in a float block)."""
 
     exit_code = EXIT_FAILURE
+    code = "unsupported"
 
 
 class BusyError(TargetError):
     """Another run holds the target's lock, or a live process holds the target open (exit 5)."""
 
     exit_code = EXIT_BUSY
+    code = "target.busy"
 
 
 class SourceIOError(ArchiveError):
@@ -237,6 +284,7 @@ class SourceIOError(ArchiveError):
     The message says ``source`` and names the path."""
 
     exit_code = EXIT_FAILURE
+    code = "source.io"
 
 
 class TargetIOError(TargetError):
@@ -244,3 +292,4 @@ class TargetIOError(TargetError):
     The message says ``target`` and names the path."""
 
     exit_code = EXIT_FAILURE
+    code = "target.io"

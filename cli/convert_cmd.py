@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..archive.ops.convert import ConvertPlan
 
 from ..archive.errors import UsageError, escape
-from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
+from .app import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..archive.errors import escape
-from .main import app, emit_json
+from .app import app, emit_json
 
 _SPEC = "A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member <db>/<rp>/<id>/<file>)."
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .main import SALVAGE_HELP, app, progress_bars, report_findings, say
+from .app import SALVAGE_HELP, app, progress_bars, report_findings, say
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typer
 
 from ..archive.errors import EXIT_DAMAGED, escape
 from ..archive.findings import Finding
-from .main import app, emit_json, progress_bars
+from .app import app, emit_json, progress_bars
 
 
 def _fmt_bytes(n: int) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .main import app, emit_json, progress_bars
+from .app import app, emit_json, progress_bars
 
 
 @app.command()

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..archive.ops.restore import RestorePlan
 
 from ..archive.errors import ArchiveError, UsageError, escape
-from .main import SALVAGE_HELP, app, emit_json, report_findings, run_plan
+from .app import SALVAGE_HELP, app, emit_json, report_findings, run_plan
 
 
 def _plan_text(plan: RestorePlan) -> str:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .main import app, emit_json, run_plan
+from .app import app, emit_json, run_plan
 
 
 def _plan_text(plan) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..archive.errors import EXIT_DAMAGED
-from .main import app, emit_json, progress_bars
+from .app import app, emit_json, progress_bars
 
 
 @app.command()

@@ -178,6 +178,7 @@ def blocks(draw: st.DrawFn) -> tuple[int, list[int], list]:
     return block_type, ts, values
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(blocks())
 def test_block_round_trip(case: tuple[int, list[int], list]) -> None:
@@ -295,6 +296,7 @@ def test_decode_garbage_raises_only_format_errors(data: bytes, block_type: int) 
             pass
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(blocks(), st.data())
 def test_decode_mutated_blocks_raise_only_format_errors(case: tuple[int, list[int], list], data: st.DataObject) -> None:

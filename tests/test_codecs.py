@@ -117,6 +117,7 @@ def test_simple8b_value_layout() -> None:
     assert simple8b.encode_all([1 << 15, 2 << 15, 3]) == word.to_bytes(8, "big")
 
 
+@pytest.mark.slow
 @given(st.lists(st.one_of(st.integers(0, simple8b.MAX_VALUE), st.integers(0, 3), st.just(1)), max_size=800))
 def test_simple8b_round_trip(values: list[int]) -> None:
     for encoded in (simple8b.encode_all(values), simple8b.encode_windowed(values)):
@@ -391,16 +392,19 @@ def test_unsigned_same_bits_as_int64() -> None:
     assert integers.decode_unsigned(integers.encode_unsigned(values), 4) == values
 
 
+@pytest.mark.slow
 @given(int64_lists)
 def test_integers_round_trip(values: list[int]) -> None:
     assert integers.decode(integers.encode(values), len(values)) == values
 
 
+@pytest.mark.slow
 @given(st.lists(st.one_of(uint64s, st.integers(0, 5), st.just(UINT64_MAX)), min_size=1, max_size=300))
 def test_unsigned_round_trip(values: list[int]) -> None:
     assert integers.decode_unsigned(integers.encode_unsigned(values), len(values)) == values
 
 
+@pytest.mark.slow
 @given(st.integers(INT64_MIN, INT64_MAX), st.integers(INT64_MIN, INT64_MAX), st.integers(3, 50))
 def test_integers_rle_wraps(start: int, step: int, n: int) -> None:
     # Arithmetic sequences modulo 2^64 (RLE path), wrapped to int64.
@@ -475,6 +479,7 @@ def test_strings_known() -> None:
     assert strings.decode(section, 2) == [b"", b"a"]
 
 
+@pytest.mark.slow
 @given(
     st.lists(
         st.one_of(st.binary(max_size=300), st.sampled_from([b"", b"\xff\xfe", "été".encode()])),

@@ -7,8 +7,6 @@ import copy
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import time
 
@@ -21,16 +19,7 @@ from influx_archive.archive.timefmt import parse_time
 from influx_archive.archive.sources import open_source
 from influx_archive.meta.files import parse_manifest
 
-pytestmark = pytest.mark.interop
-
 RESTORED = {"databases", "retention_policies", "fields", "points"}  # what influxd's restores carry
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=300,
-    )
 
 
 def restrict(truth: dict, lo: int, hi: int) -> dict:
@@ -48,7 +37,8 @@ def restrict(truth: dict, lo: int, hi: int) -> dict:
     return harness.without_dead_fields(out)
 
 
-def test_legacy_to_portable_restored_by_influxd(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_legacy_to_portable_restored_by_influxd(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     out = tmp_path / "portable"
     proc = cli("convert", str(fixtures_dir / "legacy"), str(out), "--to", "portable")
     assert proc.returncode == 0, proc.stderr
@@ -72,7 +62,8 @@ def test_legacy_to_portable_restored_by_influxd(tmp_path, fixtures_dir, influxd_
     assert harness.compare_when_settled(server, harness.without_dead_fields(truth("legacy")), sections=RESTORED) == []
 
 
-def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     out = tmp_path / "legacy"
     proc = cli("convert", str(fixtures_dir / "portable"), str(out), "--to", "legacy")
     assert proc.returncode == 0, proc.stderr
@@ -125,7 +116,8 @@ def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fix
     assert harness.compare_when_settled(online, expected, sections=RESTORED) == []
 
 
-def test_live_root_backup_holds_wal_only_points(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_live_root_backup_holds_wal_only_points(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     src = tmp_path / "live"
     shutil.copytree(fixtures_dir / "live", src)
     out = tmp_path / "bk"
@@ -137,7 +129,8 @@ def test_live_root_backup_holds_wal_only_points(tmp_path, fixtures_dir, influxd_
     assert harness.compare_when_settled(server, harness.without_dead_fields(truth("live")), sections=RESTORED) == []
 
 
-def test_trim_is_point_exact(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_trim_is_point_exact(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     lo_s, hi_s = "2026-11-05T10:15:00Z", "2026-11-24T05:30:00Z"
     lo, hi = parse_time(lo_s), parse_time(hi_s)
     out = tmp_path / "trimmed"
@@ -165,7 +158,8 @@ def test_trim_copies_inside_blocks_raw(tmp_path, fixtures_dir) -> None:
     assert {j.shard.id: j.copy_raw for j in plan.jobs} == {4: False, 17: False, 19: True}
 
 
-def test_incremental_set_converts_to_one_full_backup(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_incremental_set_converts_to_one_full_backup(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     out = tmp_path / "full"
     proc = cli("convert", str(fixtures_dir / "portable_incremental"), str(out))
     assert proc.returncode == 0, proc.stderr
@@ -177,7 +171,8 @@ def test_incremental_set_converts_to_one_full_backup(tmp_path, fixtures_dir, inf
     assert harness.compare_when_settled(server, expected, databases=["db1"], sections=RESTORED) == []
 
 
-def test_round_trip_legacy_portable_legacy(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_round_trip_legacy_portable_legacy(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     mid, back = tmp_path / "p", tmp_path / "l"
     assert cli("convert", str(fixtures_dir / "legacy_incremental"), str(mid), "--to", "portable").returncode == 0
     assert cli("convert", str(mid), str(back), "--to", "legacy").returncode == 0
@@ -189,7 +184,8 @@ def test_round_trip_legacy_portable_legacy(tmp_path, fixtures_dir, influxd_facto
     assert harness.compare_truth(expected, server.dump(), databases=["db1"]) == []
 
 
-def test_renamed_database_and_rp(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_renamed_database_and_rp(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     out = tmp_path / "renamed"
     proc = cli("convert", str(fixtures_dir / "legacy"), str(out), "--to", "portable", "-db", "db2", "-newdb", "copy2",
                "-rp", "short", "-newrp", "s2")
@@ -206,7 +202,7 @@ def test_renamed_database_and_rp(tmp_path, fixtures_dir, influxd_factory, truth)
     assert harness.compare_when_settled(server, expected, sections=RESTORED) == []
 
 
-def test_destination_rules_and_running_server_detected(tmp_path, fixtures_dir) -> None:
+def test_destination_rules_and_running_server_detected(tmp_path, fixtures_dir, cli) -> None:
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("keep")
@@ -229,7 +225,8 @@ def test_destination_rules_and_running_server_detected(tmp_path, fixtures_dir) -
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
-def test_trim_inside_one_shard_uses_every_core(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_trim_inside_one_shard_uses_every_core(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     """A range inside one shard leaves one shard to rewrite: its keys are split between forked
     processes (one file per slice, disjoint keys). The result is still point-exact."""
     lo_s, hi_s = "2026-11-03T05:10:00Z", "2026-11-04T07:45:00Z"  # inside shard 2 (3 series, a tombstone)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 
 SECTIONS = {"databases", "retention_policies", "fields", "points"}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=300,
-    )
 
 
 def influx_import(server, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +30,7 @@ def influx_import(server, path: Path, *extra: str) -> subprocess.CompletedProces
 
 @pytest.mark.interop
 @pytest.mark.parametrize("name", ["legacy", "portable", "legacy_incremental", "portable_incremental", "live"])
-def test_export_imports_like_the_source(name, tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_export_imports_like_the_source(name, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     out = tmp_path / "export.lp"
     proc = cli("export", str(fixtures_dir / name), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +43,7 @@ def test_export_imports_like_the_source(name, tmp_path, fixtures_dir, influxd_fa
 
 
 @pytest.mark.interop
-def test_export_filters_and_compressed(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_export_filters_and_compressed(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     lo, hi = "2026-11-24T02:30:00Z", "2026-11-24T05:00:00Z"
     out = tmp_path / "export.lp.gz"
     proc = cli("export", str(fixtures_dir / "portable"), "--db", "db1", "--rp", "hourly", "--measurement", "temp",
@@ -73,7 +65,7 @@ def test_export_filters_and_compressed(tmp_path, fixtures_dir, influxd_factory, 
     assert got["databases"]["db1"]["retention_policies"]["hourly"]["shard_group_duration"] == "1h0m0s"
 
 
-def test_lponly_has_no_comments(tmp_path, fixtures_dir) -> None:
+def test_lponly_has_no_comments(tmp_path, fixtures_dir, cli) -> None:
     proc = cli("export", str(fixtures_dir / "legacy"), "--db", "db2", "--lponly")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()

@@ -22,6 +22,7 @@ import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +145,7 @@ def _only_project_errors(fn, *args, **kwargs) -> None:
 # ---------------------------------------------------------------------- codecs and blocks
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated(BLOCK_SEEDS))
 def test_decode_block(data: bytes) -> None:
@@ -188,6 +190,7 @@ def _read_tsm(data: bytes) -> None:
                 r.decode_block(key, e)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated(TSM_SEEDS))
 def test_tsm_reader(data: bytes) -> None:
@@ -204,6 +207,7 @@ def test_tombstones(data: bytes) -> None:
     _only_project_errors(read_tombstones, data, name="fuzz.tombstone", strict=True)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated(WAL_SEEDS), st.sampled_from(((False, False), (True, False), (False, True))))
 def test_wal(data: bytes, mode: tuple[bool, bool]) -> None:
@@ -232,6 +236,7 @@ def test_manifest(data: bytes) -> None:
     _only_project_errors(parse_manifest, data, path="x.manifest")
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated(META_DB_SEEDS))
 def test_meta_db(data: bytes) -> None:
@@ -250,6 +255,7 @@ def _open_and_read(path: Path) -> None:
     inspect_source(src, points=True)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated([LEGACY_TAR]))
 def test_source_legacy_tar(data: bytes) -> None:
@@ -260,6 +266,7 @@ def test_source_legacy_tar(data: bytes) -> None:
         _only_project_errors(_open_and_read, root)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated([PORTABLE_TGZ]))
 def test_source_portable_targz(data: bytes) -> None:
@@ -269,6 +276,7 @@ def test_source_portable_targz(data: bytes) -> None:
         _only_project_errors(_open_and_read, p)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated(MANIFEST_SEEDS))
 def test_source_portable_manifest(data: bytes) -> None:
@@ -290,6 +298,7 @@ SINGLE_FILE_SEEDS = {
 }
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(sorted(SINGLE_FILE_SEEDS)).flatmap(lambda n: st.tuples(st.just(n), mutated(SINGLE_FILE_SEEDS[n]))))
 def test_source_single_file(named: tuple[str, bytes]) -> None:

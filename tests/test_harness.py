@@ -18,8 +18,6 @@ import pytest
 
 import influxd
 
-pytestmark = pytest.mark.interop
-
 from make_fixtures import FIXTURES  # noqa: E402  (fixtures/ is on sys.path via conftest)
 NS = 1_000_000_000
 
@@ -35,6 +33,7 @@ def points_of(truth: dict, db: str, rp: str, m: str) -> dict[tuple, list]:
     }
 
 
+@pytest.mark.interop
 def test_server_exact_round_trip(influxd_factory, tmp_path: Path) -> None:
     server = influxd_factory()
     assert server.running and server.host == f"127.0.0.1:{server.rpc_port}"
@@ -80,6 +79,7 @@ def test_server_exact_round_trip(influxd_factory, tmp_path: Path) -> None:
         os.kill(pid, 0)
 
 
+@pytest.mark.interop
 def test_query_and_write_errors_raise(influxd_factory) -> None:
     server = influxd_factory()
     with pytest.raises(influxd.InfluxdError, match="database not found"):
@@ -91,6 +91,7 @@ def test_query_and_write_errors_raise(influxd_factory) -> None:
         server.write("m f=", db="d")
 
 
+@pytest.mark.interop
 def test_dump_pages_through_large_series(influxd_factory) -> None:
     """25,000 rows of one series span three 10,000-row chunks; the dump must hold all, in order."""
     server = influxd_factory()
@@ -101,6 +102,7 @@ def test_dump_pages_through_large_series(influxd_factory) -> None:
     assert series["points"] == [[k * NS, {"v": k}] for k in range(n)]
 
 
+@pytest.mark.slow
 def test_compare_truth_reports_injected_differences(truth) -> None:
     expected = truth("legacy")
     actual = copy.deepcopy(expected)
@@ -137,6 +139,7 @@ def test_compare_truth_reports_injected_differences(truth) -> None:
     assert len(capped) == 2 and capped[-1] == "... and 4 more differences"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fixture_truth_loads_and_is_not_empty(name: str, fixtures_dir: Path, truth) -> None:
     folder = fixtures_dir / name
@@ -156,6 +159,7 @@ def test_fixture_truth_loads_and_is_not_empty(name: str, fixtures_dir: Path, tru
     assert not any(math.isnan(x) for x in xs)
 
 
+@pytest.mark.slow
 def test_tombstones_are_in_the_truth(truth) -> None:
     """The fixtures' DELETE / DROP SERIES are visible to clients in the TRUTH after them."""
     before, after = truth("portable_range"), truth("legacy")
@@ -169,6 +173,7 @@ def test_tombstones_are_in_the_truth(truth) -> None:
     assert (("sensor", "b"),) not in points_of(after, "db1", "hourly", "temp")
 
 
+@pytest.mark.interop
 def test_server_on_copy_of_live_serves_live_truth(influxd_factory, fixtures_dir: Path, tmp_path: Path, truth) -> None:
     root = tmp_path / "live"
     shutil.copytree(fixtures_dir / "live", root)
@@ -177,6 +182,7 @@ def test_server_on_copy_of_live_serves_live_truth(influxd_factory, fixtures_dir:
     assert influxd.compare_truth(truth("live"), server.dump(), max_diffs=50) == []
 
 
+@pytest.mark.interop
 def test_offline_restore_of_legacy_reproduces_shard_10_bug(fixtures_dir: Path, tmp_path: Path, influxd_factory, truth) -> None:
     """Why this project exists (docs/formats.md#offline-restore): ``influxd restore`` strips
     leading AND trailing zeros from the shard ID in ``db1.hourly.00010.00``, so shard 10's files

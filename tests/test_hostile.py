@@ -16,9 +16,7 @@ real subprocess of the installed ``influx-archive`` console script.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import stat
 import subprocess
@@ -34,7 +32,8 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostile_corpus import Case, build_corpus  # noqa: E402
-from influx_archive.cli.main import app, main  # noqa: E402
+from influx_archive.cli import main as _registers_the_commands  # noqa: E402,F401
+from influx_archive.cli.app import app  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -105,36 +104,20 @@ def _tree(path: Path) -> dict[str, str]:
     return out
 
 
-def _run_inprocess(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code: int | str | None = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return (code if isinstance(code, int) else 1 if code else 0), out.getvalue(), err.getvalue()
-
-
 def _run_subprocess(argv: list[str], cwd: Path) -> tuple[int, str, str]:
     exe = Path(sys.executable).parent / "influx-archive"
     r = subprocess.run([str(exe), *argv], cwd=cwd, capture_output=True, text=True, timeout=120)
     return r.returncode, r.stdout, r.stderr
 
 
-def _check(case: Case, verb: Verb, runner: str, tmp_path: Path) -> None:
+def _check(case: Case, verb: Verb, runner: str, tmp_path: Path, cli=None) -> None:
     targets = tmp_path / "targets"
     targets.mkdir()
     src_root = case.path if case.path.is_dir() else case.path.parent
     before_src = _tree(src_root)
     argv = verb.argv(case.path, targets)
     if runner == "inprocess":
-        cwd_before = Path.cwd()
-        os.chdir(tmp_path)
-        try:
-            code, out, err = _run_inprocess(argv)
-        finally:
-            os.chdir(cwd_before)
+        code, out, err = cli(*argv, cwd=tmp_path)
     else:
         code, out, err = _run_subprocess(argv, tmp_path)
 
@@ -160,18 +143,21 @@ def _check(case: Case, verb: Verb, runner: str, tmp_path: Path) -> None:
         assert not created, f"{where}: left {created} behind after failing"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ACTIVE, ids=lambda v: v.name)
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_contract_inprocess(corpus: dict[str, Case], name: str, verb: Verb, tmp_path: Path) -> None:
-    _check(corpus[name], verb, "inprocess", tmp_path)
+def test_contract_inprocess(corpus: dict[str, Case], name: str, verb: Verb, tmp_path: Path, cli) -> None:
+    _check(corpus[name], verb, "inprocess", tmp_path, cli)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ACTIVE[:1], ids=lambda v: v.name)
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_contract_subprocess(corpus: dict[str, Case], name: str, verb: Verb, tmp_path: Path) -> None:
     _check(corpus[name], verb, "subprocess", tmp_path)
 
 
+@pytest.mark.slow
 def test_corpus_is_deterministic(corpus: dict[str, Case], tmp_path: Path) -> None:
     """A second build is byte-identical to the session's (cases are reproducible from the fixtures alone)."""
     again = build_corpus(tmp_path / "again")
@@ -191,11 +177,11 @@ def test_corpus_covers_every_family(corpus: dict[str, Case]) -> None:
     assert sum(c.codes == frozenset({1}) for c in corpus.values()) >= 30
 
 
-def test_meta_nn_cut_in_header_is_one_line(corpus: dict[str, Case]) -> None:
+def test_meta_nn_cut_in_header_is_one_line(corpus: dict[str, Case], cli) -> None:
     """Regression: a meta.NN cut inside its 16-byte magic+length header (docs/formats.md#meta-nn)
     used to put Construct's multi-line message into the error. Cut at byte 12: 12 bytes left at offset 0."""
     case = corpus["metann_trunc_frame"]
-    code, out, err = _run_inprocess(["inspect", str(case.path)])
+    code, out, err = cli("inspect", str(case.path))
     assert code == 1
     assert err == (
         "influx-archive: error: file ends inside the magic and length header (12 bytes left) "
@@ -203,11 +189,11 @@ def test_meta_nn_cut_in_header_is_one_line(corpus: dict[str, Case]) -> None:
     )
 
 
-def test_gzip_bomb_names_the_member(corpus: dict[str, Case]) -> None:
+def test_gzip_bomb_names_the_member(corpus: dict[str, Case], cli) -> None:
     """The bomb's .tar.gz inflates past the uncompressed size its manifest records: decompression
     stops there (never the 64 MiB) and the finding names the file."""
     case = corpus["gzip_bomb"]
-    code, out, err = _run_inprocess(["inspect", str(case.path)])
+    code, out, err = cli("inspect", str(case.path))
     assert code == 1 and err == ""
     errors = [ln for ln in out.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1

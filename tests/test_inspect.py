@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -54,6 +52,7 @@ def _shards(doc: dict) -> dict[tuple[str, str, int], dict]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FULL_FIXTURES)
 def test_inspect_points_equal_truth(name, fixtures_dir, truth):
     t = truth(name)
@@ -212,17 +211,8 @@ def test_hostile_tar_members_are_ignored(tmp_path):
     assert len(src.findings) == 4
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_cli_inspect_json_shape_and_exit_codes(fixtures_dir):
-    r = run_cli("inspect", str(fixtures_dir / "portable"), "--json")
+def test_cli_inspect_json_shape_and_exit_codes(fixtures_dir, cli):
+    r = cli("inspect", str(fixtures_dir / "portable"), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["source"]["kind"] == "portable"
@@ -235,27 +225,27 @@ def test_cli_inspect_json_shape_and_exit_codes(fixtures_dir):
     assert {"name", "admin"} <= set(doc["users"][0])
     assert {"database", "name", "query"} <= set(doc["continuous_queries"][0])
 
-    r = run_cli("inspect", str(fixtures_dir / "does-not-exist"))
+    r = cli("inspect", str(fixtures_dir / "does-not-exist"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     # a damaged source is still summarised: the damage is a finding, the exit code 1
-    r = run_cli("inspect", str(fixtures_dir / "portable_range_db2"))
+    r = cli("inspect", str(fixtures_dir / "portable_range_db2"))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert [ln for ln in r.stdout.splitlines() if ln.startswith("error: ")] == [
         f"error: tar archive is truncated (unexpected end of data) [file {fixtures_dir / 'portable_range_db2' / '20261125T064330Z.s17.tar.gz'}, "
         "member db2/autogen/17/000000001-000000001.tsm]"
     ]
-    r = run_cli("inspect", "--no-such-flag", str(fixtures_dir / "legacy"))
+    r = cli("inspect", "--no-such-flag", str(fixtures_dir / "legacy"))
     assert r.returncode == 2
 
 
-def test_cli_accepts_influxd_single_dash_flags(fixtures_dir):
-    r = run_cli("inspect", "-json", str(fixtures_dir / "legacy"))
+def test_cli_accepts_influxd_single_dash_flags(fixtures_dir, cli):
+    r = cli("inspect", "-json", str(fixtures_dir / "legacy"))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["source"]["kind"] == "legacy"
 
 
-def test_cli_text_mentions_every_shard(fixtures_dir, truth):
-    r = run_cli("inspect", "--points", str(fixtures_dir / "live"))
+def test_cli_text_mentions_every_shard(fixtures_dir, truth, cli):
+    r = cli("inspect", "--points", str(fixtures_dir / "live"))
     assert r.returncode == 0, r.stderr
     for sh in truth("live")["shards"]:
         assert f"shard {sh['id']}:" in r.stdout

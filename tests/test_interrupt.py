@@ -64,6 +64,7 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", [("copy", 3), ("copy", 20), ("move", 1), ("move", 7), ("meta", 1)])
 def test_killed_restore_is_undone_by_the_next_run(kill, tmp_path, fixtures_dir) -> None:
     src = fixtures_dir / "legacy"
@@ -85,6 +86,7 @@ def test_killed_restore_is_undone_by_the_next_run(kill, tmp_path, fixtures_dir) 
     assert not [p for p in tmp_path.rglob(".influx-archive-restore-*")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ["convert", "pack"])
 @pytest.mark.parametrize("n", [1, 5])
 def test_killed_convert_and_pack_leave_no_output(verb, n, tmp_path, fixtures_dir) -> None:
@@ -98,6 +100,7 @@ def test_killed_convert_and_pack_leave_no_output(verb, n, tmp_path, fixtures_dir
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # the killed run's temp is gone
 
 
+@pytest.mark.slow
 def test_sigint_rolls_back(tmp_path, fixtures_dir) -> None:
     """A real SIGINT during a restore: the interrupt is reported, the target is as before."""
     root = tmp_path / "root"

@@ -640,6 +640,7 @@ _data = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_data)
 def test_random_models_round_trip(d: Data) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,13 +18,6 @@ from influx_archive.archive.sources import open_source
 from influx_archive.archive.ops.verify import verify
 
 FIXTURES = ["legacy", "portable", "legacy_incremental", "portable_incremental"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=300,
-    )
 
 
 def hashes(root: Path) -> dict[str, tuple[str, int]]:
@@ -47,6 +38,7 @@ def served(src) -> dict:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURES)
 def test_pack_unpack_is_byte_identical_and_readable_in_place(name, tmp_path, fixtures_dir) -> None:
     archive = tmp_path / f"{name}.tar.zst"
@@ -94,7 +86,7 @@ def _inflated(data: bytes) -> bytes | None:
 
 
 @pytest.mark.parametrize("where", [0.1, 0.5, 0.97])
-def test_a_flipped_byte_is_found_and_refused(where, tmp_path, fixtures_dir) -> None:
+def test_a_flipped_byte_is_found_and_refused(where, tmp_path, fixtures_dir, cli) -> None:
     archive = tmp_path / "a.tar.zst"
     pack(fixtures_dir / "legacy", archive)
     data = bytearray(archive.read_bytes())
@@ -159,7 +151,7 @@ def test_hostile_members_are_refused(tmp_path) -> None:
 
 
 @pytest.mark.interop
-def test_restore_from_archive_is_served_like_the_source(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_restore_from_archive_is_served_like_the_source(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     archive = tmp_path / "live.tar.zst"
     proc = cli("pack", str(fixtures_dir / "live"), str(archive))
     assert proc.returncode == 0, proc.stderr
@@ -214,8 +206,9 @@ def _cut_positions(n: int) -> list[int]:
     return sorted(set(range(max(1, n - 64), n)) | set(range(1, n, max(1, n // 40))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
-def test_a_cut_archive_is_refused_wherever_it_is_cut(threads, tmp_path, fixtures_dir) -> None:
+def test_a_cut_archive_is_refused_wherever_it_is_cut(threads, tmp_path, fixtures_dir, cli) -> None:
     """python-zstandard ends a stream cut inside the last frame's checksum silently: readers walk
     the frames and refuse a cut one (exit 1, one line naming the archive) in every verb."""
     archive = tmp_path / "a.tar.zst"

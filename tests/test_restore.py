@@ -11,7 +11,6 @@ import hashlib
 import os
 import pwd
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,17 +24,9 @@ from influx_archive.archive.ops.select import Selection
 from influx_archive.archive.sources import open_source
 from influx_archive.meta.files import read_meta_db
 
-pytestmark = pytest.mark.interop
 
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def restore(src: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = run_cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), *args)
+def restore(cli, src: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), *args)
     return proc
 
 
@@ -53,6 +44,7 @@ def tree_state(root: Path) -> dict[str, tuple]:
     return out
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize(
     "name,extra",
     [
@@ -65,12 +57,12 @@ def tree_state(root: Path) -> dict[str, tuple]:
     ],
     ids=["legacy", "portable", "legacy_incremental", "portable_incremental", "live-flush-wal", "live-waldir"],
 )
-def test_restore_is_served_like_the_source(name, extra, tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_restore_is_served_like_the_source(name, extra, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     src = fixtures_dir / name
     before = tree_state(src)
     root = tmp_path / "root"
     args = [a.replace("WAL", str(root / "wal")) for a in extra]
-    proc = restore(src, root, *args)
+    proc = restore(cli, src, root, *args)
     assert proc.returncode == 0, proc.stderr
     assert tree_state(src) == before, "the source was modified"
     if name == "live" and not extra:
@@ -81,11 +73,12 @@ def test_restore_is_served_like_the_source(name, extra, tmp_path, fixtures_dir, 
     assert harness.compare_truth(harness.without_dead_fields(truth(name)), server.dump(), databases=dbs) == []
 
 
-def test_shard_ids_ending_in_zero_and_tsi1_config(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_shard_ids_ending_in_zero_and_tsi1_config(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     """influxd's offline restore writes shard 10 into ``hourly/1``; ours into ``hourly/10``. And
     the restored (index-less) shards are served under an ``index-version = "tsi1"`` config."""
     root = tmp_path / "root"
-    assert restore(fixtures_dir / "legacy", root).returncode == 0
+    assert restore(cli, fixtures_dir / "legacy", root).returncode == 0
     ten = root / "data" / "db1" / "hourly" / "10"
     assert sorted(os.listdir(ten)) == ["000000001-000000001.tombstone", "000000001-000000001.tsm"]
     assert (root / "data" / "db1" / "hourly" / "1").exists() is False
@@ -94,20 +87,20 @@ def test_shard_ids_ending_in_zero_and_tsi1_config(tmp_path, fixtures_dir, influx
     assert "index_version=inmem" in server.log_path.read_text()
 
 
-def test_users_grants_and_cqs_are_kept(tmp_path, fixtures_dir) -> None:
+def test_users_grants_and_cqs_are_kept(tmp_path, fixtures_dir, cli) -> None:
     """influxd's portable restore drops users, grants and CQs; the restored meta.db keeps the
     source's users with their password hashes."""
     root = tmp_path / "root"
-    assert restore(fixtures_dir / "portable", root).returncode == 0
+    assert restore(cli, fixtures_dir / "portable", root).returncode == 0
     restored = read_meta_db(root / "meta" / "meta.db")
     source = open_source(fixtures_dir / "portable").meta
     assert [(u.name, u.hash, u.admin) for u in restored.users] == [(u.name, u.hash, u.admin) for u in source.users]
     assert restored.database("db1").continuous_queries == source.database("db1").continuous_queries
 
 
-def test_modes_match_influxd(tmp_path, fixtures_dir) -> None:
+def test_modes_match_influxd(tmp_path, fixtures_dir, cli) -> None:
     root = tmp_path / "root"
-    assert restore(fixtures_dir / "legacy", root).returncode == 0
+    assert restore(cli, fixtures_dir / "legacy", root).returncode == 0
     mode = lambda p: (root / p).stat().st_mode & 0o7777  # noqa: E731
     assert mode("meta") == 0o755 and mode("meta/meta.db") == 0o644
     assert mode("data/db1") == 0o700 and mode("data/db1/hourly") == 0o700
@@ -126,9 +119,10 @@ def _renamed_truth(t: dict, db: str, newdb: str, rp: str | None = None, newrp: s
     return out
 
 
-def test_newdb_newrp_and_filters(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_newdb_newrp_and_filters(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     root = tmp_path / "root"
-    proc = restore(fixtures_dir / "legacy", root, "-db", "db1", "-newdb", "restored", "-rp", "hourly", "-newrp", "h1")
+    proc = restore(cli, fixtures_dir / "legacy", root, "-db", "db1", "-newdb", "restored", "-rp", "hourly", "-newrp", "h1")
     assert proc.returncode == 0, proc.stderr
     assert sorted(os.listdir(root / "data")) == ["restored"]
     assert sorted(os.listdir(root / "data" / "restored")) == ["h1"]
@@ -140,11 +134,12 @@ def test_newdb_newrp_and_filters(tmp_path, fixtures_dir, influxd_factory, truth)
     assert got["users"]["reader"]["grants"] == {"restored": "READ"}
 
 
-def test_existing_database_refused_then_merged(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_existing_database_refused_then_merged(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     root = tmp_path / "root"
-    assert restore(fixtures_dir / "legacy", root, "--database", "db1").returncode == 0
+    assert restore(cli, fixtures_dir / "legacy", root, "--database", "db1").returncode == 0
     before = tree_state(root)
-    proc = restore(fixtures_dir / "legacy", root, "--database", "db1")
+    proc = restore(cli, fixtures_dir / "legacy", root, "--database", "db1")
     assert proc.returncode == 3
     assert "already exists" in proc.stderr and "--merge" in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -164,7 +159,7 @@ def test_existing_database_refused_then_merged(tmp_path, fixtures_dir, influxd_f
         time.sleep(0.2)
     server.stop()
     assert len(list(shard1.glob("*.tsm"))) == 2
-    proc = restore(fixtures_dir / "legacy", root, "--database", "db1", "--merge")
+    proc = restore(cli, fixtures_dir / "legacy", root, "--database", "db1", "--merge")
     assert proc.returncode == 0, proc.stderr
     server = influxd_factory(root)
     got = server.dump()
@@ -179,10 +174,11 @@ def test_existing_database_refused_then_merged(tmp_path, fixtures_dir, influxd_f
     assert "other" in got["databases"]
 
 
-def test_restore_into_existing_metastore_allocates_new_ids(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_restore_into_existing_metastore_allocates_new_ids(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     root = tmp_path / "root"
-    assert restore(fixtures_dir / "legacy", root, "--database", "db2").returncode == 0
-    assert restore(fixtures_dir / "legacy", root, "--database", "db1").returncode == 0
+    assert restore(cli, fixtures_dir / "legacy", root, "--database", "db2").returncode == 0
+    assert restore(cli, fixtures_dir / "legacy", root, "--database", "db1").returncode == 0
     meta = read_meta_db(root / "meta" / "meta.db")
     ids = [ref.shard.id for ref in meta.iter_shards()]
     assert len(ids) == len(set(ids)) and meta.max_shard_id == max(ids)
@@ -192,9 +188,9 @@ def test_restore_into_existing_metastore_allocates_new_ids(tmp_path, fixtures_di
     assert harness.compare_truth(harness.without_dead_fields(truth("legacy")), server.dump(), sections={"points", "fields", "retention_policies", "users"}) == []
 
 
-def test_dry_run_writes_nothing(tmp_path, fixtures_dir) -> None:
+def test_dry_run_writes_nothing(tmp_path, fixtures_dir, cli) -> None:
     root = tmp_path / "root"
-    proc = restore(fixtures_dir / "portable", root, "--dry-run", "--json")
+    proc = restore(cli, fixtures_dir / "portable", root, "--dry-run", "--json")
     assert proc.returncode == 0, proc.stderr
     assert not root.exists()
     import json
@@ -229,7 +225,7 @@ def test_failure_midway_leaves_target_untouched(existing, tmp_path, fixtures_dir
     assert tree_state(tmp_path) == before
 
 
-def test_damaged_source_refused_before_writing(tmp_path, fixtures_dir) -> None:
+def test_damaged_source_refused_before_writing(tmp_path, fixtures_dir, cli) -> None:
     src = tmp_path / "src"
     import shutil
 
@@ -239,20 +235,20 @@ def test_damaged_source_refused_before_writing(tmp_path, fixtures_dir) -> None:
     data[-3] ^= 0xFF  # index offset in the footer now points elsewhere
     tsm.write_bytes(bytes(data))
     root = tmp_path / "root"
-    proc = restore(src, root)
+    proc = restore(cli, src, root)
     assert proc.returncode == 1, proc.stderr
     assert str(tsm) in proc.stderr and "Traceback" not in proc.stderr
     assert not (root / "data").exists() and not (root / "meta").exists()
 
 
-def test_usage_errors(tmp_path, fixtures_dir) -> None:
+def test_usage_errors(tmp_path, fixtures_dir, cli) -> None:
     root = tmp_path / "root"
     for args, text in [
         (("--newdb", "x"), "--newdb needs --database"),
         (("--database", "nope"), "database 'nope' is not in"),
         (("-portable",), "offline"),
     ]:
-        proc = restore(fixtures_dir / "legacy", root, *args)
+        proc = restore(cli, fixtures_dir / "legacy", root, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert text in proc.stderr and proc.stderr.count("\n") == 1
     assert not root.exists()
@@ -261,7 +257,7 @@ def test_usage_errors(tmp_path, fixtures_dir) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root (CI runs as root)")
-def test_owner_chowns_everything_written(tmp_path, fixtures_dir) -> None:
+def test_owner_chowns_everything_written(tmp_path, fixtures_dir, cli) -> None:
     user = "ia-restore-test"
     try:
         pw = pwd.getpwnam(user)
@@ -269,7 +265,7 @@ def test_owner_chowns_everything_written(tmp_path, fixtures_dir) -> None:
         subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", user], check=True)
         pw = pwd.getpwnam(user)
     root = tmp_path / "root"
-    proc = restore(fixtures_dir / "live", root, "--owner", f"{user}:{user}", "--waldir", str(root / "wal"))
+    proc = restore(cli, fixtures_dir / "live", root, "--owner", f"{user}:{user}", "--waldir", str(root / "wal"))
     assert proc.returncode == 0, proc.stderr
     paths = [root] + [Path(d) / n for d, ds, fs in os.walk(root) for n in ds + fs]
     assert len(paths) > 20
@@ -278,7 +274,7 @@ def test_owner_chowns_everything_written(tmp_path, fixtures_dir) -> None:
         assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid), p
 
 
-def test_never_writes_through_a_symlink_in_the_target(tmp_path, fixtures_dir) -> None:
+def test_never_writes_through_a_symlink_in_the_target(tmp_path, fixtures_dir, cli) -> None:
     """A database directory in the target that is a symbolic link to elsewhere is refused; the
     data directory itself may be a link (e.g. to another disk)."""
     elsewhere = tmp_path / "elsewhere"
@@ -289,21 +285,21 @@ def test_never_writes_through_a_symlink_in_the_target(tmp_path, fixtures_dir) ->
     root.mkdir()
     (root / "data").symlink_to(disk)
     (disk / "db1").symlink_to(elsewhere)
-    proc = restore(fixtures_dir / "legacy", root)
+    proc = restore(cli, fixtures_dir / "legacy", root)
     assert proc.returncode == 3 and "symbolic link" in proc.stderr and str(root / "data" / "db1") in proc.stderr
     assert list(elsewhere.iterdir()) == [] and not (root / "meta").exists()
     (disk / "db1").unlink()
-    proc = restore(fixtures_dir / "legacy", root)
+    proc = restore(cli, fixtures_dir / "legacy", root)
     assert proc.returncode == 0, proc.stderr
     assert (disk / "db1" / "hourly" / "10").is_dir() and list(elsewhere.iterdir()) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the warning is about running as root (CI runs as root)")
-def test_root_without_owner_is_warned_when_the_target_belongs_to_someone_else(tmp_path, fixtures_dir) -> None:
+def test_root_without_owner_is_warned_when_the_target_belongs_to_someone_else(tmp_path, fixtures_dir, cli) -> None:
     root = tmp_path / "root"
     root.mkdir()
     os.chown(root, 65534, 65534)  # nobody: like /var/lib/influxdb owned by influxdb
-    proc = restore(fixtures_dir / "legacy", root)
+    proc = restore(cli, fixtures_dir / "legacy", root)
     assert proc.returncode == 0, proc.stderr
     assert "influx-archive: warning: running as root without --owner" in proc.stderr and "uid 65534" in proc.stderr
 

@@ -8,8 +8,6 @@ import copy
 import io
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -20,15 +18,7 @@ from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.keys import parse_series_key, split_key
 from influx_archive.tsm.reader import TSMReader
 
-pytestmark = pytest.mark.interop
 SECTIONS = {"databases", "retention_policies", "fields", "points"}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=300,
-    )
 
 
 @pytest.fixture
@@ -73,7 +63,7 @@ def damaged(tmp_path, fixtures_dir, truth):
     return src, harness.without_dead_fields(expected), entry.offset
 
 
-def test_damage_refused_without_salvage(damaged, tmp_path) -> None:
+def test_damage_refused_without_salvage(damaged, tmp_path, cli) -> None:
     src, _, offset = damaged
     root = tmp_path / "root"
     for args in (
@@ -88,7 +78,8 @@ def test_damage_refused_without_salvage(damaged, tmp_path) -> None:
     assert not root.exists() and not (tmp_path / "out").exists() and not (tmp_path / "x.lp").exists()
 
 
-def test_salvage_restore_keeps_every_intact_point(damaged, tmp_path, influxd_factory) -> None:
+@pytest.mark.interop
+def test_salvage_restore_keeps_every_intact_point(damaged, tmp_path, influxd_factory, cli) -> None:
     src, expected, offset = damaged
     root = tmp_path / "root"
     proc = cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), "--salvage")
@@ -99,7 +90,8 @@ def test_salvage_restore_keeps_every_intact_point(damaged, tmp_path, influxd_fac
     assert harness.compare_truth(expected, server.dump(), sections=SECTIONS) == []
 
 
-def test_salvage_convert_and_export(damaged, tmp_path, influxd_factory) -> None:
+@pytest.mark.interop
+def test_salvage_convert_and_export(damaged, tmp_path, influxd_factory, cli) -> None:
     src, expected, _ = damaged
     out = tmp_path / "portable"
     proc = cli("convert", str(src), str(out), "--to", "portable", "--salvage", "--json")

@@ -229,6 +229,7 @@ tomb_st = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.tuples(file_st, tomb_st), min_size=1, max_size=4),

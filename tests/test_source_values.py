@@ -60,6 +60,7 @@ def offline_truth(path) -> dict:
     return {"databases": dbs}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_value_equals_truth(name, fixtures_dir, truth):
     expected = truth(name)

@@ -72,6 +72,7 @@ def test_same_bytes_and_values(values: list[float]) -> None:
     assert bits(compiled.decode(section, len(values))) == bits(values)
 
 
+@pytest.mark.slow
 @needs_compiled
 @settings(max_examples=400, deadline=None)
 @given(st.lists(finite_or_inf, min_size=1, max_size=60), st.data())
@@ -115,6 +116,7 @@ s8_values = st.lists(
 )
 
 
+@pytest.mark.slow
 @needs_compiled
 @settings(max_examples=400, deadline=None)
 @given(s8_values)
@@ -202,6 +204,7 @@ tsm_layouts = st.lists(
 ).map(lambda keys: [(b"m,k=%d#!~#v" % i, blocks) for i, blocks in enumerate(keys)])
 
 
+@pytest.mark.slow
 @needs_compiled
 @settings(max_examples=300, deadline=None)
 @given(tsm_layouts, st.data())
@@ -271,6 +274,7 @@ def test_int64_order_agrees_or_declines(values, strict: bool) -> None:
         assert block.check_block_order(values) == (None if bad < 0 else bad)
 
 
+@pytest.mark.slow
 @needs_compiled
 @settings(max_examples=400, deadline=None)
 @given(st.sampled_from(sorted(block.BLOCK_TYPE_NAMES)), st.lists(anything, min_size=1, max_size=8))
@@ -306,6 +310,7 @@ def test_wrap_sums_equal_unbounded_sums_reduced(first: int, deltas: list[int], m
     assert compiled.wrap_sums(first, deltas + [1 << 64], mult, zigzag, signed) is None
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(int64s, min_size=1, max_size=1000, unique=True).map(sorted), st.lists(int64s, min_size=1, max_size=1000))
 def test_codecs_same_bytes_and_values_with_and_without_the_compiled_core(ts, ints) -> None:

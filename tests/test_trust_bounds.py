@@ -89,11 +89,13 @@ def test_generators_cover_every_structure() -> None:
     assert len(_CASES) >= 150 and len(_JOBS) >= 600
 
 
+@pytest.mark.slow
 def test_peak_memory_of_every_runner(outcome: dict) -> None:
     for kib in outcome["peaks"]:
         assert kib // 1024 <= PEAK_RSS_MIB, f"a runner peaked at {kib // 1024} MiB"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(_JOBS)), ids=IDS)
 def test_contract(outcome: dict, index: int) -> None:
     case, verb, run_dir, _job = _JOBS[index]

@@ -17,6 +17,7 @@ import struct
 import tracemalloc
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +103,7 @@ def _bounded(fn, *args, **kw):
     return out
 
 
+@pytest.mark.slow
 @FAST
 @given(lying_blocks())
 def test_decode_block_never_trusts_a_count(data: bytes) -> None:
@@ -111,6 +113,7 @@ def test_decode_block_never_trusts_a_count(data: bytes) -> None:
         assert len(ts) == len(vs) <= CAP
 
 
+@pytest.mark.slow
 @FAST
 @given(lying_blocks())
 def test_counting_agrees_with_decoding_and_the_compiled_core(data: bytes) -> None:
@@ -142,6 +145,7 @@ def test_simple8b_decode_refuses_more_than_its_limit(words: list, limit: int) ->
         assert len(out) == held
 
 
+@pytest.mark.slow
 @FAST
 @given(ts_sections(), st.integers(1, CAP))
 def test_timestamp_count_checked_before_allocating(section: bytes, limit: int) -> None:
@@ -162,6 +166,7 @@ def lying_wal(draw) -> bytes:
     return b"".join(parts)
 
 
+@pytest.mark.slow
 @FAST
 @given(lying_wal(), st.booleans())
 def test_wal_reader_never_trusts_a_length(data: bytes, salvage: bool) -> None:
@@ -183,6 +188,7 @@ def lying_tombstone(draw) -> bytes:
     return struct.pack(">I", 0x1500 | version) + gzip.compress(records, mtime=0)
 
 
+@pytest.mark.slow
 @FAST
 @given(lying_tombstone())
 def test_tombstone_reader_never_trusts_a_key_length(data: bytes) -> None:
@@ -225,6 +231,7 @@ def _influxd_replay(raw: list[tuple[int, int]], key_min: int, key_max: int) -> b
 small = st.integers(-5, 60)
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(small, small).map(lambda r: (min(r), max(r))), max_size=12), small, small)
 def test_tombstone_replay_matches_influxds_loop(ranges: list, a: int, b: int) -> None:

@@ -33,6 +33,7 @@ def _counting(monkeypatch) -> list[int]:
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
 @pytest.mark.parametrize("byte", [0x01, 0x02, 0x03, 0x00, 0x80, 0xFF])
 def test_resync_over_one_repeated_byte_decodes_almost_nothing(monkeypatch, byte: int, compiled: bool) -> None:
@@ -65,6 +66,7 @@ def _segment(n: int, every: int, kind: str) -> tuple[bytes, int]:
     return bytes(data), n - damaged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every", [2, 3, 7])
 @pytest.mark.parametrize("kind", ["write", "mixed"])
 def test_resync_finds_every_valid_entry_with_linear_work(monkeypatch, every: int, kind: str) -> None:
@@ -139,6 +141,7 @@ def _model(ops) -> dict:
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(_ops)
 def test_cache_deletes_applied_late_equal_deletes_applied_at_once(ops) -> None:

@@ -57,6 +57,7 @@ def _case(rng: random.Random, shape: str) -> list[list[tuple[list[int], list]]]:
     return files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [1, 5, 40])
 @pytest.mark.parametrize("shape", ["chain", "same-span"])
 @pytest.mark.parametrize("seed", range(25))
@@ -75,6 +76,7 @@ def test_windowed_merge_equals_the_precedence_rule(monkeypatch, budget: int, sha
     assert flat == sorted(set(flat))
 
 
+@pytest.mark.slow
 def test_large_overlapping_group_is_merged_in_bounded_windows(monkeypatch) -> None:
     """160 integer blocks of 1000 points each, every one overlapping its neighbours (a chain that
     makes the whole series one group): with a budget of 8,000 the merge's peak allocation is a

@@ -9,9 +9,7 @@ server model (chains) or the real influxd (edge windows: the fixture's TRUTH) se
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import sys
 import tempfile
@@ -24,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile_interop as gen  # noqa: E402
 from influx_archive.archive.sources.shardview import open_shard_reader  # noqa: E402
 from influx_archive.archive.sources import open_source  # noqa: E402
-from influx_archive.cli.main import main  # noqa: E402
 from influx_archive.tsm.keys import split_key  # noqa: E402
 
 _ROOT = tempfile.TemporaryDirectory(prefix="interop-cases-")
@@ -46,28 +43,12 @@ def tree(path: Path) -> dict[str, str]:
     return out
 
 
-def run(argv: list[str], cwd: Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code: object = 0
-    before = Path.cwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(argv)
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        os.chdir(before)
-    return (code if isinstance(code, int) else 1 if code else 0), out.getvalue(), err.getvalue()
-
-
-def checked_run(case: gen.Case, argv_for, tmp_path: Path) -> tuple[Path, str]:
+def checked_run(cli, case: gen.Case, argv_for, tmp_path: Path) -> tuple[Path, str]:
     """Run ``argv_for(src, targets)`` on ``case`` with every contract check; returns (targets, stdout)."""
     targets = tmp_path / "targets"
     targets.mkdir()
     before = tree(case.path)
-    code, out, err = run(argv_for(case.path, targets), tmp_path)
+    code, out, err = cli(*argv_for(case.path, targets), cwd=tmp_path)
     where = f"{case.name}: exit {code}, stderr {err!r}"
     assert code == case.code, where
     assert "Traceback" not in err and "Traceback" not in out, where
@@ -118,24 +99,27 @@ def served_by_series(path: Path) -> dict:
 # ---------------------------------------------------------------------------------- chains
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_chain_source_reads_as_the_server_served(name: str) -> None:
     case = CHAINS[name]
     assert served(case.path) == case.points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CHAINS))
-def test_chain_convert_holds_what_the_server_served(name: str, tmp_path: Path) -> None:
+def test_chain_convert_holds_what_the_server_served(name: str, tmp_path: Path, cli) -> None:
     case = CHAINS[name]
     fmt = "portable" if name.endswith("portable") else "legacy"
-    targets, _ = checked_run(case, lambda s, t: ["convert", str(s), str(t / "out"), "--to", fmt], tmp_path)
+    targets, _ = checked_run(cli, case, lambda s, t: ["convert", str(s), str(t / "out"), "--to", fmt], tmp_path)
     assert served(targets / "out") == case.points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in CHAINS if n.split("-")[1] in ("0", "1")])
-def test_chain_restore_holds_what_the_server_served(name: str, tmp_path: Path) -> None:
+def test_chain_restore_holds_what_the_server_served(name: str, tmp_path: Path, cli) -> None:
     case = CHAINS[name]
-    targets, _ = checked_run(
+    targets, _ = checked_run(cli, 
         case, lambda s, t: ["restore", str(s), "--metadir", str(t / "meta"), "--datadir", str(t / "data")], tmp_path
     )
     assert served(targets) == case.points
@@ -157,20 +141,22 @@ EDGE_VERBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", list(EDGE_VERBS))
 @pytest.mark.parametrize("name", list(EDGES))
-def test_edge_window_keeps_every_point(name: str, verb: str, tmp_path: Path) -> None:
+def test_edge_window_keeps_every_point(name: str, verb: str, tmp_path: Path, cli) -> None:
     case = EDGES[name]
-    targets, _ = checked_run(case, EDGE_VERBS[verb](case), tmp_path)
+    targets, _ = checked_run(cli, case, EDGE_VERBS[verb](case), tmp_path)
     out = targets / "out"
     got = served_by_series(out) if out.exists() else {}
     assert got == case.points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EDGES))
-def test_edge_window_export_keeps_every_point(name: str, tmp_path: Path) -> None:
+def test_edge_window_export_keeps_every_point(name: str, tmp_path: Path, cli) -> None:
     case = EDGES[name]
-    targets, _ = checked_run(case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp"), *case.args], tmp_path)
+    targets, _ = checked_run(cli, case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp"), *case.args], tmp_path)
     lines = (targets / "out.lp").read_text().splitlines()
     want = sum(len({t for t in pts}) for key, pts in _by_series(case.points).items())
     assert len(lines) == want
@@ -208,25 +194,28 @@ HOSTILE_VERBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", list(HOSTILE_VERBS))
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_union_is_refused_in_one_line(name: str, verb: str, tmp_path: Path) -> None:
-    checked_run(HOSTILE[name], HOSTILE_VERBS[verb], tmp_path)
+def test_hostile_union_is_refused_in_one_line(name: str, verb: str, tmp_path: Path, cli) -> None:
+    checked_run(cli, HOSTILE[name], HOSTILE_VERBS[verb], tmp_path)
 
 
 # ---------------------------------------------------------------------------------- whole sets
 
 
-def test_union_fixture_export_has_every_point(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_union_fixture_export_has_every_point(tmp_path: Path, cli) -> None:
     """export of the full + range + since set: one line per point the server served at the end."""
     truth = gen.harness.load_truth(gen.FIXTURES / "union.truth.json")
     want = sorted(t for pts in gen.truth_points(truth).values() for t in pts)
     case = gen.Case("union_portable", gen.FIXTURES / "union_portable")
-    targets, _ = checked_run(case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp")], tmp_path)
+    targets, _ = checked_run(cli, case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp")], tmp_path)
     lines = (targets / "out.lp").read_text().splitlines()
     assert sorted(int(ln.rsplit(" ", 1)[1]) for ln in lines) == want
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["range_after_compacted_delete-0-legacymtime", "union-legacy-cut-range-tar-s2"])
 def test_console_script_contract(name: str, tmp_path: Path) -> None:
     """The same contract through the installed ``influx-archive`` console script."""
@@ -250,14 +239,15 @@ def test_console_script_contract(name: str, tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} == {"targets"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["union_portable", "union_legacy"])
-def test_union_set_sealed_then_converted(fixture: str, tmp_path: Path) -> None:
+def test_union_set_sealed_then_converted(fixture: str, tmp_path: Path, cli) -> None:
     """A sealed archive of the set reads as the set does (its files keep their names)."""
     truth = gen.harness.load_truth(gen.FIXTURES / "union.truth.json")
-    code, _o, err = run(["pack", str(gen.FIXTURES / fixture), str(tmp_path / "a.tar.zst")], tmp_path)
+    code, _o, err = cli("pack", str(gen.FIXTURES / fixture), str(tmp_path / "a.tar.zst"), cwd=tmp_path)
     assert code == 0, err
     case = gen.Case(fixture, tmp_path / "a.tar.zst")
     sub = tmp_path / "run"
     sub.mkdir()
-    targets, _ = checked_run(case, lambda s, t: ["convert", str(s), str(t / "out")], sub)
+    targets, _ = checked_run(cli, case, lambda s, t: ["convert", str(s), str(t / "out")], sub)
     assert served_by_series(targets / "out") == gen.truth_points(truth)

@@ -25,9 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hostile_interop as gen  # noqa: E402
 import influxd as harness  # noqa: E402
-from test_trust_interop import run  # noqa: E402
-
-pytestmark = pytest.mark.interop
 
 
 def chain(fixtures_dir: Path, fmt: str, sets: int, dest: Path) -> Path:
@@ -48,21 +45,23 @@ def chain(fixtures_dir: Path, fmt: str, sets: int, dest: Path) -> Path:
 CHAINS = [("portable", 2, "union_t2"), ("portable", 3, "union"), ("legacy", 2, "union_t2"), ("legacy", 3, "union")]
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("fmt,sets,truth_name", CHAINS, ids=[f"{f}-{n}sets" for f, n, _ in CHAINS])
-def test_union_restored_serves_every_point(fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_union_restored_serves_every_point(fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     src = chain(fixtures_dir, fmt, sets, tmp_path / "src")
     root = tmp_path / "root"
-    code, _out, err = run(["restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data")], tmp_path)
+    code, _out, err = cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), cwd=tmp_path)
     assert code == 0, err
     server = influxd_factory(root)
     assert harness.compare_truth(truth(truth_name), server.dump(), sections={"points"}) == []
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("fmt,sets,truth_name", CHAINS, ids=[f"{f}-{n}sets" for f, n, _ in CHAINS])
-def test_union_converted_serves_every_point(fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_union_converted_serves_every_point(fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     src = chain(fixtures_dir, fmt, sets, tmp_path / "src")
     out = tmp_path / "out"
-    code, _out, err = run(["convert", str(src), str(out), "--to", "portable"], tmp_path)
+    code, _out, err = cli("convert", str(src), str(out), "--to", "portable", cwd=tmp_path)
     assert code == 0, err
     server = influxd_factory()
     proc = server.restore_portable(out)
@@ -92,25 +91,27 @@ def _window(t: dict, label: str) -> tuple[int, int]:
     return next((lo, hi) for name, lo, hi in gen.edge_windows(t) if name == label)
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("label", WINDOWS)
-def test_edge_trim_restored_serves_the_window(label, tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_edge_trim_restored_serves_the_window(label, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     t = truth("edge_1677")
     lo, hi = _window(t, label)
     out, root = tmp_path / "trimmed", tmp_path / "root"
-    code, _o, err = run(["trim", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi)], tmp_path)
+    code, _o, err = cli("trim", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi), cwd=tmp_path)
     assert code == 0, err
-    code, _o, err = run(["restore", str(out), "--metadir", str(root / "meta"), "--datadir", str(root / "data")], tmp_path)
+    code, _o, err = cli("restore", str(out), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), cwd=tmp_path)
     assert code == 0, err
     server = influxd_factory(root)
     assert harness.compare_truth(restrict(t, lo, hi), server.dump(), sections={"points"}) == []
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("label", WINDOWS[:2])
-def test_edge_convert_window_restored_by_influxd(label, tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_edge_convert_window_restored_by_influxd(label, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     t = truth("edge_1677")
     lo, hi = _window(t, label)
     out = tmp_path / "out"
-    code, _o, err = run(["convert", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi)], tmp_path)
+    code, _o, err = cli("convert", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi), cwd=tmp_path)
     assert code == 0, err
     server = influxd_factory()
     proc = server.restore_portable(out)
@@ -118,11 +119,12 @@ def test_edge_convert_window_restored_by_influxd(label, tmp_path, fixtures_dir, 
     assert harness.compare_when_settled(server, restrict(t, lo, hi), sections={"points"}) == []
 
 
-def test_edge_export_imported_by_influx(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_edge_export_imported_by_influx(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     t = truth("edge_1677")
     lo, hi = _window(t, "lowest-to-epoch")
     lp = tmp_path / "edge.lp"
-    code, _o, err = run(["export", str(fixtures_dir / "edge_1677"), "--out", str(lp), "--start", str(lo), "--end", str(hi)], tmp_path)
+    code, _o, err = cli("export", str(fixtures_dir / "edge_1677"), "--out", str(lp), "--start", str(lo), "--end", str(hi), cwd=tmp_path)
     assert code == 0, err
     server = influxd_factory()
     proc = subprocess.run(

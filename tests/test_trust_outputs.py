@@ -142,6 +142,7 @@ def run_case(case: ho.OutCase, tmpdir: Path) -> None:
 # ---------------------------------------------------------------------- streams, existing, inside
 
 
+@pytest.mark.slow
 def test_stream_targets(sources, tmp_path, private_tmp) -> None:
     cases = ho.stream_target_cases(tmp_path, sources)
     assert len(cases) >= 90
@@ -149,6 +150,7 @@ def test_stream_targets(sources, tmp_path, private_tmp) -> None:
         run_case(case, private_tmp)
 
 
+@pytest.mark.slow
 def test_existing_targets(sources, tmp_path, private_tmp) -> None:
     cases = ho.existing_target_cases(tmp_path, sources)
     assert len(cases) >= 100
@@ -156,6 +158,7 @@ def test_existing_targets(sources, tmp_path, private_tmp) -> None:
         run_case(case, private_tmp)
 
 
+@pytest.mark.slow
 def test_outputs_inside_the_source(sources, tmp_path, private_tmp) -> None:
     cases = ho.inside_source_cases(tmp_path, sources)
     assert len(cases) >= 150
@@ -163,6 +166,7 @@ def test_outputs_inside_the_source(sources, tmp_path, private_tmp) -> None:
         run_case(case, private_tmp)
 
 
+@pytest.mark.slow
 def test_salvage_exits_4(sources, tmp_path, private_tmp) -> None:
     cases = ho.salvage_cases(tmp_path, sources)
     assert len(cases) >= 40
@@ -190,6 +194,7 @@ def small_mounts(tmp_path):
             subprocess.run(["umount", str(d)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_enospc_names_the_target(sources, small_mounts, private_tmp) -> None:
     cases = ho.enospc_cases(small_mounts, sources)
     assert len(cases) == len(ho.FULL_VERBS) * len(ho.FULL_SIZES_KB)
@@ -197,6 +202,7 @@ def test_enospc_names_the_target(sources, small_mounts, private_tmp) -> None:
         run_case(case, private_tmp)
 
 
+@pytest.mark.slow
 def test_dev_full_as_stdout_is_a_target_error(sources, private_tmp) -> None:
     """``> /dev/full``: standard output is the target, ENOSPC is exit 3 naming it."""
     for argv in (["export", str(sources["legacy"])], ["pack", str(sources["legacy"]), "-"],
@@ -208,6 +214,7 @@ def test_dev_full_as_stdout_is_a_target_error(sources, private_tmp) -> None:
         assert proc.returncode == 3 and len(lines) == 1 and "standard output" in lines[0] and "target" in lines[0], lines
 
 
+@pytest.mark.slow
 def test_eacces_source_and_target(tmp_path, private_tmp) -> None:
     root = Path("/tmp") / f"outputs-eacces-{os.getpid()}"
     shutil.rmtree(root, ignore_errors=True)
@@ -223,6 +230,7 @@ def test_eacces_source_and_target(tmp_path, private_tmp) -> None:
 # ---------------------------------------------------------------------- pipes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reader_name,reader", ho.PIPE_READERS, ids=[r[0] for r in ho.PIPE_READERS])
 def test_closed_pipe_exits_0_silently(sources, private_tmp, reader_name, reader) -> None:
     for name, argv in ho.PIPE_COMMANDS:
@@ -236,6 +244,7 @@ def test_closed_pipe_exits_0_silently(sources, private_tmp, reader_name, reader)
         assert list(private_tmp.rglob("*-*-*-*")) == [], (name, "spool left")
 
 
+@pytest.mark.slow
 def test_export_to_pipe_is_complete_when_read(sources) -> None:
     """The same export through a pipe and into a file: byte for byte equal."""
     proc = subprocess.run(ho.cli_argv("export", str(sources["portable"])), capture_output=True, timeout=120)
@@ -268,6 +277,7 @@ def _private(root: Path) -> None:
         assert stat.S_IMODE(os.lstat(p).st_mode) == 0o700, p
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_readable_spool_and_the_next_run_cleans(sources, tmp_path) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
@@ -383,6 +393,7 @@ def _sigterm_once(name, argv, delay, out, sources, env, spool_root) -> bool:
     return proc.returncode == 143
 
 
+@pytest.mark.slow
 def test_sigterm_cleans_up_on_the_way_out(sources, tmp_path) -> None:
     """SIGTERM at several points: exit 143 with one line (or 0 when it had finished), and neither
     its spool nor a temporary beside the target is left."""
@@ -402,6 +413,7 @@ def test_sigterm_cleans_up_on_the_way_out(sources, tmp_path) -> None:
     assert terminated >= len(ho.kill_cases()) // 2, f"only {terminated} runs were terminated mid-way"
 
 
+@pytest.mark.slow
 def test_read_only_target_file_system(sources, tmp_path, private_tmp) -> None:
     mnt = tmp_path / "ro"
     mnt.mkdir()
@@ -415,6 +427,7 @@ def test_read_only_target_file_system(sources, tmp_path, private_tmp) -> None:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_file_size_limit_names_the_target(sources, tmp_path, private_tmp) -> None:
     """RLIMIT_FSIZE (EFBIG) on every file the process writes, applied through ``prlimit``."""
     cases = ho.fsize_cases(tmp_path, sources)
@@ -430,6 +443,7 @@ def test_file_size_limit_names_the_target(sources, tmp_path, private_tmp) -> Non
         case.check(case, b"")
 
 
+@pytest.mark.slow
 def test_full_tmpdir_names_the_spool(sources, tmp_path) -> None:
     """TMPDIR on a full file system: a sealed archive's spool cannot be written; every verb that
     spools says so (exit 3) naming the spool, and leaves nothing in TMPDIR or beside the target."""
@@ -453,6 +467,7 @@ def test_full_tmpdir_names_the_spool(sources, tmp_path) -> None:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_bytes_after_the_sealed_tar_are_checked(sources, tmp_path) -> None:
     """The stream is read to its end (zstd checks the frame checksum there): anything but tar
     padding after the tar is damage (exit 1, one line naming the archive)."""

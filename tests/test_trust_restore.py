@@ -6,11 +6,9 @@ written outside the target (a snapshot of everything around it before/after)."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -18,25 +16,9 @@ import pytest
 import hostile_restore as hr
 from influx_archive.archive.ops.restore import journal as restore_journal
 from influx_archive.archive.guard import LOCK_NAME, TargetLock
-from influx_archive.cli.main import main
 from influx_archive.meta.files import read_meta_db
 
 SRC = hr.FIXTURES / "legacy"
-
-
-def run_inproc(args: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
-def run_code(args: list[str]) -> int:
-    return run_inproc(args)[0]
 
 
 def around(case_dir: Path) -> dict:
@@ -51,8 +33,9 @@ def one_line(err: str) -> str:
     return err
 
 
-def test_planted_staging_dirs_are_reported_and_left_alone(tmp_path) -> None:
-    cases = hr.planted_stages(tmp_path, run_code)
+@pytest.mark.slow
+def test_planted_staging_dirs_are_reported_and_left_alone(tmp_path, cli) -> None:
+    cases = hr.planted_stages(tmp_path, lambda argv: cli(*argv).code)
     assert len(cases) >= 100, len(cases)
     src_before = hr.snapshot(SRC)
     others_before = hr.snapshot(tmp_path / "_other")
@@ -60,7 +43,7 @@ def test_planted_staging_dirs_are_reported_and_left_alone(tmp_path) -> None:
     for case in cases:
         case_dir = case.root.parent
         before = around(case_dir)
-        code, _out, err = run_inproc(case.args)
+        code, _out, err = cli(*case.args)
         try:
             assert code == case.code, (code, err)
             line = one_line(err)
@@ -77,23 +60,25 @@ def test_planted_staging_dirs_are_reported_and_left_alone(tmp_path) -> None:
     assert not failures, "\n".join(failures)
 
 
-def test_planted_stages_in_a_dry_run_are_reported_too(tmp_path) -> None:
-    cases = hr.planted_stages(tmp_path, run_code)[:12]
+@pytest.mark.slow
+def test_planted_stages_in_a_dry_run_are_reported_too(tmp_path, cli) -> None:
+    cases = hr.planted_stages(tmp_path, lambda argv: cli(*argv).code)[:12]
     for case in cases:
         before = hr.snapshot(case.root.parent)
-        code, out, err = run_inproc(case.args + ["--dry-run"])
+        code, out, err = cli(*case.args + ["--dry-run"])
         assert code == 0 and case.mention in one_line(err) and "left alone" in err, (case.name, err)
         assert "dry run" in out
         assert hr.snapshot(case.root.parent) == before, case.name
 
 
-def test_stale_journals_of_this_target_remove_only_their_own_inodes(tmp_path) -> None:
-    cases = hr.stale_but_ours(tmp_path, run_code)
+@pytest.mark.slow
+def test_stale_journals_of_this_target_remove_only_their_own_inodes(tmp_path, cli) -> None:
+    cases = hr.stale_but_ours(tmp_path, lambda argv: cli(*argv).code)
     assert len(cases) == 18
     src_before = hr.snapshot(SRC)
     for case in cases:
         keep_before = {str(k): hr.snapshot(k) for k in case.keep}
-        code, _out, err = run_inproc(case.args)
+        code, _out, err = cli(*case.args)
         assert code == 0, (case.name, err)
         line = one_line(err)
         assert case.mention in line and "was interrupted" in line and "0 partial moves" in line, (case.name, line)
@@ -124,10 +109,11 @@ main(sys.argv[2:])
 """
 
 
-def test_killed_restore_at_every_journal_step_is_recovered(tmp_path) -> None:
+@pytest.mark.slow
+def test_killed_restore_at_every_journal_step_is_recovered(tmp_path, cli) -> None:
     args = ["--db", "db1", "--rp", "autogen"]
     clean = tmp_path / "clean"
-    assert run_code(hr.restore_args(SRC, clean, *args)) == 0
+    assert cli(*hr.restore_args(SRC, clean, *args)).code == 0
     want = hr.snapshot(clean)
     src_before = hr.snapshot(SRC)
     n = 1
@@ -140,7 +126,7 @@ def test_killed_restore_at_every_journal_step_is_recovered(tmp_path) -> None:
             break  # n is past the last journal line: every step has been killed at
         assert proc.returncode == 137, proc.stderr
         assert list(root.glob(hr.STAGE_PREFIX + "*")), "a killed run leaves its journal"
-        code, _out, err = run_inproc(argv)
+        code, _out, err = cli(*argv)
         lines = err.splitlines()
         assert "Traceback" not in err and lines and "was interrupted" in lines[0] and str(root) in lines[0], err
         if "staging area was removed" in lines[0]:  # killed after meta.db landed: it is complete
@@ -173,8 +159,9 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("idx", range(6))
-def test_second_run_on_an_overlapping_target_is_busy(idx, tmp_path) -> None:
+def test_second_run_on_an_overlapping_target_is_busy(idx, tmp_path, cli) -> None:
     name, first, second, shared = hr.overlapping_targets(tmp_path)[idx]
     src_before = hr.snapshot(SRC)
     holder = subprocess.Popen([sys.executable, "-c", PAUSE_DRIVER, "restore", str(SRC), *first, "--db", "db1"],
@@ -182,7 +169,7 @@ def test_second_run_on_an_overlapping_target_is_busy(idx, tmp_path) -> None:
     try:
         assert holder.stdout.readline() == "staging\n"
         around_before = hr.snapshot(tmp_path / "b")
-        code, _out, err = run_inproc(["restore", str(SRC), *second, "--db", "db2"])
+        code, _out, err = cli("restore", str(SRC), *second, "--db", "db2")
         line = one_line(err)
         assert code == 5, (name, err)
         assert f"target in use by pid {holder.pid}" in line and str(Path(shared) / LOCK_NAME) in line, (name, line)
@@ -193,7 +180,7 @@ def test_second_run_on_an_overlapping_target_is_busy(idx, tmp_path) -> None:
         rc = holder.wait(120)
     assert rc == 0, holder.stderr.read()
     if name in ("same-dirs", "shared-metadir", "symlinked-alias"):
-        code, _out, err = run_inproc(["restore", str(SRC), *second, "--db", "db2"])
+        code, _out, err = cli("restore", str(SRC), *second, "--db", "db2")
         assert code == 0, err
         meta = read_meta_db(tmp_path / "a" / "meta" / "meta.db")
         assert {db.name for db in meta.databases} == {"db1", "db2"}
@@ -203,6 +190,7 @@ def test_second_run_on_an_overlapping_target_is_busy(idx, tmp_path) -> None:
     assert not list(tmp_path.rglob(LOCK_NAME))
 
 
+@pytest.mark.slow
 def test_two_restores_started_together_never_both_write(tmp_path) -> None:
     """The issue's case: two restores of different databases into one metadir, different data
     dirs, started at once. Whatever the interleaving, every database whose run exited 0 is in
@@ -234,7 +222,7 @@ def test_two_restores_started_together_never_both_write(tmp_path) -> None:
             assert on_disk <= ids
 
 
-def test_lock_file_is_refused_when_planted_as_a_link_or_not_a_file(tmp_path) -> None:
+def test_lock_file_is_refused_when_planted_as_a_link_or_not_a_file(tmp_path, cli) -> None:
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
     for kind in ("symlink", "dir", "fifo"):
@@ -243,7 +231,7 @@ def test_lock_file_is_refused_when_planted_as_a_link_or_not_a_file(tmp_path) -> 
         lock = root / "meta" / LOCK_NAME
         {"symlink": lambda: lock.symlink_to(victim), "dir": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[kind]()
         before = hr.snapshot(tmp_path)
-        code, _out, err = run_inproc(hr.restore_args(SRC, root))
+        code, _out, err = cli(*hr.restore_args(SRC, root))
         assert code == 3 and str(lock) in one_line(err) and "lock file" in err, (kind, err)
         assert hr.snapshot(tmp_path) == before, kind
 
@@ -271,6 +259,7 @@ def _swap(p: Path, victim: Path) -> None:
     p.symlink_to(victim)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "what,at,code",
     [
@@ -282,7 +271,7 @@ def _swap(p: Path, victim: Path) -> None:
         ("stage", 1, 0),
     ],
 )
-def test_symlink_swapped_in_during_the_run_redirects_nothing(what, at, code, tmp_path, monkeypatch) -> None:
+def test_symlink_swapped_in_during_the_run_redirects_nothing(what, at, code, tmp_path, monkeypatch, cli) -> None:
     root = tmp_path / "root"
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -300,7 +289,7 @@ def test_symlink_swapped_in_during_the_run_redirects_nothing(what, at, code, tmp
     monkeypatch.setattr(restore_journal.Transaction, "move_in", move_in)
     victim_before = hr.snapshot(victim)
     src_before = hr.snapshot(SRC)
-    got, _out, err = run_inproc(hr.restore_args(SRC, root))
+    got, _out, err = cli(*hr.restore_args(SRC, root))
     assert got == code, err
     if code:
         line = one_line(err)
@@ -318,21 +307,22 @@ def test_symlink_swapped_in_during_the_run_redirects_nothing(what, at, code, tmp
 
 
 @pytest.mark.parametrize("verb", ["convert", "pack"])
-def test_planted_temporaries_beside_an_output_are_left_alone(verb, tmp_path) -> None:
+def test_planted_temporaries_beside_an_output_are_left_alone(verb, tmp_path, cli) -> None:
     name = "out" if verb == "convert" else "a.tar.zst"
     alone, gone, victim = hr.planted_temp_siblings(tmp_path, name)
     before = {str(p): hr.snapshot(p) for p in alone}
     victim_before = hr.snapshot(victim)
     src_before = hr.snapshot(SRC)
-    code, _out, err = run_inproc([verb, str(SRC), str(tmp_path / name)])
+    code, _out, err = cli(verb, str(SRC), str(tmp_path / name))
     assert code == 0 and err == "", err
     assert {str(p): hr.snapshot(p) for p in alone} == before
     assert not [p for p in gone if os.path.lexists(p)]
     assert hr.snapshot(victim) == victim_before and hr.snapshot(SRC) == src_before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["file", "dir", "symlink", "empty-dir"])
-def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind, tmp_path, monkeypatch) -> None:
+def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind, tmp_path, monkeypatch, cli) -> None:
     """Another writer creates the shard directory between the plan's check and the rename:
     the rename (RENAME_NOREPLACE) refuses, the intruder is kept, the run rolls back."""
     root = tmp_path / "root"
@@ -350,7 +340,7 @@ def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind
 
     monkeypatch.setattr(restore_journal.Transaction, "move_in", move_in)
     src_before = hr.snapshot(SRC)
-    code, _out, err = run_inproc(hr.restore_args(SRC, root))
+    code, _out, err = cli(*hr.restore_args(SRC, root))
     assert code == 3 and "appeared while restoring" in one_line(err) and str(made[0]) in err, err
     intruder = hr.snapshot(made[0])
     assert intruder and intruder["."][0] == {"file": "file", "symlink": "link"}.get(kind, intruder["."][0])
@@ -361,10 +351,10 @@ def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind
     assert not list(tmp_path.rglob(hr.STAGE_PREFIX + "*")) and not list(tmp_path.rglob(LOCK_NAME))
 
 
-def test_many_planted_staging_dirs_are_reported_in_bounded_lines(tmp_path) -> None:
+def test_many_planted_staging_dirs_are_reported_in_bounded_lines(tmp_path, cli) -> None:
     root = hr.many_planted(tmp_path, 40)
     before = hr.snapshot(root)
-    code, _out, err = run_inproc(hr.restore_args(SRC, root))
+    code, _out, err = cli(*hr.restore_args(SRC, root))
     assert code == 0 and "Traceback" not in err, err
     lines = err.splitlines()
     assert len(lines) == restore_journal.MAX_LEFT_ALONE_NOTES + 1, err

@@ -3,8 +3,6 @@ real influxd 1.6.7 servers on loopback ports."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,14 +12,7 @@ import hostile_restore as hr
 import influxd as harness
 from influx_archive.archive.guard import LOCK_NAME
 
-pytestmark = pytest.mark.interop
-
 SRC = hr.FIXTURES / "legacy"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-                          capture_output=True, text=True, timeout=300)
 
 
 def leftovers(*roots: Path) -> list[Path]:
@@ -33,7 +24,8 @@ def one_line(err: str) -> str:
     return err
 
 
-def test_restore_into_and_backup_of_a_running_server_are_refused(tmp_path, influxd_factory) -> None:
+@pytest.mark.interop
+def test_restore_into_and_backup_of_a_running_server_are_refused(tmp_path, influxd_factory, cli) -> None:
     server = influxd_factory(tmp_path / "srv")
     server.execute("CREATE DATABASE srv")
     server.write("m v=1 1000000000\n", db="srv")
@@ -61,7 +53,8 @@ def test_restore_into_and_backup_of_a_running_server_are_refused(tmp_path, influ
     assert server.running and server.execute("SHOW DATABASES")
 
 
-def test_force_proceeds_under_a_running_server(tmp_path, influxd_factory) -> None:
+@pytest.mark.interop
+def test_force_proceeds_under_a_running_server(tmp_path, influxd_factory, cli) -> None:
     server = influxd_factory(tmp_path / "srv")
     server.execute("CREATE DATABASE srv")
     server.write("m v=1 1000000000\n", db="srv")
@@ -78,7 +71,8 @@ def test_force_proceeds_under_a_running_server(tmp_path, influxd_factory) -> Non
     assert (server.data_dir / "db1").is_dir() and not leftovers(server.root)
 
 
-def test_an_idle_server_with_nothing_open_is_found_by_its_configuration(tmp_path, influxd_factory) -> None:
+@pytest.mark.interop
+def test_an_idle_server_with_nothing_open_is_found_by_its_configuration(tmp_path, influxd_factory, cli) -> None:
     """A fresh influxd holds nothing open in meta/ or data/: its config names them."""
     server = influxd_factory(tmp_path / "srv")
     proc = cli("restore", str(SRC), "--metadir", str(server.meta_dir), "--datadir", str(server.data_dir))
@@ -86,7 +80,8 @@ def test_an_idle_server_with_nothing_open_is_found_by_its_configuration(tmp_path
     assert not leftovers(server.root)
 
 
-def test_a_lock_file_left_by_a_killed_run_is_harmless_to_influxd(tmp_path, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_a_lock_file_left_by_a_killed_run_is_harmless_to_influxd(tmp_path, influxd_factory, truth, cli) -> None:
     """influxd 1.6.7 skips non-directories in data/ (tsdb/store.go), reads only meta.db in meta/,
     and opens WAL dirs per shard: a stray lock file in each changes nothing it serves."""
     root = tmp_path / "root"

@@ -16,9 +16,7 @@ case needs a user that cannot read a file) and asserts:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import pwd
 import shutil
@@ -33,7 +31,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hostile_sources as hs  # noqa: E402
-from influx_archive.cli.main import main  # noqa: E402
 
 ARGV = {
     hs.INSPECT: lambda s, t: ["inspect", str(s)],
@@ -81,24 +78,6 @@ def _tree(path: Path) -> dict[str, str]:
     return out
 
 
-def _inprocess(argv: list[str], cwd: Path, tmp: Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code: int | str | None = 0
-    before_cwd, before_tmp = Path.cwd(), tempfile.tempdir
-    os.chdir(cwd)
-    tempfile.tempdir = str(tmp)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(argv)
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        tempfile.tempdir = before_tmp
-        os.chdir(before_cwd)
-    return (code if isinstance(code, int) else 1 if code else 0), out.getvalue(), err.getvalue()
-
-
 def _as_user(user: str, argv: list[str], cwd: Path, tmp: Path) -> tuple[int, str, str]:
     exe = [sys.executable, "-c", "from influx_archive.cli.main import main; main()"]
     env = {**os.environ, "TMPDIR": str(tmp)}
@@ -114,7 +93,7 @@ def _as_user(user: str, argv: list[str], cwd: Path, tmp: Path) -> tuple[int, str
     return r.returncode, r.stdout, r.stderr
 
 
-def run_case(case: hs.SourceCase, verb: str, work: Path) -> tuple[int, str, str]:
+def run_case(case: hs.SourceCase, verb: str, work: Path, cli) -> tuple[int, str, str]:
     """Run ``verb`` on ``case`` with every contract assertion; returns (code, stdout, stderr)."""
     work.mkdir(parents=True, exist_ok=True)
     targets, tmp = work / "targets", work / "tmp"
@@ -128,7 +107,7 @@ def run_case(case: hs.SourceCase, verb: str, work: Path) -> tuple[int, str, str]
     if case.as_user:
         code, out, err = _as_user(case.as_user, argv, work, tmp)
     else:
-        code, out, err = _inprocess(argv, work, tmp)
+        code, out, err = cli(*argv, cwd=work, tmpdir=tmp)
     where = f"{verb} on {case.family}/{case.name!r}: exit {code}\nstderr {err!r}\nstdout {out[-3000:]!r}"
     expected = case.expect[verb]
     assert code == expected, where
@@ -173,11 +152,12 @@ def run_case(case: hs.SourceCase, verb: str, work: Path) -> tuple[int, str, str]
     return code, out, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,verb", PAIRS, ids=[f"{c.family}:{c.name}:{v}" for c, v in PAIRS])
-def test_contract(case: hs.SourceCase, verb: str, tmp_path: Path) -> None:
+def test_contract(case: hs.SourceCase, verb: str, tmp_path: Path, cli) -> None:
     work = Path(tempfile.mkdtemp(prefix="trust-", dir="/tmp")) if case.as_user else tmp_path
     try:
-        run_case(case, verb, work)
+        run_case(case, verb, work, cli)
     finally:
         if case.as_user:
             shutil.rmtree(work, ignore_errors=True)
@@ -191,11 +171,11 @@ def test_every_family_has_many_cases() -> None:
     assert all(n >= 8 for f, n in counts.items() if f != "tar-bomb"), counts
 
 
-def test_non_ascii_shard_is_never_merged_into_shard_2(tmp_path: Path) -> None:
+def test_non_ascii_shard_is_never_merged_into_shard_2(tmp_path: Path, cli) -> None:
     """With --salvage, the real shard 2 is restored exactly as the fixture holds it and the
     directory named ``٢`` is left out (listed), not merged into it."""
     case = next(c for c in _CASES if c.name == "live-shard-dir[\u0662]")
-    code, _out, err = run_case(case, hs.RESTORE_SALVAGE, tmp_path / "w")
+    code, _out, err = run_case(case, hs.RESTORE_SALVAGE, tmp_path / "w", cli)
     assert code == 4 and "autogen/\u0662" in err
     restored = tmp_path / "w/targets/data/db1/autogen"
     assert sorted(p.name for p in restored.iterdir()) == sorted(
@@ -205,6 +185,7 @@ def test_non_ascii_shard_is_never_merged_into_shard_2(tmp_path: Path) -> None:
     assert files == ["000000001-000000001.tombstone", "000000001-000000001.tsm"], files
 
 
+@pytest.mark.slow
 def test_pax_bomb_memory_is_bounded(tmp_path: Path) -> None:
     """A PAX header that really inflates to 600 MiB: refused before it is read, peak RSS of the
     whole run <= 500 MB (tarfile alone reads the header whole: > 600 MB)."""
@@ -240,13 +221,13 @@ SERVED = {"databases", "retention_policies", "fields", "points", "users", "conti
     ("portable all", "portable", hs.RESTORE),
 ])
 def test_what_goes_on_is_served_like_the_fixture(name: str, fixture: str, verb: str, tmp_path: Path,
-                                                 influxd_factory, truth) -> None:
+                                                 influxd_factory, truth, cli) -> None:
     """influxd 1.6.7 started on the restored tree serves exactly the fixture's truth: what was
     refused (a non-ASCII shard directory, hostile tar members) added nothing and took nothing."""
     import influxd as harness
 
     case = next(c for c in _CASES if c.name == name)
-    run_case(case, verb, tmp_path / "w")
+    run_case(case, verb, tmp_path / "w", cli)
     server = influxd_factory(tmp_path / "w/targets")
     expected = harness.without_dead_fields(truth(fixture))
     assert harness.compare_truth(expected, server.dump(), sections=SERVED) == []

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import hostile_tsi1 as hostile
-from influx_archive.cli.main import main
 
 
 def file_hash(p: Path) -> str:
@@ -52,45 +51,26 @@ def tree_hash(root: Path) -> dict[str, tuple]:
     return out
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
-def trees(tmp_path_factory) -> tuple[Path, Path]:
+def trees(tmp_path_factory, cli) -> tuple[Path, Path]:
     """(unindexed, indexed): the live fixture restored with its WAL (TSM files, tombstones, WAL
     segments), and the same after build-tsi."""
     base = tmp_path_factory.mktemp("tsi1-base")
     fixtures = Path(__file__).resolve().parent.parent / "fixtures"
     unindexed = base / "unindexed"
-    code = _main(["restore", str(fixtures / "live"), "--metadir", str(unindexed / "meta"),
-                  "--datadir", str(unindexed / "data"), "--waldir", str(unindexed / "wal")])
+    code = cli("restore", str(fixtures / "live"), "--metadir", str(unindexed / "meta"),
+               "--datadir", str(unindexed / "data"), "--waldir", str(unindexed / "wal")).code
     assert code == 0
     indexed = base / "indexed"
     shutil.copytree(unindexed, indexed)
-    assert _main(["build-tsi", "-datadir", str(indexed / "data"), "-waldir", str(indexed / "wal")]) == 0
+    assert cli("build-tsi", "-datadir", str(indexed / "data"), "-waldir", str(indexed / "wal")).code == 0
     return unindexed, indexed
 
 
-def _main(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    return 0
-
-
-def check_case(case: hostile.Case, capsys) -> None:
+def check_case(cli, case: hostile.Case) -> None:
     before = tree_hash(case.tree)
     siblings = sorted(os.listdir(case.tree.parent))
-    code, _out, err = run(case.argv, capsys)
+    code, _out, err = cli(*case.argv)
     lines = err.splitlines()
     assert code == case.exit_code, (case.name, code, err)
     assert len(lines) == 1, (case.name, err)
@@ -101,51 +81,56 @@ def check_case(case: hostile.Case, capsys) -> None:
     shutil.rmtree(case.tree)
 
 
-def test_series_segment_damage(trees, tmp_path, capsys) -> None:
+@pytest.mark.slow
+def test_series_segment_damage(trees, tmp_path, cli) -> None:
     cases = hostile.series_segment_cases(trees[1], tmp_path, limit_per_kind=3)
     assert len(cases) >= 45
     for case in cases:
-        check_case(case, capsys)
+        check_case(cli, case)
 
 
-def test_log_file_damage(trees, tmp_path, capsys) -> None:
+@pytest.mark.slow
+def test_log_file_damage(trees, tmp_path, cli) -> None:
     cases = hostile.log_file_cases(trees[1], tmp_path)
     assert len(cases) >= 30
     for case in cases:
-        check_case(case, capsys)
+        check_case(cli, case)
 
 
-def test_manifest_damage(trees, tmp_path, capsys) -> None:
+@pytest.mark.slow
+def test_manifest_damage(trees, tmp_path, cli) -> None:
     cases = hostile.manifest_cases(trees[1], tmp_path)
     assert len(cases) >= 20
     for case in cases:
-        check_case(case, capsys)
+        check_case(cli, case)
 
 
-def test_build_tsi_refuses_damaged_input_and_writes_nothing(trees, tmp_path, capsys) -> None:
+@pytest.mark.slow
+def test_build_tsi_refuses_damaged_input_and_writes_nothing(trees, tmp_path, cli) -> None:
     cases = hostile.build_input_cases(trees[0], trees[1], tmp_path)
     kinds = {c.name.split(":")[0].split("-")[0] for c in cases}
     assert {"tsm", "tombstone", "wal", "series"} <= kinds, kinds
     for case in cases:
-        check_case(case, capsys)
+        check_case(cli, case)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["keysize-huge", "keysize-overflow", "namelen-huge"])
-def test_lying_lengths_allocate_nothing(trees, tmp_path, capsys, kind) -> None:
+def test_lying_lengths_allocate_nothing(trees, tmp_path, kind, cli) -> None:
     cases = [c for c in hostile.series_segment_cases(trees[1], tmp_path / "s", limit_per_kind=1)
              + hostile.log_file_cases(trees[1], tmp_path / "l", limit_files=1) if c.name.startswith(kind + ":")]
     assert cases
     tracemalloc.start()
     try:
         for case in cases:
-            run(case.argv, capsys)
+            cli(*case.argv)
         _cur, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20, peak
 
 
-def test_usage_errors(trees, tmp_path, capsys) -> None:
+def test_usage_errors(trees, tmp_path, cli) -> None:
     """Missing directories and filters matching nothing: exit 2, one line, nothing written."""
     indexed = trees[1]
     snapshot = tree_hash(indexed)
@@ -158,7 +143,7 @@ def test_usage_errors(trees, tmp_path, capsys) -> None:
         (["dump-tsi", str(tmp_path / "nope")], str(tmp_path / "nope")),
         (["dump-tsi", str(indexed / "meta")], str(indexed / "meta")),
     ]:
-        code, _out, err = run(argv, capsys)
+        code, _out, err = cli(*argv)
         assert code == 2, (argv, err)
         assert len(err.splitlines()) == 1 and mention in err and "Traceback" not in err, err
     assert tree_hash(indexed) == snapshot

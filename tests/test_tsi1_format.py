@@ -56,6 +56,7 @@ def test_headers_roundtrip() -> None:
         roundtrip(con, raw)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(name=part, tags=st.lists(st.tuples(part, part), max_size=6))
 def test_series_key_fast_path_equals_construct(name, tags) -> None:
@@ -66,6 +67,7 @@ def test_series_key_fast_path_equals_construct(name, tags) -> None:
     assert sk.key_extent(key + b"junk", 0, len(key) + 4) == len(key)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(flag=st.sampled_from(fmt.LOG_FLAGS), sid=st.integers(0, 2**64 - 1), name=st.binary(max_size=30), key=st.binary(max_size=30), value=st.binary(max_size=30))
 def test_log_entry_fast_path_equals_construct(flag, sid, name, key, value) -> None:
@@ -169,6 +171,7 @@ func main() {
 """
 
 
+@pytest.mark.slow
 def test_series_index_writer_matches_influxd(tmp_path) -> None:
     """influxd's own SeriesPartitionCompactor writes each partition's ``index``; ours, built from
     the same segments, is the same bytes."""

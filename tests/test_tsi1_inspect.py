@@ -25,7 +25,7 @@ from influx_archive.tsm.tsi1 import format as fmt
 from influx_archive.tsm.tsi1 import index as ix
 from influx_archive.tsm.tsi1 import seriesfile as sf
 from influx_archive.tsm.tsi1 import serieskey as sk
-from test_trust_tsi1 import _main, run, tree_hash
+from test_trust_tsi1 import tree_hash
 
 
 def influx_inspect() -> str:
@@ -70,22 +70,23 @@ def truth_keys(truth: dict) -> dict[str, set[bytes]]:
 
 
 @pytest.fixture(scope="module")
-def trees(tmp_path_factory):
+def trees(tmp_path_factory, cli):
     """(ours, theirs, unindexed) for the live fixture restored with its WAL."""
     base = tmp_path_factory.mktemp("tsi1-inspect")
     fixtures = Path(__file__).resolve().parent.parent / "fixtures"
     unindexed = base / "unindexed"
-    assert _main(["restore", str(fixtures / "live"), "--metadir", str(unindexed / "meta"),
-                  "--datadir", str(unindexed / "data"), "--waldir", str(unindexed / "wal")]) == 0
+    assert cli("restore", str(fixtures / "live"), "--metadir", str(unindexed / "meta"),
+                  "--datadir", str(unindexed / "data"), "--waldir", str(unindexed / "wal")).code == 0
     ours = base / "ours"
     shutil.copytree(unindexed, ours)
-    assert _main(["build-tsi", "-datadir", str(ours / "data"), "-waldir", str(ours / "wal")]) == 0
+    assert cli("build-tsi", "-datadir", str(ours / "data"), "-waldir", str(ours / "wal")).code == 0
     theirs = base / "theirs"
     shutil.copytree(unindexed, theirs)
     inspect_buildtsi(theirs)
     return ours, theirs, unindexed
 
 
+@pytest.mark.interop
 def test_verify_seriesfile_finds_nothing(trees) -> None:
     ours = trees[0]
     proc = subprocess.run([influx_inspect(), "verify-seriesfile", "-dir", str(ours / "data")], capture_output=True, text=True, timeout=120)
@@ -114,6 +115,7 @@ def _dumptsi_sections(text: str) -> dict[str, list[str]]:
     return sections
 
 
+@pytest.mark.interop
 def test_dumptsi_reads_ours(trees) -> None:
     ours = trees[0]
     for shard in shard_dirs(ours / "data"):
@@ -133,6 +135,7 @@ def test_dumptsi_reads_ours(trees) -> None:
         assert {m.encode() for m in sec.get("Measurement", [])} == names, shard
 
 
+@pytest.mark.interop
 def test_inspect_buildtsi_same_series(trees, truth) -> None:
     ours, theirs, _ = trees
     want = truth_keys(truth("live"))
@@ -161,6 +164,7 @@ def compacted(tmp_path_factory, trees) -> Path:
     return tree
 
 
+@pytest.mark.interop
 def test_index_files_readable(compacted, trees) -> None:
     ours = trees[0]
     n = 0
@@ -212,12 +216,13 @@ def tsi_cases(tree: Path, out: Path) -> list[tuple[str, Path, Path, list[str]]]:
     return cases
 
 
-def test_hostile_index_files(compacted, tmp_path, capsys) -> None:
+@pytest.mark.interop
+def test_hostile_index_files(compacted, tmp_path, cli) -> None:
     cases = tsi_cases(compacted, tmp_path)
     assert len(cases) >= 40
     for name, tree, path, argv in cases:
         before = tree_hash(tree)
-        code, _out, err = run(argv, capsys)
+        code, _out, err = cli(*argv)
         lines = err.splitlines()
         assert code == 1, (name, code, err)
         assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in err, (name, err)
@@ -225,6 +230,7 @@ def test_hostile_index_files(compacted, tmp_path, capsys) -> None:
         shutil.rmtree(tree)
 
 
+@pytest.mark.interop
 def test_inspect_buildtsi_output_is_servable_like_ours(trees) -> None:
     """Same MANIFEST bytes and log-file framing as influx_inspect writes (both read back by each
     other's readers)."""

@@ -16,22 +16,11 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import influxd as harness
-
-pytestmark = pytest.mark.interop
-
-
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=600, input=stdin,
-    )
 
 
 def index_state(data: Path) -> dict[str, str]:
@@ -152,16 +141,17 @@ def _inmem_baseline(root: Path, influxd_factory) -> dict:
         server.stop()
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("name", ["legacy", "portable", "live-waldir"])
-def test_restored_tree_served_by_tsi1(name, tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+def test_restored_tree_served_by_tsi1(name, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     src = fixtures_dir / ("live" if name.startswith("live") else name)
     root = tmp_path / "root"
     args = ["--waldir", str(root / "wal")] if name == "live-waldir" else []
-    proc = run_cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), *args)
+    proc = cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), *args)
     assert proc.returncode == 0, proc.stderr
     baseline = _inmem_baseline(root, influxd_factory)
     wal = ["-waldir", str(root / "wal")] if (root / "wal").exists() else []
-    proc = run_cli("build-tsi", "-datadir", str(root / "data"), *wal)
+    proc = cli("build-tsi", "-datadir", str(root / "data"), *wal)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     expected = harness.without_dead_fields(truth(src.name))
@@ -169,7 +159,8 @@ def test_restored_tree_served_by_tsi1(name, tmp_path, fixtures_dir, influxd_fact
     assert sum(len(a["series"]) for a in answers.values()) > 0
 
 
-def test_stopped_server_tree_converted_in_place(tmp_path, fixtures_dir, influxd_factory, truth) -> None:
+@pytest.mark.interop
+def test_stopped_server_tree_converted_in_place(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     """The operator's case: a stopped inmem server's own data/ + wal/ (with its fields.idx files,
     so influxd under tsi1 does not re-add TSM keys: the index we build is all it has)."""
     root = tmp_path / "root"
@@ -177,14 +168,14 @@ def test_stopped_server_tree_converted_in_place(tmp_path, fixtures_dir, influxd_
     assert list((root / "data").glob("*/*/*/fields.idx")), "fixture lost its fields.idx files"
     baseline = _inmem_baseline(root, influxd_factory)
     # no --waldir: data/'s sibling wal/ is found and used, with a warning
-    proc = run_cli("buildtsi", "-datadir", str(root / "data"))
+    proc = cli("buildtsi", "-datadir", str(root / "data"))
     assert proc.returncode == 0, proc.stderr
     assert "indexing the WAL segments in" in proc.stderr
     # the tree keeps its fields.idx, so dead field keys are still listed, as on the source server
     assert_served_with_tsi1(root, truth("live"), influxd_factory, baseline=baseline)
     # a second run skips every shard and changes nothing
     before = index_state(root / "data")
-    proc = run_cli("build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"))
+    proc = cli("build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"))
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout and index_state(root / "data") == before
 
@@ -212,7 +203,8 @@ def _write_server_data(server: harness.InfluxServer, n_series: int) -> None:
         server.write("\n".join(batch), db="odd")
 
 
-def test_unicode_escapes_long_keys_and_thousands_of_series(tmp_path, influxd_factory) -> None:
+@pytest.mark.interop
+def test_unicode_escapes_long_keys_and_thousands_of_series(tmp_path, influxd_factory, cli) -> None:
     """Keys with escapes, unicode and 60 KB tag values, and 3000 series: part of them in TSM files
     (snapshotted), part only in the WAL when influxd stops."""
     root = tmp_path / "root"
@@ -230,13 +222,14 @@ def test_unicode_escapes_long_keys_and_thousands_of_series(tmp_path, influxd_fac
     baseline = meta_answers(server)
     server.stop()
     assert list((root / "wal" / "odd").glob("*/*/*.wal"))
-    proc = run_cli("build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"))
+    proc = cli("build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"))
     assert proc.returncode == 0, proc.stderr
     answers = assert_served_with_tsi1(root, expected, influxd_factory, baseline=baseline)
     assert len(answers["odd"]["series"]) == 3000 + 7 + 2
 
 
-def test_measurement_escape_quirk_is_warned_and_fixable(tmp_path, influxd_factory) -> None:
+@pytest.mark.interop
+def test_measurement_escape_quirk_is_warned_and_fixable(tmp_path, influxd_factory, cli) -> None:
     """influxd 1.6.7 names ``eq\\=sign`` ``eq=sign`` in its write path (and fields.idx) but
     ``eq\\=sign`` when it parses keys back: under tsi1 the points are invisible while the old
     fields.idx is there (natively too). build-tsi says so; removing fields.idx as the warning says
@@ -248,7 +241,7 @@ def test_measurement_escape_quirk_is_warned_and_fixable(tmp_path, influxd_factor
     server.stop()
     fields = list((root / "data" / "odd").glob("*/*/fields.idx"))
     assert fields
-    proc = run_cli("build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"))
+    proc = cli("build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"))
     assert proc.returncode == 0, proc.stderr
     assert "fields.idx is removed" in proc.stderr and "'eq\\\\=sign'" in proc.stderr, proc.stderr
     for f in fields:

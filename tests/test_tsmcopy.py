@@ -46,6 +46,7 @@ def string_tsm(blocks: list[list[bytes]]) -> tuple[bytes, list[int]]:
     return data, [e.offset for e in r.entries(b"m#!~#s")]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=8), min_size=1, max_size=6),

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -17,22 +15,15 @@ from influx_archive.archive.ops.verify import verify
 from influx_archive.tsm.reader import TSMReader
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from influx_archive.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=300,
-    )
-
-
 @pytest.mark.parametrize("name", ["legacy", "portable", "legacy_incremental", "portable_incremental", "live", "portable_range"])
-def test_intact_fixtures_verify_clean(name, fixtures_dir) -> None:
+def test_intact_fixtures_verify_clean(name, fixtures_dir, cli) -> None:
     proc = cli("verify", str(fixtures_dir / name), "--deep", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["ok"] and doc["findings"] == [] and doc["blocks"] > 0
 
 
-def test_influxd_truncated_range_tar_is_an_error(fixtures_dir) -> None:
+def test_influxd_truncated_range_tar_is_an_error(fixtures_dir, cli) -> None:
     proc = cli("verify", str(fixtures_dir / "portable_range_db2"))
     assert proc.returncode == 1
     line = proc.stdout.splitlines()[0]
@@ -52,7 +43,7 @@ def _member_data_offset(tar_path: Path, suffix: str) -> tuple[int, int]:
         return m.offset_data, m.size
 
 
-def test_every_damage_is_reported(tmp_path, fixtures_dir) -> None:
+def test_every_damage_is_reported(tmp_path, fixtures_dir, cli) -> None:
     src = _legacy_copy(tmp_path, fixtures_dir)
     # 1. one flipped byte inside the second block of shard 2's TSM file
     tar2 = src / "db1.autogen.00002.00"
@@ -114,7 +105,7 @@ def test_manifest_size_checked(tmp_path, fixtures_dir) -> None:
     assert msgs == [f"the manifest records {entry['size']} uncompressed bytes, the file holds {entry['size'] - 512}"]
 
 
-def test_dump_tsm_inside_a_backup(fixtures_dir) -> None:
+def test_dump_tsm_inside_a_backup(fixtures_dir, cli) -> None:
     spec = f"{fixtures_dir / 'legacy' / 'db1.hourly.00010.00'}::db1/hourly/10/000000001-000000001.tsm"
     proc = cli("dump-tsm", spec, "--blocks", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -128,7 +119,7 @@ def test_dump_tsm_inside_a_backup(fixtures_dir) -> None:
     assert proc.returncode == 0 and proc.stdout.count("sensor=b") == 2 and "sensor=a" not in proc.stdout
 
 
-def test_dump_wal_of_a_live_root(fixtures_dir) -> None:
+def test_dump_wal_of_a_live_root(fixtures_dir, cli) -> None:
     proc = cli("dump-wal", f"{fixtures_dir / 'live'}::db1/hourly/21/_00001.wal", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
