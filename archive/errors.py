@@ -209,7 +209,7 @@ class ArchiveError(Exception):
         path: str | os.PathLike[str] | None = None,
         member: str | None = None,
         offset: int | None = None,
-    ) -> "ArchiveError":
+    ) -> ArchiveError:
         """Fill in location parts that are still unknown (outer layers know the file name,
         inner parsers know the offset). Returns self so it can be re-raised.
 

@@ -42,7 +42,6 @@ code                            the finding
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 ERROR = "error"
 WARNING = "warning"
@@ -86,10 +85,10 @@ CODES = frozenset({
 class Finding:
     severity: str
     message: str
-    path: Optional[str] = None
-    member: Optional[str] = None
-    offset: Optional[int] = None
-    code: Optional[str] = None  # stable identifier (see above); None only until every call site names one
+    path: str | None = None
+    member: str | None = None
+    offset: int | None = None
+    code: str | None = None  # stable identifier (see above); None only until every call site names one
 
     def to_dict(self) -> dict:
         """As data, paths shown as the user knows them (a sealed archive, not its spool)."""
@@ -108,7 +107,7 @@ class Finding:
         return f"{self.severity}: {escape(display_text(self.message))}{format_where(self.path, self.member, self.offset)}"
 
     @classmethod
-    def from_error(cls, err: Exception, severity: str = ERROR) -> "Finding":
+    def from_error(cls, err: Exception, severity: str = ERROR) -> Finding:
         """The finding for ``err``: its message and location, and the error's code."""
         from .errors import ArchiveError
 

@@ -36,9 +36,9 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 from .errors import BusyError, TargetError, UsageError
 
@@ -93,7 +93,7 @@ _HELD: dict[tuple[int, int], list] = {}  # directory (dev, ino) -> [_Held, count
 _CREATED: list[Path] = []  # directories created by the locks held now, in creation order
 
 
-def _holder(fd: int) -> Optional[int]:
+def _holder(fd: int) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         text = os.pread(fd, MAX_LOCK_READ, 0).decode("ascii", "replace").split()
         if text:
@@ -190,13 +190,13 @@ class TargetLock:
     Re-entrant within one process (a library call inside a locked CLI run). Raises BusyError
     when another process holds a lock on any of them (nothing is left locked then)."""
 
-    def __init__(self, dirs: Iterable[tuple[Optional[os.PathLike[str] | str], int]]) -> None:
+    def __init__(self, dirs: Iterable[tuple[os.PathLike[str] | str | None, int]]) -> None:
         self._dirs = [(Path(p).absolute(), mode) for p, mode in dirs if p is not None]
         self._held: list[_Held] = []
         self._created: list[Path] = []
         self.paths: list[Path] = []  # the resolved directories locked
 
-    def __enter__(self) -> "TargetLock":
+    def __enter__(self) -> TargetLock:
         try:
             resolved: dict[tuple[int, int], Path] = {}
             for p, mode in self._dirs:
@@ -283,18 +283,17 @@ def _influxd_dirs(pid: str) -> list[str]:
             argv = [a.decode("utf-8", "surrogateescape") for a in f.read(1 << 16).split(b"\0") if a]
     except OSError:
         return []
-    config: Optional[str] = None
+    config: str | None = None
     for i, a in enumerate(argv):
         if a in ("-config", "--config") and i + 1 < len(argv):
             config = argv[i + 1]
         elif a.startswith(("-config=", "--config=")):
             config = a.partition("=")[2]
     if config is None:
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                for kv in f.read(1 << 20).split(b"\0"):
-                    if kv.startswith(b"INFLUXDB_CONFIG_PATH="):
-                        config = kv.partition(b"=")[2].decode("utf-8", "surrogateescape")
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as f:
+            for kv in f.read(1 << 20).split(b"\0"):
+                if kv.startswith(b"INFLUXDB_CONFIG_PATH="):
+                    config = kv.partition(b"=")[2].decode("utf-8", "surrogateescape")
     if not config:
         return []
     if not os.path.isabs(config):
@@ -340,10 +339,10 @@ def processes_using(dirs: Iterable[os.PathLike[str] | str]) -> list[ProcessUse]:
     return found
 
 
-def _process_use(pid: str, roots: list[str]) -> Optional[ProcessUse]:
+def _process_use(pid: str, roots: list[str]) -> ProcessUse | None:
     """How process ``pid`` uses ``roots`` (None: it does not). A process holding one of their
     lock files is another influx-archive run: the lock, not this scan, reports it."""
-    first: Optional[ProcessUse] = None
+    first: ProcessUse | None = None
     with contextlib.suppress(OSError):
         cwd = os.readlink(f"/proc/{pid}/cwd")
         if _inside(cwd, roots):
@@ -373,7 +372,7 @@ def _process_use(pid: str, roots: list[str]) -> Optional[ProcessUse]:
     return None
 
 
-def refuse_live(dirs: Iterable[Optional[os.PathLike[str] | str]], *, what: str, force: bool = False) -> list[ProcessUse]:
+def refuse_live(dirs: Iterable[os.PathLike[str] | str | None], *, what: str, force: bool = False) -> list[ProcessUse]:
     """Raise BusyError naming the first process (comm and pid) that uses one of ``dirs``, unless
     ``force``: then return them (for a warning). ``what`` says which run refuses ("restore
     into", "back up")."""

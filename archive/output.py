@@ -36,16 +36,16 @@ import contextlib
 import errno
 import io
 import os
-import threading
 import re
 import secrets
 import shutil
 import stat
 import sys
 import tempfile
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 from .errors import ArchiveError, SourceIOError, TargetError, TargetIOError, UsageError
 from .staging import pid_alive, temp_sibling
@@ -188,7 +188,7 @@ def remove_temporaries() -> list[str]:
 # ---------------------------------------------------------------------------- planning
 
 
-def _resolve(given: str) -> tuple[str, Optional[os.stat_result]]:
+def _resolve(given: str) -> tuple[str, os.stat_result | None]:
     """(absolute path with symlinks resolved, its stat or None when nothing is there). A
     dangling symlink (or a loop) is refused."""
     absolute = os.path.abspath(given)
@@ -431,7 +431,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-_UMASK: Optional[int] = None
+_UMASK: int | None = None
 
 
 def _umask() -> int:
@@ -537,7 +537,7 @@ def _spool_owner_alive(pid: int, start: int) -> bool:
     return now == 0 or now == start
 
 
-def spool_root(base: Optional[str | os.PathLike[str]] = None) -> Path:
+def spool_root(base: str | os.PathLike[str] | None = None) -> Path:
     """The per-user spool directory (0700, ours, not a symlink), created when missing."""
     uid = os.getuid()
     parent = Path(base) if base is not None else Path(tempfile.gettempdir())
@@ -585,7 +585,7 @@ def clean_stale_spools(root: Path) -> list[Path]:
     return removed
 
 
-def make_spool(purpose: str, base: Optional[str | os.PathLike[str]] = None) -> str:
+def make_spool(purpose: str, base: str | os.PathLike[str] | None = None) -> str:
     """A new private (0700) spool directory for this process; remove it with :func:`remove_spool`.
     Spools of dead runs are removed first."""
     if not re.fullmatch(r"[a-z]+", purpose):
@@ -616,7 +616,7 @@ def remove_spool(path: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def spool(purpose: str, base: Optional[str | os.PathLike[str]] = None) -> Iterator[str]:
+def spool(purpose: str, base: str | os.PathLike[str] | None = None) -> Iterator[str]:
     path = make_spool(purpose, base)
     try:
         yield path
@@ -624,7 +624,7 @@ def spool(purpose: str, base: Optional[str | os.PathLike[str]] = None) -> Iterat
         remove_spool(path)
 
 
-def refuse_dirs_inside_source(src, dirs: Iterable[tuple[str, Optional[str | os.PathLike[str]]]]) -> None:
+def refuse_dirs_inside_source(src, dirs: Iterable[tuple[str, str | os.PathLike[str] | None]]) -> None:
     """:func:`refuse_inside_source` for each named directory output of a verb (restore's
     ``--metadir`` / ``--datadir`` / ``--waldir``); ``None`` entries are skipped."""
     roots = source_roots(src)

@@ -7,15 +7,15 @@ Library code must accept ``progress=None`` and then report nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
 class Progress:
     kind: str  # "start" | "advance" | "end"
     advance: int = 0
-    total: Optional[int] = None
+    total: int | None = None
     unit: str = "B"
     label: str = ""
 
@@ -27,14 +27,14 @@ class Reporter:
     """Small helper so library loops can say ``rep.start(total)``, ``rep.advance(n)``, ``rep.end()``
     without checking for ``None`` each time."""
 
-    __slots__ = ("_cb", "_unit", "_label")
+    __slots__ = ("_cb", "_label", "_unit")
 
-    def __init__(self, callback: Optional[ProgressCallback], *, unit: str = "B", label: str = "") -> None:
+    def __init__(self, callback: ProgressCallback | None, *, unit: str = "B", label: str = "") -> None:
         self._cb = callback
         self._unit = unit
         self._label = label
 
-    def start(self, total: Optional[int]) -> None:
+    def start(self, total: int | None) -> None:
         if self._cb is not None:
             self._cb(Progress("start", total=total, unit=self._unit, label=self._label))
 

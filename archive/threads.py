@@ -4,7 +4,8 @@ reads, inflating, CRCs), results kept in input order so that output never depend
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -14,14 +14,13 @@ import calendar
 import datetime as _dt
 import re
 import time
-from typing import Optional
 
 from .errors import UsageError
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
-def rfc3339(ns: Optional[int]) -> Optional[str]:
+def rfc3339(ns: int | None) -> str | None:
     """Nanoseconds since the epoch as RFC3339 in UTC, like Go's RFC3339Nano (trailing zeros trimmed)."""
     if ns is None:
         return None
@@ -67,7 +66,7 @@ def parse_time(text: str, *, option: str = "time") -> int:
     return value
 
 
-def parse_backup_stamp(text: str) -> Optional[int]:
+def parse_backup_stamp(text: str) -> int | None:
     """Epoch seconds of a ``20060102T150405Z`` stamp (UTC), or None when it is not a valid one."""
     try:
         return calendar.timegm(time.strptime(text, "%Y%m%dT%H%M%SZ"))
@@ -77,4 +76,4 @@ def parse_backup_stamp(text: str) -> Optional[int]:
 
 def utc_now_seconds() -> str:
     """Now, in UTC, as ``2006-01-02T15:04:05Z``."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

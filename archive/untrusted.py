@@ -24,7 +24,7 @@ import fcntl
 import os
 import stat
 import tarfile
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 from .errors import FormatError, SourceIOError
 
@@ -73,7 +73,7 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
-def probe_regular(path: str | os.PathLike[str], *, raise_os: bool = False) -> tuple[Optional[int], Optional[str]]:
+def probe_regular(path: str | os.PathLike[str], *, raise_os: bool = False) -> tuple[int | None, str | None]:
     """(size, None) when ``path`` opens as a regular file, else (None, why). With ``raise_os`` an
     operating-system refusal (EACCES, EIO) is raised as :class:`SourceIOError` instead: it is not
     damage, and a verb that does not salvage must say so with its own exit code."""

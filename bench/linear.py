@@ -26,21 +26,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from influx_archive.archive.ops.restore.metastore import merge_meta
 from influx_archive.archive.ops.select import Selection
 from influx_archive.archive.sources import open_source
 from influx_archive.meta import files as metafiles
 from influx_archive.meta.model import (
-    Data, DatabaseInfo, RetentionPolicyInfo, ShardGroupInfo, ShardInfo, ShardOwner, decode_data, encode_data,
+    Data,
+    DatabaseInfo,
+    RetentionPolicyInfo,
+    ShardGroupInfo,
+    ShardInfo,
+    ShardOwner,
+    decode_data,
+    encode_data,
 )
 from influx_archive.tsm.block import FLOAT, encode_block
 from influx_archive.tsm.reader import TSMReader

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from influx_archive.archive.sources.model import Shard, ShardFile, mark_range_increments
 from influx_archive.archive.sources.ondisk import DiskSource, add_tar_shard
 from influx_archive.archive.sources.tarscan import TarMember

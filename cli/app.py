@@ -354,7 +354,7 @@ def _run(argv: Optional[list[str]]) -> None:
         _json_error(CODE_INTERRUPTED, EXIT_INTERRUPTED, "interrupted")
         sys.stderr.write("influx-archive: interrupted\n")
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # noqa: BLE001 - last resort: still one line, code 3
+    except Exception as exc:
         _exit_if_terminated()
         _fail(CODE_UNEXPECTED, EXIT_FAILURE,
               f"unexpected {exc.__class__.__name__}: {exc} (re-run with --debug for details)", exc)

@@ -35,8 +35,8 @@ def _run(
     require_kind: Optional[str] = None, salvage: bool = False, force: bool = False,
 ) -> None:
     from ..archive.ops.select import Selection
-    from ..archive.timefmt import parse_time
     from ..archive.sources import open_source
+    from ..archive.timefmt import parse_time
 
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     lo = parse_time(start, option="--start") if start is not None else None

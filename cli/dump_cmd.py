@@ -22,7 +22,7 @@ def dump_tsm(
 ) -> None:
     """Header, index and (with --blocks) blocks of a TSM file, like influx_inspect dumptsm."""
     from ..archive.ops.dump import dump_tsm as dump_tsm_file
-    
+
     doc = dump_tsm_file(spec, blocks=blocks, key_pattern=key)
     if json_out:
         emit_json(doc)
@@ -59,7 +59,7 @@ def dump_wal(
 ) -> None:
     """Entries of a WAL segment: writes (keys, value counts), deletes, delete-ranges, damage."""
     from ..archive.ops.dump import dump_wal as dump_wal_file
-    
+
     doc = dump_wal_file(spec)
     if json_out:
         emit_json(doc)

@@ -33,8 +33,8 @@ def export(
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
     """
     from ..archive.ops.export import export_to_path
-    from ..archive.timefmt import parse_time
     from ..archive.sources import open_source
+    from ..archive.timefmt import parse_time
 
     kw = dict(
         database=database,

@@ -78,7 +78,7 @@ def inspect(
     """
     from ..archive.ops.inspect import inspect_source
     from ..archive.sources import open_source
-    
+
     # show everything readable; damage becomes findings
     with open_source(path, salvage=True) as src, progress_bars() as bars:
         doc = inspect_source(src, points=points, progress=bars)

@@ -10,8 +10,16 @@ from typing import Optional
 
 # Importing a command module registers its commands on ``app.app``.
 # (in this order: it is the order ``--help`` lists them in).
-from . import convert_cmd, dump_cmd, export_cmd, inspect_cmd, pack_cmd, restore_cmd, verify_cmd  # noqa: F401
-from . import tsi_cmd  # noqa: F401
+from . import (  # noqa: F401
+    convert_cmd,
+    dump_cmd,
+    export_cmd,
+    inspect_cmd,
+    pack_cmd,
+    restore_cmd,
+    tsi_cmd,
+    verify_cmd,
+)
 from .app import run
 
 

@@ -25,7 +25,7 @@ def pack(
     (inspect, verify, restore, convert, trim, export); `unpack` restores the directory exactly.
     """
     from ..archive.ops.pack import pack as pack_backup
-    
+
     with progress_bars() as bars:
         res = pack_backup(src, archive, level=level, threads=threads, force=force, progress=bars)
     if str(archive) == "-":
@@ -48,7 +48,7 @@ def unpack(
     Nothing is written unless the whole archive checks out.
     """
     from ..archive.ops.pack import unpack as unpack_archive
-    
+
     with progress_bars() as bars:
         res = unpack_archive(archive, dest, progress=bars)
     if json_out:

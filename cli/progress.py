@@ -39,7 +39,7 @@ class ProgressBars:
             bar.close()
             del self._bars[ev.label]
 
-    def __enter__(self) -> "ProgressBars":
+    def __enter__(self) -> ProgressBars:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -85,7 +85,7 @@ def restore(
     from ..archive.ops.restore import INDEX_GUIDANCE, check_target_args, execute_restore, plan_restore, target_lock
     from ..archive.ops.select import Selection
     from ..archive.sources import open_source
-    
+
     if portable or online or host is not None:
         raise UsageError(
             "influx-archive restores offline into --metadir/--datadir; -portable/-online/-host are not needed "

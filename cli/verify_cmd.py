@@ -24,7 +24,7 @@ def verify(
     (severity: message [file F, member M, offset N]). Exit 0 when no error was found, 1 otherwise.
     """
     from ..archive.ops.verify import verify as verify_source
-    
+
     with progress_bars() as bars:
         report = verify_source(src, deep=deep, progress=bars)
     if json_out:

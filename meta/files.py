@@ -1,5 +1,5 @@
 """Metastore files: ``meta.db``, legacy ``meta.NN``, portable ``.meta`` and ``.manifest``,
-and the file names of both backup formats (BACKUP_META.md §1.1, §2.1, §2.2, §3.1-§3.3, §9).
+and the file names of both backup formats (docs/formats.md#meta-db, #legacy-files, #meta-nn, #portable-files, #portable-meta, #manifest, #influxd-restore).
 
 Parsers take the file's bytes (these files are small and read whole; the ``read_*`` helpers
 check the size before reading) and raise :class:`~influx_archive.archive.errors.FormatError`
@@ -7,9 +7,9 @@ with the file and offset on damage. Builders return the bytes influxd 1.6.7 itse
 so a parse -> build round trip of a real file is byte-identical.
 
 Where influxd is lossy this module is not: the legacy shard-name parser reads the ID as an
-integer (influxd strips trailing zeros too, §4.1 / quirk 6) and reports ``db.rp`` prefixes that
-contain more than one dot as ambiguous instead of guessing (quirk 10); :func:`legacy_meta_index`
-orders ``meta.NN`` numerically and ignores ``.pending`` files (quirk 11).
+integer (influxd strips trailing zeros too, docs/formats.md#offline-restore) and reports ``db.rp`` prefixes that
+contain more than one dot as ambiguous instead of guessing (docs/formats.md#offline-restore); :func:`legacy_meta_index`
+orders ``meta.NN`` numerically and ignores ``.pending`` files (docs/formats.md#incremental-sets).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ PathLike = str | os.PathLike[str]
 
 
 def read_meta_db_bytes(path: PathLike) -> bytes:
-    """The raw bytes of a ``meta.db`` (one serialized ``meta.Data``, §1.1), unvalidated."""
+    """The raw bytes of a ``meta.db`` (one serialized ``meta.Data``, docs/formats.md#meta-db), unvalidated."""
     if not os.path.lexists(path):
         raise SourceError("file not found", path=path)
     return read_small(path, fmt.MAX_META_FILE_SIZE)
@@ -155,7 +155,7 @@ def write_meta_db(
 
 
 # --------------------------------------------------------------------------------------------
-# legacy meta.NN (§2.2)
+# legacy meta.NN (docs/formats.md#meta-nn)
 
 
 class MetaNN(NamedTuple):
@@ -177,7 +177,7 @@ def _parse_at(con: Any, data: bytes, offset: int, what: str, path: PathLike | No
 
 
 def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
-    """Parse a legacy ``meta.NN`` file (§2.2) and decode its metastore.
+    """Parse a legacy ``meta.NN`` file (docs/formats.md#meta-nn) and decode its metastore.
 
     Checks the magic, then L and N against the file size (total must be exactly L + N + 24;
     OSS always has N = 5, other N are accepted). Offsets in errors are file offsets."""
@@ -225,7 +225,7 @@ def build_meta_nn(blob: bytes, node_json: bytes = fmt.OSS_NODE_JSON) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# portable .meta (§3.2)
+# portable .meta (docs/formats.md#portable-meta)
 
 
 @message("backup_util.PortableData")
@@ -242,7 +242,7 @@ class PortableMeta(NamedTuple):
 
 
 def parse_portable_meta(data: bytes, *, path: PathLike | None = None) -> PortableMeta:
-    """Parse a portable ``<ts>.meta`` file (a ``PortableData`` protobuf, §3.2).
+    """Parse a portable ``<ts>.meta`` file (a ``PortableData`` protobuf, docs/formats.md#portable-meta).
 
     The metastore blob is also decoded once, so damage inside it is reported here with its
     offset in the ``.meta`` file (decode the returned blob with :func:`decode_data`).
@@ -278,7 +278,7 @@ def build_portable_meta(blob: bytes, max_node_id: int = 0) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# .manifest (§3.3)
+# .manifest (docs/formats.md#manifest)
 
 
 @dataclass(slots=True)
@@ -374,7 +374,7 @@ def _reject_constant(name: str) -> None:
 
 
 def parse_manifest(text: str | bytes, *, path: PathLike | None = None) -> Manifest:
-    """Parse a portable ``.manifest`` (§3.3).
+    """Parse a portable ``.manifest`` (docs/formats.md#manifest).
 
     Every key OSS writes must be present with its JSON type (``files`` may be ``null``);
     integers must fit their Go types. Unknown keys are ignored (as Go does). Raises
@@ -521,7 +521,7 @@ def dump_manifest(m: Manifest) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# file names (§2.1, §3.1)
+# file names (docs/formats.md#legacy-files, #portable-files)
 
 
 def portable_timestamp(when: _dt.datetime) -> str:
@@ -529,7 +529,7 @@ def portable_timestamp(when: _dt.datetime) -> str:
     (``20261125T015827Z``). ``when`` must be timezone-aware."""
     if when.tzinfo is None or when.utcoffset() is None:
         raise UsageError("portable_timestamp needs a timezone-aware datetime")
-    u = when.astimezone(_dt.timezone.utc)
+    u = when.astimezone(_dt.UTC)
     return f"{u.year:04d}{u.month:02d}{u.day:02d}T{u.hour:02d}{u.minute:02d}{u.second:02d}Z"
 
 
@@ -541,7 +541,7 @@ class PortableNames(NamedTuple):
 
 def portable_names(ts: str | _dt.datetime, shard_ids: Iterable[int | str]) -> PortableNames:
     """The file names of one portable backup run. A shard id given as text is used verbatim,
-    as influxd does with ``-shard 010`` (``<ts>.s010.tar.gz``, §3.1)."""
+    as influxd does with ``-shard 010`` (``<ts>.s010.tar.gz``, docs/formats.md#portable-files)."""
     base = portable_timestamp(ts) if isinstance(ts, _dt.datetime) else ts
     shards: dict[int | str, str] = {}
     for sid in shard_ids:
@@ -554,7 +554,7 @@ def portable_names(ts: str | _dt.datetime, shard_ids: Iterable[int | str]) -> Po
 
 
 def legacy_meta_file_name(n: int) -> str:
-    """``meta.%02d`` (§2.1)."""
+    """``meta.%02d`` (docs/formats.md#legacy-files)."""
     if n < 0:
         raise UsageError(f"bad increment number {n}")
     return f"{fmt.LEGACY_META_PREFIX}{n:0{fmt.LEGACY_INCREMENT_WIDTH}d}"
@@ -565,14 +565,14 @@ _LEGACY_META_RE = re.compile(r"meta\.([0-9]{2,})")
 
 def legacy_meta_index(name: str) -> int | None:
     """The increment number of a ``meta.NN`` file name, or None for any other name (including
-    ``meta.00.pending``). Pick the newest metastore by this number, not lexically (quirk 11:
+    ``meta.00.pending``). Pick the newest metastore by this number, not lexically (docs/formats.md#incremental-sets:
     ``meta.100`` is newer than ``meta.99``)."""
     m = _LEGACY_META_RE.fullmatch(name)
     return int(m.group(1)) if m else None
 
 
 def legacy_shard_file_name(db: str, rp: str, shard_id: int, n: int) -> str:
-    """``<db>.<rp>.<id %05d>.<n %02d>`` (§2.1), e.g. ``db1.hourly.00010.00``."""
+    """``<db>.<rp>.<id %05d>.<n %02d>`` (docs/formats.md#legacy-files), e.g. ``db1.hourly.00010.00``."""
     if shard_id < 0 or n < 0:
         raise UsageError(f"bad shard id {shard_id} or increment {n}")
     return (
@@ -583,7 +583,7 @@ def legacy_shard_file_name(db: str, rp: str, shard_id: int, n: int) -> str:
 @dataclass(frozen=True, slots=True)
 class LegacyShardName:
     """A parsed legacy shard file name. ``shard_id`` and ``n`` are exact; the ``db.rp`` prefix
-    can only be split when it holds exactly one dot (names are not escaped, §2.1)."""
+    can only be split when it holds exactly one dot (names are not escaped, docs/formats.md#legacy-files)."""
 
     prefix: str  # "<db>.<rp>" as in the name
     shard_id: int
@@ -611,7 +611,7 @@ def parse_legacy_shard_file_name(name: str) -> LegacyShardName | None:
     """Parse ``<db>.<rp>.<id>.<NN>`` from the right; None if ``name`` is not such a name
     (``meta.00``, ``*.pending``, anything else).
 
-    Unlike influxd (quirk 6), the ID is read as a whole integer (``00010`` is 10)."""
+    Unlike influxd (docs/formats.md#offline-restore), the ID is read as a whole integer (``00010`` is 10)."""
     m = _LEGACY_SHARD_RE.fullmatch(name)
     if m is None:
         return None

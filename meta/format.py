@@ -1,8 +1,8 @@
-"""Layouts and constants of the metastore files (BACKUP_META.md §1.1, §2.1, §2.2, §3.1).
+"""Layouts and constants of the metastore files (docs/formats.md#meta-db, #legacy-files, #meta-nn, #portable-files).
 
 No I/O here. The protobuf messages (``meta.Data``, ``PortableData``) are handled by
 :mod:`influx_archive.meta.proto` / :mod:`influx_archive.meta.model`; this module holds the
-binary frame of a legacy ``meta.NN`` file (§2.2) and the names influxd gives its files.
+binary frame of a legacy ``meta.NN`` file (docs/formats.md#meta-nn) and the names influxd gives its files.
 
 ``meta.NN`` (all integers big-endian, no checksum)::
 
@@ -36,7 +36,7 @@ MetaNNHead = Struct(
 #: The node-section length at offset 16 + L.
 MetaNNNodeLength = Int64ub
 
-#: The whole ``meta.NN`` frame (§2.2); lengths are implied by ``blob`` and ``node`` on build.
+#: The whole ``meta.NN`` frame (docs/formats.md#meta-nn); lengths are implied by ``blob`` and ``node`` on build.
 MetaNNFrame = Struct(
     "magic" / Const(META_NN_MAGIC, Int64ub),
     "blob" / Prefixed(Int64ub, GreedyBytes),
@@ -54,12 +54,12 @@ MAX_META_FILE_SIZE = 128 << 20
 #: parsing peaks at ~4.2 times the text (~270 MB at the cap).
 MAX_MANIFEST_SIZE = 64 << 20
 
-#: Legacy backup names (§2.1): ``meta.%02d`` and ``<db>.<rp>.%05d.%02d``.
+#: Legacy backup names (docs/formats.md#legacy-files): ``meta.%02d`` and ``<db>.<rp>.%05d.%02d``.
 LEGACY_META_PREFIX = "meta."
 LEGACY_SHARD_ID_WIDTH = 5
 LEGACY_INCREMENT_WIDTH = 2
 
-#: Portable backup names (§3.1): ``<ts>.meta``, ``<ts>.manifest``, ``<ts>.s<sid>.tar.gz``,
+#: Portable backup names (docs/formats.md#portable-files): ``<ts>.meta``, ``<ts>.manifest``, ``<ts>.s<sid>.tar.gz``,
 #: ``<ts>`` being UTC wall time in Go layout ``20060102T150405Z``.
 PORTABLE_META_SUFFIX = ".meta"
 PORTABLE_MANIFEST_SUFFIX = ".manifest"

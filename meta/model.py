@@ -1,4 +1,4 @@
-"""The metastore model: ``meta.Data`` and its nested messages (BACKUP_META.md §1.3, §1.4).
+"""The metastore model: ``meta.Data`` and its nested messages (docs/formats.md#metastore-data).
 
 One slotted dataclass per message of influxd's ``services/meta/internal/meta.proto`` (1.6.7),
 field for field, with the wire codec of :mod:`influx_archive.meta.proto`:
@@ -39,7 +39,7 @@ _MSG = Kind.MESSAGE
 
 
 class Privilege(enum.IntEnum):
-    """``UserPrivilege.privilege`` values (influxql ``Privilege``, §1.4)."""
+    """``UserPrivilege.privilege`` values (influxql ``Privilege``, docs/formats.md#metastore-data)."""
 
     NONE = 0
     READ = 1
@@ -109,7 +109,7 @@ class ShardGroupInfo:
 MIN_TIME = -(1 << 63)
 
 
-def shard_group_range(group: "ShardGroupInfo") -> tuple[int, int]:
+def shard_group_range(group: ShardGroupInfo) -> tuple[int, int]:
     """``(start, end)`` (start inclusive, end exclusive, ns) of the times ``group`` holds, with a
     start after the end read as :data:`MIN_TIME` (see :attr:`ShardGroupInfo.effective_start`)."""
     start, end = group.start_time, group.end_time
@@ -119,7 +119,7 @@ def shard_group_range(group: "ShardGroupInfo") -> tuple[int, int]:
 
 
 def shard_group_sort_key(group: ShardGroupInfo) -> tuple[int, int, int, int]:
-    """Sort key of influxd's ``ShardGroupInfos.Less`` (§1.4): effective end (TruncatedAt when
+    """Sort key of influxd's ``ShardGroupInfos.Less`` (docs/formats.md#metastore-data): effective end (TruncatedAt when
     truncated, else EndTime), then StartTime.
 
     influxd reads a stored 0 as Go's zero time (year 1), which sorts before every int64
@@ -209,7 +209,7 @@ class ShardRef(NamedTuple):
 @message("meta.Data")
 @dataclass(slots=True)
 class Data:
-    """The whole metastore (§1.3)."""
+    """The whole metastore (docs/formats.md#metastore-data)."""
 
     term: int = required(1, "Term", _U64, 0)
     index: int = required(2, "Index", _U64, 0)

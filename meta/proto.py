@@ -1,6 +1,6 @@
 """A minimal, bounds-checked proto2 wire codec, enough for influxd's metastore messages.
 
-Implements the wire rules BACKUP_META.md §1.2 relies on (gogo/protobuf as built into influxd
+Implements the wire rules docs/formats.md#metastore-encoding relies on (gogo/protobuf as built into influxd
 1.6.7): base-128 varints, LEN fields, fixed64/fixed32 and (deprecated) groups for *skipping*
 unknown fields. On top of the wire layer sits a small schema-driven message codec: a message is a
 slotted dataclass whose fields carry a :class:`FieldSpec` (made with :func:`required`,
@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from influx_archive.archive.errors import FormatError, TruncatedError, UsageError
 
@@ -144,7 +145,7 @@ def message(name: str) -> Callable[[type], type]:
             elif f.name != "unknown":
                 raise TypeError(f"{cls.__name__}.{f.name} has no protobuf field spec")
         specs.sort(key=lambda s: s.number)
-        setattr(cls, "_proto_spec", MessageSpec(name, tuple(specs), {s.number: s for s in specs}))
+        cls._proto_spec = MessageSpec(name, tuple(specs), {s.number: s for s in specs})
         return cls
 
     return wrap

@@ -29,7 +29,6 @@ sys.path.insert(0, str(FIXTURES_DIR))
 
 import influxd  # noqa: E402  (needs the sys.path entry above)
 
-
 #: Fixtures that start influxd (or find it): a test using one, directly or through another
 #: fixture, must be marked ``interop``.
 _INFLUXD_FIXTURES = frozenset({"influxd_bin", "influxd_factory"})

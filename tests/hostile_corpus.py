@@ -47,9 +47,9 @@ import struct
 import sys
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import zstandard
 

@@ -33,7 +33,6 @@ import sys
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from influx_archive.meta import files as metafiles
 from influx_archive.tsm.block import FLOAT, INTEGER
@@ -56,7 +55,7 @@ class Case:
     name: str
     path: Path
     code: int = 0
-    mention: Optional[str] = None
+    mention: str | None = None
     #: key -> {t: value}: what the server served (successful cases)
     points: dict = field(default_factory=dict, compare=False, hash=False)
     #: extra CLI arguments (windows)
@@ -415,7 +414,7 @@ def _write_portable(srv: ServerModel, dest: Path) -> None:
     models = [srv] + srv.peers
     for i, st in enumerate(srv.sets):
         set_time = SET_TIME0 + 60 * i
-        ts = metafiles.portable_timestamp(_dt.datetime.fromtimestamp(set_time, _dt.timezone.utc))
+        ts = metafiles.portable_timestamp(_dt.datetime.fromtimestamp(set_time, _dt.UTC))
         names = metafiles.portable_names(ts, [m.shard_id for m in models])
         entries = []
         for m in models:

@@ -18,9 +18,9 @@ import shutil
 import stat
 import subprocess
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from influx_archive.tsm.reader import TSMReader
 
@@ -34,12 +34,12 @@ class OutCase:
     name: str
     argv: list[str]
     code: int
-    mention: Optional[str]  # substring of the single stderr line (None: success)
+    mention: str | None  # substring of the single stderr line (None: success)
     source: Path  # hashed before and after: never modified
     watch: Path  # nothing in it changes but ``allowed`` names
     allowed: tuple[str, ...] = ()  # top-level names in ``watch`` that may appear or change
-    check: Optional[Callable[["OutCase", bytes], None]] = None  # (case, captured stream bytes)
-    fifo: Optional[Path] = None  # a reader thread drains this FIFO while the command runs
+    check: Callable[[OutCase, bytes], None] | None = None  # (case, captured stream bytes)
+    fifo: Path | None = None  # a reader thread drains this FIFO while the command runs
     stdout_is_output: bool = False  # the output goes to stdout (captured, not checked as text)
     unprivileged: bool = False  # run without the DAC-override capabilities (EACCES cases)
     tags: tuple[str, ...] = field(default_factory=tuple)

@@ -25,9 +25,9 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 STAGE_PREFIX = ".influx-archive-restore-"
@@ -106,7 +106,7 @@ def lines(*recs) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in recs)
 
 
-def moved(role: str, rel: list, p: Optional[Path] = None) -> dict:
+def moved(role: str, rel: list, p: Path | None = None) -> dict:
     st = os.lstat(p) if p is not None else None
     return {"op": "moved", "root": role, "rel": rel, "dev": st.st_dev if st else 0, "ino": st.st_ino if st else 0}
 
@@ -165,7 +165,7 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
         rel = list(shard.relative_to(root / "data").parts)
         return lines(header(stage, ours(stage, root)), moved("data", rel, shard))
 
-    def attr_variant(mode: int = 0o700, uid: Optional[int] = None, jmode: int = 0o600, juid: Optional[int] = None):
+    def attr_variant(mode: int = 0o700, uid: int | None = None, jmode: int = 0o600, juid: int | None = None):
         def build(stage: Path, root: Path, d: Path) -> None:
             valid_dir(stage, mode)
             (stage / "journal").write_bytes(undo_db2(stage, root))
@@ -241,7 +241,7 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
         )(stage, root, d),
     })
 
-    def header_variant(mutate: Callable[[dict, Path, Path, Path], None], ops: Optional[Callable[[Path, Path, Path], list]] = None):
+    def header_variant(mutate: Callable[[dict, Path, Path, Path], None], ops: Callable[[Path, Path, Path], list] | None = None):
         def build(stage: Path, root: Path, d: Path) -> None:
             valid_dir(stage)
             h = header(stage, ours(stage, root))

@@ -28,18 +28,19 @@ import subprocess
 import sys
 import tarfile
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostile_corpus import _first_entry, _raw_tsm  # noqa: E402
-from influx_archive.meta import files as metafiles  # noqa: E402
-from influx_archive.meta.model import decode_data, encode_data  # noqa: E402
-from influx_archive.tsm.block import FLOAT  # noqa: E402
+from hostile_corpus import _first_entry, _raw_tsm
+
+from influx_archive.meta import files as metafiles
+from influx_archive.meta.model import decode_data, encode_data
+from influx_archive.tsm.block import FLOAT
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 STEM = "20261125T064330Z"
@@ -62,7 +63,7 @@ class SourceCase:
     path: Path
     expect: dict[str, int]  # verb -> exact exit code
     mention: str  # every failing verb names this (escaped as the CLI prints it)
-    as_user: Optional[str] = None  # run the verb as this user (files root could read anyway)
+    as_user: str | None = None  # run the verb as this user (files root could read anyway)
     also: tuple[str, ...] = field(default_factory=tuple)  # further texts that must all be named
 
 
@@ -77,13 +78,13 @@ def _copy(root: Path, name: str, fixture: str) -> Path:
     return d
 
 
-def _tar_members(data: bytes, gz: bool = False) -> list[tuple[tarfile.TarInfo, Optional[bytes]]]:
+def _tar_members(data: bytes, gz: bool = False) -> list[tuple[tarfile.TarInfo, bytes | None]]:
     raw = gzip.decompress(data) if gz else data
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
         return [(m, tf.extractfile(m).read() if m.isfile() else None) for m in tf.getmembers()]  # type: ignore[union-attr]
 
 
-def _tar(members: Iterable[tuple[tarfile.TarInfo, Optional[bytes]]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+def _tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
         for info, data in members:
@@ -95,7 +96,7 @@ def _tar(members: Iterable[tuple[tarfile.TarInfo, Optional[bytes]]], fmt: int = 
     return buf.getvalue()
 
 
-def _info(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, Optional[bytes]]:
+def _info(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
     ti = tarfile.TarInfo(name)
     ti.type = kind
     ti.linkname = link
@@ -104,7 +105,7 @@ def _info(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str
     return ti, data if kind == tarfile.REGTYPE else None
 
 
-def _set_portable_tar(d: Path, shard: int, tar: bytes, gz: Optional[bytes] = None) -> Path:
+def _set_portable_tar(d: Path, shard: int, tar: bytes, gz: bytes | None = None) -> Path:
     """Replace ``<STEM>.s<shard>.tar.gz`` and keep the manifest's size (the uncompressed tar) true."""
     f = d / f"{STEM}.s{shard}.tar.gz"
     f.write_bytes(gz if gz is not None else gzip.compress(tar, mtime=0))
@@ -337,12 +338,12 @@ def sealed_manifest_cases(root: Path) -> list[SourceCase]:
     out: list[SourceCase] = []
     expect = {INSPECT: 1, VERIFY: 1, RESTORE: 1, CONVERT: 1, UNPACK: 1}
 
-    def add(label: str, text: bytes, exp: Optional[dict[str, int]] = None) -> None:
+    def add(label: str, text: bytes, exp: dict[str, int] | None = None) -> None:
         # the manifest, or the member whose entry it damaged: named ARCHIVE::member either way
         p = _seal(root / f"m{len(out):03d}.tar.zst", text, members)
         out.append(SourceCase("sealed-manifest", label, p, dict(exp or expect), f"{p.name}::"))
 
-    def add_doc(label: str, d: object, exp: Optional[dict[str, int]] = None) -> None:
+    def add_doc(label: str, d: object, exp: dict[str, int] | None = None) -> None:
         add(label, json.dumps(d).encode(), exp)
 
     for path, right in _FIELDS.items():
@@ -431,7 +432,7 @@ def sealed_member_damage_cases(root: Path) -> list[SourceCase]:
     return out
 
 
-def _inner_damage(name: str, data: bytes, gz: bool) -> Optional[bytes]:
+def _inner_damage(name: str, data: bytes, gz: bool) -> bytes | None:
     """``data`` (a member of a packed backup) damaged where its own format notices it."""
     if name.endswith(".manifest"):
         return None  # a manifest is only read as JSON: covered by the portable manifest cases

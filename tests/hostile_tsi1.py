@@ -14,9 +14,9 @@ import json
 import os
 import shutil
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from influx_archive.tsm.tsi1 import format as fmt
 from influx_archive.tsm.tsi1 import index as ix

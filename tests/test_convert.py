@@ -10,13 +10,13 @@ import shutil
 import tarfile
 import time
 
+import influxd as harness
 import pytest
 
-import influxd as harness
-from influx_archive.archive.ops.convert import execute_convert, plan_convert
 from influx_archive.archive.errors import SourceError
-from influx_archive.archive.timefmt import parse_time
+from influx_archive.archive.ops.convert import execute_convert, plan_convert
 from influx_archive.archive.sources import open_source
+from influx_archive.archive.timefmt import parse_time
 from influx_archive.meta.files import parse_manifest
 
 RESTORED = {"databases", "retention_policies", "fields", "points"}  # what influxd's restores carry

@@ -8,9 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import influxd as harness
 import pytest
 
-import influxd as harness
 from influx_archive.archive.ops.lineproto import format_value, influxql_duration
 from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED

@@ -247,30 +247,30 @@ def test_every_definition_has_a_case() -> None:
 
 
 def test_fixed_sizes_match_the_definitions() -> None:
-    assert fmt.HEADER_SIZE == fmt.Header.sizeof()
-    assert fmt.FOOTER_SIZE == fmt.Footer.sizeof()
+    assert fmt.Header.sizeof() == fmt.HEADER_SIZE
+    assert fmt.Footer.sizeof() == fmt.FOOTER_SIZE
     assert fmt.ENTRY_SIZE == fmt.IndexEntry.sizeof() == fmt.ENTRY.size
     assert fmt.CRC_SIZE == fmt.CRC.size == fmt.BLOCK_OFFSET
-    assert fmt.KEY_OFFSET == fmt.KEY_LEN.size
-    assert fmt.RECORD_HEAD_SIZE == fmt.KEY_LEN.size + 1 + fmt.COUNT.size
+    assert fmt.KEY_LEN.size == fmt.KEY_OFFSET
+    assert fmt.KEY_LEN.size + 1 + fmt.COUNT.size == fmt.RECORD_HEAD_SIZE
     assert fmt.Header.build({"version": fmt.VERSION})[fmt.VERSION_OFFSET] == fmt.VERSION
-    assert wfmt.ENTRY_HEADER_SIZE == wfmt.EntryHeader.sizeof()
+    assert wfmt.EntryHeader.sizeof() == wfmt.ENTRY_HEADER_SIZE
     assert wfmt.EntryHeader.build({"type": 1, "length": 0xA0B0C0D})[wfmt.ENTRY_LENGTH_OFFSET:] == wfmt.ENTRY_LENGTH.pack(
         0xA0B0C0D
     )
     assert tfmt.HEADER_SIZE == tfmt.Header.sizeof() == tfmt.VERSION_WORD.size
-    assert tfmt.GZIP_FIXED_HEADER_SIZE == tfmt.GoGzipHeader.sizeof()
-    assert tfmt.GZIP_TRAILER_SIZE == tfmt.GzipTrailer.sizeof()
-    assert tfmt.MIN_RECORD_SIZE == len(tfmt.Record.build({"key_len": 0, "key": b"", "min": 0, "max": 0}))
-    assert mfmt.META_NN_BLOB_OFFSET == mfmt.MetaNNHead.sizeof()
-    assert mfmt.META_NN_OVERHEAD == mfmt.MetaNNHead.sizeof() + mfmt.MetaNNNodeLength.sizeof()
-    assert ifmt.SEGMENT_HEADER_SIZE == ifmt.SegmentHeader.sizeof()
+    assert tfmt.GoGzipHeader.sizeof() == tfmt.GZIP_FIXED_HEADER_SIZE
+    assert tfmt.GzipTrailer.sizeof() == tfmt.GZIP_TRAILER_SIZE
+    assert len(tfmt.Record.build({"key_len": 0, "key": b"", "min": 0, "max": 0})) == tfmt.MIN_RECORD_SIZE
+    assert mfmt.MetaNNHead.sizeof() == mfmt.META_NN_BLOB_OFFSET
+    assert mfmt.MetaNNHead.sizeof() + mfmt.MetaNNNodeLength.sizeof() == mfmt.META_NN_OVERHEAD
+    assert ifmt.SegmentHeader.sizeof() == ifmt.SEGMENT_HEADER_SIZE
     assert ifmt.ENTRY_HEADER_SIZE == ifmt.EntryHeader.sizeof() == ifmt.ENTRY_HEADER.size
-    assert ifmt.INDEX_HEADER_SIZE == ifmt.SeriesIndexHeader.sizeof()
-    assert ifmt.INDEX_ELEM_SIZE == ifmt.INDEX_ELEM.size
-    assert ifmt.INDEX_FILE_TRAILER_SIZE == ifmt.IndexFileTrailer.sizeof()
-    assert ifmt.MEASUREMENT_BLOCK_TRAILER_SIZE == ifmt.MeasurementBlockTrailer.sizeof()
-    assert ifmt.TAG_BLOCK_TRAILER_SIZE == ifmt.TagBlockTrailer.sizeof()
+    assert ifmt.SeriesIndexHeader.sizeof() == ifmt.INDEX_HEADER_SIZE
+    assert ifmt.INDEX_ELEM.size == ifmt.INDEX_ELEM_SIZE
+    assert ifmt.IndexFileTrailer.sizeof() == ifmt.INDEX_FILE_TRAILER_SIZE
+    assert ifmt.MeasurementBlockTrailer.sizeof() == ifmt.MEASUREMENT_BLOCK_TRAILER_SIZE
+    assert ifmt.TagBlockTrailer.sizeof() == ifmt.TAG_BLOCK_TRAILER_SIZE
 
 
 # ---- TSM fast paths -----------------------------------------------------------------------------

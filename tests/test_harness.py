@@ -14,11 +14,10 @@ import shutil
 import struct
 from pathlib import Path
 
-import pytest
-
 import influxd
+import pytest
+from make_fixtures import FIXTURES
 
-from make_fixtures import FIXTURES  # noqa: E402  (fixtures/ is on sys.path via conftest)
 NS = 1_000_000_000
 
 

@@ -31,9 +31,10 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostile_corpus import Case, build_corpus  # noqa: E402
-from influx_archive.cli import main as _registers_the_commands  # noqa: E402,F401
-from influx_archive.cli.app import app  # noqa: E402
+from hostile_corpus import Case, build_corpus
+
+from influx_archive.cli import main as _registers_the_commands  # noqa: F401
+from influx_archive.cli.app import app
 
 
 @dataclass(frozen=True)

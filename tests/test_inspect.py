@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import influxd  # fixtures/influxd.py (put on sys.path by conftest)
 import pytest
 
-import influxd  # fixtures/influxd.py (put on sys.path by conftest)
 from influx_archive.archive.errors import FormatError, SourceError
 from influx_archive.archive.ops.inspect import inspect_source
-from influx_archive.archive.timefmt import rfc3339
 from influx_archive.archive.sources import open_source
+from influx_archive.archive.timefmt import rfc3339
 
 FULL_FIXTURES = ["legacy", "portable", "legacy_incremental", "portable_incremental", "live"]
 #: databases whose data each backup holds (the *_incremental sets are `-database db1` backups;

@@ -766,11 +766,11 @@ def test_legacy_names() -> None:
 
 
 def test_portable_names() -> None:
-    when = dt.datetime(2026, 11, 25, 1, 58, 27, 999999, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 11, 25, 1, 58, 27, 999999, tzinfo=dt.UTC)
     assert files.portable_timestamp(when) == "20261125T015827Z"
     cet = dt.timezone(dt.timedelta(hours=1))
     assert files.portable_timestamp(dt.datetime(2026, 11, 25, 2, 58, 27, tzinfo=cet)) == "20261125T015827Z"
-    assert files.portable_timestamp(dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)) == "09990102T030405Z"
+    assert files.portable_timestamp(dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.UTC)) == "09990102T030405Z"
     with pytest.raises(UsageError):
         files.portable_timestamp(dt.datetime(2026, 11, 25))
     names = files.portable_names("20261125T015827Z", [2, "010"])

@@ -7,15 +7,15 @@ import json
 import os
 from pathlib import Path
 
+import influxd as harness
 import pytest
 
-import influxd as harness
 from influx_archive.archive.errors import ChecksumError, FormatError
 from influx_archive.archive.ops.pack import pack, unpack
+from influx_archive.archive.ops.verify import verify
+from influx_archive.archive.sources import open_source
 from influx_archive.archive.sources.sealed import MANIFEST_NAME
 from influx_archive.archive.sources.shardview import open_shard_reader
-from influx_archive.archive.sources import open_source
-from influx_archive.archive.ops.verify import verify
 
 FIXTURES = ["legacy", "portable", "legacy_incremental", "portable_incremental"]
 

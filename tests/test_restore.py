@@ -14,12 +14,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import influxd as harness
 import pytest
 
-import influxd as harness
-from influx_archive.archive.ops.restore import shards as restore_shards
 from influx_archive.archive.errors import TargetError, UsageError
 from influx_archive.archive.ops.restore import execute_restore, plan_restore
+from influx_archive.archive.ops.restore import shards as restore_shards
 from influx_archive.archive.ops.select import Selection
 from influx_archive.archive.sources import open_source
 from influx_archive.meta.files import read_meta_db

@@ -11,9 +11,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import influxd as harness
 import pytest
 
-import influxd as harness
 from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.keys import parse_series_key, split_key
 from influx_archive.tsm.reader import TSMReader

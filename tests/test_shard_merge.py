@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_wal import as_served, assert_same_points, model_key, served  # shared helpers
 
 from influx_archive.archive.errors import ChecksumError, FormatError
 from influx_archive.tsm.block import FLOAT, INTEGER, decode_block, encode_block
@@ -21,8 +22,6 @@ from influx_archive.tsm.reader import TSMReader
 from influx_archive.tsm.shard import RawFrame, ShardReader, Values
 from influx_archive.tsm.tombstone import Tombstone, TombstoneSet, read_tombstones
 from influx_archive.tsm.wal import Cache, WALWriter
-
-from test_wal import assert_same_points, as_served, model_key, served  # shared helpers
 
 MIN, MAX = -(1 << 63), (1 << 63) - 1
 

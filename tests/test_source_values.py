@@ -7,11 +7,11 @@ with fixtures/<name>.truth.json, which the real influxd answered to `SELECT * ..
 
 from __future__ import annotations
 
+import influxd
 import pytest
 
-import influxd
-from influx_archive.archive.sources.shardview import open_shard_reader
 from influx_archive.archive.sources import open_source
+from influx_archive.archive.sources.shardview import open_shard_reader
 from influx_archive.tsm import block
 from influx_archive.tsm.keys import parse_series_key, split_key
 

@@ -15,6 +15,8 @@ import struct
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from test_block import GO_BLOCKS, _values
+from test_tsm_file import fixture_tsm_files
 
 from influx_archive.archive.errors import ArchiveError
 from influx_archive.tsm import block
@@ -22,8 +24,6 @@ from influx_archive.tsm import reader as tsm_reader
 from influx_archive.tsm.codec import floats, simple8b, varint
 from influx_archive.tsm.reader import TSMReader
 from influx_archive.tsm.writer import TSMWriter
-from test_block import GO_BLOCKS, _values
-from test_tsm_file import fixture_tsm_files
 
 compiled = floats._compiled
 needs_compiled = pytest.mark.skipif(

@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from goprog import build_go_program
 from hypothesis import given, settings
 from hypothesis import strategies as st

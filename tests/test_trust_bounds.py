@@ -29,7 +29,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hostile_bounds as hb  # noqa: E402
+import hostile_bounds as hb
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"export": {"out.lp"}, "convert": {"out"}, "restore": {"meta", "data", "wal"}}

@@ -237,5 +237,5 @@ small = st.integers(-5, 60)
 def test_tombstone_replay_matches_influxds_loop(ranges: list, a: int, b: int) -> None:
     key_min, key_max = min(a, b), max(a, b)
     ts = TombstoneSet([])
-    got = ts._replay(ranges, key_min, key_max)  # noqa: SLF001 - the rule itself is under test
+    got = ts._replay(ranges, key_min, key_max)
     assert got.deleted == _influxd_replay(ranges, key_min, key_max)

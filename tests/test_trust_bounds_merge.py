@@ -19,11 +19,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_shard_merge import MemTSM  # noqa: E402
+from test_shard_merge import MemTSM
 
-from influx_archive.tsm import shard as shard_mod  # noqa: E402
-from influx_archive.tsm.block import FLOAT, INTEGER  # noqa: E402
-from influx_archive.tsm.shard import ShardReader  # noqa: E402
+from influx_archive.tsm import shard as shard_mod
+from influx_archive.tsm.block import FLOAT, INTEGER
+from influx_archive.tsm.shard import ShardReader
 
 K = b"cpu,host=a#!~#v"
 
@@ -49,7 +49,7 @@ def _case(rng: random.Random, shape: str) -> list[list[tuple[list[int], list]]]:
                 start += rng.randint(20, 40)
         else:  # every block spans (nearly) the same time
             for _ in range(rng.randint(2, 8)):
-                ts = sorted(rng.sample(range(0, 300), rng.randint(2, 60)))
+                ts = sorted(rng.sample(range(300), rng.randint(2, 60)))
                 ts[0], ts[-1] = min(ts[0], rng.randint(0, 3)), max(ts[-1], 296 + rng.randint(0, 3))
                 ts = sorted(set(ts))
                 blocks.append((ts, [float(f * 1000 + t) for t in ts]))

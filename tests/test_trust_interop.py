@@ -19,10 +19,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hostile_interop as gen  # noqa: E402
-from influx_archive.archive.sources.shardview import open_shard_reader  # noqa: E402
-from influx_archive.archive.sources import open_source  # noqa: E402
-from influx_archive.tsm.keys import split_key  # noqa: E402
+import hostile_interop as gen
+
+from influx_archive.archive.sources import open_source
+from influx_archive.archive.sources.shardview import open_shard_reader
+from influx_archive.tsm.keys import split_key
 
 _ROOT = tempfile.TemporaryDirectory(prefix="interop-cases-")
 CHAINS = {c.name: c for c in gen.build_chains(Path(_ROOT.name) / "chains")}
@@ -119,7 +120,7 @@ def test_chain_convert_holds_what_the_server_served(name: str, tmp_path: Path, c
 @pytest.mark.parametrize("name", [n for n in CHAINS if n.split("-")[1] in ("0", "1")])
 def test_chain_restore_holds_what_the_server_served(name: str, tmp_path: Path, cli) -> None:
     case = CHAINS[name]
-    targets, _ = checked_run(cli, 
+    targets, _ = checked_run(cli,
         case, lambda s, t: ["restore", str(s), "--metadir", str(t / "meta"), "--datadir", str(t / "data")], tmp_path
     )
     assert served(targets) == case.points

@@ -23,8 +23,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hostile_interop as gen  # noqa: E402
-import influxd as harness  # noqa: E402
+import hostile_interop as gen
+import influxd as harness
 
 
 def chain(fixtures_dir: Path, fmt: str, sets: int, dest: Path) -> Path:

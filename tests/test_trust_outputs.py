@@ -15,10 +15,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
-
 import hostile_outputs as ho
-
+import pytest
 
 # ---------------------------------------------------------------------- helpers
 

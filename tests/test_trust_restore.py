@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hostile_restore as hr
 import pytest
 
-import hostile_restore as hr
-from influx_archive.archive.ops.restore import journal as restore_journal
 from influx_archive.archive.guard import LOCK_NAME, TargetLock
+from influx_archive.archive.ops.restore import journal as restore_journal
 from influx_archive.meta.files import read_meta_db
 
 SRC = hr.FIXTURES / "legacy"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 import hostile_restore as hr
 import influxd as harness
+import pytest
+
 from influx_archive.archive.guard import LOCK_NAME
 
 SRC = hr.FIXTURES / "legacy"

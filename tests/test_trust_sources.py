@@ -30,7 +30,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hostile_sources as hs  # noqa: E402
+import hostile_sources as hs
 
 ARGV = {
     hs.INSPECT: lambda s, t: ["inspect", str(s)],

@@ -13,9 +13,8 @@ import shutil
 import tracemalloc
 from pathlib import Path
 
-import pytest
-
 import hostile_tsi1 as hostile
+import pytest
 
 
 def file_hash(p: Path) -> str:

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_trust_tsi1 import tree_hash
 
 from influx_archive.archive.ops import buildtsi
 from influx_archive.tsm.tsi1 import index as ix
 from influx_archive.tsm.tsi1 import seriesfile as sf
-from test_trust_tsi1 import tree_hash
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

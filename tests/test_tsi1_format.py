@@ -11,10 +11,10 @@ import zlib
 from pathlib import Path
 
 import pytest
+from goprog import build_go_program
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goprog import build_go_program
 from influx_archive.tsm.tsi1 import format as fmt
 from influx_archive.tsm.tsi1 import index as ix
 from influx_archive.tsm.tsi1 import seriesfile as sf

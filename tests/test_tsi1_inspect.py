@@ -14,18 +14,17 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from test_trust_tsi1 import tree_hash
 
 from influx_archive.tsm.tsi1 import format as fmt
 from influx_archive.tsm.tsi1 import index as ix
 from influx_archive.tsm.tsi1 import seriesfile as sf
 from influx_archive.tsm.tsi1 import serieskey as sk
-from test_trust_tsi1 import tree_hash
 
 
 def influx_inspect() -> str:

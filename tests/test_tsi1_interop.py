@@ -18,9 +18,8 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 import influxd as harness
+import pytest
 
 
 def index_state(data: Path) -> dict[str, str]:

@@ -10,13 +10,13 @@ import io
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_tsm_file import fixture_tsm_files
 
-from influx_archive.archive.ops import tsmcopy
 from influx_archive.archive.errors import ArchiveError, ChecksumError
+from influx_archive.archive.ops import tsmcopy
 from influx_archive.tsm import block
 from influx_archive.tsm.reader import TSMReader
 from influx_archive.tsm.writer import TSMWriter
-from test_tsm_file import fixture_tsm_files
 
 
 def copy(data: bytes, *, on_damage=None) -> bytes:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from influx_archive.archive.timefmt import parse_time
 from influx_archive.archive.ops.verify import verify
+from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.reader import TSMReader
 
 

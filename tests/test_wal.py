@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cramjam
 import pytest
-
 from goprog import build_go_program
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -1,5 +1,5 @@
 /* Compiled fast paths for the hottest TSM codecs and the TSM index scan: influxd's Gorilla float value sections
- * (TSM_WAL.md section 2.2) and simple8b words (section 2.0, both of influxd's encoder drivers).
+ * (docs/formats.md#float-encoding) and simple8b words (docs/formats.md#simple8b, both of influxd's encoder drivers).
  *
  * Only the happy path lives here: every function returns None when anything is not exactly
  * right (bad header, truncation, wrong count, padding, NaN, a non-float), and the pure-Python
@@ -347,7 +347,7 @@ done:
 static PyObject *s8b_encode_all(PyObject *self, PyObject *arg) { return s8b_encode(arg, 0); }
 static PyObject *s8b_encode_windowed(PyObject *self, PyObject *arg) { return s8b_encode(arg, 1); }
 
-/* ---- TSM index (TSM_WAL.md section 1.3) -------------------------------------------------------
+/* ---- TSM index (docs/formats.md#tsm-index) -------------------------------------------------------
  * scan_index mirrors TSMReader._scan_index (tsm/reader.py) check for check and returns None on the
  * first thing that is not right, so that the Python scan runs and raises its precise error. */
 

@@ -2,9 +2,9 @@
 None (or -1) where the Python code must decide."""
 
 from collections.abc import Sequence
+from typing import Any
 
 from typing_extensions import Buffer
-from typing import Any
 
 def block_count(buf: Buffer, start: int, size: int, limit: int, /) -> int: ...
 def wal_candidate(data: Buffer, start: int, max_payload: int, expansion: int, /) -> int: ...

@@ -1,4 +1,4 @@
-"""TSM block bytes: encode and decode one block (TSM_WAL.md §1.3-§1.4, §2, §6).
+"""TSM block bytes: encode and decode one block (docs/formats.md#tsm-blocks, #block-encodings, #edge-cases).
 
 A block (what follows the 4-byte CRC of a block frame) is::
 
@@ -19,8 +19,9 @@ the block's file position to ``offset`` and fills in the path with ``located``.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Sequence
 from itertools import islice, repeat
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError
 from .codec import booleans, floats, integers, simple8b, strings, varint
@@ -28,14 +29,14 @@ from .codec import timestamps as ts_codec
 from .compiled import core as _compiled
 
 FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
-"""TSM block type bytes (§1.4)."""
+"""TSM block type bytes (docs/formats.md#tsm-blocks)."""
 BLOCK_TYPE_NAMES = {FLOAT: "float", INTEGER: "integer", BOOLEAN: "boolean", STRING: "string", UNSIGNED: "unsigned"}
 MAX_POINTS_PER_BLOCK = 1000
-"""Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, §1.7); readers accept more."""
+"""Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, docs/formats.md#tsm-limits); readers accept more."""
 MAX_BLOCK_VALUES = 10 * MAX_POINTS_PER_BLOCK
 """Most values one block may hold when read: ten times what influxd 1.x ever writes (its cache
 snapshots and compactions cut blocks at 1000, ``tsdb/engine/tsm1/compact.go``; no option raises
-that in 1.6). influxd trusts RLE and simple8b counts blindly (§2.7): an RLE section of a dozen bytes
+that in 1.6). influxd trusts RLE and simple8b counts blindly (docs/formats.md#reader-hardening): an RLE section of a dozen bytes
 can claim 2^64 values. Every count is checked against this cap *before* anything is allocated, so
 a block costs at most ~1 MB of decoded values and a TSM file at most ~200 decoded values per
 byte (influxd's own densest RLE blocks reach ~20)."""

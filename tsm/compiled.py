@@ -9,7 +9,7 @@ these sources (an editable install not rebuilt) lacks some functions; it is then
 from __future__ import annotations
 
 from types import ModuleType
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 _FUNCTIONS = (
     "decode", "encode", "s8b_decode", "s8b_encode_all", "s8b_encode_windowed",  # codecs
@@ -18,7 +18,7 @@ _FUNCTIONS = (
     "wal_candidate", "block_count",  # WAL resynchronisation prefilter, a block's claimed count
 )
 
-_loaded: Optional[ModuleType]
+_loaded: ModuleType | None
 try:
     from . import _speedups as _loaded
 except ImportError:  # pragma: no cover - built without a C compiler

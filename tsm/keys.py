@@ -1,4 +1,4 @@
-"""Composite TSM keys: ``<series key>#!~#<field>`` (TSM_WAL.md §1.8).
+"""Composite TSM keys: ``<series key>#!~#<field>`` (docs/formats.md#tsm-keys).
 
 Series keys are stored escaped (line-protocol form) and are treated as opaque bytes; the field
 name after the separator is stored unescaped. influxd splits on the **first** ``#!~#``.

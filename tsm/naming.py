@@ -1,7 +1,7 @@
-"""Numbers in names, and shard file names (TSM_WAL.md §0, §1.9, §4.1).
+"""Numbers in names, and shard file names (docs/formats.md#shard-directory, #file-names, #wal-segments).
 
 ``GGGGGGGGG-SSSSSSSSS.tsm`` / ``.tombstone``: (generation, sequence) order defines which file is
-newer: on a conflicting point the later file wins (§1.10). Generations are zero-padded to 9
+newer: on a conflicting point the later file wins (docs/formats.md#reading-across-files). Generations are zero-padded to 9
 digits but may grow beyond that. WAL segments are ``_NNNNN.wal``.
 
 Every number read from a name (shard directories, ``<db>.<rp>.<id>.NN``, ``meta.NN``, TSM and
@@ -15,7 +15,7 @@ instead of taking it for "some other file".
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 _ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 # Shapes, with any text where the numbers go; the numbers are then checked by ascii_number.
@@ -30,7 +30,7 @@ OTHER = "other"
 BAD_NUMBER = "bad-number"
 
 
-def ascii_number(text: str) -> Optional[int]:
+def ascii_number(text: str) -> int | None:
     """The value of ``text`` when it is one or more ASCII digits, else None (never raises)."""
     return int(text) if _ASCII_DIGITS.fullmatch(text) else None
 
@@ -41,7 +41,7 @@ def numeral_like(text: str) -> bool:
     return bool(text) and ascii_number(text) is None and all(c.isnumeric() or c in "0123456789" for c in text)
 
 
-def number_field(text: str) -> tuple[Optional[int], bool]:
+def number_field(text: str) -> tuple[int | None, bool]:
     """(value, bad): the ASCII value, or (None, True) for a numeral that is not ASCII, or
     (None, False) for text that is no number at all."""
     n = ascii_number(text)
@@ -65,7 +65,7 @@ def classify(name: str) -> str:
     return OTHER
 
 
-def parse_name(name: str) -> Optional[tuple[int, int, str]]:
+def parse_name(name: str) -> tuple[int, int, str] | None:
     """(generation, sequence, extension) of a TSM or tombstone file name, or None."""
     m = _TSM_SHAPE.match(name)
     if not m:
@@ -80,7 +80,7 @@ def tsm_name(generation: int, sequence: int, ext: str = "tsm") -> str:
     return f"{generation:09d}-{sequence:09d}.{ext}"
 
 
-def order_key(name: str, default: Optional[tuple[int, int]] = None) -> tuple[int, int]:
+def order_key(name: str, default: tuple[int, int] | None = None) -> tuple[int, int]:
     """(generation, sequence) of a name :func:`classify` accepted as TSM or tombstone; another
     name gives ``default``, or raises ValueError without one."""
     parsed = parse_name(name)

@@ -1,10 +1,10 @@
-"""TSM1 reader (TSM_WAL.md §1).
+"""TSM1 reader (docs/formats.md#tsm-file).
 
 :class:`TSMReader` reads from any seekable binary stream. Opening validates the header, the footer
 and the whole index once — every key length, entry count, offset and size is checked against the
 file size before it is used — and keeps only the index bytes plus one offset per key (like
 influxd's indirect index). Blocks are read on demand; their CRC-32 is verified (influxd never
-does, §1.3).
+does, docs/formats.md#tsm-blocks).
 
 Errors are :class:`~influx_archive.archive.errors.FormatError` (``ChecksumError`` for a CRC
 mismatch, ``TruncatedError`` for a file cut short) naming the file and the absolute offset.
@@ -15,8 +15,9 @@ from __future__ import annotations
 import bisect
 import os
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO
 
 from construct import ConstructError
 
@@ -50,7 +51,7 @@ class IndexEntry:
 class TSMReader:
     """A TSM1 file opened for reading. Use as a context manager, or :meth:`open` for a path."""
 
-    def __init__(self, stream: BinaryIO, *, name: Optional[str] = None, size: Optional[int] = None) -> None:
+    def __init__(self, stream: BinaryIO, *, name: str | None = None, size: int | None = None) -> None:
         self._stream = stream
         self._owns = False
         self.name = name if name is not None else getattr(stream, "name", None)
@@ -62,15 +63,15 @@ class TSMReader:
         self._positions = array("q")  # offset of each key's record inside self._index
         self._index = b""
         self.index_offset = 0
-        self.min_time: Optional[int] = None
-        self.max_time: Optional[int] = None
+        self.min_time: int | None = None
+        self.max_time: int | None = None
         #: keys whose blocks overlap in time inside this file (legal, never written by influxd)
         self.overlapping_keys: list[bytes] = []
         self._load()
 
     # ------------------------------------------------------------------ open/close
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "TSMReader":
+    def open(cls, path: str | os.PathLike[str]) -> TSMReader:
         fh = open(path, "rb")
         try:
             reader = cls(fh, name=os.fspath(path))
@@ -84,14 +85,14 @@ class TSMReader:
         if self._owns:
             self._stream.close()
 
-    def __enter__(self) -> "TSMReader":
+    def __enter__(self) -> TSMReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ helpers
-    def _err(self, cls: type[ArchiveError], message: str, offset: Optional[int]) -> ArchiveError:
+    def _err(self, cls: type[ArchiveError], message: str, offset: int | None) -> ArchiveError:
         return cls(message, path=self.name, offset=offset)
 
     def _read_at(self, offset: int, n: int) -> bytes:
@@ -146,7 +147,7 @@ class TSMReader:
             mn, mx, off, esize = _ENTRY.unpack_from(head, _ENTRIES + klen)
             if btype not in _block.BLOCK_TYPE_NAMES or count == 0:
                 problem = f"block type {btype} and {count} entries in its first record"
-            elif mn > mx or not fmt.HEADER_SIZE <= off or off + esize > index_offset or esize <= fmt.CRC_SIZE:
+            elif mn > mx or not off >= fmt.HEADER_SIZE or off + esize > index_offset or esize <= fmt.CRC_SIZE:
                 problem = f"a first entry at offset {off} of {esize} bytes"
         if problem is not None:
             raise self._err(
@@ -170,9 +171,9 @@ class TSMReader:
         base = self.index_offset
         end = len(idx)
         pos = 0
-        prev_key: Optional[bytes] = None
-        lo: Optional[int] = None
-        hi: Optional[int] = None
+        prev_key: bytes | None = None
+        lo: int | None = None
+        hi: int | None = None
         keys = self._keys
         positions = self._positions
         blocks_end = self.index_offset

@@ -1,5 +1,4 @@
-"""What influxd would serve from one shard: TSM files + their tombstones + the WAL cache (TSM_WAL.md
-§1.10, §3.5, §4.6, §6).
+"""What influxd would serve from one shard: TSM files + their tombstones + the WAL cache (docs/formats.md#reading-across-files, #tombstone-application, #wal-replay, #edge-cases).
 
 :class:`ShardReader` combines, one key at a time (never the whole shard in memory):
 
@@ -9,11 +8,11 @@
   deleted range is skipped);
 * the :class:`~influx_archive.tsm.wal.Cache` rebuilt from the WAL, if any.
 
-Precedence for equal timestamps, highest first (§1.10): the cache, then the later file, then —
+Precedence for equal timestamps, highest first (docs/formats.md#reading-across-files): the cache, then the later file, then —
 inside one file — the block whose index entry comes later (influxd's own order there comes from an
 unstable sort; its writer never produces such files).
 
-Duplicate timestamps *inside one block* (§1.10, §6): influxd serves both points, and so does this
+Duplicate timestamps *inside one block* (docs/formats.md#reading-across-files, #edge-cases): influxd serves both points, and so does this
 reader as long as the block is not merged with another source: a raw copy keeps the block's bytes,
 and a block decoded alone (because a tombstone or the requested range cuts it) keeps its values in
 stored order. Only a merge of overlapping sources deduplicates, keeping the last value per
@@ -31,15 +30,16 @@ from __future__ import annotations
 import bisect
 import heapq
 import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, show
 from .block import BLOCK_TYPE_NAMES, MAX_POINTS_PER_BLOCK, count_values, decode_block
-from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
 from .compiled import core as _compiled
 from .format import tsmfile as fmt
+from .tombstone import KeyDeletion, TombstoneSet, filter_ranges
 from .wal import Cache
 
 
@@ -231,7 +231,7 @@ class ShardReader:
                 # the ranges meeting the block, by bisection (a scan per block was O(blocks x ranges))
                 touching = ranges[bisect.bisect_left(ends, e.min_time) : bisect.bisect_right(starts, e.max_time)]
                 if len(touching) == 1 and touching[0][0] <= e.min_time and touching[0][1] >= e.max_time:
-                    continue  # every value of the block is deleted (§3.5)
+                    continue  # every value of the block is deleted (docs/formats.md#tombstone-application)
                 pieces.append(_Piece((i, j), e.min_time, e.max_time, i, e, tuple(touching)))
         if self.cache is not None and key in self.cache:
             typ, ts, vs = self.cache.values(key)

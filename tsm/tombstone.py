@@ -1,15 +1,15 @@
-"""Tombstone files: read all versions, write v4 as influxd does, apply them (TSM_WAL.md §3).
+"""Tombstone files: read all versions, write v4 as influxd does, apply them (docs/formats.md#tombstones).
 
 Reading (:func:`parse_tombstones`, :func:`read_tombstones`) mirrors influxd 1.6.7's
 ``Tombstoner.Walk`` (``tsdb/engine/tsm1/tombstone.go``):
 
-* the first 4 bytes select the version (§3.3); anything else, including a file shorter than 4 bytes,
+* the first 4 bytes select the version (docs/formats.md#tombstone-formats); anything else, including a file shorter than 4 bytes,
   is v1 text (lines split like Go's ``bufio.Scanner``: a trailing ``\\r`` is dropped, empty lines are
   skipped, a line of 64 KiB or more fails);
 * v4 is read member by member; a member's content may end with 1–3 stray bytes (a short read of the
   next key length), which influxd takes as the end of the member;
 * v3 is one gzip *stream* (Go's reader is multi-member there, so records may span members);
-* influxd fails the TSM file (renames it ``.bad``, the shard does not open, §3.6) on a bad gzip
+* influxd fails the TSM file (renames it ``.bad``, the shard does not open, docs/formats.md#tombstone-failure) on a bad gzip
   header, corrupt deflate data, a CRC/size mismatch, or a record cut short: those raise
   :class:`~influx_archive.archive.errors.FormatError` (``TruncatedError`` / ``ChecksumError``) naming
   the file and the offset of the member (records inside a member are located by their offset in
@@ -30,11 +30,11 @@ before allocating, and the total decompressed size is capped (``max_decompressed
 bombs (:class:`UnsupportedError`).
 
 Writing (:func:`write_tombstones`, :func:`append_batch`, :func:`encode_member`) produces the layout
-influxd writes (§3.4): the ``00 00 15 04`` header and one gzip member per delete batch with Go's
+influxd writes (docs/formats.md#tombstone-formats): the ``00 00 15 04`` header and one gzip member per delete batch with Go's
 gzip header. The deflate data comes from zlib, so it differs byte-wise from Go's; influxd's own
 reader accepts it (tested against influxd's Tombstoner).
 
-Applying (:class:`TombstoneSet`) follows influxd's ``indirectIndex.DeleteRange`` (§3.5), including its
+Applying (:class:`TombstoneSet`) follows influxd's ``indirectIndex.DeleteRange`` (docs/formats.md#tombstone-application), including its
 order-dependent rule for when several partial ranges remove a whole key.
 """
 
@@ -44,8 +44,9 @@ import bisect
 import io
 import os
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Iterator, Sequence, Union
+from typing import Any, BinaryIO, Union
 
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, UnsupportedError, UsageError
 from .format import tombstone as fmt
@@ -71,7 +72,7 @@ _TIMES_SIZE = fmt.RECORD_TIMES.size
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
-    """Delete the values of composite ``key`` with ``min <= t <= max`` (both inclusive, §3.2)."""
+    """Delete the values of composite ``key`` with ``min <= t <= max`` (both inclusive, docs/formats.md#tombstone-semantics)."""
 
     key: bytes
     min: int = _MIN
@@ -449,7 +450,7 @@ def encode_member(entries: Iterable[Tombstone]) -> bytes:
     The deflate stream comes from zlib (level 6), so the compressed bytes differ from Go's
     encoder; influxd reads any valid deflate stream (tests run influxd's own tombstone reader on
     what we write). A hand-written Go-identical deflater is not worth its risk: a bad tombstone
-    makes influxd rename a healthy TSM file ``.bad`` (TSM_WAL.md §3.6)."""
+    makes influxd rename a healthy TSM file ``.bad`` (docs/formats.md#tombstone-failure)."""
     deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
     body: list[bytes] = []
     crc = 0
@@ -482,7 +483,7 @@ def write_tombstones(stream: BinaryIO, entries: Iterable[Tombstone]) -> int:
 
 
 def append_batch(stream: BinaryIO, entries: Iterable[Tombstone]) -> int:
-    """Append one batch as a new gzip member, like influxd does for every delete (§3.4).
+    """Append one batch as a new gzip member, like influxd does for every delete (docs/formats.md#tombstone-formats).
 
     ``stream`` is a readable, writable, seekable binary stream holding an existing v4 file (or
     nothing: then the v4 header is written first). Older versions are refused: influxd would

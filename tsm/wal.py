@@ -1,14 +1,14 @@
-"""WAL segments: read them the way influxd replays them, write them, and rebuild the cache (TSM_WAL.md §4).
+"""WAL segments: read them the way influxd replays them, write them, and rebuild the cache (docs/formats.md#wal).
 
 Reading (:func:`iter_wal`) mirrors influxd 1.6.7's ``WALSegmentReader`` (``tsdb/engine/tsm1/wal.go``):
 entries are checked in influxd's order — 5-byte header, payload length, snappy block data, entry
 type, payload — and on the **first** failure influxd logs ``File corrupt``, truncates the segment
-at the end of the last good entry and moves on to the next segment (§4.8). :func:`iter_wal` yields
+at the end of the last good entry and moves on to the next segment (docs/formats.md#wal-damage). :func:`iter_wal` yields
 the good entries and then one :class:`WALCorruption` naming that truncation offset; it never raises
 for a damaged segment unless ``strict=True`` (then :class:`TruncatedError` for a cut entry,
 :class:`FormatError` for anything else). ``salvage=True`` goes further than influxd: after the
 damage it looks for the next offset where a complete, valid entry starts (e.g. after the zero-filled
-hole of §4.8 bug 1) and continues from there, reporting the skipped span.
+hole of docs/formats.md#wal-damage bug 1) and continues from there, reporting the skipped span.
 
 Guards influxd lacks: entry and snappy lengths are checked against the bytes actually present
 before anything is allocated.
@@ -18,7 +18,7 @@ appears twice inside one entry keeps only its last group. Values are ``(timestam
 float, int (integer and unsigned), bool, bytes.
 
 :class:`WALWriter` writes entries (snappy block format via ``cramjam.snappy.compress_raw``) and
-:class:`Cache` replays segments into what influxd's cache holds after a restart (§4.6): segments in
+:class:`Cache` replays segments into what influxd's cache holds after a restart (docs/formats.md#wal-replay): segments in
 byte-wise name order, writes appended per key, deletes removing ``[min, max]``, values per key
 deduplicated on read (stable sort by time, the **last written** value wins).
 """
@@ -30,8 +30,9 @@ import io
 import math
 import os
 import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, BinaryIO, Union
 
 import cramjam
 
@@ -322,7 +323,7 @@ def _snappy_decode(data: bytes) -> bytes:
 
 
 def _decode_write(b: bytes) -> dict[bytes, tuple[int, list[tuple[int, Any]]]]:
-    """Write payload (§4.3) with influxd's checks, in its order (``WriteWALEntry.UnmarshalBinary``)."""
+    """Write payload (docs/formats.md#wal-write) with influxd's checks, in its order (``WriteWALEntry.UnmarshalBinary``)."""
     out: dict[bytes, tuple[int, list[tuple[int, Any]]]] = {}
     n = len(b)
     i = 0
@@ -514,12 +515,12 @@ def _encode_group(key: bytes, typ: int, vals: Sequence[tuple[int, Any]]) -> byte
 
 
 # --------------------------------------------------------------------------------------------
-# Cache replay (§4.6)
+# Cache replay (docs/formats.md#wal-replay)
 # --------------------------------------------------------------------------------------------
 
 
 class Cache:
-    """What influxd's cache holds for a shard after replaying its WAL segments (§4.6).
+    """What influxd's cache holds for a shard after replaying its WAL segments (docs/formats.md#wal-replay).
 
     Stricter than influxd in one place: influxd's cache-level type check lets values of other
     types follow *unsigned* values of a key (its snapshot then fails); here any mix of types in a
@@ -540,7 +541,7 @@ class Cache:
     @classmethod
     def load(
         cls, segments: Iterable[tuple[str, Source]], *, strict: bool = False, salvage: bool = False
-    ) -> "Cache":
+    ) -> Cache:
         """Replay ``(name, segment)`` pairs in influxd's order (byte-wise sort of the names)."""
         cache = cls()
         for name, src in sorted(segments, key=lambda s: os.fsencode(s[0])):
@@ -548,7 +549,7 @@ class Cache:
         return cache
 
     @classmethod
-    def open(cls, paths: Iterable[str | os.PathLike[str]], *, strict: bool = False, salvage: bool = False) -> "Cache":
+    def open(cls, paths: Iterable[str | os.PathLike[str]], *, strict: bool = False, salvage: bool = False) -> Cache:
         """Replay segment files (one shard's WAL directory) in influxd's order."""
         cache = cls()
         for path in sorted((os.fspath(p) for p in paths), key=os.fsencode):

@@ -1,4 +1,4 @@
-"""Streaming TSM1 writer (TSM_WAL.md §1.5-§1.7, §1.11).
+"""Streaming TSM1 writer (docs/formats.md#tsm-index, #tsm-footer, #tsm-limits, #tsm-writer).
 
 Blocks are written as they come; the index is kept compactly in memory (per key: its block type
 and the packed 28-byte entries) and written at :meth:`TSMWriter.close`, followed by the footer.
@@ -9,7 +9,8 @@ otherwise). Raw frames can be copied without decoding (:meth:`write_frame`).
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, BinaryIO
 
 from ..archive.errors import UnsupportedError, UsageError
 from . import block as _block
@@ -24,11 +25,11 @@ class TSMWriter:
         self._out.write(fmt.Header.build({"version": fmt.VERSION}))
         self._offset = fmt.HEADER_SIZE
         self._index: list[bytes] = []  # finished index records
-        self._key: Optional[bytes] = None
-        self._type: Optional[int] = None
+        self._key: bytes | None = None
+        self._type: int | None = None
         self._entries = bytearray()
         self._count = 0
-        self._last_max: Optional[int] = None
+        self._last_max: int | None = None
         self._closed = False
         self.keys_written = 0
 
@@ -46,7 +47,7 @@ class TSMWriter:
         return self._count
 
     @property
-    def current_key(self) -> Optional[bytes]:
+    def current_key(self) -> bytes | None:
         return self._key
 
     def _start_key(self, key: bytes, block_type: int) -> None:

@@ -33,8 +33,9 @@ import fcntl
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Optional
 
 from ...tsm import naming
 from ...tsm.keys import series_of
@@ -46,8 +47,8 @@ from ...tsm.tsi1 import index as tindex
 from ...tsm.tsi1 import seriesfile as sfmod
 from ...tsm.tsi1 import serieskey
 from ...tsm.wal import Cache
-from ..progress import ProgressCallback, Reporter
 from ..errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
+from ..progress import ProgressCallback, Reporter
 
 Progress = Optional[ProgressCallback]
 
@@ -64,7 +65,7 @@ class ShardPlan:
     retention_policy: str
     shard_id: int
     path: str
-    wal_path: Optional[str]
+    wal_path: str | None
     action: str  # "build", "rebuild" (force, index/ exists), "skip" (index/ exists)
     series: int = 0  # filled in by the run
     log_bytes: int = 0
@@ -84,7 +85,7 @@ class ShardPlan:
 @dataclass
 class BuildPlan:
     datadir: str
-    waldir: Optional[str]
+    waldir: str | None
     shards: list[ShardPlan]
     warnings: list[str] = field(default_factory=list)
     new_series: dict[str, int] = field(default_factory=dict)  # database -> series added to _series
@@ -114,9 +115,9 @@ def plan_build_tsi(
     datadir: str | os.PathLike[str],
     waldir: str | os.PathLike[str] | None = None,
     *,
-    database: Optional[str] = None,
-    retention_policy: Optional[str] = None,
-    shard_id: Optional[int] = None,
+    database: str | None = None,
+    retention_policy: str | None = None,
+    shard_id: int | None = None,
     force: bool = False,
 ) -> BuildPlan:
     """Which shards would be (re)built or skipped. Filters work alone or together, like
@@ -183,7 +184,7 @@ def plan_build_tsi(
 # ---- reading a shard's series --------------------------------------------------------------
 
 
-def shard_series(shard_dir: str, wal_dir: Optional[str] = None) -> list[bytes]:
+def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
     """Line-protocol series keys the shard serves (see the module docstring), sorted."""
     names = _listdir(shard_dir, "shard directory")
     tsm = sorted((n for n in names if n.endswith(".tsm") and naming.parse_name(n)), key=naming.order_key)
@@ -233,7 +234,7 @@ def shard_series(shard_dir: str, wal_dir: Optional[str] = None) -> list[bytes]:
 # ---- busy / lock ---------------------------------------------------------------------------
 
 
-def _holders(paths: Iterable[str]) -> Optional[tuple[int, str]]:
+def _holders(paths: Iterable[str]) -> tuple[int, str] | None:
     """(pid, file) of another process holding a file below one of ``paths`` open, if any."""
     roots = [os.path.realpath(p) + os.sep for p in paths]
     me = os.getpid()
@@ -323,7 +324,7 @@ def _makedir(path: str) -> None:
         raise TargetIOError(f"cannot create target directory: {exc.strerror}", path=path) from None
 
 
-def _chown_tree(path: str, owner: Optional[tuple[int, int]]) -> None:
+def _chown_tree(path: str, owner: tuple[int, int] | None) -> None:
     if owner is None:
         return
     uid, gid = owner
@@ -384,7 +385,7 @@ def recover_series_file(db_dir: str) -> None:
             _rmtree(p)
 
 
-def _stage_series_file(live: str, stage: str, sfile: Optional[sfmod.SeriesFile]) -> sfmod.SeriesFile:
+def _stage_series_file(live: str, stage: str, sfile: sfmod.SeriesFile | None) -> sfmod.SeriesFile:
     """Copy ``live`` (if any) into ``stage``: segments other than each partition's last are
     hard-linked (they are never written again), the rest copied. Returns the staged file's state."""
     _makedir(stage)
@@ -423,7 +424,7 @@ def _stage_series_file(live: str, stage: str, sfile: Optional[sfmod.SeriesFile])
 
 
 def _extend_series_file(
-    db_dir: str, existing: Optional[sfmod.SeriesFile], new_keys: list[bytes], owner, progress: Progress
+    db_dir: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], owner, progress: Progress
 ) -> sfmod.SeriesFile:
     """Add ``new_keys`` (series file keys, absent from ``existing``, the live file as read)
     atomically; returns the resulting series file state (paths pointing at the live directory)."""
@@ -433,7 +434,7 @@ def _extend_series_file(
     _rmtree(stage)
     try:
         sfile = _stage_series_file(live, stage, existing)
-        writers: list[Optional[sfmod.PartitionWriter]] = [None] * tfmt.SERIES_PARTITION_N
+        writers: list[sfmod.PartitionWriter | None] = [None] * tfmt.SERIES_PARTITION_N
         rep.start(len(new_keys))
         for i, key in enumerate(new_keys, 1):
             p = sfmod.key_partition(key)
@@ -529,7 +530,7 @@ def _write_path_name(key: bytes) -> bytes:
     return bytes(out)
 
 
-def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> Optional[str]:
+def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> str | None:
     """influxd 1.6.7 names a measurement written as ``a\\=b`` ``a=b`` in its write path (and in
     the ``fields.idx`` it saves) but ``a\\=b`` when it reads keys back (index rebuilds, buildtsi,
     this tool). Under tsi1 with a ``fields.idx`` present, such a measurement's points are not
@@ -581,7 +582,7 @@ def build_shard_index(
     *,
     wal_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
-    owner: Optional[tuple[int, int]] = None,
+    owner: tuple[int, int] | None = None,
     progress: Progress = None,
 ) -> int:
     """Build ``index/`` for one (e.g. freshly staged) shard directory, extending the series file
@@ -605,7 +606,7 @@ def build_shard_index(
 
 
 def _db_series(
-    db_dir: str, sfile: Optional[sfmod.SeriesFile], shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
+    db_dir: str, sfile: sfmod.SeriesFile | None, shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
 ) -> tuple[sfmod.SeriesFile, int]:
     """The database's series file (``sfile``: the live one as read, or None) holding every key of
     ``shard_keys`` ((line key, series file key) pairs; extended when needed), and how many series
@@ -628,11 +629,11 @@ def build_tsi(
     datadir: str | os.PathLike[str],
     waldir: str | os.PathLike[str] | None = None,
     *,
-    database: Optional[str] = None,
-    retention_policy: Optional[str] = None,
-    shard_id: Optional[int] = None,
+    database: str | None = None,
+    retention_policy: str | None = None,
+    shard_id: int | None = None,
     force: bool = False,
-    owner: Optional[tuple[int, int]] = None,
+    owner: tuple[int, int] | None = None,
     dry_run: bool = False,
     progress: Progress = None,
 ) -> BuildResult:

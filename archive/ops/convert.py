@@ -1,7 +1,7 @@
 """Convert any source into a legacy or portable backup, offline; trim it to a time range; back up a
 stopped server root.
 
-Outputs are what influxd 1.6.7 writes (BACKUP_META.md §2-§3): legacy ``meta.00`` plus one
+Outputs are what influxd 1.6.7 writes (docs/formats.md#legacy-backups, #portable-backups): legacy ``meta.00`` plus one
 ``<db>.<rp>.<id5>.00`` tar per shard; portable ``<ts>.meta``, ``<ts>.s<id>.tar.gz`` (0600) and
 ``<ts>.manifest`` (0600, ``meta.size`` = blob length, entry ``size`` = uncompressed tar bytes,
 ``limited`` false and no ``database``/``policy``/``shard_id`` — influxd never sets them). The
@@ -11,7 +11,7 @@ What the data files hold is what the source server served, so that influxd's own
 it too:
 
 * tombstones are applied into the TSM data (influxd's online restore discards ``.tombstone``
-  files, §4.3) and no tombstone file is written;
+  files, docs/formats.md#shard-upload) and no tombstone file is written;
 * several increments (legacy ``.NN``, several manifests) are merged into one full backup: their
   union, newest file winning per point, with what later compactions deleted left out (the
   resolved state of :meth:`Shard.layers`);
@@ -37,7 +37,6 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ...meta import files as metafiles
 from ...meta.model import Data, encode_data
@@ -47,11 +46,11 @@ from ...tsm.reader import TSMReader
 from .. import guard
 from ..errors import ArchiveError, SourceError, UsageError, show
 from ..findings import ERROR, Finding
-from ..progress import ProgressCallback, Reporter
-from .select import Selection, select_meta, window_inside, window_overlaps
-from ..sources.shardview import open_shard_reader
-from ..sources import Shard, Source, open_source
 from ..output import building_dir, os_error, plan_dir_output, source_roots
+from ..progress import ProgressCallback, Reporter
+from ..sources import Shard, Source, open_source
+from ..sources.shardview import open_shard_reader
+from .select import Selection, select_meta, window_inside, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import write_shard
@@ -80,8 +79,8 @@ class ConvertPlan:
     to: str
     meta: Data
     jobs: list[ShardJob]
-    start: Optional[int] = None
-    end: Optional[int] = None
+    start: int | None = None
+    end: int | None = None
     compress_level: int = 1
     warnings: list[str] = field(default_factory=list)
 
@@ -148,11 +147,11 @@ class ConvertResult:
         }
 
 
-def _overlaps(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
+def _overlaps(shard: Shard, start: int | None, end: int | None) -> bool:
     return window_overlaps((shard.group_start, shard.group_end), start, end)
 
 
-def _inside(shard: Shard, start: Optional[int], end: Optional[int]) -> bool:
+def _inside(shard: Shard, start: int | None, end: int | None) -> bool:
     return window_inside((shard.group_start, shard.group_end), start, end)
 
 
@@ -160,10 +159,10 @@ def plan_convert(
     src: Source,
     dest: str | os.PathLike[str],
     *,
-    to: Optional[str] = None,
+    to: str | None = None,
     selection: Selection = Selection(),
-    start: Optional[int] = None,
-    end: Optional[int] = None,
+    start: int | None = None,
+    end: int | None = None,
     compress_level: int = 1,
 ) -> ConvertPlan:
     """Decide what :func:`execute_convert` writes. Checks the destination; writes nothing."""
@@ -224,7 +223,7 @@ def _stat_sources(src: Source) -> dict[str, tuple[int, int]]:
 
 
 def execute_convert(
-    plan: ConvertPlan, *, progress: Optional[ProgressCallback] = None, workers: Optional[int] = None, force: bool = False
+    plan: ConvertPlan, *, progress: ProgressCallback | None = None, workers: int | None = None, force: bool = False
 ) -> ConvertResult:
     """Write the backup of ``plan`` to ``plan.dest`` (atomically: all of it or nothing).
 
@@ -246,11 +245,11 @@ def execute_convert(
             rep.advance(n)
 
     blob = encode_data(plan.meta)
-    ts = metafiles.portable_timestamp(_dt.datetime.now(_dt.timezone.utc))
+    ts = metafiles.portable_timestamp(_dt.datetime.now(_dt.UTC))
     try:
         with building_dir(out, sources=source_roots(src)) as tmp:
             cores = workers or os.cpu_count() or 1
-            outputs: list[Optional[ShardOutput]] = []
+            outputs: list[ShardOutput | None] = []
             if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not src.sequential:
                 # one shard to rewrite (e.g. a trim inside one shard): its keys are shared out to
                 # forked processes instead (no other thread runs here, so forking is safe)
@@ -314,7 +313,7 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
 
 
 
-def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance, split: int = 1) -> Optional[ShardOutput]:
+def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance, split: int = 1) -> ShardOutput | None:
     """Write one shard's tar (or .tar.gz); None when nothing is left of it. ``split`` > 1 rewrites
     it with that many forked processes (only when no other thread runs: see execute_convert)."""
     shard = job.shard
@@ -387,7 +386,7 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
 
 
 #: (plan, shard) of a parallel rewrite, inherited by the forked workers (never pickled)
-_REWRITE: Optional[tuple] = None
+_REWRITE: tuple | None = None
 #: sequence numbers reserved per worker: each worker's files are gen-(seq + i * SEQ_STRIDE + k)
 SEQ_STRIDE = 1000
 
@@ -447,12 +446,12 @@ def convert(
     src: str | os.PathLike[str] | Source,
     dest: str | os.PathLike[str],
     *,
-    to: Optional[str] = None,
+    to: str | None = None,
     selection: Selection = Selection(),
-    start: Optional[int] = None,
-    end: Optional[int] = None,
+    start: int | None = None,
+    end: int | None = None,
     compress_level: int = 1,
-    progress: Optional[ProgressCallback] = None,
+    progress: ProgressCallback | None = None,
 ) -> ConvertResult:
     """Plan and execute in one call (``src`` a path or an opened :class:`Source`)."""
     source = src if isinstance(src, Source) else open_source(src)

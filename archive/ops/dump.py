@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from ...tsm.block import BLOCK_TYPE_NAMES, block_sections, count_values
 from ...tsm.format import tsmfile as fmt
 from ...tsm.reader import TSMReader
 from ...tsm.wal import DeleteEntry, DeleteRangeEntry, WALCorruption, WriteEntry, iter_wal
 from ..errors import ArchiveError, FormatError, SourceError, UsageError
-from ..timefmt import rfc3339
 from ..sources import ShardFile, open_source
+from ..timefmt import rfc3339
 
 _TS_ENC = {0: "raw", 1: "simple8b", 2: "rle"}
 #: value encodings per block type (docs/formats.md)
@@ -56,7 +56,7 @@ def _member_of(src, path: str, sep: str, member: str, kind: str) -> Iterator[tup
         yield opened.stream(f), f
 
 
-def dump_tsm(spec: str, *, blocks: bool = False, key_pattern: Optional[str] = None) -> dict:
+def dump_tsm(spec: str, *, blocks: bool = False, key_pattern: str | None = None) -> dict:
     with open_member(spec, "tsm") as (stream, f):
         reader = TSMReader(stream, name=f.origin, size=f.size)  # type: ignore[arg-type]
         keys = []
@@ -101,7 +101,7 @@ def _block_info(reader: TSMReader, e) -> dict:
     return info
 
 
-def first_damage(doc: dict) -> Optional[FormatError]:
+def first_damage(doc: dict) -> FormatError | None:
     """The first damaged block (``dump_tsm(blocks=True)``) or WAL entry followed by valid ones
     (``dump_wal``) as an error naming the file and offset, after the listing is printed; None when
     all is well (a torn WAL tail, as influxd tolerates it, is not damage)."""

@@ -9,7 +9,6 @@ file and offset.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
@@ -18,7 +17,7 @@ from ...tsm.tsi1 import serieskey
 from ..errors import FormatError, SourceError
 
 
-def _resolve(path: str, series_file: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+def _resolve(path: str, series_file: str | None) -> tuple[str | None, str | None]:
     """(series file dir, index dir) for ``path``."""
     p = os.path.normpath(path)
     if not os.path.isdir(p):
@@ -53,7 +52,7 @@ def _series_doc(sid: int, key: bytes) -> dict:
     }
 
 
-def dump_tsi(path: str, *, series_file: Optional[str] = None, series: bool = False, measurements: bool = False) -> dict:
+def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False, measurements: bool = False) -> dict:
     sdir, idir = _resolve(os.fspath(path), series_file)
     doc: dict = {"series_file": None, "index": None}
     sf = None
@@ -74,7 +73,7 @@ def dump_tsi(path: str, *, series_file: Optional[str] = None, series: bool = Fal
                 for p in sf.partitions
             ],
         }
-    ids: Optional[set[int]] = None
+    ids: set[int] | None = None
     if idir is not None:
         si = tindex.ShardIndex(idir)
         ids = si.series_ids()

@@ -30,20 +30,20 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 from ...meta.model import shard_group_range
 from ...tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 from ...tsm.keys import key_slice, measurement_of, split_key
 from ...tsm.shard import RawFrame, ShardReader
 from ..errors import ArchiveError, UsageError
+from ..output import open_output, os_error, plan_file_output, source_roots, spool
+from ..progress import ProgressCallback, Reporter
+from ..sources import Shard, Source
+from ..sources.shardview import open_shard_reader
 from ..timefmt import rfc3339
 from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
-from ..progress import ProgressCallback, Reporter
 from .select import window_overlaps
-from ..sources.shardview import open_shard_reader
-from ..sources import Shard, Source
-from ..output import os_error, plan_file_output, open_output, source_roots, spool
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -57,7 +57,7 @@ class ExportResult:
     skipped: list[str] = field(default_factory=list)  # what could not be written, one entry per value kind+key
     skipped_values: int = 0
 
-    def merge(self, other: "ExportResult") -> None:
+    def merge(self, other: ExportResult) -> None:
         self.lines += other.lines
         self.values += other.values
         self.skipped_values += other.skipped_values
@@ -68,7 +68,7 @@ class ExportResult:
                 "skipped_values": self.skipped_values, "skipped": self.skipped}
 
 
-def _selected_shards(src: Source, database: Optional[str], retention: Optional[str], start: int, end: int) -> list[tuple[str, str, list[Shard]]]:
+def _selected_shards(src: Source, database: str | None, retention: str | None, start: int, end: int) -> list[tuple[str, str, list[Shard]]]:
     """(db, rp, shards) in metastore order, shards in time order, only those overlapping the range."""
     assert src.meta is not None
     by_key = {s.key: s for s in src.shards}
@@ -91,7 +91,7 @@ def _selected_shards(src: Source, database: Optional[str], retention: Optional[s
     return out
 
 
-def ddl_lines(src: Source, database: Optional[str], retention: Optional[str]) -> list[str]:
+def ddl_lines(src: Source, database: str | None, retention: str | None) -> list[str]:
     assert src.meta is not None
     lines = []
     for db in src.meta.databases:
@@ -122,15 +122,15 @@ def export(
     src: Source,
     out: BinaryIO,
     *,
-    database: Optional[str] = None,
-    retention: Optional[str] = None,
-    measurement: Optional[str] = None,
-    start: Optional[int] = None,
-    end: Optional[int] = None,
+    database: str | None = None,
+    retention: str | None = None,
+    measurement: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
     lp_only: bool = False,
-    progress: Optional[ProgressCallback] = None,
-    tmpdir: Optional[str] = None,
-    workers: Optional[int] = None,
+    progress: ProgressCallback | None = None,
+    tmpdir: str | None = None,
+    workers: int | None = None,
 ) -> ExportResult:
     """Write the export of ``src`` to the binary stream ``out``.
 
@@ -221,10 +221,10 @@ class _Peekable:
 
 
 # The source of the running export, inherited by forked worker processes (never pickled).
-_WORKER_SOURCE: Optional[Source] = None
+_WORKER_SOURCE: Source | None = None
 
 
-def _export_part(shard: Shard, part: tuple[int, int], lo: int, hi: int, want: Optional[bytes], path: str, tmpdir: Optional[str]):
+def _export_part(shard: Shard, part: tuple[int, int], lo: int, hi: int, want: bytes | None, path: str, tmpdir: str | None):
     """Worker: export one slice of one shard into ``path``; returns (result, new findings, path)."""
     src = _WORKER_SOURCE
     assert src is not None
@@ -239,7 +239,7 @@ def _export_part(shard: Shard, part: tuple[int, int], lo: int, hi: int, want: Op
     return res, src.findings[seen:], path
 
 
-def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: Optional[bytes], workers: int, tmpdir: Optional[str]):
+def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: bytes | None, workers: int, tmpdir: str | None):
     """Yield (shard index, result, findings, part file) in output order from a pool of forked
     workers running a few slices ahead of the consumer. Every shard is cut into ``workers``
     slices so the last shards do not leave cores idle."""
@@ -293,12 +293,12 @@ def _field_values(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[in
 
 
 def _export_shard(
-    reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int, want: Optional[bytes], res: ExportResult,
+    reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int, want: bytes | None, res: ExportResult,
     part: tuple[int, int] = (0, 1),
 ) -> None:
     """Write the shard's lines; ``part = (i, n)``: only the i-th of n slices of its keys, cut at
     series boundaries (so n workers can share one shard and the slices concatenate in order)."""
-    series: Optional[bytes] = None
+    series: bytes | None = None
     fields: list[tuple[str, int, list[int], list]] = []
 
     def flush() -> None:
@@ -320,7 +320,7 @@ def _export_shard(
     flush()
 
 
-def _column(res: ExportResult, series: str, name: str, btype: int, vs: list) -> list[Optional[str]]:
+def _column(res: ExportResult, series: str, name: str, btype: int, vs: list) -> list[str | None]:
     """``name=value`` texts of one field's values, whole column at once (the hot path); None where
     a value cannot be written as line protocol (counted in ``res``)."""
     p = name + "="
@@ -368,7 +368,7 @@ def _write_series(text: io.TextIOWrapper, series: str, fields: list[tuple[str, i
     text.write("".join(out))
 
 
-def _checked(res: ExportResult, series: str, name: str, btype: int, fmt, v) -> Optional[str]:
+def _checked(res: ExportResult, series: str, name: str, btype: int, fmt, v) -> str | None:
     value = fmt(v)
     if value is None or (btype == STRING and "\n" in value):
         res.skipped_values += 1

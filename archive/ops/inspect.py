@@ -9,15 +9,14 @@ protocol; ``values`` counts field values.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ...tsm.keys import series_of
 from ..errors import ArchiveError
 from ..findings import ERROR, Finding
 from ..progress import ProgressCallback, Reporter
-from ..sources.shardview import open_shard_reader, shard_index_summary
 from ..sources.model import Shard, Source
+from ..sources.shardview import open_shard_reader, shard_index_summary
 from ..timefmt import rfc3339
+
 
 def _shard_entry(shard: Shard) -> dict:
     return {
@@ -37,7 +36,7 @@ def _shard_entry(shard: Shard) -> dict:
     }
 
 
-def inspect_source(src: Source, *, points: bool = False, progress: Optional[ProgressCallback] = None) -> dict:
+def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallback | None = None) -> dict:
     """Summarise ``src`` as the ``inspect --json`` document."""
     findings: list[Finding] = list(src.findings)
     seen = len(src.findings)  # reading shards (salvage mode) adds what it had to leave out
@@ -142,10 +141,10 @@ def _fill_exact(src: Source, shard: Shard, entry: dict) -> None:
     n_points = 0
     n_values = 0
     series = 0
-    lo: Optional[int] = None
-    hi: Optional[int] = None
+    lo: int | None = None
+    hi: int | None = None
     with open_shard_reader(src, shard) as reader:
-        cur_series: Optional[bytes] = None
+        cur_series: bytes | None = None
         times: set[int] = set()
         for key in reader.keys():
             _btype, ts, _values = reader.read(key)
@@ -171,4 +170,4 @@ def _fill_exact(src: Source, shard: Shard, entry: dict) -> None:
     )
 
 
-__all__ = ["inspect_source", "ERROR"]
+__all__ = ["ERROR", "inspect_source"]

@@ -12,7 +12,7 @@ so extremes, subnormals and ``-0`` survive. NaN and ±Inf cannot be written in l
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ...tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 
@@ -24,7 +24,7 @@ def escape_field_key(name: str) -> str:
     return name.translate(_FIELD_KEY)
 
 
-def _float(v: float) -> Optional[str]:
+def _float(v: float) -> str | None:
     if math.isfinite(v):
         return repr(v)
     return None
@@ -36,7 +36,7 @@ def _string(v) -> str:
     return '"' + v.translate(_STRING) + '"'
 
 
-FORMATTERS: dict[int, Callable[[object], Optional[str]]] = {
+FORMATTERS: dict[int, Callable[[object], str | None]] = {
     FLOAT: _float,  # type: ignore[dict-item]
     INTEGER: lambda v: f"{v}i",
     UNSIGNED: lambda v: f"{v}u",
@@ -45,7 +45,7 @@ FORMATTERS: dict[int, Callable[[object], Optional[str]]] = {
 }
 
 
-def format_value(block_type: int, value) -> Optional[str]:
+def format_value(block_type: int, value) -> str | None:
     """The line-protocol text of a field value, or None when it cannot be written (NaN, ±Inf)."""
     return FORMATTERS[block_type](value)
 

@@ -23,7 +23,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 import zstandard
 
@@ -37,12 +37,13 @@ from ..timefmt import rfc3339, utc_now_seconds
 from .convert import convert
 from .tarwrite import TarWriter
 
+
 def tool_version() -> str:
     try:
         from importlib.metadata import version
 
         return version("influx-archive")
-    except Exception:  # noqa: BLE001 - metadata absent in a source checkout
+    except Exception:
         return "unknown"
 
 
@@ -95,7 +96,7 @@ def pack(
     level: int = 3,
     threads: int = 0,
     force: bool = False,
-    progress: Optional[ProgressCallback] = None,
+    progress: ProgressCallback | None = None,
 ) -> PackResult:
     """Write the backup at ``src_path`` (a live root is backed up first, a sealed archive unpacked
     first, both into a private spool) as a sealed archive. ``archive`` goes through
@@ -125,7 +126,7 @@ def pack(
             return _pack_dir(src, out, level=level, threads=threads, progress=progress, roots=roots)
 
 
-def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: Optional[ProgressCallback],
+def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: ProgressCallback | None,
               roots: list[str]) -> PackResult:
     root = Path(src.path)
     names = _backup_files(src)
@@ -191,7 +192,7 @@ class _HashingReader:
         return data
 
 
-def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: Optional[ProgressCallback] = None) -> PackResult:
+def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> PackResult:
     """Restore the backup directory from ``archive`` into ``dest`` (new or empty), every file
     checked against the manifest; all or nothing (built beside ``dest``, renamed when complete)."""
     path = Path(archive).absolute()

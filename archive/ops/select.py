@@ -19,7 +19,6 @@ and continuous queries. Here one rule serves every verb:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ...meta.model import Data, DatabaseInfo, UserInfo
 from ..errors import UsageError
@@ -27,11 +26,11 @@ from ..errors import UsageError
 
 @dataclass(frozen=True)
 class Selection:
-    database: Optional[str] = None
-    retention: Optional[str] = None
-    shard: Optional[int] = None
-    newdb: Optional[str] = None
-    newrp: Optional[str] = None
+    database: str | None = None
+    retention: str | None = None
+    shard: int | None = None
+    newdb: str | None = None
+    newrp: str | None = None
 
     def __post_init__(self) -> None:
         if self.newdb is not None and self.database is None:
@@ -56,7 +55,7 @@ class Selection:
             rp = self.newrp
         return db, rp
 
-    def keeps(self, database: str, retention_policy: str, shard_id: Optional[int] = None) -> bool:
+    def keeps(self, database: str, retention_policy: str, shard_id: int | None = None) -> bool:
         if self.database is not None and database != self.database:
             return False
         if self.retention is not None and retention_policy != self.retention:
@@ -150,7 +149,7 @@ def max_ids(data: Data) -> tuple[int, int]:
     return sg, sh
 
 
-def window_overlaps(group: tuple[Optional[int], Optional[int]], start: Optional[int], end: Optional[int]) -> bool:
+def window_overlaps(group: tuple[int | None, int | None], start: int | None, end: int | None) -> bool:
     """Whether a shard group ``(start, end)`` (start inclusive, end exclusive, as
     :func:`~influx_archive.meta.model.shard_group_range` gives it; ``None`` = unknown) may hold
     points with ``start <= t <= end`` (inclusive; ``None`` = unbounded). Unknown ranges overlap."""
@@ -164,7 +163,7 @@ def window_overlaps(group: tuple[Optional[int], Optional[int]], start: Optional[
     return True
 
 
-def window_inside(group: tuple[Optional[int], Optional[int]], start: Optional[int], end: Optional[int]) -> bool:
+def window_inside(group: tuple[int | None, int | None], start: int | None, end: int | None) -> bool:
     """Whether every time a shard group can hold lies in ``[start, end]`` (so nothing of it is cut);
     an unknown range is inside only an unbounded window."""
     if start is None and end is None:

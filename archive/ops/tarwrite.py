@@ -1,4 +1,4 @@
-"""Shard tars as influxd writes them (BACKUP_META.md §2.3, §3.4).
+"""Shard tars as influxd writes them (docs/formats.md#shard-tar, #portable-tar-gz).
 
 Go ``archive/tar`` layout: a USTAR header per member (PAX extended header only when a name does not
 fit USTAR), data padded to 512 bytes, and the archive ends with exactly 1024 zero bytes — no
@@ -15,7 +15,8 @@ from __future__ import annotations
 import gzip
 import tarfile
 import time
-from typing import BinaryIO, Callable, Optional
+from collections.abc import Callable
+from typing import BinaryIO
 
 try:  # ISA-L igzip: optional at runtime, zlib otherwise
     from isal import igzip as _igzip
@@ -43,9 +44,9 @@ class TarWriter:
         size: int,
         stream: BinaryIO,
         *,
-        mtime: Optional[int] = None,
+        mtime: int | None = None,
         mode: int = 0o644,
-        on_bytes: Optional[Callable[[int], None]] = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         """Add a regular file ``name`` of ``size`` bytes read from ``stream``."""
         info = tarfile.TarInfo(name)

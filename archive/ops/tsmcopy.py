@@ -2,7 +2,7 @@
 intact blocks of a damaged one.
 
 A TSM file is its 5-byte header, the block frames back to back, the index and the footer
-(TSM_WAL.md §1). :func:`checked_chunks` yields the file's bytes in order and checks each frame as
+(docs/formats.md#tsm-file). :func:`checked_chunks` yields the file's bytes in order and checks each frame as
 it passes, so a copy costs one read and a damaged block stops it before the copy is used (the
 caller writes to a staging name). :func:`write_intact_blocks` writes a new TSM file holding only
 the blocks whose CRC holds, frames copied unchanged — the ``--salvage`` path.
@@ -11,7 +11,8 @@ the blocks whose CRC holds, frames copied unchanged — the ``--salvage`` path.
 from __future__ import annotations
 
 import io
-from typing import BinaryIO, Callable, Iterator, Optional, cast
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, cast
 
 from ...tsm.block import count_values_at
 from ...tsm.format import tsmfile as fmt
@@ -26,8 +27,8 @@ def checked_chunks(
     stream: BinaryIO,
     reader: TSMReader,
     *,
-    on_damage: Optional[Callable[[ArchiveError], None]] = None,
-    frames: Optional[list[tuple[int, int, bytes, int]]] = None,
+    on_damage: Callable[[ArchiveError], None] | None = None,
+    frames: list[tuple[int, int, bytes, int]] | None = None,
 ) -> Iterator[memoryview]:
     """The bytes of the file behind ``reader`` (``stream`` at any position), in order, each block
     frame's CRC and type byte verified on the way. The file is read in windows of about
@@ -113,13 +114,13 @@ def damaged_blocks(reader: TSMReader) -> list[tuple[bytes, IndexEntry]]:
     return bad
 
 
-def write_intact_blocks(reader: TSMReader, out: BinaryIO) -> Optional[int]:
+def write_intact_blocks(reader: TSMReader, out: BinaryIO) -> int | None:
     """Write a TSM file of every block of ``reader`` whose CRC holds (frames copied unchanged).
     Returns its size, or None when no block is intact (nothing worth writing)."""
     w = TSMWriter(out)
     wrote = False
     for key, btype, entries in reader.iter_index():
-        last_max: Optional[int] = None
+        last_max: int | None = None
         for e in entries:
             if last_max is not None and e.min_time <= last_max:
                 continue  # overlaps the previous block: not a layout a TSM writer may produce

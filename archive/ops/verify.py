@@ -31,7 +31,6 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
@@ -43,21 +42,20 @@ from ...tsm.wal import WALCorruption, iter_wal
 from ..errors import ArchiveError, FormatError, UnsupportedError, UsageError
 from ..findings import ERROR, INFO, WARNING, Finding
 from ..progress import ProgressCallback, Reporter
-from ..threads import map_on_cores
-from ..untrusted import read_small
 from ..sources import ShardFile, Source, open_source
 from ..sources.legacy import LEGACY_META_RE
 from ..sources.portable import manifest_file_name
 from ..sources.sealed import is_zstd_file
 from ..sources.tarscan import REFUSED_MEMBER
+from ..threads import map_on_cores
+from ..untrusted import read_small
 from .pack import verify_sealed
 from .tsmcopy import checked_chunks
 
 
-
 @dataclass
 class VerifyReport:
-    source: Optional[Source]
+    source: Source | None
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
     blocks: int = 0
@@ -78,7 +76,7 @@ class VerifyReport:
         }
 
 
-def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Optional[ProgressCallback] = None) -> VerifyReport:
+def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: ProgressCallback | None = None) -> VerifyReport:
     sealed_findings: list[Finding] = []
     if is_zstd_file(path):
         # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);
@@ -236,4 +234,4 @@ def _check_wal(stream, f: ShardFile, report: VerifyReport) -> None:
         report.findings.append(Finding.from_error(exc.located(path=f.container, member=f.member)))
 
 
-__all__ = ["VerifyReport", "verify", "INFO"]
+__all__ = ["INFO", "VerifyReport", "verify"]

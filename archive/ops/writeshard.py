@@ -2,10 +2,10 @@
 
 Input is a :class:`~influx_archive.tsm.shard.ShardReader` over the shard's files, tombstones and
 WAL cache; output is one or more TSM files in a directory, with tombstones applied into the data
-(no ``.tombstone`` files: influxd's online restore discards them, BACKUP_META.md §4.3) and the
+(no ``.tombstone`` files: influxd's online restore discards them, docs/formats.md#shard-upload) and the
 optional time range cut point-exactly (``start <= t <= end``). Blocks that need no change are
 copied as raw frames without decoding; only blocks touched by a tombstone, by the range or by an
-overlap with another file are decoded and re-encoded (TSM_WAL.md §1.10).
+overlap with another file are decoded and re-encoded (docs/formats.md#reading-across-files).
 
 A new file is started when the current one passes influxd's 2 GiB compaction limit
 (``maxTSMFileSize``) or when a key reaches 65,535 blocks in one file (the index count is 16 bits;
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 from ...tsm import naming
 from ...tsm.format import tsmfile as fmt
@@ -46,8 +46,8 @@ class ShardFileWriter:
         self.sequence = first_sequence
         self.max_bytes = max_bytes
         self.files: list[WrittenFile] = []
-        self._fh: Optional[BinaryIO] = None
-        self._w: Optional[TSMWriter] = None
+        self._fh: BinaryIO | None = None
+        self._w: TSMWriter | None = None
         self._name = ""
 
     def _writer(self) -> TSMWriter:
@@ -80,7 +80,7 @@ class ShardFileWriter:
             w = self._writer()
         return w
 
-    def write_key(self, reader: ShardReader, key: bytes, start: Optional[int], end: Optional[int]) -> int:
+    def write_key(self, reader: ShardReader, key: bytes, start: int | None, end: int | None) -> int:
         """Copy ``key``'s final data in ``[start, end]``; returns the number of blocks written."""
         block_type, parts = reader.iter_key(key, start, end)
         n = 0
@@ -124,10 +124,10 @@ def write_shard(
     generation: int,
     first_sequence: int = 1,
     *,
-    start: Optional[int] = None,
-    end: Optional[int] = None,
+    start: int | None = None,
+    end: int | None = None,
     max_bytes: int = MAX_FILE_BYTES,
-    keys: Optional[list[bytes]] = None,
+    keys: list[bytes] | None = None,
 ) -> list[WrittenFile]:
     """Write every key of ``reader`` (or only ``keys``; final data, ``[start, end]``) into new TSM
     files in ``directory``. Returns the files written (none when nothing is left)."""

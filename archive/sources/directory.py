@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from ..errors import SourceError
 from .legacy import LEGACY_META_RE, open_legacy
@@ -12,7 +11,7 @@ from .ondisk import DiskSource, listdir
 from .portable import PORTABLE_MANIFEST_RE, open_portable
 
 
-def open_dir(p: Path, salvage: bool = False, prescanned: Optional[dict] = None) -> DiskSource:
+def open_dir(p: Path, salvage: bool = False, prescanned: dict | None = None) -> DiskSource:
     names = listdir(p)
     manifests = [n for n in names if PORTABLE_MANIFEST_RE.match(n) or n.endswith(".manifest")]
     metas = [n for n in names if LEGACY_META_RE.match(n)]

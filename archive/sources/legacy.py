@@ -12,7 +12,6 @@ import bisect
 import os
 import re
 from pathlib import Path
-from typing import Optional
 
 from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
@@ -31,7 +30,7 @@ _LOOSE_META_RE = re.compile(r"^meta\.([^.]+)$")
 _LOOSE_SHARD_RE = re.compile(r"^(?P<prefix>.+)\.(?P<id>[^.]+)\.(?P<n>[^.]+)$")
 
 
-def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: Optional[dict] = None) -> DiskSource:
+def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: dict | None = None) -> DiskSource:
     metas = sorted(
         (int(LEGACY_META_RE.match(n).group(1)), n) for n in names if LEGACY_META_RE.match(n)  # type: ignore[union-attr]
     )
@@ -53,7 +52,7 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: Op
     increments: set[int] = set()
     run_starts = legacy_run_starts(p, [n for _, n in metas])
     for n in names:
-        if LEGACY_META_RE.match(n) or n.endswith(".pending") or _LOOSE_META_RE.match(n) and naming.numeral_like(n[5:]):
+        if LEGACY_META_RE.match(n) or n.endswith(".pending") or (_LOOSE_META_RE.match(n) and naming.numeral_like(n[5:])):
             continue
         m = metafiles.parse_legacy_shard_file_name(n)
         loose = _LOOSE_SHARD_RE.match(n)
@@ -93,7 +92,7 @@ def legacy_run_starts(p: Path, meta_names: list[str]) -> list[float]:
     return sorted(out)
 
 
-def run_start(run_starts: list[float], tar: Path) -> Optional[int]:
+def run_start(run_starts: list[float], tar: Path) -> int | None:
     """When the run that wrote ``tar`` started, as well as the files tell (epoch s): the mtime of
     the newest ``meta.NN`` written before the tar. None when no ``meta.NN`` is older (the files
     were copied without their mtimes: then only same-named copies show a range backup)."""

@@ -15,8 +15,9 @@ it holds (a sealed archive's private spool).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO
 
 from ...meta.model import Data, shard_group_range
 from ...tsm import naming
@@ -36,7 +37,7 @@ def file_kind(name: str) -> str:
     return naming.classify(name)
 
 
-def non_ascii_number(what: str, path: str, member: Optional[str] = None) -> Finding:
+def non_ascii_number(what: str, path: str, member: str | None = None) -> Finding:
     """The finding for a number in a name written with non-ASCII digits (``٢``, ``²``)."""
     return Finding(
         ERROR,
@@ -55,14 +56,14 @@ class ShardFile:
     kind: str  # tsm | tombstone | wal | other
     size: int
     container: str  # path on disk: the file itself, or the tar / tar.gz holding it
-    member: Optional[str] = None  # member name inside the container tar
+    member: str | None = None  # member name inside the container tar
     increment: int = 0  # which backup set of an incremental source provided it (0 = first)
     gz: bool = False  # container is a .tar.gz (must be spooled to seek)
-    data_offset: Optional[int] = None  # offset of the member data inside an uncompressed tar
-    mtime: Optional[int] = None  # tar member mtime (s): a block-filtered export copy gets the export time
+    data_offset: int | None = None  # offset of the member data inside an uncompressed tar
+    mtime: int | None = None  # tar member mtime (s): a block-filtered export copy gets the export time
     #: when its backup run started (epoch s): a portable manifest's ``<ts>``; for legacy tars the
     #: mtime of the newest ``meta.NN`` older than the tar (the run writes its metastore first)
-    set_time: Optional[int] = None
+    set_time: int | None = None
 
     @property
     def maybe_filtered(self) -> bool:
@@ -85,16 +86,16 @@ class Shard:
     database: str
     retention_policy: str
     id: int
-    group_id: Optional[int] = None
-    group_start: Optional[int] = None  # ns, inclusive (a start stored after the end reads as the lowest time)
-    group_end: Optional[int] = None  # ns, exclusive
+    group_id: int | None = None
+    group_start: int | None = None  # ns, inclusive (a start stored after the end reads as the lowest time)
+    group_end: int | None = None  # ns, exclusive
     in_meta: bool = False
     files: list[ShardFile] = field(default_factory=list)  # tsm + tombstone (+ other) from every increment
     wal: list[ShardFile] = field(default_factory=list)  # live sources only, influxd's replay order
     containers: list[str] = field(default_factory=list)  # shard tars / dirs that provided files
     #: increments known to be ``-start/-end`` backups (a copy smaller than a same-named one)
     range_increments: frozenset = frozenset()
-    _resolved: Optional[tuple] = field(default=None, repr=False, compare=False)
+    _resolved: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -103,7 +104,7 @@ class Shard:
     def data_files(self) -> list[ShardFile]:
         return [f for f in self.files if f.kind in ("tsm", "tombstone")]
 
-    def layers(self) -> list["Layer"]:
+    def layers(self) -> list[Layer]:
         """The shard's current state across every increment, as :class:`Layer` s oldest to newest
         by (generation, sequence). The rules (TSM files are immutable in influxd):
 
@@ -149,7 +150,7 @@ class Shard:
                 out.append(layer.tomb)
         return sorted(out, key=lambda f: (_order_key(f.name), f.kind, f.increment))
 
-    def tsm_layers(self) -> list[tuple[ShardFile, Optional[ShardFile]]]:
+    def tsm_layers(self) -> list[tuple[ShardFile, ShardFile | None]]:
         """(tsm, tombstone-or-None) pairs, oldest to newest by (generation, sequence): the largest
         copy of each file (see :meth:`layers`; :attr:`plain` says whether that is everything)."""
         return [(layer.tsm, layer.tomb) for layer in self.layers()]
@@ -170,7 +171,7 @@ class Layer:
     """One TSM file of a shard's current state (see :meth:`Shard.layers`)."""
 
     tsm: ShardFile  # the largest copy of the file
-    tomb: Optional[ShardFile] = None  # its tombstone (latest increment that has one)
+    tomb: ShardFile | None = None  # its tombstone (latest increment that has one)
     twins: list[ShardFile] = field(default_factory=list)  # other copies of the same name, other sizes
     #: the later, maybe block-filtered compaction output that holds this file's data (at most one:
     #: its own mask covers the backups after it)
@@ -330,9 +331,9 @@ class Source:
 
     kind: str  # legacy | portable | live | file
     path: str
-    meta: Optional[Data] = None
-    meta_origin: Optional[str] = None
-    file_kind: Optional[str] = None  # for kind == "file": tsm, tombstone, wal, meta.NN, meta, meta.db, manifest, tar, tar.gz
+    meta: Data | None = None
+    meta_origin: str | None = None
+    file_kind: str | None = None  # for kind == "file": tsm, tombstone, wal, meta.NN, meta, meta.db, manifest, tar, tar.gz
     shards: list[Shard] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
@@ -364,7 +365,7 @@ class Source:
             self.__dict__["_by_key"] = idx
         return idx
 
-    def shard(self, database: str, retention_policy: str, shard_id: int) -> Optional[Shard]:
+    def shard(self, database: str, retention_policy: str, shard_id: int) -> Shard | None:
         for s in self.shards:
             if s.key == (database, retention_policy, shard_id):
                 return s
@@ -374,7 +375,7 @@ class Source:
         """A hint: these shards are about to be opened by parallel workers (see SealedSource)."""
 
     @contextlib.contextmanager
-    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None, spool_gz: bool = True) -> Iterator["OpenShard"]:
+    def open_shard(self, shard: Shard, *, tmpdir: str | None = None, spool_gz: bool = True) -> Iterator[OpenShard]:
         """Open every file of ``shard`` as a seekable binary stream, for as long as the context
         lasts. ``tmpdir``: where temporary copies may go; ``spool_gz=False``: files inside a
         ``.tar.gz`` get no stream (the caller reads their container while the context holds it).
@@ -386,7 +387,7 @@ class Source:
     def close(self) -> None:
         """Release what the source holds (temporary spools). Safe to call more than once."""
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -406,7 +407,7 @@ class OpenShard:
         return s
 
 
-def metastore_findings(meta: Optional[Data], origin: Optional[str]) -> list[Finding]:
+def metastore_findings(meta: Data | None, origin: str | None) -> list[Finding]:
     """A database, a retention policy of one database, a shard group or a shard id listed twice:
     which entry holds the data is unknown (influxd keeps the first it finds, so data of the
     other is lost or served under the wrong range)."""
@@ -470,7 +471,7 @@ def fill_from_meta(src: Source) -> None:
     src.shards.sort(key=lambda s: (s.database, s.retention_policy, s.id))
 
 
-def meta_shard_index(meta: Optional[Data]) -> dict[int, tuple[str, str]]:
+def meta_shard_index(meta: Data | None) -> dict[int, tuple[str, str]]:
     out: dict[int, tuple[str, str]] = {}
     if meta is None:
         return out

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO
 
 from ..errors import SourceIOError
 from ..findings import WARNING, Finding
@@ -47,7 +48,7 @@ class DiskSource(Source):
         return out
 
     @contextlib.contextmanager
-    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None, spool_gz: bool = True) -> Iterator["OpenShard"]:
+    def open_shard(self, shard: Shard, *, tmpdir: str | None = None, spool_gz: bool = True) -> Iterator[OpenShard]:
         """Open every file of ``shard`` as a seekable binary stream.
 
         Loose files are opened as they are; uncompressed tars are read in place; each
@@ -100,9 +101,9 @@ def add_tar_shard(
     *,
     gz: bool,
     increment: int,
-    fallback: Optional[tuple[str, str, int]],
-    expected_size: Optional[int] = None,
-    set_time: Optional[int] = None,
+    fallback: tuple[str, str, int] | None,
+    expected_size: int | None = None,
+    set_time: int | None = None,
 ) -> None:
     """Register the members of one shard tar with the shard(s) they name. ``set_time``: when the
     backup run that wrote the tar started (epoch s), if known."""

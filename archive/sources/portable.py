@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Optional
 
 from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
@@ -25,7 +24,7 @@ from .tarscan import scan_shard_tar
 PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$", re.ASCII)
 
 
-def open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: Optional[dict] = None) -> DiskSource:
+def open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: dict | None = None) -> DiskSource:
     src = DiskSource("portable", str(p), salvage=salvage, prescanned=prescanned or {})
     # Oldest first, so later manifests layer on top (docs/formats.md; we take the union).
     manifest_paths = sorted(manifest_paths, key=lambda q: q.name)
@@ -87,7 +86,7 @@ def open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, pr
     return src
 
 
-def _manifest_time(mp: Path) -> Optional[int]:
+def _manifest_time(mp: Path) -> int | None:
     """When the backup run of a ``<ts>.manifest`` started (epoch s; influxd's Go layout
     ``20060102T150405Z``, UTC), or None for another name."""
     m = PORTABLE_MANIFEST_RE.match(mp.name)

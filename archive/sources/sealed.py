@@ -36,14 +36,24 @@ import stat
 import tarfile
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO
 
 import zstandard
 
-from ..errors import (ArchiveError, ChecksumError, FormatError, SourceIOError, TargetIOError, TruncatedError,
-                      UnsupportedError, register_display_prefix, show)
+from ..errors import (
+    ArchiveError,
+    ChecksumError,
+    FormatError,
+    SourceIOError,
+    TargetIOError,
+    TruncatedError,
+    UnsupportedError,
+    register_display_prefix,
+    show,
+)
 from ..findings import Finding
 from ..output import make_spool, os_error, remove_spool, uninterrupted
 from ..progress import Reporter
@@ -200,7 +210,7 @@ def _jtype(v: object) -> str:
 
 
 def _want(v: object, kinds: tuple[type, ...], where: str, what: str) -> None:
-    if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
+    if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
         raise _Bad(where, f"expected {what}, got {_jtype(v)}")
 
 
@@ -296,7 +306,7 @@ def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dic
     return doc, files
 
 
-def iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> Iterator[tuple[dict, dict, Optional[tarfile.TarInfo], Optional[BinaryIO]]]:
+def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterator[tuple[dict, dict, tarfile.TarInfo | None, BinaryIO | None]]:
     """Stream the archive: yields (manifest doc, entry, member, reader) per listed file; member is
     None for listed files that never appeared. Damage raises (or, with ``findings``, is recorded and
     the member skipped where the stream allows)."""
@@ -351,7 +361,7 @@ def iter_members(path: Path, *, findings: Optional[list[Finding]] = None) -> Ite
         findings.append(Finding.from_error(e))
 
 
-def copy_checked(reader: BinaryIO, entry: dict, out: Optional[BinaryIO], path: Path, rep: Optional[Reporter] = None) -> None:
+def copy_checked(reader: BinaryIO, entry: dict, out: BinaryIO | None, path: Path, rep: Reporter | None = None) -> None:
     h = hashlib.sha256()
     left = entry["size"]
     while left > 0:
@@ -383,7 +393,7 @@ class SealedSource(DiskSource):
     archive: str = ""
     workdir: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _cursor: Optional[Iterator] = field(default=None, repr=False)
+    _cursor: Iterator | None = field(default=None, repr=False)
     _users: dict = field(default_factory=dict, repr=False)  # spooled container -> open count
     _expected: set = field(default_factory=set, repr=False)  # containers to keep when passed (expect())
     _ahead: set = field(default_factory=set, repr=False)  # containers spooled ahead of their open_shard
@@ -396,7 +406,7 @@ class SealedSource(DiskSource):
             self._expected = {f.container for s in shards for f in s.files + s.wal}
 
     @contextlib.contextmanager
-    def open_shard(self, shard: Shard, *, tmpdir: Optional[str] = None, spool_gz: bool = True):
+    def open_shard(self, shard: Shard, *, tmpdir: str | None = None, spool_gz: bool = True):
         needed = sorted({f.container for f in shard.files + shard.wal})
         with self._lock:
             for c in needed:

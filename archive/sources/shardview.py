@@ -11,8 +11,8 @@ alone, without decoding blocks.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 from ...tsm.keys import series_of
 from ...tsm.reader import TSMReader
@@ -28,11 +28,11 @@ from .model import OpenShard, Shard, Source
 class ShardFiles:
     """The opened parts of one shard: (reader, tombstones) oldest to newest, and the WAL cache."""
 
-    layers: list[tuple[TSMReader, Optional[TombstoneSet]]]
-    cache: Optional[Cache]
+    layers: list[tuple[TSMReader, TombstoneSet | None]]
+    cache: Cache | None
 
 
-def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: Optional[list] = None) -> ShardFiles:
+def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: list | None = None) -> ShardFiles:
     """Open the shard's current state (:meth:`Shard.layers`): each file's copies, tombstones and
     masks, and the WAL. With ``salvage`` a TSM or tombstone file that cannot be opened is left out
     (and a damaged WAL entry skipped) with an error finding appended to ``findings``, instead of
@@ -94,7 +94,7 @@ def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, 
             inherited[n] = out
         return inherited.get(chain[0] if chain else name, [])
 
-    layers: list[tuple[TSMReader, Optional[TombstoneSet]]] = []
+    layers: list[tuple[TSMReader, TombstoneSet | None]] = []
     for layer in plan:
         entries = list(tombs.get(layer.name, ()))
         for mask in layer.masks:
@@ -119,7 +119,7 @@ def _index_subset(small: TSMReader, big: TSMReader) -> bool:
     return True
 
 
-def replay_wal(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: Optional[list] = None) -> Cache:
+def replay_wal(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: list | None = None) -> Cache:
     """Replay the shard's WAL segments in influxd's order. A torn last entry ends a segment, as in
     influxd. Damage followed by valid entries (which influxd would silently drop) is refused,
     or with ``salvage`` skipped (the valid entries after it are kept) and reported."""
@@ -137,19 +137,19 @@ def replay_wal(opened: OpenShard, shard: Shard, *, salvage: bool = False, findin
     return cache
 
 
-def _note(findings: Optional[list], exc: ArchiveError, what: str) -> None:
+def _note(findings: list | None, exc: ArchiveError, what: str) -> None:
     if findings is not None:
         f = Finding.from_error(exc)
         findings.append(Finding(f.severity, f"{what}: {f.message}", f.path, f.member, f.offset))
 
 
 @contextlib.contextmanager
-def open_shard_reader(src: Source, shard: Shard, *, tmpdir: Optional[str] = None) -> Iterator[ShardReader]:
+def open_shard_reader(src: Source, shard: Shard, *, tmpdir: str | None = None) -> Iterator[ShardReader]:
     """A :class:`ShardReader` over ``shard``. For a source opened with ``salvage``, damaged files
     and blocks are left out and reported in ``src.findings``."""
     with src.open_shard(shard, tmpdir=tmpdir) as opened:
         parts = load_shard_files(opened, shard, salvage=src.salvage, findings=src.findings)
-        damaged: Optional[list] = [] if src.salvage else None
+        damaged: list | None = [] if src.salvage else None
         try:
             yield ShardReader(parts.layers, parts.cache, damaged=damaged)
         finally:
@@ -160,16 +160,16 @@ def open_shard_reader(src: Source, shard: Shard, *, tmpdir: Optional[str] = None
 @dataclass
 class IndexSummary:
     series: int
-    min_time: Optional[int]
-    max_time: Optional[int]
+    min_time: int | None
+    max_time: int | None
 
 
-def shard_index_summary(src: Source, shard: Shard, *, tmpdir: Optional[str] = None) -> IndexSummary:
+def shard_index_summary(src: Source, shard: Shard, *, tmpdir: str | None = None) -> IndexSummary:
     """Series count and time extent from TSM indexes (keys fully deleted by tombstones left out)
     and the WAL cache; no block is decoded."""
     series: set[bytes] = set()
-    lo: Optional[int] = None
-    hi: Optional[int] = None
+    lo: int | None = None
+    hi: int | None = None
     if not shard.layers() and not shard.wal:
         return IndexSummary(0, None, None)
     with src.open_shard(shard, tmpdir=tmpdir) as opened:

@@ -17,8 +17,9 @@ import os
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO
 
 from ...tsm import naming
 from ..errors import ArchiveError, FormatError, SourceIOError, TargetIOError, TruncatedError, UnsupportedError, show
@@ -33,7 +34,7 @@ REFUSED_MEMBER = "refused tar member"
 IGNORED_MEMBER = "ignored tar member"
 
 
-def tar_error(path: str, member: Optional[str], exc: BaseException, offset: Optional[int] = None) -> ArchiveError:
+def tar_error(path: str, member: str | None, exc: BaseException, offset: int | None = None) -> ArchiveError:
     """The error for ``tarfile`` / gzip failing on ``path`` (``member`` being the last one read).
     An OS error is the source's (not damage); a sparse member is :class:`UnsupportedError`."""
     if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO, ...: the OS, not damage
@@ -57,11 +58,11 @@ class TarMember:
     parts: tuple[str, str, int, str]  # db, rp, id, file
     size: int
     data_offset: int
-    mtime: Optional[int] = None
+    mtime: int | None = None
 
 
 def scan_shard_tar(
-    path: str, *, gz: bool, findings: list[Finding], salvage: bool = False, expected_size: Optional[int] = None
+    path: str, *, gz: bool, findings: list[Finding], salvage: bool = False, expected_size: int | None = None
 ) -> list[TarMember]:
     """List the usable members of a shard tar (``<db>/<rp>/<id>/<file>``) without extracting.
 
@@ -75,7 +76,7 @@ def scan_shard_tar(
     an error (the manifest and the file disagree).
     """
     out: list[TarMember] = []
-    last: Optional[str] = None
+    last: str | None = None
     size = os.path.getsize(path) if not gz else None
     try:
         if gz:
@@ -160,7 +161,7 @@ class _Limited:
     def close(self) -> None:
         self._raw.close()
 
-    def __enter__(self) -> "_Limited":
+    def __enter__(self) -> _Limited:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -179,7 +180,7 @@ def _drain(tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         remaining -= len(chunk)
 
 
-def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> Optional[tuple[str, str, int, str]]:
+def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> tuple[str, str, int, str] | None:
     def reject(why: str, prefix: str = IGNORED_MEMBER) -> None:
         findings.append(Finding(WARNING, f"{prefix}: {why}", path=path, member=m.name))
 
@@ -215,7 +216,7 @@ def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> Opt
     return db, rp, sid, name
 
 
-def _member_mtime(m: tarfile.TarInfo) -> Optional[int]:
+def _member_mtime(m: tarfile.TarInfo) -> int | None:
     try:
         return int(m.mtime)
     except (TypeError, ValueError, OverflowError):
@@ -233,7 +234,7 @@ def member_offset(base: BinaryIO, f: ShardFile) -> int:
 
 
 @contextlib.contextmanager
-def spool_gzip(path: str, tmpdir: Optional[str], salvage: bool = False) -> Iterator[BinaryIO]:
+def spool_gzip(path: str, tmpdir: str | None, salvage: bool = False) -> Iterator[BinaryIO]:
     """Decompress a .tar.gz into an anonymous temporary file; yields it open for reading.
     With ``salvage`` a damaged stream keeps what decompressed before the damage."""
     with tempfile.TemporaryFile(dir=tmpdir, prefix="influx-archive-spool-") as tmp:

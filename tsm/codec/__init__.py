@@ -1,9 +1,9 @@
-"""Block value codecs (TSM_WAL.md §2): plain, tight Python behind a small interface.
+"""Block value codecs (docs/formats.md#block-encodings): plain, tight Python behind a small interface.
 The block frame that combines them lives in ``influx_archive.tsm.block``.
 
 Modules: ``varint`` (Go uvarints), ``simple8b`` (word packing, both influxd drivers),
-``timestamps`` (§2.1), ``floats`` (§2.2), ``integers`` (§2.3 int64 and §2.4 uint64),
-``booleans`` (§2.5), ``strings`` (§2.6).
+``timestamps`` (docs/formats.md#timestamp-encoding), ``floats`` (docs/formats.md#float-encoding), ``integers`` (docs/formats.md#integer-encoding int64 and docs/formats.md#unsigned-encoding uint64),
+``booleans`` (docs/formats.md#boolean-encoding), ``strings`` (docs/formats.md#string-encoding).
 
 Each value codec has ``encode(values) -> bytes`` returning the whole section (header byte
 included; byte-identical to influxd) and ``decode(section, count, *, base=0) -> list`` that

@@ -1,4 +1,4 @@
-"""Boolean value sections (TSM_WAL.md §2.5).
+"""Boolean value sections (docs/formats.md#boolean-encoding).
 
 Section = header ``0x10``, uvarint n, then ceil(n / 8) bytes of bits, first value in the most
 significant bit, 1 = true, padding bits 0.
@@ -11,7 +11,7 @@ timestamp count, the bit bytes must be exactly ceil(n / 8) with zero padding bit
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ...archive.errors import FormatError, TruncatedError
 from . import varint

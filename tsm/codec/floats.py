@@ -1,4 +1,4 @@
-"""Float value sections: influxd's Gorilla XOR variant (TSM_WAL.md §2.2, worked example §7.2).
+"""Float value sections: influxd's Gorilla XOR variant (docs/formats.md#float-encoding, worked example #example-tsm-file).
 
 Section = header ``0x10``, then an MSB-first bit stream zero-padded to a byte: the first value's
 64 bits, then per value (x = bits XOR previous bits): ``0`` if x = 0, else ``1`` and either ``0`` +
@@ -22,7 +22,7 @@ Interface: ``encode(values) -> bytes`` (the whole section) and
 from __future__ import annotations
 
 import struct
-from typing import Sequence
+from collections.abc import Sequence
 
 from ...archive.errors import FormatError, TruncatedError, UnsupportedError
 

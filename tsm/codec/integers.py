@@ -1,5 +1,5 @@
 """Integer (int64, block type 1) and unsigned (uint64, block type 4) value sections
-(TSM_WAL.md §2.3, §2.4, §2.0 ZigZag).
+(docs/formats.md#integer-encoding, #unsigned-encoding, #simple8b).
 
 z_i = ZigZag(v_i - v_(i-1)) with v_(-1) = 0 and int64 wrap-around. Header high nibble:
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import operator
 import struct
+from collections.abc import Sequence
 from itertools import accumulate, chain
-from typing import Sequence
 
 from ...archive.errors import FormatError, TruncatedError
 from . import simple8b, varint
@@ -73,7 +73,7 @@ def encode(values: Sequence[int]) -> bytes:
 
 
 def encode_unsigned(values: Sequence[int]) -> bytes:
-    """Section for uint64 ``values``: the int64 encoding of the same bits (§2.4)."""
+    """Section for uint64 ``values``: the int64 encoding of the same bits (docs/formats.md#unsigned-encoding)."""
     return encode([v - (1 << 64) if v > INT64_MAX else v for v in values])
 
 
@@ -130,7 +130,7 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int, signed:
         if step == 0:
             return wrap([v0] * count)
         last = v0 + (count - 1) * step
-        if signed and INT64_MIN <= min(v0, last) and max(v0, last) <= INT64_MAX:
+        if signed and min(v0, last) >= INT64_MIN and max(v0, last) <= INT64_MAX:
             return list(range(v0, v0 + count * step, step))  # no wrap-around: nothing to reduce
         return wrap(list(range(v0, v0 + count * step, step)))
     else:

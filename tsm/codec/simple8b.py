@@ -1,4 +1,4 @@
-"""simple8b word packing as influxd uses it (TSM_WAL.md §2.0).
+"""simple8b word packing as influxd uses it (docs/formats.md#simple8b).
 
 Each 64-bit big-endian word: top 4 bits select ``(n, bits)``; the low 60 bits hold ``n`` values
 of ``bits`` bits, value 0 in the least significant bits. Selectors 0 and 1 carry no payload and
@@ -28,7 +28,7 @@ SELECTORS: tuple[tuple[int, int], ...] = (
     (240, 0), (120, 0), (60, 1), (30, 2), (20, 3), (15, 4), (12, 5), (10, 6),
     (8, 7), (7, 8), (6, 10), (5, 12), (4, 15), (3, 20), (2, 30), (1, 60),
 )
-"""``(values per word, bits per value)`` by selector (TSM_WAL.md §2.0 table)."""
+"""``(values per word, bits per value)`` by selector (docs/formats.md#simple8b)."""
 
 # Values per word, indexed by the word's first byte.
 _COUNT_BY_TOP_BYTE = tuple(SELECTORS[b >> 4][0] for b in range(256))

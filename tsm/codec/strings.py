@@ -1,4 +1,4 @@
-"""String value sections (TSM_WAL.md §2.6).
+"""String value sections (docs/formats.md#string-encoding).
 
 Section = header ``0x10``, then the snappy **block** format (not the framed format) of the
 concatenation of uvarint(len) + bytes for each value. Values are raw bytes (need not be UTF-8).
@@ -6,7 +6,7 @@ concatenation of uvarint(len) + bytes for each value. Values are raw bytes (need
 Interface: ``encode(values) -> bytes`` (the whole section) and
 ``decode(section, count, *, base=0) -> list[bytes]``. The encoder uses
 ``cramjam.snappy.compress_raw``; its output matched Go's snappy on all verified vectors
-(TSM_WAL.md §7.3, and this project's ``tests/vectors``), which is an observation, not a guarantee.
+(this project's ``tests/vectors``), which is an observation, not a guarantee.
 
 Decoding is strict: the declared uncompressed size is checked against the largest expansion a
 valid snappy block can have before anything is allocated, and the payload must hold exactly
@@ -15,7 +15,7 @@ valid snappy block can have before anything is allocated, and the payload must h
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cramjam
 

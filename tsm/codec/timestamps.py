@@ -1,4 +1,4 @@
-"""Timestamp sections of TSM blocks (TSM_WAL.md §2.1).
+"""Timestamp sections of TSM blocks (docs/formats.md#timestamp-encoding).
 
 Work in u64: d_0 = t_0, d_i = t_i - t_(i-1) (wrap-around). Header byte = encoding << 4 | D:
 
@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 import operator
 import struct
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Sequence
 
 from ...archive.errors import FormatError, TruncatedError
-from . import simple8b, varint
 from ..compiled import core as _compiled
+from . import simple8b, varint
 from .integers import INT64_MAX, MASK64, to_int64
 
 RAW, PACKED, RLE = 0x00, 0x10, 0x20

@@ -1,4 +1,4 @@
-"""Layout of ``.tombstone`` files (TSM_WAL.md §3.3, influxd 1.6.7 ``tsdb/engine/tsm1/tombstone.go``).
+"""Layout of ``.tombstone`` files (docs/formats.md#tombstone-formats, influxd 1.6.7 ``tsdb/engine/tsm1/tombstone.go``).
 
 No I/O here: constants and Construct definitions only. The readers in
 :mod:`influx_archive.tsm.tombstone` parse records with the precompiled :data:`RECORD_HEAD` /
@@ -27,11 +27,11 @@ V2_HEADER = 0x00001502
 V3_HEADER = 0x00001503
 V4_HEADER = 0x00001504
 
-#: Full-range delete bounds (DROP SERIES, DROP MEASUREMENT, DELETE without time; §3.2).
+#: Full-range delete bounds (DROP SERIES, DROP MEASUREMENT, DELETE without time; docs/formats.md#tombstone-semantics).
 MIN_TIME = -(1 << 63)
 MAX_TIME = (1 << 63) - 1
 
-#: Longest composite key a TSM file or line protocol can hold (TSM_WAL.md §1.7); longer record
+#: Longest composite key a TSM file or line protocol can hold (docs/formats.md#tsm-limits); longer record
 #: keys cannot match anything and are treated as damage.
 MAX_KEY_LEN = 65535
 
@@ -39,7 +39,7 @@ MAX_KEY_LEN = 65535
 #: many bytes or more (newline excluded) fails the TSM file's open.
 V1_MAX_LINE = 64 * 1024
 
-#: One tombstone record (v2 body; v3/v4 gzip content), §3.3.
+#: One tombstone record (v2 body; v3/v4 gzip content), docs/formats.md#tombstone-formats.
 Record = Struct(
     "key_len" / Int32ub,
     "key" / Bytes(this.key_len),
@@ -60,7 +60,7 @@ Header = Int32ub
 VERSION_WORD = struct.Struct(">I")
 
 #: The 10-byte gzip member header Go's ``compress/gzip`` writes with default settings: ID1 ID2,
-#: CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255 (unknown) — verified on influxd's files (§3.3).
+#: CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255 (unknown) — verified on influxd's files (docs/formats.md#tombstone-formats).
 GoGzipHeader = Struct(
     "magic" / Const(b"\x1f\x8b"),
     "method" / Const(b"\x08"),

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Callable, Union
+from collections.abc import Callable
+from typing import Union
 
 from construct import Array, Bytes, Const, GreedyBytes, Int8ub, Int16ub, Int32ub, Int64sb, Int64ub, Struct, this
 
@@ -128,36 +129,36 @@ def frame(block: Buffer) -> bytes:
 
 
 __all__ = [
-    "MAGIC",
-    "VERSION",
-    "MAX_KEY_LEN",
-    "MAX_ENTRIES_PER_KEY",
-    "Header",
-    "HEADER_SIZE",
-    "VERSION_OFFSET",
-    "Footer",
-    "FOOTER_SIZE",
-    "BlockFrame",
-    "CRC_SIZE",
     "BLOCK_OFFSET",
-    "MIN_FRAME_SIZE",
-    "CRC",
-    "IndexEntry",
-    "ENTRY_SIZE",
-    "ENTRY",
-    "IndexRecord",
-    "KEY_LEN",
     "COUNT",
-    "KEY_OFFSET",
-    "TYPE_AFTER_KEY",
     "COUNT_AFTER_KEY",
+    "CRC",
+    "CRC_SIZE",
     "ENTRIES_AFTER_KEY",
-    "RECORD_HEAD_SIZE",
+    "ENTRY",
+    "ENTRY_SIZE",
+    "FOOTER_SIZE",
+    "HEADER_SIZE",
+    "KEY_LEN",
+    "KEY_OFFSET",
+    "MAGIC",
+    "MAX_ENTRIES_PER_KEY",
     "MAX_FIRST_RECORD_SIZE",
+    "MAX_KEY_LEN",
     "MIN_FILE_SIZE",
+    "MIN_FRAME_SIZE",
     "MIN_INDEX_OFFSET",
+    "RECORD_HEAD_SIZE",
+    "TYPE_AFTER_KEY",
+    "VERSION",
+    "VERSION_OFFSET",
+    "BlockFrame",
+    "Footer",
+    "Header",
+    "IndexEntry",
+    "IndexRecord",
     "crc32",
-    "frame_crcs",
-    "frame_crc_ok",
     "frame",
+    "frame_crc_ok",
+    "frame_crcs",
 ]

@@ -1,8 +1,8 @@
-"""Layout of WAL segments ``_NNNNN.wal`` (TSM_WAL.md §4, influxd 1.6.7 ``tsdb/engine/tsm1/wal.go``).
+"""Layout of WAL segments ``_NNNNN.wal`` (docs/formats.md#wal, influxd 1.6.7 ``tsdb/engine/tsm1/wal.go``).
 
 No I/O here: constants and Construct definitions only. A segment is entries back to back, with no
-header, checksum or trailer (§4.1). Each entry (§4.2) is a type byte, a uint32 BE length and that
-many bytes of snappy *block* format data; the decompressed payload depends on the type (§4.3–§4.5).
+header, checksum or trailer (docs/formats.md#wal-segments). Each entry (docs/formats.md#wal-entries) is a type byte, a uint32 BE length and that
+many bytes of snappy *block* format data; the decompressed payload depends on the type (docs/formats.md#wal-write, #wal-delete, #wal-delete-range).
 
 Write payloads can hold hundreds of thousands of values, so :mod:`influx_archive.tsm.wal` parses
 them with the precompiled ``struct`` formats below (the codec-style inner loop); the test suite
@@ -22,42 +22,42 @@ from construct import (
     Int32ub,
     Int64sb,
     Int64ub,
-    PrefixedArray,
     Prefixed,
+    PrefixedArray,
     Struct,
     Switch,
     this,
 )
 
-# Entry types (§4.2).
+# Entry types (docs/formats.md#wal-entries).
 WRITE_ENTRY = 0x01
 DELETE_ENTRY = 0x02
 DELETE_RANGE_ENTRY = 0x03
 ENTRY_TYPES = (WRITE_ENTRY, DELETE_ENTRY, DELETE_RANGE_ENTRY)
 
-# WAL value type codes (§4.3). They differ from the TSM block types (0..4).
+# WAL value type codes (docs/formats.md#wal-write). They differ from the TSM block types (0..4).
 WAL_FLOAT = 1
 WAL_INTEGER = 2
 WAL_BOOLEAN = 3
 WAL_STRING = 4
 WAL_UNSIGNED = 5
 WAL_TYPE_NAMES = {1: "float", 2: "integer", 3: "boolean", 4: "string", 5: "unsigned"}
-#: WAL value type -> TSM block type (FLOAT..UNSIGNED = 0..4, TSM_WAL.md §1.4).
+#: WAL value type -> TSM block type (FLOAT..UNSIGNED = 0..4, docs/formats.md#tsm-blocks).
 WAL_TO_BLOCK_TYPE = {WAL_FLOAT: 0, WAL_INTEGER: 1, WAL_BOOLEAN: 2, WAL_STRING: 3, WAL_UNSIGNED: 4}
 
-#: influxd rolls to a new segment before a write once the current one exceeds this (§4.1).
+#: influxd rolls to a new segment before a write once the current one exceeds this (docs/formats.md#wal-segments).
 SEGMENT_ROLL_SIZE = 10 * 1024 * 1024
 #: Segment file names: ``_`` + 5-digit zero-padded id + ``.wal`` (more digits above 99999).
 SEGMENT_PREFIX = "_"
 SEGMENT_EXTENSION = "wal"
 
-#: Longest composite key a write group can carry (uint16 length, TSM_WAL.md §1.7).
+#: Longest composite key a write group can carry (uint16 length, docs/formats.md#tsm-limits).
 MAX_KEY_LEN = 65535
 #: Snappy expands at most ~21.3x (a 3-byte copy tag yields 64 bytes): a decoded length above this
 #: factor of the compressed length is corrupt and must not be allocated.
 SNAPPY_MAX_EXPANSION = 22
 
-# --- Entry framing (§4.2) -------------------------------------------------------------------
+# --- Entry framing (docs/formats.md#wal-entries) -------------------------------------------------------------------
 EntryHeader = Struct(
     "type" / Byte,
     "length" / Int32ub,
@@ -68,7 +68,7 @@ ENTRY_HEADER_SIZE: int = EntryHeader.sizeof()
 ENTRY_LENGTH = struct.Struct(">I")
 ENTRY_LENGTH_OFFSET = 1
 
-# --- Write entry payload (§4.3): groups repeated until the payload ends ----------------------
+# --- Write entry payload (docs/formats.md#wal-write): groups repeated until the payload ends ----------------------
 WalValueType = Enum(
     Byte, float=WAL_FLOAT, integer=WAL_INTEGER, boolean=WAL_BOOLEAN, string=WAL_STRING, unsigned=WAL_UNSIGNED
 )
@@ -114,10 +114,10 @@ FIXED_VALUE = {
 }
 STRING_HEAD = struct.Struct(">qI")
 
-# --- Delete entry (§4.4): keys joined by "\n" -------------------------------------------------
+# --- Delete entry (docs/formats.md#wal-delete): keys joined by "\n" -------------------------------------------------
 KEY_SEPARATOR = b"\n"
 
-# --- Delete-range entry (§4.5) ----------------------------------------------------------------
+# --- Delete-range entry (docs/formats.md#wal-delete-range) ----------------------------------------------------------------
 DeleteRangePayload = Struct(
     "min" / Int64sb,
     "max" / Int64sb,

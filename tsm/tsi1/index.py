@@ -20,8 +20,9 @@ import json
 import mmap
 import os
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 from ...archive.errors import ChecksumError, FormatError, SourceIOError, TruncatedError
 from . import format as fmt
@@ -56,7 +57,7 @@ class Manifest:
     version: int
 
 
-def parse_manifest(data: bytes, path: Optional[str] = None) -> Manifest:
+def parse_manifest(data: bytes, path: str | None = None) -> Manifest:
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -126,7 +127,7 @@ def log_entry_bytes(flag: int, series_id: int = 0, name: bytes = b"", key: bytes
     return body + fmt.CHECKSUM.pack(zlib.crc32(body))
 
 
-def parse_log(buf: fmt.Buffer, path: Optional[str] = None, base: int = 0) -> Iterator[LogEntry]:
+def parse_log(buf: fmt.Buffer, path: str | None = None, base: int = 0) -> Iterator[LogEntry]:
     """Entries of a log file's bytes, every one checked (see the module docstring)."""
     n = len(buf)
     pos = 0
@@ -206,14 +207,14 @@ class Measurement:
 
 
 def _section(
-    buf: fmt.Buffer, off: int, size: int, lo: int, hi: int, what: str, path: Optional[str], where: int
+    buf: fmt.Buffer, off: int, size: int, lo: int, hi: int, what: str, path: str | None, where: int
 ) -> tuple[int, int]:
     if off < lo or size < 0 or off + size > hi:
         raise FormatError(f"{what} at {off}+{size} outside {lo}..{hi}", path=path, offset=where, field=what)
     return off, off + size
 
 
-def _varbytes(buf: fmt.Buffer, pos: int, end: int, what: str, path: Optional[str]) -> tuple[bytes, int]:
+def _varbytes(buf: fmt.Buffer, pos: int, end: int, what: str, path: str | None) -> tuple[bytes, int]:
     r = read_uvarint(buf, pos, end)
     if r is None:
         raise TruncatedError(f"{what} length cut", path=path, offset=pos, field=what)
@@ -250,7 +251,7 @@ class IndexFile:
             buf.close()
         self._f.close()
 
-    def __enter__(self) -> "IndexFile":
+    def __enter__(self) -> IndexFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional, cast
+from typing import cast
 
 from ...archive.errors import FormatError, SourceIOError, TargetIOError, TruncatedError
 from . import format as fmt
@@ -38,7 +39,7 @@ class SeriesEntry:
     flag: int
     id: int
     offset: int  # joined offset: segment id << 32 | position
-    key: Optional[bytes]  # series file key of an insert, None for a tombstone
+    key: bytes | None  # series file key of an insert, None for a tombstone
 
 
 @dataclass
@@ -80,7 +81,7 @@ def _all_zero(buf: bytes | mmap.mmap, start: int, end: int) -> int:
     return -1
 
 
-def iter_segment(path: str, segment_id: int, partition: Optional[int] = None) -> Iterator[SeriesEntry]:
+def iter_segment(path: str, segment_id: int, partition: int | None = None) -> Iterator[SeriesEntry]:
     """Entries of one segment file, checked (see the module docstring)."""
     m = _Mapped(path)
     try:
@@ -227,7 +228,7 @@ class SeriesFile:
         """Id of a live series, 0 when absent."""
         return self.partitions[key_partition(series_file_key)].keys.get(series_file_key, 0)
 
-    def key(self, series_id: int) -> Optional[bytes]:
+    def key(self, series_id: int) -> bytes | None:
         part = self.partitions[fmt.partition_of_id(series_id)]
         off = part.offsets.get(series_id)
         if off is None:
@@ -275,7 +276,7 @@ class PartitionWriter:
 
     def __init__(self, part: Partition) -> None:
         self.part = part
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
         self._buf: list[bytes] = []
         self._buf_n = 0
         if not part.segments:

@@ -13,8 +13,6 @@ Construct definition :data:`~influx_archive.tsm.tsi1.format.SeriesKey`.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from . import format as fmt
 
 _MEAS_ESC = ((b"\\,", b","), (b"\\ ", b" "))
@@ -134,7 +132,7 @@ def from_line_key(key: bytes) -> bytes:
     return encode(*parse_key(key))
 
 
-def read_uvarint(buf: fmt.Buffer, pos: int, end: int) -> Optional[tuple[int, int]]:
+def read_uvarint(buf: fmt.Buffer, pos: int, end: int) -> tuple[int, int] | None:
     """(value, next position) of a Go uvarint at ``pos``, or None when it runs past ``end`` or
     overflows 64 bits (``binary.Uvarint``'s error cases)."""
     x = 0
@@ -152,7 +150,7 @@ def read_uvarint(buf: fmt.Buffer, pos: int, end: int) -> Optional[tuple[int, int
     return None
 
 
-def key_extent(buf: fmt.Buffer, pos: int, end: int) -> Optional[int]:
+def key_extent(buf: fmt.Buffer, pos: int, end: int) -> int | None:
     """End position of the series file key at ``pos``, or None when its size prefix does not fit."""
     r = read_uvarint(buf, pos, end)
     if r is None:

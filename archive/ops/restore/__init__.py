@@ -145,7 +145,7 @@ def plan_restore(
 
 
 def _plan_locked(
-    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Optional[Path], selection: Selection, merge: bool, recover: bool
+    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Path | None, selection: Selection, merge: bool, recover: bool
 ) -> RestorePlan:
     recovered = recover_interrupted(metadir=metadir_p, datadir=datadir_p, waldir=waldir_p, apply=recover)
     try:
@@ -156,7 +156,7 @@ def _plan_locked(
 
 
 def execute_restore(
-    plan: RestorePlan, *, owner: Optional[str] = None, progress: Optional[ProgressCallback] = None
+    plan: RestorePlan, *, owner: str | None = None, progress: ProgressCallback | None = None
 ) -> RestoreResult:
     """Carry out ``plan``. On any error the target is left exactly as it was.
 
@@ -178,12 +178,12 @@ def execute_restore(
 
 
 def _execute_locked(
-    plan: RestorePlan, roots: Roots, ids: Optional[tuple[int, int]], old_meta: Optional[bytes], progress: Optional[ProgressCallback]
+    plan: RestorePlan, roots: Roots, ids: tuple[int, int] | None, old_meta: bytes | None, progress: ProgressCallback | None
 ) -> RestoreResult:
     rep = Reporter(progress, label="restore")
     rep.start(plan.bytes)
     tx = Transaction(roots)
-    salvaged: Optional[list] = [] if plan.source.salvage else None
+    salvaged: list | None = [] if plan.source.salvage else None
     try:
         # 1. Stage every shard's files, checked, beside the target.
         staged, nfiles, nbytes = stage_all(plan, tx, rep, salvaged)

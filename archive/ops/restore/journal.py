@@ -24,7 +24,6 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Optional
 
 from ... import staging
 from ...errors import TargetError, format_where
@@ -47,7 +46,7 @@ _OPS = ("dir", "moved", "meta", "commit")
 STAGE_FDS: dict[Path, int] = {}
 
 
-def target_lock(metadir: Path, datadir: Path, waldir: Optional[Path]) -> TargetLock:
+def target_lock(metadir: Path, datadir: Path, waldir: Path | None) -> TargetLock:
     """The :class:`~influx_archive.archive.guard.TargetLock` a restore into these directories
     holds (creating them with influxd's modes)."""
     return TargetLock([(metadir, DIR_MODE_META), (datadir, DIR_MODE_SHARD), (waldir, DIR_MODE_SHARD)])
@@ -62,7 +61,7 @@ class Roots:
     a link the user named, and from then on reached only through that descriptor: a directory
     below them is opened component by component with O_NOFOLLOW at the moment of use."""
 
-    def __init__(self, paths: dict[str, Optional[Path]]) -> None:
+    def __init__(self, paths: dict[str, Path | None]) -> None:
         self.paths = {r: p for r, p in paths.items() if p is not None}
         self.fds: dict[str, int] = {}
         try:
@@ -84,7 +83,7 @@ class Roots:
 
     def locate(self, p: Path) -> tuple[str, tuple[str, ...]]:
         """(role, components below that root) of a path inside a target directory."""
-        best: Optional[tuple[str, tuple[str, ...]]] = None
+        best: tuple[str, tuple[str, ...]] | None = None
         for r, root in self.paths.items():
             if p == root or root in p.parents:
                 rel = p.relative_to(root).parts
@@ -142,7 +141,7 @@ class Transaction:
         self._moved: list[tuple[str, tuple[str, ...], tuple[int, int]]] = []
         self.stages: list[Path] = []
         self._stage_entries: list[tuple[int, str, tuple[int, int], Path]] = []  # (base fd, name, dev/ino, path)
-        self._journal: Optional[int] = None
+        self._journal: int | None = None
 
     def _log(self, rec: dict) -> None:
         if self._journal is not None:
@@ -383,7 +382,7 @@ def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, li
     return header, ops
 
 
-def _matches(targets: dict, ours: dict[str, dict]) -> Optional[str]:
+def _matches(targets: dict, ours: dict[str, dict]) -> str | None:
     """None when every target the journal names is this run's directory of that role (same
     device and inode, same path); else why not."""
     for role, ident in targets.items():
@@ -398,7 +397,7 @@ def _matches(targets: dict, ours: dict[str, dict]) -> Optional[str]:
 
 
 def recover_interrupted(
-    *, metadir: Optional[Path] = None, datadir: Optional[Path] = None, waldir: Optional[Path] = None, apply: bool = True
+    *, metadir: Path | None = None, datadir: Path | None = None, waldir: Path | None = None, apply: bool = True
 ) -> list[str]:
     """Undo restores into these target directories that were killed before they finished
     (their staging directories and journals, see :class:`Transaction`), found beside or inside
@@ -453,7 +452,7 @@ def recover_interrupted(
 _LEFT_ALONE = "a staging directory that is not provably"
 
 
-def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Path, pid: int, apply: bool) -> Optional[str]:
+def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Path, pid: int, apply: bool) -> str | None:
     name = stage.name
     try:
         st = os.lstat(name, dir_fd=base_fd)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Optional
 
 from ....meta import files as metafiles
 from ....meta.model import (
@@ -31,7 +30,7 @@ from .modes import FILE_MODE
 Placement = dict[tuple[str, str, int], tuple[str, str, int, bool]]
 
 
-def read_target(meta_path: Path) -> tuple[bool, Optional[bytes], Optional[Data]]:
+def read_target(meta_path: Path) -> tuple[bool, bytes | None, Data | None]:
     """(whether ``meta_path`` is a file, its bytes, its decoded metastore) of the target; the bytes
     and metastore are None when there is none yet."""
     meta_exists = meta_path.is_file()
@@ -143,7 +142,7 @@ def merge_meta(
     return out
 
 
-def read_meta_at(meta_fd: int, meta_path: Path) -> Optional[bytes]:
+def read_meta_at(meta_fd: int, meta_path: Path) -> bytes | None:
     """The target ``meta.db`` read through the meta directory's descriptor (None: absent)."""
     try:
         fd = os.open("meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=meta_fd)
@@ -168,7 +167,7 @@ def write_meta_at(meta_fd: int, meta_path: Path, blob: bytes, *, overwrite: bool
         raise
 
 
-def put_back_meta(meta_fd: int, old_meta: Optional[bytes]) -> None:
+def put_back_meta(meta_fd: int, old_meta: bytes | None) -> None:
     """Undo :func:`write_meta_at`: the ``meta.db`` that was there before (``old_meta``), or none."""
     if old_meta is not None:
         metafiles.atomic_write(f"/proc/self/fd/{meta_fd}/meta.db", old_meta, mode=FILE_MODE, overwrite=True)

@@ -19,7 +19,6 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ....meta.model import Data
 from ....tsm import naming
@@ -33,7 +32,7 @@ from .metastore import Placement, merge_meta, read_target
 
 @dataclass
 class FilePlan:
-    source: Optional[ShardFile]  # None: the flushed WAL cache
+    source: ShardFile | None  # None: the flushed WAL cache
     target_name: str
     size: int  # bytes to copy (0 for the WAL flush, whose size is known only when written)
 
@@ -47,13 +46,13 @@ class ShardPlan:
     into_existing: bool  # --merge into a shard that exists in the target
     target_dir: Path
     files: list[FilePlan] = field(default_factory=list)
-    wal_dir: Optional[Path] = None  # WAL segments copied raw into this directory
+    wal_dir: Path | None = None  # WAL segments copied raw into this directory
     wal_files: list[ShardFile] = field(default_factory=list)
     flush_wal: bool = False  # replay the WAL and write it as files[-1] (a new TSM)
     #: (generation, first sequence): the shard's increments do not reduce to whole files (copies
     #: of one file that differ, or files partly replaced by block-filtered copies), so its current
     #: state is written as new TSM files named from there, tombstones applied (files[0] the first)
-    rewrite: Optional[tuple[int, int]] = None
+    rewrite: tuple[int, int] | None = None
 
     @property
     def bytes(self) -> int:
@@ -65,13 +64,13 @@ class RestorePlan:
     source: Source
     metadir: Path
     datadir: Path
-    waldir: Optional[Path]
+    waldir: Path | None
     meta: Data  # the metastore to write
     meta_exists: bool
     databases: list[tuple[str, str]]  # (source name, target name)
     shards: list[ShardPlan]
     warnings: list[str] = field(default_factory=list)
-    meta_sha256: Optional[str] = None  # of the target meta.db the plan read (None: there was none)
+    meta_sha256: str | None = None  # of the target meta.db the plan read (None: there was none)
 
     @property
     def bytes(self) -> int:
@@ -119,7 +118,7 @@ class MetaPlan:
 
 def check_target_args(
     src: Source, metadir: str | os.PathLike[str], datadir: str | os.PathLike[str], waldir: str | os.PathLike[str] | None
-) -> tuple[Path, Path, Optional[Path]]:
+) -> tuple[Path, Path, Path | None]:
     """The target directories as absolute paths, refused (UsageError) when one is not a
     directory or lies inside the source. Checked before anything is created or locked."""
     metadir_p, datadir_p = Path(metadir).absolute(), Path(datadir).absolute()
@@ -132,7 +131,7 @@ def check_target_args(
 
 
 def plan_metastore(
-    src: Source, selected: Data, selection: Selection, target: Optional[Data], merge: bool, warnings: list[str], meta_path: Path
+    src: Source, selected: Data, selection: Selection, target: Data | None, merge: bool, warnings: list[str], meta_path: Path
 ) -> MetaPlan:
     """Place the source's shards in the target and make the metastore to write: ``selected``
     (the source's metastore, filtered and renamed by ``selection``) as is when the target has
@@ -156,7 +155,7 @@ def plan_metastore(
 
 
 def build_plan(
-    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Optional[Path], selection: Selection, merge: bool,
+    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Path | None, selection: Selection, merge: bool,
     recovered: list[str],
 ) -> RestorePlan:
     """The whole plan of an offline restore into these directories (``recovered``: the notes of
@@ -209,7 +208,7 @@ def build_plan(
     return plan
 
 
-def _existing_owner(p: Path) -> Optional[int]:
+def _existing_owner(p: Path) -> int | None:
     """Owner of ``p`` or of its nearest ancestor that this run did not create."""
     made = set(guard.created_dirs())
     while (not p.exists() or p in made) and p != p.parent:
@@ -221,8 +220,8 @@ def _existing_owner(p: Path) -> Optional[int]:
 
 
 def _plan_shard(
-    sh: Shard, tdb: str, trp: str, tid: int, into: bool, datadir: Path, waldir: Optional[Path]
-) -> Optional[ShardPlan]:
+    sh: Shard, tdb: str, trp: str, tid: int, into: bool, datadir: Path, waldir: Path | None
+) -> ShardPlan | None:
     layers = sh.tsm_layers()
     if not layers and not sh.wal:
         return None
@@ -285,7 +284,7 @@ def _no_symlinks_below(root: Path, target: Path) -> None:
             return
 
 
-def _check_targets(shards: list[ShardPlan], datadir: Path, waldir: Optional[Path]) -> None:
+def _check_targets(shards: list[ShardPlan], datadir: Path, waldir: Path | None) -> None:
     """Never overwrite: a new shard's directory must be absent or empty; files added to an
     existing shard must have free names; no symbolic link below the target roots."""
     for sp in shards:

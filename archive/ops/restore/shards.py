@@ -19,7 +19,7 @@ import pwd
 import tarfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ....tsm.reader import TSMReader
 from ....tsm.tombstone import read_tombstones
@@ -36,8 +36,8 @@ from ...errors import (
 )
 from ...findings import ERROR, Finding
 from ...progress import Reporter
-from ...sources.shardview import open_shard_reader, replay_wal
 from ...sources import ShardFile
+from ...sources.shardview import open_shard_reader, replay_wal
 from ...sources.tarscan import GZIP_ERRORS, gzip_open, tar_error
 from ...untrusted import open_tar
 from ..tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
@@ -53,10 +53,10 @@ COPY_CHUNK = 1 << 20
 MAX_STAGE_WORKERS = 4  # shards staged at once (bounded: each may spool a decompressed tar)
 
 #: (shard plan, staged shard directory, staged WAL directory or None) of each shard staged
-Staged = list[tuple[ShardPlan, Path, Optional[Path]]]
+Staged = list[tuple[ShardPlan, Path, Path | None]]
 
 
-def stage_all(plan: RestorePlan, tx: Transaction, rep: Reporter, salvaged: Optional[list]) -> tuple[Staged, int, int]:
+def stage_all(plan: RestorePlan, tx: Transaction, rep: Reporter, salvaged: list | None) -> tuple[Staged, int, int]:
     """Stage every shard's files (validated while copied) in a staging dir per target root.
     Shards are staged in parallel (reads, writes, CRCs and fsyncs release the GIL). With
     ``salvaged`` (salvage) the damage left out is appended there, in shard order. Returns the
@@ -75,7 +75,7 @@ def stage_all(plan: RestorePlan, tx: Transaction, rep: Reporter, salvaged: Optio
             rep.advance(n)
 
     def stage(i: int, sp: ShardPlan):
-        found: Optional[list] = [] if salvaged is not None else None  # merged in shard order below
+        found: list | None = [] if salvaged is not None else None  # merged in shard order below
         try:
             return _stage_shard(plan, tx, sp, data_stage, wal_stage, i, advance, found), found  # type: ignore[arg-type]
         except BaseException:
@@ -148,9 +148,9 @@ def _first_error(futures) -> BaseException:
 
 
 def _stage_shard(
-    plan: RestorePlan, tx: Transaction, sp: ShardPlan, data_stage: Path, wal_stage: Optional[Path], i: int, advance,
-    salvaged: Optional[list],
-) -> tuple[ShardPlan, Path, Optional[Path], int, int]:
+    plan: RestorePlan, tx: Transaction, sp: ShardPlan, data_stage: Path, wal_stage: Path | None, i: int, advance,
+    salvaged: list | None,
+) -> tuple[ShardPlan, Path, Path | None, int, int]:
     """Copy one shard's files (checked) into ``data_stage/i`` (and its WAL into ``wal_stage/i``),
     fsynced. Returns (shard plan, staged dir, staged WAL dir or None, files written, bytes written)."""
     nfiles = nbytes = 0
@@ -209,7 +209,7 @@ def _stage_shard(
     return sp, sdir, wdir, nfiles, nbytes
 
 
-def _dir_fd_of(dest: Path) -> Optional[int]:
+def _dir_fd_of(dest: Path) -> int | None:
     return STAGE_FDS.get(dest.parent)
 
 
@@ -258,7 +258,7 @@ def _replace_staged(src: Path, dest: Path) -> None:
         os.replace(src.name, dest.name, src_dir_fd=fd, dst_dir_fd=fd)
 
 
-def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optional[list]) -> set[str]:
+def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list | None) -> set[str]:
     """Write the members behind ``files`` (all inside .tar.gz containers) to ``sdir/<target name>``,
     reading each container once, fsynced; returns the target names written. Damage in a
     container raises, or with ``findings`` (salvage) leaves its remaining files out, reported.
@@ -268,7 +268,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
     for fp in files:
         by_container.setdefault(fp.source.container, {})[fp.source.member] = fp  # type: ignore[union-attr,index]
     for container, wanted in by_container.items():
-        current: Optional[str] = None  # the member being read, for error messages
+        current: str | None = None  # the member being read, for error messages
 
         def read(fn, *args):
             """A read of the container: its damage becomes the source's FormatError."""
@@ -277,7 +277,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
             except (tarfile.TarError, *GZIP_ERRORS) as exc:
                 raise tar_error(container, current, exc) from None
 
-        dest: Optional[Path] = None
+        dest: Path | None = None
         try:
             with contextlib.ExitStack() as stack:
                 gz = stack.enter_context(read(gzip_open, container))
@@ -311,7 +311,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: Optio
     return done
 
 
-def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: Optional[list] = None, *, in_place: bool = False) -> int:
+def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: list | None = None, *, in_place: bool = False) -> int:
     """Copy a shard file into the staging area, checked on the way: a TSM file's header, index and
     footer first, then every block's CRC while its bytes are copied; a tombstone file is parsed
     first. ``in_place``: the file is already at ``dest`` (``stream`` reads it) and is only checked.
@@ -382,7 +382,7 @@ class _Writeback:
 
     STEP = 1 << 20  # measured: 8 MiB 77 ms, 2 MiB 69 ms, 1 MiB 64 ms for the 80 MB bench backup
 
-    __slots__ = ("_fd", "_done", "_pending")
+    __slots__ = ("_done", "_fd", "_pending")
 
     def __init__(self, out) -> None:
         self._fd = out.fileno() if hasattr(os, "posix_fadvise") else None
