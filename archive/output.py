@@ -21,13 +21,8 @@ nothing written), then writes it (:func:`open_output` / :func:`building_dir`):
 
 Temporaries of killed runs carry their PID and are removed by the next run (``staging``).
 
-Private spool directories (a sealed archive's metadata, export workers' parts, a server root
-packed via a backup) live under one per-user directory, ``$TMPDIR/influx-archive-<uid>`` (0700,
-refused when it is a symlink or someone else's), each named ``<purpose>-<pid>-<start>-<token>``
-(0700). :func:`make_spool` first removes the spools whose process is gone (the PID no longer
-exists, or now belongs to a process started at another time); it never touches a live process's
-spool, a name of another shape, or an entry owned by another user. A ``kill -9`` therefore leaves
-at most a 0700 directory inside a 0700 directory, removed by the next run.
+Spools (private temporary directories) are :mod:`.spools`; the signal-safe cleanup steps and the
+registry of this process's temporaries are :mod:`.cleanup`.
 """
 
 from __future__ import annotations
@@ -36,19 +31,16 @@ import contextlib
 import errno
 import io
 import os
-import re
-import secrets
 import shutil
 import stat
 import sys
-import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cleanup import track, uninterrupted, untrack
 from .errors import ArchiveError, SourceIOError, TargetError, TargetIOError, UsageError
-from .staging import pid_alive, temp_sibling
+from .staging import fsync_dir, temp_sibling
 
 STDOUT = "-"
 
@@ -109,80 +101,6 @@ def refuse_inside_source(
             raise UsageError(f"{what} is the source or lies inside it ({root}); write it somewhere else", path=os.fspath(path))
         if holding and _within(root, real):
             raise UsageError(f"{what} holds the source ({root}); write it somewhere else", path=os.fspath(path))
-
-
-# ---------------------------------------------------------------------------- cleanup
-
-_CRITICAL = 0
-_PENDING: list = []
-
-
-def defer_if_cleaning(handler) -> bool:
-    """For a signal handler (the CLI's SIGTERM): True when a cleanup or commit step is running,
-    in which case ``handler()`` is called as soon as it ends instead (so a signal never leaves a
-    half-removed temporary or spool behind)."""
-    if _CRITICAL > 0:
-        _PENDING.append(handler)
-        return True
-    return False
-
-
-@contextlib.contextmanager
-def uninterrupted() -> Iterator[None]:
-    """Run a commit or cleanup step to its end before a deferred signal is acted on.
-
-    Python runs signal handlers in the main thread only, so only the main thread's steps can be
-    interrupted and only they are counted: a worker thread's step never defers the signal (the
-    deferred handler would then raise in that worker, not where the run unwinds)."""
-    global _CRITICAL
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _CRITICAL += 1
-    try:
-        yield
-    finally:
-        _CRITICAL -= 1
-        if _CRITICAL == 0 and _PENDING:
-            handler = _PENDING.pop()
-            _PENDING.clear()
-            handler()
-
-
-# Every temporary this process creates (a file or directory beside a target, a private spool) is
-# entered here in the same uninterrupted step that creates it, and leaves it in the step that
-# renames or removes it. A signal therefore never finds a temporary that nothing will remove: the
-# CLI calls remove_temporaries() on its way out, however the verb ended. (Without this, SIGTERM
-# landing right after a mkdir, before the code that cleans up had been entered, left an empty
-# .bk.tmp-PID or spool directory behind on a loaded machine: 3 in 300 runs.)
-_TEMPORARIES: dict[str, bool] = {}  # path -> is a directory
-_TEMPORARIES_LOCK = threading.Lock()
-
-
-def _track(path: str | os.PathLike[str], is_dir: bool) -> None:
-    with _TEMPORARIES_LOCK:
-        _TEMPORARIES[os.fspath(path)] = is_dir
-
-
-def _untrack(path: str | os.PathLike[str]) -> None:
-    with _TEMPORARIES_LOCK:
-        _TEMPORARIES.pop(os.fspath(path), None)
-
-
-def remove_temporaries() -> list[str]:
-    """Remove every temporary file, build directory and spool this process made and has not
-    renamed into place or removed yet; the paths removed."""
-    with _TEMPORARIES_LOCK:
-        left = sorted(_TEMPORARIES.items())
-        _TEMPORARIES.clear()
-    with uninterrupted():
-        for path, is_dir in left:
-            if is_dir:
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-    return [path for path, _ in left]
 
 
 # ---------------------------------------------------------------------------- planning
@@ -342,7 +260,7 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
         tmp = temp_sibling(final)
         with uninterrupted():
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            _track(tmp, False)
+            track(tmp, False)
     except OSError as exc:
         raise TargetIOError(f"cannot create a file in the target's directory: {exc.strerror}", path=str(final)) from None
     f = OutputFile(_TargetRaw(fd, str(final), False), 1 << 20)
@@ -357,14 +275,14 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
         f.close()
         with uninterrupted():
             _commit_file(tmp, final, out.force)
-            _untrack(tmp)
+            untrack(tmp)
     except BaseException:
         with uninterrupted():
             with contextlib.suppress(Exception):
                 f.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            _untrack(tmp)
+            untrack(tmp)
         raise
 
 
@@ -413,22 +331,9 @@ def _commit_file(tmp: Path, final: Path, force: bool) -> None:
                 os.rename(tmp, final)
             else:
                 os.unlink(tmp)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent, best_effort=True)
     except OSError as exc:
         raise TargetIOError(f"cannot move the finished file into place: {exc.strerror}", path=str(final)) from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 _UMASK: int | None = None
@@ -463,25 +368,25 @@ def building_dir(out: Output, *, sources: Iterable[str] = ()) -> Iterator[Path]:
         tmp = temp_sibling(final)
         with uninterrupted():
             os.mkdir(tmp, 0o700)
-            _track(tmp, True)
+            track(tmp, True)
     except OSError as exc:
         raise TargetIOError(f"cannot create the target directory: {exc.strerror}", path=str(final)) from None
     try:
         yield tmp
-        _fsync_dir(tmp)
+        fsync_dir(tmp, best_effort=True)
         with uninterrupted():
             try:
                 with contextlib.suppress(FileNotFoundError):
                     final.rmdir()  # an empty destination directory was accepted by the plan
                 os.rename(tmp, final)
-                _untrack(tmp)
+                untrack(tmp)
             except OSError as exc:
                 raise TargetIOError(f"cannot move the finished backup into place: {exc.strerror}", path=str(final)) from None
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent, best_effort=True)
     except BaseException as exc:
         with uninterrupted():
             shutil.rmtree(tmp, ignore_errors=True)
-            _untrack(tmp)
+            untrack(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
             exc = os_error(exc, target=str(final), sources=list(sources))
             if isinstance(exc, TargetIOError):
@@ -510,118 +415,6 @@ def os_error(exc: OSError, *, target: str, sources: Iterable[str] = (), spools: 
         return TargetIOError(f"cannot write the target: {what}", path=target)
     roots = list(sources)
     return SourceIOError(f"cannot read the source: {what}", path=roots[0] if roots else None)
-
-
-# ---------------------------------------------------------------------------- spools
-
-_SPOOL_RE = re.compile(r"^([a-z]+)-(\d+)-(\d+)-([0-9a-f]+)$")
-
-
-def _start_time(pid: int) -> int:
-    """The process's start time in clock ticks since boot (0 when unknown): with the PID it
-    names one process, so a reused PID does not keep a dead run's spool alive forever."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _spool_owner_alive(pid: int, start: int) -> bool:
-    if not pid_alive(pid):
-        return False
-    if start == 0:
-        return True
-    now = _start_time(pid)
-    return now == 0 or now == start
-
-
-def spool_root(base: str | os.PathLike[str] | None = None) -> Path:
-    """The per-user spool directory (0700, ours, not a symlink), created when missing."""
-    uid = os.getuid()
-    parent = Path(base) if base is not None else Path(tempfile.gettempdir())
-    root = parent / (f"influx-archive-{uid}" if base is None else f".influx-archive-{uid}")
-    try:
-        os.mkdir(root, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise TargetIOError(f"cannot create the private spool directory: {exc.strerror}", path=str(root)) from None
-    try:
-        st = os.lstat(root)
-    except OSError as exc:
-        raise TargetIOError(f"cannot use the private spool directory: {exc.strerror}", path=str(root)) from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
-        raise TargetError("the private spool directory is not a directory owned by this user; remove it", path=str(root))
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(root, 0o700)
-    return root
-
-
-def clean_stale_spools(root: Path) -> list[Path]:
-    """Remove the spools in ``root`` whose process is gone; returns what was removed."""
-    removed = []
-    uid = os.getuid()
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return removed
-    for name in names:
-        m = _SPOOL_RE.match(name)
-        if m is None:
-            continue
-        p = root / name
-        try:
-            st = os.lstat(p)
-        except OSError:
-            continue
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
-            continue
-        if _spool_owner_alive(int(m.group(2)), int(m.group(3))):
-            continue
-        shutil.rmtree(p, ignore_errors=True)
-        removed.append(p)
-    return removed
-
-
-def make_spool(purpose: str, base: str | os.PathLike[str] | None = None) -> str:
-    """A new private (0700) spool directory for this process; remove it with :func:`remove_spool`.
-    Spools of dead runs are removed first."""
-    if not re.fullmatch(r"[a-z]+", purpose):
-        raise ValueError(purpose)
-    root = spool_root(base)
-    clean_stale_spools(root)
-    pid = os.getpid()
-    path = root / f"{purpose}-{pid}-{_start_time(pid)}-{secrets.token_hex(6)}"
-    try:
-        with uninterrupted():
-            os.mkdir(path, 0o700)
-            _track(path, True)
-    except OSError as exc:
-        raise TargetIOError(f"cannot create a private spool directory: {exc.strerror}", path=str(path)) from None
-    return str(path)
-
-
-def remove_spool(path: str | os.PathLike[str]) -> None:
-    """Remove a spool made by :func:`make_spool` (and its per-user root when a ``base`` was given
-    and it is left empty)."""
-    p = Path(path)
-    with uninterrupted():
-        shutil.rmtree(p, ignore_errors=True)
-        _untrack(p)
-        if p.parent.name.startswith(".influx-archive-"):
-            with contextlib.suppress(OSError):
-                p.parent.rmdir()
-
-
-@contextlib.contextmanager
-def spool(purpose: str, base: str | os.PathLike[str] | None = None) -> Iterator[str]:
-    path = make_spool(purpose, base)
-    try:
-        yield path
-    finally:
-        remove_spool(path)
 
 
 def refuse_dirs_inside_source(src, dirs: Iterable[tuple[str, str | os.PathLike[str] | None]]) -> None:

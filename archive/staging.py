@@ -12,6 +12,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from .errors import TargetIOError
+
 
 def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
@@ -159,3 +161,23 @@ def remove_beneath(dir_fd: int, name: str, *, expect: tuple[int, int] | None = N
     else:
         os.unlink(name, dir_fd=dir_fd)
     return True
+
+
+def fsync_dir(directory: str | os.PathLike[str], *, best_effort: bool = False) -> None:
+    """fsync a directory so that the renames and creations in it are durable. A file system that
+    cannot sync directories (EINVAL, ENOTSUP) is accepted; any other failure is a TargetIOError
+    naming the directory, unless ``best_effort`` (then nothing is raised)."""
+    directory = os.fspath(directory)
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        if best_effort:
+            return
+        raise TargetIOError(f"cannot open the directory to sync it: {exc.strerror}", path=directory) from None
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if not best_effort and exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise TargetIOError(f"cannot sync the directory: {exc.strerror}", path=directory) from None
+    finally:
+        os.close(fd)

@@ -247,7 +247,7 @@ def _on_sigterm(signum, frame) -> None:
     if os.getpid() != _MAIN_PID:  # a forked worker: the parent does the cleaning up
         os._exit(EXIT_TERMINATED)
     State.terminated = True  # whatever error the unwinding meets (a closed spool...), this is why
-    from ..archive.output import defer_if_cleaning
+    from ..archive.cleanup import defer_if_cleaning
 
     if not defer_if_cleaning(_raise_terminated):  # never in the middle of a rename or a cleanup
         raise _Terminated()
@@ -303,7 +303,7 @@ def run(argv: Optional[list[str]] = None) -> None:
     """Run the app on ``argv`` (default ``sys.argv[1:]``) and exit: every error becomes a
     one-line message and its exit code. Whatever happens, no sealed archive's spool directory is
     left behind. The commands must be registered first (``cli/main.py`` does)."""
-    from ..archive.output import remove_temporaries
+    from ..archive.cleanup import remove_temporaries
     from ..archive.sources.sealed import close_open_archives
 
     try:

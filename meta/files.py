@@ -34,6 +34,7 @@ from influx_archive.archive.errors import (
     TruncatedError,
     UsageError,
 )
+from influx_archive.archive.staging import fsync_dir
 from influx_archive.archive.untrusted import read_small
 
 from . import format as fmt
@@ -66,23 +67,6 @@ def read_meta_db(path: PathLike) -> Data:
     """Read and decode a ``meta.db``. An empty file is damage (influxd fails with
     ``required field "Term" not set``)."""
     return decode_data(read_meta_db_bytes(path), path=os.fspath(path))
-
-
-def fsync_dir(directory: str | os.PathLike[str]) -> None:
-    """fsync a directory so renames in it are durable (a no-op where the file system cannot)."""
-    directory = os.fspath(directory)
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as exc:
-        raise TargetError(f"cannot open directory to sync it: {exc.strerror}", path=directory) from None
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise TargetError(f"cannot sync directory: {exc.strerror}", path=directory) from None
-        # the file system cannot sync directories: nothing more can be done
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: PathLike, data: bytes, *, mode: int = 0o644, overwrite: bool = False) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_trust_tsi1 import tree_hash
 
-from influx_archive.archive.ops import buildtsi
+from influx_archive.archive.ops import buildtsi, tsiwrite
 from influx_archive.tsm.tsi1 import index as ix
 from influx_archive.tsm.tsi1 import seriesfile as sf
 
@@ -86,12 +86,12 @@ def test_killed_run_is_undone_first(tree, cli) -> None:
     assert cli(*build(tree))[0] == 0
     built = tree_hash(tree / "data")
     db = tree / "data" / "db1"
-    os.rename(db / "_series", db / f"{buildtsi.SERIES_OLD}999")
-    shutil.copytree(db / f"{buildtsi.SERIES_OLD}999", db / f"{buildtsi.SERIES_STAGE}999")
+    os.rename(db / "_series", db / f"{tsiwrite.SERIES_OLD}999")
+    shutil.copytree(db / f"{tsiwrite.SERIES_OLD}999", db / f"{tsiwrite.SERIES_STAGE}999")
     shard = db / "autogen" / "4"
     shutil.rmtree(shard / "index")
-    (shard / buildtsi.STAGE_INDEX / "0").mkdir(parents=True)
-    (shard / buildtsi.STAGE_INDEX / "0" / "L0-00000001.tsl").write_bytes(b"\x00half")
+    (shard / tsiwrite.STAGE_INDEX / "0").mkdir(parents=True)
+    (shard / tsiwrite.STAGE_INDEX / "0" / "L0-00000001.tsl").write_bytes(b"\x00half")
     code, _out, err = cli(*build(tree))
     assert code == 0, err
     assert tree_hash(tree / "data") == built

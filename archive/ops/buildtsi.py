@@ -32,7 +32,6 @@ import errno
 import fcntl
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Optional
@@ -43,19 +42,15 @@ from ...tsm.reader import TSMReader
 from ...tsm.shard import ShardReader
 from ...tsm.tombstone import TombstoneSet, read_tombstones
 from ...tsm.tsi1 import format as tfmt
-from ...tsm.tsi1 import index as tindex
 from ...tsm.tsi1 import seriesfile as sfmod
 from ...tsm.tsi1 import serieskey
 from ...tsm.wal import Cache
 from ..errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
 from ..progress import ProgressCallback, Reporter
+from .tsiwrite import extend_series_file, install_index, listdir, recover_series_file, shard_partitions
 
 Progress = Optional[ProgressCallback]
 
-STAGE_INDEX = ".index"
-SERIES_STAGE = ".influx-archive-series-new-"
-SERIES_OLD = ".influx-archive-series-old-"
-INDEX_OLD = ".influx-archive-index-old-"
 _SHARD_RE = re.compile(r"^\d+$")
 
 
@@ -100,16 +95,6 @@ class BuildPlan:
         }
 
 
-def _listdir(path: str, what: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except FileNotFoundError:
-        return []
-    except NotADirectoryError:
-        return []
-    except OSError as exc:
-        raise SourceIOError(f"cannot list source {what}: {exc.strerror}", path=path) from None
-
 
 def plan_build_tsi(
     datadir: str | os.PathLike[str],
@@ -136,7 +121,7 @@ def plan_build_tsi(
             w = guess
             warnings.append(f"no --waldir given: indexing the WAL segments in {guess}")
     shards: list[ShardPlan] = []
-    for db in _listdir(d, "data directory"):
+    for db in listdir(d, "data directory"):
         dbp = os.path.join(d, db)
         if not os.path.isdir(dbp) or db.startswith("."):
             continue
@@ -148,13 +133,13 @@ def plan_build_tsi(
                 "would replace the link by a directory; point --datadir at the real tree",
                 path=os.path.join(dbp, tfmt.SERIES_FILE_DIR),
             )
-        for rp in _listdir(dbp, "database directory"):
+        for rp in listdir(dbp, "database directory"):
             rpp = os.path.join(dbp, rp)
             if rp == tfmt.SERIES_FILE_DIR or rp.startswith(".") or not os.path.isdir(rpp):
                 continue
             if retention_policy is not None and rp != retention_policy:
                 continue
-            for sh in _listdir(rpp, "retention policy directory"):
+            for sh in listdir(rpp, "retention policy directory"):
                 shp = os.path.join(rpp, sh)
                 if not _SHARD_RE.match(sh) or not os.path.isdir(shp):
                     continue
@@ -186,7 +171,7 @@ def plan_build_tsi(
 
 def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
     """Line-protocol series keys the shard serves (see the module docstring), sorted."""
-    names = _listdir(shard_dir, "shard directory")
+    names = listdir(shard_dir, "shard directory")
     tsm = sorted((n for n in names if n.endswith(".tsm") and naming.parse_name(n)), key=naming.order_key)
     layers = []
     opened = []
@@ -203,7 +188,7 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
             layers.append((reader, tset))
         cache = None
         if wal_dir is not None:
-            segs = sorted((n for n in _listdir(wal_dir, "WAL directory") if n.endswith(".wal")), key=os.fsencode)
+            segs = sorted((n for n in listdir(wal_dir, "WAL directory") if n.endswith(".wal")), key=os.fsencode)
             if segs:
                 cache = Cache()
                 for n in segs:
@@ -283,235 +268,6 @@ class _Lock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:
             os.close(self.fd)
-
-
-# ---- writing -------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as exc:
-        raise TargetIOError(f"cannot open target directory to sync it: {exc.strerror}", path=path) from None
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise TargetIOError(f"cannot sync target directory: {exc.strerror}", path=path) from None
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: str, data: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from None
-
-
-def _makedir(path: str) -> None:
-    try:
-        os.mkdir(path, 0o777)
-    except OSError as exc:
-        raise TargetIOError(f"cannot create target directory: {exc.strerror}", path=path) from None
-
-
-def _chown_tree(path: str, owner: tuple[int, int] | None) -> None:
-    if owner is None:
-        return
-    uid, gid = owner
-    try:
-        os.lchown(path, uid, gid)
-        for dirpath, dirnames, filenames in os.walk(path):
-            for n in dirnames + filenames:
-                os.lchown(os.path.join(dirpath, n), uid, gid)
-    except OSError as exc:
-        raise TargetIOError(f"cannot chown target: {exc.strerror}", path=path) from None
-
-
-def _rmtree(path: str) -> None:
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise TargetIOError(f"cannot remove target staging directory: {exc.strerror}", path=path) from None
-
-
-def write_index_dir(path: str, partitions: list[list[int]]) -> int:
-    """Write a complete ``index/`` directory at ``path`` (which must not exist): partition ``p``
-    gets a MANIFEST and ``L0-00000001.tsl`` with one series entry per id in ``partitions[p]``, in
-    that order. Everything fsynced. Returns the bytes of log written."""
-    _makedir(path)
-    total = 0
-    name = tfmt.log_file_name(1)
-    manifest = tindex.manifest_bytes([name])
-    for p in range(tfmt.INDEX_PARTITION_N):
-        pdir = os.path.join(path, str(p))
-        _makedir(pdir)
-        log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
-        total += len(log)
-        _write_file(os.path.join(pdir, name), log)
-        _write_file(os.path.join(pdir, tfmt.MANIFEST_NAME), manifest)
-        _fsync_dir(pdir)
-    _fsync_dir(path)
-    return total
-
-
-def recover_series_file(db_dir: str) -> None:
-    """Undo what a killed run left in a database directory: a staged series file is removed; an
-    old series file swapped out but not replaced is moved back."""
-    names = _listdir(db_dir, "database directory")
-    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
-    for n in names:
-        p = os.path.join(db_dir, n)
-        if n.startswith(SERIES_OLD):
-            if not os.path.lexists(live):
-                try:
-                    os.rename(p, live)
-                except OSError as exc:
-                    raise TargetIOError(f"cannot move back the series file of a killed run: {exc.strerror}", path=p) from None
-            else:
-                _rmtree(p)
-        elif n.startswith(SERIES_STAGE):
-            _rmtree(p)
-
-
-def _stage_series_file(live: str, stage: str, sfile: sfmod.SeriesFile | None) -> sfmod.SeriesFile:
-    """Copy ``live`` (if any) into ``stage``: segments other than each partition's last are
-    hard-linked (they are never written again), the rest copied. Returns the staged file's state."""
-    _makedir(stage)
-    for p in range(tfmt.SERIES_PARTITION_N):
-        src_p = os.path.join(live, tfmt.partition_dir_name(p))
-        dst_p = os.path.join(stage, tfmt.partition_dir_name(p))
-        _makedir(dst_p)
-        if sfile is None or not os.path.isdir(src_p):
-            continue
-        part = sfile.partitions[p]
-        last = part.segments[-1].id if part.segments else None
-        for n in _listdir(src_p, "series partition"):
-            s, t = os.path.join(src_p, n), os.path.join(dst_p, n)
-            if not os.path.isfile(s) or os.path.islink(s):
-                continue
-            try:
-                if tfmt.SEGMENT_NAME_RE.match(n) and int(n, 16) != last:
-                    try:
-                        os.link(s, t)
-                        continue
-                    except OSError:
-                        pass
-                shutil.copyfile(s, t)
-                shutil.copymode(s, t)
-            except OSError as exc:
-                raise TargetIOError(f"cannot stage target series file: {exc.strerror}", path=t) from None
-        # the staged partition now lives at dst_p
-        for seg in part.segments:
-            seg.path = os.path.join(dst_p, os.path.basename(seg.path))
-        part.path = dst_p
-    if sfile is None:
-        sfile = sfmod.SeriesFile.__new__(sfmod.SeriesFile)
-        sfile.path = stage
-        sfile.partitions = [sfmod.Partition(p, os.path.join(stage, tfmt.partition_dir_name(p))) for p in range(tfmt.SERIES_PARTITION_N)]
-    return sfile
-
-
-def _extend_series_file(
-    db_dir: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], owner, progress: Progress
-) -> sfmod.SeriesFile:
-    """Add ``new_keys`` (series file keys, absent from ``existing``, the live file as read)
-    atomically; returns the resulting series file state (paths pointing at the live directory)."""
-    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
-    rep = Reporter(progress, unit="series", label=f"series file {os.path.basename(db_dir)}")
-    stage = os.path.join(db_dir, f"{SERIES_STAGE}{os.getpid()}")
-    _rmtree(stage)
-    try:
-        sfile = _stage_series_file(live, stage, existing)
-        writers: list[sfmod.PartitionWriter | None] = [None] * tfmt.SERIES_PARTITION_N
-        rep.start(len(new_keys))
-        for i, key in enumerate(new_keys, 1):
-            p = sfmod.key_partition(key)
-            if writers[p] is None:
-                writers[p] = sfmod.PartitionWriter(sfile.partitions[p])
-            writers[p].insert(key)
-            if i % 4096 == 0:
-                rep.advance(4096)
-        rep.advance(len(new_keys) % 4096)
-        rep.end()
-        for p, wr in enumerate(writers):
-            if wr is not None:
-                wr.close()
-            part = sfile.partitions[p]
-            if not part.segments:  # influxd creates an empty segment 0000 in every partition
-                sfmod.PartitionWriter(part).close()
-            _fsync_dir(part.path)
-        _fsync_dir(stage)
-        _chown_tree(stage, owner)
-        old = os.path.join(db_dir, f"{SERIES_OLD}{os.getpid()}")
-        if os.path.lexists(live):
-            os.rename(live, old)
-        os.rename(stage, live)
-        _fsync_dir(db_dir)
-        _rmtree(old)
-    except OSError as exc:
-        _rmtree(stage)
-        raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=live) from None
-    except BaseException:
-        _rmtree(stage)
-        raise
-    for part in sfile.partitions:
-        part.path = os.path.join(live, tfmt.partition_dir_name(part.id))
-        for seg in part.segments:
-            seg.path = os.path.join(part.path, os.path.basename(seg.path))
-    return sfile
-
-
-def _shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], where: str) -> list[list[int]]:
-    """Series ids of the shard's (line key, series file key) pairs, by tsi1 partition."""
-    parts: list[list[int]] = [[] for _ in range(tfmt.INDEX_PARTITION_N)]
-    seen: set[int] = set()
-    for k, skey in keys:
-        sid = ids.get(skey, 0)
-        if sid == 0:  # cannot happen: the series file was extended with every key first
-            raise FormatError(f"series {k!r} missing from the series file", path=where)
-        if sid in seen:
-            continue
-        seen.add(sid)
-        parts[tindex.index_partition(k)].append(sid)
-    return parts
-
-
-def _install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) -> int:
-    stage = os.path.join(shard_dir, STAGE_INDEX)
-    target = os.path.join(shard_dir, tfmt.INDEX_DIR)
-    _rmtree(stage)
-    try:
-        n = write_index_dir(stage, parts)
-        _chown_tree(stage, owner)
-        old = None
-        if replace and os.path.lexists(target):
-            old = os.path.join(shard_dir, f"{INDEX_OLD}{os.getpid()}")
-            os.rename(target, old)
-        elif os.path.lexists(target):
-            raise TargetIOError("target shard already has an index/", path=target)
-        os.rename(stage, target)
-        _fsync_dir(shard_dir)
-        if old is not None:
-            _rmtree(old)
-        return n
-    except OSError as exc:
-        _rmtree(stage)
-        raise TargetIOError(f"cannot write target index: {exc.strerror}", path=target) from None
-    except BaseException:
-        _rmtree(stage)
-        raise
 
 
 def _write_path_name(key: bytes) -> bytes:
@@ -600,8 +356,8 @@ def build_shard_index(
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
     existing = sfmod.SeriesFile(live) if os.path.isdir(live) else None
     sfile, _added = _db_series(db_dir, existing, [keys], owner, progress)
-    parts = _shard_partitions(keys, _all_ids(sfile), shard)
-    _install_index(shard, parts, owner, replace=force)
+    parts = shard_partitions(keys, _all_ids(sfile), shard)
+    install_index(shard, parts, owner, replace=force)
     return len(keys)
 
 
@@ -621,7 +377,7 @@ def _db_series(
             seen.add(sk)
             new.append(sk)
     if new or sfile is None:
-        sfile = _extend_series_file(db_dir, sfile, new, owner, progress)
+        sfile = extend_series_file(db_dir, sfile, new, owner, progress)
     return sfile, len(new)
 
 
@@ -682,8 +438,8 @@ def build_tsi(
             sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
             ids = _all_ids(sfile)
             for s, keys in zip(shards, keysets):
-                parts = _shard_partitions(keys, ids, s.path)
-                s.log_bytes = _install_index(s.path, parts, owner, replace=s.action == "rebuild")
+                parts = shard_partitions(keys, ids, s.path)
+                s.log_bytes = install_index(s.path, parts, owner, replace=s.action == "rebuild")
                 rep.advance(1)
         rep.end()
         return BuildResult(plan, todo, skipped)

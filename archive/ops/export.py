@@ -37,10 +37,11 @@ from ...tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
 from ...tsm.keys import key_slice, measurement_of, split_key
 from ...tsm.shard import RawFrame, ShardReader
 from ..errors import ArchiveError, UsageError
-from ..output import open_output, os_error, plan_file_output, source_roots, spool
+from ..output import open_output, os_error, plan_file_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source
 from ..sources.shardview import open_shard_reader
+from ..spools import spool
 from ..timefmt import rfc3339
 from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
 from .select import window_overlaps

@@ -29,10 +29,11 @@ import zstandard
 
 from ..errors import ArchiveError, SourceError, SourceIOError, TargetIOError, UsageError
 from ..findings import Finding
-from ..output import Output, building_dir, open_output, os_error, plan_dir_output, plan_file_output, source_roots, spool
+from ..output import Output, building_dir, open_output, os_error, plan_dir_output, plan_file_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Source, open_source
 from ..sources.sealed import CHUNK, FORMAT, FORMAT_VERSION, MANIFEST_NAME, SealedSource, copy_checked, iter_members
+from ..spools import spool
 from ..timefmt import rfc3339, utc_now_seconds
 from .convert import convert
 from .tarwrite import TarWriter

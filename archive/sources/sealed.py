@@ -43,6 +43,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from ..cleanup import uninterrupted
 from ..errors import (
     ArchiveError,
     ChecksumError,
@@ -55,8 +56,9 @@ from ..errors import (
     show,
 )
 from ..findings import Finding
-from ..output import make_spool, os_error, remove_spool, uninterrupted
+from ..output import os_error
 from ..progress import Reporter
+from ..spools import make_spool, remove_spool
 from ..untrusted import SparseMember, open_regular, open_tar
 from .directory import open_dir
 from .model import Shard, raise_first_error

@@ -65,7 +65,6 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ....meta.model import encode_data
 from ...errors import ArchiveError, TargetError, UsageError
