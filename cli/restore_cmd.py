@@ -92,28 +92,28 @@ def restore(
             "(every backup kind is recognised) — stop influxd and drop those flags"
         )
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
-    source = open_source(src, salvage=salvage)
-    targets = check_target_args(source, metadir, datadir, waldir)
-    # The lock is held from before planning to the end: what the plan reads of the target stays
-    # true while it is carried out. A dry run writes nothing and takes no lock.
-    # A running process is looked for before anything is created or locked, and again once the
-    # lock is held (a server started in between).
-    uses = guard.refuse_live(targets, what="restore into", force=force)
-    with contextlib.nullcontext() if dry_run else target_lock(*targets):
-        if not dry_run:
-            uses = guard.refuse_live(targets, what="restore into", force=force)
-        for u in uses:
-            sys.stderr.write(f"influx-archive: warning: --force: restoring although {u.describe()}\n")
-        try:
-            plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
-        except ArchiveError as exc:  # what the recovery of an interrupted run did is still said
-            for note in getattr(exc, "notes", []):
-                sys.stderr.write(f"influx-archive: warning: {note}\n")
-            raise
-        result = run_plan(
-            plan, lambda p, progress: execute_restore(p, owner=owner, progress=progress),
-            dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
-        )
+    with open_source(src, salvage=salvage) as source:
+        targets = check_target_args(source, metadir, datadir, waldir)
+        # The lock is held from before planning to the end: what the plan reads of the target stays
+        # true while it is carried out. A dry run writes nothing and takes no lock.
+        # A running process is looked for before anything is created or locked, and again once the
+        # lock is held (a server started in between).
+        uses = guard.refuse_live(targets, what="restore into", force=force)
+        with contextlib.nullcontext() if dry_run else target_lock(*targets):
+            if not dry_run:
+                uses = guard.refuse_live(targets, what="restore into", force=force)
+            for u in uses:
+                sys.stderr.write(f"influx-archive: warning: --force: restoring although {u.describe()}\n")
+            try:
+                plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
+            except ArchiveError as exc:  # what the recovery of an interrupted run did is still said
+                for note in getattr(exc, "notes", []):
+                    sys.stderr.write(f"influx-archive: warning: {note}\n")
+                raise
+            result = run_plan(
+                plan, lambda p, progress: execute_restore(p, owner=owner, progress=progress),
+                dry_run=dry_run, json_out=json_out, plan_text=_plan_text,
+            )
     if result is None:
         return
     if json_out:

@@ -454,6 +454,9 @@ def convert(
     progress: ProgressCallback | None = None,
 ) -> ConvertResult:
     """Plan and execute in one call (``src`` a path or an opened :class:`Source`)."""
-    source = src if isinstance(src, Source) else open_source(src)
-    plan = plan_convert(source, dest, to=to, selection=selection, start=start, end=end, compress_level=compress_level)
+    if not isinstance(src, Source):
+        with open_source(src) as source:
+            return convert(source, dest, to=to, selection=selection, start=start, end=end,
+                           compress_level=compress_level, progress=progress)
+    plan = plan_convert(src, dest, to=to, selection=selection, start=start, end=end, compress_level=compress_level)
     return execute_convert(plan, progress=progress)
