@@ -588,15 +588,21 @@ class LegacyShardName:
         return c[0] if len(c) == 1 else None
 
 
+# as influxd backup writes them: <db>.<rp>.%05d.%02d
 _LEGACY_SHARD_RE = re.compile(r"(.*\..*)\.([0-9]{5,})\.([0-9]{2,})", re.DOTALL)
+# as influxd restore finds them: any name of the database's glob whose third dot-field parses as
+# a number, padded or not (ASCII digits only, as Go's strconv reads them)
+_LEGACY_SHARD_ANY_RE = re.compile(r"(.+)\.([0-9]+)\.([0-9]+)\n?", re.ASCII)
 
 
-def parse_legacy_shard_file_name(name: str) -> LegacyShardName | None:
+def parse_legacy_shard_file_name(name: str, *, as_written: bool = True) -> LegacyShardName | None:
     """Parse ``<db>.<rp>.<id>.<NN>`` from the right; None if ``name`` is not such a name
-    (``meta.00``, ``*.pending``, anything else).
+    (``meta.00``, ``*.pending``, anything else). ``as_written``: only the shape ``influxd backup``
+    writes (an id of 5 digits or more, an increment of 2 or more); otherwise any digits, as
+    ``influxd restore`` accepts them when it globs a backup directory (a source is read that way).
 
     Unlike influxd (docs/formats.md#offline-restore), the ID is read as a whole integer (``00010`` is 10)."""
-    m = _LEGACY_SHARD_RE.fullmatch(name)
+    m = (_LEGACY_SHARD_RE if as_written else _LEGACY_SHARD_ANY_RE).fullmatch(name)
     if m is None:
         return None
     return LegacyShardName(m.group(1), int(m.group(2)), int(m.group(3)))

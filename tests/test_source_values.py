@@ -69,3 +69,27 @@ def test_every_value_equals_truth(name, fixtures_dir, truth):
     assert actual["databases"], "nothing was read"
     diffs = influxd.compare_truth(expected, actual, databases=databases, sections={"points"})
     assert diffs == []
+
+
+def test_unpadded_legacy_shard_names_are_read_as_influxd_restore_reads_them(tmp_path) -> None:
+    """influxd restore globs ``<db>.*`` and parses the third dot-field as a number, padded or not:
+    a legacy backup whose shard tars were renamed ``db1.autogen.1.0`` is the same backup."""
+    import shutil
+    from pathlib import Path
+
+    from influx_archive.archive.sources import open_source
+    from influx_archive.meta import files as metafiles
+
+    src = Path(__file__).resolve().parent.parent / "fixtures" / "legacy"
+    renamed = tmp_path / "legacy"
+    shutil.copytree(src, renamed)
+    for p in sorted(renamed.iterdir()):
+        parsed = metafiles.parse_legacy_shard_file_name(p.name)
+        if parsed is not None:
+            p.rename(renamed / f"{parsed.prefix}.{parsed.shard_id}.{parsed.n}")
+    assert metafiles.parse_legacy_shard_file_name("db1.autogen.1.0") is None  # not as influxd writes it
+    with open_source(src) as a, open_source(renamed) as b:
+        assert [(s.database, s.retention_policy, s.id, [f.size for f in s.files]) for s in a.shards] == \
+            [(s.database, s.retention_policy, s.id, [f.size for f in s.files]) for s in b.shards]
+        assert len(b.shards) > 0
+        assert not [f for f in b.findings if "ignored" in f.message]

@@ -54,7 +54,7 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
     for n in names:
         if LEGACY_META_RE.match(n) or n.endswith(".pending") or (_LOOSE_META_RE.match(n) and naming.numeral_like(n[5:])):
             continue
-        m = metafiles.parse_legacy_shard_file_name(n)
+        m = metafiles.parse_legacy_shard_file_name(n, as_written=False)
         loose = _LOOSE_SHARD_RE.match(n)
         fields = [naming.number_field(loose.group(g)) for g in ("id", "n")] if loose else []
         if not m and fields and all(f != (None, False) for f in fields) and any(bad for _, bad in fields):

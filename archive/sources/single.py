@@ -55,7 +55,7 @@ def open_file(p: Path, salvage: bool = False) -> DiskSource:
     elif name.endswith(".tar.gz") or name.endswith(".tgz"):
         src.file_kind = "tar.gz"
         add_tar_shard(src, p, gz=True, increment=0, fallback=None)
-    elif name.endswith(".tar") or metafiles.parse_legacy_shard_file_name(name):
+    elif name.endswith(".tar") or metafiles.parse_legacy_shard_file_name(name, as_written=False):
         src.file_kind = "tar"
         add_tar_shard(src, p, gz=False, increment=0, fallback=None)
     else:
