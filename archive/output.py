@@ -314,26 +314,72 @@ def _open_stream(out: Output) -> Iterator[OutputFile]:
                 os.close(fd)
 
 
+def link_into_place(tmp: str | os.PathLike[str], final: str | os.PathLike[str], *, replace: bool) -> None:
+    """Move the finished temporary ``tmp`` to ``final``: renamed over it when ``replace``; else
+    hard-linked, which fails on an existing name (FileExistsError), so a file created meanwhile by
+    someone else is never replaced (a file system without hard links: a rename after a check).
+    Other OS errors are raised as they are."""
+    if replace:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "File exists", os.fspath(final)) from None
+        os.rename(tmp, final)
+        return
+    os.unlink(tmp)
+
+
 def _commit_file(tmp: Path, final: Path, force: bool) -> None:
     try:
-        if force:
-            os.replace(tmp, final)
-        else:
-            try:
-                os.link(tmp, final)  # fails on an existing name: never a silent replace
-            except FileExistsError:
-                raise TargetError("target exists (pass --force to replace it)", path=str(final)) from None
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                    raise
-                if os.path.lexists(final):  # a file system without hard links
-                    raise TargetError("target exists (pass --force to replace it)", path=str(final)) from None
-                os.rename(tmp, final)
-            else:
-                os.unlink(tmp)
+        try:
+            link_into_place(tmp, final, replace=force)
+        except FileExistsError:
+            raise TargetError("target exists (pass --force to replace it)", path=str(final)) from None
         fsync_dir(final.parent, best_effort=True)
     except OSError as exc:
         raise TargetIOError(f"cannot move the finished file into place: {exc.strerror}", path=str(final)) from None
+
+
+def write_file_atomically(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, replace: bool = False) -> None:
+    """Write a small file (a ``meta.db``) in one step readers cannot see half done: a temporary
+    beside it (registered, so no signal leaves it behind), written, chmod ``mode``, fsynced,
+    moved into place (:func:`link_into_place`), the directory fsynced. An existing ``path`` is a
+    TargetError unless ``replace``; an OS error a TargetIOError naming ``path``."""
+    final = Path(path)
+    try:
+        tmp = temp_sibling(final)
+        with uninterrupted():
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            track(tmp, False)
+    except OSError as exc:
+        raise TargetIOError(f"cannot create a temporary file: {exc.strerror}", path=str(final)) from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+            with uninterrupted():
+                try:
+                    link_into_place(tmp, final, replace=replace)
+                except FileExistsError:
+                    raise TargetError("already exists (pass overwrite=True to replace it)", path=str(final)) from None
+                untrack(tmp)
+        except OSError as exc:
+            raise TargetIOError(f"cannot write: {exc.strerror or exc}", path=str(final)) from None
+    except BaseException:
+        with uninterrupted():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            untrack(tmp)
+        raise
+    fsync_dir(final.parent)
 
 
 _UMASK: int | None = None

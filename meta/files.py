@@ -15,12 +15,10 @@ orders ``meta.NN`` numerically and ignores ``.pending`` files (docs/formats.md#i
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
@@ -30,11 +28,10 @@ from construct import ConstructError
 from influx_archive.archive.errors import (
     FormatError,
     SourceError,
-    TargetError,
     TruncatedError,
     UsageError,
 )
-from influx_archive.archive.staging import fsync_dir
+from influx_archive.archive.output import write_file_atomically
 from influx_archive.archive.untrusted import read_small
 
 from . import format as fmt
@@ -69,62 +66,10 @@ def read_meta_db(path: PathLike) -> Data:
     return decode_data(read_meta_db_bytes(path), path=os.fspath(path))
 
 
-def atomic_write(path: PathLike, data: bytes, *, mode: int = 0o644, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, write, fsync,
-    chmod ``mode``, then link into place (or rename over it when ``overwrite``), fsync the
-    directory. Readers see the old file or the new one, never a partial one.
-
-    Raises :class:`~influx_archive.archive.errors.TargetError` when ``path`` exists and
-    ``overwrite`` is false, or on any OS error (the temp file is removed)."""
-    target = os.fspath(path)
-    directory = os.path.dirname(target) or "."
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise TargetError(f"cannot create a temporary file: {exc.strerror}", path=target) from None
-    try:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-            if overwrite:
-                os.replace(tmp, target)
-            else:
-                _link_new(tmp, target)
-        except OSError as exc:
-            raise TargetError(f"cannot write: {exc.strerror or exc}", path=target) from None
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(directory)
-
-
-def _link_new(tmp: str, target: str) -> None:
-    """Move ``tmp`` to ``target`` only if ``target`` does not exist (hard link, then unlink; a
-    plain rename after a check where the file system has no hard links)."""
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        raise TargetError("already exists (pass overwrite=True to replace it)", path=target) from None
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        if os.path.lexists(target):
-            raise TargetError("already exists (pass overwrite=True to replace it)", path=target) from None
-        os.rename(tmp, target)
-        return
-    os.unlink(tmp)
-
-
 def write_meta_db(
     path: PathLike, data: Data | bytes, *, mode: int = 0o644, overwrite: bool = False
 ) -> None:
-    """Write a ``meta.db`` atomically (see :func:`atomic_write`).
+    """Write a ``meta.db`` atomically (:func:`~influx_archive.archive.output.write_file_atomically`).
 
     ``data`` is a :class:`Data` (encoded here) or an already serialized blob, which is decoded
     first so that a blob influxd would refuse at start-up is never written (FormatError)."""
@@ -135,7 +80,7 @@ def write_meta_db(
         decode_data(blob)
     else:
         raise UsageError(f"write_meta_db: expected Data or bytes, got {type(data).__name__}")
-    atomic_write(path, blob, mode=mode, overwrite=overwrite)
+    write_file_atomically(path, blob, mode=mode, replace=overwrite)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ....meta.model import (
     shard_group_sort_key,
 )
 from ...errors import ArchiveError, TargetError
+from ...output import write_file_atomically
 from ..select import Selection, max_ids
 from .modes import FILE_MODE
 
@@ -170,7 +171,7 @@ def write_meta_at(meta_fd: int, meta_path: Path, blob: bytes, *, overwrite: bool
 def put_back_meta(meta_fd: int, old_meta: bytes | None) -> None:
     """Undo :func:`write_meta_at`: the ``meta.db`` that was there before (``old_meta``), or none."""
     if old_meta is not None:
-        metafiles.atomic_write(f"/proc/self/fd/{meta_fd}/meta.db", old_meta, mode=FILE_MODE, overwrite=True)
+        write_file_atomically(f"/proc/self/fd/{meta_fd}/meta.db", old_meta, mode=FILE_MODE, replace=True)
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink("meta.db", dir_fd=meta_fd)
