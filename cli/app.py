@@ -304,12 +304,10 @@ def run(argv: Optional[list[str]] = None) -> None:
     one-line message and its exit code. Whatever happens, no sealed archive's spool directory is
     left behind. The commands must be registered first (``cli/main.py`` does)."""
     from ..archive.cleanup import remove_temporaries
-    from ..archive.sources.sealed import close_open_archives
 
     try:
         _run(argv)
     finally:
-        close_open_archives()
         remove_temporaries()
 
 

@@ -17,8 +17,9 @@ whose paths are shown that way too (:func:`~influx_archive.archive.errors.regist
 :func:`open_sealed` exposes an archive as a :class:`SealedSource` of its inner kind without
 extracting it: metadata files are kept in a private temporary directory, shard files are spooled
 one container at a time while a shard is open and deleted afterwards. The source is a context
-manager; :meth:`SealedSource.close` removes the spool. :func:`close_open_archives` is the last
-resort for a source left open (the CLI calls it when a verb ends; it also runs at exit).
+manager; :meth:`SealedSource.close` removes the spool. A source left open is
+the last resort's: the spool is registered when it is made, and the CLI removes every registered
+temporary when a verb ends (:func:`~influx_archive.archive.cleanup.remove_temporaries`).
 
 zstandard defaults that bite, set explicitly here: ``read_across_frames=True`` (a stream may hold
 several frames; the default stops after the first), ``closefd=False`` (we own the file objects),
@@ -27,7 +28,6 @@ and nothing is decompressed in one call without a size bound.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import json
@@ -43,7 +43,6 @@ from typing import BinaryIO
 
 import zstandard
 
-from ..cleanup import uninterrupted
 from ..errors import (
     ArchiveError,
     ChecksumError,
@@ -458,7 +457,7 @@ class SealedSource(DiskSource):
     def close(self) -> None:
         """Remove the private spool (idempotent)."""
         if self.workdir:
-            _drop_workdir(self.workdir)
+            remove_spool(self.workdir)
 
 
 class _SpoolWriter:
@@ -495,36 +494,6 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
                             path=os.fspath(path)) from None
 
 
-_OPEN_LOCK = threading.Lock()
-_OPEN_WORKDIRS: set[str] = set()  # spool directories of sealed archives not yet closed
-
-
-def _forget_workdir(workdir: str) -> None:
-    with _OPEN_LOCK:
-        _OPEN_WORKDIRS.discard(workdir)
-
-
-def _drop_workdir(workdir: str) -> None:
-    """Remove a spool, then forget it: a SIGTERM between the two leaves it registered (removed
-    again by :func:`close_open_archives`), never removed from the registry but on disk."""
-    remove_spool(workdir)
-    _forget_workdir(workdir)
-
-
-def close_open_archives() -> None:
-    """Remove the spool directory of every sealed archive still open. The CLI calls it when a
-    verb ends, however it ends (an error raised mid-restore leaves its source unclosed); it also
-    runs at interpreter exit."""
-    with _OPEN_LOCK:
-        dirs = sorted(_OPEN_WORKDIRS)
-        _OPEN_WORKDIRS.clear()
-    for d in dirs:
-        remove_spool(d)
-
-
-atexit.register(close_open_archives)
-
-
 def _is_metadata(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return base.endswith((".manifest", ".meta")) or base.startswith("meta.") or base == "meta.db"
@@ -535,10 +504,9 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
     files are kept in a private temporary directory; each shard tar is spooled, listed, and
     replaced by an empty placeholder (spooled again while its shard is open)."""
     p = Path(path).absolute()
-    with uninterrupted():  # a SIGTERM waits until the spool is registered for removal
-        workdir = make_spool("sealed")  # private, removed by the next run if this one is killed
-        with _OPEN_LOCK:
-            _OPEN_WORKDIRS.add(workdir)
+    # private; registered for removal as it is made (archive/cleanup.py), and removed by the next
+    # run if this one is killed
+    workdir = make_spool("sealed")
     register_display_prefix(workdir, p)  # damage in a spooled file names ARCHIVE::member
     findings: list[Finding] = []
     scans: dict[str, list] = {}
@@ -564,12 +532,12 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         sealed.workdir = workdir
         return sealed
     except OSError as exc:
-        _drop_workdir(workdir)
+        remove_spool(workdir)
         if isinstance(exc, ArchiveError):
             raise
         raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
     except BaseException:
-        _drop_workdir(workdir)
+        remove_spool(workdir)
         raise
 
 
