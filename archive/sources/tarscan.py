@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from ...tsm import naming
 from ..errors import ArchiveError, FormatError, SourceIOError, TargetIOError, TruncatedError, UnsupportedError, show
-from ..findings import WARNING, Finding
+from ..findings import MEMBER_IGNORED, MEMBER_REFUSED, WARNING, Finding
 from ..untrusted import SparseMember, open_regular, open_tar
 from .model import ShardFile, file_kind, non_ascii_number
 
@@ -182,7 +182,8 @@ def _drain(tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
 
 def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> tuple[str, str, int, str] | None:
     def reject(why: str, prefix: str = IGNORED_MEMBER) -> None:
-        findings.append(Finding(WARNING, f"{prefix}: {why}", path=path, member=m.name))
+        code = MEMBER_REFUSED if prefix == REFUSED_MEMBER else MEMBER_IGNORED
+        findings.append(Finding(WARNING, f"{prefix}: {why}", path=path, member=m.name, code=code))
 
     parts = m.name.split("/")
     if m.name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in m.name:
