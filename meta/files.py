@@ -81,7 +81,7 @@ def atomic_write(path: PathLike, data: bytes, *, mode: int = 0o644, overwrite: b
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise TargetError(f"cannot create a temporary file: {exc.strerror}", path=target) from None
+        raise TargetError(f"cannot create a temporary file: {exc.strerror}", path=target) from exc
     try:
         try:
             with os.fdopen(fd, "wb") as f:
@@ -94,7 +94,7 @@ def atomic_write(path: PathLike, data: bytes, *, mode: int = 0o644, overwrite: b
             else:
                 _link_new(tmp, target)
         except OSError as exc:
-            raise TargetError(f"cannot write: {exc.strerror or exc}", path=target) from None
+            raise TargetError(f"cannot write: {exc.strerror or exc}", path=target) from exc
     except BaseException:
         try:
             os.unlink(tmp)
@@ -115,7 +115,7 @@ def _link_new(tmp: str, target: str) -> None:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
         if os.path.lexists(target):
-            raise TargetError("already exists (pass overwrite=True to replace it)", path=target) from None
+            raise TargetError("already exists (pass overwrite=True to replace it)", path=target) from exc
         os.rename(tmp, target)
         return
     os.unlink(tmp)
@@ -154,10 +154,10 @@ def _parse_at(con: Any, data: bytes, offset: int, what: str, path: PathLike | No
     stream.seek(offset)
     try:
         return con.parse_stream(stream)
-    except ConstructError:
+    except ConstructError as exc:
         # Construct's own message spans several lines; the CLI contract is one line per error.
         left = max(len(data) - offset, 0)
-        raise TruncatedError(f"file ends inside the {what} ({left} bytes left)", path=path, offset=offset) from None
+        raise TruncatedError(f"file ends inside the {what} ({left} bytes left)", path=path, offset=offset) from exc
 
 
 def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
@@ -197,7 +197,7 @@ def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
     try:
         frame = fmt.MetaNNFrame.parse(data)
     except ConstructError as exc:  # unreachable after the checks above; keep the cause
-        raise FormatError(f"bad meta.NN frame: {exc}", path=path, offset=0) from None
+        raise FormatError(f"bad meta.NN frame: {exc}", path=path, offset=0) from exc
     decoded = decode_data(frame.blob, path=None if path is None else os.fspath(path), offset=fmt.META_NN_BLOB_OFFSET)
     return MetaNN(frame.blob, decoded, frame.node)
 

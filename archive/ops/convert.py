@@ -297,7 +297,7 @@ def execute_convert(
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise
-        raise os_error(exc, target=str(dest), sources=source_roots(src)) from None
+        raise os_error(exc, target=str(dest), sources=source_roots(src)) from exc
     finally:
         rep.end()
     written = sum(o.file_size for o in shards)

@@ -359,7 +359,7 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
         if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
             e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
         if findings is None:
-            raise e from None
+            raise e from exc
         findings.append(Finding.from_error(e))
 
 
@@ -370,7 +370,7 @@ def copy_checked(reader: BinaryIO, entry: dict, out: BinaryIO | None, path: Path
         try:
             chunk = reader.read(min(CHUNK, left))
         except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
-            raise FormatError(f"damaged archive stream ({exc})", path=_where(path, entry["name"])) from None
+            raise FormatError(f"damaged archive stream ({exc})", path=_where(path, entry["name"])) from exc
         if not chunk:
             raise TruncatedError("member ends early", path=_where(path, entry["name"]))
         h.update(chunk)
@@ -475,7 +475,7 @@ class _SpoolWriter:
         except OSError as exc:
             raise TargetIOError(
                 f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} "
-                f"(the spool is under TMPDIR={tempfile.gettempdir()})", path=self._path) from None
+                f"(the spool is under TMPDIR={tempfile.gettempdir()})", path=self._path) from exc
 
 
 @contextlib.contextmanager
@@ -484,7 +484,7 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
         f = open(path, "wb")
     except OSError as exc:
         raise TargetIOError(f"cannot create the temporary spool of the archive (a target-side write): {exc.strerror}",
-                            path=os.fspath(path)) from None
+                            path=os.fspath(path)) from exc
     try:
         with f:
             yield _SpoolWriter(f, os.fspath(path))
@@ -492,7 +492,7 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
         if isinstance(exc, ArchiveError):
             raise
         raise TargetIOError(f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} (the spool is under TMPDIR={tempfile.gettempdir()})",
-                            path=os.fspath(path)) from None
+                            path=os.fspath(path)) from exc
 
 
 _OPEN_LOCK = threading.Lock()
@@ -567,7 +567,7 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         _drop_workdir(workdir)
         if isinstance(exc, ArchiveError):
             raise
-        raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
+        raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from exc
     except BaseException:
         _drop_workdir(workdir)
         raise

@@ -109,7 +109,7 @@ def scan_shard_tar(
     except (tarfile.TarError, *GZIP_ERRORS) as exc:
         err = tar_error(path, last, exc)
         if not salvage or isinstance(err, UnsupportedError):
-            raise err from None
+            raise err from exc
         findings.append(Finding.from_error(err))
     return out
 
@@ -246,10 +246,10 @@ def spool_gzip(path: str, tmpdir: str | None, salvage: bool = False) -> Iterator
                         tmp.write(chunk)
                     except OSError as exc:  # ENOSPC, EDQUOT: where we write, not the source
                         raise TargetIOError(f"cannot write the target's temporary file: {exc.strerror}",
-                                            path=tmpdir or tempfile.gettempdir()) from None
+                                            path=tmpdir or tempfile.gettempdir()) from exc
         except GZIP_ERRORS as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
-                raise SourceIOError(f"cannot read the source: {exc.strerror}", path=path) from None
+                raise SourceIOError(f"cannot read the source: {exc.strerror}", path=path) from exc
             if not salvage:
                 raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
         tmp.seek(0)

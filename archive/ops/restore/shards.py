@@ -275,7 +275,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
             try:
                 return fn(*args)
             except (tarfile.TarError, *GZIP_ERRORS) as exc:
-                raise tar_error(container, current, exc) from None
+                raise tar_error(container, current, exc) from exc
 
         dest: Path | None = None
         try:
@@ -480,7 +480,7 @@ def chown_all(tx: Transaction, written: list[str], plan: RestorePlan, ids: tuple
         try:
             os.lchown(d, uid, gid)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(d)) from None
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(d)) from exc
     for p in [*tx.created_dirs, *map(Path, written)]:
         role, rel = tx.roots.locate(p)
         try:
@@ -493,4 +493,4 @@ def chown_all(tx: Transaction, written: list[str], plan: RestorePlan, ids: tuple
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(p)) from None
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(p)) from exc
