@@ -197,3 +197,55 @@ def _finding_calls_without_code() -> list[str]:
 
 def test_every_finding_call_names_a_code() -> None:
     assert _finding_calls_without_code() == []
+
+
+def _cut_gzip_member(src: Path) -> str:
+    """A portable backup whose first shard tar.gz is cut in half (the gzip stream ends early)."""
+    tgz = sorted(src.glob("*.s*.tar.gz"))[0]
+    tgz.write_bytes(tgz.read_bytes()[: tgz.stat().st_size // 2])
+    return "EOFError: Compressed file ended before the end-of-stream marker was reached"
+
+
+def _unreadable_file(src: Path, monkeypatch) -> str:
+    """A legacy backup whose shard tar the OS refuses to open (EACCES; the tests may run as root,
+    so the refusal is simulated at ``os.open``)."""
+    import errno
+    import os
+
+    from influx_archive.archive import untrusted
+
+    real_open = os.open
+    target = str(src / "db1.autogen.00001.00")
+
+    def refusing(path, *a, **kw):
+        if os.fspath(path) == target:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), target)
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(untrusted.os, "open", refusing)
+    return "PermissionError: [Errno 13] Permission denied"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("case", ["truncated gzip member", "unreadable file"])
+def test_debug_shows_the_os_and_library_causes(
+    cli, fixtures_dir: Path, tmp_path: Path, monkeypatch, case: str, debug: bool
+) -> None:
+    """The library raises its errors ``from`` the OSError / decompressor error they come from:
+    ``--debug`` names that cause; without it, stderr is the one error line it always was."""
+    import shutil
+
+    fixture = "portable" if case == "truncated gzip member" else "legacy"
+    src = tmp_path / fixture
+    shutil.copytree(fixtures_dir / fixture, src)
+    cause = _cut_gzip_member(src) if case == "truncated gzip member" else _unreadable_file(src, monkeypatch)
+    root = tmp_path / "root"
+    r = cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"),
+            *(["--debug"] if debug else []))
+    assert r.code in (1, 3), r.err
+    last = r.err.splitlines()[-1]
+    assert last.startswith("influx-archive: error: "), r.err
+    if debug:
+        assert f"influx-archive: debug: caused by {cause}" in r.err
+    else:
+        assert r.err == last + "\n"
