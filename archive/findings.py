@@ -88,7 +88,7 @@ class Finding:
     path: str | None = None
     member: str | None = None
     offset: int | None = None
-    code: str | None = None  # stable identifier (see above); None only until every call site names one
+    code: str | None = None  # stable identifier (see above); every call site names one
 
     def to_dict(self) -> dict:
         """As data, paths shown as the user knows them (a sealed archive, not its spool)."""

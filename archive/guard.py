@@ -73,7 +73,7 @@ def ensure_dir(path: Path, mode: int) -> list[Path]:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise TargetError(f"target: cannot create directory: {exc.strerror}", path=str(d)) from None
+            raise TargetError(f"target: cannot create directory: {exc.strerror}", path=str(d)) from exc
         os.chmod(d, mode if d == path else PARENT_MODE)
         created.append(d)
     if not path.is_dir():
@@ -106,7 +106,7 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
     try:
         dir_fd = os.open(directory, _DIR_FLAGS)
     except OSError as exc:
-        raise TargetError(f"target: cannot open directory: {exc.strerror}", path=str(directory)) from None
+        raise TargetError(f"target: cannot open directory: {exc.strerror}", path=str(directory)) from exc
     try:
         st = os.fstat(dir_fd)
         key = (st.st_dev, st.st_ino)
@@ -122,8 +122,10 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
                 )
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    raise TargetError("target lock file is a symbolic link; refusing to use it", path=str(lock_path)) from None
-                raise TargetError(f"target: cannot open the lock file: {exc.strerror}", path=str(lock_path)) from None
+                    raise TargetError(
+                        "target lock file is a symbolic link; refusing to use it", path=str(lock_path)
+                    ) from exc
+                raise TargetError(f"target: cannot open the lock file: {exc.strerror}", path=str(lock_path)) from exc
             try:
                 fst = os.fstat(fd)
                 if not stat.S_ISREG(fst.st_mode):
@@ -139,8 +141,8 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
                             time.sleep(0.01)
                             pid = _holder(fd)
                         who = f"pid {pid}" if pid is not None else "another influx-archive run"
-                        raise BusyError(f"target in use by {who}; wait for it to finish", path=str(lock_path)) from None
-                    raise TargetError(f"target: cannot lock: {exc.strerror}", path=str(lock_path)) from None
+                        raise BusyError(f"target in use by {who}; wait for it to finish", path=str(lock_path)) from exc
+                    raise TargetError(f"target: cannot lock: {exc.strerror}", path=str(lock_path)) from exc
                 # The holder before us may have removed the file after we opened it: then the
                 # lock we hold is on an unlinked inode, and we must take the new file's lock.
                 try:

@@ -115,7 +115,7 @@ def _resolve(given: str) -> tuple[str, os.stat_result | None]:
     except FileNotFoundError:
         lst = None
     except OSError as exc:
-        raise TargetIOError(f"cannot look at the target: {exc.strerror}", path=absolute) from None
+        raise TargetIOError(f"cannot look at the target: {exc.strerror}", path=absolute) from exc
     real = _realpath(absolute)
     if lst is not None and stat.S_ISLNK(lst.st_mode):
         try:
@@ -125,7 +125,7 @@ def _resolve(given: str) -> tuple[str, os.stat_result | None]:
                 f"target is a symbolic link to {os.readlink(absolute)!r}, which does not exist; "
                 "give the real path to create a file there", path=absolute) from None
         except OSError as exc:
-            raise TargetError(f"cannot follow the symbolic link: {exc.strerror}", path=absolute) from None
+            raise TargetError(f"cannot follow the symbolic link: {exc.strerror}", path=absolute) from exc
         return real, st
     # a directory above may be a symlink too: the file lands at the real place
     try:
@@ -133,7 +133,7 @@ def _resolve(given: str) -> tuple[str, os.stat_result | None]:
     except FileNotFoundError:
         return real, None
     except OSError as exc:
-        raise TargetIOError(f"cannot look at the target: {exc.strerror}", path=real) from None
+        raise TargetIOError(f"cannot look at the target: {exc.strerror}", path=real) from exc
 
 
 def plan_file_output(
@@ -184,7 +184,7 @@ def plan_dir_output(given: str | os.PathLike[str], *, sources: Iterable[str] = (
     try:
         empty = not os.listdir(real)
     except OSError as exc:
-        raise TargetIOError(f"cannot list the target directory: {exc.strerror}", path=real) from None
+        raise TargetIOError(f"cannot list the target directory: {exc.strerror}", path=real) from exc
     if not empty:
         raise TargetError("destination directory is not empty; give a new or empty directory", path=given)
     return Output(given, real, False, True)
@@ -225,7 +225,7 @@ class _TargetRaw(io.RawIOBase):
                 raise
             raise TargetIOError("cannot write the target: its reader closed it (broken pipe)", path=self._name) from None
         except OSError as exc:
-            raise TargetIOError(f"cannot write the target: {exc.strerror}", path=self._name) from None
+            raise TargetIOError(f"cannot write the target: {exc.strerror}", path=self._name) from exc
         self.written += n
         return n
 
@@ -262,7 +262,7 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             track(tmp, False)
     except OSError as exc:
-        raise TargetIOError(f"cannot create a file in the target's directory: {exc.strerror}", path=str(final)) from None
+        raise TargetIOError(f"cannot create a file in the target's directory: {exc.strerror}", path=str(final)) from exc
     f = OutputFile(_TargetRaw(fd, str(final), False), 1 << 20)
     try:
         yield f
@@ -271,7 +271,7 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
             os.fchmod(fd, mode & ~_umask())
             os.fsync(fd)
         except OSError as exc:
-            raise TargetIOError(f"cannot write the target: {exc.strerror}", path=str(final)) from None
+            raise TargetIOError(f"cannot write the target: {exc.strerror}", path=str(final)) from exc
         f.close()
         with uninterrupted():
             _commit_file(tmp, final, out.force)
@@ -297,7 +297,7 @@ def _open_stream(out: Output) -> Iterator[OutputFile]:
         try:
             fd = os.open(out.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
         except OSError as exc:
-            raise TargetIOError(f"cannot open the target for writing: {exc.strerror}", path=out.path) from None
+            raise TargetIOError(f"cannot open the target for writing: {exc.strerror}", path=out.path) from exc
         st = os.fstat(fd)
         if not (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):  # swapped since the plan
             os.close(fd)
@@ -342,7 +342,7 @@ def _commit_file(tmp: Path, final: Path, force: bool) -> None:
             raise TargetError("target exists (pass --force to replace it)", path=str(final)) from None
         fsync_dir(final.parent, best_effort=True)
     except OSError as exc:
-        raise TargetIOError(f"cannot move the finished file into place: {exc.strerror}", path=str(final)) from None
+        raise TargetIOError(f"cannot move the finished file into place: {exc.strerror}", path=str(final)) from exc
 
 
 def write_file_atomically(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, replace: bool = False) -> None:
@@ -357,7 +357,7 @@ def write_file_atomically(path: str | os.PathLike[str], data: bytes, *, mode: in
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             track(tmp, False)
     except OSError as exc:
-        raise TargetIOError(f"cannot create a temporary file: {exc.strerror}", path=str(final)) from None
+        raise TargetIOError(f"cannot create a temporary file: {exc.strerror}", path=str(final)) from exc
     try:
         try:
             with os.fdopen(fd, "wb") as f:
@@ -372,7 +372,7 @@ def write_file_atomically(path: str | os.PathLike[str], data: bytes, *, mode: in
                     raise TargetError("already exists (pass overwrite=True to replace it)", path=str(final)) from None
                 untrack(tmp)
         except OSError as exc:
-            raise TargetIOError(f"cannot write: {exc.strerror or exc}", path=str(final)) from None
+            raise TargetIOError(f"cannot write: {exc.strerror or exc}", path=str(final)) from exc
     except BaseException:
         with uninterrupted():
             with contextlib.suppress(FileNotFoundError):
@@ -416,7 +416,7 @@ def building_dir(out: Output, *, sources: Iterable[str] = ()) -> Iterator[Path]:
             os.mkdir(tmp, 0o700)
             track(tmp, True)
     except OSError as exc:
-        raise TargetIOError(f"cannot create the target directory: {exc.strerror}", path=str(final)) from None
+        raise TargetIOError(f"cannot create the target directory: {exc.strerror}", path=str(final)) from exc
     try:
         yield tmp
         fsync_dir(tmp, best_effort=True)
@@ -427,17 +427,19 @@ def building_dir(out: Output, *, sources: Iterable[str] = ()) -> Iterator[Path]:
                 os.rename(tmp, final)
                 untrack(tmp)
             except OSError as exc:
-                raise TargetIOError(f"cannot move the finished backup into place: {exc.strerror}", path=str(final)) from None
+                raise TargetIOError(
+                    f"cannot move the finished backup into place: {exc.strerror}", path=str(final)
+                ) from exc
         fsync_dir(final.parent, best_effort=True)
     except BaseException as exc:
         with uninterrupted():
             shutil.rmtree(tmp, ignore_errors=True)
             untrack(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            exc = os_error(exc, target=str(final), sources=list(sources))
-            if isinstance(exc, TargetIOError):
-                exc.path = str(final)
-            raise exc from None
+            err = os_error(exc, target=str(final), sources=list(sources))
+            if isinstance(err, TargetIOError):
+                err.path = str(final)
+            raise err from exc
         if isinstance(exc, TargetIOError) and exc.path and _within(_realpath(exc.path), _realpath(tmp)):
             exc.path = str(final)
         raise

@@ -58,11 +58,11 @@ def spool_root(base: str | os.PathLike[str] | None = None) -> Path:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise TargetIOError(f"cannot create the private spool directory: {exc.strerror}", path=str(root)) from None
+        raise TargetIOError(f"cannot create the private spool directory: {exc.strerror}", path=str(root)) from exc
     try:
         st = os.lstat(root)
     except OSError as exc:
-        raise TargetIOError(f"cannot use the private spool directory: {exc.strerror}", path=str(root)) from None
+        raise TargetIOError(f"cannot use the private spool directory: {exc.strerror}", path=str(root)) from exc
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
         raise TargetError("the private spool directory is not a directory owned by this user; remove it", path=str(root))
     if stat.S_IMODE(st.st_mode) != 0o700:
@@ -110,7 +110,7 @@ def make_spool(purpose: str, base: str | os.PathLike[str] | None = None) -> str:
             os.mkdir(path, 0o700)
             track(path, True)
     except OSError as exc:
-        raise TargetIOError(f"cannot create a private spool directory: {exc.strerror}", path=str(path)) from None
+        raise TargetIOError(f"cannot create a private spool directory: {exc.strerror}", path=str(path)) from exc
     return str(path)
 
 

@@ -173,11 +173,11 @@ def fsync_dir(directory: str | os.PathLike[str], *, best_effort: bool = False) -
     except OSError as exc:
         if best_effort:
             return
-        raise TargetIOError(f"cannot open the directory to sync it: {exc.strerror}", path=directory) from None
+        raise TargetIOError(f"cannot open the directory to sync it: {exc.strerror}", path=directory) from exc
     try:
         os.fsync(fd)
     except OSError as exc:
         if not best_effort and exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise TargetIOError(f"cannot sync the directory: {exc.strerror}", path=directory) from None
+            raise TargetIOError(f"cannot sync the directory: {exc.strerror}", path=directory) from exc
     finally:
         os.close(fd)

@@ -60,8 +60,8 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if os.path.islink(p) and not os.path.exists(p):
-            raise FormatError("a symbolic link to nothing (dangling) stands where a file must be", path=p) from None
-        raise SourceIOError(f"source file cannot be opened: {exc.strerror}", path=p) from None
+            raise FormatError("a symbolic link to nothing (dangling) stands where a file must be", path=p) from exc
+        raise SourceIOError(f"source file cannot be opened: {exc.strerror}", path=p) from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

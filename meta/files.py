@@ -99,10 +99,10 @@ def _parse_at(con: Any, data: bytes, offset: int, what: str, path: PathLike | No
     stream.seek(offset)
     try:
         return con.parse_stream(stream)
-    except ConstructError:
+    except ConstructError as exc:
         # Construct's own message spans several lines; the CLI contract is one line per error.
         left = max(len(data) - offset, 0)
-        raise TruncatedError(f"file ends inside the {what} ({left} bytes left)", path=path, offset=offset) from None
+        raise TruncatedError(f"file ends inside the {what} ({left} bytes left)", path=path, offset=offset) from exc
 
 
 def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
@@ -142,7 +142,7 @@ def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
     try:
         frame = fmt.MetaNNFrame.parse(data)
     except ConstructError as exc:  # unreachable after the checks above; keep the cause
-        raise FormatError(f"bad meta.NN frame: {exc}", path=path, offset=0) from None
+        raise FormatError(f"bad meta.NN frame: {exc}", path=path, offset=0) from exc
     decoded = decode_data(frame.blob, path=None if path is None else os.fspath(path), offset=fmt.META_NN_BLOB_OFFSET)
     return MetaNN(frame.blob, decoded, frame.node)
 

@@ -112,8 +112,8 @@ class TSMReader:
             )
         try:
             head = fmt.Header.parse(self._read_at(0, fmt.HEADER_SIZE))
-        except ConstructError:
-            raise self._err(FormatError, "not a TSM file: bad magic (expected 16 D1 16 D1)", 0) from None
+        except ConstructError as exc:
+            raise self._err(FormatError, "not a TSM file: bad magic (expected 16 D1 16 D1)", 0) from exc
         if head.version != fmt.VERSION:
             raise self._err(
                 FormatError, f"unsupported TSM version {head.version} (expected {fmt.VERSION})", fmt.VERSION_OFFSET

@@ -509,7 +509,7 @@ def _encode_group(key: bytes, typ: int, vals: Sequence[tuple[int, Any]]) -> byte
     except struct.error as exc:
         raise UnsupportedError(
             f"value out of range for a {fmt.WAL_TYPE_NAMES[typ]} WAL group of {show(key)}: {exc}"
-        ) from None
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise UnsupportedError(f"bad value in WAL group of {show(key)}: {exc}") from None
 

@@ -196,7 +196,7 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
                     try:
                         f = open(p, "rb")
                     except OSError as exc:
-                        raise SourceIOError(f"cannot read source WAL segment: {exc.strerror}", path=p) from None
+                        raise SourceIOError(f"cannot read source WAL segment: {exc.strerror}", path=p) from exc
                     with f:
                         cache.replay(f, name=p, salvage=True)
                 for _name, corruption in cache.corruptions:
@@ -254,14 +254,14 @@ class _Lock:
         try:
             self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError as exc:
-            raise SourceIOError(f"cannot open source data directory: {exc.strerror}", path=path) from None
+            raise SourceIOError(f"cannot open source data directory: {exc.strerror}", path=path) from exc
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self.fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise BusyError("another influx-archive run holds the data directory's lock", path=path) from None
-            raise TargetIOError(f"cannot lock target data directory: {exc.strerror}", path=path) from None
+                raise BusyError("another influx-archive run holds the data directory's lock", path=path) from exc
+            raise TargetIOError(f"cannot lock target data directory: {exc.strerror}", path=path) from exc
 
     def release(self) -> None:
         try:

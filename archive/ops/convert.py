@@ -45,7 +45,7 @@ from ...tsm.keys import key_slice
 from ...tsm.reader import TSMReader
 from .. import guard
 from ..errors import ArchiveError, SourceError, UsageError, show
-from ..findings import ERROR, Finding
+from ..findings import BLOCK_LEFT_OUT, ERROR, FILE_LEFT_OUT, Finding
 from ..output import building_dir, os_error, plan_dir_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source, open_source
@@ -297,7 +297,7 @@ def execute_convert(
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise
-        raise os_error(exc, target=str(dest), sources=source_roots(src)) from None
+        raise os_error(exc, target=str(dest), sources=source_roots(src)) from exc
     finally:
         rep.end()
     written = sum(o.file_size for o in shards)
@@ -334,12 +334,14 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
                     exc.located(path=tsm.container, member=tsm.member)
                     if not plan.source.salvage:
                         raise exc
-                    plan.source.findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
+                    plan.source.findings.append(Finding(
+                        ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset, code=FILE_LEFT_OUT))
                     return None
                 if bad:
                     for key, e in bad:
                         plan.source.findings.append(
-                            Finding(ERROR, f"damaged block of key {show(key)} left out", tsm.container, tsm.member, e.offset))
+                            Finding(ERROR, f"damaged block of key {show(key)} left out", tsm.container, tsm.member,
+                                    e.offset, code=BLOCK_LEFT_OUT))
                     salvaged = work / tsm.name
                     with open(salvaged, "xb") as out:
                         size = write_intact_blocks(reader, out)

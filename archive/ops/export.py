@@ -403,5 +403,5 @@ def export_to_path(src: Source, path: str, *, compress: bool = False, force: boo
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise
-        raise os_error(exc, target=out.display, sources=roots) from None
+        raise os_error(exc, target=out.display, sources=roots) from exc
     return res

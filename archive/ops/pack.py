@@ -138,7 +138,7 @@ def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: P
             st = p.stat()
             entries.append({"name": n, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode), "sha256": _sha256(p)})
     except OSError as exc:
-        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
+        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from exc
     starts = [s.group_start for s in src.shards if s.group_start is not None and (s.files or s.wal)]
     ends = [s.group_end for s in src.shards if s.group_end is not None and (s.files or s.wal)]
     manifest = {
@@ -176,7 +176,7 @@ def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: P
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise
-        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from None
+        raise os_error(exc, target=out.display, sources=roots + [str(root)]) from exc
     finally:
         rep.end()
     return PackResult(out.display, len(entries), total, out_size)
@@ -204,7 +204,7 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, pro
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from None
+        raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from exc
     rep.start(size)
     n = total = 0
     try:
@@ -222,7 +222,7 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, pro
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise
-        raise os_error(exc, target=out.path, sources=[os.path.realpath(path)]) from None
+        raise os_error(exc, target=out.path, sources=[os.path.realpath(path)]) from exc
     finally:
         rep.end()
     return PackResult(str(path), n, size, total)

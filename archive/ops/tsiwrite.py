@@ -29,7 +29,7 @@ def listdir(path: str, what: str) -> list[str]:
     except NotADirectoryError:
         return []
     except OSError as exc:
-        raise SourceIOError(f"cannot list source {what}: {exc.strerror}", path=path) from None
+        raise SourceIOError(f"cannot list source {what}: {exc.strerror}", path=path) from exc
 
 
 def write_file(path: str, data: bytes) -> None:
@@ -44,14 +44,14 @@ def write_file(path: str, data: bytes) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from None
+        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from exc
 
 
 def makedir(path: str) -> None:
     try:
         os.mkdir(path, 0o777)
     except OSError as exc:
-        raise TargetIOError(f"cannot create target directory: {exc.strerror}", path=path) from None
+        raise TargetIOError(f"cannot create target directory: {exc.strerror}", path=path) from exc
 
 
 def chown_tree(path: str, owner: tuple[int, int] | None) -> None:
@@ -64,7 +64,7 @@ def chown_tree(path: str, owner: tuple[int, int] | None) -> None:
             for n in dirnames + filenames:
                 os.lchown(os.path.join(dirpath, n), uid, gid)
     except OSError as exc:
-        raise TargetIOError(f"cannot chown target: {exc.strerror}", path=path) from None
+        raise TargetIOError(f"cannot chown target: {exc.strerror}", path=path) from exc
 
 
 def rmtree(path: str) -> None:
@@ -73,7 +73,7 @@ def rmtree(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise TargetIOError(f"cannot remove target staging directory: {exc.strerror}", path=path) from None
+        raise TargetIOError(f"cannot remove target staging directory: {exc.strerror}", path=path) from exc
 
 
 def write_index_dir(path: str, partitions: list[list[int]]) -> int:
@@ -108,7 +108,9 @@ def recover_series_file(db_dir: str) -> None:
                 try:
                     os.rename(p, live)
                 except OSError as exc:
-                    raise TargetIOError(f"cannot move back the series file of a killed run: {exc.strerror}", path=p) from None
+                    raise TargetIOError(
+                        f"cannot move back the series file of a killed run: {exc.strerror}", path=p
+                    ) from exc
             else:
                 rmtree(p)
         elif n.startswith(SERIES_STAGE):
@@ -141,7 +143,7 @@ def stage_series_file(live: str, stage: str, sfile: sfmod.SeriesFile | None) -> 
                 shutil.copyfile(s, t)
                 shutil.copymode(s, t)
             except OSError as exc:
-                raise TargetIOError(f"cannot stage target series file: {exc.strerror}", path=t) from None
+                raise TargetIOError(f"cannot stage target series file: {exc.strerror}", path=t) from exc
         # the staged partition now lives at dst_p
         for seg in part.segments:
             seg.path = os.path.join(dst_p, os.path.basename(seg.path))
@@ -192,7 +194,7 @@ def extend_series_file(
         rmtree(old)
     except OSError as exc:
         rmtree(stage)
-        raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=live) from None
+        raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=live) from exc
     except BaseException:
         rmtree(stage)
         raise
@@ -238,7 +240,7 @@ def install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) 
         return n
     except OSError as exc:
         rmtree(stage)
-        raise TargetIOError(f"cannot write target index: {exc.strerror}", path=target) from None
+        raise TargetIOError(f"cannot write target index: {exc.strerror}", path=target) from exc
     except BaseException:
         rmtree(stage)
         raise

@@ -40,7 +40,16 @@ from ...tsm.reader import TSMReader
 from ...tsm.tombstone import read_tombstones
 from ...tsm.wal import WALCorruption, iter_wal
 from ..errors import ArchiveError, FormatError, UnsupportedError, UsageError
-from ..findings import ERROR, INFO, WARNING, Finding
+from ..findings import (
+    ERROR,
+    INFO,
+    MANIFEST_FILE_MISSING,
+    MANIFEST_META_SIZE,
+    WAL_DAMAGED_ENTRY,
+    WAL_TORN_TAIL,
+    WARNING,
+    Finding,
+)
 from ..progress import ProgressCallback, Reporter
 from ..sources import ShardFile, Source, open_source
 from ..sources.legacy import LEGACY_META_RE
@@ -132,7 +141,7 @@ def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: Progre
 def _as_verify_finding(f: Finding) -> Finding:
     """A tar member other verbs go on without (warning) is an error of the backup here."""
     if f.severity == WARNING and f.message.startswith(REFUSED_MEMBER):
-        return Finding(ERROR, f.message, f.path, f.member, f.offset)
+        return Finding(ERROR, f.message, f.path, f.member, f.offset, code=f.code)
     return f
 
 
@@ -156,7 +165,9 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
                 report.findings.append(Finding.from_error(exc))
                 continue
             if not meta.is_file():
-                report.findings.append(Finding(ERROR, f"metastore file {man.meta_file_name} listed by the manifest is missing", path=mpath))
+                report.findings.append(Finding(
+                    ERROR, f"metastore file {man.meta_file_name} listed by the manifest is missing", path=mpath,
+                    code=MANIFEST_FILE_MISSING))
                 continue
             try:
                 blob, _ = metafiles.parse_portable_meta(read_small(meta, MAX_META_FILE_SIZE), path=str(meta))
@@ -164,7 +175,9 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
                 report.files += 1
                 if len(blob) != man.meta_size:
                     report.findings.append(Finding(
-                        ERROR, f"manifest says the metastore blob is {man.meta_size} bytes, {meta.name} holds {len(blob)}", path=mpath))
+                        ERROR,
+                        f"manifest says the metastore blob is {man.meta_size} bytes, {meta.name} holds {len(blob)}",
+                        path=mpath, code=MANIFEST_META_SIZE))
             except ArchiveError as exc:
                 report.findings.append(Finding.from_error(exc))
 
@@ -184,7 +197,7 @@ def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
         return
     def damaged(exc: ArchiveError) -> None:
         exc.located(path=f.container, member=f.member)
-        report.findings.append(Finding(ERROR, exc.message, exc.path, exc.member, exc.offset))
+        report.findings.append(Finding(ERROR, exc.message, exc.path, exc.member, exc.offset, code=exc.code))
 
     frames = reader.frames()
     report.blocks += len(frames)
@@ -229,7 +242,9 @@ def _check_wal(stream, f: ShardFile, report: VerifyReport) -> None:
             if isinstance(item, WALCorruption):
                 sev = WARNING if item.resume is None else ERROR
                 what = "torn tail: influxd truncates the segment here and starts" if item.resume is None else "damaged entry"
-                report.findings.append(Finding(sev, f"{what} ({item.reason})", f.container, f.member, item.offset))
+                code = WAL_TORN_TAIL if item.resume is None else WAL_DAMAGED_ENTRY
+                report.findings.append(
+                    Finding(sev, f"{what} ({item.reason})", f.container, f.member, item.offset, code=code))
     except ArchiveError as exc:
         report.findings.append(Finding.from_error(exc.located(path=f.container, member=f.member)))
 

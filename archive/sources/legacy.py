@@ -17,7 +17,7 @@ from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
 from ...tsm import naming
 from ..errors import show
-from ..findings import ERROR, WARNING, Finding
+from ..findings import ERROR, NOT_A_BACKUP_FILE, PARTIAL_DOWNLOAD, TAR_UNREADABLE, WARNING, Finding
 from ..untrusted import probe_regular, read_small
 from .model import fill_from_meta, mark_range_increments, meta_shard_index, non_ascii_number
 from .ondisk import DiskSource, add_tar_shard
@@ -47,7 +47,8 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
     src.meta_origin = str(meta_path)
     for n in names:
         if n.endswith(".pending"):
-            src.findings.append(Finding(WARNING, "unfinished download left by influxd backup; ignored", path=str(p / n)))
+            src.findings.append(Finding(WARNING, "unfinished download left by influxd backup; ignored", path=str(p / n),
+                                        code=PARTIAL_DOWNLOAD))
     shard_index = meta_shard_index(src.meta)
     increments: set[int] = set()
     run_starts = legacy_run_starts(p, [n for _, n in metas])
@@ -61,11 +62,13 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
             src.findings.append(non_ascii_number(f"shard id or increment number in {show(n)}", str(p / n)))
             continue
         if not m:
-            src.findings.append(Finding(WARNING, "not a legacy backup file; ignored", path=str(p / n)))
+            src.findings.append(
+                Finding(WARNING, "not a legacy backup file; ignored", path=str(p / n), code=NOT_A_BACKUP_FILE))
             continue
         _size, why = probe_regular(p / n, raise_os=not salvage)
         if why is not None:
-            src.findings.append(Finding(ERROR, f"shard tar cannot be read: {why}", path=str(p / n)))
+            src.findings.append(
+                Finding(ERROR, f"shard tar cannot be read: {why}", path=str(p / n), code=TAR_UNREADABLE))
             continue
         sid = m.shard_id
         inc = m.n

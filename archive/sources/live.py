@@ -13,7 +13,7 @@ from pathlib import Path
 from ...meta import files as metafiles
 from ...tsm import naming
 from ..errors import FormatError, show
-from ..findings import ERROR, WARNING, Finding
+from ..findings import ERROR, FILE_UNREADABLE, META_MISSING, SHARD_DIR_NOT_A_NUMBER, SHARD_NOT_IN_META, WARNING, Finding
 from ..untrusted import probe_regular
 from .model import Shard, ShardFile, file_kind, fill_from_meta, non_ascii_number
 from .ondisk import DiskSource, listdir
@@ -28,7 +28,8 @@ def open_live(p: Path, salvage: bool = False) -> DiskSource:
     elif os.path.lexists(meta_db):
         raise FormatError(f"the metastore cannot be read: {probe_regular(meta_db)[1]}", path=str(meta_db))
     else:
-        src.findings.append(Finding(WARNING, "server root has no meta/meta.db: shards are listed without metastore", path=str(p / "meta")))
+        src.findings.append(Finding(WARNING, "server root has no meta/meta.db: shards are listed without metastore",
+                                    path=str(p / "meta"), code=META_MISSING))
     shards: dict[tuple[str, str, int], Shard] = {}
 
     def walk(base: Path, is_wal: bool) -> None:
@@ -51,7 +52,8 @@ def open_live(p: Path, salvage: bool = False) -> DiskSource:
                         src.findings.append(non_ascii_number(f"shard directory name {show(sid_text)}", str(sp)))
                         continue
                     if sid is None:
-                        src.findings.append(Finding(WARNING, "not a shard directory (name is not a number); ignored", path=str(sp)))
+                        src.findings.append(Finding(WARNING, "not a shard directory (name is not a number); ignored",
+                                                    path=str(sp), code=SHARD_DIR_NOT_A_NUMBER))
                         continue
                     key = (db, rp, sid)
                     s = shards.get(key)
@@ -69,7 +71,8 @@ def open_live(p: Path, salvage: bool = False) -> DiskSource:
                             continue  # fields.idx, index/, a WAL's neighbours: not shard data
                         size, why = probe_regular(fp, raise_os=not salvage)
                         if why is not None:  # never skipped silently: influxd would fail on it
-                            src.findings.append(Finding(ERROR, f"{kind} file cannot be read: {why}", path=str(fp)))
+                            src.findings.append(Finding(ERROR, f"{kind} file cannot be read: {why}", path=str(fp),
+                                                        code=FILE_UNREADABLE))
                             continue
                         sf = ShardFile(name=name, kind=kind, size=size, container=str(fp))  # type: ignore[arg-type]
                         (s.wal if is_wal else s.files).append(sf)
@@ -82,6 +85,7 @@ def open_live(p: Path, salvage: bool = False) -> DiskSource:
     for s in src.shards:
         if src.meta is not None and not s.in_meta and (s.files or s.wal):
             src.findings.append(
-                Finding(WARNING, f"shard {s.database}/{s.retention_policy}/{s.id} is on disk but not in the metastore: influxd opens it but never serves it", path=str(p))
+                Finding(WARNING, f"shard {s.database}/{s.retention_policy}/{s.id} is on disk but not in the metastore: "
+                        "influxd opens it but never serves it", path=str(p), code=SHARD_NOT_IN_META)
             )
     return src

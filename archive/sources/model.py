@@ -22,7 +22,7 @@ from typing import BinaryIO
 from ...meta.model import Data, shard_group_range
 from ...tsm import naming
 from ..errors import FormatError, show
-from ..findings import ERROR, WARNING, Finding
+from ..findings import ERROR, META_DUPLICATE, META_GROUP_START_AFTER_END, NON_ASCII_DIGITS, WARNING, Finding
 
 
 def _order_key(name: str) -> tuple[int, int]:
@@ -45,6 +45,7 @@ def non_ascii_number(what: str, path: str, member: str | None = None) -> Finding
         "taken for the ASCII number it resembles",
         path=path,
         member=member,
+        code=NON_ASCII_DIGITS,
     )
 
 
@@ -419,21 +420,28 @@ def metastore_findings(meta: Data | None, origin: str | None) -> list[Finding]:
     shards: dict[int, str] = {}
     for db in meta.databases:
         if db.name in dbs:
-            out.append(Finding(ERROR, f"database {show(db.name)} is listed twice in the metastore", path=origin))
+            out.append(Finding(ERROR, f"database {show(db.name)} is listed twice in the metastore", path=origin,
+                               code=META_DUPLICATE))
         dbs.add(db.name)
         rps: set[str] = set()
         for rp in db.retention_policies:
             if rp.name in rps:
-                out.append(Finding(ERROR, f"retention policy {show(db.name)}.{show(rp.name)} is listed twice in the metastore", path=origin))
+                out.append(Finding(
+                    ERROR, f"retention policy {show(db.name)}.{show(rp.name)} is listed twice in the metastore",
+                    path=origin, code=META_DUPLICATE))
             rps.add(rp.name)
             where = f"{show(db.name)}/{show(rp.name)}"
             for g in rp.shard_groups:
                 if g.id in groups:
-                    out.append(Finding(ERROR, f"shard group {g.id} is listed twice in the metastore ({groups[g.id]} and {where})", path=origin))
+                    out.append(Finding(
+                        ERROR, f"shard group {g.id} is listed twice in the metastore ({groups[g.id]} and {where})",
+                        path=origin, code=META_DUPLICATE))
                 groups.setdefault(g.id, where)
                 for sh in g.shards:
                     if sh.id in shards:
-                        out.append(Finding(ERROR, f"shard {sh.id} is listed twice in the metastore ({shards[sh.id]} and {where})", path=origin))
+                        out.append(Finding(
+                            ERROR, f"shard {sh.id} is listed twice in the metastore ({shards[sh.id]} and {where})",
+                            path=origin, code=META_DUPLICATE))
                     shards.setdefault(sh.id, where)
     return out
 
@@ -456,6 +464,7 @@ def fill_from_meta(src: Source) -> None:
                             f"end {g.end_time} (influxd wraps a start before 1677-09-21T00:12:43Z); read as starting "
                             "at the lowest time",
                             path=src.meta_origin,
+                            code=META_GROUP_START_AFTER_END,
                         )
                     )
                 for sh in g.shards:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import SourceIOError
-from ..findings import WARNING, Finding
+from ..findings import MEMBER_WRONG_SHARD, WARNING, Finding
 from ..streams import SubFile
 from ..untrusted import open_regular
 from .model import OpenShard, Shard, ShardFile, Source, file_kind
@@ -124,6 +124,7 @@ def add_tar_shard(
                     f"member belongs to {db}/{rp}/{sid}, not to the shard named by the file ({fallback[0]}/{fallback[1]}/{fallback[2]})",
                     path=str(tar_path),
                     member=m.name,
+                    code=MEMBER_WRONG_SHARD,
                 )
             )
         s = shards.get(key)

@@ -13,7 +13,7 @@ from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
 from ...meta.model import decode_data
 from ..errors import ArchiveError, FormatError, show
-from ..findings import ERROR, Finding
+from ..findings import ERROR, MANIFEST_DUPLICATE_ENTRY, MANIFEST_FILE_MISSING, MANIFEST_FILE_UNREADABLE, Finding
 from ..threads import map_on_cores
 from ..timefmt import parse_backup_stamp
 from ..untrusted import probe_regular, read_small
@@ -52,15 +52,20 @@ def open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, pr
                 err = FormatError(f"shard {e.shard_id} is listed twice; which file holds it is unknown", path=str(mp))
                 if not salvage:
                     raise err
-                steps.append(("finding", Finding(ERROR, err.message + "; the second entry is ignored", path=str(mp))))
+                steps.append(("finding", Finding(ERROR, err.message + "; the second entry is ignored", path=str(mp),
+                                                 code=MANIFEST_DUPLICATE_ENTRY)))
                 continue
             seen_ids.add(e.shard_id)
             if not os.path.lexists(fp):
-                steps.append(("missing", Finding(ERROR, f"shard file {show(e.file_name)} listed by the manifest is missing", path=str(mp)), key))
+                steps.append(("missing", Finding(
+                    ERROR, f"shard file {show(e.file_name)} listed by the manifest is missing", path=str(mp),
+                    code=MANIFEST_FILE_MISSING), key))
                 continue
             _size, why = probe_regular(fp, raise_os=not salvage)
             if why is not None:
-                steps.append(("missing", Finding(ERROR, f"shard file listed by the manifest cannot be read: {why}", path=str(fp)), key))
+                steps.append(("missing", Finding(
+                    ERROR, f"shard file listed by the manifest cannot be read: {why}", path=str(fp),
+                    code=MANIFEST_FILE_UNREADABLE), key))
                 continue
             steps.append(("tar", fp, inc, key, e.size, _manifest_time(mp)))
     scans = _scan_gz_tars([(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage)

@@ -358,7 +358,7 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
         if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
             e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
         if findings is None:
-            raise e from None
+            raise e from exc
         findings.append(Finding.from_error(e))
 
 
@@ -369,7 +369,7 @@ def copy_checked(reader: BinaryIO, entry: dict, out: BinaryIO | None, path: Path
         try:
             chunk = reader.read(min(CHUNK, left))
         except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
-            raise FormatError(f"damaged archive stream ({exc})", path=_where(path, entry["name"])) from None
+            raise FormatError(f"damaged archive stream ({exc})", path=_where(path, entry["name"])) from exc
         if not chunk:
             raise TruncatedError("member ends early", path=_where(path, entry["name"]))
         h.update(chunk)
@@ -474,7 +474,7 @@ class _SpoolWriter:
         except OSError as exc:
             raise TargetIOError(
                 f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} "
-                f"(the spool is under TMPDIR={tempfile.gettempdir()})", path=self._path) from None
+                f"(the spool is under TMPDIR={tempfile.gettempdir()})", path=self._path) from exc
 
 
 @contextlib.contextmanager
@@ -483,7 +483,7 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
         f = open(path, "wb")
     except OSError as exc:
         raise TargetIOError(f"cannot create the temporary spool of the archive (a target-side write): {exc.strerror}",
-                            path=os.fspath(path)) from None
+                            path=os.fspath(path)) from exc
     try:
         with f:
             yield _SpoolWriter(f, os.fspath(path))
@@ -491,7 +491,7 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
         if isinstance(exc, ArchiveError):
             raise
         raise TargetIOError(f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} (the spool is under TMPDIR={tempfile.gettempdir()})",
-                            path=os.fspath(path)) from None
+                            path=os.fspath(path)) from exc
 
 
 def _is_metadata(name: str) -> bool:
@@ -535,7 +535,7 @@ def open_sealed(path: str | os.PathLike[str], *, salvage: bool = False) -> Seale
         remove_spool(workdir)
         if isinstance(exc, ArchiveError):
             raise
-        raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from None
+        raise os_error(exc, target=workdir, sources=[os.path.realpath(p)], spools=[workdir]) from exc
     except BaseException:
         remove_spool(workdir)
         raise

@@ -20,7 +20,7 @@ from ...tsm.shard import ShardReader
 from ...tsm.tombstone import Tombstone, TombstoneSet, read_tombstones
 from ...tsm.wal import Cache
 from ..errors import ArchiveError
-from ..findings import Finding
+from ..findings import BLOCK_LEFT_OUT, FILE_LEFT_OUT, WAL_DAMAGED_ENTRY, Finding
 from .model import OpenShard, Shard, Source
 
 
@@ -56,7 +56,7 @@ def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, 
                 exc.located(path=copy.container, member=copy.member)
                 if not salvage:
                     raise exc
-                _note(findings, exc, "TSM file left out")
+                _note(findings, exc, "TSM file left out", FILE_LEFT_OUT)
         if len(got) > 1:
             got = [got[0]] + [r for r in got[1:] if not _index_subset(r, got[0])]
         readers[layer.name] = got
@@ -68,7 +68,7 @@ def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, 
                 exc.located(path=tomb.container, member=tomb.member)
                 if not salvage:
                     raise exc
-                _note(findings, exc, "tombstone file left out: points it deleted are served again")
+                _note(findings, exc, "tombstone file left out: points it deleted are served again", FILE_LEFT_OUT)
     by_name = {layer.name: layer for layer in plan}
     inherited: dict[str, list[Tombstone]] = {}
 
@@ -133,14 +133,14 @@ def replay_wal(opened: OpenShard, shard: Shard, *, salvage: bool = False, findin
                 err.located(path=seg_member.container, member=seg_member.member)
             if not salvage:
                 raise err
-            _note(findings, err, "damaged WAL entry skipped")
+            _note(findings, err, "damaged WAL entry skipped", WAL_DAMAGED_ENTRY)
     return cache
 
 
-def _note(findings: list | None, exc: ArchiveError, what: str) -> None:
+def _note(findings: list | None, exc: ArchiveError, what: str, code: str) -> None:
     if findings is not None:
         f = Finding.from_error(exc)
-        findings.append(Finding(f.severity, f"{what}: {f.message}", f.path, f.member, f.offset))
+        findings.append(Finding(f.severity, f"{what}: {f.message}", f.path, f.member, f.offset, code=code))
 
 
 @contextlib.contextmanager
@@ -154,7 +154,7 @@ def open_shard_reader(src: Source, shard: Shard, *, tmpdir: str | None = None) -
             yield ShardReader(parts.layers, parts.cache, damaged=damaged)
         finally:
             for exc in damaged or []:
-                _note(src.findings, exc, "damaged block left out")
+                _note(src.findings, exc, "damaged block left out", BLOCK_LEFT_OUT)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from ...tsm import naming
 from ..errors import ArchiveError, FormatError, SourceIOError, TargetIOError, TruncatedError, UnsupportedError, show
-from ..findings import WARNING, Finding
+from ..findings import MEMBER_IGNORED, MEMBER_REFUSED, WARNING, Finding
 from ..untrusted import SparseMember, open_regular, open_tar
 from .model import ShardFile, file_kind, non_ascii_number
 
@@ -109,7 +109,7 @@ def scan_shard_tar(
     except (tarfile.TarError, *GZIP_ERRORS) as exc:
         err = tar_error(path, last, exc)
         if not salvage or isinstance(err, UnsupportedError):
-            raise err from None
+            raise err from exc
         findings.append(Finding.from_error(err))
     return out
 
@@ -182,7 +182,8 @@ def _drain(tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
 
 def _check_member(path: str, m: tarfile.TarInfo, findings: list[Finding]) -> tuple[str, str, int, str] | None:
     def reject(why: str, prefix: str = IGNORED_MEMBER) -> None:
-        findings.append(Finding(WARNING, f"{prefix}: {why}", path=path, member=m.name))
+        code = MEMBER_REFUSED if prefix == REFUSED_MEMBER else MEMBER_IGNORED
+        findings.append(Finding(WARNING, f"{prefix}: {why}", path=path, member=m.name, code=code))
 
     parts = m.name.split("/")
     if m.name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in m.name:
@@ -245,10 +246,10 @@ def spool_gzip(path: str, tmpdir: str | None, salvage: bool = False) -> Iterator
                         tmp.write(chunk)
                     except OSError as exc:  # ENOSPC, EDQUOT: where we write, not the source
                         raise TargetIOError(f"cannot write the target's temporary file: {exc.strerror}",
-                                            path=tmpdir or tempfile.gettempdir()) from None
+                                            path=tmpdir or tempfile.gettempdir()) from exc
         except GZIP_ERRORS as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
-                raise SourceIOError(f"cannot read the source: {exc.strerror}", path=path) from None
+                raise SourceIOError(f"cannot read the source: {exc.strerror}", path=path) from exc
             if not salvage:
                 raise FormatError(f"damaged gzip stream ({exc})", path=path) from exc
         tmp.seek(0)

@@ -90,7 +90,7 @@ def read_manifest(path: str) -> Manifest:
         with open(path, "rb") as f:
             data = f.read(fmt.MAX_MANIFEST_SIZE + 1)
     except OSError as exc:
-        raise SourceIOError(f"cannot read source MANIFEST: {exc.strerror}", path=path) from None
+        raise SourceIOError(f"cannot read source MANIFEST: {exc.strerror}", path=path) from exc
     if len(data) > fmt.MAX_MANIFEST_SIZE:
         raise FormatError("MANIFEST larger than 1 MiB", path=path)
     return parse_manifest(data, path)
@@ -172,7 +172,7 @@ def iter_log_file(path: str) -> Iterator[LogEntry]:
     try:
         f = open(path, "rb")
     except OSError as exc:
-        raise SourceIOError(f"cannot read source log file: {exc.strerror}", path=path) from None
+        raise SourceIOError(f"cannot read source log file: {exc.strerror}", path=path) from exc
     with f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
@@ -236,7 +236,7 @@ class IndexFile:
         try:
             self._f = open(path, "rb")
         except OSError as exc:
-            raise SourceIOError(f"cannot read source index file: {exc.strerror}", path=path) from None
+            raise SourceIOError(f"cannot read source index file: {exc.strerror}", path=path) from exc
         self.size = os.fstat(self._f.fileno()).st_size
         try:
             self._buf = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""

@@ -60,7 +60,7 @@ class _Mapped:
             self.size = os.fstat(self._f.fileno()).st_size
             self.buf = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
         except OSError as exc:
-            raise SourceIOError(f"cannot read source series file: {exc.strerror}", path=path) from None
+            raise SourceIOError(f"cannot read source series file: {exc.strerror}", path=path) from exc
 
     def close(self) -> None:
         if isinstance(self.buf, mmap.mmap):
@@ -172,7 +172,7 @@ def read_partition(path: str, pid: int) -> Partition:
     except FileNotFoundError:
         return part
     except OSError as exc:
-        raise SourceIOError(f"cannot list source series partition: {exc.strerror}", path=path) from None
+        raise SourceIOError(f"cannot list source series partition: {exc.strerror}", path=path) from exc
     part.has_index = fmt.INDEX_FILE_NAME in names
     seg_ids = []
     for name in names:
@@ -268,7 +268,7 @@ def create_segment(path: str, segment_id: int) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise TargetIOError(f"cannot write target series segment: {exc.strerror}", path=path) from None
+        raise TargetIOError(f"cannot write target series segment: {exc.strerror}", path=path) from exc
 
 
 class PartitionWriter:
@@ -292,7 +292,9 @@ class PartitionWriter:
             try:
                 self._fd = os.open(self.active.path, os.O_WRONLY)
             except OSError as exc:
-                raise TargetIOError(f"cannot write target series segment: {exc.strerror}", path=self.active.path) from None
+                raise TargetIOError(
+                    f"cannot write target series segment: {exc.strerror}", path=self.active.path
+                ) from exc
         return self._fd
 
     def _flush(self) -> None:
@@ -302,7 +304,9 @@ class PartitionWriter:
             try:
                 os.pwrite(fd, data, self._written)
             except OSError as exc:
-                raise TargetIOError(f"cannot write target series segment: {exc.strerror}", path=self.active.path) from None
+                raise TargetIOError(
+                    f"cannot write target series segment: {exc.strerror}", path=self.active.path
+                ) from exc
             self._written += len(data)
             self._buf, self._buf_n = [], 0
 
@@ -341,7 +345,9 @@ class PartitionWriter:
             try:
                 os.fsync(self._fd)
             except OSError as exc:
-                raise TargetIOError(f"cannot sync target series segment: {exc.strerror}", path=self.active.path) from None
+                raise TargetIOError(
+                    f"cannot sync target series segment: {exc.strerror}", path=self.active.path
+                ) from exc
             os.close(self._fd)
             self._fd = None
 

@@ -207,8 +207,8 @@ def _execute_locked(
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
             where = exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
             if exc.errno == errno.ENOSPC:
-                raise TargetError("no space left on device; nothing was restored", path=where) from None
-            raise TargetError(f"{exc.strerror or exc}; nothing was restored", path=where) from None
+                raise TargetError("no space left on device; nothing was restored", path=where) from exc
+            raise TargetError(f"{exc.strerror or exc}; nothing was restored", path=where) from exc
         raise
     finally:
         tx.cleanup()

@@ -69,7 +69,7 @@ class Roots:
                 try:
                     self.fds[r] = os.open(p, staging.DIR_FLAGS)
                 except OSError as exc:
-                    raise TargetError(f"target: cannot open directory: {exc.strerror}", path=str(p)) from None
+                    raise TargetError(f"target: cannot open directory: {exc.strerror}", path=str(p)) from exc
         except BaseException:
             self.close()
             raise
@@ -162,7 +162,7 @@ class Transaction:
         try:
             fd = self.roots.open_dir(role, rel, create_mode=mode, on_create=created)
         except OSError as exc:
-            raise TargetError(f"cannot create directory: {exc.strerror}", path=str(p)) from None
+            raise TargetError(f"cannot create directory: {exc.strerror}", path=str(p)) from exc
         os.close(fd)
 
     def stage_dir(self, near: Path) -> Path:
@@ -176,7 +176,7 @@ class Transaction:
         try:
             base_fd = os.open(base, staging.DIR_FLAGS)
         except OSError as exc:
-            raise TargetError(f"cannot open directory for staging: {exc.strerror}", path=str(base)) from None
+            raise TargetError(f"cannot open directory for staging: {exc.strerror}", path=str(base)) from exc
         try:
             n = len(self.stages)
             while True:
@@ -189,7 +189,7 @@ class Transaction:
             sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
         except OSError as exc:
             os.close(base_fd)
-            raise TargetError(f"cannot create staging directory: {exc.strerror}", path=str(base / name)) from None
+            raise TargetError(f"cannot create staging directory: {exc.strerror}", path=str(base / name)) from exc
         path = base / name
         st = os.fstat(sfd)
         os.fchmod(sfd, STAGE_MODE)
@@ -247,7 +247,7 @@ class Transaction:
             except FileExistsError:
                 raise TargetError("appeared while restoring; refusing to overwrite", path=str(final)) from None
             except OSError as exc:
-                raise TargetError(f"cannot move into place: {exc.strerror}", path=str(final)) from None
+                raise TargetError(f"cannot move into place: {exc.strerror}", path=str(final)) from exc
             self.moved_in.append(final)
             self._moved.append((role, rel, (st.st_dev, st.st_ino)))
             os.fsync(parent_fd)

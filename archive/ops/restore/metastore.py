@@ -150,7 +150,7 @@ def read_meta_at(meta_fd: int, meta_path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise TargetError(f"target: cannot read the metastore: {exc.strerror}", path=str(meta_path)) from None
+        raise TargetError(f"target: cannot read the metastore: {exc.strerror}", path=str(meta_path)) from exc
     with os.fdopen(fd, "rb") as f:
         return f.read()
 

@@ -269,7 +269,7 @@ def _listdir_names(p: Path) -> list[str]:
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise TargetError(f"cannot list directory: {exc.strerror}", path=str(p)) from None
+        raise TargetError(f"cannot list directory: {exc.strerror}", path=str(p)) from exc
 
 
 def _no_symlinks_below(root: Path, target: Path) -> None:

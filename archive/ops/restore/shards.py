@@ -34,7 +34,7 @@ from ...errors import (
     UsageError,
     show,
 )
-from ...findings import ERROR, Finding
+from ...findings import BLOCK_LEFT_OUT, ERROR, FILE_LEFT_OUT, Finding
 from ...progress import Reporter
 from ...sources import ShardFile
 from ...sources.shardview import open_shard_reader, replay_wal
@@ -275,7 +275,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
             try:
                 return fn(*args)
             except (tarfile.TarError, *GZIP_ERRORS) as exc:
-                raise tar_error(container, current, exc) from None
+                raise tar_error(container, current, exc) from exc
 
         dest: Path | None = None
         try:
@@ -305,7 +305,8 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
         except ArchiveError as exc:
             if findings is None:
                 raise
-            findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
+            findings.append(
+                Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset, code=FILE_LEFT_OUT))
             if dest is not None:
                 _unlink_staged(dest)
     return done
@@ -352,7 +353,9 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: list | 
             if not isinstance(exc, (ChecksumError, TruncatedError)):
                 raise exc  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
-            findings.append(Finding(ERROR, f"damaged block of key {show(key)} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
+            findings.append(  # type: ignore[union-attr]
+                Finding(ERROR, f"damaged block of key {show(key)} left out", f.container, f.member, e.offset,
+                        code=BLOCK_LEFT_OUT))
         with _create_staged(intact) as out:
             size = write_intact_blocks(reader, out)
             _finish(out)
@@ -368,7 +371,8 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: list | 
         exc.located(path=f.container, member=f.member)
         if findings is None:
             raise exc
-        findings.append(Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset))
+        findings.append(
+            Finding(ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset, code=FILE_LEFT_OUT))
         _unlink_staged(dest)
         _unlink_staged(intact)
         return 0
@@ -476,7 +480,7 @@ def chown_all(tx: Transaction, written: list[str], plan: RestorePlan, ids: tuple
         try:
             os.lchown(d, uid, gid)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(d)) from None
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(d)) from exc
     for p in [*tx.created_dirs, *map(Path, written)]:
         role, rel = tx.roots.locate(p)
         try:
@@ -489,4 +493,4 @@ def chown_all(tx: Transaction, written: list[str], plan: RestorePlan, ids: tuple
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(p)) from None
+            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(p)) from exc
