@@ -376,8 +376,8 @@ def refuse_live(dirs: Iterable[os.PathLike[str] | str | None], *, what: str, for
     """Raise BusyError naming the first process (comm and pid) that uses one of ``dirs``, unless
     ``force``: then return them (for a warning). ``what`` says which run refuses ("restore
     into", "back up")."""
-    dirs = [d for d in dirs if d is not None and os.path.exists(d)]
-    uses = sorted(processes_using(dirs), key=lambda u: u.comm != "influxd")  # a server first, if any
+    present = [d for d in dirs if d is not None and os.path.exists(d)]
+    uses = sorted(processes_using(present), key=lambda u: u.comm != "influxd")  # a server first, if any
     if uses and not force:
         u = uses[0]
         more = f" (and {len(uses) - 1} more processes)" if len(uses) > 1 else ""

@@ -72,7 +72,7 @@ def spool_root(base: str | os.PathLike[str] | None = None) -> Path:
 
 def clean_stale_spools(root: Path) -> list[Path]:
     """Remove the spools in ``root`` whose process is gone; returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     uid = os.getuid()
     try:
         names = os.listdir(root)

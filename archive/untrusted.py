@@ -169,4 +169,5 @@ class BoundedTarInfo(tarfile.TarInfo):
 
 def open_tar(fileobj: BinaryIO, mode: str, **kw) -> tarfile.TarFile:
     """``tarfile.open(fileobj=..., mode=...)`` with :class:`BoundedTarInfo`."""
-    return tarfile.open(fileobj=fileobj, mode=mode, tarinfo=BoundedTarInfo, **kw)
+    # mode is one of tarfile's literal modes, as every caller passes it
+    return tarfile.open(fileobj=fileobj, mode=mode, tarinfo=BoundedTarInfo, **kw)  # type: ignore[call-overload]

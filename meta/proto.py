@@ -145,7 +145,7 @@ def message(name: str) -> Callable[[type], type]:
             elif f.name != "unknown":
                 raise TypeError(f"{cls.__name__}.{f.name} has no protobuf field spec")
         specs.sort(key=lambda s: s.number)
-        cls._proto_spec = MessageSpec(name, tuple(specs), {s.number: s for s in specs})
+        cls._proto_spec = MessageSpec(name, tuple(specs), {s.number: s for s in specs})  # type: ignore[attr-defined]
         return cls
 
     return wrap

@@ -355,8 +355,8 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
                 if split > 1:
                     written = _rewrite_in_processes(plan, shard, work, gen, seq, split)
                 else:
-                    with open_shard_reader(plan.source, shard, tmpdir=str(work)) as reader:
-                        written = write_shard(reader, work, gen, seq, start=plan.start, end=plan.end)
+                    with open_shard_reader(plan.source, shard, tmpdir=str(work)) as shard_reader:
+                        written = write_shard(shard_reader, work, gen, seq, start=plan.start, end=plan.end)
                 advance(job.bytes)
                 for w in written:
                     members.append((w.name, w.size, lambda p=w.path: stack.enter_context(open(p, "rb"))))

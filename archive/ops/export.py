@@ -249,7 +249,7 @@ def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: by
 
     global _WORKER_SOURCE
     _WORKER_SOURCE = src
-    tasks = []
+    tasks: list[tuple[int, Shard, tuple[int, int]]] = []
     for i, shard in enumerate(shards):
         # a .tar.gz shard is inflated by each of its slices: ISA-L inflates at ~25x the rate a
         # core formats lines, so the extra inflating costs less than idle cores would

@@ -170,7 +170,9 @@ def extend_series_file(
             p = sfmod.key_partition(key)
             if writers[p] is None:
                 writers[p] = sfmod.PartitionWriter(sfile.partitions[p])
-            writers[p].insert(key)
+            w = writers[p]
+            assert w is not None
+            w.insert(key)
             if i % 4096 == 0:
                 rep.advance(4096)
         rep.advance(len(new_keys) % 4096)

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -98,7 +98,7 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
     with open_regular(path) as raw:
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
             tail = _TailReader(zr)
-            with open_tar(tail, "r|") as tf:
+            with open_tar(cast(BinaryIO, tail), "r|") as tf:
                 yield tf
                 end = tf.offset  # where the end-of-archive blocks start
             # the tar ended: what the tar reader buffered past its end, and the rest of the
@@ -322,7 +322,8 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
             doc, files = _read_manifest(tf, path)
             seen: set[str] = set()
             for m in tf:
-                tf.members.clear()  # streamed once: memory stays one member's, however many there are
+                # streamed once: memory stays one member's, however many there are (members: not in the stub)
+                tf.members.clear()  # type: ignore[attr-defined]
                 if m.offset == 0:
                     continue  # the manifest itself (TarFile iteration starts over its members)
                 if m.name in seen:
@@ -342,7 +343,7 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
                     bad(FormatError(f"member is {m.size} bytes, the manifest says {entry['size']}", path=_where(path, m.name)))
                     continue
                 seen.add(m.name)
-                yield doc, entry, m, tf.extractfile(m)
+                yield doc, entry, m, cast("BinaryIO | None", tf.extractfile(m))
             for name, entry in files.items():
                 if name not in seen:
                     bad(FormatError("listed file missing from the archive", path=_where(path, name)))
@@ -355,7 +356,7 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
                                path=_where(path, exc.member)) from None
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
         err = TruncatedError if isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc).lower() else FormatError
-        e = err(f"damaged archive stream ({exc})", path=str(path))
+        e: ArchiveError = err(f"damaged archive stream ({exc})", path=str(path))
         if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
             e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
         if findings is None:

@@ -65,6 +65,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ....meta.model import encode_data
 from ...errors import ArchiveError, TargetError, UsageError
@@ -205,7 +206,9 @@ def _execute_locked(
     except BaseException as exc:
         tx.rollback()
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            where = exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+            # as before, a bytes file name is passed on as is (the OS gave it)
+            where = cast("str | os.PathLike[str] | None",
+                         exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None)
             if exc.errno == errno.ENOSPC:
                 raise TargetError("no space left on device; nothing was restored", path=where) from None
             raise TargetError(f"{exc.strerror or exc}; nothing was restored", path=where) from None

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from ... import staging
@@ -61,7 +62,7 @@ class Roots:
     a link the user named, and from then on reached only through that descriptor: a directory
     below them is opened component by component with O_NOFOLLOW at the moment of use."""
 
-    def __init__(self, paths: dict[str, Path | None]) -> None:
+    def __init__(self, paths: Mapping[str, Path | None]) -> None:
         self.paths = {r: p for r, p in paths.items() if p is not None}
         self.fds: dict[str, int] = {}
         try:

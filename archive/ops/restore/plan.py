@@ -19,8 +19,9 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
-from ....meta.model import Data
+from ....meta.model import Data, DatabaseInfo
 from ....tsm import naming
 from ... import guard
 from ...errors import TargetError, UsageError
@@ -138,6 +139,7 @@ def plan_metastore(
     none (``target`` None), else merged into ``target``. Warnings are appended to ``warnings``;
     ``meta_path`` only names the target metastore in errors."""
     placement: Placement = {}
+    assert src.meta is not None  # plan() refuses a source without a metastore before it gets here
     if target is None:
         result = selected
         for ref in src.meta.iter_shards():
@@ -160,6 +162,7 @@ def build_plan(
 ) -> RestorePlan:
     """The whole plan of an offline restore into these directories (``recovered``: the notes of
     the recovery run before, the first warnings)."""
+    assert src.meta is not None  # plan() refuses a source without a metastore before it gets here
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
     warnings = recovered + list(selected.warnings)
     meta_path = metadir_p / "meta.db"
@@ -192,7 +195,10 @@ def build_plan(
                 )
     with_data = {s.shard.database for s in shards}
     for sdb, tdb in databases:
-        if sdb not in with_data and any(g.shards for rp in src.meta.database(sdb).retention_policies for g in rp.shard_groups):
+        # sdb names a database of the source's metastore (select_meta checked the one named)
+        if sdb not in with_data and any(
+            g.shards for rp in cast(DatabaseInfo, src.meta.database(sdb)).retention_policies for g in rp.shard_groups
+        ):
             warnings.append(f"database {sdb} is in the backup's metastore but the backup holds none of its shard data: restored empty")
     if os.geteuid() == 0:
         for p in (datadir_p, metadir_p):

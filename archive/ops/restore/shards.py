@@ -265,6 +265,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
     Errors writing the staging area are OSErrors, as everywhere in the restore."""
     done: set[str] = set()
     by_container: dict[str, dict[str, FilePlan]] = {}
+    fp: FilePlan | None
     for fp in files:
         by_container.setdefault(fp.source.container, {})[fp.source.member] = fp  # type: ignore[union-attr,index]
     for container, wanted in by_container.items():
@@ -348,9 +349,9 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: list | 
                     _finish(out)
                 return f.size
         # --salvage, and the file has damaged blocks: a new TSM file of its intact blocks instead
-        for exc in damaged:
-            if not isinstance(exc, (ChecksumError, TruncatedError)):
-                raise exc  # a block that is intact but not what the index says: the file is left out
+        for err in damaged:
+            if not isinstance(err, (ChecksumError, TruncatedError)):
+                raise err  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
             findings.append(Finding(ERROR, f"damaged block of key {show(key)} left out", f.container, f.member, e.offset))  # type: ignore[union-attr]
         with _create_staged(intact) as out:
