@@ -257,10 +257,7 @@ class ProcessUse:
 
 
 def _inside(path: str, roots: list[str]) -> bool:
-    for r in roots:
-        if path == r or path.startswith(r.rstrip("/") + "/"):
-            return True
-    return False
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
 def _comm(pid: str) -> str:

@@ -36,14 +36,14 @@ def export(
     from ..archive.sources import open_source
     from ..archive.timefmt import parse_time
 
-    kw = dict(
-        database=database,
-        retention=retention,
-        measurement=measurement,
-        start=parse_time(start, option="--start") if start is not None else None,
-        end=parse_time(end, option="--end") if end is not None else None,
-        lp_only=lponly,
-    )
+    kw = {
+        "database": database,
+        "retention": retention,
+        "measurement": measurement,
+        "start": parse_time(start, option="--start") if start is not None else None,
+        "end": parse_time(end, option="--end") if end is not None else None,
+        "lp_only": lponly,
+    }
     with open_source(src, salvage=salvage) as source, progress_bars() as bars:
         res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
     report_findings(source.findings)

@@ -14,6 +14,7 @@ orders ``meta.NN`` numerically and ignores ``.pending`` files (docs/formats.md#i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import io
@@ -96,10 +97,8 @@ def atomic_write(path: PathLike, data: bytes, *, mode: int = 0o644, overwrite: b
         except OSError as exc:
             raise TargetError(f"cannot write: {exc.strerror or exc}", path=target) from None
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     fsync_dir(directory)
 

@@ -121,10 +121,12 @@ def _sealed_bytes_ok(case: OutCase, data: bytes) -> None:
     assert data[:4] == b"\x28\xb5\x2f\xfd", "not a zstd stream"
     import zstandard
 
-    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as zr:
-        with tarfile.open(fileobj=zr, mode="r|") as tf:
-            first = tf.next()
-            assert first is not None and first.name == "INFLUX-ARCHIVE.json"
+    with (
+        zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as zr,
+        tarfile.open(fileobj=zr, mode="r|") as tf,
+    ):
+        first = tf.next()
+        assert first is not None and first.name == "INFLUX-ARCHIVE.json"
 
 
 def _export_bytes_ok(case: OutCase, data: bytes) -> None:
@@ -418,7 +420,7 @@ def eacces_cases(root: Path) -> list[OutCase]:
     src = build_sources(root / "src")
     ro = root / "ro"
     ro.mkdir(exist_ok=True)
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), 0o644)
@@ -436,7 +438,7 @@ def eacces_cases(root: Path) -> list[OutCase]:
             copy = root / f"unreadable-{n}"
             if not copy.exists():
                 shutil.copytree(src[kind], copy)
-            for dirpath, dirnames, filenames in os.walk(copy):
+            for dirpath, _dirnames, _filenames in os.walk(copy):
                 os.chmod(dirpath, 0o755)
             victim = copy / rel
             os.chmod(victim, 0)

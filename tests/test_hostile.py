@@ -182,7 +182,7 @@ def test_meta_nn_cut_in_header_is_one_line(corpus: dict[str, Case], cli) -> None
     """Regression: a meta.NN cut inside its 16-byte magic+length header (docs/formats.md#meta-nn)
     used to put Construct's multi-line message into the error. Cut at byte 12: 12 bytes left at offset 0."""
     case = corpus["metann_trunc_frame"]
-    code, out, err = cli("inspect", str(case.path))
+    code, _out, err = cli("inspect", str(case.path))
     assert code == 1
     assert err == (
         "influx-archive: error: file ends inside the magic and length header (12 bytes left) "

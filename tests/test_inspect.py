@@ -136,7 +136,7 @@ def test_shard_ten_is_shard_ten(fixtures_dir, truth):
     sh = src.shard("db1", "hourly", 10)
     assert sh is not None and sh.files
     assert all(f.member.startswith("db1/hourly/10/") for f in sh.files)
-    t = [s for s in truth("legacy")["shards"] if s["id"] == 10][0]
+    t = next(s for s in truth("legacy")["shards"] if s["id"] == 10)
     assert rfc3339(sh.group_start) == t["start"]
 
 

@@ -83,7 +83,7 @@ def test_killed_restore_is_undone_by_the_next_run(kill, tmp_path, fixtures_dir) 
         assert proc.returncode == 0, proc.stderr
         assert "was interrupted" in proc.stderr
     assert tree(root) == tree(clean)
-    assert not [p for p in tmp_path.rglob(".influx-archive-restore-*")]
+    assert not list(tmp_path.rglob(".influx-archive-restore-*"))
 
 
 @pytest.mark.slow
@@ -109,7 +109,7 @@ def test_sigint_rolls_back(tmp_path, fixtures_dir) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130 and "interrupted" in proc.stderr
     assert not root.exists() or tree(root) == {}
-    assert not [p for p in tmp_path.rglob(".influx-archive-restore-*")]
+    assert not list(tmp_path.rglob(".influx-archive-restore-*"))
 
 
 def test_enospc_is_a_clean_error(tmp_path, fixtures_dir) -> None:

@@ -58,10 +58,13 @@ def test_manifest_lists_every_file(tmp_path, fixtures_dir) -> None:
 
     import zstandard
 
-    with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zr:
-        with tarfile.open(fileobj=zr, mode="r|") as tf:
-            first = tf.next()
-            doc = json.loads(tf.extractfile(first).read())
+    with (
+        open(archive, "rb") as raw,
+        zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zr,
+        tarfile.open(fileobj=zr, mode="r|") as tf,
+    ):
+        first = tf.next()
+        doc = json.loads(tf.extractfile(first).read())
     assert first.name == MANIFEST_NAME
     assert doc["source"]["kind"] == "portable" and doc["databases"] == ["db1", "db2"]
     want = {n: h for n, (h, _) in hashes(fixtures_dir / "portable").items()}

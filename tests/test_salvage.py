@@ -64,7 +64,7 @@ def damaged(tmp_path, fixtures_dir, truth):
 
 
 def test_damage_refused_without_salvage(damaged, tmp_path, cli) -> None:
-    src, _, offset = damaged
+    src, _, _offset = damaged
     root = tmp_path / "root"
     for args in (
         ("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data")),

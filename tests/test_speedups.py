@@ -32,7 +32,7 @@ needs_compiled = pytest.mark.skipif(
 
 
 def bits(values: list[float]) -> list[int]:
-    return list(struct.unpack(">%dQ" % len(values), struct.pack(">%dd" % len(values), *values)))
+    return list(struct.unpack(f">{len(values)}Q", struct.pack(f">{len(values)}d", *values)))
 
 
 def value_section(raw: bytes) -> tuple[bytes, int]:

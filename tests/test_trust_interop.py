@@ -159,7 +159,7 @@ def test_edge_window_export_keeps_every_point(name: str, tmp_path: Path, cli) ->
     case = EDGES[name]
     targets, _ = checked_run(cli, case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp"), *case.args], tmp_path)
     lines = (targets / "out.lp").read_text().splitlines()
-    want = sum(len({t for t in pts}) for key, pts in _by_series(case.points).items())
+    want = sum(len(set(pts)) for key, pts in _by_series(case.points).items())
     assert len(lines) == want
     assert sorted(int(ln.rsplit(" ", 1)[1]) for ln in lines) == sorted(t for pts in _by_series(case.points).values() for t in pts)
 

@@ -130,7 +130,7 @@ def run_case(case: ho.OutCase, tmpdir: Path) -> None:
     assert {_top(r) for r in changed} <= set(case.allowed), f"written beside the output: {sorted(changed)}"
     if case.fifo is not None:
         assert stat.S_ISFIFO(os.lstat(case.fifo).st_mode), "the FIFO was replaced"
-    spools = [p for p in tmpdir.rglob("*")]
+    spools = list(tmpdir.rglob("*"))
     assert all(p.is_dir() and p.name.startswith("influx-archive-") for p in spools), f"spool left: {spools}"
     if case.check is not None:
         data = reader.data if reader is not None else (proc.stdout if case.stdout_is_output else b"")

@@ -229,7 +229,8 @@ def test_lock_file_is_refused_when_planted_as_a_link_or_not_a_file(tmp_path, cli
         root = tmp_path / kind
         (root / "meta").mkdir(parents=True)
         lock = root / "meta" / LOCK_NAME
-        {"symlink": lambda: lock.symlink_to(victim), "dir": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[kind]()
+        {"symlink": lambda lock=lock: lock.symlink_to(victim), "dir": lock.mkdir,
+         "fifo": lambda lock=lock: os.mkfifo(lock)}[kind]()
         before = hr.snapshot(tmp_path)
         code, _out, err = cli(*hr.restore_args(SRC, root))
         assert code == 3 and str(lock) in one_line(err) and "lock file" in err, (kind, err)

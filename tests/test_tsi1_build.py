@@ -61,7 +61,7 @@ def test_modes_are_influxds(tree, cli) -> None:
     finally:
         os.umask(old)
     for sub in ("db1/_series", "db1/autogen/4/index"):
-        for dirpath, dirs, files in os.walk(tree / "data" / sub):
+        for dirpath, _dirs, files in os.walk(tree / "data" / sub):
             assert os.stat(dirpath).st_mode & 0o7777 == 0o755, dirpath
             for f in files:
                 assert os.stat(Path(dirpath) / f).st_mode & 0o7777 == 0o644, f
@@ -146,9 +146,9 @@ def test_extends_an_existing_series_file_keeping_ids(tree, cli) -> None:
     """A database whose _series already has series (influxd ran with inmem): their ids stay,
     new series get the next ids of their partitions."""
     assert cli(*build(tree, "--db", "db1", "--rp", "hourly"))[0] == 0
-    first = dict((k, i) for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series())
+    first = {k: i for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series()}
     assert cli(*build(tree))[0] == 0
-    after = dict((k, i) for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series())
+    after = {k: i for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series()}
     assert {k: after[k] for k in first} == first
     assert len(after) > len(first)
     for k, i in after.items():

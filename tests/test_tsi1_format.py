@@ -245,7 +245,7 @@ def test_influxd_written_files_reencode(tmp_path, influxd_factory) -> None:
             for e in sf.iter_segment(seg.path, seg.id, p.id):
                 if e.key is not None:
                     assert sk.encode(*sk.decode(e.key)) == e.key
-    byid = {sid: key for sid, key in sfile.series()}
+    byid = dict(sfile.series())
     (shard,) = [d for d in (data / "autogen").iterdir() if d.is_dir()]
     seen = set()
     tombstoned = 0

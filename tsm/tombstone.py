@@ -51,7 +51,7 @@ from typing import Any, BinaryIO, Union
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, UnsupportedError, UsageError
 from .format import tombstone as fmt
 
-Source = Union[bytes, bytearray, memoryview, BinaryIO]
+Source = bytes | bytearray | memoryview | BinaryIO
 #: the file a message names
 _Name = Union[str, "os.PathLike[str]", None]
 
@@ -133,7 +133,7 @@ def parse_tombstones(
             return _parse_v2(data, name)
         return _parse_v1(data, name)
     except ArchiveError as err:
-        raise err.located(path=name)
+        raise err.located(path=name)  # noqa: B904 - the same error re-raised, its location filled in
 
 
 def read_tombstones(
@@ -633,10 +633,7 @@ class TombstoneSet:
         self, key: bytes, min_time: int, max_time: int, key_min: int | None = None, key_max: int | None = None
     ) -> bool:
         """True if every timestamp of ``[min_time, max_time]`` is deleted (the block can be skipped)."""
-        for lo, hi in self.ranges(key, key_min, key_max):
-            if lo <= min_time and hi >= max_time:
-                return True
-        return False
+        return any(lo <= min_time and hi >= max_time for lo, hi in self.ranges(key, key_min, key_max))
 
     def touches(
         self, key: bytes, min_time: int, max_time: int, key_min: int | None = None, key_max: int | None = None

@@ -34,7 +34,6 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ...tsm import naming
 from ...tsm.keys import series_of
@@ -49,7 +48,7 @@ from ..errors import BusyError, FormatError, SourceError, SourceIOError, TargetE
 from ..progress import ProgressCallback, Reporter
 from .tsiwrite import extend_series_file, install_index, listdir, recover_series_file, shard_partitions
 
-Progress = Optional[ProgressCallback]
+Progress = ProgressCallback | None
 
 _SHARD_RE = re.compile(r"^\d+$")
 

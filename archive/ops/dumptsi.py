@@ -98,7 +98,7 @@ def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False,
         if ids is None:
             listing = [_series_doc(sid, key) for sid, key in sf.series()]
         else:
-            byid = {sid: key for sid, key in sf.series()}
+            byid = dict(sf.series())
             missing = sorted(i for i in ids if i not in byid)
             if missing:
                 raise FormatError(f"index holds series id {missing[0]} that the series file {sdir} does not", path=idir)
@@ -112,10 +112,7 @@ def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False,
             for d in listing:
                 ms.setdefault(d["measurement"], {"name": d["measurement"], "series": 0, "tag_keys": set()})["series"] += 1
                 byid_tags[d["id"]] = d["measurement"]
-            if ids is None:
-                src = sf.series()
-            else:
-                src = ((i, k) for i, k in sf.series() if i in ids)
+            src = sf.series() if ids is None else ((i, k) for i, k in sf.series() if i in ids)
             for _sid, key in src:
                 name, tags = serieskey.decode(key)
                 m = ms[name.decode("utf-8", "backslashreplace")]

@@ -60,9 +60,7 @@ class Selection:
             return False
         if self.retention is not None and retention_policy != self.retention:
             return False
-        if self.shard is not None and shard_id is not None and shard_id != self.shard:
-            return False
-        return True
+        return not (self.shard is not None and shard_id is not None and shard_id != self.shard)
 
 
 @dataclass
@@ -158,9 +156,7 @@ def window_overlaps(group: tuple[int | None, int | None], start: int | None, end
         return True
     if start is not None and g_end - 1 < start:
         return False
-    if end is not None and g_start > end:
-        return False
-    return True
+    return not (end is not None and g_start > end)
 
 
 def window_inside(group: tuple[int | None, int | None], start: int | None, end: int | None) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional
 
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
@@ -19,7 +18,7 @@ STAGE_INDEX = ".index"
 SERIES_STAGE = ".influx-archive-series-new-"
 SERIES_OLD = ".influx-archive-series-old-"
 INDEX_OLD = ".influx-archive-index-old-"
-Progress = Optional[ProgressCallback]
+Progress = ProgressCallback | None
 
 def listdir(path: str, what: str) -> list[str]:
     try:

@@ -344,7 +344,7 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
                     continue
                 seen.add(m.name)
                 yield doc, entry, m, cast("BinaryIO | None", tf.extractfile(m))
-            for name, entry in files.items():
+            for name, _entry in files.items():
                 if name not in seen:
                     bad(FormatError("listed file missing from the archive", path=_where(path, name)))
     except (_TrailingData, _CutStream) as exc:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import mmap
 import re
 import struct
-from typing import Union
 
 from construct import (
     Array,
@@ -59,7 +58,7 @@ from construct import (
 )
 
 #: what the readers take: a file's bytes or its memory map
-Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 # ---- series file ---------------------------------------------------------------------------
 

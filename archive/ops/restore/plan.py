@@ -194,7 +194,7 @@ def build_plan(
                     "every TSM file, so on points present in both, the target's WAL values win over restored ones"
                 )
     with_data = {s.shard.database for s in shards}
-    for sdb, tdb in databases:
+    for sdb, _tdb in databases:
         # sdb names a database of the source's metastore (select_meta checked the one named)
         if sdb not in with_data and any(
             g.shards for rp in cast(DatabaseInfo, src.meta.database(sdb)).retention_policies for g in rp.shard_groups

@@ -282,7 +282,8 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
         try:
             with contextlib.ExitStack() as stack:
                 gz = stack.enter_context(read(gzip_open, container))
-                tf = stack.enter_context(read(lambda: open_tar(gz, "r|", bufsize=1 << 20)))  # bounded headers
+                # bounded headers; called at once, in this iteration
+                tf = stack.enter_context(read(lambda: open_tar(gz, "r|", bufsize=1 << 20)))  # noqa: B023
                 members = iter(tf)
                 while wanted:
                     member = read(next, members, None)
@@ -296,10 +297,12 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
                         raise FormatError(f"member is no longer the {fp.source.size}-byte file listed", path=container, member=member.name)  # type: ignore[union-attr]
                     src = read(tf.extractfile, member)
                     dest = sdir / fp.target_name
+                    # both closures are called only inside this _copy_raw, in this iteration
                     _copy_raw(
-                        lambda n: read(src.read, n), dest, member.size, advance,
+                        lambda n: read(src.read, n), dest, member.size, advance,  # noqa: B023
                         ended_early=lambda _left: TruncatedError(
-                            "tar archive is truncated (unexpected end of data)", path=container, member=current),
+                            "tar archive is truncated (unexpected end of data)",
+                            path=container, member=current),  # noqa: B023
                     )
                     done.add(fp.target_name)
                     dest = None
