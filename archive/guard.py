@@ -118,7 +118,10 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
         while True:
             try:
                 fd = os.open(
-                    LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, LOCK_MODE, dir_fd=dir_fd
+                    LOCK_NAME,
+                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    LOCK_MODE,
+                    dir_fd=dir_fd,
                 )
             except OSError as exc:
                 if exc.errno == errno.ELOOP:

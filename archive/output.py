@@ -98,7 +98,9 @@ def refuse_inside_source(
     real = _realpath(path)
     for root in roots:
         if _within(real, root):
-            raise UsageError(f"{what} is the source or lies inside it ({root}); write it somewhere else", path=os.fspath(path))
+            raise UsageError(
+                f"{what} is the source or lies inside it ({root}); write it somewhere else", path=os.fspath(path)
+            )
         if holding and _within(root, real):
             raise UsageError(f"{what} holds the source ({root}); write it somewhere else", path=os.fspath(path))
 

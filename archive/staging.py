@@ -77,7 +77,9 @@ class SymlinkError(OSError):
     """A path component below a root is a symbolic link (or not a directory)."""
 
 
-def open_beneath(root_fd: int, parts: tuple[str, ...] | list[str], *, create_mode: int | None = None, on_create=None) -> int:
+def open_beneath(
+    root_fd: int, parts: tuple[str, ...] | list[str], *, create_mode: int | None = None, on_create=None
+) -> int:
     """Open the directory ``root/parts...`` through descriptors, never following a symbolic link
     below ``root``. Missing components are created with ``create_mode`` (``on_create(i)`` is
     called just before component ``i`` is created, e.g. to journal it), or raise

@@ -28,7 +28,9 @@ def dump_tsm(
         emit_json(doc)
         _fail_on_damage(doc)
         return
-    out = [f"file: {doc['file']}  size {doc['size']}  version {doc['version']}  keys {doc['keys']}  blocks {doc['blocks']}"]
+    out = [
+        f"file: {doc['file']}  size {doc['size']}  version {doc['version']}  keys {doc['keys']}  blocks {doc['blocks']}"
+    ]
     for k in doc["index"]:
         out.append(f"{k['key']}  {k['type']}  {k['blocks']} blocks  {k['min_time']} .. {k['max_time']}")
         for b in k.get("block_list", []):
@@ -71,7 +73,10 @@ def dump_wal(
             out.append(f"  @{e['offset']} write: {e['keys']} keys, {e['values']} values")
             out.extend(f"    {k}" for k in e["key_list"])
         elif e["type"] == "damage":
-            out.append(f"  @{e['offset']} damage: {e['reason']}" + ("" if e["resume"] is None else f"; resumed at {e['resume']}"))
+            out.append(
+                f"  @{e['offset']} damage: {e['reason']}"
+                + ("" if e["resume"] is None else f"; resumed at {e['resume']}")
+            )
         else:
             rng = f" {e['min_time']}..{e['max_time']}" if e["type"] == "delete-range" else ""
             out.append(f"  @{e['offset']} {e['type']}{rng}: " + ", ".join(e["keys"]))

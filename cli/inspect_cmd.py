@@ -63,7 +63,9 @@ def render_text(doc: dict) -> str:
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."),
+    path: Path = typer.Argument(
+        ..., readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the machine-readable document."),
     points: bool = typer.Option(
         False,

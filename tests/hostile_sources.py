@@ -96,7 +96,9 @@ def _tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], fmt: int = tar
     return buf.getvalue()
 
 
-def _info(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+def _info(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
     ti = tarfile.TarInfo(name)
     ti.type = kind
     ti.linkname = link
@@ -217,7 +219,9 @@ def _digit_cases(root: Path, out: list[SourceCase], i: int, dg: str, every_verb:
 
     def targz_member_sid(d: Path) -> str:
         ms = _tar_members((d / f"{STEM}.s2.tar.gz").read_bytes(), gz=True)
-        _set_portable_tar(d, 2, _tar(ms + [(_renamed(ms[0][0], f"db1/autogen/{dg}/000000001-000000001.tsm"), ms[0][1])]))
+        _set_portable_tar(
+            d, 2, _tar(ms + [(_renamed(ms[0][0], f"db1/autogen/{dg}/000000001-000000001.tsm"), ms[0][1])])
+        )
         return f"db1/autogen/{dg}/"
 
     def portable_file_name(d: Path) -> str:
@@ -374,10 +378,18 @@ def sealed_manifest_cases(root: Path) -> list[SourceCase]:
     for label, value in (("mode='0644'", "0644"), ("mode=rwx", "rw-r--r--"), ("mode=-1", -1), ("mode=0o10000", 0o10000),
                          ("mode=1.5", 1.5), ("mode=true", True), ("mode=[]", [420])):
         add_doc(label, _set(doc, "files.0.mode", value))
-    for label, value in (("name=../x", "../x"), ("name=/abs", "/etc/passwd"), ("name=a/./b", "a/./b"), ("name=a//b", "a//b"),
-                         ("name=empty", ""), ("name=dot", "."), ("name=NUL", "meta\x00.00"),
-                         ("name=component300", "x" * 300), ("name=path5000", "/".join(["d" * 200] * 25)),
-                         ("name=1MB", "n" * (1 << 20))):
+    for label, value in (
+        ("name=../x", "../x"),
+        ("name=/abs", "/etc/passwd"),
+        ("name=a/./b", "a/./b"),
+        ("name=a//b", "a//b"),
+        ("name=empty", ""),
+        ("name=dot", "."),
+        ("name=NUL", "meta\x00.00"),
+        ("name=component300", "x" * 300),
+        ("name=path5000", "/".join(["d" * 200] * 25)),
+        ("name=1MB", "n" * (1 << 20)),
+    ):
         add_doc(label, _set(doc, "files.0.name", value))
     add_doc("duplicate name", {**doc, "files": doc["files"] + [doc["files"][0]]})
     conflict = {**e0, "name": e0["name"] + "/inner"}
@@ -520,8 +532,11 @@ def control_name_cases(root: Path) -> list[SourceCase]:
         f = d / "db1.autogen.00002.00"
         ms = _tar_members(f.read_bytes())
         f.write_bytes(_tar(ms + [_info(f"db1/autogen/2/{nm}.tsm", kind=tarfile.SYMTYPE, link="/etc/passwd")]))
-        out.append(SourceCase("names", f"refused member {shown}", d, {VERIFY: 1, RESTORE: 0, CONVERT: 0, INSPECT: 0, EXPORT: 0},
-                              shown))
+        out.append(
+            SourceCase(
+                "names", f"refused member {shown}", d, {VERIFY: 1, RESTORE: 0, CONVERT: 0, INSPECT: 0, EXPORT: 0}, shown
+            )
+        )
 
         d = _copy(root, f"member-cut-{i}", "legacy")
         f = d / "db1.autogen.00002.00"
@@ -735,7 +750,9 @@ def tar_header_cases(root: Path, *, bomb_bytes: int = 600 << 20) -> list[SourceC
     for label, t in EXT_TYPES.items():
         for claim in HUGE_CLAIMS:
             for where in ("first", "after-member"):
-                head = _header(b"././@LongLink" if label.startswith("gnu") else b"PaxHeader", claim, t) + b"17 path=a/b/c/d\n".ljust(512, b"\0")
+                head = _header(
+                    b"././@LongLink" if label.startswith("gnu") else b"PaxHeader", claim, t
+                ) + b"17 path=a/b/c/d\n".ljust(512, b"\0")
                 d = _copy(root, f"legacy-{label}-{claim}-{where}", "legacy")
                 f = d / "db1.autogen.00002.00"
                 good = _tar(legacy_members, fmt=tarfile.USTAR_FORMAT)
@@ -752,7 +769,9 @@ def tar_header_cases(root: Path, *, bomb_bytes: int = 600 << 20) -> list[SourceC
     # a chain of long-name headers, each naming the next (recursion in tarfile)
     d = _copy(root, "legacy-chain", "legacy")
     f = d / "db1.autogen.00002.00"
-    chain = b"".join(_header(b"././@LongLink", 8, tarfile.GNUTYPE_LONGNAME) + b"x/y.tsm\0".ljust(512, b"\0") for _ in range(1000))
+    chain = b"".join(
+        _header(b"././@LongLink", 8, tarfile.GNUTYPE_LONGNAME) + b"x/y.tsm\0".ljust(512, b"\0") for _ in range(1000)
+    )
     f.write_bytes(chain + _tar(legacy_members, fmt=tarfile.USTAR_FORMAT))
     out.append(SourceCase("tar-headers", "legacy chain of 1000 long names", d, dict(expect), f.name))
     # global PAX headers adding up (each small, many distinct keys)
@@ -776,8 +795,11 @@ def tar_header_cases(root: Path, *, bomb_bytes: int = 600 << 20) -> list[SourceC
     doc, members = _sealed_parts(base)
     p = _seal(root / "sealed-pax.tar.zst", json.dumps(doc).encode(), members,
               extra_head=_header(b"PaxHeader", 1 << 40, tarfile.XHDTYPE) + b"".ljust(512, b"\0"))
-    out.append(SourceCase("tar-headers", "sealed pax 1 TiB", p, {INSPECT: 1, VERIFY: 1, RESTORE: 1, CONVERT: 1, UNPACK: 1},
-                          p.name))
+    out.append(
+        SourceCase(
+            "tar-headers", "sealed pax 1 TiB", p, {INSPECT: 1, VERIFY: 1, RESTORE: 1, CONVERT: 1, UNPACK: 1}, p.name
+        )
+    )
     # the bomb: a PAX header that really holds bomb_bytes (compresses ~1000:1)
     d = _copy(root, "portable-pax-bomb", "portable")
     good = _tar(portable_members, fmt=tarfile.USTAR_FORMAT)

@@ -209,7 +209,9 @@ def manifest_cases(base: Path, out: Path) -> list[Case]:
             cases.append(Case(f"{kind}:{rel}", ["dump-tsi", str(shard)], 1, str(path), tree))
         tree = _copy(base, out, f"man{i}-absent")
         (tree / rel).unlink()
-        cases.append(Case(f"absent:{rel}", ["dump-tsi", str((tree / rel).parents[2])], 1, str((tree / rel).parent), tree))
+        cases.append(
+            Case(f"absent:{rel}", ["dump-tsi", str((tree / rel).parents[2])], 1, str((tree / rel).parent), tree)
+        )
     return cases
 
 

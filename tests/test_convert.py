@@ -63,7 +63,9 @@ def test_legacy_to_portable_restored_by_influxd(tmp_path, fixtures_dir, influxd_
 
 
 @pytest.mark.interop
-def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
+def test_portable_to_legacy_restored_by_influxd_offline_and_online(
+    tmp_path, fixtures_dir, influxd_factory, truth, cli
+) -> None:
     out = tmp_path / "legacy"
     proc = cli("convert", str(fixtures_dir / "portable"), str(out), "--to", "legacy")
     assert proc.returncode == 0, proc.stderr
@@ -105,7 +107,12 @@ def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fix
         return t
 
     got = server.dump()
-    assert harness.compare_truth(without_lost(expected), without_lost(got), sections=RESTORED | {"users", "continuous_queries"}) == []
+    assert (
+        harness.compare_truth(
+            without_lost(expected), without_lost(got), sections=RESTORED | {"users", "continuous_queries"}
+        )
+        == []
+    )
     server.stop()
 
     # online: every shard, including 10
@@ -151,10 +158,14 @@ def test_trim_is_point_exact(tmp_path, fixtures_dir, influxd_factory, truth, cli
 def test_trim_copies_inside_blocks_raw(tmp_path, fixtures_dir) -> None:
     """Shards wholly inside the range are copied byte for byte; a boundary shard is rewritten."""
     src = open_source(fixtures_dir / "legacy")
-    plan = plan_convert(src, tmp_path / "o", start=parse_time("2026-11-24T00:00:00Z"), end=parse_time("2026-11-24T02:30:00Z"))
+    plan = plan_convert(
+        src, tmp_path / "o", start=parse_time("2026-11-24T00:00:00Z"), end=parse_time("2026-11-24T02:30:00Z")
+    )
     how = {j.shard.id: j.copy_raw for j in plan.jobs}
     assert how == {5: False, 6: False, 7: False}  # 5 and 6 carry tombstones; 7 is cut at 02:30
-    plan = plan_convert(src, tmp_path / "o", start=parse_time("2026-11-19T00:00:00Z"), end=parse_time("2026-11-20T00:00:00Z"))
+    plan = plan_convert(
+        src, tmp_path / "o", start=parse_time("2026-11-19T00:00:00Z"), end=parse_time("2026-11-20T00:00:00Z")
+    )
     assert {j.shard.id: j.copy_raw for j in plan.jobs} == {4: False, 17: False, 19: True}
 
 

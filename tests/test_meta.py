@@ -1036,7 +1036,9 @@ def test_real_meta_matches_show_commands(lab: Lab) -> None:
     deleted = [g for db in d.databases for rp in db.retention_policies for g in rp.shard_groups if g.deleted]
     assert len(deleted) == 1 and deleted[0].shards == []  # the DROP SHARD
     assert d.max_shard_id >= max(r.shard.id for r in d.iter_shards())
-    assert d.max_shard_group_id >= max(g.id for db in d.databases for rp in db.retention_policies for g in rp.shard_groups)
+    assert d.max_shard_group_id >= max(
+        g.id for db in d.databases for rp in db.retention_policies for g in rp.shard_groups
+    )
 
 
 @pytest.mark.interop
@@ -1046,8 +1048,17 @@ def test_influxd_starts_on_a_meta_db_we_wrote(lab: Lab, influxd_factory, tmp_pat
         DatabaseInfo(
             "made_by_us",
             "r1",
-            [RetentionPolicyInfo("r1", 3 * HOUR, HOUR, 1, subscriptions=[SubscriptionInfo("s9", "ANY", ["udp://127.0.0.1:9"])])],
-            [ContinuousQueryInfo("cq9", "CREATE CONTINUOUS QUERY cq9 ON made_by_us BEGIN SELECT count(v) INTO x FROM y GROUP BY time(1h) END")],
+            [
+                RetentionPolicyInfo(
+                    "r1", 3 * HOUR, HOUR, 1, subscriptions=[SubscriptionInfo("s9", "ANY", ["udp://127.0.0.1:9"])]
+                )
+            ],
+            [
+                ContinuousQueryInfo(
+                    "cq9",
+                    "CREATE CONTINUOUS QUERY cq9 ON made_by_us BEGIN SELECT count(v) INTO x FROM y GROUP BY time(1h) END",
+                )
+            ],
         )
     )
     d.users[-1].privileges.append(UserPrivilege("made_by_us", Privilege.WRITE))

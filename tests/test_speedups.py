@@ -268,7 +268,9 @@ def test_int64_order_agrees_or_declines(values, strict: bool) -> None:
     if not exact:
         assert got is None
         return
-    bad = next((i for i in range(1, len(values)) if (values[i] <= values[i - 1] if strict else values[i] < values[i - 1])), -1)
+    bad = next(
+        (i for i in range(1, len(values)) if (values[i] <= values[i - 1] if strict else values[i] < values[i - 1])), -1
+    )
     assert got == bad
     if strict:
         assert block.check_block_order(values) == (None if bad < 0 else bad)
@@ -294,7 +296,9 @@ def test_all_exact_only_vouches_for_what_the_python_check_accepts(btype: int, va
     st.booleans(),
     st.booleans(),
 )
-def test_wrap_sums_equal_unbounded_sums_reduced(first: int, deltas: list[int], mult: int, zigzag: bool, signed: bool) -> None:
+def test_wrap_sums_equal_unbounded_sums_reduced(
+    first: int, deltas: list[int], mult: int, zigzag: bool, signed: bool
+) -> None:
     from itertools import accumulate
 
     from influx_archive.tsm.codec.integers import to_int64, to_uint64

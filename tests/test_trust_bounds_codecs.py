@@ -40,7 +40,9 @@ FAST = settings(max_examples=300, deadline=timedelta(seconds=10), derandomize=Tr
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 u64 = st.integers(0, (1 << 64) - 1)
-counts = st.one_of(st.integers(0, 3 * CAP), st.integers(0, (1 << 64) - 1), st.sampled_from([CAP, CAP + 1, (1 << 64) - 1]))
+counts = st.one_of(
+    st.integers(0, 3 * CAP), st.integers(0, (1 << 64) - 1), st.sampled_from([CAP, CAP + 1, (1 << 64) - 1])
+)
 
 
 def uvarint(n: int) -> bytes:

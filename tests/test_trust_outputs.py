@@ -209,7 +209,9 @@ def test_dev_full_as_stdout_is_a_target_error(sources, private_tmp) -> None:
             proc = subprocess.run(ho.cli_argv(*argv), stdout=full, stderr=subprocess.PIPE, timeout=120,
                                   env=dict(os.environ, TMPDIR=str(private_tmp)))
         lines = proc.stderr.decode().splitlines()
-        assert proc.returncode == 3 and len(lines) == 1 and "standard output" in lines[0] and "target" in lines[0], lines
+        assert proc.returncode == 3 and len(lines) == 1 and "standard output" in lines[0] and "target" in lines[0], (
+            lines
+        )
 
 
 @pytest.mark.slow
@@ -381,7 +383,9 @@ def _sigterm_once(name, argv, delay, out, sources, env, spool_root) -> bool:
             for p in out.iterdir():  # a complete output that landed before the signal
                 if ".tmp-" not in p.name:
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
-            again = subprocess.run(ho.cli_argv(*argv(sources["sealed"], out)), env=env, capture_output=True, timeout=120)
+            again = subprocess.run(
+                ho.cli_argv(*argv(sources["sealed"], out)), env=env, capture_output=True, timeout=120
+            )
             assert again.returncode == 0, again.stderr
             assert not any(".tmp-" in p.name for p in out.iterdir()), (name, list(out.iterdir()))
     else:  # it had finished; a signal during the interpreter's own exit kills it as usual
@@ -447,7 +451,9 @@ def test_full_tmpdir_names_the_spool(sources, tmp_path) -> None:
     spools says so (exit 3) naming the spool, and leaves nothing in TMPDIR or beside the target."""
     mnt = tmp_path / "tmpfull"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k,mode=1777", "tmpfs", str(mnt)], check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8k,mode=1777", "tmpfs", str(mnt)], check=True, capture_output=True
+    )
     try:
         for name, argv in ho.SPOOL_COMMANDS:
             if name == "verify":

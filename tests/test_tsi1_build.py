@@ -73,7 +73,9 @@ def test_owner_applies_to_everything_written(tree, cli) -> None:
     uid, gid = (4321, 4322) if os.geteuid() == 0 else (os.getuid(), os.getgid())
     tsm_owner = {p: p.stat().st_uid for p in (tree / "data").glob("*/*/*/*.tsm")}
     assert cli(*build(tree, "--owner", f"{uid}:{gid}"))[0] == 0
-    written = [p for sub in ("_series", "*/*/index") for d in (tree / "data").glob(f"*/{sub}") for p in [d, *d.rglob("*")]]
+    written = [
+        p for sub in ("_series", "*/*/index") for d in (tree / "data").glob(f"*/{sub}") for p in [d, *d.rglob("*")]
+    ]
     assert written
     assert {(p.lstat().st_uid, p.lstat().st_gid) for p in written} == {(uid, gid)}
     assert {p: p.stat().st_uid for p in tsm_owner} == tsm_owner
@@ -100,8 +102,14 @@ def test_killed_run_is_undone_first(tree, cli) -> None:
 def test_busy_target_is_refused(tree, cli) -> None:
     tsm = next((tree / "data").glob("db1/autogen/1/*.tsm"))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; f=open(sys.argv[1],'rb'); print('ok', flush=True); time.sleep(60)", str(tsm)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; f=open(sys.argv[1],'rb'); print('ok', flush=True); time.sleep(60)",
+            str(tsm),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ok"

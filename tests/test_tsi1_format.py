@@ -73,7 +73,13 @@ def test_series_key_fast_path_equals_construct(name, tags) -> None:
 def test_log_entry_fast_path_equals_construct(flag, sid, name, key, value) -> None:
     raw = ix.log_entry_bytes(flag, sid, name, key, value)
     obj = roundtrip(fmt.LogEntry, raw)
-    assert (obj.body.flag, obj.body.series_id, obj.body.name, obj.body.key, obj.body.value) == (flag, sid, name, key, value)
+    assert (obj.body.flag, obj.body.series_id, obj.body.name, obj.body.key, obj.body.value) == (
+        flag,
+        sid,
+        name,
+        key,
+        value,
+    )
     assert obj.checksum == zlib.crc32(raw[:-4])
     if sid or flag not in (fmt.LOG_SERIES_INSERT, fmt.LOG_SERIES_TOMBSTONE):
         (e,) = ix.parse_log(raw)
@@ -128,7 +134,9 @@ def test_xxhash_matches_go(tmp_path) -> None:
     tool = build_go_program(GO_HASH, tmp_path, "the xxhash differential")
     samples = [b"", b"a", b"abc", bytes(range(256)) * 3] + [os.urandom(n) for n in range(0, 200, 3)] + [b"x" * 60000]
     samples += [sk.encode(b"cpu", [(b"host", b"h%d" % i)]) for i in range(300)]
-    out = subprocess.run([str(tool)], input="\n".join(s.hex() for s in samples) + "\n", capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(tool)], input="\n".join(s.hex() for s in samples) + "\n", capture_output=True, text=True, check=True
+    )
     got = [tuple(map(int, line.split())) for line in out.stdout.splitlines()]
     assert got == [(sum64(s), rhh_hash_key(s)) for s in samples]
 

@@ -673,11 +673,17 @@ def test_influxd_replays_a_segment_written_here(influxd_factory) -> None:
         {
             b"m,t=a#!~#f": (
                 fmt.WAL_FLOAT,
-                [(T0, 1.25), (T0 + S, -0.0), (T0 + 2 * S, 1e308), (T0 + 3 * S, 5e-324), (T0 + 4 * S, -1.7976931348623157e308)],
+                [
+                    (T0, 1.25),
+                    (T0 + S, -0.0),
+                    (T0 + 2 * S, 1e308),
+                    (T0 + 3 * S, 5e-324),
+                    (T0 + 4 * S, -1.7976931348623157e308),
+                ],
             ),
             b"m,t=a#!~#i": (fmt.WAL_INTEGER, [(T0, MIN + 1), (T0 + S, MAX), (T0 + 2 * S, 0)]),
             b"m,t=a#!~#b": (fmt.WAL_BOOLEAN, [(T0, True), (T0 + S, False)]),
-            b"m,t=a#!~#s": (fmt.WAL_STRING, [(T0, "ünïcode \"q\" \\".encode()), (T0 + S, b"")]),
+            b"m,t=a#!~#s": (fmt.WAL_STRING, [(T0, 'ünïcode "q" \\'.encode()), (T0 + S, b"")]),
             b"m,t=a#!~#u": (fmt.WAL_UNSIGNED, [(T0, (1 << 64) - 1), (T0 + S, 0), (T0 + 2 * S, 1 << 63)]),
             b"m,t=b#!~#f": (fmt.WAL_FLOAT, [(T0 + 5 * S, 1.0), (T0, 2.0)]),  # unsorted
         }

@@ -206,7 +206,9 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
             held((size - 1) // 8)
         elif head == integers.PACKED:
             if size < _FIRST_VALUE_END:
-                raise TruncatedError(f"{what}: packed section shorter than its first value", offset=base, field="values")
+                raise TruncatedError(
+                    f"{what}: packed section shorter than its first value", offset=base, field="values"
+                )
             held(1 + simple8b.count(s[_FIRST_VALUE_END:], what=what, base=base + _FIRST_VALUE_END))
         elif head == integers.RLE:
             if size < _FIRST_VALUE_END:
@@ -214,7 +216,9 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
             _delta, pos = varint.decode(s, _FIRST_VALUE_END, what=f"{what} RLE delta", base=base)
             repeat, pos = varint.decode(s, pos, what=f"{what} RLE count", base=base)
             if pos != size:
-                raise FormatError(f"{what}: {size - pos} bytes after the RLE section", offset=base + pos, field="values")
+                raise FormatError(
+                    f"{what}: {size - pos} bytes after the RLE section", offset=base + pos, field="values"
+                )
             held(repeat + 1)
         else:
             raise FormatError(f"{what}: unknown encoding header 0x{head:02x}", offset=base, field="values")
@@ -235,7 +239,9 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
         raise TruncatedError(f"{what}: shorter than its first value", offset=base, field="values")
 
 
-def count_values_at(buf: bytes | bytearray | memoryview, start: int, size: int, *, max_values: int = DEFAULT_MAX_VALUES) -> int:
+def count_values_at(
+    buf: bytes | bytearray | memoryview, start: int, size: int, *, max_values: int = DEFAULT_MAX_VALUES
+) -> int:
     """:func:`count_values` of the block ``buf[start:start + size]`` without slicing it (the
     compiled core reads it in place; anything it declines goes to :func:`count_values`, which
     raises the precise error, offsets relative to ``start``)."""

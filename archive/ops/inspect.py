@@ -108,7 +108,10 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
                 {
                     "name": u.name,
                     "admin": bool(u.admin),
-                    "privileges": [{"database": p.database, "privilege": _PRIVILEGES.get(p.privilege, str(p.privilege))} for p in u.privileges],
+                    "privileges": [
+                        {"database": p.database, "privilege": _PRIVILEGES.get(p.privilege, str(p.privilege))}
+                        for p in u.privileges
+                    ],
                 }
             )
         for db in src.meta.databases:

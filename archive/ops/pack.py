@@ -194,7 +194,9 @@ class _HashingReader:
         return data
 
 
-def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> PackResult:
+def unpack(
+    archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: ProgressCallback | None = None
+) -> PackResult:
     """Restore the backup directory from ``archive`` into ``dest`` (new or empty), every file
     checked against the manifest; all or nothing (built beside ``dest``, renamed when complete)."""
     path = Path(archive).absolute()

@@ -90,7 +90,9 @@ def select_meta(meta: Data, sel: Selection, *, origin: str = "the backup") -> Se
         if sel.retention is not None:
             if db.retention_policy(sel.retention) is None:
                 have = ", ".join(rp.name for rp in db.retention_policies) or "none"
-                raise UsageError(f"retention policy {sel.retention!r} is not in database {db.name!r} of {origin} (it has: {have})")
+                raise UsageError(
+                    f"retention policy {sel.retention!r} is not in database {db.name!r} of {origin} (it has: {have})"
+                )
             db.retention_policies = [rp for rp in db.retention_policies if rp.name == sel.retention]
         if sel.shard is not None:
             for rp in db.retention_policies:

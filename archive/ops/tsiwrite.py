@@ -148,7 +148,9 @@ def stage_series_file(live: str, stage: str, sfile: sfmod.SeriesFile | None) -> 
     if sfile is None:
         sfile = sfmod.SeriesFile.__new__(sfmod.SeriesFile)
         sfile.path = stage
-        sfile.partitions = [sfmod.Partition(p, os.path.join(stage, tfmt.partition_dir_name(p))) for p in range(tfmt.SERIES_PARTITION_N)]
+        sfile.partitions = [
+            sfmod.Partition(p, os.path.join(stage, tfmt.partition_dir_name(p))) for p in range(tfmt.SERIES_PARTITION_N)
+        ]
     return sfile
 
 

@@ -76,7 +76,9 @@ class VerifyReport:
         }
 
 
-def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: ProgressCallback | None = None) -> VerifyReport:
+def verify(
+    path: str | os.PathLike[str], *, deep: bool = False, progress: ProgressCallback | None = None
+) -> VerifyReport:
     sealed_findings: list[Finding] = []
     if is_zstd_file(path):
         # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);
@@ -228,7 +230,11 @@ def _check_wal(stream, f: ShardFile, report: VerifyReport) -> None:
         for item in iter_wal(stream, name=f.origin, salvage=True):
             if isinstance(item, WALCorruption):
                 sev = WARNING if item.resume is None else ERROR
-                what = "torn tail: influxd truncates the segment here and starts" if item.resume is None else "damaged entry"
+                what = (
+                    "torn tail: influxd truncates the segment here and starts"
+                    if item.resume is None
+                    else "damaged entry"
+                )
                 report.findings.append(Finding(sev, f"{what} ({item.reason})", f.container, f.member, item.offset))
     except ArchiveError as exc:
         report.findings.append(Finding.from_error(exc.located(path=f.container, member=f.member)))

@@ -52,7 +52,11 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
     increments: set[int] = set()
     run_starts = legacy_run_starts(p, [n for _, n in metas])
     for n in names:
-        if LEGACY_META_RE.match(n) or n.endswith(".pending") or (_LOOSE_META_RE.match(n) and naming.numeral_like(n[5:])):
+        if (
+            LEGACY_META_RE.match(n)
+            or n.endswith(".pending")
+            or (_LOOSE_META_RE.match(n) and naming.numeral_like(n[5:]))
+        ):
             continue
         m = metafiles.parse_legacy_shard_file_name(n)
         loose = _LOOSE_SHARD_RE.match(n)

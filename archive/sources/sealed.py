@@ -286,7 +286,9 @@ def _check_manifest(doc: object) -> dict[str, dict]:
         parts = name.split("/")
         for k in range(1, len(parts)):
             if "/".join(parts[:k]) in files:
-                raise _Bad("files", f"{show('/'.join(parts[:k]))} is listed as a file and as the directory of {show(name)}")
+                raise _Bad(
+                    "files", f"{show('/'.join(parts[:k]))} is listed as a file and as the directory of {show(name)}"
+                )
     return files
 
 
@@ -308,7 +310,9 @@ def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dic
     return doc, files
 
 
-def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterator[tuple[dict, dict, tarfile.TarInfo | None, BinaryIO | None]]:
+def iter_members(
+    path: Path, *, findings: list[Finding] | None = None
+) -> Iterator[tuple[dict, dict, tarfile.TarInfo | None, BinaryIO | None]]:
     """Stream the archive: yields (manifest doc, entry, member, reader) per listed file; member is
     None for listed files that never appeared. Damage raises (or, with ``findings``, is recorded and
     the member skipped where the stream allows)."""
@@ -340,7 +344,11 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
                     bad(FormatError("member not listed in the archive manifest", path=_where(path, m.name)))
                     continue
                 if m.size != entry["size"]:
-                    bad(FormatError(f"member is {m.size} bytes, the manifest says {entry['size']}", path=_where(path, m.name)))
+                    bad(
+                        FormatError(
+                            f"member is {m.size} bytes, the manifest says {entry['size']}", path=_where(path, m.name)
+                        )
+                    )
                     continue
                 seen.add(m.name)
                 yield doc, entry, m, cast("BinaryIO | None", tf.extractfile(m))
@@ -355,7 +363,11 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
         raise UnsupportedError("unsupported sparse tar member in a sealed archive (pack never writes one)",
                                path=_where(path, exc.member)) from None
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
-        err = TruncatedError if isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc).lower() else FormatError
+        err = (
+            TruncatedError
+            if isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc).lower()
+            else FormatError
+        )
         e: ArchiveError = err(f"damaged archive stream ({exc})", path=str(path))
         if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
             e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
@@ -435,7 +447,9 @@ class SealedSource(DiskSource):
                 self._cursor = iter_members(Path(self.archive))
             for _doc, entry, _m, reader in self._cursor:
                 path = str(Path(self.workdir) / entry["name"])
-                if entry["name"] == name or (path in self._expected and path not in self._ahead and not self._users.get(path)):
+                if entry["name"] == name or (
+                    path in self._expected and path not in self._ahead and not self._users.get(path)
+                ):
                     with _spool_file(path) as out:
                         copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
                     if entry["name"] == name:

@@ -159,7 +159,9 @@ class _Limited:
         while self.read(1 << 20):
             pass
         if self.count != self.limit:
-            raise FormatError(f"the manifest records {self.limit} uncompressed bytes, the file holds {self.count}", path=self._path)
+            raise FormatError(
+                f"the manifest records {self.limit} uncompressed bytes, the file holds {self.count}", path=self._path
+            )
 
     def close(self) -> None:
         self._raw.close()

@@ -113,7 +113,9 @@ def count(section: bytes | memoryview, *, max_count: int, base: int = 0) -> int:
         _delta, pos = varint.decode(section, 9, what=f"{_WHAT} RLE delta", base=base)
         n, pos = varint.decode(section, pos, what=f"{_WHAT} RLE count", base=base)
         if pos != size:
-            raise FormatError(f"{_WHAT}: {size - pos} bytes after the RLE fields", offset=base + pos, field="timestamps")
+            raise FormatError(
+                f"{_WHAT}: {size - pos} bytes after the RLE fields", offset=base + pos, field="timestamps"
+            )
         if n == 0:
             raise FormatError(f"{_WHAT}: RLE count is 0", offset=base, field="timestamps")
     if n > max_count:

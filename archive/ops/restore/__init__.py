@@ -145,7 +145,13 @@ def plan_restore(
 
 
 def _plan_locked(
-    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Path | None, selection: Selection, merge: bool, recover: bool
+    src: Source,
+    metadir_p: Path,
+    datadir_p: Path,
+    waldir_p: Path | None,
+    selection: Selection,
+    merge: bool,
+    recover: bool,
 ) -> RestorePlan:
     recovered = recover_interrupted(metadir=metadir_p, datadir=datadir_p, waldir=waldir_p, apply=recover)
     try:
@@ -178,7 +184,11 @@ def execute_restore(
 
 
 def _execute_locked(
-    plan: RestorePlan, roots: Roots, ids: tuple[int, int] | None, old_meta: bytes | None, progress: ProgressCallback | None
+    plan: RestorePlan,
+    roots: Roots,
+    ids: tuple[int, int] | None,
+    old_meta: bytes | None,
+    progress: ProgressCallback | None,
 ) -> RestoreResult:
     rep = Reporter(progress, label="restore")
     rep.start(plan.bytes)

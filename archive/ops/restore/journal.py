@@ -349,7 +349,11 @@ def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, li
     except (UnicodeDecodeError, ValueError):
         raise _NotOurs("its journal is not one the restore writes (unreadable line)") from None
     header, ops = recs[0], recs[1:]
-    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT or header.get("version") != JOURNAL_VERSION:
+    if (
+        not isinstance(header, dict)
+        or header.get("format") != JOURNAL_FORMAT
+        or header.get("version") != JOURNAL_VERSION
+    ):
         raise _NotOurs("its journal has no header this version writes")
     if header.get("uid") != os.geteuid():
         raise _NotOurs(f"its journal was written by uid {header.get('uid')!r}, not by this user")
@@ -378,7 +382,9 @@ def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, li
                 raise _NotOurs("its journal names a path outside its target directories")
             if op["op"] == "moved" and not (isinstance(op.get("dev"), int) and isinstance(op.get("ino"), int)):
                 raise _NotOurs("its journal names a move without its inode")
-        if op["op"] == "meta" and not (isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])):
+        if op["op"] == "meta" and not (
+            isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])
+        ):
             raise _NotOurs("its journal holds a malformed metastore record")
     return header, ops
 
@@ -446,7 +452,9 @@ def recover_interrupted(
     finally:
         roots.close()
     if left_alone > MAX_LEFT_ALONE_NOTES:
-        notes.append(f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left alone{_where(sorted(paths.values())[0].parent)}")
+        notes.append(
+            f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left alone{_where(sorted(paths.values())[0].parent)}"
+        )
     return notes
 
 
@@ -500,7 +508,9 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
             committed = True
         elif op["op"] == "meta" and "meta" in roots.fds:
             with contextlib.suppress(OSError):
-                fd = os.open("meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"])
+                fd = os.open(
+                    "meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"]
+                )
                 try:
                     h = hashlib.sha256()
                     while chunk := os.read(fd, 1 << 20):

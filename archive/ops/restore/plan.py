@@ -95,7 +95,11 @@ class RestorePlan:
                     "into_existing": s.into_existing,
                     "dir": str(s.target_dir),
                     "files": [
-                        {"name": f.target_name, "from": f.source.origin if f.source else "merged increments" if s.rewrite else "WAL cache", "bytes": f.size}
+                        {
+                            "name": f.target_name,
+                            "from": f.source.origin if f.source else "merged increments" if s.rewrite else "WAL cache",
+                            "bytes": f.size,
+                        }
                         for f in s.files
                     ],
                     "wal_segments": [f.name for f in s.wal_files],
@@ -132,7 +136,13 @@ def check_target_args(
 
 
 def plan_metastore(
-    src: Source, selected: Data, selection: Selection, target: Data | None, merge: bool, warnings: list[str], meta_path: Path
+    src: Source,
+    selected: Data,
+    selection: Selection,
+    target: Data | None,
+    merge: bool,
+    warnings: list[str],
+    meta_path: Path,
 ) -> MetaPlan:
     """Place the source's shards in the target and make the metastore to write: ``selected``
     (the source's metastore, filtered and renamed by ``selection``) as is when the target has
@@ -199,7 +209,9 @@ def build_plan(
         if sdb not in with_data and any(
             g.shards for rp in cast(DatabaseInfo, src.meta.database(sdb)).retention_policies for g in rp.shard_groups
         ):
-            warnings.append(f"database {sdb} is in the backup's metastore but the backup holds none of its shard data: restored empty")
+            warnings.append(
+                f"database {sdb} is in the backup's metastore but the backup holds none of its shard data: restored empty"
+            )
     if os.geteuid() == 0:
         for p in (datadir_p, metadir_p):
             owner = _existing_owner(p)
@@ -301,7 +313,9 @@ def _check_targets(shards: list[ShardPlan], datadir: Path, waldir: Path | None) 
         if sp.into_existing:
             clash = sorted(set(present) & {f.target_name for f in sp.files})
             if clash:
-                raise TargetError(f"shard directory already holds {clash[0]}; refusing to overwrite", path=str(sp.target_dir))
+                raise TargetError(
+                    f"shard directory already holds {clash[0]}; refusing to overwrite", path=str(sp.target_dir)
+                )
         elif present:
             raise TargetError(
                 "shard directory already holds files; refusing to overwrite (use --merge with an existing database, "

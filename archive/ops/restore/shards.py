@@ -174,7 +174,9 @@ def _stage_shard(
     with plan.source.open_shard(sp.shard, tmpdir=spool_dir, spool_gz=False) as opened:
         # Files inside a .tar.gz (portable backups) are inflated straight into the staging area,
         # one pass per container, and checked there: no temporary copy of the decompressed tar.
-        inflated = _inflate_members([fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged)
+        inflated = _inflate_members(
+            [fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged
+        )
         for fp in sp.files:
             if fp.source is None:
                 continue
@@ -288,13 +290,21 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
                 while wanted:
                     member = read(next, members, None)
                     if member is None:
-                        raise FormatError("members listed when the backup was opened are missing", path=container, member=sorted(wanted)[0])
+                        raise FormatError(
+                            "members listed when the backup was opened are missing",
+                            path=container,
+                            member=sorted(wanted)[0],
+                        )
                     current = member.name
                     fp = wanted.pop(member.name, None)
                     if fp is None:
                         continue
                     if not member.isfile() or member.size != fp.source.size:  # type: ignore[union-attr]
-                        raise FormatError(f"member is no longer the {fp.source.size}-byte file listed", path=container, member=member.name)  # type: ignore[union-attr]
+                        raise FormatError(
+                            f"member is no longer the {fp.source.size}-byte file listed",  # type: ignore[union-attr]
+                            path=container,
+                            member=member.name,
+                        )
                     src = read(tf.extractfile, member)
                     dest = sdir / fp.target_name
                     # both closures are called only inside this _copy_raw, in this iteration
@@ -315,7 +325,9 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
     return done
 
 
-def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: list | None = None, *, in_place: bool = False) -> int:
+def _copy_validated(
+    stream, f: ShardFile, dest: Path, advance, findings: list | None = None, *, in_place: bool = False
+) -> int:
     """Copy a shard file into the staging area, checked on the way: a TSM file's header, index and
     footer first, then every block's CRC while its bytes are copied; a tombstone file is parsed
     first. ``in_place``: the file is already at ``dest`` (``stream`` reads it) and is only checked.
