@@ -256,7 +256,8 @@ class ProcessUse:
     how: str  # "open file", "working directory", "configured directory"
 
     def describe(self) -> str:
-        return f"{self.comm} (pid {self.pid}) has {self.path} {'open' if self.how == 'open file' else 'as its ' + self.how}"
+        how = "open" if self.how == "open file" else "as its " + self.how
+        return f"{self.comm} (pid {self.pid}) has {self.path} {how}"
 
 
 def _inside(path: str, roots: list[str]) -> bool:

@@ -394,7 +394,8 @@ def main() -> int:
     table = [header, tuple("---" for _ in header)] + rows
     text = "\n".join("| " + " | ".join(r) + " |" for r in table)
     desc = (
-        f"{info['values']:,} values, {info['series']:,} series, {info['shards']} shards, TSM {info['tsm_bytes'] / 1e6:.0f} MB, "
+        f"{info['values']:,} values, {info['series']:,} series, {info['shards']} shards, TSM "
+        f"{info['tsm_bytes'] / 1e6:.0f} MB, "
         f"legacy backup {legacy_bytes / 1e6:.0f} MB, portable {info['portable_bytes'] / 1e6:.0f} MB"
     )
     print(f"dataset ({mode}): {desc}\nmachine: {machine()}\n\n{text}")
@@ -403,9 +404,11 @@ def main() -> int:
         old = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").exists() else ""
         kept = old[old.index("\n## ") :] if "\n## " in old else ""
         (HERE / "RESULTS.md").write_text(
-            f"# Benchmark results\n\n`python bench/run.py` on {_dt.date.today().isoformat()}, median of {runs} runs each.\n\n"
+            f"# Benchmark results\n\n`python bench/run.py` on {_dt.date.today().isoformat()}, median of {runs} runs "
+            "each.\n\n"
             f"- machine: {machine()}\n- dataset: {desc}\n- influxd: 1.6.7 (Debian package)\n"
-            f"- ours: `{Path(CLI[0]).name}` ({_install_kind()}), typer {_version('typer')}, compiled core {'yes' if _compiled() else 'no'}\n\n{text}\n"
+            f"- ours: `{Path(CLI[0]).name}` ({_install_kind()}), typer {_version('typer')}, compiled core "
+            f"{'yes' if _compiled() else 'no'}\n\n{text}\n"
             + kept
         )
     return 0

@@ -21,7 +21,8 @@ def _plan_text(plan: ConvertPlan) -> str:
     lines = [f"{plan.source.kind} {plan.source.display_path} -> {plan.to} backup {plan.dest}"]
     if plan.start is not None or plan.end is not None:
         lines.append(
-            f"  keep points with {plan.start if plan.start is not None else '-inf'} <= t <= {plan.end if plan.end is not None else '+inf'} (ns)"
+            f"  keep points with {plan.start if plan.start is not None else '-inf'} <= t <= "
+            f"{plan.end if plan.end is not None else '+inf'} (ns)"
         )
     for j in plan.jobs:
         src = f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}"

@@ -10,7 +10,8 @@ import typer
 from ..archive.errors import escape
 from .app import app, emit_json
 
-_SPEC = "A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member <db>/<rp>/<id>/<file>)."
+_SPEC = ("A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member "
+         "<db>/<rp>/<id>/<file>).")
 
 
 @app.command("dump-tsm")
@@ -37,7 +38,8 @@ def dump_tsm(
             enc = b.get("encoding") or {}
             out.append(
                 f"  offset {b['offset']} size {b['size']} {b['min_time']} .. {b['max_time']} "
-                f"count {b.get('count', '?')} ts {enc.get('timestamps', '?')} values {enc.get('values', '?')} crc {b['crc']}"
+                f"count {b.get('count', '?')} ts {enc.get('timestamps', '?')} values {enc.get('values', '?')} crc "
+                f"{b['crc']}"
                 + (f" ({b['error']})" if "error" in b else "")
             )
     sys.stdout.write("\n".join(escape(ln) for ln in out) + "\n")  # keys read from the file: one line each

@@ -24,7 +24,8 @@ def export(
     out: str = typer.Option(
         "-",
         "--out",
-        help="Output file, or - for standard output. A character device or a FIFO is written as a stream; an existing file needs --force; a path inside the source is refused.",
+        help="Output file, or - for standard output. A character device or a FIFO is written as a stream; an existing "
+             "file needs --force; a path inside the source is refused.",
     ),
     compress: bool = typer.Option(False, "--compress", help="gzip the output."),
     lponly: bool = typer.Option(False, "--lponly", help="Only line protocol: no comments, no DDL."),

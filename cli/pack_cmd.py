@@ -18,7 +18,8 @@ def pack(
     archive: Path = typer.Argument(
         ...,
         readable=False,
-        help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a stream.",
+        help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a "
+             "stream.",
     ),
     level: int = typer.Option(3, "--level", help="zstd level 1-22."),
     threads: int = typer.Option(0, "--threads", help="Compression threads (0: one per core)."),
@@ -41,7 +42,8 @@ def pack(
     else:
         ratio = res.bytes_out / res.bytes_in if res.bytes_in else 0
         sys.stdout.write(
-            f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio {ratio:.3f})\n"
+            f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio "
+            f"{ratio:.3f})\n"
         )
 
 

@@ -136,6 +136,7 @@ def restore(
     report_findings(result.skipped)
     sys.stdout.write(_plan_text(plan) + "\n")
     sys.stdout.write(
-        f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore {plan.metadir / 'meta.db'}\n"
+        f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore "
+        f"{plan.metadir / 'meta.db'}\n"
     )
     sys.stdout.write(INDEX_GUIDANCE + "\n")

@@ -143,7 +143,8 @@ def dump_tsi_cmd(
                 f"  partition {p['id']}: files {', '.join(p['files']) or 'none'}; {p['log_entries']} log entries, "
                 f"{p['log_series']} series, {p['log_tombstones']} tombstoned"
                 + (
-                    f"; index files {', '.join(p['index_files'])}: measurements {', '.join(p['index_file_measurements'])}"
+                    f"; index files {', '.join(p['index_files'])}: measurements "
+                    f"{', '.join(p['index_file_measurements'])}"
                     if p["index_files"]
                     else ""
                 )

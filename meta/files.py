@@ -1,5 +1,6 @@
 """Metastore files: ``meta.db``, legacy ``meta.NN``, portable ``.meta`` and ``.manifest``,
-and the file names of both backup formats (docs/formats.md#meta-db, #legacy-files, #meta-nn, #portable-files, #portable-meta, #manifest, #influxd-restore).
+and the file names of both backup formats (docs/formats.md#meta-db, #legacy-files, #meta-nn, #portable-files,
+#portable-meta, #manifest, #influxd-restore).
 
 Parsers take the file's bytes (these files are small and read whole; the ``read_*`` helpers
 check the size before reading) and raise :class:`~influx_archive.archive.errors.FormatError`

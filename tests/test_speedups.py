@@ -316,7 +316,10 @@ def test_wrap_sums_equal_unbounded_sums_reduced(
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None)
-@given(st.lists(int64s, min_size=1, max_size=1000, unique=True).map(sorted), st.lists(int64s, min_size=1, max_size=1000))
+@given(
+    st.lists(int64s, min_size=1, max_size=1000, unique=True).map(sorted),
+    st.lists(int64s, min_size=1, max_size=1000),
+)
 def test_codecs_same_bytes_and_values_with_and_without_the_compiled_core(ts, ints) -> None:
     from influx_archive.tsm.codec import integers, timestamps
 

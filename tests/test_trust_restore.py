@@ -251,7 +251,8 @@ def test_lock_is_reentrant_and_released(tmp_path) -> None:
                 sys.executable,
                 "-c",
                 "import sys; from influx_archive.archive.guard import TargetLock\n"
-                "try:\n  TargetLock([(sys.argv[1], 0o755)]).__enter__()\nexcept Exception as e: print(type(e).__name__, e)",
+                "try:\n  TargetLock([(sys.argv[1], 0o755)]).__enter__()\nexcept Exception as e: "
+                "print(type(e).__name__, e)",
                 str(d),
             ],
             capture_output=True,

@@ -69,7 +69,13 @@ def test_series_key_fast_path_equals_construct(name, tags) -> None:
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
-@given(flag=st.sampled_from(fmt.LOG_FLAGS), sid=st.integers(0, 2**64 - 1), name=st.binary(max_size=30), key=st.binary(max_size=30), value=st.binary(max_size=30))
+@given(
+    flag=st.sampled_from(fmt.LOG_FLAGS),
+    sid=st.integers(0, 2**64 - 1),
+    name=st.binary(max_size=30),
+    key=st.binary(max_size=30),
+    value=st.binary(max_size=30),
+)
 def test_log_entry_fast_path_equals_construct(flag, sid, name, key, value) -> None:
     raw = ix.log_entry_bytes(flag, sid, name, key, value)
     obj = roundtrip(fmt.LogEntry, raw)

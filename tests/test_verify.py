@@ -15,7 +15,9 @@ from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.reader import TSMReader
 
 
-@pytest.mark.parametrize("name", ["legacy", "portable", "legacy_incremental", "portable_incremental", "live", "portable_range"])
+@pytest.mark.parametrize(
+    "name", ["legacy", "portable", "legacy_incremental", "portable_incremental", "live", "portable_range"]
+)
 def test_intact_fixtures_verify_clean(name, fixtures_dir, cli) -> None:
     proc = cli("verify", str(fixtures_dir / name), "--deep", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr

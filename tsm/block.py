@@ -32,12 +32,13 @@ FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
 """TSM block type bytes (docs/formats.md#tsm-blocks)."""
 BLOCK_TYPE_NAMES = {FLOAT: "float", INTEGER: "integer", BOOLEAN: "boolean", STRING: "string", UNSIGNED: "unsigned"}
 MAX_POINTS_PER_BLOCK = 1000
-"""Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, docs/formats.md#tsm-limits); readers accept more."""
+"""Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, docs/formats.md#tsm-limits); readers accept
+more."""
 MAX_BLOCK_VALUES = 10 * MAX_POINTS_PER_BLOCK
 """Most values one block may hold when read: ten times what influxd 1.x ever writes (its cache
 snapshots and compactions cut blocks at 1000, ``tsdb/engine/tsm1/compact.go``; no option raises
-that in 1.6). influxd trusts RLE and simple8b counts blindly (docs/formats.md#reader-hardening): an RLE section of a dozen bytes
-can claim 2^64 values. Every count is checked against this cap *before* anything is allocated, so
+that in 1.6). influxd trusts RLE and simple8b counts blindly (docs/formats.md#reader-hardening): an RLE section of a
+dozen bytes can claim 2^64 values. Every count is checked against this cap *before* anything is allocated, so
 a block costs at most ~1 MB of decoded values and a TSM file at most ~200 decoded values per
 byte (influxd's own densest RLE blocks reach ~20)."""
 DEFAULT_MAX_VALUES = MAX_BLOCK_VALUES

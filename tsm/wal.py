@@ -18,8 +18,8 @@ appears twice inside one entry keeps only its last group. Values are ``(timestam
 float, int (integer and unsigned), bool, bytes.
 
 :class:`WALWriter` writes entries (snappy block format via ``cramjam.snappy.compress_raw``) and
-:class:`Cache` replays segments into what influxd's cache holds after a restart (docs/formats.md#wal-replay): segments in
-byte-wise name order, writes appended per key, deletes removing ``[min, max]``, values per key
+:class:`Cache` replays segments into what influxd's cache holds after a restart (docs/formats.md#wal-replay): segments
+in byte-wise name order, writes appended per key, deletes removing ``[min, max]``, values per key
 deduplicated on read (stable sort by time, the **last written** value wins).
 """
 
@@ -324,7 +324,8 @@ def _snappy_decode(data: bytes) -> bytes:
 
 
 def _decode_write(b: bytes) -> dict[bytes, tuple[int, list[tuple[int, Any]]]]:
-    """Write payload (docs/formats.md#wal-write) with influxd's checks, in its order (``WriteWALEntry.UnmarshalBinary``)."""
+    """Write payload (docs/formats.md#wal-write) with influxd's checks, in its order
+    (``WriteWALEntry.UnmarshalBinary``)."""
     out: dict[bytes, tuple[int, list[tuple[int, Any]]]] = {}
     n = len(b)
     i = 0

@@ -41,7 +41,8 @@ def tar_error(path: str, member: str | None, exc: BaseException, offset: int | N
         return SourceIOError(f"cannot read the source: {exc.strerror or exc}", path=path, member=member, offset=offset)
     if isinstance(exc, SparseMember):
         return UnsupportedError(
-            "unsupported sparse tar member: valid tar, but this version does not read sparse members (shard files are never sparse; "
+            "unsupported sparse tar member: valid tar, but this version does not read sparse members (shard files are "
+            "never sparse; "
             "re-create the tar without --sparse)",
             path=path,
             member=exc.member,

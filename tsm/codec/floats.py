@@ -1,4 +1,5 @@
-"""Float value sections: influxd's Gorilla XOR variant (docs/formats.md#float-encoding, worked example #example-tsm-file).
+"""Float value sections: influxd's Gorilla XOR variant (docs/formats.md#float-encoding, worked example
+#example-tsm-file).
 
 Section = header ``0x10``, then an MSB-first bit stream zero-padded to a byte: the first value's
 64 bits, then per value (x = bits XOR previous bits): ``0`` if x = 0, else ``1`` and either ``0`` +

@@ -108,7 +108,8 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
                 bad = _all_zero(buf, pos, limit)
                 if bad >= 0:
                     raise FormatError(
-                        f"byte {buf[bad]:#04x} after the end of the entries (influxd stops at offset {pos} and would lose what follows)",
+                        f"byte {buf[bad]:#04x} after the end of the entries (influxd stops at offset {pos} and would "
+                        "lose what follows)",
                         path=path,
                         offset=bad,
                         field="entry flag",

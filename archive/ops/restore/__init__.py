@@ -134,7 +134,8 @@ def plan_restore(
     :func:`recover_interrupted`); with ``recover`` false (a dry run) only reports it."""
     if src.meta is None:
         raise UsageError(
-            "the source has no metastore to restore (expected a legacy or portable backup, or a server root with meta/meta.db)",
+            "the source has no metastore to restore (expected a legacy or portable backup, or a server root with "
+            "meta/meta.db)",
             path=src.path,
         )
     metadir_p, datadir_p, waldir_p = check_target_args(src, metadir, datadir, waldir)

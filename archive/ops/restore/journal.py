@@ -453,7 +453,8 @@ def recover_interrupted(
         roots.close()
     if left_alone > MAX_LEFT_ALONE_NOTES:
         notes.append(
-            f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left alone{_where(sorted(paths.values())[0].parent)}"
+            f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left "
+            f"alone{_where(sorted(paths.values())[0].parent)}"
         )
     return notes
 
@@ -486,8 +487,10 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
                 if apply:
                     with contextlib.suppress(OSError):
                         os.rmdir(name, dir_fd=base_fd)  # only ever removes an empty directory
-                    return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; its empty staging directory was removed{_where(stage)}"
-                return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; a real run removes its empty staging directory{_where(stage)}"
+                    return (f"an earlier restore (pid {pid}) was interrupted before it wrote anything; "
+                            f"its empty staging directory was removed{_where(stage)}")
+                return (f"an earlier restore (pid {pid}) was interrupted before it wrote anything; "
+                        f"a real run removes its empty staging directory{_where(stage)}")
             header, ops = _read_journal(sfd, ident)
         finally:
             os.close(sfd)

@@ -114,7 +114,8 @@ def merge_meta(
                     rp.replica_n,
                 ):
                     warnings.append(
-                        f"retention policy {tdb_name}.{rp.name} exists in the target with other settings; the target's are kept"
+                        f"retention policy {tdb_name}.{rp.name} exists in the target with other settings; the target's "
+                        "are kept"
                     )
                 have = {s.name for s in trp.subscriptions}
                 trp.subscriptions.extend(s for s in rp.subscriptions if s.name not in have)

@@ -210,7 +210,8 @@ def build_plan(
             g.shards for rp in cast(DatabaseInfo, src.meta.database(sdb)).retention_policies for g in rp.shard_groups
         ):
             warnings.append(
-                f"database {sdb} is in the backup's metastore but the backup holds none of its shard data: restored empty"
+                f"database {sdb} is in the backup's metastore but the backup holds none of its shard data: restored "
+                "empty"
             )
     if os.geteuid() == 0:
         for p in (datadir_p, metadir_p):
