@@ -7,5 +7,7 @@ Python codec (tsm/codec/floats.py), which the tests cover too, does the work.
 from setuptools import Extension, setup
 
 setup(
-    ext_modules=[Extension("influx_archive.tsm._speedups", ["tsm/_speedups.c"], optional=True, extra_compile_args=["-O2"])],
+    ext_modules=[
+        Extension("influx_archive.tsm._speedups", ["tsm/_speedups.c"], optional=True, extra_compile_args=["-O2"])
+    ],
 )

@@ -104,7 +104,9 @@ class Finding:
         shown (the text output is what it always was)."""
         from .errors import display_text, escape, format_where
 
-        return f"{self.severity}: {escape(display_text(self.message))}{format_where(self.path, self.member, self.offset)}"
+        return (
+            f"{self.severity}: {escape(display_text(self.message))}{format_where(self.path, self.member, self.offset)}"
+        )
 
     @classmethod
     def from_error(cls, err: Exception, severity: str = ERROR) -> Finding:

@@ -118,7 +118,10 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
         while True:
             try:
                 fd = os.open(
-                    LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, LOCK_MODE, dir_fd=dir_fd
+                    LOCK_NAME,
+                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    LOCK_MODE,
+                    dir_fd=dir_fd,
                 )
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
@@ -255,14 +258,12 @@ class ProcessUse:
     how: str  # "open file", "working directory", "configured directory"
 
     def describe(self) -> str:
-        return f"{self.comm} (pid {self.pid}) has {self.path} {'open' if self.how == 'open file' else 'as its ' + self.how}"
+        how = "open" if self.how == "open file" else "as its " + self.how
+        return f"{self.comm} (pid {self.pid}) has {self.path} {how}"
 
 
 def _inside(path: str, roots: list[str]) -> bool:
-    for r in roots:
-        if path == r or path.startswith(r.rstrip("/") + "/"):
-            return True
-    return False
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
 def _comm(pid: str) -> str:
@@ -378,8 +379,8 @@ def refuse_live(dirs: Iterable[os.PathLike[str] | str | None], *, what: str, for
     """Raise BusyError naming the first process (comm and pid) that uses one of ``dirs``, unless
     ``force``: then return them (for a warning). ``what`` says which run refuses ("restore
     into", "back up")."""
-    dirs = [d for d in dirs if d is not None and os.path.exists(d)]
-    uses = sorted(processes_using(dirs), key=lambda u: u.comm != "influxd")  # a server first, if any
+    present = [d for d in dirs if d is not None and os.path.exists(d)]
+    uses = sorted(processes_using(present), key=lambda u: u.comm != "influxd")  # a server first, if any
     if uses and not force:
         u = uses[0]
         more = f" (and {len(uses) - 1} more processes)" if len(uses) > 1 else ""

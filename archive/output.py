@@ -98,7 +98,9 @@ def refuse_inside_source(
     real = _realpath(path)
     for root in roots:
         if _within(real, root):
-            raise UsageError(f"{what} is the source or lies inside it ({root}); write it somewhere else", path=os.fspath(path))
+            raise UsageError(
+                f"{what} is the source or lies inside it ({root}); write it somewhere else", path=os.fspath(path)
+            )
         if holding and _within(root, real):
             raise UsageError(f"{what} holds the source ({root}); write it somewhere else", path=os.fspath(path))
 
@@ -223,7 +225,8 @@ class _TargetRaw(io.RawIOBase):
         except BrokenPipeError:
             if self._stdout:
                 raise
-            raise TargetIOError("cannot write the target: its reader closed it (broken pipe)", path=self._name) from None
+            raise TargetIOError(
+                "cannot write the target: its reader closed it (broken pipe)", path=self._name) from None
         except OSError as exc:
             raise TargetIOError(f"cannot write the target: {exc.strerror}", path=self._name) from exc
         self.written += n
@@ -325,7 +328,8 @@ def link_into_place(tmp: str | os.PathLike[str], final: str | os.PathLike[str], 
     try:
         os.link(tmp, final)
     except OSError as exc:
-        if isinstance(exc, FileExistsError) or exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+        no_links = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
+        if isinstance(exc, FileExistsError) or exc.errno not in no_links:
             raise
         if os.path.lexists(final):
             raise FileExistsError(errno.EEXIST, "File exists", os.fspath(final)) from None
@@ -345,7 +349,9 @@ def _commit_file(tmp: Path, final: Path, force: bool) -> None:
         raise TargetIOError(f"cannot move the finished file into place: {exc.strerror}", path=str(final)) from exc
 
 
-def write_file_atomically(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, replace: bool = False) -> None:
+def write_file_atomically(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, replace: bool = False
+) -> None:
     """Write a small file (a ``meta.db``) in one step readers cannot see half done: a temporary
     beside it (registered, so no signal leaves it behind), written, chmod ``mode``, fsynced,
     moved into place (:func:`link_into_place`), the directory fsynced. An existing ``path`` is a

@@ -64,7 +64,9 @@ def spool_root(base: str | os.PathLike[str] | None = None) -> Path:
     except OSError as exc:
         raise TargetIOError(f"cannot use the private spool directory: {exc.strerror}", path=str(root)) from exc
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
-        raise TargetError("the private spool directory is not a directory owned by this user; remove it", path=str(root))
+        raise TargetError(
+            "the private spool directory is not a directory owned by this user; remove it", path=str(root)
+        )
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(root, 0o700)
     return root
@@ -72,7 +74,7 @@ def spool_root(base: str | os.PathLike[str] | None = None) -> Path:
 
 def clean_stale_spools(root: Path) -> list[Path]:
     """Remove the spools in ``root`` whose process is gone; returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     uid = os.getuid()
     try:
         names = os.listdir(root)

@@ -11,6 +11,7 @@ import re
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 from .errors import TargetIOError
 
@@ -30,7 +31,7 @@ def pid_alive(pid: int) -> bool:
 def remove_stale(directory: Path, prefix: str) -> list[Path]:
     """Remove ``directory/<prefix><pid>`` files or directories whose process is gone, owned by
     this user and not symbolic links (anything else with such a name is left alone)."""
-    removed = []
+    removed: list[Path] = []
     pattern = re.compile(re.escape(prefix) + r"([0-9]+)$")
     try:
         names = os.listdir(directory)
@@ -76,7 +77,9 @@ class SymlinkError(OSError):
     """A path component below a root is a symbolic link (or not a directory)."""
 
 
-def open_beneath(root_fd: int, parts: tuple[str, ...] | list[str], *, create_mode: int | None = None, on_create=None) -> int:
+def open_beneath(
+    root_fd: int, parts: tuple[str, ...] | list[str], *, create_mode: int | None = None, on_create=None
+) -> int:
     """Open the directory ``root/parts...`` through descriptors, never following a symbolic link
     below ``root``. Missing components are created with ``create_mode`` (``on_create(i)`` is
     called just before component ``i`` is created, e.g. to journal it), or raise
@@ -112,7 +115,7 @@ def open_beneath(root_fd: int, parts: tuple[str, ...] | list[str], *, create_mod
 
 
 _RENAME_NOREPLACE = 1
-_libc = None
+_libc: Any = None  # renameat2 from libc once looked up; False where there is none
 
 
 def rename_noreplace(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:

@@ -59,7 +59,7 @@ class SubFile(io.RawIOBase):
         n = min(len(b), remaining)
         self._base.seek(self._offset + self._pos)
         view = memoryview(b)[:n]
-        got = self._base.readinto(view)
+        got = self._base.readinto(view)  # type: ignore[attr-defined]  # BinaryIO's stub has no readinto
         if got is None:
             got = 0
         self._pos += got

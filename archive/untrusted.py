@@ -95,7 +95,9 @@ def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
         with open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > limit:
-                raise FormatError(f"file is {size} bytes, larger than the {limit}-byte limit for this kind", path=str(path))
+                raise FormatError(
+                    f"file is {size} bytes, larger than the {limit}-byte limit for this kind", path=str(path)
+                )
             return fh.read(size)
     except OSError as exc:
         raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from exc
@@ -169,4 +171,5 @@ class BoundedTarInfo(tarfile.TarInfo):
 
 def open_tar(fileobj: BinaryIO, mode: str, **kw) -> tarfile.TarFile:
     """``tarfile.open(fileobj=..., mode=...)`` with :class:`BoundedTarInfo`."""
-    return tarfile.open(fileobj=fileobj, mode=mode, tarinfo=BoundedTarInfo, **kw)
+    # mode is one of tarfile's literal modes, as every caller passes it
+    return tarfile.open(fileobj=fileobj, mode=mode, tarinfo=BoundedTarInfo, **kw)  # type: ignore[call-overload]

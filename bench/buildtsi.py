@@ -92,7 +92,9 @@ def main() -> None:
                 if shard.is_dir() and shard.name.isdigit() and shard.parent.name != "_series":
                     (b / "wal" / shard.relative_to(b / "data")).mkdir(parents=True, exist_ok=True)
             ours.append(timed([*CLI, "build-tsi", "--datadir", str(a / "data"), "--waldir", str(a / "wal"), "--quiet"]))
-            theirs.append(timed([inspect, "buildtsi", "-datadir", str(b / "data"), "-waldir", str(b / "wal")], stdin="y\n"))
+            theirs.append(
+                timed([inspect, "buildtsi", "-datadir", str(b / "data"), "-waldir", str(b / "wal")], stdin="y\n")
+            )
     t_o, t_t = statistics.median(t for t, _ in ours), statistics.median(t for t, _ in theirs)
     m_o, m_t = statistics.median(m for _, m in ours), statistics.median(m for _, m in theirs)
     print(f"series {args.series}, {args.runs} runs (median)")

@@ -41,7 +41,9 @@ def members_for(n: int, rng: random.Random) -> tuple[list[ShardFile], dict]:
     tars = {}
     for t in range(max(1, n // 4)):
         tars[f"/nowhere/db.rp.{t:05d}.00"] = [
-            TarMember(f"db/rp/{t}/{k:09d}-000000001.tsm", ("db", "rp", t, f"{k:09d}-000000001.tsm"), 100, 512 * (k + 1), 0)
+            TarMember(
+                f"db/rp/{t}/{k:09d}-000000001.tsm", ("db", "rp", t, f"{k:09d}-000000001.tsm"), 100, 512 * (k + 1), 0
+            )
             for k in range(4)
         ]
     return files, tars

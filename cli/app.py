@@ -40,7 +40,7 @@ import typer
 try:  # typer >= 0.20 vendors its own click; older releases use the click package
     from typer import _click as click  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the installed typer
-    import click  # type: ignore[no-redef]
+    import click  # type: ignore[no-redef,import-not-found]
 
 from ..archive.errors import (
     CODE_INTERRUPTED,

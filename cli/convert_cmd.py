@@ -20,11 +20,18 @@ _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
 def _plan_text(plan: ConvertPlan) -> str:
     lines = [f"{plan.source.kind} {plan.source.display_path} -> {plan.to} backup {plan.dest}"]
     if plan.start is not None or plan.end is not None:
-        lines.append(f"  keep points with {plan.start if plan.start is not None else '-inf'} <= t <= {plan.end if plan.end is not None else '+inf'} (ns)")
+        lines.append(
+            f"  keep points with {plan.start if plan.start is not None else '-inf'} <= t <= "
+            f"{plan.end if plan.end is not None else '+inf'} (ns)"
+        )
     for j in plan.jobs:
         src = f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}"
         dst = f"{j.database}/{j.retention_policy}/{j.shard.id}"
-        lines.append(f"  shard {src}" + (f" -> {dst}" if src != dst else "") + f": {'copy' if j.copy_raw else 'rewrite'}, {j.bytes} bytes")
+        lines.append(
+            f"  shard {src}"
+            + (f" -> {dst}" if src != dst else "")
+            + f": {'copy' if j.copy_raw else 'rewrite'}, {j.bytes} bytes"
+        )
     lines.append(f"  databases in the metastore: {', '.join(db.name for db in plan.meta.databases) or 'none'}")
     return "\n".join(escape(ln) for ln in lines)  # names read from the source: one line each
 
@@ -51,7 +58,9 @@ def _run_source(source, src: Path, dest: Path, sel, lo, hi, *, to, compress_leve
     from ..archive.ops.convert import execute_convert, plan_convert
 
     if require_kind is not None and source.kind != require_kind:
-        raise UsageError(f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src))
+        raise UsageError(
+            f"expected a stopped server root (meta/, data/, wal/), found a {source.kind} source", path=str(src)
+        )
     plan = plan_convert(source, dest, to=to, selection=sel, start=lo, end=hi, compress_level=compress_level)
     result = run_plan(
         plan, lambda p, progress: execute_convert(p, progress=progress, force=force),
@@ -71,7 +80,9 @@ def _run_source(source, src: Path, dest: Path, sel, lo, hi, *, to, compress_leve
     )
 
 
-_to_opt = typer.Option(None, "--to", help="legacy or portable (default: the source's format; portable for a server root).")
+_to_opt = typer.Option(
+    None, "--to", help="legacy or portable (default: the source's format; portable for a server root)."
+)
 _db_opt = typer.Option(None, "--database", "--db", help="Only this database.")
 _rp_opt = typer.Option(None, "--retention", "--rp", help="Only this retention policy of --database.")
 _shard_opt = typer.Option(None, "--shard", help="Only this shard id.")
@@ -139,7 +150,9 @@ def trim(
 
 @app.command()
 def backup(
-    root: Path = typer.Argument(..., readable=False, help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."),
+    root: Path = typer.Argument(
+        ..., readable=False, help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."
+    ),
     dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
     to: str = typer.Option("portable", "--to", help="portable (default) or legacy."),
     database: Optional[str] = _db_opt,
@@ -149,7 +162,9 @@ def backup(
     dry_run: bool = _dry_opt,
     json_out: bool = _json_opt,
     salvage: bool = _salvage_opt,
-    force: bool = typer.Option(False, "--force", help="Back up even though a running process (influxd) holds the root's files open."),
+    force: bool = typer.Option(
+        False, "--force", help="Back up even though a running process (influxd) holds the root's files open."
+    ),
 ) -> None:
     """Back up a stopped server's directories without starting influxd.
 

@@ -10,7 +10,8 @@ import typer
 from ..archive.errors import escape
 from .app import app, emit_json
 
-_SPEC = "A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member <db>/<rp>/<id>/<file>)."
+_SPEC = ("A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member "
+         "<db>/<rp>/<id>/<file>).")
 
 
 @app.command("dump-tsm")
@@ -28,14 +29,17 @@ def dump_tsm(
         emit_json(doc)
         _fail_on_damage(doc)
         return
-    out = [f"file: {doc['file']}  size {doc['size']}  version {doc['version']}  keys {doc['keys']}  blocks {doc['blocks']}"]
+    out = [
+        f"file: {doc['file']}  size {doc['size']}  version {doc['version']}  keys {doc['keys']}  blocks {doc['blocks']}"
+    ]
     for k in doc["index"]:
         out.append(f"{k['key']}  {k['type']}  {k['blocks']} blocks  {k['min_time']} .. {k['max_time']}")
         for b in k.get("block_list", []):
             enc = b.get("encoding") or {}
             out.append(
                 f"  offset {b['offset']} size {b['size']} {b['min_time']} .. {b['max_time']} "
-                f"count {b.get('count', '?')} ts {enc.get('timestamps', '?')} values {enc.get('values', '?')} crc {b['crc']}"
+                f"count {b.get('count', '?')} ts {enc.get('timestamps', '?')} values {enc.get('values', '?')} crc "
+                f"{b['crc']}"
                 + (f" ({b['error']})" if "error" in b else "")
             )
     sys.stdout.write("\n".join(escape(ln) for ln in out) + "\n")  # keys read from the file: one line each
@@ -71,7 +75,10 @@ def dump_wal(
             out.append(f"  @{e['offset']} write: {e['keys']} keys, {e['values']} values")
             out.extend(f"    {k}" for k in e["key_list"])
         elif e["type"] == "damage":
-            out.append(f"  @{e['offset']} damage: {e['reason']}" + ("" if e["resume"] is None else f"; resumed at {e['resume']}"))
+            out.append(
+                f"  @{e['offset']} damage: {e['reason']}"
+                + ("" if e["resume"] is None else f"; resumed at {e['resume']}")
+            )
         else:
             rng = f" {e['min_time']}..{e['max_time']}" if e["type"] == "delete-range" else ""
             out.append(f"  @{e['offset']} {e['type']}{rng}: " + ", ".join(e["keys"]))

@@ -15,11 +15,18 @@ from .app import SALVAGE_HELP, app, progress_bars, report_findings, say
 def export(
     src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
     database: Optional[str] = typer.Option(None, "--database", "--db", help="Only this database."),
-    retention: Optional[str] = typer.Option(None, "--retention", "--rp", help="Only this retention policy of --database."),
+    retention: Optional[str] = typer.Option(
+        None, "--retention", "--rp", help="Only this retention policy of --database."
+    ),
     measurement: Optional[str] = typer.Option(None, "--measurement", help="Only this measurement."),
     start: Optional[str] = typer.Option(None, "--start", help="First time kept: RFC3339 or integer ns (inclusive)."),
     end: Optional[str] = typer.Option(None, "--end", help="Last time kept: RFC3339 or integer ns (inclusive)."),
-    out: str = typer.Option("-", "--out", help="Output file, or - for standard output. A character device or a FIFO is written as a stream; an existing file needs --force; a path inside the source is refused."),
+    out: str = typer.Option(
+        "-",
+        "--out",
+        help="Output file, or - for standard output. A character device or a FIFO is written as a stream; an existing "
+             "file needs --force; a path inside the source is refused.",
+    ),
     compress: bool = typer.Option(False, "--compress", help="gzip the output."),
     lponly: bool = typer.Option(False, "--lponly", help="Only line protocol: no comments, no DDL."),
     salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
@@ -36,14 +43,14 @@ def export(
     from ..archive.sources import open_source
     from ..archive.timefmt import parse_time
 
-    kw = dict(
-        database=database,
-        retention=retention,
-        measurement=measurement,
-        start=parse_time(start, option="--start") if start is not None else None,
-        end=parse_time(end, option="--end") if end is not None else None,
-        lp_only=lponly,
-    )
+    kw = {
+        "database": database,
+        "retention": retention,
+        "measurement": measurement,
+        "start": parse_time(start, option="--start") if start is not None else None,
+        "end": parse_time(end, option="--end") if end is not None else None,
+        "lp_only": lponly,
+    }
     with open_source(src, salvage=salvage) as source, progress_bars() as bars:
         res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
     report_findings(source.findings)

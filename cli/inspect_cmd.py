@@ -35,7 +35,8 @@ def render_text(doc: dict) -> str:
             else:
                 dur = "INF" if rp["duration_ns"] == 0 else f"{rp['duration_ns'] // 10**9}s"
                 lines.append(
-                    f"  RP {rp['name']}  duration {dur}, shard groups {rp['shard_group_duration_ns'] // 10**9}s, replication {rp['replica_n']}"
+                    f"  RP {rp['name']}  duration {dur}, shard groups {rp['shard_group_duration_ns'] // 10**9}s, "
+                    f"replication {rp['replica_n']}"
                 )
             for sh in rp["shards"]:
                 span = f"{sh['group_start']} .. {sh['group_end']}" if sh["group_start"] else "(no shard group)"
@@ -63,7 +64,9 @@ def render_text(doc: dict) -> str:
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."),
+    path: Path = typer.Argument(
+        ..., readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the machine-readable document."),
     points: bool = typer.Option(
         False,

@@ -12,8 +12,15 @@ from .app import app, emit_json, progress_bars
 
 @app.command()
 def pack(
-    src: Path = typer.Argument(..., readable=False, help="Backup directory (legacy or portable) or a stopped server root."),
-    archive: Path = typer.Argument(..., readable=False, help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a stream."),
+    src: Path = typer.Argument(
+        ..., readable=False, help="Backup directory (legacy or portable) or a stopped server root."
+    ),
+    archive: Path = typer.Argument(
+        ...,
+        readable=False,
+        help="The archive to write, e.g. backup.tar.zst; - (standard output), a device or a FIFO is written as a "
+             "stream.",
+    ),
     level: int = typer.Option(3, "--level", help="zstd level 1-22."),
     threads: int = typer.Option(0, "--threads", help="Compression threads (0: one per core)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing archive."),
@@ -34,7 +41,10 @@ def pack(
         emit_json(res.to_dict())
     else:
         ratio = res.bytes_out / res.bytes_in if res.bytes_in else 0
-        sys.stdout.write(f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio {ratio:.3f})\n")
+        sys.stdout.write(
+            f"packed {res.files} files, {res.bytes_in} bytes -> {res.archive} ({res.bytes_out} bytes, ratio "
+            f"{ratio:.3f})\n"
+        )
 
 
 @app.command()

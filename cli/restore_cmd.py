@@ -38,31 +38,43 @@ def _plan_text(plan: RestorePlan) -> str:
 
 @app.command()
 def restore(
-    src: Path = typer.Argument(..., readable=False, help="Legacy or portable backup directory, or a stopped server root."),
+    src: Path = typer.Argument(
+        ..., readable=False, help="Legacy or portable backup directory, or a stopped server root."
+    ),
     metadir: Path = typer.Option(..., "--metadir", help="Target meta directory (meta.db is created or added to)."),
     datadir: Path = typer.Option(..., "--datadir", help="Target data directory."),
     waldir: Optional[Path] = typer.Option(
-        None, "--waldir", help="Target WAL directory: WAL segments of a live source are copied there. "
-        "Without it they are replayed and written as one new TSM file per shard (no point is lost)."
+        None,
+        "--waldir",
+        help="Target WAL directory: WAL segments of a live source are copied there. "
+        "Without it they are replayed and written as one new TSM file per shard (no point is lost).",
     ),
     database: Optional[str] = typer.Option(None, "--database", "--db", help="Restore only this database."),
     newdb: Optional[str] = typer.Option(None, "--newdb", help="Restore --database under this name."),
-    retention: Optional[str] = typer.Option(None, "--retention", "--rp", help="Restore only this retention policy of --database."),
+    retention: Optional[str] = typer.Option(
+        None, "--retention", "--rp", help="Restore only this retention policy of --database."
+    ),
     newrp: Optional[str] = typer.Option(None, "--newrp", help="Restore --retention under this name."),
     shard: Optional[int] = typer.Option(None, "--shard", help="Restore only this shard id."),
     merge: bool = typer.Option(
-        False, "--merge", help="Restore into a database that exists in the target metastore. Shards whose "
+        False,
+        "--merge",
+        help="Restore into a database that exists in the target metastore. Shards whose "
         "shard group matches an existing one (same time range) are added to that shard with higher TSM "
         "generations, so where both hold a value for the same point THE RESTORED VALUE WINS; other shards "
-        "become new shard groups."
+        "become new shard groups.",
     ),
-    owner: Optional[str] = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb)."),
+    owner: Optional[str] = typer.Option(
+        None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan / result as JSON."),
     salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
     force: bool = typer.Option(
-        False, "--force", help="Restore even though a running process (influxd) holds the target directories "
-        "open. The lock against a second influx-archive run is never overridden."
+        False,
+        "--force",
+        help="Restore even though a running process (influxd) holds the target directories "
+        "open. The lock against a second influx-archive run is never overridden.",
     ),
     portable: bool = typer.Option(False, "--portable", hidden=True),
     online: bool = typer.Option(False, "--online", hidden=True),
@@ -105,7 +117,10 @@ def restore(
             for u in uses:
                 sys.stderr.write(f"influx-archive: warning: --force: restoring although {u.describe()}\n")
             try:
-                plan = plan_restore(source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge, recover=not dry_run)
+                plan = plan_restore(
+                    source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge,
+                    recover=not dry_run,
+                )
             except ArchiveError as exc:  # what the recovery of an interrupted run did is still said
                 for note in getattr(exc, "notes", []):
                     sys.stderr.write(f"influx-archive: warning: {note}\n")
@@ -122,6 +137,7 @@ def restore(
     report_findings(result.skipped)
     sys.stdout.write(_plan_text(plan) + "\n")
     sys.stdout.write(
-        f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore {plan.metadir / 'meta.db'}\n"
+        f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore "
+        f"{plan.metadir / 'meta.db'}\n"
     )
     sys.stdout.write(INDEX_GUIDANCE + "\n")

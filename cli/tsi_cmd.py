@@ -29,7 +29,9 @@ def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, j
 
     owner_ids = parse_owner(owner) if owner else None
     if dry_run:
-        result = build_tsi(datadir, waldir, database=database, retention_policy=retention, shard_id=shard, force=force, dry_run=True)
+        result = build_tsi(
+            datadir, waldir, database=database, retention_policy=retention, shard_id=shard, force=force, dry_run=True
+        )
         plan = result.plan
         for w in plan.warnings:  # includes what counting the series found
             sys.stderr.write(f"influx-archive: warning: {w}\n")
@@ -66,7 +68,11 @@ _WALDIR = typer.Option(
 _DB = typer.Option(None, "--db", "--database", help="Only this database.")
 _RP = typer.Option(None, "--rp", "--retention", help="Only this retention policy.")
 _SHARD = typer.Option(None, "--shard", help="Only this shard id.")
-_FORCE = typer.Option(False, "--force", help="Rebuild shards that already have index/ (the old one is replaced only once the new one is complete).")
+_FORCE = typer.Option(
+    False,
+    "--force",
+    help="Rebuild shards that already have index/ (the old one is replaced only once the new one is complete).",
+)
 _OWNER = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb).")
 _DRY = typer.Option(False, "--dry-run", help="Print what would be built (and how many series) and write nothing.")
 _JSON = typer.Option(False, "--json", help="Print the plan / result as JSON.")
@@ -102,15 +108,21 @@ def buildtsi_alias(
 @app.command("dump-tsi")
 def dump_tsi_cmd(
     path: Path = typer.Argument(..., help="A database directory or its _series, a shard directory or its index/."),
-    series_file: Optional[Path] = typer.Option(None, "--series-file", help="The series file (<db>/_series) of an index given alone."),
+    series_file: Optional[Path] = typer.Option(
+        None, "--series-file", help="The series file (<db>/_series) of an index given alone."
+    ),
     series: bool = typer.Option(False, "--series", help="List every series (of the index, or of the series file)."),
-    measurements: bool = typer.Option(False, "--measurements", help="List measurements with their series count and tag keys."),
+    measurements: bool = typer.Option(
+        False, "--measurements", help="List measurements with their series count and tag keys."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Series file and tsi1 index summary, like influx_inspect dumptsi."""
     from ..archive.ops.dumptsi import dump_tsi
 
-    doc = dump_tsi(str(path), series_file=str(series_file) if series_file else None, series=series, measurements=measurements)
+    doc = dump_tsi(
+        str(path), series_file=str(series_file) if series_file else None, series=series, measurements=measurements
+    )
     if json_out:
         emit_json(doc)
         return
@@ -130,7 +142,12 @@ def dump_tsi_cmd(
             out.append(
                 f"  partition {p['id']}: files {', '.join(p['files']) or 'none'}; {p['log_entries']} log entries, "
                 f"{p['log_series']} series, {p['log_tombstones']} tombstoned"
-                + (f"; index files {', '.join(p['index_files'])}: measurements {', '.join(p['index_file_measurements'])}" if p["index_files"] else "")
+                + (
+                    f"; index files {', '.join(p['index_files'])}: measurements "
+                    f"{', '.join(p['index_file_measurements'])}"
+                    if p["index_files"]
+                    else ""
+                )
             )
     for m in doc.get("measurements", []):
         out.append(f"measurement {m['name']}: {m['series']} series, tag keys {', '.join(m['tag_keys']) or '-'}")

@@ -1,5 +1,6 @@
 """Metastore files: ``meta.db``, legacy ``meta.NN``, portable ``.meta`` and ``.manifest``,
-and the file names of both backup formats (docs/formats.md#meta-db, #legacy-files, #meta-nn, #portable-files, #portable-meta, #manifest, #influxd-restore).
+and the file names of both backup formats (docs/formats.md#meta-db, #legacy-files, #meta-nn, #portable-files,
+#portable-meta, #manifest, #influxd-restore).
 
 Parsers take the file's bytes (these files are small and read whole; the ``read_*`` helpers
 check the size before reading) and raise :class:`~influx_archive.archive.errors.FormatError`
@@ -309,7 +310,11 @@ def parse_manifest(text: str | bytes, *, path: PathLike | None = None) -> Manife
     integers must fit their Go types. Unknown keys are ignored (as Go does). Raises
     :class:`~influx_archive.archive.errors.FormatError` naming the JSON path."""
     if len(text) > fmt.MAX_MANIFEST_SIZE:  # characters of a str are at least as many bytes
-        raise FormatError(f"manifest of {len(text)} bytes is larger than the limit of {fmt.MAX_MANIFEST_SIZE} (MAX_MANIFEST_SIZE)", path=path, offset=fmt.MAX_MANIFEST_SIZE)
+        raise FormatError(
+            f"manifest of {len(text)} bytes is larger than the limit of {fmt.MAX_MANIFEST_SIZE} (MAX_MANIFEST_SIZE)",
+            path=path,
+            offset=fmt.MAX_MANIFEST_SIZE,
+        )
     if isinstance(text, (bytes, bytearray, memoryview)):
         try:
             text = bytes(text).decode("utf-8")

@@ -145,7 +145,7 @@ def message(name: str) -> Callable[[type], type]:
             elif f.name != "unknown":
                 raise TypeError(f"{cls.__name__}.{f.name} has no protobuf field spec")
         specs.sort(key=lambda s: s.number)
-        cls._proto_spec = MessageSpec(name, tuple(specs), {s.number: s for s in specs})
+        cls._proto_spec = MessageSpec(name, tuple(specs), {s.number: s for s in specs})  # type: ignore[attr-defined]
         return cls
 
     return wrap
@@ -219,7 +219,7 @@ def skip_field(
     :data:`MAX_GROUP_DEPTH` deep."""
     if wire_type == WT_VARINT:
         return read_varint(buf, pos, end, base)[1]
-    if wire_type == WT_I64 or wire_type == WT_I32:
+    if wire_type in (WT_I64, WT_I32):
         size = 8 if wire_type == WT_I64 else 4
         if end - pos < size:
             raise TruncatedError(f"truncated fixed{size * 8} value (field {number})", offset=base + pos)

@@ -35,8 +35,11 @@ _INFLUXD_FIXTURES = frozenset({"influxd_bin", "influxd_factory"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    unmarked = [item.nodeid for item in items
-                if _INFLUXD_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("interop") is None]
+    unmarked = [
+        item.nodeid
+        for item in items
+        if _INFLUXD_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("interop") is None
+    ]
     if unmarked:
         raise pytest.UsageError("these tests start influxd but are not marked interop: " + ", ".join(unmarked))
 

@@ -269,14 +269,22 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
                                               link="/etc/passwd"), None)]), OK)
     b.legacy_tar("tar_hardlink", _with([(_info("db1/autogen/2/000000009-000000001.tsm", kind=tarfile.LNKTYPE,
                                                link="../../../../etc/passwd"), None)]), OK)
-    b.legacy_tar("tar_device", _with([(_info("db1/autogen/2/000000009-000000001.tsm", kind=tarfile.CHRTYPE), None)]), OK)
-    b.legacy_tar("tar_fifo_member", _with([(_info("db1/autogen/2/000000009-000000001.tsm", kind=tarfile.FIFOTYPE), None)]), OK)
+    b.legacy_tar(
+        "tar_device", _with([(_info("db1/autogen/2/000000009-000000001.tsm", kind=tarfile.CHRTYPE), None)]), OK
+    )
+    b.legacy_tar(
+        "tar_fifo_member", _with([(_info("db1/autogen/2/000000009-000000001.tsm", kind=tarfile.FIFOTYPE), None)]), OK
+    )
     b.legacy_tar("tar_duplicate", lambda ms: ms + ms, OK)
     # member names that are not UTF-8 (raw 0xff bytes): listed or ignored, never a crash on output
     b.legacy_tar("tar_name_not_utf8", lambda ms: [(_renamed(m, "db\udcff/autogen/2/" + m.name.rsplit("/", 1)[1]), d)
                                                   for m, d in ms], DAMAGED | OK, "db1.autogen.00002.00")
-    b.legacy_tar("tar_file_not_utf8", lambda ms: ms + [(_info("db1/autogen/2/0000\udcfe-000000001.tsm", size=3), b"bad")],
-                 DAMAGED | OK, "db1.autogen.00002.00")
+    b.legacy_tar(
+        "tar_file_not_utf8",
+        lambda ms: ms + [(_info("db1/autogen/2/0000\udcfe-000000001.tsm", size=3), b"bad")],
+        DAMAGED | OK,
+        "db1.autogen.00002.00",
+    )
     b.portable_tar("targz_dotdot", _with([(_info("../evil.tsm", size=3), b"bad")]), OK)
     b.portable_tar("targz_symlink", _with([(_info("db1/autogen/2/000000009-000000001.tsm", kind=tarfile.SYMTYPE,
                                                  link="/etc/shadow"), None)]), OK)
@@ -288,7 +296,9 @@ def build_corpus(root: str | os.PathLike[str]) -> list[Case]:
     zst.mkdir()
     (zst / "bomb.tar.zst").write_bytes(_zstd_bomb())
     b.add("zstd_bomb", zst / "bomb.tar.zst", DAMAGED | USAGE, "bomb.tar.zst")
-    b.legacy_tar("not_a_tar", lambda ms: ms, DAMAGED, "db1.autogen.00002.00", raw=lambda _: b"this is not a tar\n" * 100)
+    b.legacy_tar(
+        "not_a_tar", lambda ms: ms, DAMAGED, "db1.autogen.00002.00", raw=lambda _: b"this is not a tar\n" * 100
+    )
     b.portable_tar("targz_not_gzip", None, DAMAGED, "s2.tar.gz", raw=lambda _: b"plain text, not gzip\n" * 50)
     b.portable_tar("targz_plain_tar", None, DAMAGED, "s2.tar.gz",
                    raw=lambda data: gzip.decompress(data))

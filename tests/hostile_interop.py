@@ -396,7 +396,8 @@ def _write_legacy(srv: ServerModel, dest: Path, *, times: bool = False) -> None:
         for m in [srv] + srv.peers:
             mst = m.sets[i]
             if times:
-                stamp = lambda mtime, t=mst["time"]: set_time if mtime == t else set_time - 3600 + (mtime - t)  # noqa: E731
+                stamp = lambda mtime, t=mst["time"], set_time=set_time: (  # noqa: E731
+                    set_time if mtime == t else set_time - 3600 + (mtime - t))
             else:
                 stamp = lambda mtime: SET_TIME0 - 10_000 + mtime  # noqa: E731
             tar_path = dest / metafiles.legacy_shard_file_name("u", "autogen", m.shard_id, i)
@@ -412,7 +413,7 @@ def _write_portable(srv: ServerModel, dest: Path) -> None:
     src_meta = next((FIXTURES / "union_portable").glob("*.meta")).read_bytes()
     blob, _ = metafiles.parse_portable_meta(src_meta)
     models = [srv] + srv.peers
-    for i, st in enumerate(srv.sets):
+    for i, _st in enumerate(srv.sets):
         set_time = SET_TIME0 + 60 * i
         ts = metafiles.portable_timestamp(_dt.datetime.fromtimestamp(set_time, _dt.UTC))
         names = metafiles.portable_names(ts, [m.shard_id for m in models])
@@ -420,7 +421,8 @@ def _write_portable(srv: ServerModel, dest: Path) -> None:
         for m in models:
             mst = m.sets[i]
             # files on disk before the run are older than its start; a filtered copy is made during it
-            raw = _tar(m.shard_id, mst, lambda mtime, t=mst["time"]: set_time if mtime == t else set_time - 3600 + (mtime - t))
+            raw = _tar(m.shard_id, mst, lambda mtime, t=mst["time"], set_time=set_time: (
+                set_time if mtime == t else set_time - 3600 + (mtime - t)))
             (dest / names.shards[m.shard_id]).write_bytes(gzip.compress(raw, mtime=0))
             entries.append(metafiles.ManifestEntry("u", "autogen", m.shard_id, names.shards[m.shard_id], len(raw), 0))
         (dest / names.meta).write_bytes(src_meta)
@@ -568,7 +570,7 @@ def build_hostile_union(root: str | Path) -> list[Case]:
         base = FIXTURES / f"union_{fmt}"
         if fmt == "portable":
             sets = sorted(p.name[:16] for p in base.glob("*.manifest"))
-            shard_file = lambda i, sid: f"{sets[i]}.s{sid}.tar.gz"  # noqa: E731
+            shard_file = lambda i, sid, sets=sets: f"{sets[i]}.s{sid}.tar.gz"  # noqa: E731
         else:
             shard_file = lambda i, sid: f"u.autogen.{sid:05d}.{i:02d}"  # noqa: E731
         gz = fmt == "portable"

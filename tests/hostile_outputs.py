@@ -121,10 +121,12 @@ def _sealed_bytes_ok(case: OutCase, data: bytes) -> None:
     assert data[:4] == b"\x28\xb5\x2f\xfd", "not a zstd stream"
     import zstandard
 
-    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as zr:
-        with tarfile.open(fileobj=zr, mode="r|") as tf:
-            first = tf.next()
-            assert first is not None and first.name == "INFLUX-ARCHIVE.json"
+    with (
+        zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as zr,
+        tarfile.open(fileobj=zr, mode="r|") as tf,
+    ):
+        first = tf.next()
+        assert first is not None and first.name == "INFLUX-ARCHIVE.json"
 
 
 def _export_bytes_ok(case: OutCase, data: bytes) -> None:
@@ -192,7 +194,11 @@ def stream_target_cases(root: Path, src: dict[str, Path]) -> list[OutCase]:
                     tpath = str(fifo)
                 code = USAGE if tpath == "-" else FAILURE
                 real = os.path.realpath(tpath) if tpath != "-" else "-"
-                check = _is_char(real, null_rdev if real == "/dev/null" else full_rdev) if real.startswith("/dev/") else None
+                check = (
+                    _is_char(real, null_rdev if real == "/dev/null" else full_rdev)
+                    if real.startswith("/dev/")
+                    else None
+                )
                 cases.append(OutCase(
                     f"{verb}-{kind}-{tname}", argv(src[kind], tpath), code,
                     "standard output" if tpath == "-" else tpath, src[kind], work,
@@ -340,7 +346,11 @@ def inside_source_cases(root: Path, src: dict[str, Path]) -> list[OutCase]:
                               str(s.parent / "aliases" / ".." / s.name / rel)))
             forms.append(("equal", str(s)))
         else:
-            forms = [("equal", str(s)), ("alias", str(alias)), ("dotdot", str(s.parent / ".." / s.parent.name / s.name))]
+            forms = [
+                ("equal", str(s)),
+                ("alias", str(alias)),
+                ("dotdot", str(s.parent / ".." / s.parent.name / s.name)),
+            ]
         for fname, out in forms:
             existing = os.path.lexists(out)
             for verb, (kinds, argv) in FILE_VERBS.items():
@@ -376,7 +386,19 @@ FULL_VERBS = [
     ("pack", "live", lambda s, d: ["pack", str(s), str(d / "x.tar.zst")]),
     ("convert", "legacy", lambda s, d: ["convert", str(s), str(d / "bk")]),
     ("convert", "sealed", lambda s, d: ["convert", str(s), str(d / "bk"), "--to", "portable"]),
-    ("trim", "portable", lambda s, d: ["trim", str(s), str(d / "bk"), "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-24T12:00:00Z"]),
+    (
+        "trim",
+        "portable",
+        lambda s, d: [
+            "trim",
+            str(s),
+            str(d / "bk"),
+            "--start",
+            "2026-11-01T00:00:00Z",
+            "--end",
+            "2026-11-24T12:00:00Z",
+        ],
+    ),
     ("backup", "live", lambda s, d: ["backup", str(s), str(d / "bk")]),
     ("unpack", "sealed", lambda s, d: ["unpack", str(s), str(d / "bk")]),
 ]
@@ -418,7 +440,7 @@ def eacces_cases(root: Path) -> list[OutCase]:
     src = build_sources(root / "src")
     ro = root / "ro"
     ro.mkdir(exist_ok=True)
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), 0o644)
@@ -436,7 +458,7 @@ def eacces_cases(root: Path) -> list[OutCase]:
             copy = root / f"unreadable-{n}"
             if not copy.exists():
                 shutil.copytree(src[kind], copy)
-            for dirpath, dirnames, filenames in os.walk(copy):
+            for dirpath, _dirnames, _filenames in os.walk(copy):
                 os.chmod(dirpath, 0o755)
             victim = copy / rel
             os.chmod(victim, 0)
@@ -488,9 +510,32 @@ def salvage_cases(root: Path, src: dict[str, Path]) -> list[OutCase]:
             for verb, argv in (
                 ("convert", ["convert", str(copy), str(out / "c"), "--salvage"]),
                 ("convert-json", ["convert", str(copy), str(out / "j"), "--salvage", "--json"]),
-                ("trim", ["trim", str(copy), str(out / "t"), "--salvage", "--start", "2026-10-01T00:00:00Z", "--end", "2026-12-01T00:00:00Z"]),
+                (
+                    "trim",
+                    [
+                        "trim",
+                        str(copy),
+                        str(out / "t"),
+                        "--salvage",
+                        "--start",
+                        "2026-10-01T00:00:00Z",
+                        "--end",
+                        "2026-12-01T00:00:00Z",
+                    ],
+                ),
                 ("export", ["export", str(copy), "--out", str(out / "x.lp"), "--salvage"]),
-                ("restore", ["restore", str(copy), "--metadir", str(out / "r/meta"), "--datadir", str(out / "r/data"), "--salvage"]),
+                (
+                    "restore",
+                    [
+                        "restore",
+                        str(copy),
+                        "--metadir",
+                        str(out / "r/meta"),
+                        "--datadir",
+                        str(out / "r/data"),
+                        "--salvage",
+                    ],
+                ),
             ):
                 cases.append(OutCase(f"salvage-{damage}-{shard}-{verb}", argv, SALVAGED, name, copy, out,
                                      allowed=("c", "j", "t", "x.lp", "r"), tags=("salvage",)))
@@ -548,7 +593,18 @@ KILL_COMMANDS = [
     ("export", lambda s, d: ["export", str(s), "--out", str(d / "x.lp")]),
     ("export-gz", lambda s, d: ["export", str(s), "--compress", "--out", str(d / "x.lp.gz")]),
     ("convert", lambda s, d: ["convert", str(s), str(d / "bk"), "--to", "portable"]),
-    ("trim", lambda s, d: ["trim", str(s), str(d / "bk"), "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-30T00:00:00Z"]),
+    (
+        "trim",
+        lambda s, d: [
+            "trim",
+            str(s),
+            str(d / "bk"),
+            "--start",
+            "2026-11-01T00:00:00Z",
+            "--end",
+            "2026-11-30T00:00:00Z",
+        ],
+    ),
 ]
 #: seconds after the first spool appears at which the process is killed
 KILL_DELAYS = (0.0, 0.03, 0.1, 0.3)

@@ -150,7 +150,17 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
         stage = parent / f"{STAGE_PREFIX}{HUGE_PID if name.startswith('huge-pid') else pid}-0"
         build(stage, root, d)
         shard = _shard_dir(root)
-        cases.append(Case(f"{where}-{name}", root, restore_args(FIXTURES / "legacy", root, "--db", "db1"), 0, str(stage), stage, [shard]))
+        cases.append(
+            Case(
+                f"{where}-{name}",
+                root,
+                restore_args(FIXTURES / "legacy", root, "--db", "db1"),
+                0,
+                str(stage),
+                stage,
+                [shard],
+            )
+        )
 
     def valid_dir(stage: Path, mode: int = 0o700) -> None:
         stage.mkdir()
@@ -226,27 +236,44 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
             f.write(undo_db2(stage, root))
             f.truncate((64 << 20) + 1)  # sparse: one byte past the largest journal read
 
-    builders.update({
-        "stage-symlink": stage_symlink, "stage-file": stage_file, "journal-symlink": journal_symlink,
-        "journal-fifo": journal_fifo, "journal-dir": journal_dir, "no-journal": no_journal, "journal-huge": journal_huge,
-        "garbage": journal_bytes(os.urandom(0) + bytes(range(256)) * 4 + b"\n"),
-        "empty-journal": journal_bytes(b""),
-        "nul-lines": journal_bytes(b"\0\0\0\n\0\n"),
-        "not-ascii": journal_bytes('{"format": "é"}\n'.encode()),
-        "json-null": journal_bytes(b"null\n"),
-        "json-list": journal_bytes(b"[1, 2, 3]\n"),
-        # the journal format of earlier versions (hex paths): no proof of whose it is
-        "old-format": lambda stage, root, d: journal_bytes(
-            b"dir " + os.fsencode(d / "victim").hex().encode() + b"\nmoved " + os.fsencode(d / "victim" / "sub").hex().encode() + b"\n"
-        )(stage, root, d),
-    })
+    builders.update(
+        {
+            "stage-symlink": stage_symlink,
+            "stage-file": stage_file,
+            "journal-symlink": journal_symlink,
+            "journal-fifo": journal_fifo,
+            "journal-dir": journal_dir,
+            "no-journal": no_journal,
+            "journal-huge": journal_huge,
+            "garbage": journal_bytes(os.urandom(0) + bytes(range(256)) * 4 + b"\n"),
+            "empty-journal": journal_bytes(b""),
+            "nul-lines": journal_bytes(b"\0\0\0\n\0\n"),
+            "not-ascii": journal_bytes('{"format": "é"}\n'.encode()),
+            "json-null": journal_bytes(b"null\n"),
+            "json-list": journal_bytes(b"[1, 2, 3]\n"),
+            # the journal format of earlier versions (hex paths): no proof of whose it is
+            "old-format": lambda stage, root, d: journal_bytes(
+                b"dir "
+                + os.fsencode(d / "victim").hex().encode()
+                + b"\nmoved "
+                + os.fsencode(d / "victim" / "sub").hex().encode()
+                + b"\n"
+            )(stage, root, d),
+        }
+    )
 
-    def header_variant(mutate: Callable[[dict, Path, Path, Path], None], ops: Callable[[Path, Path, Path], list] | None = None):
+    def header_variant(
+        mutate: Callable[[dict, Path, Path, Path], None], ops: Callable[[Path, Path, Path], list] | None = None
+    ):
         def build(stage: Path, root: Path, d: Path) -> None:
             valid_dir(stage)
             h = header(stage, ours(stage, root))
             mutate(h, stage, root, d)
-            rest = ops(stage, root, d) if ops is not None else [moved("data", list(_shard_dir(root).relative_to(root / "data").parts), _shard_dir(root))]
+            rest = (
+                ops(stage, root, d)
+                if ops is not None
+                else [moved("data", list(_shard_dir(root).relative_to(root / "data").parts), _shard_dir(root))]
+            )
             (stage / "journal").write_bytes(lines(h, *rest))
         return build
 
@@ -270,44 +297,70 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
         shard = _shard_dir(other_root)
         return [moved("data", list(shard.relative_to(other_root / "data").parts), shard)]
 
-    builders.update({
-        "format-wrong": header_variant(set_("format", "something else")),
-        "version-1": header_variant(set_("version", 1)),
-        "version-3": header_variant(set_("version", 3)),
-        "header-uid": header_variant(set_("uid", OTHER_UID)),
-        "stage-ino-wrong": header_variant(lambda h, s, r, d: h["stage"].__setitem__("ino", h["stage"]["ino"] + 1)),
-        "stage-dev-wrong": header_variant(lambda h, s, r, d: h["stage"].__setitem__("dev", h["stage"]["dev"] + 1)),
-        "no-stage": header_variant(lambda h, s, r, d: h.pop("stage")),
-        "no-targets": header_variant(set_("targets", {})),
-        "main-missing": header_variant(lambda h, s, r, d: h.pop("main")),
-        "target-elsewhere": header_variant(target("data", lambda s, r, d: d / "victim"), victim_ops),
-        "target-root-fs": header_variant(target("data", lambda s, r, d: Path("/")), lambda s, r, d: [moved("data", ["etc"], Path("/etc"))]),
-        "target-source": header_variant(target("data", lambda s, r, d: FIXTURES / "legacy"),
-                                        lambda s, r, d: [moved("data", ["meta.00"], FIXTURES / "legacy" / "meta.00")]),
-        "target-other-target": header_variant(target("data", other), other_ops),
-        "target-ino-wrong": header_variant(lambda h, s, r, d: h["targets"]["data"].__setitem__("ino", h["targets"]["data"]["ino"] + 1)),
-        "target-path-elsewhere": header_variant(
-            lambda h, s, r, d: h["targets"]["data"].update(path=str(d / "victim"), real=str(d / "victim"))),
-        "target-wal-not-given": header_variant(target("wal", lambda s, r, d: d / "victim"), victim_ops),
-        "target-unknown-role": header_variant(lambda h, s, r, d: h["targets"].__setitem__("etc", identity(Path("/etc")))),
-        "target-malformed": header_variant(lambda h, s, r, d: h["targets"].__setitem__("meta", {"path": 1})),
-    })
+    builders.update(
+        {
+            "format-wrong": header_variant(set_("format", "something else")),
+            "version-1": header_variant(set_("version", 1)),
+            "version-3": header_variant(set_("version", 3)),
+            "header-uid": header_variant(set_("uid", OTHER_UID)),
+            "stage-ino-wrong": header_variant(lambda h, s, r, d: h["stage"].__setitem__("ino", h["stage"]["ino"] + 1)),
+            "stage-dev-wrong": header_variant(lambda h, s, r, d: h["stage"].__setitem__("dev", h["stage"]["dev"] + 1)),
+            "no-stage": header_variant(lambda h, s, r, d: h.pop("stage")),
+            "no-targets": header_variant(set_("targets", {})),
+            "main-missing": header_variant(lambda h, s, r, d: h.pop("main")),
+            "target-elsewhere": header_variant(target("data", lambda s, r, d: d / "victim"), victim_ops),
+            "target-root-fs": header_variant(
+                target("data", lambda s, r, d: Path("/")), lambda s, r, d: [moved("data", ["etc"], Path("/etc"))]
+            ),
+            "target-source": header_variant(
+                target("data", lambda s, r, d: FIXTURES / "legacy"),
+                lambda s, r, d: [moved("data", ["meta.00"], FIXTURES / "legacy" / "meta.00")],
+            ),
+            "target-other-target": header_variant(target("data", other), other_ops),
+            "target-ino-wrong": header_variant(
+                lambda h, s, r, d: h["targets"]["data"].__setitem__("ino", h["targets"]["data"]["ino"] + 1)
+            ),
+            "target-path-elsewhere": header_variant(
+                lambda h, s, r, d: h["targets"]["data"].update(path=str(d / "victim"), real=str(d / "victim"))
+            ),
+            "target-wal-not-given": header_variant(target("wal", lambda s, r, d: d / "victim"), victim_ops),
+            "target-unknown-role": header_variant(
+                lambda h, s, r, d: h["targets"].__setitem__("etc", identity(Path("/etc")))
+            ),
+            "target-malformed": header_variant(lambda h, s, r, d: h["targets"].__setitem__("meta", {"path": 1})),
+        }
+    )
     bad_rels: dict[str, list] = {
         "dotdot": [".."], "dotdot-victim": ["..", "..", "victim"], "absolute": ["/etc"], "empty": [], "dot": ["."],
         "slash-inside": ["db2/autogen"], "nul": ["db2\0"], "not-string": [1], "not-list": "db2", "empty-part": [""],
         "long-part": ["x" * 256],
     }
     for label, rel in bad_rels.items():
-        builders[f"op-rel-{label}"] = header_variant(lambda h, s, r, d: None, lambda s, r, d, rel=rel: [
-            {"op": "moved", "root": "data", "rel": rel, "dev": 0, "ino": 0}, moved("data", list(_shard_dir(r).relative_to(r / "data").parts), _shard_dir(r))])
-    builders.update({
-        "op-root-not-a-target": header_variant(lambda h, s, r, d: None, lambda s, r, d: [
-            {"op": "moved", "root": "wal", "rel": ["x"], "dev": 0, "ino": 0}]),
-        "op-moved-no-ino": header_variant(lambda h, s, r, d: None, lambda s, r, d: [{"op": "moved", "root": "data", "rel": ["db2"]}]),
-        "op-unknown": header_variant(lambda h, s, r, d: None, lambda s, r, d: [{"op": "rmtree", "path": str(d / "victim")}]),
-        "op-meta-malformed": header_variant(lambda h, s, r, d: None, lambda s, r, d: [{"op": "meta", "sha256": "../../etc"}]),
-        "op-not-object": header_variant(lambda h, s, r, d: None, lambda s, r, d: ["moved"]),
-    })
+        builders[f"op-rel-{label}"] = header_variant(
+            lambda h, s, r, d: None,
+            lambda s, r, d, rel=rel: [
+                {"op": "moved", "root": "data", "rel": rel, "dev": 0, "ino": 0},
+                moved("data", list(_shard_dir(r).relative_to(r / "data").parts), _shard_dir(r)),
+            ],
+        )
+    builders.update(
+        {
+            "op-root-not-a-target": header_variant(
+                lambda h, s, r, d: None,
+                lambda s, r, d: [{"op": "moved", "root": "wal", "rel": ["x"], "dev": 0, "ino": 0}],
+            ),
+            "op-moved-no-ino": header_variant(
+                lambda h, s, r, d: None, lambda s, r, d: [{"op": "moved", "root": "data", "rel": ["db2"]}]
+            ),
+            "op-unknown": header_variant(
+                lambda h, s, r, d: None, lambda s, r, d: [{"op": "rmtree", "path": str(d / "victim")}]
+            ),
+            "op-meta-malformed": header_variant(
+                lambda h, s, r, d: None, lambda s, r, d: [{"op": "meta", "sha256": "../../etc"}]
+            ),
+            "op-not-object": header_variant(lambda h, s, r, d: None, lambda s, r, d: ["moved"]),
+        }
+    )
     # torn or cut journals: the header cut at several places (a torn LAST line is ignored, so a
     # header that is cut has no complete header at all), and a bad line in the middle
     for cut in (1, 7, 20, 60, -2):
@@ -360,11 +413,28 @@ def stale_but_ours(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
                 shard = _shard_dir(root)
                 p = {"shard-dir": shard, "tsm-file": sorted(shard.iterdir())[0], "db-dir": root / "data" / "db2"}[kind]
                 st = os.lstat(p)
-                rec = {"op": "moved", "root": "data", "rel": list(p.relative_to(root / "data").parts), "dev": st.st_dev, "ino": ino_of(st)}
+                rec = {
+                    "op": "moved",
+                    "root": "data",
+                    "rel": list(p.relative_to(root / "data").parts),
+                    "dev": st.st_dev,
+                    "ino": ino_of(st),
+                }
                 dirs = [{"op": "dir", "root": "data", "rel": ["db2"]}]
-                (stage / "journal").write_bytes(lines(header(stage, {"meta": root / "meta", "data": root / "data"}), *dirs, rec))
-                cases.append(Case(f"stale-{where}-{name}-{kind}", root, restore_args(FIXTURES / "legacy", root, "--db", "db1"),
-                                  0, str(stage), stage, [root / "data" / "db2"]))
+                (stage / "journal").write_bytes(
+                    lines(header(stage, {"meta": root / "meta", "data": root / "data"}), *dirs, rec)
+                )
+                cases.append(
+                    Case(
+                        f"stale-{where}-{name}-{kind}",
+                        root,
+                        restore_args(FIXTURES / "legacy", root, "--db", "db1"),
+                        0,
+                        str(stage),
+                        stage,
+                        [root / "data" / "db2"],
+                    )
+                )
     return cases
 
 
@@ -385,10 +455,22 @@ def overlapping_targets(work: Path) -> list[tuple[str, list[str], list[str], str
                 ["--metadir", str(a / "meta"), "--datadir", str(b / "data")], str(a / "meta")))
     out.append(("shared-datadir", ["--metadir", str(a / "meta"), "--datadir", str(a / "data")],
                 ["--metadir", str(b / "meta"), "--datadir", str(a / "data")], str(a / "data")))
-    out.append(("symlinked-alias", ["--metadir", str(a / "meta"), "--datadir", str(a / "data")],
-                ["--metadir", str(work / "alias" / "meta"), "--datadir", str(work / "alias" / "data")], str(a / "meta")))
-    out.append(("waldir-is-other-datadir", ["--metadir", str(a / "meta"), "--datadir", str(a / "data")],
-                ["--metadir", str(b / "meta"), "--datadir", str(b / "data"), "--waldir", str(a / "data")], str(a / "data")))
+    out.append(
+        (
+            "symlinked-alias",
+            ["--metadir", str(a / "meta"), "--datadir", str(a / "data")],
+            ["--metadir", str(work / "alias" / "meta"), "--datadir", str(work / "alias" / "data")],
+            str(a / "meta"),
+        )
+    )
+    out.append(
+        (
+            "waldir-is-other-datadir",
+            ["--metadir", str(a / "meta"), "--datadir", str(a / "data")],
+            ["--metadir", str(b / "meta"), "--datadir", str(b / "data"), "--waldir", str(a / "data")],
+            str(a / "data"),
+        )
+    )
     out.append(("swapped-roles", ["--metadir", str(a / "meta"), "--datadir", str(a / "data")],
                 ["--metadir", str(a / "data"), "--datadir", str(a / "meta")], str(a / "meta")))
     return out

@@ -96,7 +96,9 @@ def _tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], fmt: int = tar
     return buf.getvalue()
 
 
-def _info(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+def _info(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
     ti = tarfile.TarInfo(name)
     ti.type = kind
     ti.linkname = link
@@ -151,94 +153,101 @@ def non_ascii_digit_cases(root: Path) -> list[SourceCase]:
     out: list[SourceCase] = []
     every_verb = {**DAMAGED_ALL, RESTORE_SALVAGE: 4}
     for i, dg in enumerate(DIGITS):
-        # every verb for the first three digits; the rest by the two verbs that read everything
-        expect = every_verb if i < 3 else {VERIFY: 1, RESTORE: 1}
-
-        def case(place: str, fixture: str, build: Callable[[Path], str], exp: dict[str, int] = expect) -> None:
-            d = _copy(root, f"{place}-{i}", fixture)
-            mention = build(d)
-            out.append(SourceCase("digits", f"{place}[{dg}]", d, dict(exp), mention))
-
-        def live_shard_dir(d: Path) -> str:
-            shutil.copytree(d / "data/db1/autogen/2", d / f"data/db1/autogen/{dg}")
-            return f"autogen/{dg}"
-
-        def live_wal_dir(d: Path) -> str:
-            shutil.copytree(d / "wal/db1/autogen/4", d / f"wal/db1/autogen/{dg}")
-            return f"autogen/{dg}"
-
-        def live_tsm_name(d: Path) -> str:
-            name = f"00000000{dg}-000000001.tsm"
-            shutil.copy(d / "data/db1/autogen/2/000000001-000000001.tsm", d / f"data/db1/autogen/2/{name}")
-            return name
-
-        def live_tombstone_name(d: Path) -> str:
-            name = f"000000001-00000000{dg}.tombstone"
-            shutil.copy(d / "data/db1/autogen/2/000000001-000000001.tombstone", d / f"data/db1/autogen/2/{name}")
-            return name
-
-        def live_wal_name(d: Path) -> str:
-            name = f"_0000{dg}.wal"
-            shutil.copy(d / "wal/db1/autogen/4/_00004.wal", d / f"wal/db1/autogen/4/{name}")
-            return name
-
-        def legacy_shard_id(d: Path) -> str:
-            name = f"db1.autogen.0000{dg}.00"
-            shutil.copy(d / "db1.autogen.00002.00", d / name)
-            return name
-
-        def legacy_increment(d: Path) -> str:
-            name = f"db1.autogen.00002.0{dg}"
-            shutil.copy(d / "db1.autogen.00002.00", d / name)
-            return name
-
-        def legacy_meta(d: Path) -> str:
-            name = f"meta.0{dg}"
-            shutil.copy(d / "meta.01", d / name)
-            return name
-
-        def tar_member_sid(d: Path) -> str:
-            f = d / "db1.autogen.00002.00"
-            ms = _tar_members(f.read_bytes())
-            f.write_bytes(_tar(ms + [(_renamed(ms[0][0], f"db1/autogen/{dg}/000000001-000000001.tsm"), ms[0][1])]))
-            return f"db1/autogen/{dg}/"
-
-        def tar_member_tsm(d: Path) -> str:
-            f = d / "db1.autogen.00002.00"
-            ms = _tar_members(f.read_bytes())
-            f.write_bytes(_tar(ms + [(_renamed(ms[0][0], f"db1/autogen/2/00000000{dg}-000000001.tsm"), ms[0][1])]))
-            return f"00000000{dg}-000000001.tsm"
-
-        def targz_member_sid(d: Path) -> str:
-            ms = _tar_members((d / f"{STEM}.s2.tar.gz").read_bytes(), gz=True)
-            _set_portable_tar(d, 2, _tar(ms + [(_renamed(ms[0][0], f"db1/autogen/{dg}/000000001-000000001.tsm"), ms[0][1])]))
-            return f"db1/autogen/{dg}/"
-
-        def portable_file_name(d: Path) -> str:
-            # only a name: the manifest says which shard the file holds; nothing is parsed from it
-            new = f"{STEM}.s{dg}.tar.gz"
-            os.rename(d / f"{STEM}.s2.tar.gz", d / new)
-            man = d / f"{STEM}.manifest"
-            doc = json.loads(man.read_bytes())
-            for e in doc["files"]:
-                if e["fileName"] == f"{STEM}.s2.tar.gz":
-                    e["fileName"] = new
-            man.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-            return new
-
-        case("live-shard-dir", "live", live_shard_dir)
-        case("live-wal-dir", "live", live_wal_dir)
-        case("live-tsm-name", "live", live_tsm_name)
-        case("live-tombstone-name", "live", live_tombstone_name)
-        case("live-wal-name", "live", live_wal_name)
-        case("legacy-shard-id", "legacy", legacy_shard_id)
-        case("legacy-increment", "legacy", legacy_increment)
-        case("legacy-meta", "legacy", legacy_meta)
-        case("tar-member-sid", "legacy", tar_member_sid)
-        case("tar-member-tsm", "legacy", tar_member_tsm)
-        case("targz-member-sid", "portable", targz_member_sid)
-        case("portable-file-name", "portable", portable_file_name, {VERIFY: 0, INSPECT: 0, RESTORE: 0, CONVERT: 0})
+        _digit_cases(root, out, i, dg, every_verb)
     return out
+
+
+def _digit_cases(root: Path, out: list[SourceCase], i: int, dg: str, every_verb: dict[str, int]) -> None:
+    """The cases of the ``i``-th digit of DIGITS, ``dg``, appended to ``out``."""
+    # every verb for the first three digits; the rest by the two verbs that read everything
+    expect = every_verb if i < 3 else {VERIFY: 1, RESTORE: 1}
+
+    def case(place: str, fixture: str, build: Callable[[Path], str], exp: dict[str, int] = expect) -> None:
+        d = _copy(root, f"{place}-{i}", fixture)
+        mention = build(d)
+        out.append(SourceCase("digits", f"{place}[{dg}]", d, dict(exp), mention))
+
+    def live_shard_dir(d: Path) -> str:
+        shutil.copytree(d / "data/db1/autogen/2", d / f"data/db1/autogen/{dg}")
+        return f"autogen/{dg}"
+
+    def live_wal_dir(d: Path) -> str:
+        shutil.copytree(d / "wal/db1/autogen/4", d / f"wal/db1/autogen/{dg}")
+        return f"autogen/{dg}"
+
+    def live_tsm_name(d: Path) -> str:
+        name = f"00000000{dg}-000000001.tsm"
+        shutil.copy(d / "data/db1/autogen/2/000000001-000000001.tsm", d / f"data/db1/autogen/2/{name}")
+        return name
+
+    def live_tombstone_name(d: Path) -> str:
+        name = f"000000001-00000000{dg}.tombstone"
+        shutil.copy(d / "data/db1/autogen/2/000000001-000000001.tombstone", d / f"data/db1/autogen/2/{name}")
+        return name
+
+    def live_wal_name(d: Path) -> str:
+        name = f"_0000{dg}.wal"
+        shutil.copy(d / "wal/db1/autogen/4/_00004.wal", d / f"wal/db1/autogen/4/{name}")
+        return name
+
+    def legacy_shard_id(d: Path) -> str:
+        name = f"db1.autogen.0000{dg}.00"
+        shutil.copy(d / "db1.autogen.00002.00", d / name)
+        return name
+
+    def legacy_increment(d: Path) -> str:
+        name = f"db1.autogen.00002.0{dg}"
+        shutil.copy(d / "db1.autogen.00002.00", d / name)
+        return name
+
+    def legacy_meta(d: Path) -> str:
+        name = f"meta.0{dg}"
+        shutil.copy(d / "meta.01", d / name)
+        return name
+
+    def tar_member_sid(d: Path) -> str:
+        f = d / "db1.autogen.00002.00"
+        ms = _tar_members(f.read_bytes())
+        f.write_bytes(_tar(ms + [(_renamed(ms[0][0], f"db1/autogen/{dg}/000000001-000000001.tsm"), ms[0][1])]))
+        return f"db1/autogen/{dg}/"
+
+    def tar_member_tsm(d: Path) -> str:
+        f = d / "db1.autogen.00002.00"
+        ms = _tar_members(f.read_bytes())
+        f.write_bytes(_tar(ms + [(_renamed(ms[0][0], f"db1/autogen/2/00000000{dg}-000000001.tsm"), ms[0][1])]))
+        return f"00000000{dg}-000000001.tsm"
+
+    def targz_member_sid(d: Path) -> str:
+        ms = _tar_members((d / f"{STEM}.s2.tar.gz").read_bytes(), gz=True)
+        _set_portable_tar(
+            d, 2, _tar(ms + [(_renamed(ms[0][0], f"db1/autogen/{dg}/000000001-000000001.tsm"), ms[0][1])])
+        )
+        return f"db1/autogen/{dg}/"
+
+    def portable_file_name(d: Path) -> str:
+        # only a name: the manifest says which shard the file holds; nothing is parsed from it
+        new = f"{STEM}.s{dg}.tar.gz"
+        os.rename(d / f"{STEM}.s2.tar.gz", d / new)
+        man = d / f"{STEM}.manifest"
+        doc = json.loads(man.read_bytes())
+        for e in doc["files"]:
+            if e["fileName"] == f"{STEM}.s2.tar.gz":
+                e["fileName"] = new
+        man.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+        return new
+
+    case("live-shard-dir", "live", live_shard_dir)
+    case("live-wal-dir", "live", live_wal_dir)
+    case("live-tsm-name", "live", live_tsm_name)
+    case("live-tombstone-name", "live", live_tombstone_name)
+    case("live-wal-name", "live", live_wal_name)
+    case("legacy-shard-id", "legacy", legacy_shard_id)
+    case("legacy-increment", "legacy", legacy_increment)
+    case("legacy-meta", "legacy", legacy_meta)
+    case("tar-member-sid", "legacy", tar_member_sid)
+    case("tar-member-tsm", "legacy", tar_member_tsm)
+    case("targz-member-sid", "portable", targz_member_sid)
+    case("portable-file-name", "portable", portable_file_name, {VERIFY: 0, INSPECT: 0, RESTORE: 0, CONVERT: 0})
 
 
 def _renamed(info: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
@@ -369,10 +378,18 @@ def sealed_manifest_cases(root: Path) -> list[SourceCase]:
     for label, value in (("mode='0644'", "0644"), ("mode=rwx", "rw-r--r--"), ("mode=-1", -1), ("mode=0o10000", 0o10000),
                          ("mode=1.5", 1.5), ("mode=true", True), ("mode=[]", [420])):
         add_doc(label, _set(doc, "files.0.mode", value))
-    for label, value in (("name=../x", "../x"), ("name=/abs", "/etc/passwd"), ("name=a/./b", "a/./b"), ("name=a//b", "a//b"),
-                         ("name=empty", ""), ("name=dot", "."), ("name=NUL", "meta\x00.00"),
-                         ("name=component300", "x" * 300), ("name=path5000", "/".join(["d" * 200] * 25)),
-                         ("name=1MB", "n" * (1 << 20))):
+    for label, value in (
+        ("name=../x", "../x"),
+        ("name=/abs", "/etc/passwd"),
+        ("name=a/./b", "a/./b"),
+        ("name=a//b", "a//b"),
+        ("name=empty", ""),
+        ("name=dot", "."),
+        ("name=NUL", "meta\x00.00"),
+        ("name=component300", "x" * 300),
+        ("name=path5000", "/".join(["d" * 200] * 25)),
+        ("name=1MB", "n" * (1 << 20)),
+    ):
         add_doc(label, _set(doc, "files.0.name", value))
     add_doc("duplicate name", {**doc, "files": doc["files"] + [doc["files"][0]]})
     conflict = {**e0, "name": e0["name"] + "/inner"}
@@ -515,8 +532,11 @@ def control_name_cases(root: Path) -> list[SourceCase]:
         f = d / "db1.autogen.00002.00"
         ms = _tar_members(f.read_bytes())
         f.write_bytes(_tar(ms + [_info(f"db1/autogen/2/{nm}.tsm", kind=tarfile.SYMTYPE, link="/etc/passwd")]))
-        out.append(SourceCase("names", f"refused member {shown}", d, {VERIFY: 1, RESTORE: 0, CONVERT: 0, INSPECT: 0, EXPORT: 0},
-                              shown))
+        out.append(
+            SourceCase(
+                "names", f"refused member {shown}", d, {VERIFY: 1, RESTORE: 0, CONVERT: 0, INSPECT: 0, EXPORT: 0}, shown
+            )
+        )
 
         d = _copy(root, f"member-cut-{i}", "legacy")
         f = d / "db1.autogen.00002.00"
@@ -730,7 +750,9 @@ def tar_header_cases(root: Path, *, bomb_bytes: int = 600 << 20) -> list[SourceC
     for label, t in EXT_TYPES.items():
         for claim in HUGE_CLAIMS:
             for where in ("first", "after-member"):
-                head = _header(b"././@LongLink" if label.startswith("gnu") else b"PaxHeader", claim, t) + b"17 path=a/b/c/d\n".ljust(512, b"\0")
+                head = _header(
+                    b"././@LongLink" if label.startswith("gnu") else b"PaxHeader", claim, t
+                ) + b"17 path=a/b/c/d\n".ljust(512, b"\0")
                 d = _copy(root, f"legacy-{label}-{claim}-{where}", "legacy")
                 f = d / "db1.autogen.00002.00"
                 good = _tar(legacy_members, fmt=tarfile.USTAR_FORMAT)
@@ -747,7 +769,9 @@ def tar_header_cases(root: Path, *, bomb_bytes: int = 600 << 20) -> list[SourceC
     # a chain of long-name headers, each naming the next (recursion in tarfile)
     d = _copy(root, "legacy-chain", "legacy")
     f = d / "db1.autogen.00002.00"
-    chain = b"".join(_header(b"././@LongLink", 8, tarfile.GNUTYPE_LONGNAME) + b"x/y.tsm\0".ljust(512, b"\0") for _ in range(1000))
+    chain = b"".join(
+        _header(b"././@LongLink", 8, tarfile.GNUTYPE_LONGNAME) + b"x/y.tsm\0".ljust(512, b"\0") for _ in range(1000)
+    )
     f.write_bytes(chain + _tar(legacy_members, fmt=tarfile.USTAR_FORMAT))
     out.append(SourceCase("tar-headers", "legacy chain of 1000 long names", d, dict(expect), f.name))
     # global PAX headers adding up (each small, many distinct keys)
@@ -771,8 +795,11 @@ def tar_header_cases(root: Path, *, bomb_bytes: int = 600 << 20) -> list[SourceC
     doc, members = _sealed_parts(base)
     p = _seal(root / "sealed-pax.tar.zst", json.dumps(doc).encode(), members,
               extra_head=_header(b"PaxHeader", 1 << 40, tarfile.XHDTYPE) + b"".ljust(512, b"\0"))
-    out.append(SourceCase("tar-headers", "sealed pax 1 TiB", p, {INSPECT: 1, VERIFY: 1, RESTORE: 1, CONVERT: 1, UNPACK: 1},
-                          p.name))
+    out.append(
+        SourceCase(
+            "tar-headers", "sealed pax 1 TiB", p, {INSPECT: 1, VERIFY: 1, RESTORE: 1, CONVERT: 1, UNPACK: 1}, p.name
+        )
+    )
     # the bomb: a PAX header that really holds bomb_bytes (compresses ~1000:1)
     d = _copy(root, "portable-pax-bomb", "portable")
     good = _tar(portable_members, fmt=tarfile.USTAR_FORMAT)

@@ -161,7 +161,6 @@ def log_file_cases(base: Path, out: Path, *, limit_files: int = 3) -> list[Case]
         rel = path.relative_to(base)
         entries = list(ix.iter_log_file(str(path)))
         bounds = {0} | {e.offset + e.size for e in entries}
-        size = path.stat().st_size
         # every byte inside the first two entries and the last one
         spans = [(e.offset, e.offset + e.size) for e in entries[:2] + entries[-1:]]
         for cut in sorted({c for a, b in spans for c in range(a + 1, b)}):
@@ -210,7 +209,9 @@ def manifest_cases(base: Path, out: Path) -> list[Case]:
             cases.append(Case(f"{kind}:{rel}", ["dump-tsi", str(shard)], 1, str(path), tree))
         tree = _copy(base, out, f"man{i}-absent")
         (tree / rel).unlink()
-        cases.append(Case(f"absent:{rel}", ["dump-tsi", str((tree / rel).parents[2])], 1, str((tree / rel).parent), tree))
+        cases.append(
+            Case(f"absent:{rel}", ["dump-tsi", str((tree / rel).parents[2])], 1, str((tree / rel).parent), tree)
+        )
     return cases
 
 

@@ -26,7 +26,7 @@ def restrict(truth: dict, lo: int, hi: int) -> dict:
     """The TRUTH a server holding only the points with lo <= t <= hi serves."""
     out = copy.deepcopy(truth)
     for db in out["databases"].values():
-        for rp, measurements in db["data"].items():
+        for _rp, measurements in db["data"].items():
             for name in list(measurements):
                 m = measurements[name]
                 for s in m["series"]:
@@ -44,7 +44,7 @@ def test_legacy_to_portable_restored_by_influxd(tmp_path, fixtures_dir, influxd_
     assert proc.returncode == 0, proc.stderr
     names = sorted(os.listdir(out))
     assert not any(n.endswith(".tombstone") for n in names)
-    manifest = parse_manifest((out / [n for n in names if n.endswith(".manifest")][0]).read_bytes())
+    manifest = parse_manifest((out / next(n for n in names if n.endswith(".manifest"))).read_bytes())
     assert manifest.limited is False and {e.shard_id for e in manifest.files} == set(range(1, 20))
     for e in manifest.files:  # size = uncompressed tar bytes, members named <db>/<rp>/<id>/<file>
         with tarfile.open(out / e.file_name) as tf:
@@ -63,7 +63,9 @@ def test_legacy_to_portable_restored_by_influxd(tmp_path, fixtures_dir, influxd_
 
 
 @pytest.mark.interop
-def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
+def test_portable_to_legacy_restored_by_influxd_offline_and_online(
+    tmp_path, fixtures_dir, influxd_factory, truth, cli
+) -> None:
     out = tmp_path / "legacy"
     proc = cli("convert", str(fixtures_dir / "portable"), str(out), "--to", "legacy")
     assert proc.returncode == 0, proc.stderr
@@ -105,7 +107,12 @@ def test_portable_to_legacy_restored_by_influxd_offline_and_online(tmp_path, fix
         return t
 
     got = server.dump()
-    assert harness.compare_truth(without_lost(expected), without_lost(got), sections=RESTORED | {"users", "continuous_queries"}) == []
+    assert (
+        harness.compare_truth(
+            without_lost(expected), without_lost(got), sections=RESTORED | {"users", "continuous_queries"}
+        )
+        == []
+    )
     server.stop()
 
     # online: every shard, including 10
@@ -140,7 +147,7 @@ def test_trim_is_point_exact(tmp_path, fixtures_dir, influxd_factory, truth, cli
     kept = {s["id"] for s in result["shards"]}
     # shard 1 (before), 7-16 (after 05:30 except 10) and 18 (1969) are dropped; 17, 19 in range
     assert kept == {2, 3, 4, 5, 6, 7, 8, 9, 10, 17, 19}
-    manifest = parse_manifest((out / [n for n in result["files"] if n.endswith(".manifest")][0]).read_bytes())
+    manifest = parse_manifest((out / next(n for n in result["files"] if n.endswith(".manifest"))).read_bytes())
     assert {e.shard_id for e in manifest.files} == kept
     server = influxd_factory()
     proc = server.restore_portable(out)
@@ -151,10 +158,14 @@ def test_trim_is_point_exact(tmp_path, fixtures_dir, influxd_factory, truth, cli
 def test_trim_copies_inside_blocks_raw(tmp_path, fixtures_dir) -> None:
     """Shards wholly inside the range are copied byte for byte; a boundary shard is rewritten."""
     src = open_source(fixtures_dir / "legacy")
-    plan = plan_convert(src, tmp_path / "o", start=parse_time("2026-11-24T00:00:00Z"), end=parse_time("2026-11-24T02:30:00Z"))
+    plan = plan_convert(
+        src, tmp_path / "o", start=parse_time("2026-11-24T00:00:00Z"), end=parse_time("2026-11-24T02:30:00Z")
+    )
     how = {j.shard.id: j.copy_raw for j in plan.jobs}
     assert how == {5: False, 6: False, 7: False}  # 5 and 6 carry tombstones; 7 is cut at 02:30
-    plan = plan_convert(src, tmp_path / "o", start=parse_time("2026-11-19T00:00:00Z"), end=parse_time("2026-11-20T00:00:00Z"))
+    plan = plan_convert(
+        src, tmp_path / "o", start=parse_time("2026-11-19T00:00:00Z"), end=parse_time("2026-11-20T00:00:00Z")
+    )
     assert {j.shard.id: j.copy_raw for j in plan.jobs} == {4: False, 17: False, 19: True}
 
 

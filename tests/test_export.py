@@ -23,8 +23,22 @@ def influx_import(server, path: Path, *extra: str) -> subprocess.CompletedProces
     if binary is None:
         pytest.fail(f"the influx CLI is missing: {harness.INSTALL_HINT}", pytrace=False)
     return subprocess.run(
-        [binary, "-host", "127.0.0.1", "-port", str(server.http_port), "-import", "-path", str(path), "-precision", "ns", *extra],
-        capture_output=True, text=True, timeout=300,
+        [
+            binary,
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(server.http_port),
+            "-import",
+            "-path",
+            str(path),
+            "-precision",
+            "ns",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -59,7 +73,10 @@ def test_export_filters_and_compressed(tmp_path, fixtures_dir, influxd_factory, 
     a, b = parse_time(lo), parse_time(hi)
     series = expected["databases"]["db1"]["data"]["hourly"]["temp"]["series"]
     want = {tuple(sorted(s["tags"].items())): [p for p in s["points"] if a <= p[0] <= b] for s in series}
-    have = {tuple(sorted(s["tags"].items())): s["points"] for s in got["databases"]["db1"]["data"]["hourly"]["temp"]["series"]}
+    have = {
+        tuple(sorted(s["tags"].items())): s["points"]
+        for s in got["databases"]["db1"]["data"]["hourly"]["temp"]["series"]
+    }
     assert have == {k: v for k, v in want.items() if v}
     assert list(got["databases"]["db1"]["data"]) == ["hourly"]
     assert got["databases"]["db1"]["retention_policies"]["hourly"]["shard_group_duration"] == "1h0m0s"

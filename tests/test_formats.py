@@ -75,7 +75,10 @@ CASES: list[tuple[str, Any, bytes, Any]] = [
         fmt.IndexRecord,
         b"\x00\x03cpu" + b"\x01" + b"\x00\x01" + _i64(1) + _i64(2) + _u64(5) + (9).to_bytes(4, "big"),
         _c(
-            key_len=3, key=b"cpu", block_type=1, count=1,
+            key_len=3,
+            key=b"cpu",
+            block_type=1,
+            count=1,
             entries=ListContainer([_c(min_time=1, max_time=2, offset=5, size=9)]),
         ),
     ),
@@ -102,7 +105,12 @@ CASES: list[tuple[str, Any, bytes, Any]] = [
     ),
     # ---- tombstones (tsm/format/tombstone.py)
     ("tombstone Header", tfmt.Header, b"\x00\x00\x15\x04", tfmt.V4_HEADER),
-    ("tombstone Record", tfmt.Record, b"\x00\x00\x00\x01k" + _i64(-3) + _i64(3), _c(key_len=1, key=b"k", min=-3, max=3)),
+    (
+        "tombstone Record",
+        tfmt.Record,
+        b"\x00\x00\x00\x01k" + _i64(-3) + _i64(3),
+        _c(key_len=1, key=b"k", min=-3, max=3),
+    ),
     (
         "tombstone GoGzipHeader",
         tfmt.GoGzipHeader,
@@ -111,7 +119,12 @@ CASES: list[tuple[str, Any, bytes, Any]] = [
     ),
     ("tombstone GzipTrailer", tfmt.GzipTrailer, b"\x01\x02\x03\x04\x05\x00\x00\x00", _c(crc=0x04030201, size=5)),
     # ---- metastore (meta/format.py)
-    ("meta MetaNNHead", mfmt.MetaNNHead, _u64(mfmt.META_NN_MAGIC) + _u64(3), _c(magic=mfmt.META_NN_MAGIC, blob_length=3)),
+    (
+        "meta MetaNNHead",
+        mfmt.MetaNNHead,
+        _u64(mfmt.META_NN_MAGIC) + _u64(3),
+        _c(magic=mfmt.META_NN_MAGIC, blob_length=3),
+    ),
     ("meta MetaNNNodeLength", mfmt.MetaNNNodeLength, _u64(5), 5),
     (
         "meta MetaNNFrame",
@@ -141,8 +154,14 @@ CASES: list[tuple[str, Any, bytes, Any]] = [
         ifmt.SeriesIndexHeader,
         b"SIDX\x01" + _u64(8) + _i64(100) + _u64(2) + _i64(4) + _i64(69) + _i64(64) + _i64(133) + _i64(64),
         _c(
-            magic=b"SIDX", version=1, max_series_id=8, max_offset=100, count=2, capacity=4,
-            key_id_map=_c(offset=69, size=64), id_offset_map=_c(offset=133, size=64),
+            magic=b"SIDX",
+            version=1,
+            max_series_id=8,
+            max_offset=100,
+            count=2,
+            capacity=4,
+            key_id_map=_c(offset=69, size=64),
+            id_offset_map=_c(offset=133, size=64),
         ),
     ),
     ("tsi1 LogEntryBody", ifmt.LogEntryBody, LOG_BODY, _c(flag=0, series_id=7, name=b"cpu", key=b"host", value=b"h1")),
@@ -158,9 +177,12 @@ CASES: list[tuple[str, Any, bytes, Any]] = [
         ifmt.IndexFileTrailer,
         b"".join(_i64(i) for i in range(10)) + b"\x00\x01",
         _c(
-            measurement_block=_c(offset=0, size=1), series_id_set=_c(offset=2, size=3),
-            tombstone_series_id_set=_c(offset=4, size=5), series_sketch=_c(offset=6, size=7),
-            tombstone_series_sketch=_c(offset=8, size=9), version=1,
+            measurement_block=_c(offset=0, size=1),
+            series_id_set=_c(offset=2, size=3),
+            tombstone_series_id_set=_c(offset=4, size=5),
+            series_sketch=_c(offset=6, size=7),
+            tombstone_series_sketch=_c(offset=8, size=9),
+            version=1,
         ),
     ),
     (
@@ -168,8 +190,11 @@ CASES: list[tuple[str, Any, bytes, Any]] = [
         ifmt.MeasurementBlockTrailer,
         b"".join(_i64(i) for i in range(8)) + b"\x00\x01",
         _c(
-            data=_c(offset=0, size=1), hash_index=_c(offset=2, size=3), sketch=_c(offset=4, size=5),
-            tombstone_sketch=_c(offset=6, size=7), version=1,
+            data=_c(offset=0, size=1),
+            hash_index=_c(offset=2, size=3),
+            sketch=_c(offset=4, size=5),
+            tombstone_sketch=_c(offset=6, size=7),
+            version=1,
         ),
     ),
     (
@@ -183,8 +208,11 @@ CASES: list[tuple[str, Any, bytes, Any]] = [
         ifmt.TagBlockTrailer,
         b"".join(_i64(i) for i in range(7)) + b"\x00\x01",
         _c(
-            value_data=_c(offset=0, size=1), key_data=_c(offset=2, size=3), hash_index=_c(offset=4, size=5),
-            size=6, version=1,
+            value_data=_c(offset=0, size=1),
+            key_data=_c(offset=2, size=3),
+            hash_index=_c(offset=4, size=5),
+            size=6,
+            version=1,
         ),
     ),
     (
@@ -255,9 +283,9 @@ def test_fixed_sizes_match_the_definitions() -> None:
     assert fmt.KEY_LEN.size + 1 + fmt.COUNT.size == fmt.RECORD_HEAD_SIZE
     assert fmt.Header.build({"version": fmt.VERSION})[fmt.VERSION_OFFSET] == fmt.VERSION
     assert wfmt.EntryHeader.sizeof() == wfmt.ENTRY_HEADER_SIZE
-    assert wfmt.EntryHeader.build({"type": 1, "length": 0xA0B0C0D})[wfmt.ENTRY_LENGTH_OFFSET:] == wfmt.ENTRY_LENGTH.pack(
-        0xA0B0C0D
-    )
+    assert wfmt.EntryHeader.build({"type": 1, "length": 0xA0B0C0D})[
+        wfmt.ENTRY_LENGTH_OFFSET :
+    ] == wfmt.ENTRY_LENGTH.pack(0xA0B0C0D)
     assert tfmt.HEADER_SIZE == tfmt.Header.sizeof() == tfmt.VERSION_WORD.size
     assert tfmt.GoGzipHeader.sizeof() == tfmt.GZIP_FIXED_HEADER_SIZE
     assert tfmt.GzipTrailer.sizeof() == tfmt.GZIP_TRAILER_SIZE
@@ -326,7 +354,9 @@ def test_tsm_index_fast_paths_are_the_definition(keys: list[bytes], data: st.Dat
         for j in range(n):
             offset = w.bytes_written
             w.write_block(key, block.INTEGER, 10 * j, 10 * j + 5, blk)
-            entries.append({"min_time": 10 * j, "max_time": 10 * j + 5, "offset": offset, "size": fmt.CRC_SIZE + len(blk)})
+            entries.append(
+                {"min_time": 10 * j, "max_time": 10 * j + 5, "offset": offset, "size": fmt.CRC_SIZE + len(blk)}
+            )
         expected.append({"key_len": len(key), "key": key, "block_type": block.INTEGER, "count": n, "entries": entries})
     w.close()
     raw = out.getvalue()
@@ -411,7 +441,9 @@ def test_wal_entry_header_fast_path_is_the_definition(typ: int, length: int) -> 
 # ---- tombstone fast paths -----------------------------------------------------------------------
 
 TOMBSTONES = st.lists(
-    st.tuples(st.binary(max_size=30), INT64, INT64).map(lambda t: (t[0], min(t[1:]), max(t[1:]))), min_size=1, max_size=6
+    st.tuples(st.binary(max_size=30), INT64, INT64).map(lambda t: (t[0], min(t[1:]), max(t[1:]))),
+    min_size=1,
+    max_size=6,
 )
 
 
@@ -482,7 +514,9 @@ def test_series_key_fast_path_is_the_definition(name: bytes, tags: list[tuple[by
 
 
 @given(st.sampled_from((ifmt.ENTRY_INSERT, ifmt.ENTRY_TOMBSTONE)), UINT64, NAME, TAGS)
-def test_series_entry_fast_path_is_the_definition(flag: int, sid: int, name: bytes, tags: list[tuple[bytes, bytes]]) -> None:
+def test_series_entry_fast_path_is_the_definition(
+    flag: int, sid: int, name: bytes, tags: list[tuple[bytes, bytes]]
+) -> None:
     key = serieskey.encode(name, tags)
     raw = seriesfile.entry_bytes(flag, sid, key)
     head = ifmt.EntryHeader.parse(raw)
@@ -513,7 +547,9 @@ def test_tsi1_element_heads_are_the_definitions(flag: int, a: int, b: int, c: in
     )
     assert ifmt.MEASUREMENT_ELEM_HEAD.unpack_from(m) == (flag, a, b)
     assert ifmt.MeasurementElem.parse(m).name == name == m[ifmt.MEASUREMENT_ELEM_HEAD.size + 1 :][: len(name)]
-    k = ifmt.TagKeyElem.build({"flag": flag, "data": {"offset": a, "size": b}, "hash_index": {"offset": c, "size": d}, "key": name})
+    k = ifmt.TagKeyElem.build(
+        {"flag": flag, "data": {"offset": a, "size": b}, "hash_index": {"offset": c, "size": d}, "key": name}
+    )
     assert ifmt.TAG_KEY_ELEM_HEAD.unpack_from(k) == (flag, a, b, c, d)
 
 

@@ -300,7 +300,9 @@ SINGLE_FILE_SEEDS = {
 
 @pytest.mark.slow
 @FUZZ
-@given(st.sampled_from(sorted(SINGLE_FILE_SEEDS)).flatmap(lambda n: st.tuples(st.just(n), mutated(SINGLE_FILE_SEEDS[n]))))
+@given(
+    st.sampled_from(sorted(SINGLE_FILE_SEEDS)).flatmap(lambda n: st.tuples(st.just(n), mutated(SINGLE_FILE_SEEDS[n])))
+)
 def test_source_single_file(named: tuple[str, bytes]) -> None:
     """``open_source`` on one damaged file of each kind, then read it all as ``inspect --points`` does."""
     name, data = named

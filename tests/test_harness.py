@@ -182,7 +182,9 @@ def test_server_on_copy_of_live_serves_live_truth(influxd_factory, fixtures_dir:
 
 
 @pytest.mark.interop
-def test_offline_restore_of_legacy_reproduces_shard_10_bug(fixtures_dir: Path, tmp_path: Path, influxd_factory, truth) -> None:
+def test_offline_restore_of_legacy_reproduces_shard_10_bug(
+    fixtures_dir: Path, tmp_path: Path, influxd_factory, truth
+) -> None:
     """Why this project exists (docs/formats.md#offline-restore): ``influxd restore`` strips
     leading AND trailing zeros from the shard ID in ``db1.hourly.00010.00``, so shard 10's files
     land in ``data/db1/hourly/1``, a directory no metastore entry points to. After the "successful"

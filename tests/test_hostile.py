@@ -54,8 +54,12 @@ VERBS: list[Verb] = [
     Verb("inspect", "inspect", lambda s, t: ["inspect", str(s)], findings_on_stdout=True),
     Verb("inspect --points", "inspect", lambda s, t: ["inspect", str(s), "--points"], findings_on_stdout=True),
     Verb("verify", "verify", lambda s, t: ["verify", str(s)], findings_on_stdout=True),
-    Verb("restore", "restore", lambda s, t: ["restore", str(s), "--metadir", str(t / "meta"), "--datadir", str(t / "data")],
-         targets=("meta", "data")),
+    Verb(
+        "restore",
+        "restore",
+        lambda s, t: ["restore", str(s), "--metadir", str(t / "meta"), "--datadir", str(t / "data")],
+        targets=("meta", "data"),
+    ),
     Verb("convert", "convert", lambda s, t: ["convert", str(s), str(t / "out")], targets=("out",)),
     Verb("export", "export", lambda s, t: ["export", str(s), "--out", str(t / "out.lp")], targets=("out.lp",)),
     Verb("pack", "pack", lambda s, t: ["pack", str(s), str(t / "a.tar.zst")], targets=("a.tar.zst",)),
@@ -132,7 +136,9 @@ def _check(case: Case, verb: Verb, runner: str, tmp_path: Path, cli=None) -> Non
         assert err_lines and err.splitlines()[-1] == err_lines[0], where
         assert all(ln.startswith("influx-archive: warning: ") for ln in err.splitlines()[:-1]), where
     if code != 0 and case.mention is not None:
-        lines = err_lines + ([ln for ln in out.splitlines() if ln.startswith("error:")] if verb.findings_on_stdout else [])
+        lines = err_lines + (
+            [ln for ln in out.splitlines() if ln.startswith("error:")] if verb.findings_on_stdout else []
+        )
         assert any(case.mention in ln for ln in lines), where
     # Source untouched; nothing written outside the targets (cwd = tmp_path); targets absent on failure.
     assert _tree(src_root) == before_src, where
@@ -182,7 +188,7 @@ def test_meta_nn_cut_in_header_is_one_line(corpus: dict[str, Case], cli) -> None
     """Regression: a meta.NN cut inside its 16-byte magic+length header (docs/formats.md#meta-nn)
     used to put Construct's multi-line message into the error. Cut at byte 12: 12 bytes left at offset 0."""
     case = corpus["metann_trunc_frame"]
-    code, out, err = cli("inspect", str(case.path))
+    code, _out, err = cli("inspect", str(case.path))
     assert code == 1
     assert err == (
         "influx-archive: error: file ends inside the magic and length header (12 bytes left) "
@@ -199,4 +205,8 @@ def test_gzip_bomb_names_the_member(corpus: dict[str, Case], cli) -> None:
     errors = [ln for ln in out.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1
     assert errors[0].startswith("error: decompresses to more than the ")
-    assert errors[0].endswith(f"[file {case.path / 'PORTABLE_STEM.s2.tar.gz'}]".replace("PORTABLE_STEM", next(case.path.glob("*.s2.tar.gz")).name[:-len(".s2.tar.gz")]))
+    assert errors[0].endswith(
+        f"[file {case.path / 'PORTABLE_STEM.s2.tar.gz'}]".replace(
+            "PORTABLE_STEM", next(case.path.glob("*.s2.tar.gz")).name[: -len(".s2.tar.gz")]
+        )
+    )

@@ -136,7 +136,7 @@ def test_shard_ten_is_shard_ten(fixtures_dir, truth):
     sh = src.shard("db1", "hourly", 10)
     assert sh is not None and sh.files
     assert all(f.member.startswith("db1/hourly/10/") for f in sh.files)
-    t = [s for s in truth("legacy")["shards"] if s["id"] == 10][0]
+    t = next(s for s in truth("legacy")["shards"] if s["id"] == 10)
     assert rfc3339(sh.group_start) == t["start"]
 
 
@@ -231,7 +231,8 @@ def test_cli_inspect_json_shape_and_exit_codes(fixtures_dir, cli):
     r = cli("inspect", str(fixtures_dir / "portable_range_db2"))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert [ln for ln in r.stdout.splitlines() if ln.startswith("error: ")] == [
-        f"error: tar archive is truncated (unexpected end of data) [file {fixtures_dir / 'portable_range_db2' / '20261125T064330Z.s17.tar.gz'}, "
+        "error: tar archive is truncated (unexpected end of data) [file "
+        f"{fixtures_dir / 'portable_range_db2' / '20261125T064330Z.s17.tar.gz'}, "
         "member db2/autogen/17/000000001-000000001.tsm]"
     ]
     r = cli("inspect", "--no-such-flag", str(fixtures_dir / "legacy"))

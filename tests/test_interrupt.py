@@ -69,7 +69,9 @@ def tree(root: Path) -> dict[str, str]:
 def test_killed_restore_is_undone_by_the_next_run(kill, tmp_path, fixtures_dir) -> None:
     src = fixtures_dir / "legacy"
     clean = tmp_path / "clean"
-    assert run(["restore", str(src), "--metadir", str(clean / "meta"), "--datadir", str(clean / "data")]).returncode == 0
+    assert (
+        run(["restore", str(src), "--metadir", str(clean / "meta"), "--datadir", str(clean / "data")]).returncode == 0
+    )
     root = tmp_path / "root"
     args = ["restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data")]
     proc = run(args, kill=kill)
@@ -83,7 +85,7 @@ def test_killed_restore_is_undone_by_the_next_run(kill, tmp_path, fixtures_dir) 
         assert proc.returncode == 0, proc.stderr
         assert "was interrupted" in proc.stderr
     assert tree(root) == tree(clean)
-    assert not [p for p in tmp_path.rglob(".influx-archive-restore-*")]
+    assert not list(tmp_path.rglob(".influx-archive-restore-*"))
 
 
 @pytest.mark.slow
@@ -104,12 +106,25 @@ def test_killed_convert_and_pack_leave_no_output(verb, n, tmp_path, fixtures_dir
 def test_sigint_rolls_back(tmp_path, fixtures_dir) -> None:
     """A real SIGINT during a restore: the interrupt is reported, the target is as before."""
     root = tmp_path / "root"
-    argv = [sys.executable, "-c", DRIVER.replace("os._exit(137)", "os.kill(os.getpid(), __import__('signal').SIGINT); __import__('time').sleep(1)"),
-            "copy", "5", "restore", str(fixtures_dir / "legacy"), "--metadir", str(root / "meta"), "--datadir", str(root / "data")]
+    argv = [
+        sys.executable,
+        "-c",
+        DRIVER.replace(
+            "os._exit(137)", "os.kill(os.getpid(), __import__('signal').SIGINT); __import__('time').sleep(1)"
+        ),
+        "copy",
+        "5",
+        "restore",
+        str(fixtures_dir / "legacy"),
+        "--metadir",
+        str(root / "meta"),
+        "--datadir",
+        str(root / "data"),
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130 and "interrupted" in proc.stderr
     assert not root.exists() or tree(root) == {}
-    assert not [p for p in tmp_path.rglob(".influx-archive-restore-*")]
+    assert not list(tmp_path.rglob(".influx-archive-restore-*"))
 
 
 def test_enospc_is_a_clean_error(tmp_path, fixtures_dir) -> None:
@@ -121,8 +136,16 @@ def test_enospc_is_a_clean_error(tmp_path, fixtures_dir) -> None:
         "resource.setrlimit(resource.RLIMIT_FSIZE, (5000, 5000)); "
         "from influx_archive.cli.main import main; main(sys.argv[1:])"
     )
-    proc = subprocess.run([sys.executable, "-c", code, "convert", str(fixtures_dir / "legacy"), str(out), "--to", "legacy"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "convert", str(fixtures_dir / "legacy"), str(out), "--to", "legacy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 3, proc.stderr
-    assert proc.stderr.startswith("influx-archive: error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.startswith("influx-archive: error: ")
+        and proc.stderr.count("\n") == 1
+        and "Traceback" not in proc.stderr
+    )
     assert not out.exists() and list(tmp_path.iterdir()) == []

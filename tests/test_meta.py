@@ -709,16 +709,23 @@ def test_random_manifests_round_trip(m: files.Manifest) -> None:
         (b'{"meta": {"fileName": "m"}, "limited": false, "files": null}', "meta", 'missing key "size"'),
         (b'{"meta": {"fileName": "m", "size": 1}, "files": null}', None, 'missing key "limited"'),
         (b'{"meta": {"fileName": "m", "size": 1}, "limited": false}', None, 'missing key "files"'),
-        (b'{"meta": {"fileName": 1, "size": 1}, "limited": false, "files": null}', "meta.fileName", "expected a string"),
-        (b'{"meta": {"fileName": "m", "size": 1.0}, "limited": false, "files": null}', "meta.size", "expected an integer"),
-        (b'{"meta": {"fileName": "m", "size": true}, "limited": false, "files": null}', "meta.size", "expected an integer"),
-        (b'{"meta": {"fileName": "m", "size": 9223372036854775808}, "limited": false, "files": null}', "meta.size", "out of range"),
+        (b'{"meta": {"fileName": 1, "size": 1}, "limited": false, "files": null}', "meta.fileName",
+         "expected a string"),
+        (b'{"meta": {"fileName": "m", "size": 1.0}, "limited": false, "files": null}', "meta.size",
+         "expected an integer"),
+        (b'{"meta": {"fileName": "m", "size": true}, "limited": false, "files": null}', "meta.size",
+         "expected an integer"),
+        (b'{"meta": {"fileName": "m", "size": 9223372036854775808}, "limited": false, "files": null}', "meta.size",
+         "out of range"),
         (b'{"meta": {"fileName": "m", "size": 1}, "limited": 0, "files": null}', "limited", "expected true or false"),
-        (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": {}}', "files", "expected an array or null"),
-        (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": [1]}', "files[0]", "expected a JSON object"),
+        (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": {}}', "files",
+         "expected an array or null"),
+        (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": [1]}', "files[0]",
+         "expected a JSON object"),
         (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": [{"database": "d", "policy": "p", '
          b'"shardID": -1, "fileName": "f", "size": 1, "lastModified": 0}]}', "files[0].shardID", "out of range"),
-        (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": [{"database": "d"}]}', "files[0]", 'missing key "policy"'),
+        (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": [{"database": "d"}]}', "files[0]",
+         'missing key "policy"'),
         (b'{"meta": {"fileName": "m", "size": NaN}, "limited": false, "files": null}', None, "NaN"),
         (b'{"meta": {"fileName": "m", "size": 1}, "limited": false, "files": null} x', None, "not valid JSON"),
     ],
@@ -1036,7 +1043,9 @@ def test_real_meta_matches_show_commands(lab: Lab) -> None:
     deleted = [g for db in d.databases for rp in db.retention_policies for g in rp.shard_groups if g.deleted]
     assert len(deleted) == 1 and deleted[0].shards == []  # the DROP SHARD
     assert d.max_shard_id >= max(r.shard.id for r in d.iter_shards())
-    assert d.max_shard_group_id >= max(g.id for db in d.databases for rp in db.retention_policies for g in rp.shard_groups)
+    assert d.max_shard_group_id >= max(
+        g.id for db in d.databases for rp in db.retention_policies for g in rp.shard_groups
+    )
 
 
 @pytest.mark.interop
@@ -1046,8 +1055,18 @@ def test_influxd_starts_on_a_meta_db_we_wrote(lab: Lab, influxd_factory, tmp_pat
         DatabaseInfo(
             "made_by_us",
             "r1",
-            [RetentionPolicyInfo("r1", 3 * HOUR, HOUR, 1, subscriptions=[SubscriptionInfo("s9", "ANY", ["udp://127.0.0.1:9"])])],
-            [ContinuousQueryInfo("cq9", "CREATE CONTINUOUS QUERY cq9 ON made_by_us BEGIN SELECT count(v) INTO x FROM y GROUP BY time(1h) END")],
+            [
+                RetentionPolicyInfo(
+                    "r1", 3 * HOUR, HOUR, 1, subscriptions=[SubscriptionInfo("s9", "ANY", ["udp://127.0.0.1:9"])]
+                )
+            ],
+            [
+                ContinuousQueryInfo(
+                    "cq9",
+                    "CREATE CONTINUOUS QUERY cq9 ON made_by_us BEGIN SELECT count(v) INTO x FROM y GROUP BY time(1h) "
+                    "END",
+                )
+            ],
         )
     )
     d.users[-1].privileges.append(UserPrivilege("made_by_us", Privilege.WRITE))

@@ -58,10 +58,13 @@ def test_manifest_lists_every_file(tmp_path, fixtures_dir) -> None:
 
     import zstandard
 
-    with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zr:
-        with tarfile.open(fileobj=zr, mode="r|") as tf:
-            first = tf.next()
-            doc = json.loads(tf.extractfile(first).read())
+    with (
+        open(archive, "rb") as raw,
+        zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as zr,
+        tarfile.open(fileobj=zr, mode="r|") as tf,
+    ):
+        first = tf.next()
+        doc = json.loads(tf.extractfile(first).read())
     assert first.name == MANIFEST_NAME
     assert doc["source"]["kind"] == "portable" and doc["databases"] == ["db1", "db2"]
     want = {n: h for n, (h, _) in hashes(fixtures_dir / "portable").items()}
@@ -102,7 +105,9 @@ def test_a_flipped_byte_is_found_and_refused(where, tmp_path, fixtures_dir, cli)
     assert proc.returncode == 1 and proc.stdout.startswith("error: "), proc.stdout + proc.stderr
     proc = cli("unpack", str(archive), str(tmp_path / "out"))
     assert proc.returncode == 1 and not (tmp_path / "out").exists()
-    proc = cli("restore", str(archive), "--metadir", str(tmp_path / "r" / "meta"), "--datadir", str(tmp_path / "r" / "data"))
+    proc = cli(
+        "restore", str(archive), "--metadir", str(tmp_path / "r" / "meta"), "--datadir", str(tmp_path / "r" / "data")
+    )
     assert proc.returncode == 1 and not (tmp_path / "r").exists(), proc.stderr
 
 
@@ -113,7 +118,9 @@ def test_hostile_members_are_refused(tmp_path) -> None:
     import zstandard
 
     def build(members: list[tuple[tarfile.TarInfo, bytes]], listed: list[dict]) -> Path:
-        manifest = json.dumps({"format": "influx-archive-sealed", "files": listed, "source": {"kind": "legacy"}}).encode()
+        manifest = json.dumps(
+            {"format": "influx-archive-sealed", "files": listed, "source": {"kind": "legacy"}}
+        ).encode()
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
             info = tarfile.TarInfo(MANIFEST_NAME)
@@ -160,8 +167,19 @@ def test_restore_from_archive_is_served_like_the_source(tmp_path, fixtures_dir, 
     assert proc.returncode == 0, proc.stderr
     server = influxd_factory(root)
     expected = harness.without_dead_fields(truth("live"))
-    assert harness.compare_truth(expected, server.dump(), sections={"databases", "retention_policies", "fields", "points", "users", "continuous_queries"}) == []
-    assert not [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("influx-archive-sealed-*") if p.stat().st_mtime > archive.stat().st_mtime + 3600]
+    assert (
+        harness.compare_truth(
+            expected,
+            server.dump(),
+            sections={"databases", "retention_policies", "fields", "points", "users", "continuous_queries"},
+        )
+        == []
+    )
+    assert not [
+        p
+        for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("influx-archive-sealed-*")
+        if p.stat().st_mtime > archive.stat().st_mtime + 3600
+    ]
 
 
 @pytest.mark.parametrize("verb", ["restore", "convert"])
@@ -220,9 +238,18 @@ def test_a_cut_archive_is_refused_wherever_it_is_cut(threads, tmp_path, fixtures
         proc = cli("verify", str(cut))
         assert proc.returncode == 1 and "error" in proc.stdout, (at, proc.stdout[-300:], proc.stderr)
         if at >= len(data) - 8 or i % 10 == 0:  # the other verbs on the checksum cuts and a sample
-            for argv in (["unpack", str(cut), str(tmp_path / f"u{i}")],
-                         ["restore", str(cut), "--metadir", str(tmp_path / f"r{i}/meta"), "--datadir", str(tmp_path / f"r{i}/data")],
-                         ["inspect", str(cut)]):
+            for argv in (
+                ["unpack", str(cut), str(tmp_path / f"u{i}")],
+                [
+                    "restore",
+                    str(cut),
+                    "--metadir",
+                    str(tmp_path / f"r{i}/meta"),
+                    "--datadir",
+                    str(tmp_path / f"r{i}/data"),
+                ],
+                ["inspect", str(cut)],
+            ):
                 proc = cli(*argv)
                 lines = proc.stderr.strip().splitlines()
                 assert proc.returncode == 1, (at, argv[0], proc.stderr)

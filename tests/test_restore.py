@@ -122,7 +122,9 @@ def _renamed_truth(t: dict, db: str, newdb: str, rp: str | None = None, newrp: s
 @pytest.mark.interop
 def test_newdb_newrp_and_filters(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
     root = tmp_path / "root"
-    proc = restore(cli, fixtures_dir / "legacy", root, "-db", "db1", "-newdb", "restored", "-rp", "hourly", "-newrp", "h1")
+    proc = restore(
+        cli, fixtures_dir / "legacy", root, "-db", "db1", "-newdb", "restored", "-rp", "hourly", "-newrp", "h1"
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(os.listdir(root / "data")) == ["restored"]
     assert sorted(os.listdir(root / "data" / "restored")) == ["h1"]
@@ -165,12 +167,18 @@ def test_existing_database_refused_then_merged(tmp_path, fixtures_dir, influxd_f
     got = server.dump()
     expected = harness.without_dead_fields(truth("legacy"))
     # the restored value wins on the conflicting point; the live-only point stays
-    cpu = {tuple(sorted(s["tags"].items())): s["points"] for s in got["databases"]["db1"]["data"]["autogen"]["cpu"]["series"]}
+    cpu = {
+        tuple(sorted(s["tags"].items())): s["points"]
+        for s in got["databases"]["db1"]["data"]["autogen"]["cpu"]["series"]
+    }
     assert cpu[(("host", "h9"),)] == [[1793491200000000000, {"v": 5.0}]]
     got["databases"]["db1"]["data"]["autogen"]["cpu"]["series"] = [
         s for s in got["databases"]["db1"]["data"]["autogen"]["cpu"]["series"] if s["tags"] != {"host": "h9"}
     ]
-    assert harness.compare_truth(expected, got, databases=["db1"], sections={"points", "fields", "retention_policies"}) == []
+    assert (
+        harness.compare_truth(expected, got, databases=["db1"], sections={"points", "fields", "retention_policies"})
+        == []
+    )
     assert "other" in got["databases"]
 
 
@@ -185,7 +193,14 @@ def test_restore_into_existing_metastore_allocates_new_ids(tmp_path, fixtures_di
     for ref in meta.iter_shards():
         assert (root / "data" / ref.db.name / ref.rp.name / str(ref.shard.id)).is_dir()
     server = influxd_factory(root)
-    assert harness.compare_truth(harness.without_dead_fields(truth("legacy")), server.dump(), sections={"points", "fields", "retention_policies", "users"}) == []
+    assert (
+        harness.compare_truth(
+            harness.without_dead_fields(truth("legacy")),
+            server.dump(),
+            sections={"points", "fields", "retention_policies", "users"},
+        )
+        == []
+    )
 
 
 def test_dry_run_writes_nothing(tmp_path, fixtures_dir, cli) -> None:
@@ -209,7 +224,9 @@ def test_failure_midway_leaves_target_untouched(existing, tmp_path, fixtures_dir
         execute_restore(plan)
     before = tree_state(tmp_path)
     src = open_source(fixtures_dir / "portable")
-    plan = plan_restore(src, metadir=root / "meta", datadir=root / "data", selection=Selection(database="db1", newdb="x"))
+    plan = plan_restore(
+        src, metadir=root / "meta", datadir=root / "data", selection=Selection(database="db1", newdb="x")
+    )
     calls = {"n": 0}
     real = restore_shards._finish  # every staged file ends here, whichever way it was written
 
@@ -405,7 +422,9 @@ def test_portable_container_damaged_after_it_was_listed(tmp_path, fixtures_dir, 
 
     src = tmp_path / "portable"
     shutil.copytree(fixtures_dir / "portable", src)
-    plan = plan_restore(open_source(src, salvage=salvage), metadir=tmp_path / "root" / "meta", datadir=tmp_path / "root" / "data")
+    plan = plan_restore(
+        open_source(src, salvage=salvage), metadir=tmp_path / "root" / "meta", datadir=tmp_path / "root" / "data"
+    )
     s3 = next(src.glob("*.s3.tar.gz"))
     s3.write_bytes(s3.read_bytes()[:40])
     (tmp_path / "root").mkdir()

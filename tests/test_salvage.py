@@ -64,7 +64,7 @@ def damaged(tmp_path, fixtures_dir, truth):
 
 
 def test_damage_refused_without_salvage(damaged, tmp_path, cli) -> None:
-    src, _, offset = damaged
+    src, _, _offset = damaged
     root = tmp_path / "root"
     for args in (
         ("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data")),
@@ -97,7 +97,10 @@ def test_salvage_convert_and_export(damaged, tmp_path, influxd_factory, cli) -> 
     proc = cli("convert", str(src), str(out), "--to", "portable", "--salvage", "--json")
     assert proc.returncode == 4, proc.stderr  # EXIT_SALVAGED
     findings = json.loads(proc.stdout)["findings"]
-    assert {Path(f["path"]).name for f in findings if f["severity"] == "error"} == {"db1.autogen.00002.00", "db1.autogen.00004.00"}
+    assert {Path(f["path"]).name for f in findings if f["severity"] == "error"} == {
+        "db1.autogen.00002.00",
+        "db1.autogen.00004.00",
+    }
     server = influxd_factory()
     assert server.restore_portable(out).returncode == 0
     assert harness.compare_when_settled(server, expected, sections=SECTIONS) == []

@@ -6,6 +6,7 @@ server served it."""
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import time
 import zlib
@@ -80,12 +81,12 @@ class MemTSM:
 def _encode_any(typ: int, ts: list[int], vs: list) -> bytes:
     """encode_block refuses what influxd never writes (duplicates, unsorted); hand-build those
     as raw-timestamp float blocks so such stored blocks can be modelled."""
-    if all(a < b for a, b in zip(ts, ts[1:])):
+    if all(a < b for a, b in itertools.pairwise(ts)):
         return encode_block(typ, ts, vs)
     assert typ == FLOAT
     good = encode_block(FLOAT, list(range(len(ts))), vs)  # value section from the real encoder
     raw_ts = bytes([0x00]) + struct.pack(">q", ts[0]) + b"".join(
-        struct.pack(">Q", (b - a) & ((1 << 64) - 1)) for a, b in zip(ts, ts[1:])
+        struct.pack(">Q", (b - a) & ((1 << 64) - 1)) for a, b in itertools.pairwise(ts)
     )
     ts_len = good[1]  # uvarint of the real section length (< 128 here)
     value_section = good[2 + ts_len :]
@@ -393,7 +394,7 @@ def test_live_fixture_reads_exactly_as_its_truth(fixtures_dir, truth) -> None:
             for m, info in measurements.items():
                 for series in info["series"]:
                     tags = tuple(sorted(series["tags"].items()))
-                    want.setdefault((db, rp, m), {})[tags] = {t: fields for t, fields in series["points"]}
+                    want.setdefault((db, rp, m), {})[tags] = dict(series["points"])
     got = {k: {tags: pts for tags, pts in v.items() if pts} for k, v in got.items()}
     got = {k: v for k, v in got.items() if v}
     assert sorted(got) == sorted(want)

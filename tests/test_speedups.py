@@ -32,7 +32,7 @@ needs_compiled = pytest.mark.skipif(
 
 
 def bits(values: list[float]) -> list[int]:
-    return list(struct.unpack(">%dQ" % len(values), struct.pack(">%dd" % len(values), *values)))
+    return list(struct.unpack(f">{len(values)}Q", struct.pack(f">{len(values)}d", *values)))
 
 
 def value_section(raw: bytes) -> tuple[bytes, int]:
@@ -268,7 +268,9 @@ def test_int64_order_agrees_or_declines(values, strict: bool) -> None:
     if not exact:
         assert got is None
         return
-    bad = next((i for i in range(1, len(values)) if (values[i] <= values[i - 1] if strict else values[i] < values[i - 1])), -1)
+    bad = next(
+        (i for i in range(1, len(values)) if (values[i] <= values[i - 1] if strict else values[i] < values[i - 1])), -1
+    )
     assert got == bad
     if strict:
         assert block.check_block_order(values) == (None if bad < 0 else bad)
@@ -294,7 +296,9 @@ def test_all_exact_only_vouches_for_what_the_python_check_accepts(btype: int, va
     st.booleans(),
     st.booleans(),
 )
-def test_wrap_sums_equal_unbounded_sums_reduced(first: int, deltas: list[int], mult: int, zigzag: bool, signed: bool) -> None:
+def test_wrap_sums_equal_unbounded_sums_reduced(
+    first: int, deltas: list[int], mult: int, zigzag: bool, signed: bool
+) -> None:
     from itertools import accumulate
 
     from influx_archive.tsm.codec.integers import to_int64, to_uint64
@@ -312,7 +316,10 @@ def test_wrap_sums_equal_unbounded_sums_reduced(first: int, deltas: list[int], m
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None)
-@given(st.lists(int64s, min_size=1, max_size=1000, unique=True).map(sorted), st.lists(int64s, min_size=1, max_size=1000))
+@given(
+    st.lists(int64s, min_size=1, max_size=1000, unique=True).map(sorted),
+    st.lists(int64s, min_size=1, max_size=1000),
+)
 def test_codecs_same_bytes_and_values_with_and_without_the_compiled_core(ts, ints) -> None:
     from influx_archive.tsm.codec import integers, timestamps
 

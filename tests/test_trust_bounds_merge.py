@@ -90,7 +90,9 @@ def test_large_overlapping_group_is_merged_in_bounded_windows(monkeypatch) -> No
             ts = sorted(rng.sample(range(base, base + 40_000), 1000))
             blocks.append((ts, [rng.randint(0, 9) for _ in ts]))
         files.append(blocks)
-    readers = [(MemTSM(f"00000000{i + 1}-000000001.tsm", {K: (INTEGER, blocks)}), None) for i, blocks in enumerate(files)]
+    readers = [
+        (MemTSM(f"00000000{i + 1}-000000001.tsm", {K: (INTEGER, blocks)}), None) for i, blocks in enumerate(files)
+    ]
     want = _expected(files, -(1 << 63), (1 << 63) - 1)
 
     def peak(budget: int) -> int:

@@ -157,11 +157,15 @@ def test_edge_window_keeps_every_point(name: str, verb: str, tmp_path: Path, cli
 @pytest.mark.parametrize("name", list(EDGES))
 def test_edge_window_export_keeps_every_point(name: str, tmp_path: Path, cli) -> None:
     case = EDGES[name]
-    targets, _ = checked_run(cli, case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp"), *case.args], tmp_path)
+    targets, _ = checked_run(
+        cli, case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp"), *case.args], tmp_path
+    )
     lines = (targets / "out.lp").read_text().splitlines()
-    want = sum(len({t for t in pts}) for key, pts in _by_series(case.points).items())
+    want = sum(len(set(pts)) for key, pts in _by_series(case.points).items())
     assert len(lines) == want
-    assert sorted(int(ln.rsplit(" ", 1)[1]) for ln in lines) == sorted(t for pts in _by_series(case.points).values() for t in pts)
+    assert sorted(int(ln.rsplit(" ", 1)[1]) for ln in lines) == sorted(
+        t for pts in _by_series(case.points).values() for t in pts
+    )
 
 
 def _by_series(points: dict) -> dict:
@@ -211,7 +215,9 @@ def test_union_fixture_export_has_every_point(tmp_path: Path, cli) -> None:
     truth = gen.harness.load_truth(gen.FIXTURES / "union.truth.json")
     want = sorted(t for pts in gen.truth_points(truth).values() for t in pts)
     case = gen.Case("union_portable", gen.FIXTURES / "union_portable")
-    targets, _ = checked_run(cli, case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp")], tmp_path)
+    targets, _ = checked_run(
+        cli, case, lambda s, t: ["export", str(s), "--lponly", "--out", str(t / "out.lp")], tmp_path
+    )
     lines = (targets / "out.lp").read_text().splitlines()
     assert sorted(int(ln.rsplit(" ", 1)[1]) for ln in lines) == want
 

@@ -47,10 +47,14 @@ CHAINS = [("portable", 2, "union_t2"), ("portable", 3, "union"), ("legacy", 2, "
 
 @pytest.mark.interop
 @pytest.mark.parametrize("fmt,sets,truth_name", CHAINS, ids=[f"{f}-{n}sets" for f, n, _ in CHAINS])
-def test_union_restored_serves_every_point(fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
+def test_union_restored_serves_every_point(
+    fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth, cli
+) -> None:
     src = chain(fixtures_dir, fmt, sets, tmp_path / "src")
     root = tmp_path / "root"
-    code, _out, err = cli("restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), cwd=tmp_path)
+    code, _out, err = cli(
+        "restore", str(src), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), cwd=tmp_path
+    )
     assert code == 0, err
     server = influxd_factory(root)
     assert harness.compare_truth(truth(truth_name), server.dump(), sections={"points"}) == []
@@ -58,7 +62,9 @@ def test_union_restored_serves_every_point(fmt, sets, truth_name, tmp_path, fixt
 
 @pytest.mark.interop
 @pytest.mark.parametrize("fmt,sets,truth_name", CHAINS, ids=[f"{f}-{n}sets" for f, n, _ in CHAINS])
-def test_union_converted_serves_every_point(fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
+def test_union_converted_serves_every_point(
+    fmt, sets, truth_name, tmp_path, fixtures_dir, influxd_factory, truth, cli
+) -> None:
     src = chain(fixtures_dir, fmt, sets, tmp_path / "src")
     out = tmp_path / "out"
     code, _out, err = cli("convert", str(src), str(out), "--to", "portable", cwd=tmp_path)
@@ -97,9 +103,13 @@ def test_edge_trim_restored_serves_the_window(label, tmp_path, fixtures_dir, inf
     t = truth("edge_1677")
     lo, hi = _window(t, label)
     out, root = tmp_path / "trimmed", tmp_path / "root"
-    code, _o, err = cli("trim", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi), cwd=tmp_path)
+    code, _o, err = cli(
+        "trim", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi), cwd=tmp_path
+    )
     assert code == 0, err
-    code, _o, err = cli("restore", str(out), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), cwd=tmp_path)
+    code, _o, err = cli(
+        "restore", str(out), "--metadir", str(root / "meta"), "--datadir", str(root / "data"), cwd=tmp_path
+    )
     assert code == 0, err
     server = influxd_factory(root)
     assert harness.compare_truth(restrict(t, lo, hi), server.dump(), sections={"points"}) == []
@@ -111,7 +121,9 @@ def test_edge_convert_window_restored_by_influxd(label, tmp_path, fixtures_dir, 
     t = truth("edge_1677")
     lo, hi = _window(t, label)
     out = tmp_path / "out"
-    code, _o, err = cli("convert", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi), cwd=tmp_path)
+    code, _o, err = cli(
+        "convert", str(fixtures_dir / "edge_1677"), str(out), "--start", str(lo), "--end", str(hi), cwd=tmp_path
+    )
     assert code == 0, err
     server = influxd_factory()
     proc = server.restore_portable(out)
@@ -124,12 +136,27 @@ def test_edge_export_imported_by_influx(tmp_path, fixtures_dir, influxd_factory,
     t = truth("edge_1677")
     lo, hi = _window(t, "lowest-to-epoch")
     lp = tmp_path / "edge.lp"
-    code, _o, err = cli("export", str(fixtures_dir / "edge_1677"), "--out", str(lp), "--start", str(lo), "--end", str(hi), cwd=tmp_path)
+    code, _o, err = cli(
+        "export", str(fixtures_dir / "edge_1677"), "--out", str(lp), "--start", str(lo), "--end", str(hi), cwd=tmp_path
+    )
     assert code == 0, err
     server = influxd_factory()
     proc = subprocess.run(
-        ["influx", "-host", "127.0.0.1", "-port", str(server.http_port), "-import", "-path", str(lp), "-precision", "ns"],
-        capture_output=True, text=True, timeout=120,
+        [
+            "influx",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(server.http_port),
+            "-import",
+            "-path",
+            str(lp),
+            "-precision",
+            "ns",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert harness.compare_truth(restrict(t, lo, hi), server.dump(), sections={"points"}) == []

@@ -130,7 +130,7 @@ def run_case(case: ho.OutCase, tmpdir: Path) -> None:
     assert {_top(r) for r in changed} <= set(case.allowed), f"written beside the output: {sorted(changed)}"
     if case.fifo is not None:
         assert stat.S_ISFIFO(os.lstat(case.fifo).st_mode), "the FIFO was replaced"
-    spools = [p for p in tmpdir.rglob("*")]
+    spools = list(tmpdir.rglob("*"))
     assert all(p.is_dir() and p.name.startswith("influx-archive-") for p in spools), f"spool left: {spools}"
     if case.check is not None:
         data = reader.data if reader is not None else (proc.stdout if case.stdout_is_output else b"")
@@ -209,7 +209,9 @@ def test_dev_full_as_stdout_is_a_target_error(sources, private_tmp) -> None:
             proc = subprocess.run(ho.cli_argv(*argv), stdout=full, stderr=subprocess.PIPE, timeout=120,
                                   env=dict(os.environ, TMPDIR=str(private_tmp)))
         lines = proc.stderr.decode().splitlines()
-        assert proc.returncode == 3 and len(lines) == 1 and "standard output" in lines[0] and "target" in lines[0], lines
+        assert proc.returncode == 3 and len(lines) == 1 and "standard output" in lines[0] and "target" in lines[0], (
+            lines
+        )
 
 
 @pytest.mark.slow
@@ -469,7 +471,9 @@ def test_full_tmpdir_names_the_spool(sources, tmp_path) -> None:
     spools says so (exit 3) naming the spool, and leaves nothing in TMPDIR or beside the target."""
     mnt = tmp_path / "tmpfull"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k,mode=1777", "tmpfs", str(mnt)], check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8k,mode=1777", "tmpfs", str(mnt)], check=True, capture_output=True
+    )
     try:
         for name, argv in ho.SPOOL_COMMANDS:
             if name == "verify":

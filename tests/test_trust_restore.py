@@ -121,7 +121,9 @@ def test_killed_restore_at_every_journal_step_is_recovered(tmp_path, cli) -> Non
     while True:
         root = tmp_path / f"k{n}"
         argv = hr.restore_args(SRC, root, *args)
-        proc = subprocess.run([sys.executable, "-c", KILL_DRIVER, str(n), *argv], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", KILL_DRIVER, str(n), *argv], capture_output=True, text=True, timeout=300
+        )
         if proc.returncode == 0:
             break  # n is past the last journal line: every step has been killed at
         assert proc.returncode == 137, proc.stderr
@@ -229,7 +231,8 @@ def test_lock_file_is_refused_when_planted_as_a_link_or_not_a_file(tmp_path, cli
         root = tmp_path / kind
         (root / "meta").mkdir(parents=True)
         lock = root / "meta" / LOCK_NAME
-        {"symlink": lambda: lock.symlink_to(victim), "dir": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[kind]()
+        {"symlink": lambda lock=lock: lock.symlink_to(victim), "dir": lock.mkdir,
+         "fifo": lambda lock=lock: os.mkfifo(lock)}[kind]()
         before = hr.snapshot(tmp_path)
         code, _out, err = cli(*hr.restore_args(SRC, root))
         assert code == 3 and str(lock) in one_line(err) and "lock file" in err, (kind, err)
@@ -244,9 +247,18 @@ def test_lock_is_reentrant_and_released(tmp_path) -> None:
             pass
         assert (d / LOCK_NAME).exists() and outer.paths == [d]
         proc = subprocess.run(
-            [sys.executable, "-c", "import sys; from influx_archive.archive.guard import TargetLock\n"
-             "try:\n  TargetLock([(sys.argv[1], 0o755)]).__enter__()\nexcept Exception as e: print(type(e).__name__, e)", str(d)],
-            capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-c",
+                "import sys; from influx_archive.archive.guard import TargetLock\n"
+                "try:\n  TargetLock([(sys.argv[1], 0o755)]).__enter__()\nexcept Exception as e: "
+                "print(type(e).__name__, e)",
+                str(d),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.stdout.startswith("BusyError target in use by pid " + str(os.getpid())), proc.stdout
     assert not d.exists()  # created for the run, empty again: removed
 
@@ -334,8 +346,12 @@ def test_a_path_that_appears_at_the_moment_of_a_rename_is_never_overwritten(kind
     def move_in(self, staged, final):
         if not made:
             made.append(final)
-            {"file": lambda: final.write_bytes(b"theirs"), "dir": lambda: (final.mkdir(), (final / "f").write_bytes(b"theirs")),
-             "symlink": lambda: final.symlink_to(victim), "empty-dir": final.mkdir}[kind]()
+            {
+                "file": lambda: final.write_bytes(b"theirs"),
+                "dir": lambda: (final.mkdir(), (final / "f").write_bytes(b"theirs")),
+                "symlink": lambda: final.symlink_to(victim),
+                "empty-dir": final.mkdir,
+            }[kind]()
         real(self, staged, final)
 
     monkeypatch.setattr(restore_journal.Transaction, "move_in", move_in)

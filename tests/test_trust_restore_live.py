@@ -76,7 +76,9 @@ def test_an_idle_server_with_nothing_open_is_found_by_its_configuration(tmp_path
     """A fresh influxd holds nothing open in meta/ or data/: its config names them."""
     server = influxd_factory(tmp_path / "srv")
     proc = cli("restore", str(SRC), "--metadir", str(server.meta_dir), "--datadir", str(server.data_dir))
-    assert proc.returncode == 5 and "configured directory" in one_line(proc.stderr) and f"pid {server.pid}" in proc.stderr
+    assert (
+        proc.returncode == 5 and "configured directory" in one_line(proc.stderr) and f"pid {server.pid}" in proc.stderr
+    )
     assert not leftovers(server.root)
 
 
@@ -95,5 +97,7 @@ def test_a_lock_file_left_by_a_killed_run_is_harmless_to_influxd(tmp_path, influ
     server.execute("CREATE DATABASE later")  # a metadata change rewrites meta.db: still fine
     server.stop()
     server.start()
-    assert harness.compare_truth(harness.without_dead_fields(truth("live")), server.dump(), databases=["db1", "db2"]) == []
+    assert (
+        harness.compare_truth(harness.without_dead_fields(truth("live")), server.dump(), databases=["db1", "db2"]) == []
+    )
     assert all((root / d / LOCK_NAME).exists() for d in ("meta", "data", "wal"))

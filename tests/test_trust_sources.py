@@ -143,7 +143,11 @@ def run_case(case: hs.SourceCase, verb: str, work: Path, cli) -> tuple[int, str,
     assert _tree(case.path) == before, f"{where}: the source changed"
     assert {p.name for p in work.iterdir()} == {"targets", "tmp"}, f"{where}: wrote outside the targets"
     # the private spool parent ($TMPDIR/influx-archive-<uid>, 0700) may stay, but empty
-    left = [p for p in tmp.iterdir() if not (p.name == f"influx-archive-{os.getuid()}" and p.is_dir() and not any(p.iterdir()))]
+    left = [
+        p
+        for p in tmp.iterdir()
+        if not (p.name == f"influx-archive-{os.getuid()}" and p.is_dir() and not any(p.iterdir()))
+    ]
     assert not left, f"{where}: left temporary files {left}"
     created = {p.name for p in targets.iterdir()}
     assert created <= TARGETS, f"{where}: created {created}"

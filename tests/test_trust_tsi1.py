@@ -135,7 +135,10 @@ def test_usage_errors(trees, tmp_path, cli) -> None:
     snapshot = tree_hash(indexed)
     for argv, mention in [
         (["build-tsi", "--datadir", str(tmp_path / "nope")], str(tmp_path / "nope")),
-        (["build-tsi", "--datadir", str(indexed / "data"), "--waldir", str(tmp_path / "nowal")], str(tmp_path / "nowal")),
+        (
+            ["build-tsi", "--datadir", str(indexed / "data"), "--waldir", str(tmp_path / "nowal")],
+            str(tmp_path / "nowal"),
+        ),
         (["build-tsi", "-datadir", str(indexed / "data"), "-database", "nosuchdb"], "nosuchdb"),
         (["build-tsi", "-datadir", str(indexed / "data"), "-retention", "nosuchrp"], "nosuchrp"),
         (["build-tsi", "-datadir", str(indexed / "data"), "-shard", "999"], "999"),

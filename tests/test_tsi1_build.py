@@ -61,7 +61,7 @@ def test_modes_are_influxds(tree, cli) -> None:
     finally:
         os.umask(old)
     for sub in ("db1/_series", "db1/autogen/4/index"):
-        for dirpath, dirs, files in os.walk(tree / "data" / sub):
+        for dirpath, _dirs, files in os.walk(tree / "data" / sub):
             assert os.stat(dirpath).st_mode & 0o7777 == 0o755, dirpath
             for f in files:
                 assert os.stat(Path(dirpath) / f).st_mode & 0o7777 == 0o644, f
@@ -73,7 +73,9 @@ def test_owner_applies_to_everything_written(tree, cli) -> None:
     uid, gid = (4321, 4322) if os.geteuid() == 0 else (os.getuid(), os.getgid())
     tsm_owner = {p: p.stat().st_uid for p in (tree / "data").glob("*/*/*/*.tsm")}
     assert cli(*build(tree, "--owner", f"{uid}:{gid}"))[0] == 0
-    written = [p for sub in ("_series", "*/*/index") for d in (tree / "data").glob(f"*/{sub}") for p in [d, *d.rglob("*")]]
+    written = [
+        p for sub in ("_series", "*/*/index") for d in (tree / "data").glob(f"*/{sub}") for p in [d, *d.rglob("*")]
+    ]
     assert written
     assert {(p.lstat().st_uid, p.lstat().st_gid) for p in written} == {(uid, gid)}
     assert {p: p.stat().st_uid for p in tsm_owner} == tsm_owner
@@ -100,8 +102,14 @@ def test_killed_run_is_undone_first(tree, cli) -> None:
 def test_busy_target_is_refused(tree, cli) -> None:
     tsm = next((tree / "data").glob("db1/autogen/1/*.tsm"))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; f=open(sys.argv[1],'rb'); print('ok', flush=True); time.sleep(60)", str(tsm)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; f=open(sys.argv[1],'rb'); print('ok', flush=True); time.sleep(60)",
+            str(tsm),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ok"
@@ -146,9 +154,9 @@ def test_extends_an_existing_series_file_keeping_ids(tree, cli) -> None:
     """A database whose _series already has series (influxd ran with inmem): their ids stay,
     new series get the next ids of their partitions."""
     assert cli(*build(tree, "--db", "db1", "--rp", "hourly"))[0] == 0
-    first = dict((k, i) for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series())
+    first = {k: i for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series()}
     assert cli(*build(tree))[0] == 0
-    after = dict((k, i) for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series())
+    after = {k: i for i, k in sf.SeriesFile(tree / "data" / "db1" / "_series").series()}
     assert {k: after[k] for k in first} == first
     assert len(after) > len(first)
     for k, i in after.items():

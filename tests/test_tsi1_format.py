@@ -69,11 +69,23 @@ def test_series_key_fast_path_equals_construct(name, tags) -> None:
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
-@given(flag=st.sampled_from(fmt.LOG_FLAGS), sid=st.integers(0, 2**64 - 1), name=st.binary(max_size=30), key=st.binary(max_size=30), value=st.binary(max_size=30))
+@given(
+    flag=st.sampled_from(fmt.LOG_FLAGS),
+    sid=st.integers(0, 2**64 - 1),
+    name=st.binary(max_size=30),
+    key=st.binary(max_size=30),
+    value=st.binary(max_size=30),
+)
 def test_log_entry_fast_path_equals_construct(flag, sid, name, key, value) -> None:
     raw = ix.log_entry_bytes(flag, sid, name, key, value)
     obj = roundtrip(fmt.LogEntry, raw)
-    assert (obj.body.flag, obj.body.series_id, obj.body.name, obj.body.key, obj.body.value) == (flag, sid, name, key, value)
+    assert (obj.body.flag, obj.body.series_id, obj.body.name, obj.body.key, obj.body.value) == (
+        flag,
+        sid,
+        name,
+        key,
+        value,
+    )
     assert obj.checksum == zlib.crc32(raw[:-4])
     if sid or flag not in (fmt.LOG_SERIES_INSERT, fmt.LOG_SERIES_TOMBSTONE):
         (e,) = ix.parse_log(raw)
@@ -128,7 +140,9 @@ def test_xxhash_matches_go(tmp_path) -> None:
     tool = build_go_program(GO_HASH, tmp_path, "the xxhash differential")
     samples = [b"", b"a", b"abc", bytes(range(256)) * 3] + [os.urandom(n) for n in range(0, 200, 3)] + [b"x" * 60000]
     samples += [sk.encode(b"cpu", [(b"host", b"h%d" % i)]) for i in range(300)]
-    out = subprocess.run([str(tool)], input="\n".join(s.hex() for s in samples) + "\n", capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(tool)], input="\n".join(s.hex() for s in samples) + "\n", capture_output=True, text=True, check=True
+    )
     got = [tuple(map(int, line.split())) for line in out.stdout.splitlines()]
     assert got == [(sum64(s), rhh_hash_key(s)) for s in samples]
 
@@ -245,7 +259,7 @@ def test_influxd_written_files_reencode(tmp_path, influxd_factory) -> None:
             for e in sf.iter_segment(seg.path, seg.id, p.id):
                 if e.key is not None:
                     assert sk.encode(*sk.decode(e.key)) == e.key
-    byid = {sid: key for sid, key in sfile.series()}
+    byid = dict(sfile.series())
     (shard,) = [d for d in (data / "autogen").iterdir() if d.is_dir()]
     seen = set()
     tombstoned = 0

@@ -30,7 +30,9 @@ from influx_archive.tsm.tsi1 import serieskey as sk
 def influx_inspect() -> str:
     path = os.environ.get("INFLUX_INSPECT")
     if not path or not os.access(path, os.X_OK):
-        pytest.fail("INFLUX_INSPECT must name influx_inspect 1.6.7 (the CI builds it and exports the variable)", pytrace=False)
+        pytest.fail(
+            "INFLUX_INSPECT must name influx_inspect 1.6.7 (the CI builds it and exports the variable)", pytrace=False
+        )
     return path
 
 
@@ -88,12 +90,17 @@ def trees(tmp_path_factory, cli):
 @pytest.mark.interop
 def test_verify_seriesfile_finds_nothing(trees) -> None:
     ours = trees[0]
-    proc = subprocess.run([influx_inspect(), "verify-seriesfile", "-dir", str(ours / "data")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [influx_inspect(), "verify-seriesfile", "-dir", str(ours / "data")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "lvl=error" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     for db in sorted((ours / "data").iterdir()):
         proc = subprocess.run(
-            [influx_inspect(), "verify-seriesfile", "-series-file", str(db / "_series"), "-v"], capture_output=True, text=True, timeout=120
+            [influx_inspect(), "verify-seriesfile", "-series-file", str(db / "_series"), "-v"],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 0 and "lvl=error" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
         assert proc.stdout.count("Verifying partition") + proc.stderr.count("Verifying partition") == 8
@@ -120,8 +127,20 @@ def test_dumptsi_reads_ours(trees) -> None:
     for shard in shard_dirs(ours / "data"):
         sdir = shard.parents[1] / "_series"
         proc = subprocess.run(
-            [influx_inspect(), "dumptsi", "-series-file", str(sdir), "-series", "-measurements", "-tag-keys", "-tag-values", str(shard / "index")],
-            capture_output=True, text=True, timeout=120,
+            [
+                influx_inspect(),
+                "dumptsi",
+                "-series-file",
+                str(sdir),
+                "-series",
+                "-measurements",
+                "-tag-keys",
+                "-tag-values",
+                str(shard / "index"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         sec = _dumptsi_sections(proc.stdout)
@@ -241,4 +260,7 @@ def test_inspect_buildtsi_output_is_servable_like_ours(trees) -> None:
             assert a.read_bytes() == b.read_bytes()
             for log in (shard / "index" / str(p)).glob("*.tsl"):
                 entries = list(ix.iter_log_file(str(log)))
-                assert b"".join(ix.log_entry_bytes(e.flag, e.series_id, e.name, e.key, e.value) for e in entries) == log.read_bytes()
+                assert (
+                    b"".join(ix.log_entry_bytes(e.flag, e.series_id, e.name, e.key, e.value) for e in entries)
+                    == log.read_bytes()
+                )

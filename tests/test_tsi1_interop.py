@@ -50,7 +50,9 @@ def meta_answers(server: harness.InfluxServer) -> dict:
     for db in sorted(dbs):
         def rows(q, db=db):
             return sorted(
-                (s.get("name", ""),) + tuple(map(str, r)) for s in server.series(q, db=db) for r in s.get("values", []) or []
+                (s.get("name", ""),) + tuple(map(str, r))
+                for s in server.series(q, db=db)
+                for r in s.get("values", []) or []
             )
 
         tag_values = {}
@@ -91,7 +93,9 @@ def truth_series_by_rp(truth: dict) -> dict:
                 for series in entry["series"]:
                     if not series["points"]:
                         continue
-                    tags = "".join(f",{_esc(k, ', =')}={_esc(v, ', =')}" for k, v in sorted(series["tags"].items()) if v != "")
+                    tags = "".join(
+                        f",{_esc(k, ', =')}={_esc(v, ', =')}" for k, v in sorted(series["tags"].items()) if v != ""
+                    )
                     per[rp].append(("", _esc(m, ", ") + tags))
         for rp in per:
             per[rp].sort()
@@ -123,8 +127,15 @@ def assert_served_with_tsi1(root: Path, expected_truth: dict, influxd_factory, *
             assert sorted(set().union(*map(set, a["series_by_rp"].values()))) == b["series"]
     want = truth_series_by_rp(expected_truth)
     got = {db: a["series_by_rp"] for db, a in answers.items()}
-    diff = {(db, rp): (sorted(set(v) - set(want.get(db, {}).get(rp, []))), sorted(set(want.get(db, {}).get(rp, [])) - set(v)))
-            for db, rps in got.items() for rp, v in rps.items() if v != want.get(db, {}).get(rp)}
+    diff = {
+        (db, rp): (
+            sorted(set(v) - set(want.get(db, {}).get(rp, []))),
+            sorted(set(want.get(db, {}).get(rp, [])) - set(v)),
+        )
+        for db, rps in got.items()
+        for rp, v in rps.items()
+        if v != want.get(db, {}).get(rp)
+    }
     assert got == want, repr({k: ([r[1][:80] for r in a], [r[1][:80] for r in b]) for k, (a, b) in diff.items()})[:3000]
     assert index_state(data) == before, "influxd had to add to the index / series file we built"
     return answers

@@ -110,7 +110,7 @@ def _small_file() -> bytes:
 def test_writer_cuts_blocks_at_1000():
     r = TSMReader(io.BytesIO(_small_file()))
     assert [len(r.decode_block(b"b#!~#i", e)[0]) for e in r.entries(b"b#!~#i")] == [1000, 501]
-    ts, vs = r.read_key(b"a#!~#f")
+    _ts, vs = r.read_key(b"a#!~#f")
     assert math.copysign(1, vs[2]) == -1
 
 

@@ -80,7 +80,9 @@ def _copy_one(tmp_path, data: bytes, salvage: bool):
     from influx_archive.archive.ops.restore import shards as restore_shards
     from influx_archive.archive.sources import ShardFile
 
-    f = ShardFile(kind="tsm", name="000000001-000000001.tsm", size=len(data), container="backup.tar", member="db/rp/1/x.tsm")
+    f = ShardFile(
+        kind="tsm", name="000000001-000000001.tsm", size=len(data), container="backup.tar", member="db/rp/1/x.tsm"
+    )
     findings: list = [] if salvage else None  # type: ignore[assignment]
     dest = tmp_path / "out.tsm"
     dest.unlink(missing_ok=True)

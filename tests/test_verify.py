@@ -15,7 +15,9 @@ from influx_archive.archive.timefmt import parse_time
 from influx_archive.tsm.reader import TSMReader
 
 
-@pytest.mark.parametrize("name", ["legacy", "portable", "legacy_incremental", "portable_incremental", "live", "portable_range"])
+@pytest.mark.parametrize(
+    "name", ["legacy", "portable", "legacy_incremental", "portable_incremental", "live", "portable_range"]
+)
 def test_intact_fixtures_verify_clean(name, fixtures_dir, cli) -> None:
     proc = cli("verify", str(fixtures_dir / name), "--deep", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -111,7 +113,11 @@ def test_dump_tsm_inside_a_backup(fixtures_dir, cli) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     # shard 10 = db1.hourly 05:00-06:00: sensor a (value) and b (value, n), one point a minute
-    assert [k["key"] for k in doc["index"]] == ["temp,sensor=a#!~#value", "temp,sensor=b#!~#n", "temp,sensor=b#!~#value"]
+    assert [k["key"] for k in doc["index"]] == [
+        "temp,sensor=a#!~#value",
+        "temp,sensor=b#!~#n",
+        "temp,sensor=b#!~#value",
+    ]
     assert [b["count"] for k in doc["index"] for b in k["block_list"]] == [60, 60, 60]
     assert {b["crc"] for k in doc["index"] for b in k["block_list"]} == {"ok"}
     assert [k["type"] for k in doc["index"]] == ["float", "integer", "float"]
@@ -129,6 +135,9 @@ def test_dump_wal_of_a_live_root(fixtures_dir, cli) -> None:
     assert [e["values"] for e in doc["entries"][:2]] == [10, 1]
     assert doc["entries"][0]["key_list"] == ["temp,sensor=d#!~#value"]
     rng = doc["entries"][2]
-    assert (rng["min_time"], rng["max_time"]) == (parse_time("2026-11-24T13:05:00Z"), parse_time("2026-11-24T13:08:00Z") - 1)
+    assert (rng["min_time"], rng["max_time"]) == (
+        parse_time("2026-11-24T13:05:00Z"),
+        parse_time("2026-11-24T13:08:00Z") - 1,
+    )
     proc = cli("dump-wal", f"{fixtures_dir / 'live'}::nope.wal")
     assert proc.returncode == 2 and "no wal file" in proc.stderr

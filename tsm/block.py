@@ -32,12 +32,13 @@ FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED = 0, 1, 2, 3, 4
 """TSM block type bytes (docs/formats.md#tsm-blocks)."""
 BLOCK_TYPE_NAMES = {FLOAT: "float", INTEGER: "integer", BOOLEAN: "boolean", STRING: "string", UNSIGNED: "unsigned"}
 MAX_POINTS_PER_BLOCK = 1000
-"""Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, docs/formats.md#tsm-limits); readers accept more."""
+"""Values per block influxd writes (``tsdb.DefaultMaxPointsPerBlock``, docs/formats.md#tsm-limits); readers accept
+more."""
 MAX_BLOCK_VALUES = 10 * MAX_POINTS_PER_BLOCK
 """Most values one block may hold when read: ten times what influxd 1.x ever writes (its cache
 snapshots and compactions cut blocks at 1000, ``tsdb/engine/tsm1/compact.go``; no option raises
-that in 1.6). influxd trusts RLE and simple8b counts blindly (docs/formats.md#reader-hardening): an RLE section of a dozen bytes
-can claim 2^64 values. Every count is checked against this cap *before* anything is allocated, so
+that in 1.6). influxd trusts RLE and simple8b counts blindly (docs/formats.md#reader-hardening): an RLE section of a
+dozen bytes can claim 2^64 values. Every count is checked against this cap *before* anything is allocated, so
 a block costs at most ~1 MB of decoded values and a TSM file at most ~200 decoded values per
 byte (influxd's own densest RLE blocks reach ~20)."""
 DEFAULT_MAX_VALUES = MAX_BLOCK_VALUES
@@ -206,7 +207,9 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
             held((size - 1) // 8)
         elif head == integers.PACKED:
             if size < _FIRST_VALUE_END:
-                raise TruncatedError(f"{what}: packed section shorter than its first value", offset=base, field="values")
+                raise TruncatedError(
+                    f"{what}: packed section shorter than its first value", offset=base, field="values"
+                )
             held(1 + simple8b.count(s[_FIRST_VALUE_END:], what=what, base=base + _FIRST_VALUE_END))
         elif head == integers.RLE:
             if size < _FIRST_VALUE_END:
@@ -214,7 +217,9 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
             _delta, pos = varint.decode(s, _FIRST_VALUE_END, what=f"{what} RLE delta", base=base)
             repeat, pos = varint.decode(s, pos, what=f"{what} RLE count", base=base)
             if pos != size:
-                raise FormatError(f"{what}: {size - pos} bytes after the RLE section", offset=base + pos, field="values")
+                raise FormatError(
+                    f"{what}: {size - pos} bytes after the RLE section", offset=base + pos, field="values"
+                )
             held(repeat + 1)
         else:
             raise FormatError(f"{what}: unknown encoding header 0x{head:02x}", offset=base, field="values")
@@ -235,7 +240,9 @@ def _check_value_header(block_type: int, s: memoryview, n: int, base: int) -> No
         raise TruncatedError(f"{what}: shorter than its first value", offset=base, field="values")
 
 
-def count_values_at(buf: bytes | bytearray | memoryview, start: int, size: int, *, max_values: int = DEFAULT_MAX_VALUES) -> int:
+def count_values_at(
+    buf: bytes | bytearray | memoryview, start: int, size: int, *, max_values: int = DEFAULT_MAX_VALUES
+) -> int:
     """:func:`count_values` of the block ``buf[start:start + size]`` without slicing it (the
     compiled core reads it in place; anything it declines goes to :func:`count_values`, which
     raises the precise error, offsets relative to ``start``)."""

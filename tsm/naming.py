@@ -1,8 +1,8 @@
 """Numbers in names, and shard file names (docs/formats.md#shard-directory, #file-names, #wal-segments).
 
 ``GGGGGGGGG-SSSSSSSSS.tsm`` / ``.tombstone``: (generation, sequence) order defines which file is
-newer: on a conflicting point the later file wins (docs/formats.md#reading-across-files). Generations are zero-padded to 9
-digits but may grow beyond that. WAL segments are ``_NNNNN.wal``.
+newer: on a conflicting point the later file wins (docs/formats.md#reading-across-files). Generations are zero-padded
+to 9 digits but may grow beyond that. WAL segments are ``_NNNNN.wal``.
 
 Every number read from a name (shard directories, ``<db>.<rp>.<id>.NN``, ``meta.NN``, TSM and
 WAL names) is parsed here, as influxd parses it (Go's ``strconv.ParseUint``): ASCII ``0-9`` only.

@@ -215,7 +215,9 @@ class TSMReader:
                     )
                 if prev_min is not None:
                     if mn < prev_min:
-                        raise self._err(FormatError, f"index entries of key {show(key)} are not sorted by time", base + e_at)
+                        raise self._err(
+                            FormatError, f"index entries of key {show(key)} are not sorted by time", base + e_at
+                        )
                     if mn <= prev_max:
                         overlap = True
                 prev_min, prev_max = mn, mx if prev_max is None else max(prev_max, mx)

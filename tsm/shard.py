@@ -1,4 +1,5 @@
-"""What influxd would serve from one shard: TSM files + their tombstones + the WAL cache (docs/formats.md#reading-across-files, #tombstone-application, #wal-replay, #edge-cases).
+"""What influxd would serve from one shard: TSM files + their tombstones + the WAL cache
+(docs/formats.md#reading-across-files, #tombstone-application, #wal-replay, #edge-cases).
 
 :class:`ShardReader` combines, one key at a time (never the whole shard in memory):
 
@@ -8,13 +9,13 @@
   deleted range is skipped);
 * the :class:`~influx_archive.tsm.wal.Cache` rebuilt from the WAL, if any.
 
-Precedence for equal timestamps, highest first (docs/formats.md#reading-across-files): the cache, then the later file, then —
-inside one file — the block whose index entry comes later (influxd's own order there comes from an
+Precedence for equal timestamps, highest first (docs/formats.md#reading-across-files): the cache, then the later file,
+then — inside one file — the block whose index entry comes later (influxd's own order there comes from an
 unstable sort; its writer never produces such files).
 
-Duplicate timestamps *inside one block* (docs/formats.md#reading-across-files, #edge-cases): influxd serves both points, and so does this
-reader as long as the block is not merged with another source: a raw copy keeps the block's bytes,
-and a block decoded alone (because a tombstone or the requested range cuts it) keeps its values in
+Duplicate timestamps *inside one block* (docs/formats.md#reading-across-files, #edge-cases): influxd serves both
+points, and so does this reader as long as the block is not merged with another source: a raw copy keeps the block's
+bytes, and a block decoded alone (because a tombstone or the requested range cuts it) keeps its values in
 stored order. Only a merge of overlapping sources deduplicates, keeping the last value per
 timestamp in precedence order — which is what influxd's merges and compactions do.
 

@@ -3,14 +3,14 @@
 Reading (:func:`parse_tombstones`, :func:`read_tombstones`) mirrors influxd 1.6.7's
 ``Tombstoner.Walk`` (``tsdb/engine/tsm1/tombstone.go``):
 
-* the first 4 bytes select the version (docs/formats.md#tombstone-formats); anything else, including a file shorter than 4 bytes,
-  is v1 text (lines split like Go's ``bufio.Scanner``: a trailing ``\\r`` is dropped, empty lines are
+* the first 4 bytes select the version (docs/formats.md#tombstone-formats); anything else, including a file shorter
+  than 4 bytes, is v1 text (lines split like Go's ``bufio.Scanner``: a trailing ``\\r`` is dropped, empty lines are
   skipped, a line of 64 KiB or more fails);
 * v4 is read member by member; a member's content may end with 1–3 stray bytes (a short read of the
   next key length), which influxd takes as the end of the member;
 * v3 is one gzip *stream* (Go's reader is multi-member there, so records may span members);
-* influxd fails the TSM file (renames it ``.bad``, the shard does not open, docs/formats.md#tombstone-failure) on a bad gzip
-  header, corrupt deflate data, a CRC/size mismatch, or a record cut short: those raise
+* influxd fails the TSM file (renames it ``.bad``, the shard does not open, docs/formats.md#tombstone-failure) on a bad
+  gzip header, corrupt deflate data, a CRC/size mismatch, or a record cut short: those raise
   :class:`~influx_archive.archive.errors.FormatError` (``TruncatedError`` / ``ChecksumError``) naming
   the file and the offset of the member (records inside a member are located by their offset in
   the member's decompressed content, in the message).
@@ -30,12 +30,13 @@ before allocating, and the total decompressed size is capped (``max_decompressed
 bombs (:class:`UnsupportedError`).
 
 Writing (:func:`write_tombstones`, :func:`append_batch`, :func:`encode_member`) produces the layout
-influxd writes (docs/formats.md#tombstone-formats): the ``00 00 15 04`` header and one gzip member per delete batch with Go's
-gzip header. The deflate data comes from zlib, so it differs byte-wise from Go's; influxd's own
+influxd writes (docs/formats.md#tombstone-formats): the ``00 00 15 04`` header and one gzip member per delete batch
+with Go's gzip header. The deflate data comes from zlib, so it differs byte-wise from Go's; influxd's own
 reader accepts it (tested against influxd's Tombstoner).
 
-Applying (:class:`TombstoneSet`) follows influxd's ``indirectIndex.DeleteRange`` (docs/formats.md#tombstone-application), including its
-order-dependent rule for when several partial ranges remove a whole key.
+Applying (:class:`TombstoneSet`) follows influxd's ``indirectIndex.DeleteRange``
+(docs/formats.md#tombstone-application), including its order-dependent rule for when several partial ranges remove a
+whole key.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from typing import Any, BinaryIO, Union
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, UnsupportedError, UsageError
 from .format import tombstone as fmt
 
-Source = Union[bytes, bytearray, memoryview, BinaryIO]
+Source = bytes | bytearray | memoryview | BinaryIO
 #: the file a message names
 _Name = Union[str, "os.PathLike[str]", None]
 
@@ -72,7 +73,8 @@ _TIMES_SIZE = fmt.RECORD_TIMES.size
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
-    """Delete the values of composite ``key`` with ``min <= t <= max`` (both inclusive, docs/formats.md#tombstone-semantics)."""
+    """Delete the values of composite ``key`` with ``min <= t <= max`` (both inclusive,
+    docs/formats.md#tombstone-semantics)."""
 
     key: bytes
     min: int = _MIN
@@ -133,7 +135,7 @@ def parse_tombstones(
             return _parse_v2(data, name)
         return _parse_v1(data, name)
     except ArchiveError as err:
-        raise err.located(path=name)
+        raise err.located(path=name)  # noqa: B904 - the same error re-raised, its location filled in
 
 
 def read_tombstones(
@@ -633,10 +635,7 @@ class TombstoneSet:
         self, key: bytes, min_time: int, max_time: int, key_min: int | None = None, key_max: int | None = None
     ) -> bool:
         """True if every timestamp of ``[min_time, max_time]`` is deleted (the block can be skipped)."""
-        for lo, hi in self.ranges(key, key_min, key_max):
-            if lo <= min_time and hi >= max_time:
-                return True
-        return False
+        return any(lo <= min_time and hi >= max_time for lo, hi in self.ranges(key, key_min, key_max))
 
     def touches(
         self, key: bytes, min_time: int, max_time: int, key_min: int | None = None, key_max: int | None = None

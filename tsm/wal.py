@@ -18,8 +18,8 @@ appears twice inside one entry keeps only its last group. Values are ``(timestam
 float, int (integer and unsigned), bool, bytes.
 
 :class:`WALWriter` writes entries (snappy block format via ``cramjam.snappy.compress_raw``) and
-:class:`Cache` replays segments into what influxd's cache holds after a restart (docs/formats.md#wal-replay): segments in
-byte-wise name order, writes appended per key, deletes removing ``[min, max]``, values per key
+:class:`Cache` replays segments into what influxd's cache holds after a restart (docs/formats.md#wal-replay): segments
+in byte-wise name order, writes appended per key, deletes removing ``[min, max]``, values per key
 deduplicated on read (stable sort by time, the **last written** value wins).
 """
 
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import math
 import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import cramjam
 
@@ -40,7 +41,7 @@ from ..archive.errors import FormatError, TruncatedError, UnsupportedError, Usag
 from .compiled import core as _compiled  # the resynchronisation prefilter; None: the Python one
 from .format import wal as fmt
 
-Source = Union[bytes, bytearray, memoryview, BinaryIO]
+Source = bytes | bytearray | memoryview | BinaryIO
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -83,7 +84,7 @@ class DeleteRangeEntry:
     entry_type = fmt.DELETE_RANGE_ENTRY
 
 
-WALEntry = Union[WriteEntry, DeleteEntry, DeleteRangeEntry]
+WALEntry = WriteEntry | DeleteEntry | DeleteRangeEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,7 @@ def _snappy_decode(data: bytes) -> bytes:
     """Snappy block format with the checks of Go's ``snappy.Decode`` (and a length bound)."""
     decoded_len = 0
     shift = 0
-    for i, b in enumerate(data[:10]):
+    for _i, b in enumerate(data[:10]):
         decoded_len |= (b & 0x7F) << shift
         if b < 0x80:
             break
@@ -323,7 +324,8 @@ def _snappy_decode(data: bytes) -> bytes:
 
 
 def _decode_write(b: bytes) -> dict[bytes, tuple[int, list[tuple[int, Any]]]]:
-    """Write payload (docs/formats.md#wal-write) with influxd's checks, in its order (``WriteWALEntry.UnmarshalBinary``)."""
+    """Write payload (docs/formats.md#wal-write) with influxd's checks, in its order
+    (``WriteWALEntry.UnmarshalBinary``)."""
     out: dict[bytes, tuple[int, list[tuple[int, Any]]]] = {}
     n = len(b)
     i = 0
@@ -675,7 +677,7 @@ class Cache:
         if self._pending:
             self._settle()
         typ, ts, vs = self._store[key]
-        if all(a < b for a, b in zip(ts, ts[1:])):
+        if all(a < b for a, b in itertools.pairwise(ts)):
             return fmt.WAL_TO_BLOCK_TYPE[typ], list(ts), list(vs)
         last = dict(zip(ts, vs))
         order = sorted(last)

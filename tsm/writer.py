@@ -91,7 +91,9 @@ class TSMWriter:
         if self._last_max is not None and min_time <= self._last_max:
             raise UsageError(f"blocks of key {key!r} must be ascending and non-overlapping")
         if self._count >= fmt.MAX_ENTRIES_PER_KEY:
-            raise UnsupportedError(f"key {key!r} reached {fmt.MAX_ENTRIES_PER_KEY} blocks in one file; start a new file")
+            raise UnsupportedError(
+                f"key {key!r} reached {fmt.MAX_ENTRIES_PER_KEY} blocks in one file; start a new file"
+            )
         self._out.write(frame)
         self._entries += _ENTRY.pack(min_time, max_time, self._offset, len(frame))
         self._count += 1

@@ -34,7 +34,6 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ...tsm import naming
 from ...tsm.keys import series_of
@@ -49,7 +48,7 @@ from ..errors import BusyError, FormatError, SourceError, SourceIOError, TargetE
 from ..progress import ProgressCallback, Reporter
 from .tsiwrite import extend_series_file, install_index, listdir, recover_series_file, shard_partitions
 
-Progress = Optional[ProgressCallback]
+Progress = ProgressCallback | None
 
 _SHARD_RE = re.compile(r"^\d+$")
 
@@ -157,7 +156,9 @@ def plan_build_tsi(
                 shards.append(ShardPlan(db, rp, sid, shp, wp, action))
     if not shards and (database is not None or retention_policy is not None or shard_id is not None):
         what = ", ".join(
-            f"{k} {v}" for k, v in (("database", database), ("retention policy", retention_policy), ("shard", shard_id)) if v is not None
+            f"{k} {v}"
+            for k, v in (("database", database), ("retention policy", retention_policy), ("shard", shard_id))
+            if v is not None
         )
         raise UsageError(f"no shard directory matches {what}", path=d)
     skipped = [s for s in shards if s.action == "skip"]
@@ -294,7 +295,9 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> str | None:
     rebuilds the field list from the data under the key-parser name and serves them."""
     if not os.path.exists(os.path.join(shard_dir, "fields.idx")):
         return None
-    odd = sorted({serieskey.parse_key(k)[0] for k in keys if b"\\" in k and _write_path_name(k) != serieskey.parse_key(k)[0]})
+    odd = sorted(
+        {serieskey.parse_key(k)[0] for k in keys if b"\\" in k and _write_path_name(k) != serieskey.parse_key(k)[0]}
+    )
     if not odd:
         return None
     names = ", ".join(repr(n.decode("utf-8", "backslashreplace")) for n in odd[:3]) + (" ..." if len(odd) > 3 else "")
@@ -395,7 +398,9 @@ def build_tsi(
 ) -> BuildResult:
     """Build the tsi1 index of every selected shard (see the module docstring). ``owner`` is
     (uid, gid). With ``dry_run`` only the plan is made (and each shard's series counted)."""
-    plan = plan_build_tsi(datadir, waldir, database=database, retention_policy=retention_policy, shard_id=shard_id, force=force)
+    plan = plan_build_tsi(
+        datadir, waldir, database=database, retention_policy=retention_policy, shard_id=shard_id, force=force
+    )
     todo = [s for s in plan.shards if s.action != "skip"]
     skipped = [s for s in plan.shards if s.action == "skip"]
     roots = [plan.datadir] + ([plan.waldir] if plan.waldir else [])

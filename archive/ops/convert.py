@@ -196,7 +196,9 @@ def plan_convert(
             continue
         tdb, trp = selection.target_names(ref.db.name, ref.rp.name)
         layers = shard.tsm_layers()
-        copy_raw = len(layers) == 1 and layers[0][1] is None and shard.plain and not shard.wal and _inside(shard, start, end)
+        copy_raw = (
+            len(layers) == 1 and layers[0][1] is None and shard.plain and not shard.wal and _inside(shard, start, end)
+        )
         jobs.append(ShardJob(shard, tdb, trp, copy_raw))
     for s in src.shards:
         if (s.files or s.wal) and s.id not in live and selection.keeps(*s.key):
@@ -268,7 +270,9 @@ def execute_convert(
                         raise
             shards = [o for o in outputs if o is not None]
             dropped = [
-                f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}" for j, o in zip(plan.jobs, outputs) if o is None
+                f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}"
+                for j, o in zip(plan.jobs, outputs)
+                if o is None
             ]
             files = [o.file_name for o in shards]
             if plan.to == "legacy":
@@ -283,7 +287,8 @@ def execute_convert(
                     meta_size=len(blob),
                     limited=False,
                     files=[
-                        metafiles.ManifestEntry(o.database, o.retention_policy, o.id, o.file_name, o.tar_size, 0) for o in shards
+                        metafiles.ManifestEntry(o.database, o.retention_policy, o.id, o.file_name, o.tar_size, 0)
+                        for o in shards
                     ]
                     or None,
                 )
@@ -357,8 +362,8 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
                 if split > 1:
                     written = _rewrite_in_processes(plan, shard, work, gen, seq, split)
                 else:
-                    with open_shard_reader(plan.source, shard, tmpdir=str(work)) as reader:
-                        written = write_shard(reader, work, gen, seq, start=plan.start, end=plan.end)
+                    with open_shard_reader(plan.source, shard, tmpdir=str(work)) as shard_reader:
+                        written = write_shard(shard_reader, work, gen, seq, start=plan.start, end=plan.end)
                 advance(job.bytes)
                 for w in written:
                     members.append((w.name, w.size, lambda p=w.path: stack.enter_context(open(p, "rb"))))
@@ -371,7 +376,11 @@ def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance
                 name = metafiles.portable_names(ts, [shard.id]).shards[shard.id]
             path = tmp / name
             with open(path, "xb") as raw:
-                sink = gzip_writer(raw, level=plan.compress_level, filename=name[: -len(".gz")]) if plan.to == "portable" else raw
+                sink = (
+                    gzip_writer(raw, level=plan.compress_level, filename=name[: -len(".gz")])
+                    if plan.to == "portable"
+                    else raw
+                )
                 tar = TarWriter(sink)
                 for mname, size, opener in members:
                     tar.add(prefix + mname, size, opener(), on_bytes=advance if job.copy_raw else None)  # type: ignore[operator]

@@ -93,7 +93,10 @@ def _block_info(reader: TSMReader, e) -> dict:
         info["crc"] = "ok"
         btype, ts_enc, val_enc = block_sections(data)
         info["type"] = BLOCK_TYPE_NAMES[btype]
-        info["encoding"] = {"timestamps": _TS_ENC.get(ts_enc, ts_enc), "values": _VALUE_ENC.get(btype, {}).get(val_enc, val_enc)}
+        info["encoding"] = {
+            "timestamps": _TS_ENC.get(ts_enc, ts_enc),
+            "values": _VALUE_ENC.get(btype, {}).get(val_enc, val_enc),
+        }
         info["count"] = count_values(data)  # the header's claim, checked against the cap (no decoding)
     except ArchiveError as exc:
         info["crc"] = "bad" if "CRC" in exc.message else info.get("crc", "?")

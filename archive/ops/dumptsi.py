@@ -21,7 +21,9 @@ def _resolve(path: str, series_file: str | None) -> tuple[str | None, str | None
     """(series file dir, index dir) for ``path``."""
     p = os.path.normpath(path)
     if not os.path.isdir(p):
-        raise SourceError("not a directory: give a database directory, its _series, a shard directory or its index/", path=path)
+        raise SourceError(
+            "not a directory: give a database directory, its _series, a shard directory or its index/", path=path
+        )
     base = os.path.basename(p)
     index_dir = None
     sfile = series_file
@@ -64,7 +66,9 @@ def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False,
             "partitions": [
                 {
                     "id": p.id,
-                    "segments": [{"name": os.path.basename(s.path), "used": s.size, "size": s.file_size} for s in p.segments],
+                    "segments": [
+                        {"name": os.path.basename(s.path), "used": s.size, "size": s.file_size} for s in p.segments
+                    ],
                     "series": len(p.keys),
                     "tombstones": len(p.tombstones),
                     "max_id": p.max_id,
@@ -88,7 +92,9 @@ def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False,
                     "log_series": len(p.log_series),
                     "log_tombstones": len(p.log_tombstones),
                     "index_files": p.index_files,
-                    "index_file_measurements": sorted(m.name.decode("utf-8", "backslashreplace") for m in p.measurements.values()),
+                    "index_file_measurements": sorted(
+                        m.name.decode("utf-8", "backslashreplace") for m in p.measurements.values()
+                    ),
                 }
                 for i, p in enumerate(si.partitions)
             ],
@@ -98,7 +104,7 @@ def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False,
         if ids is None:
             listing = [_series_doc(sid, key) for sid, key in sf.series()]
         else:
-            byid = {sid: key for sid, key in sf.series()}
+            byid = dict(sf.series())
             missing = sorted(i for i in ids if i not in byid)
             if missing:
                 raise FormatError(f"index holds series id {missing[0]} that the series file {sdir} does not", path=idir)
@@ -110,12 +116,11 @@ def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False,
         if sf is not None:
             byid_tags = {}
             for d in listing:
-                ms.setdefault(d["measurement"], {"name": d["measurement"], "series": 0, "tag_keys": set()})["series"] += 1
+                ms.setdefault(d["measurement"], {"name": d["measurement"], "series": 0, "tag_keys": set()})[
+                    "series"
+                ] += 1
                 byid_tags[d["id"]] = d["measurement"]
-            if ids is None:
-                src = sf.series()
-            else:
-                src = ((i, k) for i, k in sf.series() if i in ids)
+            src = sf.series() if ids is None else ((i, k) for i, k in sf.series() if i in ids)
             for _sid, key in src:
                 name, tags = serieskey.decode(key)
                 m = ms[name.decode("utf-8", "backslashreplace")]

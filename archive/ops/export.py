@@ -69,7 +69,9 @@ class ExportResult:
                 "skipped_values": self.skipped_values, "skipped": self.skipped}
 
 
-def _selected_shards(src: Source, database: str | None, retention: str | None, start: int, end: int) -> list[tuple[str, str, list[Shard]]]:
+def _selected_shards(
+    src: Source, database: str | None, retention: str | None, start: int, end: int
+) -> list[tuple[str, str, list[Shard]]]:
     """(db, rp, shards) in metastore order, shards in time order, only those overlapping the range."""
     assert src.meta is not None
     by_key = {s.key: s for s in src.shards}
@@ -225,7 +227,9 @@ class _Peekable:
 _WORKER_SOURCE: Source | None = None
 
 
-def _export_part(shard: Shard, part: tuple[int, int], lo: int, hi: int, want: bytes | None, path: str, tmpdir: str | None):
+def _export_part(
+    shard: Shard, part: tuple[int, int], lo: int, hi: int, want: bytes | None, path: str, tmpdir: str | None
+):
     """Worker: export one slice of one shard into ``path``; returns (result, new findings, path)."""
     src = _WORKER_SOURCE
     assert src is not None
@@ -240,7 +244,9 @@ def _export_part(shard: Shard, part: tuple[int, int], lo: int, hi: int, want: by
     return res, src.findings[seen:], path
 
 
-def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: bytes | None, workers: int, tmpdir: str | None):
+def _parallel_parts(
+    src: Source, shards: list[Shard], lo: int, hi: int, want: bytes | None, workers: int, tmpdir: str | None
+):
     """Yield (shard index, result, findings, part file) in output order from a pool of forked
     workers running a few slices ahead of the consumer. Every shard is cut into ``workers``
     slices so the last shards do not leave cores idle."""
@@ -249,7 +255,7 @@ def _parallel_parts(src: Source, shards: list[Shard], lo: int, hi: int, want: by
 
     global _WORKER_SOURCE
     _WORKER_SOURCE = src
-    tasks = []
+    tasks: list[tuple[int, Shard, tuple[int, int]]] = []
     for i, shard in enumerate(shards):
         # a .tar.gz shard is inflated by each of its slices: ISA-L inflates at ~25x the rate a
         # core formats lines, so the extra inflating costs less than idle cores would
@@ -338,7 +344,9 @@ def _column(res: ExportResult, series: str, name: str, btype: int, vs: list) -> 
     return [_checked(res, series, name, btype, FORMATTERS[btype], v) for v in vs]
 
 
-def _write_series(text: io.TextIOWrapper, series: str, fields: list[tuple[str, int, list[int], list]], res: ExportResult) -> None:
+def _write_series(
+    text: io.TextIOWrapper, series: str, fields: list[tuple[str, int, list[int], list]], res: ExportResult
+) -> None:
     prefix = series + " "
     if len(fields) == 1 or all(f[2] == fields[0][2] for f in fields[1:]):
         # every field has the same timestamps (the common case): zip the columns

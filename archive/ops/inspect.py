@@ -9,6 +9,8 @@ protocol; ``values`` counts field values.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...tsm.keys import series_of
 from ..errors import ArchiveError
 from ..findings import ERROR, Finding
@@ -58,7 +60,7 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
     rep.end()
     findings.extend(src.findings[seen:])
 
-    databases = []
+    databases: list[dict[str, Any]] = []
     seen_rps: set[tuple[str, str]] = set()
     if src.meta is not None:
         for db in src.meta.databases:
@@ -106,14 +108,17 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
                 {
                     "name": u.name,
                     "admin": bool(u.admin),
-                    "privileges": [{"database": p.database, "privilege": _PRIVILEGES.get(p.privilege, str(p.privilege))} for p in u.privileges],
+                    "privileges": [
+                        {"database": p.database, "privilege": _PRIVILEGES.get(p.privilege, str(p.privilege))}
+                        for p in u.privileges
+                    ],
                 }
             )
         for db in src.meta.databases:
             for cq in db.continuous_queries:
                 cqs.append({"database": db.name, "name": cq.name, "query": cq.query})
 
-    doc = {
+    doc: dict[str, Any] = {
         "source": {"kind": src.kind, "path": src.display_path},
         "databases": databases,
         "users": users,

@@ -23,7 +23,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import zstandard
 
@@ -131,7 +131,7 @@ def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: P
               roots: list[str]) -> PackResult:
     root = Path(src.path)
     names = _backup_files(src)
-    entries = []
+    entries: list[dict[str, Any]] = []
     try:
         for n in names:
             p = root / n
@@ -165,7 +165,8 @@ def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: P
                 for e in entries:
                     h = hashlib.sha256()
                     with open(root / e["name"], "rb") as f:
-                        tar.add(e["name"], e["size"], _HashingReader(f, h), mode=e["mode"], on_bytes=rep.advance)
+                        reader = cast(BinaryIO, _HashingReader(f, h))  # reads like one: TarWriter only reads
+                        tar.add(e["name"], e["size"], reader, mode=e["mode"], on_bytes=rep.advance)
                     if h.hexdigest() != e["sha256"]:
                         raise SourceError("file changed while it was packed", path=str(root / e["name"]))
                 tar.close()
@@ -183,7 +184,7 @@ def _pack_dir(src: Source, out: Output, *, level: int, threads: int, progress: P
 
 
 class _HashingReader:
-    def __init__(self, f: BinaryIO, h) -> None:
+    def __init__(self, f: IO[bytes], h) -> None:
         self._f = f
         self._h = h
 
@@ -193,7 +194,9 @@ class _HashingReader:
         return data
 
 
-def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> PackResult:
+def unpack(
+    archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, progress: ProgressCallback | None = None
+) -> PackResult:
     """Restore the backup directory from ``archive`` into ``dest`` (new or empty), every file
     checked against the manifest; all or nothing (built beside ``dest``, renamed when complete)."""
     path = Path(archive).absolute()

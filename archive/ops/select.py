@@ -60,9 +60,7 @@ class Selection:
             return False
         if self.retention is not None and retention_policy != self.retention:
             return False
-        if self.shard is not None and shard_id is not None and shard_id != self.shard:
-            return False
-        return True
+        return not (self.shard is not None and shard_id is not None and shard_id != self.shard)
 
 
 @dataclass
@@ -92,7 +90,9 @@ def select_meta(meta: Data, sel: Selection, *, origin: str = "the backup") -> Se
         if sel.retention is not None:
             if db.retention_policy(sel.retention) is None:
                 have = ", ".join(rp.name for rp in db.retention_policies) or "none"
-                raise UsageError(f"retention policy {sel.retention!r} is not in database {db.name!r} of {origin} (it has: {have})")
+                raise UsageError(
+                    f"retention policy {sel.retention!r} is not in database {db.name!r} of {origin} (it has: {have})"
+                )
             db.retention_policies = [rp for rp in db.retention_policies if rp.name == sel.retention]
         if sel.shard is not None:
             for rp in db.retention_policies:
@@ -158,9 +158,7 @@ def window_overlaps(group: tuple[int | None, int | None], start: int | None, end
         return True
     if start is not None and g_end - 1 < start:
         return False
-    if end is not None and g_start > end:
-        return False
-    return True
+    return not (end is not None and g_start > end)
 
 
 def window_inside(group: tuple[int | None, int | None], start: int | None, end: int | None) -> bool:

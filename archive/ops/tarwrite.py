@@ -16,12 +16,12 @@ import gzip
 import tarfile
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 try:  # ISA-L igzip: optional at runtime, zlib otherwise
     from isal import igzip as _igzip
 except ImportError:  # pragma: no cover - exercised only where isal is missing
-    _igzip = None
+    _igzip = None  # type: ignore[assignment]
 
 BLOCK = 512
 END = b"\0" * (2 * BLOCK)
@@ -80,5 +80,5 @@ def gzip_writer(raw: BinaryIO, *, level: int, filename: str) -> BinaryIO:
     if not 0 <= level <= 9:
         raise ValueError("gzip level must be 0..9")
     if _igzip is not None and level <= MAX_ISAL_LEVEL:
-        return _igzip.IGzipFile(filename=filename, mode="wb", compresslevel=level, fileobj=raw, mtime=0)
-    return gzip.GzipFile(filename=filename, mode="wb", compresslevel=level, fileobj=raw, mtime=0)
+        return cast(BinaryIO, _igzip.IGzipFile(filename=filename, mode="wb", compresslevel=level, fileobj=raw, mtime=0))
+    return cast(BinaryIO, gzip.GzipFile(filename=filename, mode="wb", compresslevel=level, fileobj=raw, mtime=0))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional
 
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
@@ -19,7 +18,7 @@ STAGE_INDEX = ".index"
 SERIES_STAGE = ".influx-archive-series-new-"
 SERIES_OLD = ".influx-archive-series-old-"
 INDEX_OLD = ".influx-archive-index-old-"
-Progress = Optional[ProgressCallback]
+Progress = ProgressCallback | None
 
 def listdir(path: str, what: str) -> list[str]:
     try:
@@ -151,7 +150,9 @@ def stage_series_file(live: str, stage: str, sfile: sfmod.SeriesFile | None) -> 
     if sfile is None:
         sfile = sfmod.SeriesFile.__new__(sfmod.SeriesFile)
         sfile.path = stage
-        sfile.partitions = [sfmod.Partition(p, os.path.join(stage, tfmt.partition_dir_name(p))) for p in range(tfmt.SERIES_PARTITION_N)]
+        sfile.partitions = [
+            sfmod.Partition(p, os.path.join(stage, tfmt.partition_dir_name(p))) for p in range(tfmt.SERIES_PARTITION_N)
+        ]
     return sfile
 
 
@@ -172,7 +173,9 @@ def extend_series_file(
             p = sfmod.key_partition(key)
             if writers[p] is None:
                 writers[p] = sfmod.PartitionWriter(sfile.partitions[p])
-            writers[p].insert(key)
+            w = writers[p]
+            assert w is not None
+            w.insert(key)
             if i % 4096 == 0:
                 rep.advance(4096)
         rep.advance(len(new_keys) % 4096)

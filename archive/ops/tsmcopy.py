@@ -74,7 +74,9 @@ def checked_chunks(
             if stored != computed or data[a + block_at] != btype:
                 exc: ArchiveError
                 if stored != computed:
-                    exc = ChecksumError(f"block CRC mismatch for key {show(key)}", path=reader.name, offset=off, field="crc")
+                    exc = ChecksumError(
+                        f"block CRC mismatch for key {show(key)}", path=reader.name, offset=off, field="crc"
+                    )
                 else:
                     exc = FormatError(
                         f"block of key {show(key)} has type {view[a + block_at]}, its index entry says {btype}",

@@ -85,7 +85,9 @@ class VerifyReport:
         }
 
 
-def verify(path: str | os.PathLike[str], *, deep: bool = False, progress: ProgressCallback | None = None) -> VerifyReport:
+def verify(
+    path: str | os.PathLike[str], *, deep: bool = False, progress: ProgressCallback | None = None
+) -> VerifyReport:
     sealed_findings: list[Finding] = []
     if is_zstd_file(path):
         # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);
@@ -241,7 +243,8 @@ def _check_wal(stream, f: ShardFile, report: VerifyReport) -> None:
         for item in iter_wal(stream, name=f.origin, salvage=True):
             if isinstance(item, WALCorruption):
                 sev = WARNING if item.resume is None else ERROR
-                what = "torn tail: influxd truncates the segment here and starts" if item.resume is None else "damaged entry"
+                torn = "torn tail: influxd truncates the segment here and starts"
+                what = torn if item.resume is None else "damaged entry"
                 code = WAL_TORN_TAIL if item.resume is None else WAL_DAMAGED_ENTRY
                 report.findings.append(
                     Finding(sev, f"{what} ({item.reason})", f.container, f.member, item.offset, code=code))

@@ -40,7 +40,9 @@ class WrittenFile:
 class ShardFileWriter:
     """TSM output files for one shard, rolled over at the limits above."""
 
-    def __init__(self, directory: Path, generation: int, first_sequence: int = 1, *, max_bytes: int = MAX_FILE_BYTES) -> None:
+    def __init__(
+        self, directory: Path, generation: int, first_sequence: int = 1, *, max_bytes: int = MAX_FILE_BYTES
+    ) -> None:
         self.directory = directory
         self.generation = generation
         self.sequence = first_sequence

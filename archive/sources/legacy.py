@@ -36,8 +36,8 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
     )
     src = DiskSource("legacy", str(p), salvage=salvage, prescanned=prescanned or {})
     for n in names:
-        m = _LOOSE_META_RE.match(n)
-        if m and not LEGACY_META_RE.match(n) and naming.numeral_like(m.group(1)):
+        loose_meta = _LOOSE_META_RE.match(n)
+        if loose_meta and not LEGACY_META_RE.match(n) and naming.numeral_like(loose_meta.group(1)):
             src.findings.append(non_ascii_number(f"metastore snapshot number in {show(n)}", str(p / n)))
     # The newest metastore snapshot is the numerically highest meta.NN (influxd takes the lexically
     # last name, so meta.99 beats meta.100 and a stray meta.00.pending wins: docs/formats.md).
@@ -53,7 +53,11 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
     increments: set[int] = set()
     run_starts = legacy_run_starts(p, [n for _, n in metas])
     for n in names:
-        if LEGACY_META_RE.match(n) or n.endswith(".pending") or (_LOOSE_META_RE.match(n) and naming.numeral_like(n[5:])):
+        if (
+            LEGACY_META_RE.match(n)
+            or n.endswith(".pending")
+            or (_LOOSE_META_RE.match(n) and naming.numeral_like(n[5:]))
+        ):
             continue
         m = metafiles.parse_legacy_shard_file_name(n, as_written=False)
         loose = _LOOSE_SHARD_RE.match(n)

@@ -334,7 +334,9 @@ class Source:
     path: str
     meta: Data | None = None
     meta_origin: str | None = None
-    file_kind: str | None = None  # for kind == "file": tsm, tombstone, wal, meta.NN, meta, meta.db, manifest, tar, tar.gz
+    file_kind: str | None = (
+        None  # for kind == "file": tsm, tombstone, wal, meta.NN, meta, meta.db, manifest, tar, tar.gz
+    )
     shards: list[Shard] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
@@ -498,5 +500,7 @@ def raise_first_error(src: Source, salvage: bool) -> None:
     errors = [f for f in src.findings if f.severity == ERROR]
     if errors and not salvage:
         first = errors[0]
-        more = f" ({len(errors) - 1} more problems: run verify; --salvage keeps what is intact)" if len(errors) > 1 else ""
+        more = (
+            f" ({len(errors) - 1} more problems: run verify; --salvage keeps what is intact)" if len(errors) > 1 else ""
+        )
         raise FormatError(first.message + more, path=first.path, member=first.member, offset=first.offset)

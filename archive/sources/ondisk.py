@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..errors import SourceIOError
 from ..findings import MEMBER_WRONG_SHARD, WARNING, Finding
@@ -84,7 +84,7 @@ class DiskSource(Source):
                     offset = member_offset(base, f)
                 else:
                     offset = f.data_offset if f.data_offset is not None else member_offset(base, f)
-                opened.streams[id(f)] = SubFile(base, offset, f.size, name=f.origin)
+                opened.streams[id(f)] = cast(BinaryIO, SubFile(base, offset, f.size, name=f.origin))
             yield opened
 
 
@@ -121,7 +121,8 @@ def add_tar_shard(
             src.findings.append(
                 Finding(
                     WARNING,
-                    f"member belongs to {db}/{rp}/{sid}, not to the shard named by the file ({fallback[0]}/{fallback[1]}/{fallback[2]})",
+                    f"member belongs to {db}/{rp}/{sid}, not to the shard named by the file "
+                f"({fallback[0]}/{fallback[1]}/{fallback[2]})",
                     path=str(tar_path),
                     member=m.name,
                     code=MEMBER_WRONG_SHARD,

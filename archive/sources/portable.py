@@ -24,7 +24,9 @@ from .tarscan import scan_shard_tar
 PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$", re.ASCII)
 
 
-def open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: dict | None = None) -> DiskSource:
+def open_portable(
+    p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: dict | None = None
+) -> DiskSource:
     src = DiskSource("portable", str(p), salvage=salvage, prescanned=prescanned or {})
     # Oldest first, so later manifests layer on top (docs/formats.md; we take the union).
     manifest_paths = sorted(manifest_paths, key=lambda q: q.name)
@@ -36,7 +38,9 @@ def open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, pr
     newest_path, newest = parsed[-1]
     meta_path = p / manifest_file_name(newest.meta_file_name, str(newest_path), "meta.fileName")
     if not meta_path.is_file():
-        raise FormatError(f"metastore file {newest.meta_file_name} listed by the manifest is missing", path=str(newest_path))
+        raise FormatError(
+            f"metastore file {newest.meta_file_name} listed by the manifest is missing", path=str(newest_path)
+        )
     blob, _max_node = metafiles.parse_portable_meta(read_small(meta_path, MAX_META_FILE_SIZE), path=str(meta_path))
     src.meta = decode_data(blob, path=str(meta_path))
     src.meta_origin = str(meta_path)
@@ -68,7 +72,9 @@ def open_portable(p: Path, manifest_paths: list[Path], salvage: bool = False, pr
                     code=MANIFEST_FILE_UNREADABLE), key))
                 continue
             steps.append(("tar", fp, inc, key, e.size, _manifest_time(mp)))
-    scans = _scan_gz_tars([(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage)
+    scans = _scan_gz_tars(
+        [(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage
+    )
     for st in steps:
         if st[0] == "finding":
             src.findings.append(st[1])

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -97,7 +97,7 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
     with open_regular(path) as raw:
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
             tail = _TailReader(zr)
-            with open_tar(tail, "r|") as tf:
+            with open_tar(cast(BinaryIO, tail), "r|") as tf:
                 yield tf
                 end = tf.offset  # where the end-of-archive blocks start
             # the tar ended: what the tar reader buffered past its end, and the rest of the
@@ -285,7 +285,9 @@ def _check_manifest(doc: object) -> dict[str, dict]:
         parts = name.split("/")
         for k in range(1, len(parts)):
             if "/".join(parts[:k]) in files:
-                raise _Bad("files", f"{show('/'.join(parts[:k]))} is listed as a file and as the directory of {show(name)}")
+                raise _Bad(
+                    "files", f"{show('/'.join(parts[:k]))} is listed as a file and as the directory of {show(name)}"
+                )
     return files
 
 
@@ -307,7 +309,9 @@ def _read_manifest(tf: tarfile.TarFile, path: Path) -> tuple[dict, dict[str, dic
     return doc, files
 
 
-def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterator[tuple[dict, dict, tarfile.TarInfo | None, BinaryIO | None]]:
+def iter_members(
+    path: Path, *, findings: list[Finding] | None = None
+) -> Iterator[tuple[dict, dict, tarfile.TarInfo | None, BinaryIO | None]]:
     """Stream the archive: yields (manifest doc, entry, member, reader) per listed file; member is
     None for listed files that never appeared. Damage raises (or, with ``findings``, is recorded and
     the member skipped where the stream allows)."""
@@ -321,7 +325,8 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
             doc, files = _read_manifest(tf, path)
             seen: set[str] = set()
             for m in tf:
-                tf.members.clear()  # streamed once: memory stays one member's, however many there are
+                # streamed once: memory stays one member's, however many there are (members: not in the stub)
+                tf.members.clear()  # type: ignore[attr-defined]
                 if m.offset == 0:
                     continue  # the manifest itself (TarFile iteration starts over its members)
                 if m.name in seen:
@@ -338,11 +343,15 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
                     bad(FormatError("member not listed in the archive manifest", path=_where(path, m.name)))
                     continue
                 if m.size != entry["size"]:
-                    bad(FormatError(f"member is {m.size} bytes, the manifest says {entry['size']}", path=_where(path, m.name)))
+                    bad(
+                        FormatError(
+                            f"member is {m.size} bytes, the manifest says {entry['size']}", path=_where(path, m.name)
+                        )
+                    )
                     continue
                 seen.add(m.name)
-                yield doc, entry, m, tf.extractfile(m)
-            for name, entry in files.items():
+                yield doc, entry, m, cast("BinaryIO | None", tf.extractfile(m))
+            for name, _entry in files.items():
                 if name not in seen:
                     bad(FormatError("listed file missing from the archive", path=_where(path, name)))
     except (_TrailingData, _CutStream) as exc:
@@ -353,8 +362,12 @@ def iter_members(path: Path, *, findings: list[Finding] | None = None) -> Iterat
         raise UnsupportedError("unsupported sparse tar member in a sealed archive (pack never writes one)",
                                path=_where(path, exc.member)) from None
     except (zstandard.ZstdError, tarfile.TarError, EOFError, OSError) as exc:
-        err = TruncatedError if isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc).lower() else FormatError
-        e = err(f"damaged archive stream ({exc})", path=str(path))
+        err = (
+            TruncatedError
+            if isinstance(exc, EOFError) or "unexpected end" in str(exc) or "truncated" in str(exc).lower()
+            else FormatError
+        )
+        e: ArchiveError = err(f"damaged archive stream ({exc})", path=str(path))
         if isinstance(exc, OSError) and exc.errno is not None:  # EACCES, EIO: the OS, not damage
             e = SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path))
         if findings is None:
@@ -433,7 +446,9 @@ class SealedSource(DiskSource):
                 self._cursor = iter_members(Path(self.archive))
             for _doc, entry, _m, reader in self._cursor:
                 path = str(Path(self.workdir) / entry["name"])
-                if entry["name"] == name or (path in self._expected and path not in self._ahead and not self._users.get(path)):
+                if entry["name"] == name or (
+                    path in self._expected and path not in self._ahead and not self._users.get(path)
+                ):
                     with _spool_file(path) as out:
                         copy_checked(reader, entry, out, Path(self.archive))  # type: ignore[arg-type]
                     if entry["name"] == name:
@@ -490,8 +505,9 @@ def _spool_file(path: str | os.PathLike[str]) -> Iterator[_SpoolWriter]:
     except OSError as exc:  # the flush on close
         if isinstance(exc, ArchiveError):
             raise
-        raise TargetIOError(f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} (the spool is under TMPDIR={tempfile.gettempdir()})",
-                            path=os.fspath(path)) from exc
+        raise TargetIOError(
+            f"cannot write the temporary spool of the archive (a target-side write): {exc.strerror} "
+            f"(the spool is under TMPDIR={tempfile.gettempdir()})", path=os.fspath(path)) from exc
 
 
 def _is_metadata(name: str) -> bool:

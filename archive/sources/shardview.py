@@ -32,7 +32,9 @@ class ShardFiles:
     cache: Cache | None
 
 
-def load_shard_files(opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: list | None = None) -> ShardFiles:
+def load_shard_files(
+    opened: OpenShard, shard: Shard, *, salvage: bool = False, findings: list | None = None
+) -> ShardFiles:
     """Open the shard's current state (:meth:`Shard.layers`): each file's copies, tombstones and
     masks, and the WAL. With ``salvage`` a TSM or tombstone file that cannot be opened is left out
     (and a damaged WAL entry skipped) with an error finding appended to ``findings``, instead of

@@ -52,7 +52,7 @@ def open_file(p: Path, salvage: bool = False) -> DiskSource:
         portable.file_kind = "manifest"
         portable.path = str(p)
         return portable
-    elif name.endswith(".tar.gz") or name.endswith(".tgz"):
+    elif name.endswith((".tar.gz", ".tgz")):
         src.file_kind = "tar.gz"
         add_tar_shard(src, p, gz=True, increment=0, fallback=None)
     elif name.endswith(".tar") or metafiles.parse_legacy_shard_file_name(name, as_written=False):

@@ -19,7 +19,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ...tsm import naming
 from ..errors import ArchiveError, FormatError, SourceIOError, TargetIOError, TruncatedError, UnsupportedError, show
@@ -41,7 +41,8 @@ def tar_error(path: str, member: str | None, exc: BaseException, offset: int | N
         return SourceIOError(f"cannot read the source: {exc.strerror or exc}", path=path, member=member, offset=offset)
     if isinstance(exc, SparseMember):
         return UnsupportedError(
-            "unsupported sparse tar member: valid tar, but this version does not read sparse members (shard files are never sparse; "
+            "unsupported sparse tar member: valid tar, but this version does not read sparse members (shard files are "
+            "never sparse; "
             "re-create the tar without --sparse)",
             path=path,
             member=exc.member,
@@ -85,9 +86,10 @@ def scan_shard_tar(
         else:
             fobj = open_regular(path)
             mode = "r:"
-        with fobj, open_tar(fobj, mode, bufsize=1 << 20) as tf:
+        with fobj, open_tar(cast(BinaryIO, fobj), mode, bufsize=1 << 20) as tf:
             for m in tf:
-                tf.members.clear()  # listed once, never looked up: memory stays one member's
+                # listed once, never looked up: memory stays one member's (members: not in the stub)
+                tf.members.clear()  # type: ignore[attr-defined]
                 last = m.name
                 usable = _check_member(path, m, findings)
                 if gz:
@@ -106,7 +108,7 @@ def scan_shard_tar(
         if not salvage:
             raise
         findings.append(Finding.from_error(exc))
-    except (tarfile.TarError, *GZIP_ERRORS) as exc:
+    except (tarfile.TarError, *GZIP_ERRORS) as exc:  # type: ignore[misc]  # mypy cannot type a starred except tuple
         err = tar_error(path, last, exc)
         if not salvage or isinstance(err, UnsupportedError):
             raise err from exc
@@ -118,9 +120,11 @@ try:  # ISA-L's igzip inflates TSM data about 2.4x faster than zlib (same gzip, 
     from isal import igzip as _gzip_impl
     from isal.isal_zlib import error as _IsalError
 
-    GZIP_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, _IsalError)
+    # isal's stub types its error as an instance; it is the exception class
+    GZIP_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error,
+                                                    cast(type[BaseException], _IsalError))
 except ImportError:  # pragma: no cover - exercised only where isal is missing
-    _gzip_impl = gzip  # type: ignore[assignment]
+    _gzip_impl = gzip  # type: ignore[assignment,misc]
     GZIP_ERRORS = (OSError, EOFError, zlib.error)
 
 
@@ -156,7 +160,9 @@ class _Limited:
         while self.read(1 << 20):
             pass
         if self.count != self.limit:
-            raise FormatError(f"the manifest records {self.limit} uncompressed bytes, the file holds {self.count}", path=self._path)
+            raise FormatError(
+                f"the manifest records {self.limit} uncompressed bytes, the file holds {self.count}", path=self._path
+            )
 
     def close(self) -> None:
         self._raw.close()

@@ -2,7 +2,8 @@
 The block frame that combines them lives in ``influx_archive.tsm.block``.
 
 Modules: ``varint`` (Go uvarints), ``simple8b`` (word packing, both influxd drivers),
-``timestamps`` (docs/formats.md#timestamp-encoding), ``floats`` (docs/formats.md#float-encoding), ``integers`` (docs/formats.md#integer-encoding int64 and docs/formats.md#unsigned-encoding uint64),
+``timestamps`` (docs/formats.md#timestamp-encoding), ``floats`` (docs/formats.md#float-encoding), ``integers``
+(docs/formats.md#integer-encoding int64 and docs/formats.md#unsigned-encoding uint64),
 ``booleans`` (docs/formats.md#boolean-encoding), ``strings`` (docs/formats.md#string-encoding).
 
 Each value codec has ``encode(values) -> bytes`` returning the whole section (header byte

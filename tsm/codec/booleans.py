@@ -54,5 +54,5 @@ def decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list[bo
     pad = -n & 7
     if bits & ((1 << pad) - 1):
         raise FormatError(f"{_WHAT}: non-zero padding bits", offset=base + len(section) - 1, field="values")
-    digits = format(bits >> pad, "0%db" % n).encode("ascii").translate(_FROM_DIGITS)
+    digits = format(bits >> pad, f"0{n}b").encode("ascii").translate(_FROM_DIGITS)
     return list(map(bool, digits))

@@ -1,4 +1,5 @@
-"""Float value sections: influxd's Gorilla XOR variant (docs/formats.md#float-encoding, worked example #example-tsm-file).
+"""Float value sections: influxd's Gorilla XOR variant (docs/formats.md#float-encoding, worked example
+#example-tsm-file).
 
 Section = header ``0x10``, then an MSB-first bit stream zero-padded to a byte: the first value's
 64 bits, then per value (x = bits XOR previous bits): ``0`` if x = 0, else ``1`` and either ``0`` +
@@ -40,7 +41,8 @@ _MASKS = tuple((1 << m) - 1 for m in range(65))
 _WHAT = "float value section"
 
 
-from ..compiled import core as _compiled  # None without a C compiler: the Python codec does everything
+# None without a C compiler: the Python codec does everything
+from ..compiled import core as _compiled  # noqa: E402 - kept beside the code it speeds up
 
 
 def encode(values: Sequence[float]) -> bytes:
@@ -65,7 +67,7 @@ def py_encode(values: Sequence[float]) -> bytes:
     """The pure Python encoder (the reference; also the path for every input the compiled one
     declines, so its errors are the ones raised)."""
     n = len(values)
-    bits = struct.unpack(">%dQ" % n, struct.pack(">%dd" % n, *values))
+    bits = struct.unpack(f">{n}Q", struct.pack(f">{n}d", *values))
     for i, b in enumerate(bits):
         if b & _ABS > _INF:
             raise UnsupportedError(f"float value {i} is NaN, which a TSM float block cannot store")
@@ -180,7 +182,7 @@ def py_decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list
         )
     if pos & 7 and buf[used - 1] & masks[8 - (pos & 7)]:
         raise FormatError(f"{_WHAT}: non-zero padding bits after the end marker", offset=base + used, field="values")
-    return list(struct.unpack(">%dd" % count, struct.pack(">%dQ" % count, *out)))
+    return list(struct.unpack(f">{count}d", struct.pack(f">{count}Q", *out)))
 
 
 def _count_error(held: int, count: int, base: int) -> FormatError:

@@ -30,7 +30,8 @@ from . import simple8b, varint
 RAW, PACKED, RLE = 0x00, 0x10, 0x20
 """Section header bytes."""
 
-from ..compiled import core as _compiled  # running sums; None wherever the Python code must decide
+# running sums; None wherever the Python code must decide
+from ..compiled import core as _compiled  # noqa: E402 - kept beside the code it speeds up
 
 MASK64 = (1 << 64) - 1
 _H = 1 << 63
@@ -68,7 +69,7 @@ def encode(values: Sequence[int]) -> bytes:
             bytes((RLE,)), zs[0].to_bytes(8, "big"), varint.encode(zs[1]), varint.encode(n - 1),
         ))
     if max(zs) > simple8b.MAX_VALUE:
-        return bytes((RAW,)) + struct.pack(">%dQ" % n, *zs)
+        return bytes((RAW,)) + struct.pack(f">{n}Q", *zs)
     return bytes((PACKED,)) + zs[0].to_bytes(8, "big") + simple8b.encode_all(zs[1:])
 
 
@@ -96,7 +97,7 @@ def _sums(section: bytes | memoryview, count: int, what: str, base: int, signed:
                 f"{what}: section holds {body // 8} values but the block has {count} timestamps",
                 offset=base, field="values",
             )
-        zs = struct.unpack_from(">%dQ" % count, section, 1)
+        zs = struct.unpack_from(f">{count}Q", section, 1)
         first, rest = zs[0], zs[1:]
     elif header == PACKED:
         if size < 9:

@@ -54,7 +54,8 @@ def count(words: bytes | memoryview, *, what: str = "simple8b", base: int = 0) -
     return sum(map(_COUNT_BY_TOP_BYTE.__getitem__, bytes(words[::8])))
 
 
-from ..compiled import core as _compiled  # same words; declines (None) what it cannot take
+# same words; declines (None) what it cannot take
+from ..compiled import core as _compiled  # noqa: E402 - kept beside the code it speeds up
 
 
 def decode(words: bytes | memoryview, out: list[int], *, limit: int | None = None) -> None:
@@ -83,7 +84,7 @@ def py_decode(words: bytes | memoryview, out: list[int]) -> None:
     extend = out.extend
     unpack = _UNPACK
     ones = _ONES
-    for w in struct.unpack_from(">%dQ" % nwords, words):
+    for w in struct.unpack_from(f">{nwords}Q", words):
         sel = w >> 60
         if sel < 2:
             extend(ones[sel])
@@ -138,7 +139,7 @@ def py_encode_all(values: list[int]) -> bytes:
         word, used = _pack(values, h, n, h > last_not_one)
         words.append(word)
         h += used
-    return struct.pack(">%dQ" % len(words), *words)
+    return struct.pack(f">{len(words)}Q", *words)
 
 
 def encode_windowed(values: list[int]) -> bytes:
@@ -165,4 +166,4 @@ def py_encode_windowed(values: list[int]) -> bytes:
         word, used = _pack(values, h, n, values[h] == 1 and n - h >= 120 and values[h:].count(1) == n - h)
         words.append(word)
         h += used
-    return struct.pack(">%dQ" % len(words), *words)
+    return struct.pack(f">{len(words)}Q", *words)

@@ -62,7 +62,7 @@ def encode(timestamps: Sequence[int], *, increasing: bool = False) -> bytes:
             bytes((RLE | scale,)), first, varint.encode(deltas[0] // div), varint.encode(n),
         ))
     if deltas and max(deltas) > simple8b.MAX_VALUE:
-        return bytes((RAW,)) + first + struct.pack(">%dQ" % len(deltas), *deltas)
+        return bytes((RAW,)) + first + struct.pack(f">{len(deltas)}Q", *deltas)
     if div > 1:
         deltas = [d // div for d in deltas]
     return bytes((PACKED | scale,)) + first + simple8b.encode_windowed(deltas)
@@ -113,7 +113,9 @@ def count(section: bytes | memoryview, *, max_count: int, base: int = 0) -> int:
         _delta, pos = varint.decode(section, 9, what=f"{_WHAT} RLE delta", base=base)
         n, pos = varint.decode(section, pos, what=f"{_WHAT} RLE count", base=base)
         if pos != size:
-            raise FormatError(f"{_WHAT}: {size - pos} bytes after the RLE fields", offset=base + pos, field="timestamps")
+            raise FormatError(
+                f"{_WHAT}: {size - pos} bytes after the RLE fields", offset=base + pos, field="timestamps"
+            )
         if n == 0:
             raise FormatError(f"{_WHAT}: RLE count is 0", offset=base, field="timestamps")
     if n > max_count:
@@ -148,7 +150,7 @@ def decode(section: bytes | memoryview, *, max_count: int, base: int = 0) -> lis
         count = body // 8
         if count > max_count:
             raise _count_limit_error(count, max_count, base)
-        deltas = struct.unpack_from(">%dQ" % (count - 1), section, 9)
+        deltas = struct.unpack_from(f">{count - 1}Q", section, 9)
         return _running(t0, deltas, 1)
     if encoding == PACKED:
         words = memoryview(section)[9:]

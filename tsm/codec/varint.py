@@ -1,4 +1,5 @@
-"""Unsigned LEB128 varints as Go's ``encoding/binary`` writes them (docs/formats.md#tsm-blocks, #timestamp-encoding, #integer-encoding, #boolean-encoding).
+"""Unsigned LEB128 varints as Go's ``encoding/binary`` writes them (docs/formats.md#tsm-blocks, #timestamp-encoding,
+#integer-encoding, #boolean-encoding).
 
 Used for the block's ``ts_len``, RLE deltas and counts, the boolean count and string lengths.
 The decoder follows Go's ``binary.Uvarint``: at most 10 bytes, the value must fit in 64 bits

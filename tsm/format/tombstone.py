@@ -60,7 +60,8 @@ Header = Int32ub
 VERSION_WORD = struct.Struct(">I")
 
 #: The 10-byte gzip member header Go's ``compress/gzip`` writes with default settings: ID1 ID2,
-#: CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255 (unknown) — verified on influxd's files (docs/formats.md#tombstone-formats).
+#: CM=8 (deflate), FLG=0, MTIME=0, XFL=0, OS=255 (unknown) — verified on influxd's files
+#: (docs/formats.md#tombstone-formats).
 GoGzipHeader = Struct(
     "magic" / Const(b"\x1f\x8b"),
     "method" / Const(b"\x08"),

@@ -21,7 +21,6 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Union
 
 from construct import Array, Bytes, Const, GreedyBytes, Int8ub, Int16ub, Int32ub, Int64sb, Int64ub, Struct, this
 
@@ -95,7 +94,7 @@ MIN_FILE_SIZE = MIN_INDEX_OFFSET + RECORD_HEAD_SIZE + 1 + ENTRY_SIZE + FOOTER_SI
 
 
 # --- the block CRC ----------------------------------------------------------------------------
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 def _pick_crc32() -> Callable[[Buffer], int]:
     try:  # ISA-L's CRC-32 (the same IEEE CRC as zlib's) is about 3x faster on block-sized slices

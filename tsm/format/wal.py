@@ -1,8 +1,9 @@
 """Layout of WAL segments ``_NNNNN.wal`` (docs/formats.md#wal, influxd 1.6.7 ``tsdb/engine/tsm1/wal.go``).
 
 No I/O here: constants and Construct definitions only. A segment is entries back to back, with no
-header, checksum or trailer (docs/formats.md#wal-segments). Each entry (docs/formats.md#wal-entries) is a type byte, a uint32 BE length and that
-many bytes of snappy *block* format data; the decompressed payload depends on the type (docs/formats.md#wal-write, #wal-delete, #wal-delete-range).
+header, checksum or trailer (docs/formats.md#wal-segments). Each entry (docs/formats.md#wal-entries) is a type byte, a
+uint32 BE length and that many bytes of snappy *block* format data; the decompressed payload depends on the type
+(docs/formats.md#wal-write, #wal-delete, #wal-delete-range).
 
 Write payloads can hold hundreds of thousands of values, so :mod:`influx_archive.tsm.wal` parses
 them with the precompiled ``struct`` formats below (the codec-style inner loop); the test suite
@@ -117,7 +118,7 @@ STRING_HEAD = struct.Struct(">qI")
 # --- Delete entry (docs/formats.md#wal-delete): keys joined by "\n" -------------------------------------------------
 KEY_SEPARATOR = b"\n"
 
-# --- Delete-range entry (docs/formats.md#wal-delete-range) ----------------------------------------------------------------
+# --- Delete-range entry (docs/formats.md#wal-delete-range) ------------------------------------------------------------
 DeleteRangePayload = Struct(
     "min" / Int64sb,
     "max" / Int64sb,

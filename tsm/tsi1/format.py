@@ -41,7 +41,6 @@ from __future__ import annotations
 import mmap
 import re
 import struct
-from typing import Union
 
 from construct import (
     Array,
@@ -59,7 +58,7 @@ from construct import (
 )
 
 #: what the readers take: a file's bytes or its memory map
-Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 # ---- series file ---------------------------------------------------------------------------
 
@@ -174,7 +173,13 @@ LOG_SERIES_TOMBSTONE = 0x01
 LOG_MEASUREMENT_TOMBSTONE = 0x02
 LOG_TAG_KEY_TOMBSTONE = 0x04
 LOG_TAG_VALUE_TOMBSTONE = 0x08
-LOG_FLAGS = (LOG_SERIES_INSERT, LOG_SERIES_TOMBSTONE, LOG_MEASUREMENT_TOMBSTONE, LOG_TAG_KEY_TOMBSTONE, LOG_TAG_VALUE_TOMBSTONE)
+LOG_FLAGS = (
+    LOG_SERIES_INSERT,
+    LOG_SERIES_TOMBSTONE,
+    LOG_MEASUREMENT_TOMBSTONE,
+    LOG_TAG_KEY_TOMBSTONE,
+    LOG_TAG_VALUE_TOMBSTONE,
+)
 
 #: one log entry without its checksum (the bytes the CRC covers)
 LogEntryBody = Struct(

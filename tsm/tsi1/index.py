@@ -66,7 +66,11 @@ def parse_manifest(data: bytes, path: str | None = None) -> Manifest:
         raise FormatError("MANIFEST is not a JSON object", path=path)
     version = obj.get("version", 0)
     if version != fmt.MANIFEST_VERSION:
-        raise FormatError(f"MANIFEST version {version!r} (influxd 1.6.7 opens only {fmt.MANIFEST_VERSION})", path=path, field="version")
+        raise FormatError(
+            f"MANIFEST version {version!r} (influxd 1.6.7 opens only {fmt.MANIFEST_VERSION})",
+            path=path,
+            field="version",
+        )
     levels_raw = obj.get("levels", [])
     files = obj.get("files", [])
     if not isinstance(levels_raw, list) or not all(isinstance(x, dict) for x in levels_raw):
@@ -122,7 +126,16 @@ def _uvarint(v: int) -> bytes:
 def log_entry_bytes(flag: int, series_id: int = 0, name: bytes = b"", key: bytes = b"", value: bytes = b"") -> bytes:
     """``appendLogEntry``."""
     body = b"".join(
-        (bytes([flag]), _uvarint(series_id), _uvarint(len(name)), name, _uvarint(len(key)), key, _uvarint(len(value)), value)
+        (
+            bytes([flag]),
+            _uvarint(series_id),
+            _uvarint(len(name)),
+            name,
+            _uvarint(len(key)),
+            key,
+            _uvarint(len(value)),
+            value,
+        )
     )
     return body + fmt.CHECKSUM.pack(zlib.crc32(body))
 
@@ -148,9 +161,19 @@ def parse_log(buf: fmt.Buffer, path: str | None = None, base: int = 0) -> Iterat
                 raise TruncatedError(f"log entry cut in its {what} length", path=path, offset=base + start, field=what)
             ln, pos = r
             if ln > fmt.MAX_KEY_LEN:
-                raise FormatError(f"log entry {what} length {ln} above influxd's key limit", path=path, offset=base + start, field=what)
+                raise FormatError(
+                    f"log entry {what} length {ln} above influxd's key limit",
+                    path=path,
+                    offset=base + start,
+                    field=what,
+                )
             if pos + ln > n:
-                raise TruncatedError(f"log entry {what} of {ln} bytes cut by the end of the file", path=path, offset=base + start, field=what)
+                raise TruncatedError(
+                    f"log entry {what} of {ln} bytes cut by the end of the file",
+                    path=path,
+                    offset=base + start,
+                    field=what,
+                )
             parts.append(bytes(buf[pos : pos + ln]))
             pos += ln
         if pos + fmt.CHECKSUM.size > n:
@@ -268,7 +291,13 @@ class IndexFile:
         t = fmt.IndexFileTrailer.parse(bytes(buf[toff:n]))
         if t.version != fmt.INDEX_FILE_VERSION:
             raise FormatError(f"index file version {t.version}", path=path, offset=n - 2, field="version")
-        for name in ("measurement_block", "series_id_set", "tombstone_series_id_set", "series_sketch", "tombstone_series_sketch"):
+        for name in (
+            "measurement_block",
+            "series_id_set",
+            "tombstone_series_id_set",
+            "series_sketch",
+            "tombstone_series_sketch",
+        ):
             s = t[name]
             _section(buf, s.offset, s.size, len(fmt.INDEX_FILE_MAGIC), toff, name.replace("_", " "), path, toff)
         self.trailer = t
@@ -301,7 +330,16 @@ class IndexFile:
             series_n, pos = r
             _, pos = _varbytes(buf, pos, d1, "measurement series data", path)
             m = Measurement(name, bool(flag & fmt.MEASUREMENT_TOMBSTONE), series_n)
-            t0, t1 = _section(buf, tb_off, tb_size, len(fmt.INDEX_FILE_MAGIC), self.size - fmt.INDEX_FILE_TRAILER_SIZE, "tag block", path, start)
+            t0, t1 = _section(
+                buf,
+                tb_off,
+                tb_size,
+                len(fmt.INDEX_FILE_MAGIC),
+                self.size - fmt.INDEX_FILE_TRAILER_SIZE,
+                "tag block",
+                path,
+                start,
+            )
             m.tag_keys = self._tag_block(t0, t1)
             out.append(m)
         return out
@@ -315,7 +353,9 @@ class IndexFile:
         if t.version != fmt.TAG_BLOCK_VERSION:
             raise FormatError(f"tag block version {t.version}", path=path, offset=hi - 2, field="version")
         if t.size != hi - lo:
-            raise FormatError(f"tag block size {t.size}, block is {hi - lo} bytes", path=path, offset=toff, field="size")
+            raise FormatError(
+                f"tag block size {t.size}, block is {hi - lo} bytes", path=path, offset=toff, field="size"
+            )
         k0, k1 = _section(buf, lo + t.key_data.offset, t.key_data.size, lo, toff, "tag key data", path, toff)
         keys = []
         pos = k0

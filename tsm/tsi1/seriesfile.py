@@ -88,11 +88,18 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
         buf, n = m.buf, m.size
         limit = min(n, fmt.segment_size(segment_id))
         if n < fmt.SEGMENT_HEADER_SIZE:
-            raise TruncatedError(f"series segment shorter than its {fmt.SEGMENT_HEADER_SIZE}-byte header", path=path, offset=0)
+            raise TruncatedError(
+                f"series segment shorter than its {fmt.SEGMENT_HEADER_SIZE}-byte header", path=path, offset=0
+            )
         if buf[0:4] != fmt.SEGMENT_MAGIC:
             raise FormatError(f"not a series segment (magic {bytes(buf[0:4])!r})", path=path, offset=0, field="magic")
         if buf[4] != fmt.SEGMENT_VERSION:
-            raise FormatError(f"series segment version {buf[4]} (influxd 1.6.7 writes {fmt.SEGMENT_VERSION})", path=path, offset=4, field="version")
+            raise FormatError(
+                f"series segment version {buf[4]} (influxd 1.6.7 writes {fmt.SEGMENT_VERSION})",
+                path=path,
+                offset=4,
+                field="version",
+            )
         pos = fmt.SEGMENT_HEADER_SIZE
         unpack = fmt.ENTRY_HEADER.unpack_from
         while pos < limit:
@@ -101,8 +108,11 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
                 bad = _all_zero(buf, pos, limit)
                 if bad >= 0:
                     raise FormatError(
-                        f"byte {buf[bad]:#04x} after the end of the entries (influxd stops at offset {pos} and would lose what follows)",
-                        path=path, offset=bad, field="entry flag",
+                        f"byte {buf[bad]:#04x} after the end of the entries (influxd stops at offset {pos} and would "
+                        "lose what follows)",
+                        path=path,
+                        offset=bad,
+                        field="entry flag",
                     )
                 return
             if pos + fmt.ENTRY_HEADER_SIZE > limit:
@@ -111,25 +121,41 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
             if sid == 0:
                 raise FormatError("series entry with id 0", path=path, offset=pos, field="id")
             if partition is not None and fmt.partition_of_id(sid) != partition:
-                raise FormatError(f"series id {sid} belongs to partition {fmt.partition_of_id(sid)}, not {partition}", path=path, offset=pos, field="id")
+                raise FormatError(
+                    f"series id {sid} belongs to partition {fmt.partition_of_id(sid)}, not {partition}",
+                    path=path,
+                    offset=pos,
+                    field="id",
+                )
             key = None
             end = pos + fmt.ENTRY_HEADER_SIZE
             if flag == fmt.ENTRY_INSERT:
                 r = serieskey.read_uvarint(buf, end, limit)
                 if r is None:
-                    raise TruncatedError("series key size cut by the end of the segment", path=path, offset=end, field="key size")
+                    raise TruncatedError(
+                        "series key size cut by the end of the segment", path=path, offset=end, field="key size"
+                    )
                 size, kp = r
                 if size > fmt.MAX_SERIES_KEY_SIZE:
-                    raise FormatError(f"series key size {size} above influxd's limit", path=path, offset=end, field="key size")
+                    raise FormatError(
+                        f"series key size {size} above influxd's limit", path=path, offset=end, field="key size"
+                    )
                 if kp + size > limit:
-                    raise TruncatedError(f"series key of {size} bytes cut by the end of the segment", path=path, offset=end, field="key")
+                    raise TruncatedError(
+                        f"series key of {size} bytes cut by the end of the segment", path=path, offset=end, field="key"
+                    )
                 key = bytes(buf[end : kp + size])
                 try:
                     serieskey.decode(key)
                 except ValueError as exc:
                     raise FormatError(f"series key: {exc}", path=path, offset=end, field="key") from None
                 if partition is not None and key_partition(key) != partition:
-                    raise FormatError(f"series key hashes to partition {key_partition(key)}, not {partition}", path=path, offset=end, field="key")
+                    raise FormatError(
+                        f"series key hashes to partition {key_partition(key)}, not {partition}",
+                        path=path,
+                        offset=end,
+                        field="key",
+                    )
                 end = kp + size
             yield SeriesEntry(flag, sid, fmt.join_offset(segment_id, pos), key)
             pos = end

@@ -65,6 +65,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ....meta.model import encode_data
 from ...errors import ArchiveError, TargetError, UsageError
@@ -133,7 +134,8 @@ def plan_restore(
     :func:`recover_interrupted`); with ``recover`` false (a dry run) only reports it."""
     if src.meta is None:
         raise UsageError(
-            "the source has no metastore to restore (expected a legacy or portable backup, or a server root with meta/meta.db)",
+            "the source has no metastore to restore (expected a legacy or portable backup, or a server root with "
+            "meta/meta.db)",
             path=src.path,
         )
     metadir_p, datadir_p, waldir_p = check_target_args(src, metadir, datadir, waldir)
@@ -144,7 +146,13 @@ def plan_restore(
 
 
 def _plan_locked(
-    src: Source, metadir_p: Path, datadir_p: Path, waldir_p: Path | None, selection: Selection, merge: bool, recover: bool
+    src: Source,
+    metadir_p: Path,
+    datadir_p: Path,
+    waldir_p: Path | None,
+    selection: Selection,
+    merge: bool,
+    recover: bool,
 ) -> RestorePlan:
     recovered = recover_interrupted(metadir=metadir_p, datadir=datadir_p, waldir=waldir_p, apply=recover)
     try:
@@ -177,7 +185,11 @@ def execute_restore(
 
 
 def _execute_locked(
-    plan: RestorePlan, roots: Roots, ids: tuple[int, int] | None, old_meta: bytes | None, progress: ProgressCallback | None
+    plan: RestorePlan,
+    roots: Roots,
+    ids: tuple[int, int] | None,
+    old_meta: bytes | None,
+    progress: ProgressCallback | None,
 ) -> RestoreResult:
     rep = Reporter(progress, label="restore")
     rep.start(plan.bytes)
@@ -205,7 +217,9 @@ def _execute_locked(
     except BaseException as exc:
         tx.rollback()
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-            where = exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+            # as before, a bytes file name is passed on as is (the OS gave it)
+            where = cast("str | os.PathLike[str] | None",
+                         exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None)
             if exc.errno == errno.ENOSPC:
                 raise TargetError("no space left on device; nothing was restored", path=where) from exc
             raise TargetError(f"{exc.strerror or exc}; nothing was restored", path=where) from exc

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from ... import staging
@@ -61,7 +62,7 @@ class Roots:
     a link the user named, and from then on reached only through that descriptor: a directory
     below them is opened component by component with O_NOFOLLOW at the moment of use."""
 
-    def __init__(self, paths: dict[str, Path | None]) -> None:
+    def __init__(self, paths: Mapping[str, Path | None]) -> None:
         self.paths = {r: p for r, p in paths.items() if p is not None}
         self.fds: dict[str, int] = {}
         try:
@@ -348,7 +349,11 @@ def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, li
     except (UnicodeDecodeError, ValueError):
         raise _NotOurs("its journal is not one the restore writes (unreadable line)") from None
     header, ops = recs[0], recs[1:]
-    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT or header.get("version") != JOURNAL_VERSION:
+    if (
+        not isinstance(header, dict)
+        or header.get("format") != JOURNAL_FORMAT
+        or header.get("version") != JOURNAL_VERSION
+    ):
         raise _NotOurs("its journal has no header this version writes")
     if header.get("uid") != os.geteuid():
         raise _NotOurs(f"its journal was written by uid {header.get('uid')!r}, not by this user")
@@ -377,7 +382,9 @@ def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, li
                 raise _NotOurs("its journal names a path outside its target directories")
             if op["op"] == "moved" and not (isinstance(op.get("dev"), int) and isinstance(op.get("ino"), int)):
                 raise _NotOurs("its journal names a move without its inode")
-        if op["op"] == "meta" and not (isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])):
+        if op["op"] == "meta" and not (
+            isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])
+        ):
             raise _NotOurs("its journal holds a malformed metastore record")
     return header, ops
 
@@ -445,7 +452,10 @@ def recover_interrupted(
     finally:
         roots.close()
     if left_alone > MAX_LEFT_ALONE_NOTES:
-        notes.append(f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left alone{_where(sorted(paths.values())[0].parent)}")
+        notes.append(
+            f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left "
+            f"alone{_where(sorted(paths.values())[0].parent)}"
+        )
     return notes
 
 
@@ -477,8 +487,10 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
                 if apply:
                     with contextlib.suppress(OSError):
                         os.rmdir(name, dir_fd=base_fd)  # only ever removes an empty directory
-                    return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; its empty staging directory was removed{_where(stage)}"
-                return f"an earlier restore (pid {pid}) was interrupted before it wrote anything; a real run removes its empty staging directory{_where(stage)}"
+                    return (f"an earlier restore (pid {pid}) was interrupted before it wrote anything; "
+                            f"its empty staging directory was removed{_where(stage)}")
+                return (f"an earlier restore (pid {pid}) was interrupted before it wrote anything; "
+                        f"a real run removes its empty staging directory{_where(stage)}")
             header, ops = _read_journal(sfd, ident)
         finally:
             os.close(sfd)
@@ -499,7 +511,9 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
             committed = True
         elif op["op"] == "meta" and "meta" in roots.fds:
             with contextlib.suppress(OSError):
-                fd = os.open("meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"])
+                fd = os.open(
+                    "meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"]
+                )
                 try:
                     h = hashlib.sha256()
                     while chunk := os.read(fd, 1 << 20):

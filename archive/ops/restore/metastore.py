@@ -54,7 +54,11 @@ def merge_meta(
     out = target.copy()
     max_sg, max_sh = max_ids(out)
     # Source group/shard ids in the selected metastore are the source's, in source order.
-    src_names = {selection.target_names(db.name, rp.name): (db.name, rp.name) for db in src_meta.databases for rp in db.retention_policies}
+    src_names = {
+        selection.target_names(db.name, rp.name): (db.name, rp.name)
+        for db in src_meta.databases
+        for rp in db.retention_policies
+    }
 
     def renumbered(group: ShardGroupInfo, sdb: str, srp: str, tdb: str, trp: str) -> ShardGroupInfo:
         nonlocal max_sg, max_sh
@@ -66,7 +70,12 @@ def merge_meta(
         g.id = max_sg
         for s in group.shards:
             max_sh += 1
-            new = type(s)(id=max_sh, owner_ids=list(s.owner_ids), owners=[type(o)(node_id=o.node_id, unknown=o.unknown) for o in s.owners], unknown=s.unknown)
+            new = type(s)(
+                id=max_sh,
+                owner_ids=list(s.owner_ids),
+                owners=[type(o)(node_id=o.node_id, unknown=o.unknown) for o in s.owners],
+                unknown=s.unknown,
+            )
             g.shards.append(new)
             placement[(sdb, srp, s.id)] = (tdb, trp, max_sh, False)
         return g
@@ -100,9 +109,14 @@ def merge_meta(
                 )
                 existing.retention_policies.append(trp)
             else:
-                if (trp.duration, trp.shard_group_duration, trp.replica_n) != (rp.duration, rp.shard_group_duration, rp.replica_n):
+                if (trp.duration, trp.shard_group_duration, trp.replica_n) != (
+                    rp.duration,
+                    rp.shard_group_duration,
+                    rp.replica_n,
+                ):
                     warnings.append(
-                        f"retention policy {tdb_name}.{rp.name} exists in the target with other settings; the target's are kept"
+                        f"retention policy {tdb_name}.{rp.name} exists in the target with other settings; the target's "
+                        "are kept"
                     )
                 have = {s.name for s in trp.subscriptions}
                 trp.subscriptions.extend(s for s in rp.subscriptions if s.name not in have)
@@ -137,7 +151,9 @@ def merge_meta(
         if cur.hash != u.hash or cur.admin != u.admin:
             warnings.append(f"user {u.name} exists in the target: its password and admin flag are kept")
         have = {p.database for p in cur.privileges}
-        cur.privileges.extend(UserPrivilege(database=p.database, privilege=p.privilege) for p in u.privileges if p.database not in have)
+        cur.privileges.extend(
+            UserPrivilege(database=p.database, privilege=p.privilege) for p in u.privileges if p.database not in have
+        )
     out.max_shard_group_id, out.max_shard_id = max_sg, max_sh
     out.index += 1
     return out

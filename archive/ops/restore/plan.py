@@ -19,8 +19,9 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
-from ....meta.model import Data
+from ....meta.model import Data, DatabaseInfo
 from ....tsm import naming
 from ... import guard
 from ...errors import TargetError, UsageError
@@ -94,7 +95,11 @@ class RestorePlan:
                     "into_existing": s.into_existing,
                     "dir": str(s.target_dir),
                     "files": [
-                        {"name": f.target_name, "from": f.source.origin if f.source else "merged increments" if s.rewrite else "WAL cache", "bytes": f.size}
+                        {
+                            "name": f.target_name,
+                            "from": f.source.origin if f.source else "merged increments" if s.rewrite else "WAL cache",
+                            "bytes": f.size,
+                        }
                         for f in s.files
                     ],
                     "wal_segments": [f.name for f in s.wal_files],
@@ -131,13 +136,20 @@ def check_target_args(
 
 
 def plan_metastore(
-    src: Source, selected: Data, selection: Selection, target: Data | None, merge: bool, warnings: list[str], meta_path: Path
+    src: Source,
+    selected: Data,
+    selection: Selection,
+    target: Data | None,
+    merge: bool,
+    warnings: list[str],
+    meta_path: Path,
 ) -> MetaPlan:
     """Place the source's shards in the target and make the metastore to write: ``selected``
     (the source's metastore, filtered and renamed by ``selection``) as is when the target has
     none (``target`` None), else merged into ``target``. Warnings are appended to ``warnings``;
     ``meta_path`` only names the target metastore in errors."""
     placement: Placement = {}
+    assert src.meta is not None  # plan() refuses a source without a metastore before it gets here
     if target is None:
         result = selected
         for ref in src.meta.iter_shards():
@@ -160,6 +172,7 @@ def build_plan(
 ) -> RestorePlan:
     """The whole plan of an offline restore into these directories (``recovered``: the notes of
     the recovery run before, the first warnings)."""
+    assert src.meta is not None  # plan() refuses a source without a metastore before it gets here
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
     warnings = recovered + list(selected.warnings)
     meta_path = metadir_p / "meta.db"
@@ -191,9 +204,15 @@ def build_plan(
                     "every TSM file, so on points present in both, the target's WAL values win over restored ones"
                 )
     with_data = {s.shard.database for s in shards}
-    for sdb, tdb in databases:
-        if sdb not in with_data and any(g.shards for rp in src.meta.database(sdb).retention_policies for g in rp.shard_groups):
-            warnings.append(f"database {sdb} is in the backup's metastore but the backup holds none of its shard data: restored empty")
+    for sdb, _tdb in databases:
+        # sdb names a database of the source's metastore (select_meta checked the one named)
+        if sdb not in with_data and any(
+            g.shards for rp in cast(DatabaseInfo, src.meta.database(sdb)).retention_policies for g in rp.shard_groups
+        ):
+            warnings.append(
+                f"database {sdb} is in the backup's metastore but the backup holds none of its shard data: restored "
+                "empty"
+            )
     if os.geteuid() == 0:
         for p in (datadir_p, metadir_p):
             owner = _existing_owner(p)
@@ -295,7 +314,9 @@ def _check_targets(shards: list[ShardPlan], datadir: Path, waldir: Path | None) 
         if sp.into_existing:
             clash = sorted(set(present) & {f.target_name for f in sp.files})
             if clash:
-                raise TargetError(f"shard directory already holds {clash[0]}; refusing to overwrite", path=str(sp.target_dir))
+                raise TargetError(
+                    f"shard directory already holds {clash[0]}; refusing to overwrite", path=str(sp.target_dir)
+                )
         elif present:
             raise TargetError(
                 "shard directory already holds files; refusing to overwrite (use --merge with an existing database, "

@@ -174,7 +174,9 @@ def _stage_shard(
     with plan.source.open_shard(sp.shard, tmpdir=spool_dir, spool_gz=False) as opened:
         # Files inside a .tar.gz (portable backups) are inflated straight into the staging area,
         # one pass per container, and checked there: no temporary copy of the decompressed tar.
-        inflated = _inflate_members([fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged)
+        inflated = _inflate_members(
+            [fp for fp in sp.files if fp.source is not None and fp.source.gz], sdir, advance, salvaged
+        )
         for fp in sp.files:
             if fp.source is None:
                 continue
@@ -265,6 +267,7 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
     Errors writing the staging area are OSErrors, as everywhere in the restore."""
     done: set[str] = set()
     by_container: dict[str, dict[str, FilePlan]] = {}
+    fp: FilePlan | None
     for fp in files:
         by_container.setdefault(fp.source.container, {})[fp.source.member] = fp  # type: ignore[union-attr,index]
     for container, wanted in by_container.items():
@@ -275,30 +278,42 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
             try:
                 return fn(*args)
             except (tarfile.TarError, *GZIP_ERRORS) as exc:
-                raise tar_error(container, current, exc) from exc
+                # read late on purpose: the container and member being read when the error came
+                raise tar_error(container, current, exc) from exc  # noqa: B023
 
         dest: Path | None = None
         try:
             with contextlib.ExitStack() as stack:
                 gz = stack.enter_context(read(gzip_open, container))
-                tf = stack.enter_context(read(lambda: open_tar(gz, "r|", bufsize=1 << 20)))  # bounded headers
+                # bounded headers; called at once, in this iteration
+                tf = stack.enter_context(read(lambda: open_tar(gz, "r|", bufsize=1 << 20)))  # noqa: B023
                 members = iter(tf)
                 while wanted:
                     member = read(next, members, None)
                     if member is None:
-                        raise FormatError("members listed when the backup was opened are missing", path=container, member=sorted(wanted)[0])
+                        raise FormatError(
+                            "members listed when the backup was opened are missing",
+                            path=container,
+                            member=sorted(wanted)[0],
+                        )
                     current = member.name
                     fp = wanted.pop(member.name, None)
                     if fp is None:
                         continue
                     if not member.isfile() or member.size != fp.source.size:  # type: ignore[union-attr]
-                        raise FormatError(f"member is no longer the {fp.source.size}-byte file listed", path=container, member=member.name)  # type: ignore[union-attr]
+                        raise FormatError(
+                            f"member is no longer the {fp.source.size}-byte file listed",  # type: ignore[union-attr]
+                            path=container,
+                            member=member.name,
+                        )
                     src = read(tf.extractfile, member)
                     dest = sdir / fp.target_name
+                    # both closures are called only inside this _copy_raw, in this iteration
                     _copy_raw(
-                        lambda n: read(src.read, n), dest, member.size, advance,
+                        lambda n: read(src.read, n), dest, member.size, advance,  # noqa: B023
                         ended_early=lambda _left: TruncatedError(
-                            "tar archive is truncated (unexpected end of data)", path=container, member=current),
+                            "tar archive is truncated (unexpected end of data)",
+                            path=container, member=current),  # noqa: B023
                     )
                     done.add(fp.target_name)
                     dest = None
@@ -312,7 +327,9 @@ def _inflate_members(files: list[FilePlan], sdir: Path, advance, findings: list 
     return done
 
 
-def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: list | None = None, *, in_place: bool = False) -> int:
+def _copy_validated(
+    stream, f: ShardFile, dest: Path, advance, findings: list | None = None, *, in_place: bool = False
+) -> int:
     """Copy a shard file into the staging area, checked on the way: a TSM file's header, index and
     footer first, then every block's CRC while its bytes are copied; a tombstone file is parsed
     first. ``in_place``: the file is already at ``dest`` (``stream`` reads it) and is only checked.
@@ -349,9 +366,9 @@ def _copy_validated(stream, f: ShardFile, dest: Path, advance, findings: list | 
                     _finish(out)
                 return f.size
         # --salvage, and the file has damaged blocks: a new TSM file of its intact blocks instead
-        for exc in damaged:
-            if not isinstance(exc, (ChecksumError, TruncatedError)):
-                raise exc  # a block that is intact but not what the index says: the file is left out
+        for err in damaged:
+            if not isinstance(err, (ChecksumError, TruncatedError)):
+                raise err  # a block that is intact but not what the index says: the file is left out
         for key, e in damaged_blocks(reader):
             findings.append(  # type: ignore[union-attr]
                 Finding(ERROR, f"damaged block of key {show(key)} left out", f.container, f.member, e.offset,
