@@ -1,12 +1,13 @@
-"""``pack`` / ``unpack`` / sealed-archive verification: the operations on sealed archives.
+"""``pack`` / ``unpack``: the operations that write sealed archives.
 
 ``pack`` writes one checksummed ``.tar.zst`` per backup for long-term storage (the layout is
 described in :mod:`~influx_archive.archive.sources.sealed`, which reads it): a single zstd stream
 (frame checksums on, multi-threaded compression) of a POSIX tar whose first member is
 ``INFLUX-ARCHIVE.json``, followed by the backup's files unchanged. A live server root is backed up
 (``convert`` to portable) before packing, a sealed archive unpacked first. ``unpack`` restores the
-backup directory, every file checked against the manifest; :func:`verify_sealed` checks every
-member without writing anything.
+backup directory, every file checked against the manifest
+(:func:`~influx_archive.archive.sources.sealed.verify_sealed`, on the reading side, checks every
+member without writing anything).
 
 zstandard defaults that bite, set explicitly here: ``write_checksum=True`` (frame content
 checksums are off by default), ``threads`` (0 = none by default; we pass the core count),
@@ -28,7 +29,6 @@ from typing import IO, Any, BinaryIO, cast
 import zstandard
 
 from ..errors import ArchiveError, SourceError, SourceIOError, TargetIOError, UsageError
-from ..findings import Finding
 from ..output import Output, building_dir, open_output, os_error, plan_dir_output, plan_file_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Source, open_source
@@ -229,18 +229,3 @@ def unpack(
     finally:
         rep.end()
     return PackResult(str(path), n, size, total)
-
-
-def verify_sealed(path: str | os.PathLike[str]) -> tuple[list[Finding], int, int]:
-    """(findings, files, bytes): zstd frames, manifest, every member's size and sha256."""
-    p = Path(path)
-    findings: list[Finding] = []
-    files = total = 0
-    for _doc, entry, _m, reader in iter_members(p, findings=findings):
-        try:
-            copy_checked(reader, entry, None, p)  # type: ignore[arg-type]
-        except ArchiveError as exc:
-            findings.append(Finding.from_error(exc))
-        files += 1
-        total += entry["size"]
-    return findings, files, total

@@ -54,11 +54,10 @@ from ..progress import ProgressCallback, Reporter
 from ..sources import ShardFile, Source, open_source
 from ..sources.legacy import LEGACY_META_RE
 from ..sources.portable import manifest_file_name
-from ..sources.sealed import is_zstd_file
+from ..sources.sealed import is_zstd_file, verify_sealed
 from ..sources.tarscan import REFUSED_MEMBER
 from ..threads import map_on_cores
 from ..untrusted import read_small
-from .pack import verify_sealed
 from .tsmcopy import checked_chunks
 
 

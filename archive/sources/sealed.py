@@ -567,3 +567,18 @@ def is_zstd_file(path: str | os.PathLike[str]) -> bool:
             return f.read(4) == ZSTD_MAGIC.to_bytes(4, "little")
     except (OSError, ArchiveError):
         return False
+
+
+def verify_sealed(path: str | os.PathLike[str]) -> tuple[list[Finding], int, int]:
+    """(findings, files, bytes): zstd frames, manifest, every member's size and sha256."""
+    p = Path(path)
+    findings: list[Finding] = []
+    files = total = 0
+    for _doc, entry, _m, reader in iter_members(p, findings=findings):
+        try:
+            copy_checked(reader, entry, None, p)  # type: ignore[arg-type]
+        except ArchiveError as exc:
+            findings.append(Finding.from_error(exc))
+        files += 1
+        total += entry["size"]
+    return findings, files, total
