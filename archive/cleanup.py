@@ -71,6 +71,21 @@ def untrack(path: str | os.PathLike[str]) -> None:
         _TEMPORARIES.pop(os.fspath(path), None)
 
 
+def _remove(path: str | os.PathLike[str], is_dir: bool) -> None:
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def discard(path: str | os.PathLike[str], *, is_dir: bool) -> None:
+    """Remove a temporary and leave the registry, in one step no signal splits."""
+    with uninterrupted():
+        _remove(path, is_dir)
+        untrack(path)
+
+
 def remove_temporaries() -> list[str]:
     """Remove every temporary file, build directory and spool this process made and has not
     renamed into place or removed yet; the paths removed."""
@@ -79,9 +94,5 @@ def remove_temporaries() -> list[str]:
         _TEMPORARIES.clear()
     with uninterrupted():
         for path, is_dir in left:
-            if is_dir:
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            _remove(path, is_dir)
     return [path for path, _ in left]

@@ -31,14 +31,13 @@ import contextlib
 import errno
 import io
 import os
-import shutil
 import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cleanup import track, uninterrupted, untrack
+from .cleanup import discard, track, uninterrupted, untrack
 from .errors import ArchiveError, SourceIOError, TargetError, TargetIOError, UsageError
 from .staging import fsync_dir, temp_sibling
 
@@ -251,6 +250,17 @@ class OutputFile(io.BufferedWriter):
         return self.raw.written  # type: ignore[attr-defined]
 
 
+def _new_temp_file(final: Path) -> tuple[Path, int]:
+    """Create and register ``final``'s temporary (``.<name>.tmp-<pid>`` beside it, 0600, exclusive,
+    no link followed) in one step no signal splits: (its path, a descriptor open for writing).
+    OS errors are raised as they are."""
+    tmp = temp_sibling(final)
+    with uninterrupted():
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        track(tmp, False)
+    return tmp, fd
+
+
 @contextlib.contextmanager
 def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
     """A binary file for ``out``: a stream written in place, or a temporary file linked into
@@ -260,10 +270,7 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
         return
     final = Path(out.path)
     try:
-        tmp = temp_sibling(final)
-        with uninterrupted():
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            track(tmp, False)
+        tmp, fd = _new_temp_file(final)
     except OSError as exc:
         raise TargetIOError(f"cannot create a file in the target's directory: {exc.strerror}", path=str(final)) from exc
     f = OutputFile(_TargetRaw(fd, str(final), False), 1 << 20)
@@ -283,9 +290,7 @@ def open_output(out: Output, *, mode: int = 0o644) -> Iterator[OutputFile]:
         with uninterrupted():
             with contextlib.suppress(Exception):
                 f.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            untrack(tmp)
+            discard(tmp, is_dir=False)
         raise
 
 
@@ -358,10 +363,7 @@ def write_file_atomically(
     TargetError unless ``replace``; an OS error a TargetIOError naming ``path``."""
     final = Path(path)
     try:
-        tmp = temp_sibling(final)
-        with uninterrupted():
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            track(tmp, False)
+        tmp, fd = _new_temp_file(final)
     except OSError as exc:
         raise TargetIOError(f"cannot create a temporary file: {exc.strerror}", path=str(final)) from exc
     try:
@@ -380,10 +382,7 @@ def write_file_atomically(
         except OSError as exc:
             raise TargetIOError(f"cannot write: {exc.strerror or exc}", path=str(final)) from exc
     except BaseException:
-        with uninterrupted():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            untrack(tmp)
+        discard(tmp, is_dir=False)
         raise
     fsync_dir(final.parent)
 
@@ -438,9 +437,7 @@ def building_dir(out: Output, *, sources: Iterable[str] = ()) -> Iterator[Path]:
                 ) from exc
         fsync_dir(final.parent, best_effort=True)
     except BaseException as exc:
-        with uninterrupted():
-            shutil.rmtree(tmp, ignore_errors=True)
-            untrack(tmp)
+        discard(tmp, is_dir=True)
         if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
             err = os_error(exc, target=str(final), sources=list(sources))
             if isinstance(err, TargetIOError):

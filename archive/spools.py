@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .cleanup import track, uninterrupted, untrack
+from .cleanup import discard, track, uninterrupted
 from .errors import TargetError, TargetIOError
 from .staging import pid_alive
 
@@ -121,8 +121,7 @@ def remove_spool(path: str | os.PathLike[str]) -> None:
     and it is left empty)."""
     p = Path(path)
     with uninterrupted():
-        shutil.rmtree(p, ignore_errors=True)
-        untrack(p)
+        discard(p, is_dir=True)
         if p.parent.name.startswith(".influx-archive-"):
             with contextlib.suppress(OSError):
                 p.parent.rmdir()
