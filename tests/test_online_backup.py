@@ -174,6 +174,9 @@ def test_errors_are_one_line_with_codes(live, tmp_path, cli):
         (("backup", "--host", live.host, str(tmp_path / "e"), "--since", "2026-01-01T00:00:00Z",
           "--start", "2026-01-01T00:00:00Z"), 2, "--since cannot be combined"),
         (("backup", "--host", live.host, str(tmp_path / "f"), "--to", "zip"), 2, "--to"),
+        (("backup", "--host", live.host, str(full), "--since", "2026-01-01T00:00:00Z"), 3, "this directory is not one"),
+        (("backup", "--host", live.host, str(full), "--to", "legacy", "--since", "2026-01-01T00:00:00Z"), 3,
+         "this directory is not one"),
         (("backup", str(tmp_path / "g"), "--since", "2026-01-01T00:00:00Z", str(tmp_path / "h")), 2, "--host"),
     ]
     for args, code, text in cases:

@@ -289,12 +289,21 @@ def _building(plan: OnlinePlan) -> Iterator[Path]:
     try:
         yield tmp
         names = sorted(os.listdir(tmp), key=lambda n: (n.endswith((".manifest", ".meta")) or n.startswith("meta."), n))
-        for n in names:
+        linked: list[Path] = []
+        with uninterrupted():  # all of the increment or none of it
             try:
-                link_into_place(tmp / n, plan.dest / n, replace=False)
-            except FileExistsError:
-                raise TargetError("a file of this increment appeared in the destination meanwhile",
-                                  path=str(plan.dest / n)) from None
+                for n in names:
+                    try:
+                        link_into_place(tmp / n, plan.dest / n, replace=False)
+                    except FileExistsError:
+                        raise TargetError("a file of this increment appeared in the destination meanwhile",
+                                          path=str(plan.dest / n)) from None
+                    linked.append(plan.dest / n)
+            except BaseException:
+                for p in linked:
+                    with contextlib.suppress(OSError):
+                        os.unlink(p)
+                raise
         fsync_dir(plan.dest, best_effort=True)
     except OSError as exc:
         if isinstance(exc, ArchiveError):
