@@ -104,7 +104,11 @@ def test_since_chain_restores_to_the_union(to, tmp_path, cli, influxd_factory):
             r = cli("backup", "--host", live.host, str(dest), "--to", to, "--since", since, "--json")
             assert r.code == 0, r.err
             res = json.loads(r.out)
-            assert res["plan"]["append"] if "plan" in res else True
+            assert res["append"] is True
+            assert res["increment"] == (step + 1 if to == "legacy" else 0)
+            if to == "legacy":
+                assert all(f.endswith(f".{step + 1:02d}") for f in res["files"])
+            assert {sh["how"] for sh in res["shards"]} == {"copy"}  # increments keep their tombstones
         truth = s.dump()
     names = sorted(p.name for p in dest.iterdir())
     if to == "legacy":

@@ -139,6 +139,8 @@ class OnlineResult:
             "host": str(self.plan.client.address),
             "dest": str(self.plan.dest),
             "to": self.plan.to,
+            "append": self.plan.append,
+            "increment": self.plan.increment,
             "files": self.files,
             "shards": [s.to_dict() for s in self.shards],
             "late_shards": self.late_shards,
