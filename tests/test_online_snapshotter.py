@@ -299,11 +299,8 @@ def test_silent_server_times_out():
     def silent(conn: socket.socket) -> None:
         time.sleep(2)
 
-    with Fake([silent]) as f:
-        t = time.monotonic()
-        with pytest.raises(sn.Unreachable, match="timed out"):
-            sn.Client(f.host, timeout=0.3, retry=FAST).metastore()
-        assert time.monotonic() - t < 1.9
+    with Fake([silent]) as f, pytest.raises(sn.Unreachable, match="timed out"):
+        sn.Client(f.host, timeout=0.3, retry=FAST).metastore()
 
 
 def test_id_map():
