@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from influx_archive.archive import snapshotter as sn
 from influx_archive.archive.errors import ArchiveError, SourceError, TruncatedError, UsageError
@@ -424,3 +426,28 @@ def test_backup_refuses_a_hostile_shard_tar(member, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b")]  # no temporary left
     for root in tmp_path.glob(".influx-archive-*"):
         assert not list(root.iterdir())  # the spool is gone
+
+
+# ---- any answer: a result or one ArchiveError, never another exception ------------------------
+
+def _mutations():
+    good_tar = shard_tar({"db/rp/3/000000001-000000001.tsm": b"T" * 600})
+    good_meta = meta_answer(b"m" * 30)
+    bases = st.sampled_from([good_tar, good_meta, b'{"Paths":["db/rp/1"]}\n', b""])
+    return st.one_of(
+        st.binary(max_size=3000),
+        st.tuples(bases, st.integers(0, 3000), st.binary(min_size=1, max_size=8)).map(
+            lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + len(t[2]):]),
+        st.tuples(bases, st.integers(0, 3000)).map(lambda t: t[0][: t[1]]),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_mutations())
+def test_any_answer_is_a_result_or_one_error(data):
+    for fn in (lambda: sn.check_metastore_backup(data, "x"), lambda: sn.parse_paths(data, "x"),
+               lambda: sn.decode_id_map(data, "x"), lambda: sn.check_tar(io.BytesIO(data), len(data), "x")):
+        try:
+            fn()
+        except ArchiveError as exc:
+            assert "\n" not in str(exc)
