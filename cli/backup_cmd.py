@@ -24,6 +24,8 @@ _PORT_WARNING = (
 
 
 def _plan_text(plan: OnlinePlan) -> str:
+    from ..archive.timefmt import rfc3339
+
     lines = [f"influxd at {plan.client.address} -> {plan.to} backup {plan.dest}"
              + (f" (increment .{plan.increment:02d})" if plan.append and plan.to == "legacy" else "")
              + (" (added to the existing backup)" if plan.append and plan.to == "portable" else "")]
@@ -33,7 +35,7 @@ def _plan_text(plan: OnlinePlan) -> str:
             f"{plan.end if plan.end is not None else '+inf'} (ns), exact: whole shards fetched, trimmed here"
         )
     if plan.since is not None:
-        lines.append(f"  only TSM and tombstone files modified after {plan.since} (ns)")
+        lines.append(f"  only TSM and tombstone files modified after {rfc3339(plan.since)}")
     for s in plan.shards:
         lines.append(f"  shard {s.database}/{s.retention_policy}/{s.id}: fetch (request type 0)")
     lines.append("  metastore: fetched again after the shards (shard groups created meanwhile are fetched too)")
@@ -60,7 +62,11 @@ def _online(host: str, dest: Path, *, to: str, database, retention, shard, start
         emit_json(result.to_dict())
         return
     report_findings(result.findings)
-    out = [f"backed up {len(result.shards)} shards from influxd at {plan.client.address} to {plan.dest} ({plan.to})"]
+    added = ""
+    if plan.append:
+        added = f", increment .{plan.increment:02d} added" if plan.to == "legacy" else ", increment added"
+    out = [f"backed up {len(result.shards)} shards from influxd at {plan.client.address} to {plan.dest} "
+           f"({plan.to}{added})"]
     for r in result.shards:
         what = {"copy": "server's tar", "rewrite": "tombstones applied" if plan.start is None and plan.end is None
                 else "trimmed", "dropped": "nothing in the range, left out"}[r.how]
