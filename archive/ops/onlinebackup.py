@@ -180,7 +180,7 @@ def _wanted(meta: Data, listed: list[tuple[str, str, int]], sel: Selection, star
 
 def _listing(client: Client, sel: Selection) -> list[tuple[str, str, int]]:
     if sel.database is None:
-        return [p for p in client.shard_paths() if p[0] != "_internal" or sel.shard is not None]
+        return client.shard_paths()  # every database, _internal too (the metastore lists its groups)
     return client.shard_paths(sel.database, sel.retention or "")
 
 
