@@ -177,13 +177,17 @@ def import_database(
     the same name; the server's map old shard id -> new shard id. ``max_pairs``: the shards the
     payload holds (an answer with more is a protocol violation)."""
     if not 0 <= len(payload) <= MAX_META_UPLOAD:
-        raise UsageError(f"metastore payload of {len(payload)} bytes for database {database!r} is over {MAX_META_UPLOAD}")
+        raise UsageError(
+            f"metastore payload of {len(payload)} bytes for database {database!r} is over {MAX_META_UPLOAD}"
+        )
     head = envelope(REQ_META_UPDATE, BackupDatabase=database, RestoreDatabase=database, UploadSize=len(payload))
     with connect(addr, timeout) as sock:
         try:
             sock.sendall(head + payload)
         except (BrokenPipeError, ConnectionResetError):
-            raise TargetError(f"{_show(addr)} closed the connection while the metadata of {database!r} was sent") from None
+            raise TargetError(
+                f"{_show(addr)} closed the connection while the metadata of {database!r} was sent"
+            ) from None
         sock.settimeout(work_timeout)
         try:
             answer = read_exact(sock, 16, addr, f"metadata import of {database!r}")
@@ -201,7 +205,9 @@ def import_database(
             )
         magic, npairs = struct.unpack(">QQ", answer)
         if magic != MAGIC:
-            raise TargetError(f"{_show(addr)} answered the metadata import without influxd's magic (protocol violation)")
+            raise TargetError(
+                f"{_show(addr)} answered the metadata import without influxd's magic (protocol violation)"
+            )
         if npairs > max_pairs:
             raise TargetError(
                 f"{_show(addr)} answered the import of {database!r} with {npairs} shard ids for {max_pairs} shards "
@@ -270,7 +276,8 @@ def upload_shard(
                 with open(f.path, "rb") as fh:
                     size = os.fstat(fh.fileno()).st_size
                     digest = hashlib.sha256()
-                    sock.sendall(pending + _tar_header(f"{prefix}/{shard_id}/{f.name}", size, int(os.fstat(fh.fileno()).st_mtime)))
+                    mtime = int(os.fstat(fh.fileno()).st_mtime)
+                    sock.sendall(pending + _tar_header(f"{prefix}/{shard_id}/{f.name}", size, mtime))
                     pending = b""
                     left = size
                     while left:
@@ -327,11 +334,16 @@ def list_shard(
                             digest.update(chunk)
                         if fh.tell() != info.size:
                             raise TargetError(f"shard {shard_id}: the listing ended inside {info.name}")
-                        out.append(Member(info.name.replace("\\", "/").rsplit("/", 1)[-1], info.size, digest.hexdigest()))
+                        base = info.name.replace("\\", "/").rsplit("/", 1)[-1]
+                        out.append(Member(base, info.size, digest.hexdigest()))
             except (tarfile.TarError, EOFError) as exc:
-                raise TargetError(f"{_show(addr)}: the listing of shard {shard_id} is not a complete tar ({exc})") from None
+                raise TargetError(
+                    f"{_show(addr)}: the listing of shard {shard_id} is not a complete tar ({exc})"
+                ) from None
             except TimeoutError:
-                raise TargetError(f"{_show(addr)} sent nothing for {timeout:g} s (listing of shard {shard_id})") from None
+                raise TargetError(
+                    f"{_show(addr)} sent nothing for {timeout:g} s (listing of shard {shard_id})"
+                ) from None
             except ConnectionResetError:
                 raise TargetError(f"{_show(addr)} reset the connection (listing of shard {shard_id})") from None
             return out

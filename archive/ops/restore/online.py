@@ -49,7 +49,7 @@ USER_GUIDANCE = (
     "metastore offline (influx-archive restore --metadir/--datadir with influxd stopped), which keeps the hashes"
 )
 
-_PRIVILEGE = {Privilege.READ: "READ", Privilege.WRITE: "WRITE", Privilege.ALL: "ALL PRIVILEGES"}
+_PRIVILEGE: dict[int, str] = {Privilege.READ: "READ", Privilege.WRITE: "WRITE", Privilege.ALL: "ALL PRIVILEGES"}
 
 
 class OnlineRestoreError(TargetError):
@@ -185,7 +185,9 @@ def plan_online(
     warnings = [w for w in selected.warnings if not w.startswith("continuous queries of ")]
     if selection.database is None and selected.data.database("_internal") is not None:
         selected.data.databases = [d for d in selected.data.databases if d.name != "_internal"]
-        warnings.append("database _internal (influxd's own monitoring) is not restored; name it with --db to restore it")
+        warnings.append(
+            "database _internal (influxd's own monitoring) is not restored; name it with --db to restore it"
+        )
     meta = plan_metastore(src, selected.data, selection, None, False, warnings, Path(f"{host} (online)"))
 
     on_server = {d.name for d in target.databases}
@@ -231,9 +233,14 @@ def plan_online(
         for rp in db.retention_policies:
             if rp.duration and any(not g.deleted and g.end_time < now - rp.duration for g in rp.shard_groups):
                 warnings.append(
-                    f"retention policy {db.name}.{rp.name} keeps {rp.duration // 10**9} s: shard groups older than that "
-                    "are dropped by the server's retention service at its next check"
+                    f"retention policy {db.name}.{rp.name} keeps {rp.duration // 10**9} s: shard groups older than "
+                    "that are dropped by the server's retention service at its next check"
                 )
+        if count and not any(sh.shard.tsm_layers() or sh.shard.wal for sh in od.shards):
+            warnings.append(
+                f"database {od.source} is in the backup's metastore but the backup holds none of its shard data: "
+                "restored empty"
+            )
         databases.append(od)
     users: list[dict] = []
     for u in selected.data.users:

@@ -98,8 +98,8 @@ def _tokens(text: str) -> list[_Tok]:
             j = _quoted_end(text, i, c)
             tok = _Tok("str" if c == "'" else "qident", text[i:j], _unescape(text[i + 1:j - 1]))
         elif c == "/" and (
-            prev is None or prev.kind == "punct" and prev.text not in (")",)
-            or prev.kind == "ident" and prev.value.upper() in _REGEX_AFTER
+            prev is None or (prev.kind == "punct" and prev.text not in (")",))
+            or (prev.kind == "ident" and prev.value.upper() in _REGEX_AFTER)
         ):
             j = _quoted_end(text, i, "/")
             tok = _Tok("regex", text[i:j])
