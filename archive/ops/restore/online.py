@@ -224,7 +224,13 @@ def plan_online(
     for db in selected.data.databases:
         payload, count = _trimmed(src.meta, db)
         od = OnlineDatabase(renamed.get(db.name, db.name), db.name, payload, count, by_db[db.name])
-        for cq in db.continuous_queries:
+        if db.continuous_queries and (selection.retention is not None or selection.shard is not None):
+            warnings.append(
+                f"continuous queries of {od.source} ({', '.join(cq.name for cq in db.continuous_queries)}) are not "
+                "recreated when only part of the database is restored (they may name retention policies left out): "
+                "create them by hand if wanted"
+            )
+        for cq in db.continuous_queries if selection.retention is None and selection.shard is None else []:
             try:
                 text = rewrite_cq_database(cq.query, od.source, od.target)
             except ValueError as exc:
@@ -347,10 +353,12 @@ def _restore_database(plan: OnlinePlan, api: HttpApi, od: OnlineDatabase, work: 
     od.status = "imported"
     if od.target not in api.column("SHOW DATABASES"):
         raise TargetError(f"{api.url} does not list database {od.target!r} just imported: not the same server")
-    # 3. One upload per shard, confirmed.
+    # 3. One upload per shard, confirmed. (Every shard of the database exists on the server, empty,
+    # from the import on: the report names them all.)
+    for s in od.shards:
+        s.new_id = mapping.get(s.shard.id)
     for i, s in enumerate(od.shards):
-        new = mapping.get(s.shard.id)
-        s.new_id = new
+        new = s.new_id
         if s.status == "empty":
             continue
         if new is None:

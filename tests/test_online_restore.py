@@ -1,0 +1,256 @@
+"""Online restore (issue 16) into a fresh RUNNING influxd 1.6.7, compared with the TRUTH recorded
+from the source server: every point, field type, RP, subscription and CQ; ``--newdb`` (CQ text
+rewritten, grants following); an existing database refused with the server untouched; deleted
+data staying deleted where influxd's own restore brings it back; and the guards (a shard that
+holds data is never uploaded into, a failure part-way says exactly what landed).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import influxd as harness
+import pytest
+
+from influx_archive.archive import snapshotter_upload as snap
+from influx_archive.archive.errors import TargetError
+from influx_archive.archive.sources import open_source
+
+pytestmark = pytest.mark.interop
+
+SERVED = {"databases", "retention_policies", "continuous_queries", "subscriptions", "fields", "points"}
+
+
+def online(cli, src: Path | str, server: harness.InfluxServer, *args: str):
+    return cli("restore", str(src), "--host", server.host, "--http", server.url, *args)
+
+
+def databases(server: harness.InfluxServer) -> list[str]:
+    return sorted(r[0] for s in server.series("SHOW DATABASES") for r in s.get("values", []) or [])
+
+
+@pytest.mark.parametrize(
+    "name,truth_name,dbs",
+    [
+        ("legacy", "legacy", None),
+        ("portable", "portable", None),
+        ("portable_incremental", "portable_incremental", ["db1"]),
+        ("union_legacy", "union", None),
+        ("union_portable", "union", None),
+        ("live", "live", None),
+        ("sealed", "portable", None),
+    ],
+)
+def test_online_restore_is_served_like_the_source(
+    name, truth_name, dbs, tmp_path, fixtures_dir, influxd_factory, truth, cli
+) -> None:
+    src = fixtures_dir / name
+    if name == "sealed":
+        src = tmp_path / "portable.tar.zst"
+        assert cli("pack", str(fixtures_dir / "portable"), str(src)).returncode == 0
+    server = influxd_factory()
+    proc = online(cli, src, server, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    expected = harness.without_dead_fields(truth(truth_name))
+    got = server.dump()
+    assert harness.compare_truth(expected, got, databases=dbs, sections=SERVED) == []
+    # every shard holding data was uploaded once and confirmed by a listing
+    shards = [s for d in doc["databases"] for s in d["shards"]]
+    assert shards and all(s["status"] in ("confirmed", "empty") for s in shards)
+    # the source's users are listed, not silently dropped (no password over this protocol)
+    assert sorted(u["name"] for u in doc["users_not_restored"]) == sorted(expected["users"])
+    assert got["users"] == {}
+
+
+@pytest.mark.parametrize(
+    "newdb,quoted", [("copy", "copy"), ("copy-1 x", '"copy-1 x"')], ids=["bare", "needs-quoting"]
+)
+def test_newdb_copy_is_identical_and_cqs_and_grants_follow(
+    newdb, quoted, fixtures_dir, influxd_factory, truth, cli
+) -> None:
+    server = influxd_factory()
+    server.execute("CREATE USER reader WITH PASSWORD 'secret'")
+    proc = online(cli, fixtures_dir / "legacy", server, "--db", "db1", "--newdb", newdb)
+    assert proc.returncode == 0, proc.stderr
+    expected = copy.deepcopy(harness.without_dead_fields(truth("legacy")))
+    d = expected["databases"].pop("db1")
+    d["continuous_queries"] = {
+        "cq1": f"CREATE CONTINUOUS QUERY cq1 ON {quoted} BEGIN SELECT mean(v) INTO {quoted}.autogen.cpu_1h "
+        f"FROM {quoted}.autogen.cpu GROUP BY time(1h), * END"
+    }
+    expected["databases"] = {newdb: d}
+    got = server.dump()
+    assert harness.compare_truth(expected, got, sections=SERVED) == []
+    assert got["users"]["reader"]["grants"] == {newdb: "READ"}  # db2's grant is not restored
+
+
+def test_rp_and_newrp_restore_one_policy(fixtures_dir, influxd_factory, truth, cli) -> None:
+    server = influxd_factory()
+    proc = online(cli, fixtures_dir / "portable", server, "--db", "db1", "--newdb", "r", "--rp", "hourly",
+                  "--newrp", "h1")
+    assert proc.returncode == 0, proc.stderr
+    expected = copy.deepcopy(harness.without_dead_fields(truth("portable")))
+    d = expected["databases"].pop("db1")
+    for section in ("data", "retention_policies", "subscriptions"):
+        d[section] = {("h1" if k == "hourly" else k): v for k, v in d[section].items() if k == "hourly"}
+    d["retention_policies"]["h1"]["default"] = True
+    d["continuous_queries"] = {}
+    expected["databases"] = {"r": d}
+    assert harness.compare_truth(expected, server.dump(), sections=SERVED) == []
+    assert "continuous queries of db1 (cq1) are not recreated" in proc.stderr
+
+
+def test_existing_database_is_refused_before_anything_is_sent(fixtures_dir, influxd_factory, cli) -> None:
+    server = influxd_factory()
+    # Only db2 exists (empty): a restore of everything must not create db1 either.
+    server.execute("CREATE DATABASE db2")
+    proc = online(cli, fixtures_dir / "legacy", server)
+    assert proc.returncode == 3 and "already exists" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert databases(server) == ["db2"]
+    server.execute("DROP DATABASE db2")
+    assert online(cli, fixtures_dir / "legacy", server).returncode == 0
+    before = server.dump()
+    for args in ([], ["--db", "db1"], ["--db", "db2"], ["--db", "db2", "--newdb", "db1"], ["--db", "db1", "--rp",
+                 "hourly"], ["--shard", "10"]):
+        for src in ("legacy", "portable"):
+            proc = online(cli, fixtures_dir / src, server, *args)
+            assert proc.returncode == 3, (args, proc.stderr)
+            assert "already exists" in proc.stderr and "nothing was sent" in proc.stderr
+            assert "Traceback" not in proc.stderr
+    assert server.dump() == before
+
+
+def _points(truth: dict, db: str) -> set[tuple]:
+    out = set()
+    for rp, ms in truth["databases"][db]["data"].items():
+        for m, body in ms.items():
+            for series in body["series"]:
+                tags = tuple(sorted(series["tags"].items()))
+                for t, fields in series["points"]:
+                    out.add((rp, m, tags, t, tuple(sorted((k, repr(v)) for k, v in fields.items()))))
+    return out
+
+
+def test_deleted_points_stay_deleted_where_influxds_restore_resurrects_them(
+    fixtures_dir, influxd_factory, truth, cli
+) -> None:
+    """The legacy fixture's shards carry uncompacted .tombstone files (fixtures/README.md)."""
+    expected = harness.without_dead_fields(truth("legacy"))
+    stock = influxd_factory()
+    stock.restore_online(fixtures_dir / "legacy", "-db", "db1")
+    stock_got = stock.dump()
+    resurrected = _points(stock_got, "db1") - _points(expected, "db1")
+    assert resurrected, "influxd's own online restore was expected to bring deleted points back (B2)"
+    ours = influxd_factory()
+    assert online(cli, fixtures_dir / "legacy", ours, "--db", "db1").returncode == 0
+    got = ours.dump()
+    assert harness.compare_truth(expected, got, databases=["db1"], sections=SERVED) == []
+    assert not (_points(got, "db1") & resurrected)
+
+
+def test_a_failure_part_way_reports_exactly_what_landed(fixtures_dir, influxd_factory, cli, monkeypatch) -> None:
+    server = influxd_factory()
+    real = snap.upload_shard
+    calls = []
+
+    def failing(*a, **kw):
+        calls.append(a[2])
+        if len(calls) == 3:
+            raise TargetError("simulated: the network went away")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(snap, "upload_shard", failing)
+    proc = online(cli, fixtures_dir / "legacy", server, "--json")
+    assert proc.returncode == 3
+    doc = json.loads(proc.stdout)
+    assert doc["error"]["code"] == "target.partial"
+    db1, db2 = doc["report"]["databases"]
+    status = [s["status"] for s in db1["shards"]]
+    assert status[:3] == ["confirmed", "confirmed", "failed"] and set(status[3:]) == {"not sent"}
+    assert db1["statements"][0]["status"] == "not sent"
+    assert db2["status"] == "not sent" and {s["status"] for s in db2["shards"]} == {"not sent"}
+    assert databases(server) == ["db1"]
+    addr = snap.parse_host(server.host)
+    for s in db1["shards"]:  # what the report says landed is on the server, and nothing else
+        listed = snap.list_shard(addr, s["new_id"])
+        assert bool(listed) == (s["status"] == "confirmed"), s
+    # the same in text
+    monkeypatch.setattr(snap, "upload_shard", failing)
+    calls.clear()
+    server.execute("DROP DATABASE db1")
+    proc = online(cli, fixtures_dir / "legacy", server)
+    assert proc.returncode == 3 and "online restore incomplete" in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum(": failed" in ln and "simulated" in ln for ln in lines) == 1
+    assert sum(": confirmed" in ln for ln in lines) == 2
+    assert "  database db2: not sent; metadata 174 bytes, 3 shards" in lines
+
+
+def test_a_shard_that_holds_data_is_never_uploaded_into(fixtures_dir, influxd_factory, cli, monkeypatch) -> None:
+    server = influxd_factory()
+    with open_source(fixtures_dir / "legacy") as src:
+        assert src.meta is not None
+        first = next(r for r in src.meta.iter_shards() if r.db.name == "db1" and not r.group.deleted)
+        start, rp = first.group.start_time, first.rp.name
+    real = snap.import_database
+
+    def then_a_writer(*a, **kw):
+        mapping = real(*a, **kw)
+        if a[2] == "db1":  # someone writes into the new database before the upload
+            server.write(f"intruder v=1 {start}", db="db1", rp=rp)
+        return mapping
+
+    monkeypatch.setattr(snap, "import_database", then_a_writer)
+    proc = online(cli, fixtures_dir / "legacy", server)
+    assert proc.returncode == 3 and "refusing to upload into it" in proc.stderr, proc.stderr
+    rows = server.series("SELECT count(*) FROM intruder", "db1")
+    assert rows and rows[0]["values"][0][1] == 1  # the writer's point is still there, untouched
+
+
+def test_dry_run_sends_nothing(fixtures_dir, influxd_factory, cli) -> None:
+    server = influxd_factory()
+    proc = online(cli, fixtures_dir / "portable", server, "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["dry_run"] and [d["target"] for d in doc["plan"]["databases"]] == ["db1", "db2"]
+    assert databases(server) == []
+
+
+@pytest.mark.slow
+def test_a_metastore_over_200_kb_restores_where_influxds_own_fails(tmp_path, influxd_factory, cli) -> None:
+    source = influxd_factory()
+    source.execute("CREATE DATABASE big")
+    lines = []
+    for i in range(30):
+        source.execute(f"CREATE RETENTION POLICY rp_{i:02d} ON big DURATION INF REPLICATION 1 SHARD DURATION 1h")
+        lines.append(f"cpu,host=h{i} v={i}.5 {1795000000000000000 + i * 3600 * 10**9}")
+        source.write(f"m{i},k=x n={i}i,s=\"t{i}\" {1795000000000000000 + i * 7200 * 10**9}", db="big", rp=f"rp_{i:02d}")
+    source.write("\n".join(lines), db="big")
+    pad = "p" * 700
+    source.execute(";".join(
+        f"CREATE CONTINUOUS QUERY cq_{i:03d} ON big BEGIN SELECT mean(v) AS v INTO big.rp_{i % 30:02d}.down_{i:03d} "
+        f"FROM big.autogen.cpu WHERE host = '{pad}{i}' GROUP BY time(1h), * END"
+        for i in range(350)
+    ))
+    for i in range(5):
+        source.execute(f"CREATE USER u{i} WITH PASSWORD 'pw{i}'")
+        source.execute(f"GRANT READ ON big TO u{i}")
+    backup = tmp_path / "backup"
+    source.backup(backup, "-portable")
+    meta = next(backup.glob("*.meta"))
+    assert meta.stat().st_size > 200_000
+    expected = source.dump()
+
+    target = influxd_factory()
+    with pytest.raises(harness.InfluxdError):
+        target.restore_portable(backup)
+    assert "big" not in databases(target)
+    proc = online(cli, backup, target)
+    assert proc.returncode == 0, proc.stderr
+    got = target.dump()
+    assert len(got["databases"]["big"]["continuous_queries"]) == 350
+    assert harness.compare_truth(expected, got, sections=SERVED) == []
