@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import influxd as harness
@@ -135,6 +136,19 @@ def _points(truth: dict, db: str) -> set[tuple]:
     return out
 
 
+def _settled_dump(server: harness.InfluxServer, timeout: float = 60) -> dict:
+    """The server's TRUTH once influxd's own restore has finished: its client does not wait for
+    the server's EOF, so shards can still be disabled (being restored) when it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return server.dump()
+        except harness.InfluxdError as exc:
+            if "shard is disabled" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_deleted_points_stay_deleted_where_influxds_restore_resurrects_them(
     fixtures_dir, influxd_factory, truth, cli
 ) -> None:
@@ -142,7 +156,7 @@ def test_deleted_points_stay_deleted_where_influxds_restore_resurrects_them(
     expected = harness.without_dead_fields(truth("legacy"))
     stock = influxd_factory()
     stock.restore_online(fixtures_dir / "legacy", "-db", "db1")
-    stock_got = stock.dump()
+    stock_got = _settled_dump(stock)
     resurrected = _points(stock_got, "db1") - _points(expected, "db1")
     assert resurrected, "influxd's own online restore was expected to bring deleted points back (B2)"
     ours = influxd_factory()
