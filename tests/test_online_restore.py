@@ -166,7 +166,9 @@ def test_deleted_points_stay_deleted_where_influxds_restore_resurrects_them(
     assert not (_points(got, "db1") & resurrected)
 
 
-def test_a_failure_part_way_reports_exactly_what_landed(fixtures_dir, influxd_factory, cli, monkeypatch) -> None:
+def test_a_failure_part_way_reports_exactly_what_landed(
+    tmp_path, fixtures_dir, influxd_factory, cli, monkeypatch
+) -> None:
     server = influxd_factory()
     real = snap.upload_shard
     calls = []
@@ -190,7 +192,7 @@ def test_a_failure_part_way_reports_exactly_what_landed(fixtures_dir, influxd_fa
     assert databases(server) == ["db1"]
     addr = snap.parse_host(server.host)
     for s in db1["shards"]:  # what the report says landed is on the server, and nothing else
-        listed = snap.list_shard(addr, s["new_id"])
+        listed = snap.list_shard(addr, s["new_id"], str(tmp_path))
         assert bool(listed) == (s["status"] == "confirmed"), s
     # the same in text
     monkeypatch.setattr(snap, "upload_shard", failing)

@@ -34,6 +34,7 @@ from ....meta.model import Data, DatabaseInfo, Privilege, decode_data, encode_da
 from ... import snapshotter_upload as snap
 from ...errors import ArchiveError, TargetError, UsageError
 from ...progress import ProgressCallback, Reporter
+from ...snapshotter import Address
 from ...sources import Shard, Source
 from ...sources.shardview import open_shard_reader
 from ...spools import spool
@@ -114,7 +115,7 @@ class OnlineDatabase:
 class OnlinePlan:
     source: Source
     host: str
-    addr: tuple[str, int]
+    addr: Address
     http: str
     server_version: str
     databases: list[OnlineDatabase]
@@ -175,7 +176,7 @@ def plan_online(
             path=src.path,
         )
     addr = snap.parse_host(host)
-    api = HttpApi(http or default_http_url(*addr), timeout=timeout)
+    api = HttpApi(http or default_http_url(addr.host), timeout=timeout)
     version = api.version()
     check_version(version, api.url)
     target = decode_data(snap.fetch_metastore(addr, timeout=timeout), path=f"metastore of {host}")
@@ -366,7 +367,7 @@ def _restore_database(plan: OnlinePlan, api: HttpApi, od: OnlineDatabase, work: 
             s.error = "the server's id map does not name this shard"
             raise TargetError(f"shard {s.shard.id}: {s.error}")
         try:
-            _upload_one(addr, od.target, s, new, staged[i], timeout, rep)
+            _upload_one(addr, od.target, s, new, staged[i], timeout, rep, str(work))
         except TargetError as exc:
             s.status = "failed"
             s.error = exc.message
@@ -384,18 +385,16 @@ def _restore_database(plan: OnlinePlan, api: HttpApi, od: OnlineDatabase, work: 
 
 
 def _upload_one(
-    addr: tuple[str, int], db: str, s: OnlineShard, new: int, files: list[snap.UploadFile], timeout: float,
-    rep: Reporter,
+    addr: Address, db: str, s: OnlineShard, new: int, files: list[snap.UploadFile], timeout: float,
+    rep: Reporter, work: str,
 ) -> None:
-    before = snap.list_shard(addr, new, timeout=timeout)
-    if before is None:
-        raise TargetError(f"shard {new} does not exist on the server after the import")
+    before = snap.list_shard(addr, new, work, timeout=timeout)
     if before:
         raise TargetError(f"shard {new} on the server already holds {len(before)} files; refusing to upload into it")
     sent = snap.upload_shard(addr, f"{db}/{s.retention_policy}", new, files, timeout=timeout, advance=rep.advance)
     s.status = "uploaded"
-    after = snap.list_shard(addr, new, timeout=timeout)
-    if after is None or sorted(after, key=lambda m: m.name) != sorted(sent, key=lambda m: m.name):
+    after = snap.list_shard(addr, new, work, timeout=timeout)
+    if sorted(after, key=lambda m: m.name) != sorted(sent, key=lambda m: m.name):
         have = "nothing" if not after else ", ".join(f"{m.name} ({m.size} bytes)" for m in after)
         raise TargetError(f"shard {new} does not hold what was uploaded after the server finished (it holds {have})")
     s.status = "confirmed"

@@ -22,7 +22,7 @@ MAX_ANSWER = 64 << 20
 DEFAULT_TIMEOUT = 60.0
 
 
-def default_http_url(host: str, port: int) -> str:
+def default_http_url(host: str) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:8086"
 
