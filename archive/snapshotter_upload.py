@@ -8,9 +8,9 @@ What influxd 1.5-1.8 gets wrong is avoided here, not left to the caller:
 
 * ``UploadSize`` is the payload's length, checked non-negative and under :data:`MAX_META_UPLOAD`
   before anything is sent (a negative one panics the server, a huge one makes it allocate that
-  much: B8);
+  much);
 * the header bytes of every request go out in one ``sendall`` with the start of the payload
-  (the server reads the type byte and the shard id with single ``Read`` calls: B7);
+  (the server reads the type byte and the shard id with single ``Read`` calls);
 * a type-7 tar ends with exactly 1024 zero bytes (bytes after it are left unread and make the
   server reset the connection) and names every member ``<db>/<rp>/<id>/<file>`` exactly (the
   server's prefix test would let ``db/rp/1`` match ``db/rp/12/...``);
@@ -41,7 +41,7 @@ from .snapshotter import NO_RETRY, Address, Client, ProtocolError, Retry, Unreac
 #: database's metastore without users and CQs is far smaller (about 40 bytes per shard group).
 MAX_META_UPLOAD = snapshotter.MAX_UPLOAD
 #: The payload size above which influxd before 1.8.8 may drop part of it (it reads the payload
-#: with one ``Read``; about 110 KB got through on a default Linux receive buffer: B3).
+#: with one ``Read``; about 110 KB got through on a default Linux receive buffer).
 B3_RISK_BYTES = 100 << 10
 #: Members of a type-0 listing accepted (a shard holds a few TSM files and their tombstones).
 MAX_LISTED_MEMBERS = 100_000
@@ -171,7 +171,7 @@ def upload_shard(
             with open(f.path, "rb") as fh:
                 st = os.fstat(fh.fileno())
                 header = _tar_header(f"{prefix}/{shard_id}/{f.name}", st.st_size, int(st.st_mtime))
-                if sock is None:  # the id and the first header in one segment (B7)
+                if sock is None:  # the id and the first header in one segment
                     sock = _client(addr, timeout).connect(head + header, what)
                 else:
                     sock.sendall(header)

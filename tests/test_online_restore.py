@@ -158,7 +158,10 @@ def test_deleted_points_stay_deleted_where_influxds_restore_resurrects_them(
     stock.restore_online(fixtures_dir / "legacy", "-db", "db1")
     stock_got = _settled_dump(stock)
     resurrected = _points(stock_got, "db1") - _points(expected, "db1")
-    assert resurrected, "influxd's own online restore was expected to bring deleted points back (B2)"
+    assert resurrected, "influxd's own online restore was expected to bring deleted points back"
+    # and it drops the CQs
+    assert expected["databases"]["db1"]["continuous_queries"]
+    assert not stock_got["databases"]["db1"]["continuous_queries"]
     ours = influxd_factory()
     assert online(cli, fixtures_dir / "legacy", ours, "--db", "db1").returncode == 0
     got = ours.dump()

@@ -8,11 +8,11 @@ goes wrong (docs/formats.md#snapshotter-protocol-restore), this does instead:
 
 * the metadata is imported ONE DATABASE AT A TIME with a trimmed payload (that database only, no
   users, no CQs, no deleted shard groups), so it stays far below the ~110 KB that influxd before
-  1.8.8 can read in one go (B3), and one existing database does not fail all of them;
+  1.8.8 can read in one go, and one existing database does not fail all of them;
 * every target database is checked absent on the server before anything is sent;
 * each shard is uploaded once, as new TSM files holding its final data: every increment merged,
   tombstones and the WAL applied (the server ignores ``.tombstone`` members, so deleted data would
-  come back: B2; colliding file names of several increments would overwrite each other);
+  come back; colliding file names of several increments would overwrite each other);
 * the new shard must be empty before its upload (type-0 listing) and, after the server's EOF, must
   hold exactly the files sent (names, sizes, SHA-256 of a second listing);
 * continuous queries (with the database renamed in their text for ``--newdb``) and grants are
@@ -270,7 +270,7 @@ def plan_online(
         if len(d.payload) > snap.B3_RISK_BYTES:
             warnings.append(
                 f"the metadata of database {d.target} is {len(d.payload)} bytes: influxd before 1.8.8 may fail to read "
-                "it (B3); if it does, restore offline"
+                "it; if it does, restore offline"
             )
     return OnlinePlan(src, host, addr, api.url, version, databases, users, warnings, timeout)
 
