@@ -14,7 +14,8 @@ from .app import emit_json, report_findings, run_plan, say
 HOST_HELP = (
     "Restore ONLINE into the running influxd whose snapshotter (bind-address) is HOST:PORT, e.g. 127.0.0.1:8088. "
     "That port has NO AUTHENTICATION: anyone who can reach it can read and rewrite every database; never expose "
-    "it beyond the host (or a trusted network)."
+    "it beyond the host (or a trusted network). Restore while the server's metadata is quiet: influxd replaces its "
+    "whole metastore on each import."
 )
 HTTP_HELP = (
     "With --host: influxd's HTTP API, for CQs, grants and checks (default http://HOST:8086; credentials from "

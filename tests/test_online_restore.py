@@ -17,6 +17,7 @@ import pytest
 
 from influx_archive.archive import snapshotter_upload as snap
 from influx_archive.archive.errors import TargetError
+from influx_archive.archive.ops.restore.online_http import HttpApi
 from influx_archive.archive.sources import open_source
 
 pytestmark = pytest.mark.interop
@@ -273,3 +274,26 @@ def test_a_metastore_over_200_kb_restores_where_influxds_own_fails(tmp_path, inf
     got = target.dump()
     assert len(got["databases"]["big"]["continuous_queries"]) == 350
     assert harness.compare_truth(expected, got, sections=SERVED) == []
+
+
+def test_http_credentials_come_from_the_environment(fixtures_dir, influxd_factory, truth, cli, monkeypatch) -> None:
+    server = influxd_factory(extra={"http.auth-enabled": True})
+    server.execute("CREATE USER admin WITH PASSWORD 'pw' WITH ALL PRIVILEGES")  # the first user needs no login
+    addr = snap.parse_host(server.host)
+    monkeypatch.delenv("INFLUX_USERNAME", raising=False)
+    monkeypatch.delenv("INFLUX_PASSWORD", raising=False)
+    proc = online(cli, fixtures_dir / "legacy", server)
+    assert proc.returncode == 3 and "authentication failed" in proc.stderr, proc.stderr
+    assert not snap.database_exists(addr, "db1")  # refused before anything was sent
+    monkeypatch.setenv("INFLUX_USERNAME", "admin")
+    monkeypatch.setenv("INFLUX_PASSWORD", "wrong")
+    assert online(cli, fixtures_dir / "legacy", server).returncode == 3
+    assert not snap.database_exists(addr, "db1")
+    monkeypatch.setenv("INFLUX_PASSWORD", "pw")
+    proc = online(cli, fixtures_dir / "legacy", server)
+    assert proc.returncode == 0, proc.stderr
+    api = HttpApi(server.url)
+    assert sorted(api.column("SHOW DATABASES")) == ["db1", "db2"]
+    cqs = api.query("SHOW CONTINUOUS QUERIES")[0]["series"]
+    got = {row[0]: row[1] for s in cqs if s["name"] == "db1" for row in s["values"]}
+    assert got == truth("legacy")["databases"]["db1"]["continuous_queries"]

@@ -191,6 +191,15 @@ def plan_online(
         )
     meta = plan_metastore(src, selected.data, selection, None, False, warnings, Path(f"{host} (online)"))
 
+    for db in selected.data.databases:
+        for name in [db.name] + [rp.name for rp in db.retention_policies]:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(
+                    f"database {db.name!r}: the name {name!r} is not valid UTF-8 and cannot be sent over the "
+                    "snapshotter's JSON (the server would create another name); restore offline"
+                ) from None
     on_server = {d.name for d in target.databases}
     http_dbs = set(api.column("SHOW DATABASES"))
     if on_server != http_dbs:
