@@ -297,3 +297,28 @@ def test_http_credentials_come_from_the_environment(fixtures_dir, influxd_factor
     cqs = api.query("SHOW CONTINUOUS QUERIES")[0]["series"]
     got = {row[0]: row[1] for s in cqs if s["name"] == "db1" for row in s["values"]}
     assert got == truth("legacy")["databases"]["db1"]["continuous_queries"]
+
+
+def test_shard_filter_restores_exactly_that_shard(fixtures_dir, influxd_factory, truth, cli) -> None:
+    full = harness.without_dead_fields(truth("legacy"))
+    server = influxd_factory()
+    for sh in full["shards"]:
+        if sh["id"] not in (1, 4, 10, 16, 17, 19):
+            continue
+        db, rp, new = sh["database"], sh["retention_policy"], f"s{sh['id']}"
+        lo, hi = harness.rfc3339_to_ns(sh["start"]), harness.rfc3339_to_ns(sh["end"])
+        proc = online(cli, fixtures_dir / "legacy", server, "--db", db, "--newdb", new, "--shard", str(sh["id"]))
+        assert proc.returncode == 0, proc.stderr
+        d = copy.deepcopy(full["databases"][db])
+        d["retention_policies"] = {rp: {**d["retention_policies"][rp], "default": True}}
+        d["subscriptions"] = {k: v for k, v in d["subscriptions"].items() if k == rp}
+        d["continuous_queries"] = {}
+        data = {}
+        for m, body in d["data"].get(rp, {}).items():
+            series = [{**s, "points": [p for p in s["points"] if lo <= p[0] < hi]} for s in body["series"]]
+            series = [s for s in series if s["points"]]
+            if series:
+                data[m] = {**body, "series": series}
+        d["data"] = {rp: data} if data else {}
+        got = server.dump()
+        assert harness.compare_truth({"databases": {new: d}}, got, databases=[new], sections=SERVED - {"fields"}) == []
