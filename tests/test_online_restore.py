@@ -322,3 +322,41 @@ def test_shard_filter_restores_exactly_that_shard(fixtures_dir, influxd_factory,
         d["data"] = {rp: data} if data else {}
         got = server.dump()
         assert harness.compare_truth({"databases": {new: d}}, got, databases=[new], sections=SERVED - {"fields"}) == []
+
+
+@pytest.mark.slow
+def test_a_production_like_server_round_trips_online(tmp_path, influxd_factory, cli) -> None:
+    """tests/live_server.py: shard ids >= 10, deletes with tombstones on disk, several RPs, users,
+    grants, CQs (one with RESAMPLE). Its own portable backup, restored online by us: served as the
+    source served; by influxd's own restore: deleted points back, CQs gone."""
+    from live_server import live_server
+
+    backup = tmp_path / "backup"
+    with live_server(tmp_path / "live") as live:
+        assert live.tombstones
+        live.server.backup(backup, "-portable")
+        expected = live.truth
+    ours = influxd_factory()
+    ours.execute("CREATE USER reader WITH PASSWORD 'x'")
+    proc = online(cli, backup, ours)
+    assert proc.returncode == 0, proc.stderr
+    got = ours.dump()
+    assert harness.compare_truth(expected, got, sections=SERVED) == []
+    assert got["users"]["reader"]["grants"] == expected["users"]["reader"]["grants"]
+    # --newdb of db2: the RESAMPLE CQ follows
+    proc = online(cli, backup, ours, "--db", "db2", "--newdb", "db2_copy")
+    assert proc.returncode == 0, proc.stderr
+    got = ours.dump()
+    d = copy.deepcopy(expected["databases"]["db2"])
+    d["continuous_queries"] = {
+        "cq_m": "CREATE CONTINUOUS QUERY cq_m ON db2_copy RESAMPLE EVERY 2h BEGIN SELECT max(f) INTO "
+        "db2_copy.fine.m_max FROM db2_copy.fine.m GROUP BY time(1d) END"
+    }
+    assert harness.compare_truth({"databases": {"db2_copy": d}}, got, databases=["db2_copy"], sections=SERVED) == []
+
+    stock = influxd_factory()
+    stock.restore_portable(backup)
+    stock_got = _settled_dump(stock)
+    back = {db: _points(stock_got, db) - _points(expected, db) for db in ("db1", "db2")}
+    assert any(back.values()), "influxd's own restore was expected to bring deleted points back"
+    assert all(not d["continuous_queries"] for d in stock_got["databases"].values())
