@@ -61,6 +61,12 @@ def restore_online(
             else:
                 sys.stdout.write(plan_text(plan) + "\n")
             raise
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): what reached the server is still said
+            if any(d.status not in ("planned", "not sent") for d in plan.databases):
+                sys.stdout.write(plan_text(plan) + "\n")
+                say("warning: interrupted part-way: the server holds what is listed above as imported, restored or "
+                    "confirmed (a 'failed' shard may hold part of its data)")
+            raise
         if result is None:
             return
         if json_out:

@@ -18,6 +18,7 @@ import pytest
 from influx_archive.archive import snapshotter_upload as snap
 from influx_archive.archive.errors import TargetError
 from influx_archive.archive.ops.restore.online_http import HttpApi
+from influx_archive.archive.snapshotter import ProtocolError, Unreachable
 from influx_archive.archive.sources import open_source
 
 pytestmark = pytest.mark.interop
@@ -170,8 +171,9 @@ def test_deleted_points_stay_deleted_where_influxds_restore_resurrects_them(
     assert not (_points(got, "db1") & resurrected)
 
 
+@pytest.mark.parametrize("error", [TargetError, Unreachable, ProtocolError], ids=lambda e: e.__name__)
 def test_a_failure_part_way_reports_exactly_what_landed(
-    tmp_path, fixtures_dir, influxd_factory, cli, monkeypatch
+    error, tmp_path, fixtures_dir, influxd_factory, cli, monkeypatch
 ) -> None:
     server = influxd_factory()
     real = snap.upload_shard
@@ -180,14 +182,14 @@ def test_a_failure_part_way_reports_exactly_what_landed(
     def failing(*a, **kw):
         calls.append(a[2])
         if len(calls) == 3:
-            raise TargetError("simulated: the network went away")
+            raise error("simulated: the network went away")
         return real(*a, **kw)
 
     monkeypatch.setattr(snap, "upload_shard", failing)
     proc = online(cli, fixtures_dir / "legacy", server, "--json")
     assert proc.returncode == 3
     doc = json.loads(proc.stdout)
-    assert doc["error"]["code"] == "target.partial"
+    assert doc["error"]["code"] == "target.partial" and "simulated" in doc["error"]["message"]
     db1, db2 = doc["report"]["databases"]
     status = [s["status"] for s in db1["shards"]]
     assert status[:3] == ["confirmed", "confirmed", "failed"] and set(status[3:]) == {"not sent"}
@@ -360,3 +362,24 @@ def test_a_production_like_server_round_trips_online(tmp_path, influxd_factory, 
     back = {db: _points(stock_got, db) - _points(expected, db) for db in ("db1", "db2")}
     assert any(back.values()), "influxd's own restore was expected to bring deleted points back"
     assert all(not d["continuous_queries"] for d in stock_got["databases"].values())
+
+
+def test_an_interruption_part_way_still_says_what_landed(fixtures_dir, influxd_factory, cli, monkeypatch) -> None:
+    server = influxd_factory()
+    real = snap.upload_shard
+    calls = []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(snap, "upload_shard", interrupted)
+    proc = online(cli, fixtures_dir / "legacy", server)
+    assert proc.returncode == 130
+    lines = proc.stdout.splitlines()
+    assert sum(": confirmed" in ln for ln in lines) == 1
+    assert sum(": failed" in ln and "interrupted" in ln for ln in lines) == 1
+    assert "  database db2: not sent; metadata 174 bytes, 3 shards" in lines
+    assert "interrupted part-way" in proc.stderr

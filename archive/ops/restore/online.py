@@ -299,7 +299,7 @@ def execute_online(plan: OnlinePlan, *, progress: ProgressCallback | None = None
             try:
                 with spool("online") as work:
                     _restore_database(plan, api, od, Path(work), rep)
-            except ArchiveError as exc:
+            except BaseException as exc:  # an error, or an interruption: the statuses say what landed
                 failed = f"database {od.target}: {exc}"
                 if od.status == "planned":
                     od.status = "not sent"
@@ -311,6 +311,10 @@ def execute_online(plan: OnlinePlan, *, progress: ProgressCallback | None = None
                 for st in od.statements:
                     if st.status == "planned":
                         st.status = "not sent"
+                if not isinstance(exc, ArchiveError):
+                    for later in plan.databases[plan.databases.index(od) + 1:]:
+                        _mark_not_sent(later)
+                    raise
         if failed is None:
             bad = [(od, st) for od in plan.databases for st in od.statements if st.status == "failed"]
             if bad:
@@ -377,9 +381,9 @@ def _restore_database(plan: OnlinePlan, api: HttpApi, od: OnlineDatabase, work: 
             raise TargetError(f"shard {s.shard.id}: {s.error}")
         try:
             _upload_one(addr, od.target, s, new, staged[i], timeout, rep, str(work))
-        except TargetError as exc:
+        except BaseException as exc:  # also an interruption: this shard may hold part of its data
             s.status = "failed"
-            s.error = exc.message
+            s.error = exc.message if isinstance(exc, ArchiveError) else f"interrupted ({type(exc).__name__})"
             raise
     od.status = "restored"
     # 4. CQs and grants over HTTP (a failure is recorded; the others are still tried).
