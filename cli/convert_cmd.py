@@ -1,4 +1,5 @@
-"""``influx-archive convert``, ``trim`` and ``backup``: write a new backup from any source, offline."""
+"""``influx-archive convert`` and ``trim``: write a new backup from any source, offline (``backup`` is in
+:mod:`.backup_cmd`)."""
 
 from __future__ import annotations
 
@@ -146,33 +147,3 @@ def trim(
     """
     _run(src, dest, to=None, database=database, retention=retention, shard=None, newdb=None, newrp=None,
          start=start, end=end, compress_level=compress_level, dry_run=dry_run, json_out=json_out, salvage=salvage)
-
-
-@app.command()
-def backup(
-    root: Path = typer.Argument(
-        ..., readable=False, help="A STOPPED server root holding meta/, data/ and wal/ (e.g. /var/lib/influxdb)."
-    ),
-    dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
-    to: str = typer.Option("portable", "--to", help="portable (default) or legacy."),
-    database: Optional[str] = _db_opt,
-    retention: Optional[str] = _rp_opt,
-    shard: Optional[int] = _shard_opt,
-    compress_level: int = _level_opt,
-    dry_run: bool = _dry_opt,
-    json_out: bool = _json_opt,
-    salvage: bool = _salvage_opt,
-    force: bool = typer.Option(
-        False, "--force", help="Back up even though a running process (influxd) holds the root's files open."
-    ),
-) -> None:
-    """Back up a stopped server's directories without starting influxd.
-
-    Reads meta/meta.db, every shard's TSM and tombstone files and replays the WAL as influxd does,
-    so points only in the WAL are in the backup. The source is only read. A root that a running
-    process (influxd) holds open is refused (exit 5; --force overrides); if its files change
-    while reading, the backup stops with an error and writes nothing.
-    """
-    _run(root, dest, to=to, database=database, retention=retention, shard=shard, newdb=None, newrp=None,
-         start=None, end=None, compress_level=compress_level, dry_run=dry_run, json_out=json_out,
-         require_kind="live", salvage=salvage, force=force)

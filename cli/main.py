@@ -11,6 +11,7 @@ from typing import Optional
 # Importing a command module registers its commands on ``app.app``.
 # (in this order: it is the order ``--help`` lists them in).
 from . import (  # noqa: F401
+    backup_cmd,
     convert_cmd,
     dump_cmd,
     export_cmd,
