@@ -205,7 +205,8 @@ def plan_online(
     if on_server != http_dbs:
         raise UsageError(
             f"{api.url} does not serve the databases the snapshotter at {host} has (HTTP lists "
-            f"{len(http_dbs)}, the snapshotter {len(on_server)}): pass the --http URL of the same server"
+            f"{len(http_dbs)}, the snapshotter {len(on_server)}): pass the --http URL of the same server, with "
+            "INFLUX_USERNAME/INFLUX_PASSWORD of an admin user when authentication is on"
         )
     clash = sorted(d.name for d in selected.data.databases if d.name in on_server)
     if clash:
