@@ -383,3 +383,36 @@ def test_an_interruption_part_way_still_says_what_landed(fixtures_dir, influxd_f
     assert sum(": failed" in ln and "interrupted" in ln for ln in lines) == 1
     assert "  database db2: not sent; metadata 174 bytes, 3 shards" in lines
     assert "interrupted part-way" in proc.stderr
+
+
+def _damage_first_block(tar_path: Path, k: int) -> None:
+    """Flip byte ``k`` of the first block (after its CRC) of the first TSM member of a shard tar."""
+    import tarfile
+
+    with tarfile.open(tar_path) as tf:
+        member = next(m for m in tf if m.name.endswith(".tsm"))
+    data = bytearray(tar_path.read_bytes())
+    data[member.offset_data + 5 + 4 + k] ^= 0x5A
+    tar_path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("k", [0, 3, 9])
+def test_a_damaged_source_stops_before_its_database_reaches_the_server(
+    k, tmp_path, fixtures_dir, influxd_factory, cli
+) -> None:
+    import shutil
+
+    server = influxd_factory()
+    for name, want_rc, want_dbs in (("db1.autogen.00002.00", 1, []), ("db2.autogen.00017.00", 3, ["db1"])):
+        src = tmp_path / f"legacy-{name}"
+        shutil.copytree(fixtures_dir / "legacy", src)
+        _damage_first_block(src / name, k)
+        proc = online(cli, src, server, "--json")
+        assert proc.returncode == want_rc, proc.stderr
+        assert name in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert databases(server) == want_dbs
+        if want_rc == 3:
+            report = json.loads(proc.stdout)["report"]["databases"]
+            assert [d["status"] for d in report] == ["restored", "not sent"]
+        for db in want_dbs:
+            server.execute(f"DROP DATABASE {db}")

@@ -292,6 +292,7 @@ def execute_online(plan: OnlinePlan, *, progress: ProgressCallback | None = None
     rep = Reporter(progress, label="restore")
     rep.start(plan.bytes)
     failed: str | None = None
+    first: ArchiveError | None = None
     try:
         for od in plan.databases:
             if failed is not None:
@@ -302,12 +303,13 @@ def execute_online(plan: OnlinePlan, *, progress: ProgressCallback | None = None
                     _restore_database(plan, api, od, Path(work), rep)
             except BaseException as exc:  # an error, or an interruption: the statuses say what landed
                 failed = f"database {od.target}: {exc}"
+                first = exc if isinstance(exc, ArchiveError) else None
                 if od.status == "planned":
                     od.status = "not sent"
                 elif od.status != "failed":
                     od.status = "failed"
                 for s in od.shards:
-                    if s.status in ("planned", "staged"):
+                    if s.status in ("planned", "staged") or (od.status == "not sent" and s.status == "empty"):
                         s.status = "not sent"
                 for st in od.statements:
                     if st.status == "planned":
@@ -326,6 +328,8 @@ def execute_online(plan: OnlinePlan, *, progress: ProgressCallback | None = None
     finally:
         rep.end()
     if failed is not None:
+        if first is not None and all(d.status == "not sent" for d in plan.databases):
+            raise first  # nothing reached the server: the error as it is (a damaged source exits 1)
         raise OnlineRestoreError(f"online restore incomplete: {failed}", plan.to_dict())
     return plan
 
