@@ -354,3 +354,28 @@ def test_cq_rewrite_renames_the_database_and_nothing_else(template, old, new, ot
 def test_cq_rewrite_refuses_unterminated_text() -> None:
     with pytest.raises(ValueError):
         rewrite_cq_database("CREATE CONTINUOUS QUERY cq ON db BEGIN SELECT 'x FROM db.rp.m END", "db", "n")
+
+
+@pytest.mark.parametrize("name", ["legacy", "portable", "portable_incremental", "live", "union_legacy"])
+def test_type6_payload_holds_one_database_only(name, fixtures_dir) -> None:
+    from influx_archive.archive.ops.restore.online import _trimmed
+    from influx_archive.meta.model import decode_data
+
+    with open_source(fixtures_dir / name) as src:
+        assert src.meta is not None
+        assert src.meta.users or name.startswith("union")
+        for db in src.meta.databases:
+            payload, count = _trimmed(src.meta, db)
+            got = decode_data(payload)
+            assert [d.name for d in got.databases] == [db.name] and got.users == []
+            (one,) = got.databases
+            assert one.continuous_queries == [] and one.default_retention_policy == db.default_retention_policy
+            assert [r.name for r in one.retention_policies] == [r.name for r in db.retention_policies]
+            live = [(r.name, g.id, [s.id for s in g.shards]) for r in db.retention_policies for g in r.shard_groups
+                    if not g.deleted]
+            assert [(r.name, g.id, [s.id for s in g.shards]) for r in one.retention_policies
+                    for g in r.shard_groups] == live
+            assert count == sum(len(s) for _, _, s in live)
+            assert [[s.name for s in r.subscriptions] for r in one.retention_policies] == [
+                [s.name for s in r.subscriptions] for r in db.retention_policies
+            ]
