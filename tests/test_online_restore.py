@@ -416,3 +416,27 @@ def test_a_damaged_source_stops_before_its_database_reaches_the_server(
             assert [d["status"] for d in report] == ["restored", "not sent"]
         for db in want_dbs:
             server.execute(f"DROP DATABASE {db}")
+
+
+def test_a_failing_cq_is_reported_and_the_data_still_lands(
+    fixtures_dir, influxd_factory, truth, cli, monkeypatch
+) -> None:
+    server = influxd_factory()
+    real = HttpApi.query
+
+    def refusing(self, q, db=None):
+        if q.startswith("CREATE CONTINUOUS QUERY"):
+            return [{"statement_id": 0, "error": "simulated: not allowed"}]
+        return real(self, q, db)
+
+    monkeypatch.setattr(HttpApi, "query", refusing)
+    proc = online(cli, fixtures_dir / "legacy", server, "--json")
+    assert proc.returncode == 3 and "continuous query cq1: simulated: not allowed" in proc.stderr
+    report = json.loads(proc.stdout)["report"]["databases"]
+    assert [d["status"] for d in report] == ["restored", "restored"]
+    assert report[0]["statements"] == [{
+        "what": "continuous query cq1", "statement": truth("legacy")["databases"]["db1"]["continuous_queries"]["cq1"],
+        "status": "failed", "error": "simulated: not allowed",
+    }]
+    expected = harness.without_dead_fields(truth("legacy"))
+    assert harness.compare_truth(expected, server.dump(), sections=SERVED - {"continuous_queries"}) == []
