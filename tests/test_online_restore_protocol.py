@@ -379,3 +379,34 @@ def test_type6_payload_holds_one_database_only(name, fixtures_dir) -> None:
             assert [[s.name for s in r.subscriptions] for r in one.retention_policies] == [
                 [s.name for s in r.subscriptions] for r in db.retention_policies
             ]
+
+
+@pytest.mark.parametrize("bad", [b"..", b".", b"a/b", b"a\\b", b"x\x01y", b"new\nline", b"\xff\xfeZZ"], ids=repr)
+@pytest.mark.parametrize("where", ["database", "retention policy"])
+def test_names_influxd_would_not_accept_are_refused_before_any_connection(bad, where, tmp_path, fixtures_dir) -> None:
+    from influx_archive.meta.files import build_meta_nn, parse_meta_nn
+    from influx_archive.meta.model import decode_data, encode_data
+
+    nn = parse_meta_nn((fixtures_dir / "legacy" / "meta.01").read_bytes())
+    data = decode_data(nn.blob)
+    db = data.databases[0]
+    marker = "~" * len(bad)  # the bytes of the name are put in after encoding (not all are UTF-8)
+    if where == "database":
+        db.name = marker
+    else:
+        db.retention_policies[0].name = marker
+    blob = encode_data(data)
+    field = b"\x0a" + bytes([len(bad)]) + marker.encode()  # Name = 1, length-delimited
+    assert blob.count(field) == 1
+    src_dir = tmp_path / "hostile"
+    src_dir.mkdir()
+    (src_dir / "meta.00").write_bytes(build_meta_nn(blob.replace(field, b"\x0a" + bytes([len(bad)]) + bad)))
+    connections: list[int] = []
+    with (
+        fake_server(lambda conn: connections.append(1)) as (addr, _), open_source(src_dir) as src,
+        pytest.raises(ArchiveError) as info,
+    ):
+        plan_online(src, str(addr), http=f"http://{addr}")
+    assert connections == []
+    text = one_line(info.value)
+    assert "not a name influxd accepts" in text or "not valid UTF-8" in text, text

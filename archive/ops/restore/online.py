@@ -176,10 +176,6 @@ def plan_online(
             path=src.path,
         )
     addr = snap.parse_host(host)
-    api = HttpApi(http or default_http_url(addr.host), timeout=timeout)
-    version = api.version()
-    check_version(version, api.url)
-    target = decode_data(snap.fetch_metastore(addr, timeout=timeout), path=f"metastore of {host}")
 
     selected = select_meta(src.meta, selection, origin=src.meta_origin or src.path)
     # select_meta warns that CQ texts keep the old name: here they are rewritten
@@ -189,8 +185,6 @@ def plan_online(
         warnings.append(
             "database _internal (influxd's own monitoring) is not restored; name it with --db to restore it"
         )
-    meta = plan_metastore(src, selected.data, selection, None, False, warnings, Path(f"{host} (online)"))
-
     for db in selected.data.databases:
         for name in [db.name] + [rp.name for rp in db.retention_policies]:
             try:
@@ -200,6 +194,20 @@ def plan_online(
                     f"database {db.name!r}: the name {name!r} is not valid UTF-8 and cannot be sent over the "
                     "snapshotter's JSON (the server would create another name); restore offline"
                 ) from None
+            # influxd's ValidName, which its metadata import does not check: such a name would
+            # lead the server's shard paths out of its data directory
+            if not name.isprintable() or name in ("", ".", "..") or "/" in name or "\\" in name:
+                raise UsageError(
+                    f"database {db.name!r}: {name!r} is not a name influxd accepts (empty, '.', '..', a slash, a "
+                    "backslash or an unprintable character); rename it with --newdb/--newrp"
+                )
+    meta = plan_metastore(src, selected.data, selection, None, False, warnings, Path(f"{host} (online)"))
+
+    api = HttpApi(http or default_http_url(addr.host), timeout=timeout)
+    version = api.version()
+    check_version(version, api.url)
+    target = decode_data(snap.fetch_metastore(addr, timeout=timeout), path=f"metastore of {host}")
+
     on_server = {d.name for d in target.databases}
     http_dbs = set(api.column("SHOW DATABASES"))
     if on_server != http_dbs:
