@@ -440,3 +440,19 @@ def test_a_failing_cq_is_reported_and_the_data_still_lands(
     }]
     expected = harness.without_dead_fields(truth("legacy"))
     assert harness.compare_truth(expected, server.dump(), sections=SERVED - {"continuous_queries"}) == []
+
+
+def test_a_database_without_shards_restores(tmp_path, influxd_factory, cli) -> None:
+    """influxd answers the import of a database without shard groups like a failure (no pairs)."""
+    source = influxd_factory()
+    source.execute("CREATE DATABASE empty")
+    source.execute("CREATE RETENTION POLICY weekly ON empty DURATION 520w REPLICATION 1 DEFAULT")
+    source.execute("CREATE CONTINUOUS QUERY c ON empty BEGIN SELECT count(v) INTO empty.weekly.n FROM empty.weekly.m "
+                   "GROUP BY time(1d) END")
+    backup = tmp_path / "b"
+    source.backup(backup, "-portable")
+    expected = source.dump()
+    target = influxd_factory()
+    proc = online(cli, backup, target)
+    assert proc.returncode == 0, proc.stderr
+    assert harness.compare_truth(expected, target.dump(), sections=SERVED) == []
