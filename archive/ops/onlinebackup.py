@@ -41,7 +41,7 @@ from ..cleanup import discard, track, uninterrupted, untrack
 from ..errors import ArchiveError, TargetError, UsageError, show
 from ..output import building_dir, link_into_place, os_error, plan_dir_output
 from ..progress import ProgressCallback, Reporter
-from ..snapshotter import Client, EmptyResponse
+from ..snapshotter import Client, EmptyResponse, TarEntry
 from ..sources.legacy import LEGACY_META_RE
 from ..sources.model import Shard, ShardFile
 from ..sources.ondisk import DiskSource, add_tar_shard
@@ -51,6 +51,7 @@ from ..sources.tarscan import member_offset
 from ..spools import spool
 from ..staging import fsync_dir, temp_sibling
 from ..streams import SubFile
+from ..timefmt import parse_backup_stamp
 from .convert import FORMATS, ConvertPlan, ShardJob, ShardOutput, _convert_shard
 from .select import Selection, select_meta, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
@@ -350,6 +351,8 @@ def execute_online_backup(plan: OnlinePlan, *, progress: ProgressCallback | None
                     f"{MAX_ROUNDS} rounds are not in it")
             files = [r.file_name for r in results if r.file_name]
             _write_meta(plan, tmp, ts, blob, meta, results, files)
+            if plan.to == "legacy" and plan.start is None and plan.end is None:
+                _date_legacy_run(plan, tmp, files, results)
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise
@@ -386,6 +389,21 @@ def _write_meta(plan: OnlinePlan, tmp: Path, ts: str, blob: bytes, meta: Data, r
     files.append(names.manifest)
 
 
+def _date_legacy_run(plan: OnlinePlan, tmp: Path, files: list[str], results: list[OnlineShardResult]) -> None:
+    """Date this run's ``meta.NN`` and tars after the newest member they hold (and after the
+    earlier runs' files). Readers take the newest ``meta.NN`` older than a tar for the start of
+    its run, and members dated after that for influxd's block-filtered ``-start/-end`` copies
+    (archive/sources/legacy.py ``run_start``); every file fetched here is whole, including those
+    the server created during the run."""
+    when = max([r.last_modified // 1_000_000_000 + 1 for r in results] + [int(time.time())])
+    if plan.append:
+        for n in os.listdir(plan.dest):
+            with contextlib.suppress(OSError):
+                when = max(when, int(os.stat(plan.dest / n).st_mtime) + 1)
+    for n in files:
+        os.utime(tmp / n, (when, when))
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
     with open(path, "xb") as f:
         f.write(data)
@@ -412,7 +430,7 @@ def _fetch_shard(plan: OnlinePlan, sh: OnlineShard, meta: Data, tmp: Path, sp: P
         ranged = plan.start is not None or plan.end is not None
         keep_raw = not ranged and (plan.to == "legacy" or plan.since is not None or stones == 0)
         if keep_raw:
-            return _write_raw(plan, sh, spooled, tmp, ts, size, stones, last), []
+            return _write_raw(plan, sh, spooled, tmp, ts, size, stones, last, entries), []
         src = DiskSource(kind="legacy", path=str(sp), meta=meta, meta_origin=None)
         add_tar_shard(src, spooled, gz=False, increment=0, fallback=sh.key)
         shard = src.shard(*sh.key)
@@ -466,10 +484,11 @@ def _write_applied(plan: OnlinePlan, src: DiskSource, shard: Shard, tmp: Path, t
             for mname, size, what in sorted(members, key=lambda m: m[0]):
                 if isinstance(what, Path):
                     with open(what, "rb") as fh:
-                        tar.add(prefix + mname, size, fh)
+                        tar.add(prefix + mname, size, fh, mtime=(parse_backup_stamp(ts) or 1) - 1)
                 else:
                     offset = what.data_offset if what.data_offset is not None else member_offset(tar_in, what)
-                    tar.add(prefix + mname, size, cast(BinaryIO, SubFile(tar_in, offset, size)), mtime=what.mtime)
+                    tar.add(prefix + mname, size, cast(BinaryIO, SubFile(tar_in, offset, size)),
+                            mtime=_whole(what.mtime or 0, ts))
             tar.close()
             sink.close()
             raw.flush()
@@ -481,21 +500,38 @@ def _write_applied(plan: OnlinePlan, src: DiskSource, shard: Shard, tmp: Path, t
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _whole(mtime: int, ts: str) -> int:
+    """A member mtime as written in a portable tar of run ``ts``: a file the server created during
+    the run (a cache snapshot forced by the request, a compaction) is dated just before the run
+    started. Readers take members dated after their run's start for influxd's block-filtered
+    ``-start/-end`` copies (archive/sources/model.py ``maybe_filtered``); every file fetched here is
+    whole."""
+    start = parse_backup_stamp(ts)
+    return mtime if start is None or mtime < start else start - 1
+
+
 def _write_raw(plan: OnlinePlan, sh: OnlineShard, spooled: Path, tmp: Path, ts: str, size: int, stones: int,
-               last: int) -> OnlineShardResult:
+               last: int, entries: list[TarEntry]) -> OnlineShardResult:
+    """The server's tar as it is (legacy), or its members as they are in a gzipped tar (portable)."""
     if plan.to == "legacy":
         name = metafiles.legacy_shard_file_name(sh.database, sh.retention_policy, sh.id, plan.increment)
     else:
         name = metafiles.portable_names(ts, [sh.id]).shards[sh.id]
     with open(spooled, "rb") as src, open(tmp / name, "xb") as raw:
+        tar_size = size
         if plan.to == "portable":
             sink = gzip_writer(raw, level=plan.compress_level, filename=name[: -len(".gz")])
-            shutil.copyfileobj(src, sink, 1 << 20)
+            tar = TarWriter(sink)
+            for e in entries:
+                tar.add(e.name, e.size, cast(BinaryIO, SubFile(src, e.data_offset, e.size)), mtime=_whole(e.mtime, ts))
+            tar.close()
             sink.close()
+            tar_size = tar.size
         else:
             shutil.copyfileobj(src, raw, 1 << 20)
         raw.flush()
         os.fchmod(raw.fileno(), 0o600 if plan.to == "portable" else 0o644)
         os.fsync(raw.fileno())
         file_size = raw.tell()
-    return OnlineShardResult(sh.database, sh.retention_policy, sh.id, name, "copy", size, size, file_size, stones, last)
+    return OnlineShardResult(sh.database, sh.retention_policy, sh.id, name, "copy", size, tar_size, file_size, stones,
+                             last)
