@@ -456,3 +456,21 @@ def test_a_database_without_shards_restores(tmp_path, influxd_factory, cli) -> N
     proc = online(cli, backup, target)
     assert proc.returncode == 0, proc.stderr
     assert harness.compare_truth(expected, target.dump(), sections=SERVED) == []
+
+
+@pytest.mark.slow
+def test_live_server_to_live_server_through_our_online_backup(tmp_path, influxd_factory, cli) -> None:
+    """backup --host (both layouts) of a production-like server, restored by restore --host into
+    a fresh one: served exactly as the source served (deletes stay deleted either way)."""
+    from live_server import live_server
+
+    with live_server(tmp_path / "live") as live:
+        expected = live.truth
+        for to in ("portable", "legacy"):
+            r = cli("backup", "--host", live.host, str(tmp_path / to), "--to", to)
+            assert r.returncode == 0, r.stderr
+    for to in ("portable", "legacy"):
+        target = influxd_factory()
+        proc = online(cli, tmp_path / to, target)
+        assert proc.returncode == 0, proc.stderr
+        assert harness.compare_truth(expected, target.dump(), sections=SERVED) == [], to
