@@ -240,6 +240,12 @@ def test_dry_run_sends_nothing(fixtures_dir, influxd_factory, cli) -> None:
     doc = json.loads(proc.stdout)
     assert doc["dry_run"] and [d["target"] for d in doc["plan"]["databases"]] == ["db1", "db2"]
     assert databases(server) == []
+    # influxd's own spelling of the line pastes as it is
+    proc = cli("restore", "-portable", "-host", server.host, "-http", server.url, "-db", "db1", "-newdb", "x",
+               "--dry-run", "--json", str(fixtures_dir / "portable"))
+    assert proc.returncode == 0, proc.stderr
+    assert [d["target"] for d in json.loads(proc.stdout)["plan"]["databases"]] == ["x"]
+    assert databases(server) == []
 
 
 @pytest.mark.slow
