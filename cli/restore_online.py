@@ -33,6 +33,10 @@ def plan_text(plan) -> str:
             sh = s.shard
             new = f" -> shard {s.new_id}" if s.new_id is not None else ""
             size = f", {s.files} files, {s.bytes} bytes" if s.files else ""
+            if s.status == "planned":
+                src_files = sh.effective_files()
+                wal = f" and {len(sh.wal)} WAL segments" if sh.wal else ""
+                size = f" ({len(src_files)} source files, {sum(f.size for f in src_files)} bytes{wal})"
             err = f": {s.error}" if s.error else ""
             lines.append(f"    shard {sh.database}/{sh.retention_policy}/{sh.id}{new}: {s.status}{size}{err}")
         for st in d.statements:
