@@ -480,3 +480,27 @@ def test_live_server_to_live_server_through_our_online_backup(tmp_path, influxd_
         proc = online(cli, tmp_path / to, target)
         assert proc.returncode == 0, proc.stderr
         assert harness.compare_truth(expected, target.dump(), sections=SERVED) == [], to
+
+
+@pytest.mark.parametrize("lands", [False, True], ids=["import-lost", "answer-lost"])
+def test_a_failed_metadata_import_says_whether_the_database_landed(
+    lands, fixtures_dir, influxd_factory, cli, monkeypatch
+) -> None:
+    server = influxd_factory()
+    real = snap.import_database
+
+    def failing(*a, **kw):
+        if lands:
+            real(*a, **kw)
+        raise Unreachable("simulated: connection reset by the server")
+
+    monkeypatch.setattr(snap, "import_database", failing)
+    proc = online(cli, fixtures_dir / "legacy", server, "--json")
+    assert proc.returncode == 3 and "simulated" in proc.stderr
+    assert databases(server) == (["db1"] if lands else [])
+    doc = json.loads(proc.stdout)
+    if lands:  # the database exists (its shards empty): the report says so
+        db1 = doc["report"]["databases"][0]
+        assert db1["status"] == "failed" and {s["status"] for s in db1["shards"]} == {"not sent"}
+    else:  # nothing reached the server: the plain error
+        assert doc["error"]["code"] == Unreachable.code and "report" not in doc

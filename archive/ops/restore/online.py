@@ -26,6 +26,7 @@ damaged source stops before that database exists on the server. A failure part-w
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,7 +315,7 @@ def execute_online(plan: OnlinePlan, *, progress: ProgressCallback | None = None
                 first = exc if isinstance(exc, ArchiveError) else None
                 if od.status == "planned":
                     od.status = "not sent"
-                elif od.status != "failed":
+                elif od.status not in ("failed", "not sent"):
                     od.status = "failed"
                 for s in od.shards:
                     if s.status in ("planned", "staged") or (od.status == "not sent" and s.status == "empty"):
@@ -370,8 +371,11 @@ def _restore_database(plan: OnlinePlan, api: HttpApi, od: OnlineDatabase, work: 
         raise TargetError(f"database {od.target!r} appeared on the server meanwhile; not sent")
     try:
         mapping = snap.import_database(addr, od.payload, od.target, max_pairs=od.shard_count, timeout=timeout)
-    except TargetError:
-        od.status = "failed" if snap.database_exists(addr, od.target, timeout=timeout) else "not sent"
+    except BaseException:  # did the database land anyway? (the import may have got through)
+        od.status = "failed"
+        with contextlib.suppress(ArchiveError):
+            if not snap.database_exists(addr, od.target, timeout=timeout):
+                od.status = "not sent"
         raise
     created = snap.database_exists(addr, od.target, timeout=timeout)
     if not created:
