@@ -410,3 +410,16 @@ def test_names_influxd_would_not_accept_are_refused_before_any_connection(bad, w
     assert connections == []
     text = one_line(info.value)
     assert "not a name influxd accepts" in text or "not valid UTF-8" in text, text
+
+
+def test_snapshotter_refused_while_http_answers_is_one_line(fixtures_dir) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with (
+        fake_http("1.6.7~rc0") as url, open_source(fixtures_dir / "legacy") as src,
+        pytest.raises(ArchiveError) as info,
+    ):
+        plan_online(src, f"127.0.0.1:{port}", http=url, timeout=2)
+    assert "refused" in one_line(info.value) and str(port) in str(info.value)
