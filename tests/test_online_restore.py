@@ -504,3 +504,46 @@ def test_a_failed_metadata_import_says_whether_the_database_landed(
         assert db1["status"] == "failed" and {s["status"] for s in db1["shards"]} == {"not sent"}
     else:  # nothing reached the server: the plain error
         assert doc["error"]["code"] == Unreachable.code and "report" not in doc
+
+
+CQ_SHAPES = [
+    # (name, statement with {db} for the database and {q} for a quoted-if-needed form), variety of clauses
+    ("plain", "CREATE CONTINUOUS QUERY plain ON {db} BEGIN SELECT mean(v) INTO {db}.autogen.out FROM {db}.autogen.cpu "
+              "GROUP BY time(1h), * END"),
+    ("resample", "CREATE CONTINUOUS QUERY rs ON {db} RESAMPLE EVERY 1h FOR 2h BEGIN SELECT max(v) AS mx INTO "
+                 "{db}.autogen.:MEASUREMENT FROM {db}.autogen./^c.*/ GROUP BY time(30m), host fill(none) END"),
+    ("unqualified", "CREATE CONTINUOUS QUERY uq ON {db} BEGIN SELECT count(v) INTO out FROM cpu WHERE "
+                    "host = 'db.autogen.cpu' GROUP BY time(1h) END"),
+    ("emptyrp", "CREATE CONTINUOUS QUERY er ON {db} BEGIN SELECT sum(v) / 2 INTO {db}..half FROM {db}..cpu "
+                "WHERE host =~ /a\\/b/ GROUP BY time(1d) END"),
+    ("other", "CREATE CONTINUOUS QUERY ot ON {db} BEGIN SELECT min(v) INTO elsewhere.autogen.out FROM "
+              "{db}.autogen.cpu, elsewhere.autogen.cpu GROUP BY time(1h) END"),
+]
+
+
+@pytest.mark.parametrize("old,new", [("db", "copy"), ("my-db", "dst db"), ("select", "x\"y")],
+                         ids=["bare", "quoted", "keyword-and-quote"])
+def test_newdb_cq_texts_are_what_the_server_makes_of_the_renamed_statements(
+    old, new, tmp_path, influxd_factory, cli
+) -> None:
+    """The server is the oracle: the CQs created on a scratch server from the statements written
+    with the new name must read back exactly as the ones our rewrite created."""
+    from influx_archive.archive.ops.restore.online_cq import quote_ident
+
+    source = influxd_factory()
+    scratch = influxd_factory()
+    for server in (source, scratch):
+        server.execute("CREATE DATABASE elsewhere")
+    source.execute(f"CREATE DATABASE {quote_ident(old)}")
+    scratch.execute(f"CREATE DATABASE {quote_ident(new)}")
+    for _, text in CQ_SHAPES:
+        source.execute(text.format(db=quote_ident(old)))
+        scratch.execute(text.format(db=quote_ident(new)))
+    backup = tmp_path / "b"
+    source.backup(backup, "-portable")
+    target = influxd_factory()
+    target.execute("CREATE DATABASE elsewhere")
+    proc = online(cli, backup, target, "--db", old, "--newdb", new)
+    assert proc.returncode == 0, proc.stderr
+    assert target.dump()["databases"][new]["continuous_queries"] == scratch.dump()["databases"][new][
+        "continuous_queries"]
