@@ -56,7 +56,7 @@ BACKUP_MAGIC = 0x59590101
 
 #: Seconds for a connect and for each ``recv`` (a server streaming a large shard sends
 #: continuously; influxd flushes the cache to TSM before the first byte, which can take a while).
-DEFAULT_TIMEOUT = 120.0
+DEFAULT_TIMEOUT = 300.0
 #: Largest metastore backup response read into memory (protobuf + node JSON).
 MAX_METASTORE = 1 << 30
 #: Largest database / RP listing (``{"Paths":[...]}``) read into memory.
@@ -424,7 +424,10 @@ def parse_paths(data: bytes, where: str) -> list[tuple[str, str, int]]:
     out = []
     for p in paths:
         parts = re.split(r"[/\\]", p) if isinstance(p, str) else []
-        if len(parts) != 3 or not parts[2].isdigit() or not parts[2].isascii() or not parts[0] or not parts[1]:
+        if (
+            len(parts) != 3 or not re.fullmatch(r"[0-9]{1,20}", parts[2]) or int(parts[2]) >= 1 << 64
+            or any(not n or n in (".", "..") or "\0" in n for n in parts[:2])
+        ):
             raise ProtocolError(f"{where}: not a db/rp/id path: {show(p)}")
         out.append((parts[0], parts[1], int(parts[2])))
     return out

@@ -13,7 +13,13 @@ from .app import SALVAGE_HELP, app, progress_bars, report_findings, say
 
 @app.command()
 def export(
-    src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
+    src: Optional[Path] = typer.Argument(
+        None, readable=False, help="Any source: legacy or portable backup, stopped server root."
+    ),
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Read the running influxd at this snapshotter address HOST:PORT instead of SRC "
+        "(no authentication on that port: never expose it)."
+    ),
     database: Optional[str] = typer.Option(None, "--database", "--db", help="Only this database."),
     retention: Optional[str] = typer.Option(
         None, "--retention", "--rp", help="Only this retention policy of --database."
@@ -51,7 +57,7 @@ def export(
         "end": parse_time(end, option="--end") if end is not None else None,
         "lp_only": lponly,
     }
-    with open_source(src, salvage=salvage) as source, progress_bars() as bars:
+    with open_source(src, salvage=salvage, host=host) as source, progress_bars() as bars:
         res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
     report_findings(source.findings)
     for note in res.skipped:

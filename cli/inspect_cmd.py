@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -64,8 +65,12 @@ def render_text(doc: dict) -> str:
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(
-        ..., readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."
+    path: Optional[Path] = typer.Argument(
+        None, readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."
+    ),
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Read the running influxd at this snapshotter address HOST:PORT instead of SRC "
+        "(no authentication on that port: never expose it)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the machine-readable document."),
     points: bool = typer.Option(
@@ -83,7 +88,7 @@ def inspect(
     from ..archive.sources import open_source
 
     # show everything readable; damage becomes findings
-    with open_source(path, salvage=True) as src, progress_bars() as bars:
+    with open_source(path, salvage=True, host=host) as src, progress_bars() as bars:
         doc = inspect_source(src, points=points, progress=bars)
     if json_out:
         emit_json(doc)

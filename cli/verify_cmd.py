@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -13,7 +14,11 @@ from .app import app, emit_json, progress_bars
 
 @app.command()
 def verify(
-    src: Path = typer.Argument(..., readable=False, help="Backup directory, server root, or single file."),
+    src: Optional[Path] = typer.Argument(None, readable=False, help="Backup directory, server root, or single file."),
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Read the running influxd at this snapshotter address HOST:PORT instead of SRC "
+        "(no authentication on that port: never expose it)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     deep: bool = typer.Option(False, "--deep", help="Also decode every block: counts, time order, index min/max."),
 ) -> None:
@@ -26,7 +31,7 @@ def verify(
     from ..archive.ops.verify import verify as verify_source
 
     with progress_bars() as bars:
-        report = verify_source(src, deep=deep, progress=bars)
+        report = verify_source(src, deep=deep, progress=bars, host=host)
     if json_out:
         emit_json(report.to_dict())
     else:

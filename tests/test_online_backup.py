@@ -227,3 +227,19 @@ def test_influxds_own_backup_loses_what_ours_keeps(live, tmp_path, influxd_facto
     assert r2.code == 0, r2.err
     mine = restore_and_serve(cli, tmp_path / "ours", tmp_path / "root", influxd_factory).dump()
     assert sorted(points(mine)) == sorted(p for p in points(truth) if p[:2] == ("db1", "autogen") and lo <= p[4] <= hi)
+
+
+@pytest.mark.parametrize("to", ["portable", "legacy"])
+def test_offline_backup_takes_the_same_filters(to, tmp_path, cli, influxd_factory, fixtures_dir, truth):
+    """backup ROOT DEST (a stopped server root) with --db/--start/--end: exact to the point."""
+    want = truth("live")
+    lo, hi = harness.rfc3339_to_ns("2026-11-03T06:00:00Z"), harness.rfc3339_to_ns("2026-11-20T12:00:00Z")
+    dest = tmp_path / "b"
+    r = cli("backup", str(fixtures_dir / "live"), str(dest), "--to", to, "--db", "db1",
+            "--start", str(lo), "--end", str(hi))
+    assert r.code == 0, r.err
+    got = restore_and_serve(cli, dest, tmp_path / "root", influxd_factory).dump()
+    inside = sorted(p for p in points(want) if p[0] == "db1" and lo <= p[4] <= hi)
+    assert inside and sorted(points(got)) == inside
+    r = cli("backup", str(fixtures_dir / "live"), str(tmp_path / "c"), "--since", "2026-01-01T00:00:00Z")
+    assert r.code == 2 and "--host" in r.err

@@ -116,3 +116,31 @@ def test_since_chain_restores_to_the_union(to, tmp_path, cli, influxd_factory):
     got = restore_and_serve(cli, dest, tmp_path / "root", influxd_factory).dump()
     assert harness.compare_truth(harness.without_dead_fields(truth), got, sections={
         "points", "users", "continuous_queries", "retention_policies", "databases"}) == []
+
+
+def test_shard_groups_created_during_the_backup_are_in_it(tmp_path, cli, influxd_factory):
+    """A write that creates a new shard group while the first shard is being fetched: the
+    metastore is taken again after the shards, so the new shard is fetched and its point kept."""
+    from influx_archive.archive.ops.onlinebackup import execute_online_backup, plan_online_backup
+    from influx_archive.archive.snapshotter import Client
+
+    late_t = T0 + 40 * DAY + 5 * MIN
+    with live_server(tmp_path / "live") as live:
+        client = Client(live.host)
+        plan = plan_online_backup(client, tmp_path / "b", to="portable")
+        real = client.shard_backup
+        fired = []
+
+        def fetch(shard_id, out, **kw):
+            if not fired:
+                fired.append(shard_id)
+                live.server.write(f"late,k=v v=1i {late_t}", db="db1", rp="hourly")
+            return real(shard_id, out, **kw)
+
+        client.shard_backup = fetch  # type: ignore[method-assign]
+        result = execute_online_backup(plan)
+        truth = live.server.dump()
+    assert fired and result.late_shards, "a shard created during the backup was fetched after the first pass"
+    got = restore_and_serve(cli, tmp_path / "b", tmp_path / "root", influxd_factory).dump()
+    assert got["databases"]["db1"]["data"]["hourly"]["late"]["series"][0]["points"] == [[late_t, {"v": 1}]]
+    assert harness.compare_truth(harness.without_dead_fields(truth), got, sections={"points"}) == []

@@ -222,7 +222,9 @@ def test_listing_variants():
 
 @pytest.mark.parametrize(
     "answer", [b"not json", b'{"paths":[]}', b'{"Paths":"x"}', b'{"Paths":["a/b"]}', b'{"Paths":["a/b/c"]}',
-               b'{"Paths":["a/b/\xd9\xa3"]}', b'{"Paths":[1]}', b"\xff\xfe"]
+               b'{"Paths":["a/b/\xd9\xa3"]}', b'{"Paths":[1]}', b"\xff\xfe",
+               b'{"Paths":["a/b/' + b"9" * 5000 + b'"]}', b'{"Paths":["a/b/18446744073709551616"]}',
+               b'{"Paths":["../b/1"]}', b'{"Paths":["a/./1"]}', b'{"Paths":["a\\u0000/b/1"]}', b'{"Paths":["//1"]}']
 )
 def test_listing_protocol_violations(answer):
     with Fake([answer]) as f, pytest.raises(sn.ProtocolError):
@@ -384,3 +386,44 @@ def test_real_unknown_shard_and_unknown_type(live, tmp_path: Path):
     # type 2 is a placeholder influxd never implemented: it answers nothing
     assert c.read_response(sn.envelope(sn.SERIES_FILE_BACKUP), "series file", 100) == b""
     assert live.server.running
+
+
+# ---- the online backup against a fake server ---------------------------------------------------
+
+
+def _meta_blob() -> bytes:
+    from influx_archive.meta.model import (
+        Data,
+        DatabaseInfo,
+        RetentionPolicyInfo,
+        ShardGroupInfo,
+        ShardInfo,
+        encode_data,
+    )
+
+    g = ShardGroupInfo(id=1, start_time=0, end_time=7 * 86400 * 10**9, shards=[ShardInfo(id=12)])
+    rp = RetentionPolicyInfo(name="rp", replica_n=1, shard_group_duration=7 * 86400 * 10**9, shard_groups=[g])
+    data = Data(databases=[DatabaseInfo(name="db", default_retention_policy="rp", retention_policies=[rp])],
+                max_shard_group_id=1, max_shard_id=12)
+    return meta_answer(encode_data(data))
+
+
+@pytest.mark.parametrize(
+    "member",
+    ["db/rp/12/../../../etc/x.tsm", "db/rp/13/000000001-000000001.tsm", "db/rp/12/sub/000000001-000000001.tsm",
+     "db/rp/12/fields.idx", "db/rp/12/000000001-000000001.tsm.tmp", "other/rp/12/000000001-000000001.tsm"],
+)
+def test_backup_refuses_a_hostile_shard_tar(member, tmp_path):
+    from influx_archive.archive.ops.onlinebackup import execute_online_backup, plan_online_backup
+
+    meta = _meta_blob()
+    listing = b'{"Paths":["db/rp/12"]}\n'
+    tar = shard_tar({member: b"x" * 10})
+    with Fake([meta, listing, meta] + [tar] * 3) as f:
+        plan = plan_online_backup(sn.Client(f.host, retry=FAST), tmp_path / "b", to="legacy")
+        with pytest.raises(sn.ProtocolError, match="not a TSM or tombstone file of that shard"):
+            execute_online_backup(plan)
+    assert not (tmp_path / "b").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b")]  # no temporary left
+    for root in tmp_path.glob(".influx-archive-*"):
+        assert not list(root.iterdir())  # the spool is gone

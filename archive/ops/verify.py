@@ -85,20 +85,24 @@ class VerifyReport:
 
 
 def verify(
-    path: str | os.PathLike[str], *, deep: bool = False, progress: ProgressCallback | None = None
+    path: str | os.PathLike[str] | None, *, deep: bool = False, progress: ProgressCallback | None = None,
+    host: str | None = None,
 ) -> VerifyReport:
+    """Check ``path`` (or the running influxd at ``host``, HOST:PORT of its snapshotter port)."""
     sealed_findings: list[Finding] = []
-    if is_zstd_file(path):
+    if path is not None and is_zstd_file(path):
         # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);
         # the backup inside is then checked like a directory, shard by shard, without extracting
         sealed_findings, nfiles, nbytes = verify_sealed(path)
         if any(f.severity == ERROR for f in sealed_findings):
             return VerifyReport(None, sealed_findings, nfiles, 0, nbytes)
     try:
-        src = open_source(path, salvage=True)
+        src = open_source(path, salvage=True, host=host)
     except (UsageError, UnsupportedError):
         raise  # not a source at all (exit 2), or one this version cannot read (exit 3): not a finding
     except ArchiveError as exc:
+        if host is not None and not isinstance(exc, FormatError):
+            raise  # an unreachable or refusing server is not damage
         return VerifyReport(None, sealed_findings + [Finding.from_error(exc)])
     with src:  # a sealed archive's private spool is removed when the check ends
         report = VerifyReport(src, sealed_findings + [_as_verify_finding(f) for f in src.findings])

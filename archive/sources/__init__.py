@@ -13,6 +13,8 @@ live       a stopped server root holding ``meta/``, ``data/`` and usually ``wal/
 file       a single ``.tsm``, ``.tombstone``, ``.wal``, ``meta.NN``, ``.meta``, ``meta.db``,
            ``.manifest``, shard ``.tar`` or ``.tar.gz``: :mod:`.single`
 sealed     a ``.tar.zst`` written by ``pack``, read as the backup it holds: :mod:`.sealed`
+remote     a running influxd over its snapshotter port (``open_source(None, host="HOST:PORT")``),
+           one shard fetched at a time: :mod:`.remote`
 =========  ==================================================================================
 
 The model (:class:`Source`, :class:`Shard`, :class:`ShardFile`) is in :mod:`.model`; tar and
@@ -25,23 +27,37 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import SourceError
+from ..errors import SourceError, UsageError
 from .directory import open_dir
 from .model import OpenShard, Shard, ShardFile, Source, raise_first_error
+from .remote import open_remote
 from .sealed import is_zstd_file, open_sealed
 from .single import open_file
 
 
-def open_source(path: str | os.PathLike[str], *, salvage: bool = False) -> Source:
+def open_source(path: str | os.PathLike[str] | None, *, salvage: bool = False, host: str | None = None) -> Source:
     """Recognise ``path`` and build its :class:`Source` model (reads metadata and tar listings only).
 
     ``salvage``: a damaged shard tar is recorded as an error finding (``Source.findings``) and the
     members read intact before the damage are used, instead of failing. Without it the first
-    error finding is raised (:class:`~influx_archive.archive.errors.FormatError`)."""
+    error finding is raised (:class:`~influx_archive.archive.errors.FormatError`).
+
+    ``host`` (``HOST:PORT``, influxd's snapshotter port) instead of ``path``: the running server."""
+    if host is not None:
+        if path is not None:
+            raise UsageError("give a source path or --host, not both")
+        src: Source = open_remote(host, salvage=salvage)
+        try:
+            raise_first_error(src, salvage)
+        except BaseException:
+            src.close()
+            raise
+        return src
+    if path is None:
+        raise UsageError("give a source path (or --host HOST:PORT for a running influxd)")
     p = Path(path)
     if not p.exists():
         raise SourceError("no such file or directory", path=str(p))
-    src: Source
     if p.is_dir():
         src = open_dir(p, salvage, {})
     elif p.is_file():
