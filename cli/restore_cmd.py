@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 from ..archive.errors import ArchiveError, UsageError, escape
 from .app import SALVAGE_HELP, app, emit_json, report_findings, run_plan
+from .restore_online import HOST_HELP, HTTP_HELP, restore_online
 
 
 def _plan_text(plan: RestorePlan) -> str:
@@ -41,8 +42,10 @@ def restore(
     src: Path = typer.Argument(
         ..., readable=False, help="Legacy or portable backup directory, or a stopped server root."
     ),
-    metadir: Path = typer.Option(..., "--metadir", help="Target meta directory (meta.db is created or added to)."),
-    datadir: Path = typer.Option(..., "--datadir", help="Target data directory."),
+    metadir: Optional[Path] = typer.Option(
+        None, "--metadir", help="Target meta directory (meta.db is created or added to)."
+    ),
+    datadir: Optional[Path] = typer.Option(None, "--datadir", help="Target data directory."),
     waldir: Optional[Path] = typer.Option(
         None,
         "--waldir",
@@ -78,9 +81,10 @@ def restore(
     ),
     portable: bool = typer.Option(False, "--portable", hidden=True),
     online: bool = typer.Option(False, "--online", hidden=True),
-    host: Optional[str] = typer.Option(None, "--host", hidden=True),
+    host: Optional[str] = typer.Option(None, "--host", help=HOST_HELP),
+    http: Optional[str] = typer.Option(None, "--http", help=HTTP_HELP),
 ) -> None:
-    """Restore SRC offline into --metadir/--datadir (influxd must be stopped).
+    """Restore SRC offline into --metadir/--datadir (influxd must be stopped), or online with --host.
 
     Any source kind works (legacy, portable with one or several manifests, stopped server root);
     influxd's spellings (-metadir, -datadir, -database/-db, -retention/-rp, -newdb, -newrp, -shard)
@@ -92,18 +96,32 @@ def restore(
     target (a lock file in each target directory), and never into directories a running influxd
     uses (--force overrides). Exit 0 ok, 1 damaged source, 2 usage error, 3 target problem,
     5 target busy.
+
+    Online (--host HOST:PORT, a running influxd 1.5+): one database at a time, each shard uploaded
+    once with increments merged and deletes applied, CQs and grants recreated over --http; an
+    existing database is refused before anything is sent. Users cannot be restored online (they
+    are listed, with what to run). The snapshotter port has no authentication: never expose it.
     """
     from ..archive import guard
     from ..archive.ops.restore import INDEX_GUIDANCE, check_target_args, execute_restore, plan_restore, target_lock
     from ..archive.ops.select import Selection
     from ..archive.sources import open_source
 
-    if portable or online or host is not None:
-        raise UsageError(
-            "influx-archive restores offline into --metadir/--datadir; -portable/-online/-host are not needed "
-            "(every backup kind is recognised) — stop influxd and drop those flags"
-        )
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
+    if host is not None:
+        if metadir is not None or datadir is not None or waldir is not None or merge or owner or force:
+            raise UsageError("--host restores online: --metadir/--datadir/--waldir/--merge/--owner/--force are offline")
+        restore_online(src, host=host, http=http, selection=sel, dry_run=dry_run, json_out=json_out, salvage=salvage)
+        return
+    if http is not None:
+        raise UsageError("--http is for an online restore (with --host)")
+    if portable or online:
+        raise UsageError(
+            "influx-archive restores offline into --metadir/--datadir, or online with --host; -portable/-online are "
+            "not needed (every backup kind is recognised)"
+        )
+    if metadir is None or datadir is None:
+        raise UsageError("--metadir and --datadir are needed (or --host HOST:PORT to restore into a running influxd)")
     with open_source(src, salvage=salvage) as source:
         targets = check_target_args(source, metadir, datadir, waldir)
         # The lock is held from before planning to the end: what the plan reads of the target stays

@@ -43,15 +43,12 @@ The modules, each step in one (each imports only modules below it in this list):
 * :mod:`.metastore` — reading, merging and writing the target metastore;
 * :mod:`.modes` — influxd's file and directory modes.
 
-An ONLINE restore (into a running server over its RPC port) would reuse, as they are, the
-selection and the metastore side of the plan — :func:`~.plan.plan_metastore` and
-:func:`~.metastore.merge_meta` work on decoded metastores and read no directory; it would get the
-target's metastore from the server instead of :func:`~.metastore.read_target` and send the result
-instead of :func:`~.metastore.write_meta_at` — and the checked copy of each shard's files
-(:func:`~.shards._copy_validated`, the rewrite of a shard whose increments are not whole files),
-made into a local staging directory and then sent to the server instead of renamed in. Planning
-shard directories and file names in a ``--datadir`` (:func:`~.plan.build_plan`), the target
-directories held open, the journal and its recovery, and the lock are the offline side only.
+The ONLINE restore (into a running server over its snapshotter port) is :mod:`.online`: it
+reuses the selection and the metastore side of the plan (:func:`~.plan.plan_metastore`, with the
+server's metastore read over the wire) and the shard rewrite of the offline convert, and sends
+instead of writing. Planning shard directories and file names in a ``--datadir``
+(:func:`~.plan.build_plan`), the target directories held open, the journal and its recovery, and
+the lock are the offline side only.
 
 Restored shards carry no TSI index: influxd opens a shard without ``index/`` as ``inmem`` even
 under ``index-version = "tsi1"`` (docs/formats.md); :data:`INDEX_GUIDANCE` says what to do.
