@@ -99,10 +99,7 @@ def _index(k: int, p: int) -> int:
 
 
 def _decode(k: int, p: int) -> tuple[int, int]:
-    if k & 1:
-        r = _bits32(k, 6, 1) + (PP - P)
-    else:
-        r = _rho(((k | 1) << (64 - (PP + 1) + P)) & _M64)
+    r = _bits32(k, 6, 1) + (PP - P) if k & 1 else _rho(((k | 1) << (64 - (PP + 1) + P)) & _M64)
     return _index(k, p), r
 
 
