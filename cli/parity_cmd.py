@@ -46,8 +46,8 @@ def report_cmd(
     """Per shard: files, series, time range; per database: series cardinality, like influx_inspect report.
 
     Without --exact the cardinalities are estimates (HyperLogLog++, the same numbers influx_inspect
-    prints); with --exact they are exact. "series" counts series keys (SHOW SERIES EXACT
-    CARDINALITY); "keys" counts series+field keys, what influx_inspect report calls Series.
+    prints); with --exact they are exact. "series" counts series keys (what SHOW
+    SERIES lists); "keys" counts series+field keys, what influx_inspect report calls Series.
     Tombstoned keys are left out and the WAL is counted, as influxd serves them.
 
     Example: influx-archive report -exact /var/lib/influxdb/data

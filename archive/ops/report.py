@@ -6,8 +6,8 @@ Series are counted as influxd serves them: keys every value of which a tombstone
 out (influxd drops them from its index when it opens the file) and the WAL's keys are added. Two
 numbers per database:
 
-* ``series``: distinct series keys (``measurement,tag=value...``), what ``SHOW SERIES EXACT
-  CARDINALITY`` counts;
+* ``series``: distinct series keys (``measurement,tag=value...``), what ``SHOW SERIES`` lists
+  (influxd 1.6.7's ``SHOW SERIES EXACT CARDINALITY`` under inmem adds up the shards' counts);
 * ``keys``: distinct series + field keys, what influx_inspect report calls "Series" (it counts the
   TSM index keys, one per series and field).
 
