@@ -164,13 +164,18 @@ def verify_dir(root: Path, json_out: bool) -> None:
     """``verify -dir ROOT`` (influx_inspect's form): every TSM file under ROOT/data (or ROOT, when
     it is the data directory itself), one line each, "healthy" or "corrupt", then
     ``Broken Blocks: N / TOTAL``; exit 1 if a file is corrupt."""
+    from ..archive.errors import SourceError
     from ..archive.ops.verify import verify as verify_source
     from ..archive.sources import scan_tree
 
+    if not root.is_dir():
+        raise SourceError("not a directory (expected influxd's root, holding data/)", path=str(root))
     data = root / "data" if (root / "data").is_dir() else root
     findings: list = []
     shards = scan_tree(data, None, findings=findings)
     files = [f.container for s in shards for f in s.files if f.kind == "tsm"]
+    if not files:
+        say(f"warning: no TSM file found under {data} (expected <db>/<rp>/<id>/*.tsm)")
     docs = []
     broken = total = 0
     lines = [str(f) for f in findings]

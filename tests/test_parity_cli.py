@@ -5,6 +5,7 @@ and ``--json``, and ``verify -dir`` / ``verify-seriesfile`` against the referenc
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -169,3 +170,38 @@ def test_verify_dir_and_src_exclusive(tmp_path, cli) -> None:
     for args in ((), (tmp_path, "-dir", tmp_path)):
         proc = cli("verify", *args)
         assert proc.code == 2 and proc.err.count("\n") == 1, proc
+
+
+def test_verify_dir_missing_or_empty(tmp_path, cli) -> None:
+    proc = cli("verify", "-dir", tmp_path / "missing")
+    assert proc.code == 2 and proc.err.count("\n") == 1 and str(tmp_path / "missing") in proc.err
+    proc = cli("verify", "-dir", tmp_path)
+    assert proc.code == 0 and "no TSM file found" in proc.err and proc.out == "Broken Blocks: 0 / 0\n"
+
+
+def test_report_usage_errors(tmp_path, cli) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in ((), (tmp_path / "missing",), (fifo,), (tmp_path,)):
+        proc = cli("report", *args, "--json")
+        assert proc.code == 2, (args, proc)
+        assert proc.err.count("\n") == 1 and proc.err.startswith("influx-archive: error: "), proc.err
+        if args:
+            assert json.loads(proc.out)["error"]["exit_code"] == 2
+
+
+def test_report_reads_every_source_kind(tmp_path, fixtures_dir, cli) -> None:
+    """The same exact counts from a legacy backup, its portable conversion, its sealed archive and
+    the server tree restored from it (a sealed archive is read in place)."""
+    legacy = fixtures_dir / "legacy"
+    assert cli("convert", legacy, tmp_path / "portable", "--to", "portable").code == 0
+    assert cli("pack", legacy, tmp_path / "sealed.tar.zst").code == 0
+    assert cli("restore", legacy, "--metadir", tmp_path / "r" / "meta", "--datadir", tmp_path / "r" / "data",
+               "--waldir", tmp_path / "r" / "wal").code == 0
+    docs = []
+    for src in (legacy, tmp_path / "portable", tmp_path / "sealed.tar.zst", tmp_path / "r", tmp_path / "r" / "data"):
+        proc = cli("report", "-exact", src, "--json")
+        assert proc.code == 0, (src, proc.err)
+        doc = json.loads(proc.out)
+        docs.append((doc["databases"], doc["total_series"], doc["total_keys"], doc["min_time"], doc["max_time"]))
+    assert docs[0][0] and all(d == docs[0] for d in docs), docs

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import shutil
 from pathlib import Path
@@ -132,3 +133,27 @@ def test_bare_datadir_errors(tmp_path, cli) -> None:
         assert proc.code == 2, (args, proc)
         assert proc.err.count("\n") == 1 and proc.err.startswith("influx-archive: error: "), (args, proc.err)
         assert not out.exists()
+
+
+def test_hostile_files_in_the_tree(tmp_path, fixtures_dir, cli) -> None:
+    """A FIFO, a link to /dev/zero, a dangling link or a directory where a TSM / WAL file should
+    be: one line naming it, exit 1, no output file."""
+    for where, name in (("data", "000000009-000000001.tsm"), ("wal", "_00009.wal")):
+        for kind in ("fifo", "dev-zero", "dangling", "dir"):
+            tree = tmp_path / f"{where}-{kind}"
+            shutil.copytree(fixtures_dir / "live", tree)
+            bad = tree / where / "db1" / "autogen" / "1" / name
+            bad.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "fifo":
+                os.mkfifo(bad)
+            elif kind == "dev-zero":
+                bad.symlink_to("/dev/zero")
+            elif kind == "dangling":
+                bad.symlink_to(tree / "nothing")
+            else:
+                bad.mkdir()
+            out = tree / "out.lp"
+            proc = cli("export", "-datadir", tree / "data", "-waldir", tree / "wal", "-out", out)
+            assert proc.code == 1, (where, kind, proc)
+            assert proc.err.count("error:") == 1 and str(bad) in proc.err and "Traceback" not in proc.err
+            assert not out.exists()
