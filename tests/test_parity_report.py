@@ -149,6 +149,7 @@ def _shard_copy(tmp: Path, fixtures_dir: Path) -> tuple[Path, Path]:
     return data, next(shard.glob("*.tsm"))
 
 
+@pytest.mark.slow
 def test_hostile_tsm_files_one_line_exit_1(tmp_path, fixtures_dir, cli) -> None:
     _, good_path = _shard_copy(tmp_path / "src", fixtures_dir)
     good = good_path.read_bytes()
