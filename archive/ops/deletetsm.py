@@ -126,6 +126,8 @@ def _process(path: str, measurement: bytes | None, sanitize: bool, dry_run: bool
             return res
         tomb_path = final.with_suffix(".tombstone")
         tomb_entries = None
+        if os.path.islink(tomb_path):
+            raise UsageError("its tombstone is a symbolic link: nothing is written through a link", path=str(tomb_path))
         if os.path.lexists(tomb_path):
             with open_regular(tomb_path) as ts:
                 tomb_entries = list(read_tombstones(ts, name=str(tomb_path)))
