@@ -157,3 +157,20 @@ def test_hostile_files_in_the_tree(tmp_path, fixtures_dir, cli) -> None:
             assert proc.code == 1, (where, kind, proc)
             assert proc.err.count("error:") == 1 and str(bad) in proc.err and "Traceback" not in proc.err
             assert not out.exists()
+
+
+def test_damaged_tsm_in_the_tree(tmp_path, fixtures_dir, cli) -> None:
+    from test_parity_report import _variants
+
+    src = fixtures_dir / "live" / "data" / "db2" / "autogen" / "17"
+    good = next(src.glob("*.tsm")).read_bytes()
+    for name, blob in _variants(good):
+        data = tmp_path / name / "data"
+        shutil.copytree(src, data / "db2" / "autogen" / "17")
+        tsm = next((data / "db2" / "autogen" / "17").glob("*.tsm"))
+        tsm.write_bytes(blob)
+        out = tmp_path / name / "out.lp"
+        proc = cli("export", "-datadir", data, "-out", out)
+        assert proc.code == 1, (name, proc)
+        assert proc.err.count("error:") == 1 and str(tsm) in proc.err and "Traceback" not in proc.err, proc.err
+        assert not out.exists()
