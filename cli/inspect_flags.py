@@ -92,8 +92,9 @@ def map_inspect_flags(argv: list[str]) -> tuple[list[str], list[str]]:
             continue
         name, eq, value = arg.lstrip("-").partition("=")
         flag = table.get(name)
-        # our own spelling of an option that has the same name (--out, --exact) is left as typed
-        if flag is None or (arg.startswith("--") and flag.kind in ("value", "bool") and flag.target == "--" + name):
+        # our own spelling of a value option that has the same name (--out F, --out=F) is left as
+        # typed; a boolean is rewritten (Go takes --exact=true, the parser would not)
+        if flag is None or (arg.startswith("--") and flag.kind == "value" and flag.target == "--" + name):
             out.append(arg)
             continue
         if flag.kind in ("bool", "ignore-bool"):

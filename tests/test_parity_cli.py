@@ -205,3 +205,50 @@ def test_report_reads_every_source_kind(tmp_path, fixtures_dir, cli) -> None:
         doc = json.loads(proc.out)
         docs.append((doc["databases"], doc["total_series"], doc["total_keys"], doc["min_time"], doc["max_time"]))
     assert docs[0][0] and all(d == docs[0] for d in docs), docs
+
+
+def test_generated_lines_every_spelling_maps_the_same() -> None:
+    """Generated influx_inspect lines: each flag in Go's four spellings (-f v, --f v, -f=v, --f=v;
+    booleans -f, --f, -f=true) gives the same line; positional words keep their order; words after
+    ``--`` are never touched."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(400):
+        verb = rng.choice(sorted(FLAGS))
+        table = FLAGS[verb]
+        picked = rng.sample(sorted(table), k=min(len(table), rng.randint(1, 4)))
+        plain: list[str] = [verb]
+        spelled: list[str] = [verb]
+        positional = []
+        for name in picked:
+            flag = table[name]
+            dash = rng.choice(["-", "--"])
+            if flag.kind in ("bool", "ignore-bool"):
+                plain.append("-" + name)
+                spelled.append(dash + name + rng.choice(["", "=true", "=1"]))
+            else:
+                v = rng.choice(["x", "/p/q r", "2026-01-01T00:00:00Z", "-5", "a=b"])
+                plain += ["-" + name, v]
+                spelled += [dash + name + "=" + v] if rng.random() < 0.5 else [dash + name, v]
+            if rng.random() < 0.3:
+                word = f"POS{len(positional)}"
+                plain.append(word)
+                spelled.append(word)
+                positional.append(word)
+        tail = rng.choice([[], ["--", "-datadir", "-v"]])
+        got_plain, notes_plain = map_inspect_flags(plain + tail)
+        got_spelled, notes_spelled = map_inspect_flags(spelled + tail)
+        # our own option spelled --name is left as typed: compare after splitting --opt=value
+        def canon(argv: list[str], tail: list[str] = tail) -> list[str]:
+            out: list[str] = []
+            for a in argv[: len(argv) - len(tail)]:
+                if a.startswith("--") and "=" in a:
+                    out += a.split("=", 1)
+                else:
+                    out.append(a)
+            return out + argv[len(argv) - len(tail):]
+        assert canon(got_plain) == canon(got_spelled), (plain, spelled)
+        assert notes_plain == notes_spelled
+        assert got_plain[len(got_plain) - len(tail):] == tail
+        assert [a for a in got_plain if a.startswith("POS")] == positional
