@@ -283,3 +283,22 @@ def test_sanitize_generated_keys_same_as_influx_inspect(tmp_path, cli) -> None:
     left = set(_content(f))
     assert 0 < len(left) < len(keys)  # the generator made both kinds
     assert left == set(_content(tmp_path / "ref" / f.name))
+
+
+def test_named_twice_and_unwritable_directory(tmp_path, fixtures_dir, cli) -> None:
+    shard = tmp_path / "3"
+    shutil.copytree(fixtures_dir / "live" / "data" / "db1" / "autogen" / "3", shard)
+    tsm = next(shard.glob("*.tsm"))
+    proc = cli("deletetsm", "-measurement", "cpu", tsm, shard / ".." / "3" / tsm.name, "--json")
+    assert proc.code == 0, proc.err
+    assert [f["action"] for f in json.loads(proc.out)["files"]] == ["removed"]
+    # the temporary name taken by something (this very process's, so never cleared as stale):
+    # the write fails, exit 3, nothing changed
+    shard2 = tmp_path / "17"
+    shutil.copytree(fixtures_dir / "live" / "data" / "db2" / "autogen" / "17", shard2)
+    tsm2 = next(shard2.glob("*.tsm"))
+    (shard2 / f".{tsm2.name}.tmp-{os.getpid()}").mkdir()
+    before = _state(shard2)
+    proc = cli("deletetsm", "-measurement", "m", tsm2)
+    assert proc.code == 3 and proc.err.count("\n") == 1 and str(tsm2) in proc.err, proc
+    assert _state(shard2) == before

@@ -185,8 +185,11 @@ def delete_tsm(
         raise UsageError("give --measurement NAME or --sanitize (or both)")
     if not paths:
         raise UsageError("give at least one TSM file")
+    unique: dict[str, str] = {}
     for p in paths:
         _check_path(p)
+        unique.setdefault(os.path.realpath(p), p)  # a file named twice is processed once
+    paths = list(unique.values())
     dirs = sorted({os.path.dirname(os.path.abspath(p)) for p in paths})
     refuse_live(dirs, what="rewrite TSM files in", force=force)
     want = measurement.encode("utf-8", "surrogateescape") if measurement else None
@@ -197,7 +200,12 @@ def delete_tsm(
     try:
         with TargetLock([(d, 0o755) for d in dirs]) if not dry_run else contextlib.nullcontext():
             for p, size in zip(paths, sizes, strict=True):
-                out.append(_process(p, want, sanitize, dry_run))
+                try:
+                    out.append(_process(p, want, sanitize, dry_run))
+                except OSError as exc:
+                    if isinstance(exc, ArchiveError):
+                        raise
+                    raise TargetIOError(f"cannot rewrite: {exc.strerror or exc}", path=p) from exc
                 rep.advance(size)
     finally:
         rep.end()
