@@ -20,7 +20,7 @@ from pathlib import Path
 from ...meta.model import MIN_TIME, Data, DatabaseInfo, RetentionPolicyInfo, ShardGroupInfo, ShardInfo
 from ...tsm import naming
 from ..errors import SourceError, show
-from ..findings import ERROR, FILE_UNREADABLE, META_MISSING, SHARD_DIR_NOT_A_NUMBER, WARNING, Finding
+from ..findings import ERROR, FILE_UNREADABLE, SHARD_DIR_NOT_A_NUMBER, WAL_NOT_GIVEN, WARNING, Finding
 from ..untrusted import probe_regular
 from .model import Shard, ShardFile, file_kind, non_ascii_number
 from .ondisk import DiskSource, listdir
@@ -170,8 +170,10 @@ def open_datadir(
     src = DiskSource("datadir", str(dp), salvage=salvage)
     src.shards = scan_tree(dp, waldir, findings=src.findings, salvage=salvage)
     if not src.shards:
-        raise SourceError("no shards found: expected <database>/<retention policy>/<shard id>/ directories",
-                          path=str(dp))
+        hint = ("; this looks like a server root: give its data/ directory, or the root itself as SRC"
+                if (dp / "data").is_dir() else "")
+        raise SourceError("no shards found: expected <database>/<retention policy>/<shard id>/ directories"
+                          + hint, path=str(dp))
     src.meta = synthesize_meta(src.shards)
     src.meta_origin = None
     for s in src.shards:
@@ -180,5 +182,5 @@ def open_datadir(
         s.group_start, s.group_end = MIN_TIME, MAX_TIME
     if waldir is None:
         src.findings.append(Finding(WARNING, "no WAL directory given: points only in the WAL are not read",
-                                    path=str(dp), code=META_MISSING))
+                                    path=str(dp), code=WAL_NOT_GIVEN))
     return src
