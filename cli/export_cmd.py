@@ -47,6 +47,9 @@ def export(
     (add -compressed for --compress); its DDL recreates the databases and retention policies with
     their settings. Tombstones are applied, the newest value wins, a server root's WAL is included.
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
+
+    Without a metastore, influx_inspect's form reads a bare data directory:
+    influx-archive export -datadir /var/lib/influxdb/data -waldir /var/lib/influxdb/wal -out F
     """
     from ..archive.errors import UsageError
     from ..archive.ops.export import export_to_path
