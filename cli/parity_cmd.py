@@ -22,6 +22,7 @@ def _open_for_report(path: Path, waldir: Optional[Path]):
 
     name = path.name
     if path.is_dir() and name.isascii() and name.isdigit() and not (path / "meta").exists():
+        path = path.absolute()  # "report 5" run inside the RP directory
         root = path.parent.parent.parent
         src = open_datadir(root, waldir)
         key = (path.parent.parent.name, path.parent.name, int(name))
