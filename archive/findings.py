@@ -35,6 +35,7 @@ code                            the finding
 ``file.unreadable``             a data file the operating system refused to read
 ``wal.torn_tail``               a WAL segment's torn tail (influxd truncates it there)
 ``wal.damaged_entry``           a damaged WAL entry that reading resumed after
+``wal.not_given``               a bare data directory read without its WAL directory
 ``unexpected``                  made from an exception that is not an ArchiveError
 ==============================  ==========================================================
 """
@@ -69,6 +70,7 @@ NON_ASCII_DIGITS = "name.non_ascii_digits"
 FILE_UNREADABLE = "file.unreadable"
 WAL_TORN_TAIL = "wal.torn_tail"
 WAL_DAMAGED_ENTRY = "wal.damaged_entry"
+WAL_NOT_GIVEN = "wal.not_given"
 UNEXPECTED = "unexpected"
 
 CODES = frozenset({
@@ -76,7 +78,7 @@ CODES = frozenset({
     PARTIAL_DOWNLOAD, NOT_A_BACKUP_FILE, MANIFEST_FILE_MISSING, MANIFEST_FILE_UNREADABLE,
     MANIFEST_DUPLICATE_ENTRY, MANIFEST_META_SIZE, META_MISSING, META_DUPLICATE, META_GROUP_START_AFTER_END,
     SHARD_NOT_IN_META, SHARD_DIR_NOT_A_NUMBER, NON_ASCII_DIGITS, FILE_UNREADABLE, WAL_TORN_TAIL,
-    WAL_DAMAGED_ENTRY, UNEXPECTED,
+    WAL_DAMAGED_ENTRY, WAL_NOT_GIVEN, UNEXPECTED,
 })
 """Every code defined here (an error's own codes come on top: :mod:`influx_archive.archive.errors`)."""
 

@@ -57,6 +57,7 @@ from ..archive.errors import (
     display_text,
     escape,
 )
+from .inspect_flags import map_inspect_flags
 from .progress import ProgressBars
 
 app = typer.Typer(
@@ -320,6 +321,9 @@ def _run(argv: Optional[list[str]]) -> None:
     State.debug = "--debug" in args
     State.quiet = "--quiet" in args or "-q" in args
     args = [a for a in args if a not in ("--debug", "--quiet")]
+    args, notes = map_inspect_flags(args)  # influx_inspect's per-verb flags, before the generic rewrite
+    for note in notes:
+        say(f"note: {note}")
     command = typer.main.get_command(app)
     args = normalize_argv(args, _long_options(command))
     # before parsing, a --json on the line is enough; once parsed, the verb's own option says

@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     export_cmd,
     inspect_cmd,
     pack_cmd,
+    parity_cmd,
     restore_cmd,
     tsi_cmd,
     verify_cmd,

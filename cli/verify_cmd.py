@@ -19,6 +19,10 @@ def verify(
         None, "--host", help="Read the running influxd at this snapshotter address HOST:PORT instead of SRC "
         "(no authentication on that port: never expose it)."
     ),
+    dir_: Optional[Path] = typer.Option(
+        None, "--dir", help="influx_inspect verify's form: every TSM file under DIR/data, one 'healthy' or 'corrupt' "
+        "line each and 'Broken Blocks: N / TOTAL'."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     deep: bool = typer.Option(False, "--deep", help="Also decode every block: counts, time order, index min/max."),
 ) -> None:
@@ -28,8 +32,18 @@ def verify(
     tars), TSM headers, indexes and every block CRC, tombstones, WAL framing. One line per finding
     (severity: message [file F, member M, offset N]). Exit 0 when no error was found, 1 otherwise.
     """
+    from ..archive.errors import UsageError
     from ..archive.ops.verify import verify as verify_source
 
+    given = [n for n, v in (("SRC", src), ("--host", host), ("--dir", dir_)) if v is not None]
+    if len(given) != 1:
+        raise UsageError("give SRC, --host HOST:PORT or --dir DIR (influx_inspect's form)" if not given
+                         else f"give one of SRC, --host, --dir, not {' and '.join(given)}")
+    if dir_ is not None:
+        from .parity_cmd import verify_dir
+
+        verify_dir(dir_, json_out)
+        return
     with progress_bars() as bars:
         report = verify_source(src, deep=deep, progress=bars, host=host)
     if json_out:
