@@ -63,7 +63,7 @@ def export(
     given = [n for n, v in (("SRC", src), ("--host", host), ("--datadir", datadir)) if v is not None]
     if len(given) != 1:
         raise UsageError("give SRC, --host HOST:PORT or --datadir (with --waldir)" if not given
-                         else f"give one of SRC, --host, --datadir, not {' and '.join(given)}")
+                         else f"give only one of SRC, --host, --datadir (not both {' and '.join(given[:2])})")
     if waldir is not None and datadir is None:
         raise UsageError("--waldir goes with --datadir (a server root SRC has its own wal/)")
 

@@ -38,7 +38,7 @@ def verify(
     given = [n for n, v in (("SRC", src), ("--host", host), ("--dir", dir_)) if v is not None]
     if len(given) != 1:
         raise UsageError("give SRC, --host HOST:PORT or --dir DIR (influx_inspect's form)" if not given
-                         else f"give one of SRC, --host, --dir, not {' and '.join(given)}")
+                         else f"give only one of SRC, --host, --dir (not both {' and '.join(given[:2])})")
     if dir_ is not None:
         from .parity_cmd import verify_dir
 
