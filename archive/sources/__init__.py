@@ -13,6 +13,8 @@ live       a stopped server root holding ``meta/``, ``data/`` and usually ``wal/
 file       a single ``.tsm``, ``.tombstone``, ``.wal``, ``meta.NN``, ``.meta``, ``meta.db``,
            ``.manifest``, shard ``.tar`` or ``.tar.gz``: :mod:`.single`
 sealed     a ``.tar.zst`` written by ``pack``, read as the backup it holds: :mod:`.sealed`
+datadir    a bare data directory (and WAL directory) without metastore, opened only on request
+           (:func:`open_datadir`, :func:`open_source_or_datadir`): :mod:`.baredata`
 =========  ==================================================================================
 
 The model (:class:`Source`, :class:`Shard`, :class:`ShardFile`) is in :mod:`.model`; tar and
@@ -26,6 +28,7 @@ import os
 from pathlib import Path
 
 from ..errors import SourceError
+from .baredata import looks_like_datadir, open_datadir, scan_tree, synthesize_meta
 from .directory import open_dir
 from .model import OpenShard, Shard, ShardFile, Source, raise_first_error
 from .sealed import is_zstd_file, open_sealed
@@ -59,4 +62,31 @@ def open_source(path: str | os.PathLike[str], *, salvage: bool = False) -> Sourc
     return src
 
 
-__all__ = ["OpenShard", "Shard", "ShardFile", "Source", "open_source"]
+def open_source_or_datadir(
+    path: str | os.PathLike[str], *, waldir: str | os.PathLike[str] | None = None, salvage: bool = False
+) -> Source:
+    """:func:`open_source`, or, for a directory that is no source kind but is shaped like
+    influxd's data directory (``<db>/<rp>/<id>/``), :func:`open_datadir` on it (with ``waldir``).
+    Verbs that only read (export, report, verify) use it; restore and convert do not (a
+    synthesized metastore is not one to hand to influxd)."""
+    p = Path(path)
+    if waldir is None and not (p.is_dir() and looks_like_datadir(p)):
+        return open_source(p, salvage=salvage)
+    if waldir is None:
+        try:
+            return open_source(p, salvage=salvage)
+        except SourceError:
+            pass
+    src = open_datadir(p, waldir, salvage=salvage)
+    try:
+        raise_first_error(src, salvage)
+    except BaseException:
+        src.close()
+        raise
+    return src
+
+
+__all__ = [
+    "OpenShard", "Shard", "ShardFile", "Source", "open_datadir", "open_source", "open_source_or_datadir",
+    "scan_tree", "synthesize_meta",
+]
