@@ -196,11 +196,15 @@ def test_generated_shapes_served_after_rebuild(cli, tmp_path, influxd_factory, s
     empty = max(ids) + 7
     (root / "data" / dbs[0] / "autogen" / str(empty)).mkdir()
     junk = [root / "data" / "README", root / "data" / dbs[0] / "notes.txt", root / "data" / dbs[0] / "autogen" / "tmp",
-            root / "data" / dbs[0] / "autogen" / "x1"]
+            root / "data" / dbs[0] / "autogen" / "x1", root / "data" / dbs[0] / "autogen" / "\u0663",
+            root / "data" / "linked", root / "data" / "_old"]
     junk[0].write_text("x")
     junk[1].write_text("x")
     junk[2].mkdir()
     junk[3].write_text("x")
+    junk[4].mkdir()
+    junk[5].symlink_to(root / "data" / dbs[0])
+    (junk[6] / "autogen").mkdir(parents=True)  # influxd would open a copied shard here too: keep it empty
     proc = _rebuild(cli, root)
     assert proc.returncode == 0, proc.stderr
     for j in junk:

@@ -39,15 +39,23 @@ from ...meta.model import (
     ShardInfo,
     encode_data,
 )
-from ...tsm import naming
 from ..errors import FormatError, SourceIOError, TargetError, TargetIOError, UsageError, show
-from ..findings import ERROR, FILE_UNREADABLE, SHARD_DIR_NOT_A_NUMBER, SHARD_NOT_IN_META, WARNING, Finding
+from ..findings import (
+    ERROR,
+    FILE_UNREADABLE,
+    NON_ASCII_DIGITS,
+    SHARD_DIR_NOT_A_NUMBER,
+    SHARD_NOT_IN_META,
+    WARNING,
+    Finding,
+)
+from ..guard import LOCK_NAME
 from ..progress import ProgressCallback, Reporter
-from ..sources.model import Shard, ShardFile, file_kind, non_ascii_number
+from ..sources.baredata import scan_tree
+from ..sources.model import Shard
 from ..sources.ondisk import DiskSource, listdir
 from ..sources.shardview import shard_index_summary
 from ..timefmt import rfc3339
-from ..untrusted import probe_regular
 
 HOUR = 3600 * 10**9
 DAY = 24 * HOUR
@@ -115,69 +123,73 @@ def truncate(t: int, d: int) -> int:
 
 
 def open_bare(datadir: Path, waldir: Path | None) -> DiskSource:
-    """The shards of a data directory (and WAL directory) without any metastore: a ``live``
-    source whose ``meta`` is None. Unknown names become warnings, unreadable data files errors."""
+    """The shards of a data directory (and WAL directory) without any metastore, read by
+    :func:`~influx_archive.archive.sources.baredata.scan_tree`: a ``live`` source whose ``meta`` is
+    None. Names influxd does not read as part of the tree (a file where a directory belongs, a
+    link, a shard directory not named by ASCII digits) are ignored with a warning each."""
+    for flag, d in (("--datadir", datadir), ("--waldir", waldir)):
+        if d is not None and not Path(d).is_dir():
+            raise UsageError(f"{flag} is not a directory", path=str(d))
     src = DiskSource("live", str(datadir))
-    shards: dict[tuple[str, str, int], Shard] = {}
-    if not datadir.is_dir():
-        raise UsageError("--datadir is not a directory", path=str(datadir))
-
-    def ignored(p: Path, why: str) -> None:
-        src.findings.append(Finding(WARNING, f"{why}; ignored", path=str(p), code=SHARD_DIR_NOT_A_NUMBER))
-
-    def walk(base: Path, is_wal: bool) -> None:
-        for db in listdir(base):
-            dbp = base / db
-            if not dbp.is_dir() or dbp.is_symlink():
-                if db != ".influx-archive.lock":
-                    ignored(dbp, "not a database directory")
-                continue
-            for rp in listdir(dbp):
-                rpp = dbp / rp
-                if rp == "_series" and not is_wal:
-                    continue  # the tsi1 series file
-                if not rpp.is_dir() or rpp.is_symlink():
-                    ignored(rpp, "not a retention policy directory")
-                    continue
-                for sid_text in listdir(rpp):
-                    sp = rpp / sid_text
-                    sid, bad = naming.number_field(sid_text)
-                    if bad:
-                        src.findings.append(non_ascii_number(f"shard directory name {show(sid_text)}", str(sp)))
-                        continue
-                    if sid is None or not sp.is_dir() or sp.is_symlink():
-                        ignored(sp, "not a shard directory (not a directory named by a number)")
-                        continue
-                    key = (db, rp, sid)
-                    s = shards.get(key)
-                    if s is None:
-                        s = shards[key] = Shard(*key)
-                        src.shards.append(s)
-                    s.containers.append(str(sp))
-                    for name in listdir(sp):
-                        fp = sp / name
-                        kind = file_kind(name)
-                        if kind == naming.BAD_NUMBER:
-                            src.findings.append(non_ascii_number(f"file name {show(name)}", str(fp)))
-                            continue
-                        if kind not in (("wal",) if is_wal else ("tsm", "tombstone")):
-                            continue  # fields.idx, index/, ...: not shard data
-                        size, why = probe_regular(fp)
-                        if why is not None:
-                            src.findings.append(Finding(ERROR, f"{kind} file cannot be read: {why}", path=str(fp),
-                                                        code=FILE_UNREADABLE))
-                            continue
-                        sf = ShardFile(name=name, kind=kind, size=size, container=str(fp))  # type: ignore[arg-type]
-                        (s.wal if is_wal else s.files).append(sf)
-                    s.wal.sort(key=lambda f: f.name)
-
-    walk(datadir, False)
-    if waldir is not None:
-        if not waldir.is_dir():
-            raise UsageError("--waldir is not a directory", path=str(waldir))
-        walk(waldir, True)
-    src.shards.sort(key=lambda s: s.key)
+    found: list[Finding] = []
+    src.shards = [s for s in scan_tree(datadir, waldir, findings=found) if _without_links(s)]
+    for f in found:  # influxd skips a shard directory it cannot parse ("invalid shard ID"): so do we
+        if f.code == NON_ASCII_DIGITS:
+            f = Finding(WARNING, f"{f.message}; ignored (influxd does not read it either)", f.path, code=f.code)
+        src.findings.append(f)
+    for base in (datadir, waldir):
+        if base is not None:
+            src.findings.extend(_junk(Path(base)))
     return src
+
+
+def _linked(container: str) -> bool:
+    """Whether a shard directory ``<db>/<rp>/<id>`` is reached through a symbolic link at any of
+    those three levels (influxd lists them with Lstat and skips links; _junk warns)."""
+    p = Path(container)
+    return p.is_symlink() or p.parent.is_symlink() or p.parent.parent.is_symlink()
+
+
+def _without_links(s: Shard) -> bool:
+    """Drop the parts of ``s`` reached through a link; False when nothing is left."""
+    bad = {c for c in s.containers if _linked(c)}
+    if bad:
+        s.containers = [c for c in s.containers if c not in bad]
+        s.files = [f for f in s.files if os.path.dirname(f.container) not in bad]
+        s.wal = [f for f in s.wal if os.path.dirname(f.container) not in bad]
+    return bool(s.containers)
+
+
+def _junk(base: Path) -> list[Finding]:
+    """A warning for every name scan_tree passes over without a word: files and links where
+    influxd expects database, retention policy and shard directories."""
+    out: list[Finding] = []
+
+    def note(p: Path, what: str) -> None:
+        out.append(Finding(WARNING, f"not a {what} directory; ignored", path=str(p), code=SHARD_DIR_NOT_A_NUMBER))
+
+    for db in listdir(base):
+        dbp = base / db
+        if db == LOCK_NAME:
+            continue
+        if dbp.is_symlink() or not dbp.is_dir():
+            note(dbp, "database")
+            continue
+        if db.startswith("_") and db != "_internal":
+            note(dbp, "database")
+            continue
+        for rp in listdir(dbp):
+            rpp = dbp / rp
+            if rp == "_series":
+                continue
+            if rpp.is_symlink() or not rpp.is_dir():
+                note(rpp, "retention policy")
+                continue
+            for sid in listdir(rpp):
+                sp = rpp / sid
+                if sp.is_symlink() or not sp.is_dir():
+                    note(sp, "shard")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
