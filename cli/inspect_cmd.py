@@ -9,7 +9,7 @@ import typer
 
 from ..archive.errors import EXIT_DAMAGED, escape
 from ..archive.findings import Finding
-from .app import app, emit_json, progress_bars
+from .app import app, emit_json, example, progress_bars
 
 
 def _fmt_bytes(n: int) -> str:
@@ -62,7 +62,9 @@ def render_text(doc: dict) -> str:
     return "\n".join(escape(ln) for ln in lines)  # names read from files: one line each
 
 
-@app.command()
+@app.command(epilog=example(
+    "influx-archive inspect /backups/legacy --points", "influx-archive inspect /var/lib/influxdb --json",
+))
 def inspect(
     path: Path = typer.Argument(
         ..., readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."

@@ -11,7 +11,7 @@ import typer
 
 from ..archive.errors import escape
 from ..archive.timefmt import rfc3339
-from .app import app, emit_json, progress_bars, say
+from .app import app, emit_json, example, progress_bars, say
 
 
 def _dur(ns: int) -> str:
@@ -42,9 +42,10 @@ def _plan_text(plan) -> str:
 
 @app.command(
     "rebuild-meta",
-    epilog="Example (the metastore of a stopped server is lost):\n\n"
-    "  influx-archive rebuild-meta --datadir /var/lib/influxdb/data --waldir /var/lib/influxdb/wal "
-    "--metadir /var/lib/influxdb/meta --owner influxdb",
+    epilog=example(
+        "influx-archive rebuild-meta --datadir /var/lib/influxdb/data --waldir /var/lib/influxdb/wal "
+        "--metadir /var/lib/influxdb/meta --owner influxdb",
+    ),
 )
 def rebuild_meta(
     datadir: Path = typer.Option(..., "--datadir", help="influxd's data directory (e.g. /var/lib/influxdb/data)."),

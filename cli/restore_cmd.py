@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..archive.ops.restore import RestorePlan
 
 from ..archive.errors import ArchiveError, UsageError, escape
-from .app import SALVAGE_HELP, app, emit_json, report_findings, run_plan
+from .app import SALVAGE_HELP, app, emit_json, example, report_findings, run_plan
 
 
 def _plan_text(plan: RestorePlan) -> str:
@@ -36,7 +36,11 @@ def _plan_text(plan: RestorePlan) -> str:
     return "\n".join(escape(ln) for ln in lines)  # names read from the source: one line each
 
 
-@app.command()
+@app.command(epilog=example(
+    "systemctl stop influxdb",
+    "influx-archive restore /backups/portable --metadir /var/lib/influxdb/meta --datadir /var/lib/influxdb/data "
+    "--owner influxdb",
+))
 def restore(
     src: Path = typer.Argument(
         ..., readable=False, help="Legacy or portable backup directory, or a stopped server root."

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, emit_json, run_plan
+from .app import app, emit_json, example, run_plan
 
 
 def _plan_text(plan) -> str:
@@ -78,7 +78,9 @@ _DRY = typer.Option(False, "--dry-run", help="Print what would be built (and how
 _JSON = typer.Option(False, "--json", help="Print the plan / result as JSON.")
 
 
-@app.command("build-tsi")
+@app.command("build-tsi", epilog=example(
+    "influx-archive build-tsi --datadir /var/lib/influxdb/data --waldir /var/lib/influxdb/wal --owner influxdb",
+))
 def build_tsi_cmd(
     datadir: Path = _DATADIR, waldir: Optional[Path] = _WALDIR, database: Optional[str] = _DB,
     retention: Optional[str] = _RP, shard: Optional[int] = _SHARD, force: bool = _FORCE,
@@ -105,7 +107,7 @@ def buildtsi_alias(
     _build(datadir, waldir, database, retention, shard, force, owner, dry_run, json_out)
 
 
-@app.command("dump-tsi")
+@app.command("dump-tsi", epilog=example("influx-archive dump-tsi /var/lib/influxdb/data/db1 --series-file"))
 def dump_tsi_cmd(
     path: Path = typer.Argument(..., help="A database directory or its _series, a shard directory or its index/."),
     series_file: Optional[Path] = typer.Option(

@@ -8,10 +8,12 @@ from pathlib import Path
 import typer
 
 from ..archive.errors import EXIT_DAMAGED
-from .app import app, emit_json, progress_bars
+from .app import app, emit_json, example, progress_bars
 
 
-@app.command()
+@app.command(epilog=example(
+    "influx-archive verify /backups/2026-11-30 --deep", "influx-archive verify /offsite/2026-11-30.tar.zst",
+))
 def verify(
     src: Path = typer.Argument(..., readable=False, help="Backup directory, server root, or single file."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
