@@ -271,7 +271,7 @@ def _plain_metavars(command: click.Command) -> None:
             var = (p.metavar or p.name or "").upper() + ("..." if p.nargs != 1 else "")
             shown = var if p.required else f"[{var}]"
             p.metavar = (p.metavar or p.name or "").upper()  # "Missing argument 'SRC'"
-            p.make_metavar = lambda ctx=None, usage=False, __v=shown: __v  # type: ignore[method-assign]
+            p.make_metavar = lambda ctx=None, usage=False, __v=shown: __v  # type: ignore[method-assign,misc]
             p._plain_metavar = True  # type: ignore[attr-defined]
 
 
@@ -407,7 +407,7 @@ def _run(argv: Optional[list[str]]) -> None:
     except click.ClickException as exc:  # usage errors: one line, like every other error
         message = exc.format_message()
         if type(exc).__name__ == "NoSuchOption":  # -datdir: name it and the verb's nearest option
-            message = explain_unknown(command, args, exc.option_name) or message
+            message = explain_unknown(command, args, getattr(exc, "option_name", None)) or message
         _fail(CODE_USAGE, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code, message)
     except ArchiveError as exc:
         _exit_if_terminated()

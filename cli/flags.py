@@ -27,8 +27,8 @@ class Habit(NamedTuple):
 
 #: flag name (without dashes) -> what it means here. One line each.
 OFFLINE_MEANING: dict[str, Habit] = {
-    "portable": Habit(False, "not needed: every backup format (portable, legacy, server root, sealed archive) is "
-                             "recognised by itself"),
+    "portable": Habit(True, "not needed offline: every backup format (portable, legacy, server root, sealed "
+                            "archive) is recognised by itself; drop it"),
     "online": Habit(True, "influxd's restore into a running server; influx-archive restore works offline: stop "
                           "influxd and give --metadir/--datadir (online restore: --host HOST:PORT)"),
     "host": Habit(True, "names a running server (online restore / backup: --host HOST:PORT); offline, stop influxd "
