@@ -125,6 +125,7 @@ class State:
     json_written = False  # the verb printed its JSON document already
     left_out = False  # a verb went on past damage (--salvage) and left data out: exit 4
     terminated = False  # SIGTERM arrived: the run is unwinding
+    verb: Optional[str] = None  # the command running (progress bars are labelled by it)
 
 
 def note_left_out(findings) -> None:
@@ -139,7 +140,7 @@ def note_left_out(findings) -> None:
 def progress_bars() -> ProgressBars:
     """A progress callback that draws tqdm bars on stderr (or nothing when quiet / not a TTY);
     use it as a context manager so the bars are closed whatever happens."""
-    return ProgressBars(enabled=not State.quiet and sys.stderr.isatty())
+    return ProgressBars(enabled=not State.quiet and sys.stderr.isatty(), verb=State.verb)
 
 
 def emit_json(obj) -> None:
@@ -163,9 +164,18 @@ def report_findings(findings) -> None:
     """Findings of a verb that went on (warnings; with --salvage, what was left out) on stderr."""
     note_left_out(findings)
     for f in findings:
-        say(str(f))
+        say(finding_line(f))
         if getattr(f, "severity", None) == "error":
             State.left_out = True
+
+
+def finding_line(f) -> str:
+    """A finding of a run that went on: damage it left out (--salvage) is a ``warning:`` (the run
+    did not fail; exit 4 says data was left out), never an ``error:``."""
+    text = str(f)
+    if getattr(f, "severity", None) == "error":
+        return "warning: " + text[len("error: "):]
+    return text
 
 
 def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
@@ -246,7 +256,8 @@ def _guard_commands(command: click.Command) -> None:
             continue
 
         @functools.wraps(cb)
-        def guarded(*a, __cb=cb, **kw):
+        def guarded(*a, __cb=cb, __name=cmd.name, **kw):
+            State.verb = __name
             if kw.get("json_out"):
                 State.json = True
             try:

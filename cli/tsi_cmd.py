@@ -73,7 +73,8 @@ _FORCE = typer.Option(
     "--force",
     help="Rebuild shards that already have index/ (the old one is replaced only once the new one is complete).",
 )
-_OWNER = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb).")
+_OWNER = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb); a USER "
+                      "alone means that user's primary group.")
 _DRY = typer.Option(False, "--dry-run", help="Print what would be built (and how many series) and write nothing.")
 _JSON = typer.Option(False, "--json", help="Print the plan / result as JSON.")
 

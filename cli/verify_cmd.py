@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..archive.errors import EXIT_DAMAGED
+from ..archive.errors import EXIT_DAMAGED, escape
 from .app import app, emit_json, example, progress_bars
 
 
@@ -17,7 +17,8 @@ from .app import app, emit_json, example, progress_bars
 def verify(
     src: Path = typer.Argument(..., readable=False, help="Backup directory, server root, or single file."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    deep: bool = typer.Option(False, "--deep", help="Also decode every block: counts, time order, index min/max."),
+    deep: bool = typer.Option(False, "--deep", help="Also decode every block (counts, time order, index min/max) "
+                              "and report the values counted per shard."),
 ) -> None:
     """Check everything that can be checked without a server; list every problem found.
 
@@ -34,6 +35,12 @@ def verify(
     else:
         for f in report.findings:
             sys.stdout.write(str(f) + "\n")
+        for sh in report.shards:  # --deep
+            wal = f" + {sh['wal_values']} in the WAL" if sh["wal_values"] else ""
+            where = f"{sh['database']}/{sh['retention_policy']}/{sh['id']}"
+            sys.stdout.write(escape(f"shard {where}: {sh['values']} values in {sh['blocks']} blocks{wal}") + "\n")
+        if deep:
+            sys.stdout.write(f"values decoded: {report.values} in TSM blocks, {report.wal_values} in WAL entries\n")
         state = "OK" if report.ok else "DAMAGED"
         sys.stdout.write(
             f"{state}: {report.files} files, {report.blocks} blocks, {report.bytes} bytes checked; "

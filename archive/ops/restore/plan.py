@@ -217,14 +217,25 @@ def build_plan(
         for p in (datadir_p, metadir_p):
             owner = _existing_owner(p)
             if owner is not None and owner != 0:
+                name = _user_name(owner)
                 warnings.append(
-                    f"running as root without --owner, but {p} belongs to uid {owner}: influxd running as that user "
-                    "cannot open root-owned files; pass --owner"
+                    f"running as root without --owner, but {p} belongs to {name}: influxd running as {name} "
+                    f"cannot write root-owned files; pass --owner {name}"
                 )
                 break
     plan = RestorePlan(src, metadir_p, datadir_p, waldir_p, meta.meta, meta_exists, databases, shards, warnings)
     plan.meta_sha256 = hashlib.sha256(meta_blob).hexdigest() if meta_blob is not None else None
     return plan
+
+
+def _user_name(uid: int) -> str:
+    """The user's name (``uid N`` when the system has none for it)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _existing_owner(p: Path) -> int | None:
