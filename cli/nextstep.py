@@ -50,10 +50,10 @@ def _service_user() -> str | None:
 def next_steps(metadir: Path, datadir: Path, waldir: Path | None, owner: str | None) -> list[str]:
     """The lines to print after a restore."""
     lines = [PREFIX + "next: in influxdb.conf set these, then start influxd:",
-             f"  [meta] dir = {_toml(metadir)}",
-             f"  [data] dir = {_toml(datadir)}"]
+             PREFIX + f"  [meta] dir = {_toml(metadir)}",
+             PREFIX + f"  [data] dir = {_toml(datadir)}"]
     if waldir is not None:
-        lines.append(f"  [data] wal-dir = {_toml(waldir)}")
+        lines.append(PREFIX + f"  [data] wal-dir = {_toml(waldir)}")
     user = _service_user()
     if owner is None and os.geteuid() == 0 and user is not None:
         who = user
@@ -65,4 +65,4 @@ def next_steps(metadir: Path, datadir: Path, waldir: Path | None, owner: str | N
         own = f" --owner {owner}" if owner else ""
         lines.append(PREFIX + f"note: this server uses tsi1 ({found} exists): restored shards open with the inmem "
                      f"index until you run (influxd stopped): influx-archive build-tsi --datadir {datadir}{wal}{own}")
-    return [escape(ln) if not ln.startswith("  ") else ln for ln in lines]
+    return [escape(ln) for ln in lines]

@@ -217,9 +217,10 @@ def build_plan(
         for p in (datadir_p, metadir_p):
             owner = _existing_owner(p)
             if owner is not None and owner != 0:
-                name = _user_name(owner)
+                who = _user_name(owner)
+                name = who.split(" ", 1)[0] if not who.startswith("uid ") else str(owner)
                 warnings.append(
-                    f"running as root without --owner, but {p} belongs to {name}: influxd running as {name} "
+                    f"running as root without --owner, but {p} belongs to {who}: influxd running as that user "
                     f"cannot write root-owned files; pass --owner {name}"
                 )
                 break
@@ -229,11 +230,11 @@ def build_plan(
 
 
 def _user_name(uid: int) -> str:
-    """The user's name (``uid N`` when the system has none for it)."""
+    """``name (uid N)``, or ``uid N`` when the system has no name for it."""
     import pwd
 
     try:
-        return pwd.getpwuid(uid).pw_name
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
         return f"uid {uid}"
 
