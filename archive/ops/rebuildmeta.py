@@ -7,6 +7,7 @@ What the tree says (docs/formats.md#rebuilding-a-metastore):
 * each shard's time range is read from its TSM indexes (keys deleted by tombstones left out) and
   its WAL segments; a shard with neither holds no data and is left out of the metastore (its id
   still counts for ``MaxShardID``, so no new shard collides with its directory);
+* a shard id found under two retention policies is refused (influxd would serve only one);
 * each retention policy's shard group duration is given (``--shard-duration``) or inferred: the
   largest of influxd's defaults (1h, 1d, 7d) under which every shard's data lies in one group and
   no two shards share a group, else the largest such multiple of an hour up to 7d, else 1h;
@@ -313,7 +314,8 @@ def plan_rebuild(
         if r.min_time is None:
             findings.append(Finding(
                 WARNING, f"shard {s.database}/{s.retention_policy}/{s.id} holds no data: left out of the metastore "
-                "(influxd's retention check removes its directory)", path=s.containers[0], code=SHARD_NOT_IN_META))
+                "(influxd opens its directory and serves nothing from it)", path=s.containers[0],
+                code=SHARD_NOT_IN_META))
             continue
         if s.wal and not any(os.path.commonpath([c, str(datadir)]) == str(datadir) for c in s.containers):
             findings.append(Finding(
