@@ -58,6 +58,7 @@ from ..archive.errors import (
     escape,
 )
 from .flags import check_habits, explain_unknown
+from .inspect_flags import map_inspect_flags
 from .progress import ProgressBars
 
 ROOT_HELP = """Offline toolkit for InfluxDB 1.x backups and data directories (daemon stopped, no influxd needed).
@@ -387,6 +388,9 @@ def _run(argv: Optional[list[str]]) -> None:
     State.debug = "--debug" in args
     State.quiet = "--quiet" in args or "-q" in args
     args = [a for a in args if a not in ("--debug", "--quiet", "-q")]
+    args, notes = map_inspect_flags(args)  # influx_inspect's per-verb flags, before the generic rewrite
+    for note in notes:
+        say(f"note: {note}")
     command = typer.main.get_command(app)
     try:
         args = check_habits(command, args, say)

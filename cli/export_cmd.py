@@ -16,7 +16,16 @@ from .app import SALVAGE_HELP, app, example, progress_bars, report_findings, say
     "influx -import -path db1.lp -precision ns -compressed",
 ))
 def export(
-    src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
+    src: Optional[Path] = typer.Argument(
+        None, readable=False, help="Any source: legacy or portable backup, stopped server root (or --datadir)."
+    ),
+    datadir: Optional[Path] = typer.Option(
+        None, "--datadir", help="A bare data directory (<db>/<rp>/<id>/, no metastore needed) instead of SRC, "
+        "as influx_inspect export -datadir: databases and RPs are named from the directories."
+    ),
+    waldir: Optional[Path] = typer.Option(
+        None, "--waldir", help="With --datadir: the WAL directory, replayed on top (points only in the WAL)."
+    ),
     database: Optional[str] = typer.Option(None, "--database", "--db", help="Only this database."),
     retention: Optional[str] = typer.Option(
         None, "--retention", "--rp", help="Only this retention policy of --database."
@@ -42,9 +51,16 @@ def export(
     their settings. Tombstones are applied, the newest value wins, a server root's WAL is included.
     NaN/Inf floats cannot be written as line protocol and are skipped (reported on stderr).
     """
+    from ..archive.errors import UsageError
     from ..archive.ops.export import export_to_path
-    from ..archive.sources import open_source
+    from ..archive.sources import open_datadir, open_source
     from ..archive.timefmt import parse_time
+
+    if (src is None) == (datadir is None):
+        raise UsageError("give either SRC or --datadir (with --waldir)" if src is None
+                         else "give SRC or --datadir, not both")
+    if waldir is not None and datadir is None:
+        raise UsageError("--waldir goes with --datadir (a server root SRC has its own wal/)")
 
     kw = {
         "database": database,
@@ -54,8 +70,17 @@ def export(
         "end": parse_time(end, option="--end") if end is not None else None,
         "lp_only": lponly,
     }
-    with open_source(src, salvage=salvage) as source, progress_bars() as bars:
-        res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
+    if datadir is not None:
+        from ..archive.ops.exportdatadir import export_datadir_to_path
+        from ..archive.sources.model import raise_first_error
+
+        with open_datadir(datadir, waldir, salvage=salvage) as source, progress_bars() as bars:
+            raise_first_error(source, salvage)
+            res = export_datadir_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
+    else:
+        assert src is not None
+        with open_source(src, salvage=salvage) as source, progress_bars() as bars:
+            res = export_to_path(source, out, compress=compress, force=force, progress=bars, **kw)
     report_findings(source.findings)
     for note in res.skipped:
         say(f"warning: {note}")

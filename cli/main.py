@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     export_cmd,
     inspect_cmd,
     pack_cmd,
+    parity_cmd,
     rebuild_cmd,
     restore_cmd,
     tsi_cmd,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -15,7 +16,11 @@ from .app import app, emit_json, example, progress_bars
     "influx-archive verify /backups/2026-11-30 --deep", "influx-archive verify /offsite/2026-11-30.tar.zst",
 ))
 def verify(
-    src: Path = typer.Argument(..., readable=False, help="Backup directory, server root, or single file."),
+    src: Optional[Path] = typer.Argument(None, readable=False, help="Backup directory, server root, or single file."),
+    dir_: Optional[Path] = typer.Option(
+        None, "--dir", help="influx_inspect verify's form: every TSM file under DIR/data, one 'healthy' or 'corrupt' "
+        "line each and 'Broken Blocks: N / TOTAL'."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     deep: bool = typer.Option(False, "--deep", help="Also decode every block (counts, time order, index min/max) "
                               "and report the values counted per shard."),
@@ -26,8 +31,17 @@ def verify(
     tars), TSM headers, indexes and every block CRC, tombstones, WAL framing. One line per finding
     (severity: message [file F, member M, offset N]). Exit 0 when no error was found, 1 otherwise.
     """
+    from ..archive.errors import UsageError
     from ..archive.ops.verify import verify as verify_source
 
+    if (src is None) == (dir_ is None):
+        raise UsageError("give SRC, or --dir DIR (influx_inspect's form), not both" if src else "give SRC or --dir DIR")
+    if dir_ is not None:
+        from .parity_cmd import verify_dir
+
+        verify_dir(dir_, json_out)
+        return
+    assert src is not None
     with progress_bars() as bars:
         report = verify_source(src, deep=deep, progress=bars)
     if json_out:
