@@ -215,3 +215,48 @@ def test_generated_shapes_served_after_rebuild(cli, tmp_path, influxd_factory, s
         # a new shard gets an id above every directory on disk, the empty one included
         server.write(f"new v=1 {base + 5000 * _HOUR}", db=dbs[0])
         assert max(r["id"] for r in server.dump()["shards"]) == empty + 1
+
+
+@pytest.mark.interop
+def test_refused_while_influxd_runs_on_the_tree(cli, fixtures_dir, tmp_path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(fixtures_dir / "live", root, symlinks=True)
+    before = (root / "meta" / "meta.db").read_bytes()
+    with harness.InfluxServer(root):
+        for extra in ((), ("--force",), ("--dry-run",)):
+            proc = _rebuild(cli, root, *extra)
+            assert proc.returncode == 5, proc.stderr
+            assert proc.stderr.count("\n") == 1 and "influxd" in proc.stderr
+    assert (root / "meta" / "meta.db").read_bytes() == before
+
+
+def test_owner_and_modes(cli, fixtures_dir, tmp_path) -> None:
+    import os
+    import pwd
+
+    root = _bare_copy(fixtures_dir, tmp_path)
+    me = pwd.getpwuid(os.geteuid())
+    proc = _rebuild(cli, root, "--owner", f"{me.pw_name}:{me.pw_gid}")
+    assert proc.returncode == 0, proc.stderr
+    for p in (root / "meta", root / "meta" / "meta.db"):
+        st = p.stat()
+        assert (st.st_uid, st.st_gid) == (me.pw_uid, me.pw_gid)
+    assert (root / "meta" / "meta.db").stat().st_mode & 0o777 == 0o644
+    assert not (root / "meta" / ".influx-archive.lock").exists()
+    assert sorted(p.name for p in (root / "meta").iterdir()) == ["meta.db"]
+
+
+@pytest.mark.parametrize("args,code", [
+    (("--datadir", "/nonexistent/data", "--metadir", "M"), 2),
+    (("--datadir", "D", "--waldir", "/nonexistent/wal", "--metadir", "M"), 2),
+    (("--datadir", "D", "--metadir", "M", "--owner", "no-such-user-xyz"), 2),
+    (("--datadir", "D", "--metadir", "M", "--shard-duration", "nope/rp=1h"), 2),
+])
+def test_usage_errors_one_line_and_json(cli, fixtures_dir, tmp_path, args, code) -> None:
+    root = _bare_copy(fixtures_dir, tmp_path)
+    argv = [str(root / "data") if a == "D" else str(root / "meta") if a == "M" else a for a in args]
+    proc = cli("rebuild-meta", *argv, "--json")
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("influx-archive: error: ")
+    assert json.loads(proc.stdout)["error"]["exit_code"] == code
+    assert not (root / "meta").exists()
