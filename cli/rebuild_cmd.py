@@ -69,7 +69,8 @@ def rebuild_meta(
     Databases, retention policies and shard ids come from the directory names, shard groups from
     each shard's time range (TSM indexes and WAL) aligned to the RP's shard group duration (given,
     or inferred). Users, grants and CQs cannot be recovered; RP durations are written as INF.
-    Exit 0 ok, 1 damaged data file, 2 usage error, 3 metadir not empty (without --force), 5 busy.
+    Exit 0 ok, 1 damaged data file, 2 usage error, 3 any other failure (a meta directory that is
+    not empty, without --force; a permission problem), 5 influxd (or another run) uses the tree.
     """
     from ..archive import guard
     from ..archive.ops.rebuildmeta import execute_rebuild, plan_rebuild

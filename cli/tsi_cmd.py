@@ -93,7 +93,8 @@ def build_tsi_cmd(
     accepted) without the prompt and without needing a WAL directory. Shards that already have
     index/ are skipped unless --force. Each shard's index is built beside it and renamed into place;
     the series file is extended in a copy and swapped in. Exit 0 ok, 1 damaged input, 2 usage error,
-    3 target problem, 5 influxd (or another run) holds the directory.
+    3 any other failure (a permission problem, a full disk), 5 influxd (or another run) holds the
+    directory.
     """
     _build(datadir, waldir, database, retention, shard, force, owner, dry_run, json_out)
 
