@@ -149,3 +149,26 @@ def test_single_dash_influxd_spelling_still_maps(cli, fixtures_dir, tmp_path) ->
     proc = cli("restore", str(fixtures_dir / "legacy"), "-metadir", root / "meta", "-datadir", root / "data",
                "-database", "db1", "--dry-run")
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_exit_codes_in_help_match_the_readme(cli, verb) -> None:
+    """Where a verb's help lists exit codes, 3 means what the README says: any other failure."""
+    text = " ".join(cli(verb, "--help").stdout.split())
+    m = re.search(r"\b3 ([a-z][a-z ]+)", text[text.find("Exit 0"):]) if "Exit 0" in text else None
+    if m is not None:
+        assert m.group(1).startswith("any other failure"), (verb, m.group(1))
+
+
+def test_help_says_which_file_dump_verbs_take(cli) -> None:
+    tsm = " ".join(cli("dump-tsm", "--help").stdout.split())
+    wal = " ".join(cli("dump-wal", "--help").stdout.split())
+    assert "TSM_FILE" in tsm and ".tsm" in tsm and "use dump-wal" in tsm
+    assert "WAL_FILE" in wal and "_NNNNN.wal" in wal and "use dump-tsm" in wal
+    assert ".tar.zst" in " ".join(cli("restore", "--help").stdout.split())
+
+
+@pytest.mark.parametrize("verb", ["restore", "build-tsi", "rebuild-meta"])
+def test_verbs_that_write_a_server_tree_list_their_exit_codes(cli, verb) -> None:
+    text = " ".join(cli(verb, "--help").stdout.split())
+    assert "Exit 0 ok" in text and "3 any other failure" in text and "5 " in text
