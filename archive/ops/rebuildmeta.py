@@ -57,6 +57,7 @@ from ..sources.model import Shard
 from ..sources.ondisk import DiskSource, listdir
 from ..sources.shardview import shard_index_summary
 from ..timefmt import rfc3339
+from .restore.shards import owner_text
 
 HOUR = 3600 * 10**9
 DAY = 24 * HOUR
@@ -403,5 +404,5 @@ def execute_rebuild(plan: RebuildPlan, *, owner: tuple[int, int] | None = None) 
             try:
                 os.lchown(p, *owner)
             except OSError as exc:
-                raise TargetError(f"cannot chown to {owner[0]}:{owner[1]}: {exc.strerror}", path=str(p)) from exc
+                raise TargetError(f"cannot chown to {owner_text(*owner)}: {exc.strerror}", path=str(p)) from exc
     return plan.meta_path
