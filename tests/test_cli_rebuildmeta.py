@@ -260,3 +260,37 @@ def test_usage_errors_one_line_and_json(cli, fixtures_dir, tmp_path, args, code)
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("influx-archive: error: ")
     assert json.loads(proc.stdout)["error"]["exit_code"] == code
     assert not (root / "meta").exists()
+
+
+def _damage_variants():
+    tsm = "data/db1/autogen/1/000000001-000000001.tsm"
+    tomb = "data/db1/autogen/2/000000001-000000001.tombstone"
+    wal = "wal/db1/autogen/4/_00004.wal"
+    yield "tsm-truncated-header", tsm, lambda b: b[:3]
+    yield "tsm-truncated-footer", tsm, lambda b: b[:-3]
+    yield "tsm-index-garbage", tsm, lambda b: b[:-40] + b"\xff" * 32 + b[-8:]
+    yield "tsm-footer-points-past-end", tsm, lambda b: b[:-8] + (len(b) * 4).to_bytes(8, "big")
+    yield "tsm-empty", tsm, lambda b: b""
+    yield "tombstone-v4-garbage", tomb, lambda b: b"\x00\x00\x15\x04" + b"\xff" * 64
+    yield "tombstone-v4-truncated-gzip", tomb, lambda b: b[: len(b) // 2]
+    yield "wal-damage-then-valid", wal, lambda b: b[:5] + b"\xff\xff\xff" + b[8:] + b
+    yield "tsm-fifo", tsm, None
+
+
+@pytest.mark.parametrize("name,rel,mutate", list(_damage_variants()), ids=[v[0] for v in _damage_variants()])
+def test_damaged_data_refused_naming_the_file(cli, fixtures_dir, tmp_path, name, rel, mutate) -> None:
+    import os
+
+    root = _bare_copy(fixtures_dir, tmp_path)
+    p = root / rel
+    if mutate is None:
+        p.unlink()
+        os.mkfifo(p)
+    else:
+        p.write_bytes(mutate(p.read_bytes()))
+    proc = _rebuild(cli, root)
+    assert proc.returncode in (1, 3), (name, proc.returncode, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("influx-archive: error: "), proc.stderr
+    assert str(p) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (root / "meta").exists()
