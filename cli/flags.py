@@ -51,6 +51,19 @@ OFFLINE_MEANING: dict[str, Habit] = {
 }
 
 
+#: (verb, flag) -> a meaning that differs for that verb (influxd backup's -portable picks a format)
+VERB_MEANING: dict[tuple[str, str], Habit] = {
+    ("backup", "portable"): Habit(True, "the format is chosen with --to portable (the default) or --to legacy"),
+    ("convert", "portable"): Habit(True, "the format is chosen with --to portable or --to legacy"),
+    ("trim", "portable"): Habit(True, "trim keeps the source's format; use convert --to portable to change it"),
+}
+
+
+def habit_for(verb: str, flag: str) -> Habit | None:
+    """What ``-flag`` means offline for ``verb`` (None: not an influxd-only flag)."""
+    return VERB_MEANING.get((verb, flag)) or OFFLINE_MEANING.get(flag)
+
+
 def _options(cmd: Any, *, visible_only: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for p in cmd.params:
@@ -98,7 +111,7 @@ def check_habits(root: Any, args: list[str], warn: Any) -> list[str]:
         if not a.startswith("-") or a == "-" or a.partition("=")[0] in known or "--" + _name(a) in known:
             out.append(a)
             continue
-        habit = OFFLINE_MEANING.get(_name(a))
+        habit = habit_for(verb.name, _name(a))
         if habit is None:
             out.append(a)
             continue
@@ -137,7 +150,7 @@ def explain_unknown(root: Any, args: list[str], option_name: str | None) -> str 
     if culprit is None:
         return None
     longs = sorted(o for o, p in _options(verb, visible_only=True).items() if o.startswith("--"))
-    habit = OFFLINE_MEANING.get(_name(culprit))
+    habit = habit_for(verb.name, _name(culprit))
     if habit is not None:
         return f"{escape(culprit)}: {habit.text}"
     guess = difflib.get_close_matches("--" + _name(culprit), longs, n=1, cutoff=0.75)

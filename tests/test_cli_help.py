@@ -15,7 +15,7 @@ import typer
 
 from influx_archive.cli import main as _main  # noqa: F401 - registers every verb
 from influx_archive.cli.app import app
-from influx_archive.cli.flags import OFFLINE_MEANING
+from influx_archive.cli.flags import OFFLINE_MEANING, VERB_MEANING, habit_for
 
 ROOT = typer.main.get_command(app)
 VERBS = sorted(name for name, cmd in ROOT.commands.items() if not cmd.hidden)
@@ -87,7 +87,8 @@ def _habit_cases():
 def test_influxd_only_flags_explained_in_one_line(cli, verb, flag, tmp_path) -> None:
     """Whatever else is missing on the line, the habit is what is explained."""
     proc = cli(verb, f"-{flag}", "value" if flag in ("host", "config") else str(tmp_path / "nothing"))
-    habit = OFFLINE_MEANING[flag]
+    habit = habit_for(verb, flag)
+    assert habit is not None
     line = f"-{flag}: {habit.text}"
     assert line in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -172,3 +173,10 @@ def test_help_says_which_file_dump_verbs_take(cli) -> None:
 def test_verbs_that_write_a_server_tree_list_their_exit_codes(cli, verb) -> None:
     text = " ".join(cli(verb, "--help").stdout.split())
     assert "Exit 0 ok" in text and "3 any other failure" in text and "5 " in text
+
+
+@pytest.mark.parametrize("verb,flag", sorted(VERB_MEANING))
+def test_verb_specific_meanings(cli, verb, flag) -> None:
+    proc = cli(verb, f"-{flag}", "a", "b")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert VERB_MEANING[(verb, flag)].text in proc.stderr
