@@ -50,7 +50,8 @@ def _plan_text(plan) -> str:
 def rebuild_meta(
     datadir: Path = typer.Option(..., "--datadir", help="influxd's data directory (e.g. /var/lib/influxdb/data)."),
     waldir: Optional[Path] = typer.Option(
-        None, "--waldir", help="influxd's WAL directory: points still only in the WAL count for the time ranges."),
+        None, "--waldir", help="influxd's WAL directory: points still only in the WAL count for the time ranges. "
+        "Without it, a sibling 'wal' of a DATADIR named 'data' is read (a warning says so)."),
     metadir: Path = typer.Option(..., "--metadir", help="Meta directory to write meta.db into (new or empty)."),
     shard_duration: list[str] = typer.Option(
         [], "--shard-duration",

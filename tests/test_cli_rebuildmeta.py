@@ -294,3 +294,23 @@ def test_damaged_data_refused_naming_the_file(cli, fixtures_dir, tmp_path, name,
     assert str(p) in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (root / "meta").exists()
+
+
+@pytest.mark.interop
+def test_wal_beside_data_is_read_without_waldir(cli, fixtures_dir, tmp_path, influxd_factory, truth) -> None:
+    """Forgetting --waldir must not hide the WAL-only shards: the sibling wal/ is read, with a warning."""
+    root = _bare_copy(fixtures_dir, tmp_path)
+    proc = cli("rebuild-meta", "--datadir", root / "data", "--metadir", root / "meta")
+    assert proc.returncode == 0, proc.stderr
+    assert f"no --waldir given: reading the WAL segments in {root / 'wal'}" in proc.stderr
+    server = influxd_factory(root)
+    _served_equal(truth("live"), server)
+
+
+def test_without_any_wal_the_wal_only_shard_is_named(cli, fixtures_dir, tmp_path) -> None:
+    root = _bare_copy(fixtures_dir, tmp_path)
+    (root / "wal").rename(tmp_path / "elsewhere")
+    proc = cli("rebuild-meta", "--datadir", root / "data", "--metadir", root / "meta")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "db1/hourly/21 holds no data" in ln]
+    assert len(lines) == 1 and "pass --waldir" in lines[0]

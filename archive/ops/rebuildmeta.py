@@ -290,7 +290,14 @@ def plan_rebuild(
     damaged data file (its time range cannot be known)."""
     default_d, per_rp = parse_shard_durations(shard_durations or [])
     replace = _check_metadir(metadir, force)
+    guessed: list[Finding] = []
+    if waldir is None and Path(datadir).name == "data" and (Path(datadir).parent / "wal").is_dir():
+        # points only in the WAL would otherwise not count: their shard would be left out, unserved
+        waldir = Path(datadir).parent / "wal"
+        guessed.append(Finding(WARNING, f"no --waldir given: reading the WAL segments in {waldir}", path=str(waldir),
+                               code=SHARD_NOT_IN_META))
     src = open_bare(datadir, waldir)
+    src.findings[:0] = guessed
     for f in src.findings:  # a shard whose files cannot be read has no known time range
         if f.severity == ERROR:
             raise (SourceIOError if f.code == FILE_UNREADABLE else FormatError)(f.message, path=f.path)
@@ -313,9 +320,10 @@ def plan_rebuild(
         rep.advance(s.bytes + sum(f.size for f in s.wal))
         r = ShardRange(s.database, s.retention_policy, s.id, summary.min_time, summary.max_time, summary.series)
         if r.min_time is None:
+            hint = "" if waldir is not None else " (no WAL directory was read: pass --waldir if it has one)"
             findings.append(Finding(
-                WARNING, f"shard {s.database}/{s.retention_policy}/{s.id} holds no data: left out of the metastore "
-                "(influxd opens its directory and serves nothing from it)", path=s.containers[0],
+                WARNING, f"shard {s.database}/{s.retention_policy}/{s.id} holds no data{hint}: left out of the "
+                "metastore (influxd opens its directory and serves nothing from it)", path=s.containers[0],
                 code=SHARD_NOT_IN_META))
             continue
         if s.wal and not any(os.path.commonpath([c, str(datadir)]) == str(datadir) for c in s.containers):
