@@ -47,8 +47,10 @@ def _service_user() -> str | None:
         return None
 
 
-def next_steps(metadir: Path, datadir: Path, waldir: Path | None, owner: str | None) -> list[str]:
-    """The lines to print after a restore."""
+def next_steps(metadir: Path, datadir: Path, waldir: Path | None, owner: str | None, *,
+               indexed: bool = False) -> list[str]:
+    """The lines to print after a restore; ``indexed``: the restore built the tsi1 index itself
+    (then there is no tsi1 note)."""
     lines = [PREFIX + "next: in influxdb.conf set these, then start influxd:",
              PREFIX + f"  [meta] dir = {_toml(metadir)}",
              PREFIX + f"  [data] dir = {_toml(datadir)}"]
@@ -59,7 +61,7 @@ def next_steps(metadir: Path, datadir: Path, waldir: Path | None, owner: str | N
         who = user
         lines.append(PREFIX + f"note: the files were written as root; if influxd runs as {who}, restore with "
                      f"--owner {who} (or chown -R {who}: the directories above)")
-    found = uses_tsi1(datadir)
+    found = None if indexed else uses_tsi1(datadir)
     if found is not None:
         wal = f" --waldir {waldir}" if waldir is not None else ""
         own = f" --owner {owner}" if owner else ""

@@ -149,5 +149,7 @@ def restore(
         f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore "
         f"{plan.metadir / 'meta.db'}\n"
     )
-    for line in next_steps(plan.metadir, plan.datadir, plan.waldir, owner):
+    # a restore that builds the tsi1 index itself (--index tsi1, where present) needs no tsi1 note
+    indexed = getattr(plan, "index", None) == "tsi1"
+    for line in next_steps(plan.metadir, plan.datadir, plan.waldir, owner, indexed=indexed):
         sys.stderr.write(line + "\n")

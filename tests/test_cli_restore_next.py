@@ -38,7 +38,7 @@ def test_next_steps_on_stderr(cli, fixtures_dir, tmp_path, with_wal, tsi1) -> No
     assert f'influx-archive:   [meta] dir = "{root / "meta"}"' in err
     assert f'influx-archive:   [data] dir = "{data}"' in err
     assert any("wal-dir" in ln for ln in err) == with_wal
-    tsi_notes = [ln for ln in err if "tsi1" in ln]
+    tsi_notes = [ln for ln in err if "uses tsi1" in ln]
     if tsi1 is None:
         assert not tsi_notes
     else:
@@ -78,3 +78,10 @@ def test_uses_tsi1_reads_only_the_tree(tmp_path) -> None:
     assert uses_tsi1(tmp_path) is None
     (tmp_path / "db" / "rp" / "1" / "index").mkdir()
     assert uses_tsi1(tmp_path) == tmp_path / "db" / "rp" / "1" / "index"
+
+
+def test_no_tsi1_note_when_the_restore_indexed(tmp_path) -> None:
+    (tmp_path / "data" / "db" / "_series").mkdir(parents=True)
+    plain = next_steps(tmp_path / "meta", tmp_path / "data", None, "influxdb")
+    indexed = next_steps(tmp_path / "meta", tmp_path / "data", None, "influxdb", indexed=True)
+    assert any("uses tsi1" in ln for ln in plain) and not any("uses tsi1" in ln for ln in indexed)
