@@ -81,3 +81,24 @@ def test_backup_of_a_root_is_labelled_backup(cli, fixtures_dir, tmp_path, monkey
     assert proc.returncode == 0, proc.stderr
     labels = {r.label(e.label) for r in _Recorder.runs for e in r.events}
     assert labels == {"backup"}
+
+
+@pytest.mark.parametrize("waldir", [False, True])
+def test_wal_replay_of_a_wal_only_root_has_a_total(cli, fixtures_dir, tmp_path, monkeypatch, waldir) -> None:
+    """A root whose points are all in the WAL: restore (replaying it, or copying it to --waldir)
+    reports the segments' bytes and reaches them (the bar used to stay at 0 B)."""
+    root = tmp_path / "live"
+    shutil.copytree(fixtures_dir / "live", root)
+    for p in list(root.glob("data/*/*/*/*.tsm")) + list(root.glob("data/*/*/*/*.tombstone")):
+        p.unlink()
+    wal_bytes = sum(p.stat().st_size for p in root.glob("wal/*/*/*/*.wal"))
+    monkeypatch.setattr(cli_app, "ProgressBars", _Recorder)
+    _Recorder.runs.clear()
+    args = ["restore", root, "--metadir", tmp_path / "m", "--datadir", tmp_path / "d"]
+    if waldir:
+        args += ["--waldir", tmp_path / "w"]
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    events = [e for r in _Recorder.runs for e in r.events]
+    assert [e.total for e in events if e.kind == "start"] == [wal_bytes]
+    assert sum(e.advance for e in events if e.kind == "advance") == wal_bytes > 0

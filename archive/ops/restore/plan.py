@@ -57,7 +57,10 @@ class ShardPlan:
 
     @property
     def bytes(self) -> int:
-        return sum(f.size for f in self.files) + sum(f.size for f in self.wal_files)
+        """Bytes read: the files copied, and the WAL segments copied or replayed (a flushed
+        shard's segments are read too: progress counts them)."""
+        replayed = sum(f.size for f in self.shard.wal) if self.flush_wal else 0
+        return sum(f.size for f in self.files) + sum(f.size for f in self.wal_files) + replayed
 
 
 @dataclass

@@ -193,6 +193,7 @@ def _stage_shard(
         if sp.flush_wal or sp.wal_dir is not None:
             cache = replay_wal(opened, sp.shard, salvage=salvaged is not None, findings=salvaged)
         if sp.flush_wal:
+            advance(sum(f.size for f in sp.shard.wal))  # the segments just replayed (in the plan's total)
             name = sp.files[-1].target_name
             size = _flush_cache(cache, sdir / name)
             if size:
