@@ -106,7 +106,8 @@ class RestorePlan:
                         for f in s.files
                     ],
                     "wal_segments": [f.name for f in s.wal_files],
-                    "bytes": s.bytes,
+                    "wal_replayed_bytes": sum(f.size for f in s.shard.wal) if s.flush_wal else 0,
+                    "bytes": s.bytes,  # read: files, WAL segments copied, WAL segments replayed
                 }
                 for s in self.shards
             ],
