@@ -107,14 +107,13 @@ def test_restore_with_influxd_habits_names_each(cli, fixtures_dir) -> None:
 
 
 def _typos(option: str):
-    """Typos of ``--name``: a letter dropped, two swapped, one doubled; single- and double-dash."""
+    """Typos of ``--name``, one of each kind, in its middle: a letter dropped, two swapped, one
+    doubled (tried with one dash and with two)."""
     name = option[2:]
-    variants = set()
-    for i in range(1, len(name) - 1):
-        variants.add(name[:i] + name[i + 1:])
-        variants.add(name[:i] + name[i + 1] + name[i] + name[i + 2:])
-        variants.add(name[:i] + name[i] + name[i:])
-    return sorted(v for v in variants if v != name)
+    i = len(name) // 2
+    variants = [name[:i] + name[i + 1:], name[:i - 1] + name[i] + name[i - 1] + name[i + 1:],
+                name[:i] + name[i] + name[i:]]
+    return [v for v in dict.fromkeys(variants) if v != name]
 
 
 def _typo_cases():
@@ -123,7 +122,7 @@ def _typo_cases():
         for opt in longs:
             if len(opt) < 7:  # --db, --rp, --to: a typo of two letters is another word
                 continue
-            for typo in _typos(opt)[:4]:
+            for typo in _typos(opt):
                 if "--" + typo in longs or typo in OFFLINE_MEANING:
                     continue
                 yield verb, opt, typo
