@@ -57,27 +57,66 @@ from ..archive.errors import (
     display_text,
     escape,
 )
+from .flags import check_habits, explain_unknown
 from .inspect_flags import map_inspect_flags
 from .progress import ProgressBars
 
+ROOT_HELP = """Offline toolkit for InfluxDB 1.x backups and data directories (daemon stopped, no influxd needed).
+
+Exit codes: 0 ok; 1 damaged input or a failed check; 2 usage error; 3 any other failure
+(unsupported input, a full disk, a permission problem, a target that exists); 4 --salvage finished
+but left damaged data out; 5 target busy (another run, or a running influxd); 130 Ctrl-C; 143 SIGTERM.
+
+--quiet/-q hides progress bars and --debug adds tracebacks; both may appear anywhere on the line.
+influxd's and influx_inspect's single-dash flags work (-database, -datadir, ...).
+Run 'influx-archive VERB --help' for a verb's options and an example.
+"""
+
 app = typer.Typer(
     name="influx-archive",
-    help="Offline toolkit for InfluxDB 1.x backups and data directories (daemon stopped, no influxd needed).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
-@app.callback()
-def _root() -> None:
-    """Offline toolkit for InfluxDB 1.x backups and data directories (daemon stopped, no influxd needed).
+def tool_version() -> str:
+    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
+    try:
+        from importlib.metadata import version
 
-    Exit codes: 0 ok, 1 damaged input or failed check, 2 usage error, 3 other failure,
-    4 --salvage finished but left damaged data out, 5 target busy.
-    --quiet hides progress bars, --debug shows tracebacks; both may appear anywhere.
-    """
+        return version("influx-archive")
+    except Exception:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"influx-archive {tool_version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback(help=ROOT_HELP)
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (anywhere on the line)."),
+    debug: bool = typer.Option(False, "--debug", help="Tracebacks and the chain of causes on failure (anywhere)."),
+) -> None:
+    """(the root help is ROOT_HELP; --quiet and --debug are taken off the line before parsing)"""
+
+
+def example(*lines: str) -> str:
+    """A verb's epilog: its example command lines, kept as written (click's ``\\b``: no rewrap)."""
+    return "\b\nExample" + ("s" if len(lines) > 1 else "") + ":\n" + "\n".join(f"  {ln}" for ln in lines)
+
+
+@app.command(epilog=example("influx-archive version", "influx-archive --version"))
+def version() -> None:
+    """Print the version of influx-archive."""
+    sys.stdout.write(f"influx-archive {tool_version()}\n")
 
 
 class State:
@@ -87,6 +126,7 @@ class State:
     json_written = False  # the verb printed its JSON document already
     left_out = False  # a verb went on past damage (--salvage) and left data out: exit 4
     terminated = False  # SIGTERM arrived: the run is unwinding
+    verb: Optional[str] = None  # the command running (progress bars are labelled by it)
 
 
 def note_left_out(findings) -> None:
@@ -101,7 +141,7 @@ def note_left_out(findings) -> None:
 def progress_bars() -> ProgressBars:
     """A progress callback that draws tqdm bars on stderr (or nothing when quiet / not a TTY);
     use it as a context manager so the bars are closed whatever happens."""
-    return ProgressBars(enabled=not State.quiet and sys.stderr.isatty())
+    return ProgressBars(enabled=not State.quiet and sys.stderr.isatty(), verb=State.verb)
 
 
 def emit_json(obj) -> None:
@@ -125,9 +165,18 @@ def report_findings(findings) -> None:
     """Findings of a verb that went on (warnings; with --salvage, what was left out) on stderr."""
     note_left_out(findings)
     for f in findings:
-        say(str(f))
+        say(finding_line(f))
         if getattr(f, "severity", None) == "error":
             State.left_out = True
+
+
+def finding_line(f) -> str:
+    """A finding of a run that went on: damage it left out (--salvage) is a ``warning:`` (the run
+    did not fail; exit 4 says data was left out), never an ``error:``."""
+    text = str(f)
+    if getattr(f, "severity", None) == "error":
+        return "warning: " + text[len("error: "):]
+    return text
 
 
 def run_plan(plan, execute, *, dry_run: bool, json_out: bool, plan_text):
@@ -208,7 +257,8 @@ def _guard_commands(command: click.Command) -> None:
             continue
 
         @functools.wraps(cb)
-        def guarded(*a, __cb=cb, **kw):
+        def guarded(*a, __cb=cb, __name=cmd.name, **kw):
+            State.verb = __name
             if kw.get("json_out"):
                 State.json = True
             try:
@@ -218,6 +268,23 @@ def _guard_commands(command: click.Command) -> None:
 
         guarded._pipe_guarded = True  # type: ignore[attr-defined]
         cmd.callback = guarded
+
+
+def _plain_metavars(command: click.Command) -> None:
+    """Usage lines say ``SRC DEST`` (``[W]`` when optional, ``SRC...`` for several), not typer's
+    ``{src} {dest}``."""
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for p in cmd.params:
+            if getattr(p, "param_type_name", "") != "argument" or getattr(p, "_plain_metavar", False):
+                continue
+            var = (p.metavar or p.name or "").upper() + ("..." if p.nargs != 1 else "")
+            shown = var if p.required else f"[{var}]"
+            p.metavar = (p.metavar or p.name or "").upper()  # "Missing argument 'SRC'"
+            p.make_metavar = lambda ctx=None, usage=False, __v=shown: __v  # type: ignore[method-assign,misc]
+            p._plain_metavar = True  # type: ignore[attr-defined]
 
 
 def _quiet_exit_closed_stdout() -> None:
@@ -320,15 +387,20 @@ def _run(argv: Optional[list[str]]) -> None:
     State.json_written = False
     State.debug = "--debug" in args
     State.quiet = "--quiet" in args or "-q" in args
-    args = [a for a in args if a not in ("--debug", "--quiet")]
+    args = [a for a in args if a not in ("--debug", "--quiet", "-q")]
     args, notes = map_inspect_flags(args)  # influx_inspect's per-verb flags, before the generic rewrite
     for note in notes:
         say(f"note: {note}")
     command = typer.main.get_command(app)
+    try:
+        args = check_habits(command, args, say)
+    except ArchiveError as exc:
+        _fail(exc.code, exc.exit_code, str(exc), exc)
     args = normalize_argv(args, _long_options(command))
     # before parsing, a --json on the line is enough; once parsed, the verb's own option says
     State.json = "--json" in (args[: args.index("--")] if "--" in args else args)
     _guard_commands(command)
+    _plain_metavars(command)
     _MAIN_PID = os.getpid()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -348,7 +420,10 @@ def _run(argv: Optional[list[str]]) -> None:
     except typer.Exit as exc:
         sys.exit(getattr(exc, "exit_code", 0))
     except click.ClickException as exc:  # usage errors: one line, like every other error
-        _fail(CODE_USAGE, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code, exc.format_message())
+        message = exc.format_message()
+        if type(exc).__name__ == "NoSuchOption":  # -datdir: name it and the verb's nearest option
+            message = explain_unknown(command, args, getattr(exc, "option_name", None)) or message
+        _fail(CODE_USAGE, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code, message)
     except ArchiveError as exc:
         _exit_if_terminated()
         _fail(exc.code, exc.exit_code, str(exc), exc)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..archive.ops.onlinebackup import OnlinePlan
 
 from ..archive.errors import UsageError, escape
-from .app import SALVAGE_HELP, app, emit_json, report_findings, run_plan
+from .app import SALVAGE_HELP, app, emit_json, example, report_findings, run_plan
 from .convert_cmd import _TIME_HELP, _run
 
 _PORT_WARNING = (
@@ -95,7 +95,13 @@ starting influxd (points only in the WAL included). A root that a running proces
 refused (exit 5; --force overrides); if its files change while reading, nothing is written."""
 
 
-@app.command(help="\n\n".join(" ".join(par.split()) for par in _HELP.split("\n\n")))
+@app.command(
+    help="\n\n".join(" ".join(par.split()) for par in _HELP.split("\n\n")),
+    epilog=example(
+        "influx-archive backup --host 127.0.0.1:8088 /backups/$(date +%F)",
+        "systemctl stop influxdb && influx-archive backup /var/lib/influxdb /backups/$(date +%F)",
+    ),
+)
 def backup(
     paths: list[Path] = typer.Argument(
         ..., readable=False, metavar="[ROOT] DEST",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..archive.ops.convert import ConvertPlan
 
 from ..archive.errors import UsageError, escape
-from .app import SALVAGE_HELP, app, emit_json, report_findings, run_plan
+from .app import SALVAGE_HELP, app, emit_json, example, report_findings, run_plan
 
 _TIME_HELP = "RFC3339 (2026-11-24T05:00:00Z) or integer nanoseconds; inclusive."
 
@@ -95,7 +95,10 @@ _json_opt = typer.Option(False, "--json", help="Print the plan / result as JSON.
 _salvage_opt = typer.Option(False, "--salvage", help=SALVAGE_HELP)
 
 
-@app.command()
+@app.command(epilog=example(
+    "influx-archive convert /backups/legacy /backups/portable --to portable",
+    "influx-archive convert /var/lib/influxdb /backups/db1 --db telegraf --since 2026-11-01T00:00:00Z",
+))
 def convert(
     src: Path = typer.Argument(..., readable=False, help="Any source: legacy or portable backup, stopped server root."),
     dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),
@@ -127,7 +130,9 @@ def convert(
          json_out=json_out, salvage=salvage)
 
 
-@app.command()
+@app.command(epilog=example(
+    "influx-archive trim /backups/full /backups/nov --start 2026-11-01T00:00:00Z --end 2026-11-30T23:59:59Z",
+))
 def trim(
     src: Path = typer.Argument(..., readable=False, help="Any source."),
     dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the trimmed backup."),

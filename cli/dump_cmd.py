@@ -8,20 +8,27 @@ from typing import Optional
 import typer
 
 from ..archive.errors import escape
-from .app import app, emit_json
+from .app import app, emit_json, example
 
-_SPEC = ("A .tsm/.wal file, or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member "
-         "<db>/<rp>/<id>/<file>).")
+_WHERE = ("or CONTAINER::MEMBER (a shard tar, .tar.gz, backup dir or server root and the member "
+          "<db>/<rp>/<id>/<file>).")
+_TSM_SPEC = "One TSM data file (<generation>-<sequence>.tsm, in <data>/<db>/<rp>/<id>/), " + _WHERE
+_WAL_SPEC = "One WAL segment (_NNNNN.wal, in <wal>/<db>/<rp>/<id>/), " + _WHERE
 
 
-@app.command("dump-tsm")
+@app.command("dump-tsm", epilog=example(
+    "influx-archive dump-tsm /var/lib/influxdb/data/db1/autogen/1/000000001-000000001.tsm --blocks",
+    "influx-archive dump-tsm '/backups/legacy::db1/autogen/1/000000001-000000001.tsm' --key 'cpu*'",
+))
 def dump_tsm(
-    spec: str = typer.Argument(..., help=_SPEC),
+    spec: str = typer.Argument(..., metavar="TSM_FILE", help=_TSM_SPEC),
     blocks: bool = typer.Option(False, "--blocks", help="List every block: offset, size, type, encodings, count, CRC."),
     key: Optional[str] = typer.Option(None, "--key", help="Only keys matching this shell pattern (e.g. 'cpu,*')."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Header, index and (with --blocks) blocks of a TSM file, like influx_inspect dumptsm."""
+    """Header, index and (with --blocks) blocks of one TSM file (.tsm), like influx_inspect dumptsm.
+
+    For a WAL segment (_NNNNN.wal) use dump-wal. Exit 1 when a block is damaged (listed first)."""
     from ..archive.ops.dump import dump_tsm as dump_tsm_file
 
     doc = dump_tsm_file(spec, blocks=blocks, key_pattern=key)
@@ -56,12 +63,14 @@ def _fail_on_damage(doc: dict) -> None:
         raise err
 
 
-@app.command("dump-wal")
+@app.command("dump-wal", epilog=example("influx-archive dump-wal /var/lib/influxdb/wal/db1/autogen/1/_00001.wal"))
 def dump_wal(
-    spec: str = typer.Argument(..., help=_SPEC),
+    spec: str = typer.Argument(..., metavar="WAL_FILE", help=_WAL_SPEC),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Entries of a WAL segment: writes (keys, value counts), deletes, delete-ranges, damage."""
+    """Entries of one WAL segment (_NNNNN.wal): writes (keys, value counts), deletes, delete-ranges, damage.
+
+    For a TSM file (.tsm) use dump-tsm. Exit 1 when an entry is damaged."""
     from ..archive.ops.dump import dump_wal as dump_wal_file
 
     doc = dump_wal_file(spec)

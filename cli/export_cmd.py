@@ -8,10 +8,13 @@ from typing import Optional
 
 import typer
 
-from .app import SALVAGE_HELP, app, progress_bars, report_findings, say
+from .app import SALVAGE_HELP, app, example, progress_bars, report_findings, say
 
 
-@app.command()
+@app.command(epilog=example(
+    "influx-archive export /backups/portable --db db1 --out db1.lp --compress",
+    "influx -import -path db1.lp -precision ns -compressed",
+))
 def export(
     src: Optional[Path] = typer.Argument(
         None, readable=False, help="Any source: legacy or portable backup, stopped server root (or --host, --datadir)."

@@ -10,7 +10,7 @@ import typer
 
 from ..archive.errors import EXIT_DAMAGED, escape
 from ..archive.findings import Finding
-from .app import app, emit_json, progress_bars
+from .app import app, emit_json, example, progress_bars
 
 
 def _fmt_bytes(n: int) -> str:
@@ -40,6 +40,10 @@ def render_text(doc: dict) -> str:
                     f"replication {rp['replica_n']}"
                 )
             for sh in rp["shards"]:
+                if sh.get("no_data"):
+                    lines.append(f"    shard {sh['id']}: {sh['group_start']} .. {sh['group_end']}; no data in this "
+                                 "source (listed by the metastore only)")
+                    continue
                 span = f"{sh['group_start']} .. {sh['group_end']}" if sh["group_start"] else "(no shard group)"
                 data = f"{sh['files']} files, {_fmt_bytes(sh['bytes'])}"
                 if sh.get("wal_segments"):
@@ -49,6 +53,14 @@ def render_text(doc: dict) -> str:
                     extent = f"; data {sh['min_time']} .. {sh['max_time']}"
                 count = f", {sh['points']} points ({sh['values']} values)" if sh["points"] is not None else ""
                 lines.append(f"    shard {sh['id']}: {span}; {data}; {sh['series']} series{count}{extent}")
+        totals = doc.get("totals", {}).get("databases", {}).get(db["name"])
+        if totals is not None:
+            lines.append(f"  total {db['name']}: {totals['points']} points ({totals['values']} values), "
+                         f"{totals['series']} series in {totals['shards']} shards")
+    if "totals" in doc:
+        t = doc["totals"]
+        lines.append(f"total: {t['points']} points ({t['values']} values), {t['series']} series in {t['shards']} "
+                     f"shards, {len(t['databases'])} databases")
     if doc["users"]:
         lines.append("users:")
         for u in doc["users"]:
@@ -63,7 +75,9 @@ def render_text(doc: dict) -> str:
     return "\n".join(escape(ln) for ln in lines)  # names read from files: one line each
 
 
-@app.command()
+@app.command(epilog=example(
+    "influx-archive inspect /backups/legacy --points", "influx-archive inspect /var/lib/influxdb --json",
+))
 def inspect(
     path: Optional[Path] = typer.Argument(
         None, readable=False, help="Backup directory (legacy or portable), stopped server root, or a single file."
@@ -82,7 +96,9 @@ def inspect(
 ) -> None:
     """Summarise databases, retention policies, shards, users and CQs of PATH.
 
-    Exit 0 when the source reads cleanly, 1 when damage was found (listed as findings).
+    Shards the metastore lists but the source holds no files for are shown as "no data". With
+    --points, per-database and grand totals follow. Exit 0 when the source reads cleanly, 1 when
+    damage was found (listed as findings).
     """
     from ..archive.ops.inspect import inspect_source
     from ..archive.sources import open_source

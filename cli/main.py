@@ -18,6 +18,7 @@ from . import (  # noqa: F401
     inspect_cmd,
     pack_cmd,
     parity_cmd,
+    rebuild_cmd,
     restore_cmd,
     tsi_cmd,
     verify_cmd,

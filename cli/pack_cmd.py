@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from .app import app, emit_json, progress_bars
+from .app import app, emit_json, example, progress_bars
 
 
-@app.command()
+@app.command(epilog=example("influx-archive pack /backups/2026-11-30 /offsite/2026-11-30.tar.zst --level 9"))
 def pack(
     src: Path = typer.Argument(
         ..., readable=False, help="Backup directory (legacy or portable) or a stopped server root."
@@ -47,7 +47,7 @@ def pack(
         )
 
 
-@app.command()
+@app.command(epilog=example("influx-archive unpack /offsite/2026-11-30.tar.zst /restore/2026-11-30"))
 def unpack(
     archive: Path = typer.Argument(..., readable=False, help="A sealed .tar.zst archive."),
     dest: Path = typer.Argument(..., readable=False, help="New or empty directory for the backup."),

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..archive.errors import EXIT_DAMAGED, escape
-from .app import app, emit_json, progress_bars, report_findings, say
+from .app import app, emit_json, example, progress_bars, report_findings, say
 
 _EST = " (est)"
 
@@ -31,7 +31,9 @@ def _open_for_report(path: Path, waldir: Optional[Path]):
     return open_source_or_datadir(path, waldir=waldir)
 
 
-@app.command("report")
+@app.command("report", epilog=example(
+    "influx-archive report /var/lib/influxdb/data -exact", "influx-archive report /backups/portable --detailed --json",
+))
 def report_cmd(
     path: Path = typer.Argument(..., readable=False, help="A data directory, a shard directory, a server root, or "
                                 "any backup / sealed archive."),
@@ -51,7 +53,6 @@ def report_cmd(
     SERIES lists); "keys" counts series+field keys, what influx_inspect report calls Series.
     Tombstoned keys are left out and the WAL is counted, as influxd serves them.
 
-    Example: influx-archive report -exact /var/lib/influxdb/data
     """
     from ..archive.ops.report import report
 
@@ -95,7 +96,9 @@ def _duration(ns: Optional[int]) -> str:
     return f"{h}h{m}m{s}{frac}s"
 
 
-@app.command("deletetsm")
+@app.command("deletetsm", epilog=example(
+    "influx-archive deletetsm -measurement cpu /var/lib/influxdb/data/db/autogen/3/*.tsm --dry-run",
+))
 def deletetsm_cmd(
     files: list[Path] = typer.Argument(..., readable=False, help="TSM files (<gen>-<seq>.tsm) of a stopped server."),
     measurement: Optional[str] = typer.Option(None, "--measurement", help="Remove this measurement's keys."),
@@ -114,7 +117,6 @@ def deletetsm_cmd(
     is removed. influxd must be stopped (exit 5 otherwise). Exit 1 on a damaged file (that file
     and the ones after it are left as they were).
 
-    Example: influx-archive deletetsm -measurement cpu /var/lib/influxdb/data/db/autogen/3/*.tsm
     """
     from ..archive.ops.deletetsm import delete_tsm
 
@@ -134,7 +136,7 @@ def deletetsm_cmd(
             sys.stdout.write("".join(f"  {escape(k)}\n" for k in r.removed_keys))
 
 
-@app.command("verify-seriesfile")
+@app.command("verify-seriesfile", epilog=example("influx-archive verify-seriesfile -dir /var/lib/influxdb/data"))
 def verify_seriesfile_cmd(
     dir_: Optional[Path] = typer.Option(None, "--dir", help="The data directory (every <db>/_series is checked)."),
     db: Optional[str] = typer.Option(None, "--db", help="Only this database's series file."),
@@ -144,7 +146,6 @@ def verify_seriesfile_cmd(
 ) -> None:
     """Check tsi1 series files (<db>/_series), like influx_inspect verify-seriesfile; exit 1 if one is damaged.
 
-    Example: influx-archive verify-seriesfile -dir /var/lib/influxdb/data
     """
     from ..archive.ops.seriescheck import verify_series_files
 

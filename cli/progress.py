@@ -10,9 +10,17 @@ from ..archive.progress import Progress
 class ProgressBars:
     """Callable progress sink: one bar per ``label`` between its ``start`` and ``end`` events."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, verb: str | None = None) -> None:
         self.enabled = enabled
+        self.verb = verb
         self._bars: dict = {}
+
+    def label(self, library_label: str) -> str:
+        """The bar's label for the running verb: ``trim`` and ``backup`` run the library's
+        ``convert`` (shown under their own name), ``pack`` of a server root backs it up first."""
+        if library_label == "convert" and self.verb and self.verb != "convert":
+            return self.verb if self.verb in ("trim", "backup") else f"{self.verb}: backing up"
+        return library_label
 
     def __call__(self, ev: Progress) -> None:
         if not self.enabled:
@@ -28,7 +36,7 @@ class ProgressBars:
                 unit=ev.unit,
                 unit_scale=ev.unit == "B",
                 unit_divisor=1024,
-                desc=ev.label or None,
+                desc=self.label(ev.label) or None,
                 file=sys.stderr,
                 leave=False,
                 dynamic_ncols=True,

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from ..archive.ops.restore import RestorePlan
 
 from ..archive.errors import ArchiveError, UsageError, escape
-from .app import SALVAGE_HELP, app, emit_json, report_findings, run_plan
+from .app import SALVAGE_HELP, app, emit_json, example, report_findings, run_plan
+from .nextstep import next_steps
 from .restore_online import HOST_HELP, HTTP_HELP, restore_online
 
 
@@ -37,10 +38,15 @@ def _plan_text(plan: RestorePlan) -> str:
     return "\n".join(escape(ln) for ln in lines)  # names read from the source: one line each
 
 
-@app.command()
+@app.command(epilog=example(
+    "systemctl stop influxdb",
+    "influx-archive restore /backups/portable --metadir /var/lib/influxdb/meta --datadir /var/lib/influxdb/data "
+    "--owner influxdb",
+))
 def restore(
     src: Path = typer.Argument(
-        ..., readable=False, help="Legacy or portable backup directory, or a stopped server root."
+        ..., readable=False, help="Legacy or portable backup directory, a stopped server root, or a sealed "
+        "archive (.tar.zst written by pack)."
     ),
     metadir: Optional[Path] = typer.Option(
         None, "--metadir", help="Target meta directory (meta.db is created or added to)."
@@ -68,7 +74,8 @@ def restore(
         "become new shard groups.",
     ),
     owner: Optional[str] = typer.Option(
-        None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb)."
+        None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb); a USER alone means that "
+        "user's primary group. Needed when root restores for an influxd that runs as another user."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan / result as JSON."),
@@ -94,7 +101,9 @@ def restore(
 
     Nothing is half-written: on any failure the target is left as it was. One run at a time per
     target (a lock file in each target directory), and never into directories a running influxd
-    uses (--force overrides). Exit 0 ok, 1 damaged source, 2 usage error, 3 target problem,
+    uses (--force overrides). SRC may be a sealed .tar.zst (pack). The next step (influxdb.conf lines,
+    --owner, tsi1) is printed on stderr. Exit 0 ok, 1 damaged source, 2 usage error, 3 any other
+    failure (unsupported input, disk full, permission, target exists), 4 --salvage left data out,
     5 target busy.
 
     Online (--host HOST:PORT, a running influxd 1.5+): one database at a time, each shard uploaded
@@ -103,7 +112,7 @@ def restore(
     are listed, with what to run). The snapshotter port has no authentication: never expose it.
     """
     from ..archive import guard
-    from ..archive.ops.restore import INDEX_GUIDANCE, check_target_args, execute_restore, plan_restore, target_lock
+    from ..archive.ops.restore import check_target_args, execute_restore, plan_restore, target_lock
     from ..archive.ops.select import Selection
     from ..archive.sources import open_source
 
@@ -158,4 +167,7 @@ def restore(
         f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore "
         f"{plan.metadir / 'meta.db'}\n"
     )
-    sys.stdout.write(INDEX_GUIDANCE + "\n")
+    # a restore that builds the tsi1 index itself (--index tsi1, where present) needs no tsi1 note
+    indexed = getattr(plan, "index", None) == "tsi1"
+    for line in next_steps(plan.metadir, plan.datadir, plan.waldir, owner, indexed=indexed):
+        sys.stderr.write(line + "\n")

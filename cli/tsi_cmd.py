@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, emit_json, run_plan
+from .app import app, emit_json, example, run_plan
 
 
 def _plan_text(plan) -> str:
@@ -73,12 +73,15 @@ _FORCE = typer.Option(
     "--force",
     help="Rebuild shards that already have index/ (the old one is replaced only once the new one is complete).",
 )
-_OWNER = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb:influxdb).")
+_OWNER = typer.Option(None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb); a USER "
+                      "alone means that user's primary group.")
 _DRY = typer.Option(False, "--dry-run", help="Print what would be built (and how many series) and write nothing.")
 _JSON = typer.Option(False, "--json", help="Print the plan / result as JSON.")
 
 
-@app.command("build-tsi")
+@app.command("build-tsi", epilog=example(
+    "influx-archive build-tsi --datadir /var/lib/influxdb/data --waldir /var/lib/influxdb/wal --owner influxdb",
+))
 def build_tsi_cmd(
     datadir: Path = _DATADIR, waldir: Optional[Path] = _WALDIR, database: Optional[str] = _DB,
     retention: Optional[str] = _RP, shard: Optional[int] = _SHARD, force: bool = _FORCE,
@@ -90,7 +93,8 @@ def build_tsi_cmd(
     accepted) without the prompt and without needing a WAL directory. Shards that already have
     index/ are skipped unless --force. Each shard's index is built beside it and renamed into place;
     the series file is extended in a copy and swapped in. Exit 0 ok, 1 damaged input, 2 usage error,
-    3 target problem, 5 influxd (or another run) holds the directory.
+    3 any other failure (a permission problem, a full disk), 5 influxd (or another run) holds the
+    directory.
     """
     _build(datadir, waldir, database, retention, shard, force, owner, dry_run, json_out)
 
@@ -105,7 +109,7 @@ def buildtsi_alias(
     _build(datadir, waldir, database, retention, shard, force, owner, dry_run, json_out)
 
 
-@app.command("dump-tsi")
+@app.command("dump-tsi", epilog=example("influx-archive dump-tsi /var/lib/influxdb/data/db1 --series-file"))
 def dump_tsi_cmd(
     path: Path = typer.Argument(..., help="A database directory or its _series, a shard directory or its index/."),
     series_file: Optional[Path] = typer.Option(

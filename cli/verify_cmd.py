@@ -8,11 +8,13 @@ from typing import Optional
 
 import typer
 
-from ..archive.errors import EXIT_DAMAGED
-from .app import app, emit_json, progress_bars
+from ..archive.errors import EXIT_DAMAGED, escape
+from .app import app, emit_json, example, progress_bars
 
 
-@app.command()
+@app.command(epilog=example(
+    "influx-archive verify /backups/2026-11-30 --deep", "influx-archive verify /offsite/2026-11-30.tar.zst",
+))
 def verify(
     src: Optional[Path] = typer.Argument(None, readable=False, help="Backup directory, server root, or single file."),
     host: Optional[str] = typer.Option(
@@ -24,7 +26,8 @@ def verify(
         "line each and 'Broken Blocks: N / TOTAL'."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    deep: bool = typer.Option(False, "--deep", help="Also decode every block: counts, time order, index min/max."),
+    deep: bool = typer.Option(False, "--deep", help="Also decode every block (counts, time order, index min/max) "
+                              "and report the values counted per shard."),
 ) -> None:
     """Check everything that can be checked without a server; list every problem found.
 
@@ -51,6 +54,12 @@ def verify(
     else:
         for f in report.findings:
             sys.stdout.write(str(f) + "\n")
+        for sh in report.shards:  # --deep
+            wal = f" + {sh['wal_values']} in the WAL" if sh["wal_values"] else ""
+            where = f"{sh['database']}/{sh['retention_policy']}/{sh['id']}"
+            sys.stdout.write(escape(f"shard {where}: {sh['values']} values in {sh['blocks']} blocks{wal}") + "\n")
+        if deep:
+            sys.stdout.write(f"values decoded: {report.values} in TSM blocks, {report.wal_values} in WAL entries\n")
         state = "OK" if report.ok else "DAMAGED"
         sys.stdout.write(
             f"{state}: {report.files} files, {report.blocks} blocks, {report.bytes} bytes checked; "

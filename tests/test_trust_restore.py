@@ -372,7 +372,7 @@ def test_many_planted_staging_dirs_are_reported_in_bounded_lines(tmp_path, cli) 
     before = hr.snapshot(root)
     code, _out, err = cli(*hr.restore_args(SRC, root))
     assert code == 0 and "Traceback" not in err, err
-    lines = err.splitlines()
+    lines = [ln for ln in err.splitlines() if ln.startswith("influx-archive: warning: ")]  # not the next step
     assert len(lines) == restore_journal.MAX_LEFT_ALONE_NOTES + 1, err
     assert all("left alone" in line for line in lines) and "30 more" in lines[-1]
     after = hr.snapshot(root)

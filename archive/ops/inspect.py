@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...meta.model import shard_group_range
 from ...tsm.keys import series_of
 from ..errors import ArchiveError
 from ..findings import ERROR, Finding
@@ -35,6 +36,7 @@ def _shard_entry(shard: Shard) -> dict:
         "points": None,
         "values": None,
         "in_metastore": shard.in_meta,
+        "no_data": shard.in_meta and not shard.data_files() and not shard.wal,
     }
 
 
@@ -59,6 +61,7 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
         shards_by_rp.setdefault((shard.database, shard.retention_policy), []).append(entry)
     rep.end()
     findings.extend(src.findings[seen:])
+    _add_meta_only_shards(src, shards_by_rp)
 
     databases: list[dict[str, Any]] = []
     seen_rps: set[tuple[str, str]] = set()
@@ -125,11 +128,47 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
         "continuous_queries": cqs,
         "findings": [f.to_dict() for f in findings],
     }
+    if points:
+        doc["totals"] = _totals(databases)
     if src.kind == "file":
         doc["source"]["file_kind"] = src.file_kind
     if src.kind in ("legacy", "portable"):
         doc["source"]["increments"] = src.increments
     return doc
+
+
+def _add_meta_only_shards(src: Source, shards_by_rp: dict[tuple[str, str], list[dict]]) -> None:
+    """Shards the metastore lists that the source holds no files for (influxd serves nothing
+    from them): listed with ``no_data`` so an operator sees the gap."""
+    if src.meta is None:
+        return
+    have = {s.key for s in src.shards}
+    for ref in src.meta.iter_shards():
+        key = (ref.db.name, ref.rp.name, ref.shard.id)
+        if key in have or ref.group.deleted:
+            continue
+        start, end = shard_group_range(ref.group)
+        entry = {
+            "id": ref.shard.id, "group_start": rfc3339(start), "group_end": rfc3339(end), "files": 0, "bytes": 0,
+            "wal_segments": 0, "wal_bytes": 0, "series": 0, "min_time": None, "max_time": None, "points": None,
+            "values": None, "in_metastore": True, "no_data": True,
+        }
+        shards_by_rp.setdefault((ref.db.name, ref.rp.name), []).append(entry)
+
+
+def _totals(databases: list[dict]) -> dict:
+    """``--points``: points, values, series and shards per database and over all of them."""
+    per_db: dict[str, dict] = {}
+    for db in databases:
+        t = per_db.setdefault(db["name"], {"points": 0, "values": 0, "series": 0, "shards": 0})
+        for rp in db["retention_policies"]:
+            for sh in rp["shards"]:
+                t["points"] += sh["points"] or 0
+                t["values"] += sh["values"] or 0
+                t["series"] += sh["series"] or 0
+                t["shards"] += 0 if sh.get("no_data") else 1
+    grand = {k: sum(t[k] for t in per_db.values()) for k in ("points", "values", "series", "shards")}
+    return {"databases": per_db, **grand}
 
 
 _PRIVILEGES = {0: "NO PRIVILEGES", 1: "READ", 2: "WRITE", 3: "ALL PRIVILEGES"}

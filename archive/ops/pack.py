@@ -208,11 +208,14 @@ def unpack(
         size = path.stat().st_size
     except OSError as exc:
         raise SourceIOError(f"cannot read the source: {exc.strerror}", path=str(path)) from exc
-    rep.start(size)
     n = total = 0
+    started = False
     try:
         with building_dir(out, sources=[os.path.realpath(path)]) as tmp:
-            for _doc, entry, _m, reader in iter_members(path):
+            for doc, entry, _m, reader in iter_members(path):
+                if not started:  # the total is what the manifest lists (the archive's size is compressed)
+                    rep.start(sum(int(e.get("size", 0)) for e in doc.get("files", [])))
+                    started = True
                 target = tmp / entry["name"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "xb") as f:
@@ -222,6 +225,7 @@ def unpack(
                     os.fsync(f.fileno())
                 n += 1
                 total += entry["size"]
+                rep.advance(entry["size"])
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise

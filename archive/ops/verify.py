@@ -38,7 +38,7 @@ from ...meta.model import decode_data
 from ...tsm.block import check_block_order, decode_block
 from ...tsm.reader import TSMReader
 from ...tsm.tombstone import read_tombstones
-from ...tsm.wal import WALCorruption, iter_wal
+from ...tsm.wal import WALCorruption, WriteEntry, iter_wal
 from ..errors import ArchiveError, FormatError, UnsupportedError, UsageError
 from ..findings import (
     ERROR,
@@ -68,6 +68,10 @@ class VerifyReport:
     files: int = 0
     blocks: int = 0
     bytes: int = 0
+    values: int = 0  # --deep: values decoded from TSM blocks
+    wal_values: int = 0  # --deep: values in WAL write entries
+    #: --deep: per shard, {database, retention_policy, id, files, blocks, values, wal_values}
+    shards: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +84,9 @@ class VerifyReport:
             "files": self.files,
             "blocks": self.blocks,
             "bytes": self.bytes,
+            "values": self.values,
+            "wal_values": self.wal_values,
+            "shards": list(self.shards),
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -123,7 +130,7 @@ def verify(
                         _check_file(opened.stream(f), f, part, deep)
                         advance(f.size)
                     for f in shard.wal:
-                        _check_wal(opened.stream(f), f, part)
+                        _check_wal(opened.stream(f), f, part, deep)
                         advance(f.size)
             except ArchiveError as exc:
                 part.findings.append(Finding.from_error(exc))
@@ -135,11 +142,18 @@ def verify(
             parts = map_on_cores(check_shard, shards)
         finally:
             rep.end()
-        for part in parts:
+        for shard, part in zip(shards, parts):
             report.findings.extend(part.findings)
             report.files += part.files
             report.blocks += part.blocks
             report.bytes += part.bytes
+            report.values += part.values
+            report.wal_values += part.wal_values
+            if deep:
+                report.shards.append({
+                    "database": shard.database, "retention_policy": shard.retention_policy, "id": shard.id,
+                    "files": part.files, "blocks": part.blocks, "values": part.values, "wal_values": part.wal_values,
+                })
         return report
 
 
@@ -216,12 +230,13 @@ def _check_file(stream, f: ShardFile, report: VerifyReport, deep: bool) -> None:
         for key, btype, entries in reader.iter_index():
             for e in entries:
                 try:
-                    _deep_block(key, btype, e, reader.read_block(e, verify_crc=False))
+                    report.values += _deep_block(key, btype, e, reader.read_block(e, verify_crc=False))
                 except ArchiveError as exc:
                     damaged(exc)
 
 
-def _deep_block(key: bytes, btype: int, e, data: bytes) -> None:
+def _deep_block(key: bytes, btype: int, e, data: bytes) -> int:
+    """Decode one block and check it against its index entry; returns its value count."""
     try:
         t, ts, vs = decode_block(data)
     except ArchiveError as exc:
@@ -237,13 +252,16 @@ def _deep_block(key: bytes, btype: int, e, data: bytes) -> None:
         )
     if len(vs) != len(ts):
         raise FormatError(f"{len(ts)} timestamps but {len(vs)} values", offset=e.offset)
+    return len(ts)
 
 
-def _check_wal(stream, f: ShardFile, report: VerifyReport) -> None:
+def _check_wal(stream, f: ShardFile, report: VerifyReport, deep: bool = False) -> None:
     report.files += 1
     report.bytes += f.size
     try:
         for item in iter_wal(stream, name=f.origin, salvage=True):
+            if deep and isinstance(item, WriteEntry):
+                report.wal_values += sum(len(v[1]) for v in item.values.values())
             if isinstance(item, WALCorruption):
                 sev = WARNING if item.resume is None else ERROR
                 torn = "torn tail: influxd truncates the segment here and starts"

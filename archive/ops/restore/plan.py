@@ -57,7 +57,10 @@ class ShardPlan:
 
     @property
     def bytes(self) -> int:
-        return sum(f.size for f in self.files) + sum(f.size for f in self.wal_files)
+        """Bytes read: the files copied, and the WAL segments copied or replayed (a flushed
+        shard's segments are read too: progress counts them)."""
+        replayed = sum(f.size for f in self.shard.wal) if self.flush_wal else 0
+        return sum(f.size for f in self.files) + sum(f.size for f in self.wal_files) + replayed
 
 
 @dataclass
@@ -103,7 +106,8 @@ class RestorePlan:
                         for f in s.files
                     ],
                     "wal_segments": [f.name for f in s.wal_files],
-                    "bytes": s.bytes,
+                    "wal_replayed_bytes": sum(f.size for f in s.shard.wal) if s.flush_wal else 0,
+                    "bytes": s.bytes,  # read: files, WAL segments copied, WAL segments replayed
                 }
                 for s in self.shards
             ],
@@ -217,14 +221,26 @@ def build_plan(
         for p in (datadir_p, metadir_p):
             owner = _existing_owner(p)
             if owner is not None and owner != 0:
+                who = _user_name(owner)
+                name = who.split(" ", 1)[0] if not who.startswith("uid ") else str(owner)
                 warnings.append(
-                    f"running as root without --owner, but {p} belongs to uid {owner}: influxd running as that user "
-                    "cannot open root-owned files; pass --owner"
+                    f"running as root without --owner, but {p} belongs to {who}: influxd running as that user "
+                    f"cannot write root-owned files; pass --owner {name}"
                 )
                 break
     plan = RestorePlan(src, metadir_p, datadir_p, waldir_p, meta.meta, meta_exists, databases, shards, warnings)
     plan.meta_sha256 = hashlib.sha256(meta_blob).hexdigest() if meta_blob is not None else None
     return plan
+
+
+def _user_name(uid: int) -> str:
+    """``name (uid N)``, or ``uid N`` when the system has no name for it."""
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _existing_owner(p: Path) -> int | None:

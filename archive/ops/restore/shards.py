@@ -193,6 +193,7 @@ def _stage_shard(
         if sp.flush_wal or sp.wal_dir is not None:
             cache = replay_wal(opened, sp.shard, salvage=salvaged is not None, findings=salvaged)
         if sp.flush_wal:
+            advance(sum(f.size for f in sp.shard.wal))  # the segments just replayed (in the plan's total)
             name = sp.files[-1].target_name
             size = _flush_cache(cache, sdir / name)
             if size:
@@ -480,6 +481,19 @@ def parse_owner(spec: str) -> tuple[int, int]:
     return uid, gid
 
 
+def owner_text(uid: int, gid: int) -> str:
+    """``user:group`` by name where the system has names (numbers otherwise), for messages."""
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return f"{user}:{group}"
+
+
 def _gid(group: str, default: int) -> int:
     if not group:
         return default
@@ -497,7 +511,7 @@ def chown_all(tx: Transaction, written: list[str], plan: RestorePlan, ids: tuple
         try:
             os.lchown(d, uid, gid)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(d)) from exc
+            raise TargetError(f"cannot chown to {owner_text(uid, gid)}: {exc.strerror}", path=str(d)) from exc
     for p in [*tx.created_dirs, *map(Path, written)]:
         role, rel = tx.roots.locate(p)
         try:
@@ -510,4 +524,4 @@ def chown_all(tx: Transaction, written: list[str], plan: RestorePlan, ids: tuple
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise TargetError(f"cannot chown to {uid}:{gid}: {exc.strerror}", path=str(p)) from exc
+            raise TargetError(f"cannot chown to {owner_text(uid, gid)}: {exc.strerror}", path=str(p)) from exc
