@@ -53,8 +53,8 @@ OFFLINE_MEANING: dict[str, Habit] = {
 
 #: (verb, flag) -> a meaning that differs for that verb (influxd backup's -portable picks a format)
 VERB_MEANING: dict[tuple[str, str], Habit] = {
-    ("restore", "portable"): Habit(False, "not needed: every backup format (portable, legacy, server root, sealed "
-                                          "archive) is recognised by itself"),
+    ("restore", "portable"): Habit(True, "not needed, offline or online: every backup format (portable, legacy, "
+                                         "server root, sealed archive) is recognised by itself; drop it"),
     ("backup", "portable"): Habit(True, "the format is chosen with --to portable (the default) or --to legacy"),
     ("convert", "portable"): Habit(True, "the format is chosen with --to portable or --to legacy"),
     ("trim", "portable"): Habit(True, "trim keeps the source's format; use convert --to portable to change it"),

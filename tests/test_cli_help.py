@@ -100,15 +100,20 @@ def test_influxd_only_flags_explained_in_one_line(cli, verb, flag, tmp_path) -> 
 
 
 def test_restore_with_influxd_habits_names_each(cli, fixtures_dir) -> None:
-    # influxd's own online restore line works as typed: -portable is noted and ignored, -host is
-    # our --host (a port nothing listens on here: the run ends at the refused connection)
-    with socket.socket() as s:
+    # influxd's own online restore line: -host is our --host, -portable is named and refused in one line
+    # (ports nothing listens on: nothing is ever contacted)
+    with socket.socket() as s, socket.socket() as h:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        h.bind(("127.0.0.1", 0))
+        port, http = s.getsockname()[1], h.getsockname()[1]
     proc = cli("restore", "-portable", "-host", f"127.0.0.1:{port}", "-db", "db1", str(fixtures_dir / "portable"))
-    assert "warning: -portable: not needed" in proc.stderr, proc.stderr
-    assert proc.returncode == 3 and "connection refused" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "-portable: not needed" in proc.stderr and "drop it" in proc.stderr
     assert "Missing option" not in proc.stderr
+    # dropped, the rest of the line runs as influxd's would: here to the refused connection
+    proc = cli("restore", "-host", f"127.0.0.1:{port}", "--http", f"http://127.0.0.1:{http}", "-db", "db1",
+               str(fixtures_dir / "portable"))
+    assert proc.returncode == 3 and "refused" in proc.stderr.lower(), proc.stderr
     # offline, without --metadir/--datadir: each influxd-only flag named on one line
     proc = cli("restore", "-online", "-config", "/etc/influxdb/influxdb.conf", str(fixtures_dir / "portable"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
