@@ -6,6 +6,9 @@ and the window-at-a-time series merge against the whole-series merge, in bounded
   changed) what the reference must decide: NaN/Inf, strings with a newline, unsorted or
   out-of-range timestamps, values of the wrong type.
 * its float text is ``repr()``'s, over random bit patterns, random decimals and the edges.
+* ``lp_decode`` (a whole stored block into packed arrays) returns exactly what
+  ``tsm/block.py``'s ``decode_block`` does, on influxd's own blocks and generated ones, and never
+  accepts a damaged block the Python decoder refuses; packed chunks write the same lines as lists.
 * ``_export_shard`` (windowed) writes the same bytes as the whole series merged at once, for
   fields whose blocks are aligned, misaligned, sparse or disjoint, and overlapping files; its peak
   Python heap stays flat when the series grows eightfold.
@@ -29,8 +32,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from test_block import GO_BLOCKS
 from test_shard_merge import MemTSM
 
+from influx_archive.archive.errors import ArchiveError
 from influx_archive.archive.ops import export as export_mod
 from influx_archive.archive.ops import lineproto
 from influx_archive.archive.ops.export import ExportResult, _export_shard, _Sink
@@ -39,9 +44,10 @@ from influx_archive.archive.ops.lineproto import (
     escape_field_key,
     escape_field_key_bytes,
     py_window_lines,
+    unpack,
     window_lines,
 )
-from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
+from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block, encode_block
 from influx_archive.tsm.compiled import core
 from influx_archive.tsm.shard import ShardReader
 
@@ -335,3 +341,140 @@ def test_memory_is_bounded_by_a_window_not_the_series(monkeypatch) -> None:
     assert size_large > 7 * size_small
     assert peak_large < 1.5 * peak_small + (256 << 10), (peak_small, peak_large)
     assert peak_large < size_large / 20
+
+
+
+# ---- whole blocks: lp_decode == decode_block --------------------------------------------------------
+
+MAX = 1 << 20
+
+
+def _py_decode(raw: bytes):
+    try:
+        return decode_block(raw, max_values=MAX)
+    except ArchiveError:
+        return None
+
+
+def _same_as_python(raw: bytes) -> bool:
+    """lp_decode declined, or returned exactly decode_block's values; True when it accepted."""
+    got = core.lp_decode(raw, MAX)
+    if got is None:
+        return False
+    want = _py_decode(raw)
+    assert want is not None, raw.hex()  # never accepts what the Python decoder refuses
+    btype, ts, vs = unpack_block(got)
+    assert btype == want[0] and ts == want[1]
+    if btype == FLOAT:
+        assert [struct.pack("<d", v) for v in vs] == [struct.pack("<d", v) for v in want[2]]
+    else:
+        assert vs == want[2] and [type(v) for v in vs] == [type(v) for v in want[2]]
+    return True
+
+
+def unpack_block(got):
+    btype, ts, vs = got
+    return (btype, *unpack(btype, ts, vs))
+
+
+@needs_compiled
+def test_lp_decode_on_influxd_blocks() -> None:
+    accepted = 0
+    for d in GO_BLOCKS:
+        raw = bytes.fromhex(d["block"])
+        ok = _same_as_python(raw)
+        want = _py_decode(raw)
+        strictly_ascending = want is not None and all(a < b for a, b in itertools.pairwise(want[1]))
+        if d["type"] != STRING and strictly_ascending:
+            assert ok, d  # every valid non-string block takes the fast path
+        accepted += ok
+    assert accepted > 50
+
+
+block_values = {
+    FLOAT: st.floats(allow_nan=False),
+    INTEGER: st.integers(*I64),
+    UNSIGNED: st.integers(0, (1 << 64) - 1),
+    BOOLEAN: st.booleans(),
+}
+
+
+@st.composite
+def blocks(draw):
+    btype = draw(st.sampled_from(sorted(block_values)))
+    shape = draw(st.sampled_from(["regular", "random", "scaled", "wide"]))
+    n = draw(st.integers(1, 1200))
+    start = draw(st.integers(I64[0], I64[1] - 10**15 * 1300))
+    if shape == "regular":
+        step = draw(st.integers(1, 10**12))
+        ts = [start + i * step for i in range(n)]
+    elif shape == "scaled":
+        ts = [start + i * 10**9 for i in range(n)]
+        if n > 2:
+            ts[n // 2] += 1000
+    elif shape == "wide":
+        ts = sorted(set(draw(st.lists(st.integers(*I64), min_size=1, max_size=50))))
+    else:
+        ts = sorted(set(draw(st.lists(st.integers(start, start + 10**6), min_size=1, max_size=300))))
+    kind = draw(st.sampled_from(["random", "constant", "steps"]))
+    if kind == "constant":
+        vs = [draw(block_values[btype])] * len(ts)
+    elif kind == "steps" and btype in (INTEGER, UNSIGNED):
+        v0, d = draw(st.integers(-1000, 1000)), draw(st.integers(-50, 50))
+        vs = [(v0 + i * d) % (1 << 64) if btype == UNSIGNED else max(I64[0], min(I64[1], v0 + i * d))
+              for i in range(len(ts))]
+    else:
+        vs = draw(st.lists(block_values[btype], min_size=len(ts), max_size=len(ts)))
+    return btype, ts, vs
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None)
+@given(blocks())
+def test_lp_decode_equals_decode_block_on_generated_blocks(case) -> None:
+    btype, ts, vs = case
+    raw = encode_block(btype, ts, vs)
+    assert _same_as_python(raw)  # valid: accepted
+
+
+@needs_compiled
+@settings(max_examples=600, deadline=None)
+@given(blocks(), st.data())
+def test_lp_decode_never_accepts_what_python_refuses(case, data) -> None:
+    btype, ts, vs = case
+    raw = bytearray(encode_block(btype, ts, vs))
+    how = data.draw(st.sampled_from(["flip", "truncate", "extend", "byte"]))
+    if how == "flip":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif how == "extend":
+        raw += bytes(data.draw(st.binary(min_size=1, max_size=9)))
+    else:
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    _same_as_python(bytes(raw))
+
+
+@needs_compiled
+@settings(max_examples=100, deadline=None)
+@given(st.lists(blocks(), min_size=1, max_size=3), st.data())
+def test_packed_chunks_write_the_lines_lists_write(cases, data) -> None:
+    packed, listed = [], []
+    for k, (btype, ts, vs) in enumerate(cases):
+        got = core.lp_decode(encode_block(btype, ts, vs), MAX)
+        assert got is not None
+        name = f"f{k}=".encode()
+        pos = data.draw(st.integers(0, len(ts)))
+        packed.append([name, btype, got[1], got[2], pos])
+        listed.append([name, btype, *unpack(btype, got[1], got[2]), pos])
+    bound = data.draw(st.sampled_from([I64[1]] + [t for _b, ts, _v in cases for t in ts]))
+    ref = py_window_lines(b"m ", copy.deepcopy(listed), bound, Skips())
+    a = core.lp_window(b"m ", packed, bound)
+    b = core.lp_window(b"m ", listed, bound)
+    if any(btype == FLOAT and not all(map(math.isfinite, vs)) for btype, _ts, vs in cases):
+        assert a is None or a == ref  # declined unless the infinities lie past the window
+        assert b == a
+        return
+    assert a is not None and a == b and a == ref
+    assert [f[4] for f in packed] == [f[4] for f in listed]

@@ -45,60 +45,72 @@ static inline uint64_t get_bits(const uint8_t *s, uint64_t pos, int n) {
     return w >> (64 - n);
 }
 
-static PyObject *decode(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "y*n", &view, &count)) return NULL;
-    PyObject *result = NULL;
-    uint8_t *s = NULL;
-    uint64_t *vals = NULL;
-    const uint8_t *d = (const uint8_t *)view.buf;
-    Py_ssize_t size = view.len;
+/* the Gorilla section d[0:size] holding exactly count values into vals: 0, or 1 to decline, -1 no memory */
+static int gorilla_values(const uint8_t *d, Py_ssize_t size, Py_ssize_t count, uint64_t *vals) {
     /* every value after the first costs at least one bit of the stream: a count the bytes cannot
      * hold is declined before anything is allocated */
-    if (size < FIRST_VALUE_END || d[0] != VALUE_HEADER || count < 1 || count > (1 << 24)) goto fallback;
-    if ((uint64_t)(count - 1) > (uint64_t)(size - FIRST_VALUE_END) * 8) goto fallback;
-    s = (uint8_t *)PyMem_Calloc((size_t)size + 16, 1);
-    vals = (uint64_t *)PyMem_Malloc((size_t)count * sizeof(uint64_t));
-    if (!s || !vals) { PyErr_NoMemory(); goto done; }
+    if (size < FIRST_VALUE_END || d[0] != VALUE_HEADER || count < 1 || count > (1 << 24)) return 1;
+    if ((uint64_t)(count - 1) > (uint64_t)(size - FIRST_VALUE_END) * 8) return 1;
+    uint8_t *s = (uint8_t *)PyMem_Calloc((size_t)size + 16, 1);
+    if (!s) return -1;
+    int rc = 1;
     memcpy(s, d + 1, (size_t)size - 1);
     uint64_t nbits = (uint64_t)(size - 1) * 8;
     uint64_t val = get_bits(s, 0, 64);
-    if (val == SENTINEL) goto fallback;
+    if (val == SENTINEL) goto out;
     vals[0] = val;
     Py_ssize_t n = 1;
     int lead = 0, trail = 0;
     uint64_t pos = 64;
     for (;;) {
-        if (pos + 1 > nbits) goto fallback;
+        if (pos + 1 > nbits) goto out;
         if (get_bits(s, pos++, 1)) {
             int m;
-            if (pos + 1 > nbits) goto fallback;
+            if (pos + 1 > nbits) goto out;
             if (get_bits(s, pos++, 1)) {
-                if (pos + 11 > nbits) goto fallback;
+                if (pos + 11 > nbits) goto out;
                 unsigned w = (unsigned)get_bits(s, pos, 11);
                 pos += 11;
                 lead = (int)(w >> 6);
                 m = (int)(w & 63);
                 if (m == 0) m = 64;
                 trail = 64 - lead - m;
-                if (trail < 0) goto fallback;
+                if (trail < 0) goto out;
             } else {
                 m = 64 - lead - trail;
             }
-            if (pos + (uint64_t)m > nbits) goto fallback;
+            if (pos + (uint64_t)m > nbits) goto out;
             uint64_t bits = get_bits(s, pos, m);
             pos += (uint64_t)m;
             val ^= (trail >= 64) ? 0 : (bits << trail);
             if (val == SENTINEL) break;
         }
-        if (n == count) goto fallback;
+        if (n == count) goto out;
         vals[n++] = val;
     }
-    if (n != count) goto fallback;
+    if (n != count) goto out;
     uint64_t used = (pos + 7) >> 3;
-    if (used != (uint64_t)(size - 1)) goto fallback;
-    if ((pos & 7) && (s[used - 1] & ((1u << (8 - (pos & 7))) - 1))) goto fallback;
+    if (used != (uint64_t)(size - 1)) goto out;
+    if ((pos & 7) && (s[used - 1] & ((1u << (8 - (pos & 7))) - 1))) goto out;
+    rc = 0;
+out:
+    PyMem_Free(s);
+    return rc;
+}
+
+static PyObject *decode(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &count)) return NULL;
+    PyObject *result = NULL;
+    uint64_t *vals = NULL;
+    if (count < 1 || count > (1 << 24) || view.len < FIRST_VALUE_END) goto fallback;
+    if ((uint64_t)(count - 1) > (uint64_t)(view.len - FIRST_VALUE_END) * 8) goto fallback; /* before allocating */
+    vals = (uint64_t *)PyMem_Malloc((size_t)count * sizeof(uint64_t));
+    if (!vals) { PyErr_NoMemory(); goto done; }
+    int rc = gorilla_values((const uint8_t *)view.buf, view.len, count, vals);
+    if (rc < 0) { PyErr_NoMemory(); goto done; }
+    if (rc) goto fallback;
     result = PyList_New(count);
     if (!result) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -112,7 +124,6 @@ static PyObject *decode(PyObject *self, PyObject *args) {
 fallback:
     result = Py_NewRef(Py_None);
 done:
-    PyMem_Free(s);
     PyMem_Free(vals);
     PyBuffer_Release(&view);
     return result;
@@ -819,6 +830,161 @@ static PyObject *wal_candidate(PyObject *self, PyObject *args) {
 }
 
 
+/* ---- one whole block into packed arrays (export's fast path) ---------------------------------------
+ * lp_decode(block, max_values) -> (block_type, timestamps, values) | None
+ * block: the bytes after the CRC. timestamps: native int64s, strictly ascending; values: 8 native
+ * bytes each (float64 bits, int64, uint64, or 0/1 for booleans). The same values tsm/block.py
+ * decode_block returns, for the blocks accepted here: float, integer, unsigned and boolean blocks
+ * whose every section is exactly well formed. Anything else (strings, damage, unsorted or repeated
+ * timestamps, more than max_values) is declined, and the Python decoder decides. */
+
+static const uint64_t POW10[16] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+    100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL};
+
+/* count of the values in whole simple8b words d[0:size], or -1 */
+static Py_ssize_t s8b_count(const uint8_t *d, Py_ssize_t size) {
+    if (size % 8) return -1;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < size; i += 8) total += S8_N[d[i] >> 4];
+    return total;
+}
+
+static void s8b_unpack(const uint8_t *d, Py_ssize_t size, uint64_t *out) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < size; i += 8) {
+        uint64_t w = load_be64(d + i);
+        int sel = (int)(w >> 60), n = S8_N[sel], bits = S8_BITS[sel];
+        uint64_t mask = bits ? ((1ULL << bits) - 1) : 0;
+        for (int j = 0; j < n; j++) out[k++] = bits ? (w >> (j * bits)) & mask : 1;
+    }
+}
+
+/* timestamps section -> count (0 = decline) and, with out != NULL, the values */
+static Py_ssize_t ts_section(const uint8_t *d, Py_ssize_t size, Py_ssize_t max_values, uint64_t *out) {
+    if (size < 9) return 0;
+    int enc = d[0] & 0xF0, scale = d[0] & 0x0F;
+    uint64_t t0 = load_be64(d + 1);
+    Py_ssize_t n;
+    if (enc == INT_RAW) {
+        if (scale || (size - 1) % 8) return 0;
+        n = (size - 1) / 8;
+        if (n > max_values) return 0;
+        if (out) {
+            out[0] = t0;
+            for (Py_ssize_t i = 1; i < n; i++) out[i] = out[i - 1] + load_be64(d + 1 + 8 * i);
+        }
+        return n;
+    }
+    if (enc == INT_PACKED) {
+        Py_ssize_t m = s8b_count(d + 9, size - 9);
+        if (m < 0 || m + 1 > max_values) return 0;
+        n = m + 1;
+        if (out) {
+            s8b_unpack(d + 9, size - 9, out + 1);
+            out[0] = t0;
+            for (Py_ssize_t i = 1; i < n; i++) out[i] = out[i - 1] + out[i] * POW10[scale];
+        }
+        return n;
+    }
+    if (enc == INT_RLE) {
+        Py_ssize_t pos = 9;
+        uint64_t delta, cnt;
+        if (!uvarint(d, size, &pos, &delta) || !uvarint(d, size, &pos, &cnt) || pos != size) return 0;
+        if (cnt == 0 || cnt > (uint64_t)max_values) return 0;
+        n = (Py_ssize_t)cnt;
+        if (out) {
+            uint64_t step = delta * POW10[scale];
+            for (Py_ssize_t i = 0; i < n; i++) out[i] = t0 + (uint64_t)i * step;
+        }
+        return n;
+    }
+    return 0;
+}
+
+static inline uint64_t unzigzag(uint64_t z) { return (z >> 1) ^ (0 - (z & 1)); }
+
+/* integer/unsigned section holding exactly n values into out: 0, or 1 to decline */
+static int int_section(const uint8_t *d, Py_ssize_t size, Py_ssize_t n, uint64_t *out) {
+    if (size < 9) return 1;
+    int head = d[0];
+    if (head == INT_RAW) {
+        if ((size - 1) % 8 || (size - 1) / 8 != n) return 1;
+        uint64_t acc = 0;
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = acc = acc + unzigzag(load_be64(d + 1 + 8 * i));
+        return 0;
+    }
+    if (head == INT_PACKED) {
+        if (s8b_count(d + 9, size - 9) != n - 1) return 1;
+        s8b_unpack(d + 9, size - 9, out + 1);
+        uint64_t acc = unzigzag(load_be64(d + 1));
+        out[0] = acc;
+        for (Py_ssize_t i = 1; i < n; i++) out[i] = acc = acc + unzigzag(out[i]);
+        return 0;
+    }
+    if (head == INT_RLE) {
+        Py_ssize_t pos = 9;
+        uint64_t delta, rep;
+        if (!uvarint(d, size, &pos, &delta) || !uvarint(d, size, &pos, &rep) || pos != size) return 1;
+        if (rep + 1 != (uint64_t)n) return 1;
+        uint64_t v = unzigzag(load_be64(d + 1)), step = unzigzag(delta);
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = v + (uint64_t)i * step;
+        return 0;
+    }
+    return 1;
+}
+
+static int bool_section(const uint8_t *d, Py_ssize_t size, Py_ssize_t n, uint64_t *out) {
+    if (size < 1 || d[0] != VALUE_HEADER) return 1;
+    Py_ssize_t pos = 1;
+    uint64_t cnt;
+    if (!uvarint(d, size, &pos, &cnt) || cnt != (uint64_t)n) return 1;
+    Py_ssize_t need = (n + 7) >> 3;
+    if (size - pos != need) return 1;
+    if ((n & 7) && (d[size - 1] & ((1u << (8 - (n & 7))) - 1))) return 1; /* padding bits must be 0 */
+    for (Py_ssize_t i = 0; i < n; i++) out[i] = (d[pos + (i >> 3)] >> (7 - (i & 7))) & 1;
+    return 0;
+}
+
+static PyObject *lp_decode(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t max_values;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &max_values)) return NULL;
+    PyObject *result = NULL, *tsb = NULL, *vsb = NULL;
+    const uint8_t *d = (const uint8_t *)view.buf;
+    Py_ssize_t size = view.len, pos = 1;
+    uint64_t ts_len;
+    if (size < 2 || d[0] > MAX_BLOCK_TYPE || d[0] == BLOCK_STRING || max_values < 1) goto decline;
+    int type = d[0];
+    if (!uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos)) goto decline;
+    const uint8_t *tsd = d + pos, *vd = d + pos + (Py_ssize_t)ts_len;
+    Py_ssize_t vsize = size - pos - (Py_ssize_t)ts_len;
+    Py_ssize_t n = ts_section(tsd, (Py_ssize_t)ts_len, max_values, NULL);
+    if (n < 1) goto decline;
+    tsb = PyBytes_FromStringAndSize(NULL, n * 8);
+    vsb = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (!tsb || !vsb) goto done;
+    uint64_t *ts = (uint64_t *)PyBytes_AS_STRING(tsb), *vs = (uint64_t *)PyBytes_AS_STRING(vsb);
+    ts_section(tsd, (Py_ssize_t)ts_len, max_values, ts);
+    for (Py_ssize_t i = 1; i < n; i++)
+        if ((int64_t)ts[i] <= (int64_t)ts[i - 1]) goto decline;
+    int rc;
+    if (type == BLOCK_FLOAT) rc = gorilla_values(vd, vsize, n, vs);
+    else if (type == BLOCK_BOOLEAN) rc = bool_section(vd, vsize, n, vs);
+    else rc = int_section(vd, vsize, n, vs);
+    if (rc < 0) { PyErr_NoMemory(); goto done; }
+    if (rc) goto decline;
+    result = Py_BuildValue("(iOO)", type, tsb, vsb);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(tsb);
+    Py_XDECREF(vsb);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* ---- line protocol (archive/ops/export.py: the window merge of one series' fields) ----------------
  * lp_window(prefix, fields, bound) -> (bytes, lines, values) | None
  * fields: [name_eq: bytes, block_type: int, timestamps: list, values: list, pos: int] per field, in
@@ -868,7 +1034,8 @@ typedef struct {
     Py_ssize_t name_len;
     int type;
     PyObject **vs;
-    int64_t *ts;   /* the window's timestamps, converted */
+    const uint64_t *pvs; /* packed values (lp_decode), or NULL */
+    const int64_t *ts;   /* the window's timestamps, converted (or packed), indexed like the lists */
     Py_ssize_t pos, end; /* window: [pos, end) of the lists */
 } lpfield;
 
@@ -1157,6 +1324,46 @@ static int lp_value(lpbuf *b, int type, PyObject *v) {
     return 1;
 }
 
+/* a packed value (lp_decode): 0 appended; 1 decline; -1 error */
+static int lp_value_packed(lpbuf *b, int type, uint64_t v) {
+    char tmp[32];
+    char *p;
+    if (lp_reserve(b, 40) < 0) return -1;
+    switch (type) {
+    case BLOCK_FLOAT: {
+        double d;
+        memcpy(&d, &v, sizeof d);
+        if (!isfinite(d)) return 1;
+        int fast = lp_float(d, b->buf + b->len);
+        if (fast >= 0) {
+            b->len += fast;
+            return 0;
+        }
+        char *s = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (s == NULL) return -1;
+        Py_ssize_t n = (Py_ssize_t)strlen(s);
+        if (n < 40) lp_put(b, s, n);
+        PyMem_Free(s);
+        return n < 40 ? 0 : 1;
+    }
+    case BLOCK_INTEGER:
+        p = lp_i64((int64_t)v, tmp + 31);
+        tmp[31] = 'i';
+        lp_put(b, p, tmp + 32 - p);
+        return 0;
+    case BLOCK_UNSIGNED:
+        p = lp_u64(v, tmp + 31);
+        tmp[31] = 'u';
+        lp_put(b, p, tmp + 32 - p);
+        return 0;
+    case BLOCK_BOOLEAN:
+        if (v == 1) { lp_put(b, "true", 4); return 0; }
+        if (v == 0) { lp_put(b, "false", 5); return 0; }
+        return 1;
+    }
+    return 1;
+}
+
 static PyObject *lp_window(PyObject *self, PyObject *args) {
     const char *prefix;
     Py_ssize_t prefix_len;
@@ -1169,24 +1376,37 @@ static PyObject *lp_window(PyObject *self, PyObject *args) {
     lpfield *fs = (lpfield *)PyMem_Calloc((size_t)k, sizeof(lpfield));
     lpbuf b = {NULL, 0, 0, NULL};
     if (fs == NULL) return PyErr_NoMemory();
-    Py_ssize_t total = 0;
+    Py_ssize_t total = 0, packed_total = 0;
     for (Py_ssize_t f = 0; f < k; f++) {
         PyObject *item = PyList_GET_ITEM(fields, f);
         if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) != 5) goto decline;
         PyObject *name = PyList_GET_ITEM(item, 0), *typ = PyList_GET_ITEM(item, 1);
         PyObject *ts = PyList_GET_ITEM(item, 2), *vs = PyList_GET_ITEM(item, 3), *pos = PyList_GET_ITEM(item, 4);
-        if (!PyBytes_CheckExact(name) || !PyLong_CheckExact(typ) || !PyList_CheckExact(ts) || !PyList_CheckExact(vs) ||
-            !PyLong_CheckExact(pos) || PyList_GET_SIZE(ts) != PyList_GET_SIZE(vs))
-            goto decline;
+        if (!PyBytes_CheckExact(name) || !PyLong_CheckExact(typ) || !PyLong_CheckExact(pos)) goto decline;
         long t = PyLong_AsLong(typ);
         Py_ssize_t p = PyLong_AsSsize_t(pos);
         if (PyErr_Occurred()) { PyErr_Clear(); goto decline; }
-        if (t < 0 || t > MAX_BLOCK_TYPE || p < 0 || p > PyList_GET_SIZE(ts)) goto decline;
+        if (t < 0 || t > MAX_BLOCK_TYPE) goto decline;
         fs[f].name = PyBytes_AS_STRING(name);
         fs[f].name_len = PyBytes_GET_SIZE(name);
         fs[f].type = (int)t;
-        fs[f].vs = PySequence_Fast_ITEMS(vs);
         fs[f].pos = p;
+        if (PyBytes_CheckExact(ts) && PyBytes_CheckExact(vs)) { /* packed (lp_decode) */
+            Py_ssize_t n = PyBytes_GET_SIZE(ts) / 8, e = p;
+            if (PyBytes_GET_SIZE(ts) % 8 || PyBytes_GET_SIZE(vs) != PyBytes_GET_SIZE(ts) || p < 0 || p > n)
+                goto decline;
+            const int64_t *pts = (const int64_t *)PyBytes_AS_STRING(ts);
+            for (; e < n && pts[e] <= bound; e++)
+                if (e > p && pts[e] <= pts[e - 1]) goto decline;
+            fs[f].ts = pts;
+            fs[f].pvs = (const uint64_t *)PyBytes_AS_STRING(vs);
+            fs[f].end = e;
+            packed_total += e - p;
+            continue;
+        }
+        if (!PyList_CheckExact(ts) || !PyList_CheckExact(vs) || PyList_GET_SIZE(ts) != PyList_GET_SIZE(vs)) goto decline;
+        if (p < 0 || p > PyList_GET_SIZE(ts)) goto decline;
+        fs[f].vs = PySequence_Fast_ITEMS(vs);
         /* the window: values from pos with t <= bound, strictly ascending int64 */
         Py_ssize_t n = PyList_GET_SIZE(ts), e = p;
         PyObject **titems = PySequence_Fast_ITEMS(ts);
@@ -1209,12 +1429,13 @@ static PyObject *lp_window(PyObject *self, PyObject *args) {
     {
         Py_ssize_t at = 0;
         for (Py_ssize_t f = 0; f < k; f++) {
+            if (fs[f].pvs) continue;
             PyObject **titems = PySequence_Fast_ITEMS(PyList_GET_ITEM(PyList_GET_ITEM(fields, f), 2));
             fs[f].ts = tsbuf + at - fs[f].pos; /* indexed like the lists */
             for (Py_ssize_t i = fs[f].pos; i < fs[f].end; i++) tsbuf[at++] = (int64_t)PyLong_AsLongLong(titems[i]);
         }
     }
-    b.cap = total * 24 + prefix_len * 2 + 64;
+    b.cap = (total + packed_total) * (24 + prefix_len / 2) + prefix_len * 2 + 64;
     b.obj = PyBytes_FromStringAndSize(NULL, b.cap);
     if (b.obj == NULL) { PyMem_Free(tsbuf); goto done; }
     b.buf = PyBytes_AS_STRING(b.obj);
@@ -1239,7 +1460,7 @@ static PyObject *lp_window(PyObject *self, PyObject *args) {
             if (!first) b.buf[b.len++] = ',';
             first = 0;
             lp_put(&b, fs[f].name, fs[f].name_len);
-            rc = lp_value(&b, fs[f].type, fs[f].vs[cur[f]]);
+            rc = fs[f].pvs ? lp_value_packed(&b, fs[f].type, fs[f].pvs[cur[f]]) : lp_value(&b, fs[f].type, fs[f].vs[cur[f]]);
             if (rc) break;
             cur[f]++;
             values++;
@@ -1284,6 +1505,7 @@ static PyMethodDef methods[] = {
     {"lp_window", lp_window, METH_VARARGS, "lp_window(prefix, fields, bound) -> (bytes, lines, values) | None (None: use the Python code)"},
     {"lp_tables", lp_tables, METH_VARARGS, "lp_tables(pow5, inv_pow5) -> bool: the float formatter's tables"},
     {"lp_float_repr", lp_float_repr, METH_O, "lp_float_repr(f) -> str | None: repr(f) as lp_window writes it"},
+    {"lp_decode", lp_decode, METH_VARARGS, "lp_decode(block, max_values) -> (type, int64 timestamps, 8-byte values) | None"},
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
     {"s8b_decode", s8b_decode, METH_VARARGS, "s8b_decode(words, limit=-1) -> list[int] | None (None: more than limit values, or not whole words)"},

@@ -30,12 +30,15 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ...meta.model import shard_group_range
+from ...tsm.block import DEFAULT_MAX_VALUES
 from ...tsm.compiled import core
+from ...tsm.format.tsmfile import BLOCK_OFFSET
 from ...tsm.keys import key_slice, measurement_of, split_key
 from ...tsm.shard import RawFrame, ShardReader
 from ..errors import ArchiveError, UsageError
@@ -324,19 +327,31 @@ def _ascending(ts: list[int], vs: list) -> tuple[list[int], list]:
     return [ts[k] for k in order], [vs[k] for k in order]
 
 
-def _chunks(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[int, Iterator[tuple[list[int], list]]]:
+_Chunk = tuple[Any, Any, int, int]  # (timestamps, values, count, last timestamp)
+
+
+def _chunks(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[int, Iterator[_Chunk]]:
     """The key's block type and its values in ``[lo, hi]`` as ascending chunks (a block or a
-    merged window each), decoded one at a time."""
+    merged window each), decoded one at a time. A stored block the compiled core decodes whole
+    stays packed (int64 timestamps and 8-byte values in two ``bytes``, see lineproto.py); anything
+    else is decoded by the Python code, which also names any damage."""
     block_type, parts = reader.iter_key(key, lo, hi)
 
-    def gen() -> Iterator[tuple[list[int], list]]:
+    def gen() -> Iterator[_Chunk]:
         for part in parts:
             if isinstance(part, RawFrame):
+                if core is not None and part.block_type == block_type:
+                    got = core.lp_decode(memoryview(part.frame)[BLOCK_OFFSET:], DEFAULT_MAX_VALUES)
+                    if got is not None and got[0] == block_type:
+                        n = len(got[1]) // 8
+                        yield got[1], got[2], n, int.from_bytes(got[1][-8:], sys.byteorder, signed=True)
+                        continue
                 ts, vs = reader.decode_frame(key, part)
             else:
                 ts, vs = part.timestamps, part.values
             if ts:
-                yield _ascending(ts, vs)
+                ts, vs = _ascending(ts, vs)
+                yield ts, vs, len(ts), ts[-1]
 
     return block_type, gen()
 
@@ -350,32 +365,41 @@ def _write_series(
     the next one decoded), which keeps memory to one chunk per field however long the series."""
     prefix = series + b" "
     fields: list[list] = []
-    sources: list[Iterator[tuple[list[int], list]]] = []
+    sources: list[Iterator[_Chunk]] = []
+    sizes: list[int] = []
+    lasts: list[int] = []
     for name, key in keys:
         block_type, chunks = _chunks(reader, key, lo, hi)
         fields.append([escape_field_key_bytes(name) + b"=", block_type, [], [], 0])
         sources.append(chunks)
+        sizes.append(0)
+        lasts.append(0)
     live = list(range(len(fields)))
     while True:
         still = []
         for i in live:
             f = fields[i]
-            if f[4] >= len(f[2]):
+            if f[4] >= sizes[i] or f[4] >= _count(f):  # used up (the Python merge may have unpacked it)
                 chunk = next(sources[i], None)
                 if chunk is None:
                     f[2], f[3] = [], []
                     continue
-                f[2], f[3], f[4] = chunk[0], chunk[1], 0
+                f[2], f[3], sizes[i], lasts[i] = chunk
+                f[4] = 0
             still.append(i)
         live = still
         if not live:
             return
         window = [fields[i] for i in live]
-        bound = min(f[2][-1] for f in window)
+        bound = min(lasts[i] for i in live)
         text, lines, values = window_lines(prefix, window, bound, skips)
         sink.write(text)
         res.lines += lines
         res.values += values
+
+
+def _count(f: list) -> int:
+    return len(f[2]) // 8 if type(f[2]) is bytes else len(f[2])
 
 
 def _export_shard(

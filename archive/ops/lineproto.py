@@ -11,6 +11,7 @@ so extremes, subnormals and ``-0`` survive. NaN and ±Inf cannot be written in l
 
 from __future__ import annotations
 
+import array
 import math
 from collections.abc import Callable
 
@@ -137,7 +138,24 @@ def window_lines(prefix: bytes, fields: list[list], bound: int, skips: Skips) ->
         got = core.lp_window(prefix, fields, bound)
         if got is not None:
             return got
+    for f in fields:
+        if type(f[2]) is bytes:
+            f[2], f[3] = unpack(f[1], f[2], f[3])
     return py_window_lines(prefix, fields, bound, skips)
+
+
+_PACKED = {FLOAT: "d", INTEGER: "q", UNSIGNED: "Q", BOOLEAN: "Q"}
+
+
+def unpack(block_type: int, ts: bytes, vs: bytes) -> tuple[list[int], list]:
+    """Lists of a packed chunk (the compiled core's ``lp_decode``: native int64 timestamps and
+    8-byte values: float64, int64, uint64, 0/1 for booleans)."""
+    times = array.array("q")
+    times.frombytes(ts)
+    values = array.array(_PACKED[block_type])
+    values.frombytes(vs)
+    out = values.tolist()
+    return times.tolist(), [bool(v) for v in out] if block_type == BOOLEAN else out
 
 
 _MIN = -(1 << 63)
