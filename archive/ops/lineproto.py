@@ -6,7 +6,8 @@ get ``,`` ``"`` space ``=`` escaped with a backslash; string values get ``\\`` a
 Integers carry ``i``, unsigned ``u``; booleans are ``true``/``false``; floats use the shortest text
 that parses back to the same 64-bit value (Python's ``repr``; influxd's parser reads exponents),
 so extremes, subnormals and ``-0`` survive. NaN and ±Inf cannot be written in line protocol
-(influxd rejects them): :func:`format_value` returns None for them.
+(influxd rejects them): :func:`format_value` returns None for them. How this differs from
+``influx_inspect export``'s text: docs/formats.md#export-line-protocol.
 """
 
 from __future__ import annotations
