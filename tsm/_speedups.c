@@ -1016,9 +1016,25 @@ static inline void lp_put(lpbuf *b, const char *s, Py_ssize_t n) {
 }
 
 /* decimal text of v (sign included) into the end of tmp[24]; returns the start */
+static const char LP_PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static inline char *lp_u64(uint64_t v, char *end) {
     char *p = end;
-    do { *--p = (char)('0' + (v % 10)); v /= 10; } while (v);
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        p -= 2;
+        memcpy(p, LP_PAIRS + 2 * r, 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, LP_PAIRS + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
     return p;
 }
 
