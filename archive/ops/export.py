@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from ...tsm.format.tsmfile import BLOCK_OFFSET
 from ...tsm.keys import key_slice, measurement_of, split_key
 from ...tsm.shard import RawFrame, ShardReader
 from ..errors import ArchiveError, UsageError
-from ..output import open_output, os_error, plan_file_output, source_roots
+from ..output import OutputFile, open_output, os_error, plan_file_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source
 from ..sources.shardview import open_shard_reader
@@ -189,8 +190,7 @@ def export(
                         sink.flush()
                         while parts.peek() is not None and parts.peek()[0] == this:
                             _, part_res, findings, path = next(parts)
-                            with open(path, "rb") as part:
-                                shutil.copyfileobj(part, out, 1 << 20)
+                            _append_part(path, out)
                             os.unlink(path)
                             res.merge(part_res)
                             src.findings.extend(findings)
@@ -203,6 +203,27 @@ def export(
     finally:
         rep.end()
     return res
+
+
+def _append_part(path: str, out: BinaryIO) -> None:
+    """Append a worker's part file to ``out``: in the kernel (``sendfile``) when ``out`` is the
+    output primitive's file on a regular file (a third of the parent's CPU otherwise goes to
+    copying through user space), else through Python."""
+    with open(path, "rb") as part:
+        if type(out) is OutputFile:
+            out.flush()
+            fd = out.fileno()
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                size = os.fstat(part.fileno()).st_size
+                offset = 0
+                while offset < size:
+                    sent = os.sendfile(fd, part.fileno(), offset, size - offset)
+                    if sent == 0:
+                        break  # the part shrank under us: the rest goes through Python
+                    offset += sent
+                    out.raw.written += sent  # type: ignore[attr-defined]
+                part.seek(offset)
+        shutil.copyfileobj(part, out, 1 << 20)
 
 
 class _Peekable:
