@@ -318,7 +318,10 @@ class _Sink:
         self._size = 0
 
     def write(self, data: bytes) -> None:
-        if data:
+        if len(data) >= _DIRECT:  # a window's lines: written as they are, not copied again
+            self.flush()
+            self._out.write(data)
+        elif data:
             self._parts.append(data)
             self._size += len(data)
             if self._size >= _BATCH:
@@ -335,6 +338,7 @@ class _Sink:
 
 
 _BATCH = 1 << 20
+_DIRECT = 1 << 15
 
 
 def _ascending(ts: list[int], vs: list) -> tuple[list[int], list]:
