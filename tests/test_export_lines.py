@@ -502,3 +502,40 @@ def test_whole_export_compiled_equals_python(name: str, fixtures_dir, monkeypatc
     slow = run()
     assert fast[1]["lines"] > 0
     assert fast == slow
+
+
+@pytest.mark.parametrize("how", ["partial", "unsupported", "disk full"])
+def test_parts_appended_in_the_kernel_or_not(how: str, fixtures_dir, tmp_path, monkeypatch) -> None:
+    """The parallel export's part files appended with sendfile: partial sends, a file system
+    without sendfile (Python copies the rest) and a full disk (a clear error, no file left)."""
+    import errno as errno_mod
+
+    from influx_archive.archive.errors import TargetIOError
+    from influx_archive.archive.ops.export import export_to_path
+    from influx_archive.archive.sources import open_source
+
+    src_dir = fixtures_dir / "live"
+    with open_source(src_dir) as src:
+        export_to_path(src, str(tmp_path / "plain.lp"), workers=2)
+    real = os.sendfile
+    calls = []
+
+    def fake(out_fd, in_fd, offset, count):
+        calls.append(count)
+        if how == "partial":
+            return real(out_fd, in_fd, offset, min(count, 777))
+        if how == "unsupported":
+            raise OSError(errno_mod.EINVAL, "Invalid argument")
+        raise OSError(errno_mod.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "sendfile", fake)
+    target = tmp_path / "out.lp"
+    with open_source(src_dir) as src:
+        if how == "disk full":
+            with pytest.raises(TargetIOError):
+                export_to_path(src, str(target), workers=2)
+            assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["plain.lp"]
+        else:
+            export_to_path(src, str(target), workers=2)
+            assert target.read_bytes() == (tmp_path / "plain.lp").read_bytes()
+    assert calls  # the kernel path was taken

@@ -27,6 +27,7 @@ built (:func:`~influx_archive.archive.ops.lineproto.window_lines`, Python as the
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shutil
@@ -216,12 +217,17 @@ def _append_part(path: str, out: BinaryIO) -> None:
             if stat.S_ISREG(os.fstat(fd).st_mode):
                 size = os.fstat(part.fileno()).st_size
                 offset = 0
-                while offset < size:
-                    sent = os.sendfile(fd, part.fileno(), offset, size - offset)
-                    if sent == 0:
-                        break  # the part shrank under us: the rest goes through Python
-                    offset += sent
-                    out.raw.written += sent  # type: ignore[attr-defined]
+                try:
+                    while offset < size:
+                        sent = os.sendfile(fd, part.fileno(), offset, size - offset)
+                        if sent == 0:
+                            break  # the part shrank under us: the rest goes through Python
+                        offset += sent
+                        out.raw.written += sent  # type: ignore[attr-defined]
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    # a file system without sendfile: the rest goes through Python
                 part.seek(offset)
         shutil.copyfileobj(part, out, 1 << 20)
 
