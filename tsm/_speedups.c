@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 
 /* The layout constants below are exposed as module attributes (PyInit__speedups) and
  * tests/test_formats.py holds them equal to the Python definitions named next to each. */
@@ -44,60 +45,72 @@ static inline uint64_t get_bits(const uint8_t *s, uint64_t pos, int n) {
     return w >> (64 - n);
 }
 
-static PyObject *decode(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "y*n", &view, &count)) return NULL;
-    PyObject *result = NULL;
-    uint8_t *s = NULL;
-    uint64_t *vals = NULL;
-    const uint8_t *d = (const uint8_t *)view.buf;
-    Py_ssize_t size = view.len;
+/* the Gorilla section d[0:size] holding exactly count values into vals: 0, or 1 to decline, -1 no memory */
+static int gorilla_values(const uint8_t *d, Py_ssize_t size, Py_ssize_t count, uint64_t *vals) {
     /* every value after the first costs at least one bit of the stream: a count the bytes cannot
      * hold is declined before anything is allocated */
-    if (size < FIRST_VALUE_END || d[0] != VALUE_HEADER || count < 1 || count > (1 << 24)) goto fallback;
-    if ((uint64_t)(count - 1) > (uint64_t)(size - FIRST_VALUE_END) * 8) goto fallback;
-    s = (uint8_t *)PyMem_Calloc((size_t)size + 16, 1);
-    vals = (uint64_t *)PyMem_Malloc((size_t)count * sizeof(uint64_t));
-    if (!s || !vals) { PyErr_NoMemory(); goto done; }
+    if (size < FIRST_VALUE_END || d[0] != VALUE_HEADER || count < 1 || count > (1 << 24)) return 1;
+    if ((uint64_t)(count - 1) > (uint64_t)(size - FIRST_VALUE_END) * 8) return 1;
+    uint8_t *s = (uint8_t *)PyMem_Calloc((size_t)size + 16, 1);
+    if (!s) return -1;
+    int rc = 1;
     memcpy(s, d + 1, (size_t)size - 1);
     uint64_t nbits = (uint64_t)(size - 1) * 8;
     uint64_t val = get_bits(s, 0, 64);
-    if (val == SENTINEL) goto fallback;
+    if (val == SENTINEL) goto out;
     vals[0] = val;
     Py_ssize_t n = 1;
     int lead = 0, trail = 0;
     uint64_t pos = 64;
     for (;;) {
-        if (pos + 1 > nbits) goto fallback;
+        if (pos + 1 > nbits) goto out;
         if (get_bits(s, pos++, 1)) {
             int m;
-            if (pos + 1 > nbits) goto fallback;
+            if (pos + 1 > nbits) goto out;
             if (get_bits(s, pos++, 1)) {
-                if (pos + 11 > nbits) goto fallback;
+                if (pos + 11 > nbits) goto out;
                 unsigned w = (unsigned)get_bits(s, pos, 11);
                 pos += 11;
                 lead = (int)(w >> 6);
                 m = (int)(w & 63);
                 if (m == 0) m = 64;
                 trail = 64 - lead - m;
-                if (trail < 0) goto fallback;
+                if (trail < 0) goto out;
             } else {
                 m = 64 - lead - trail;
             }
-            if (pos + (uint64_t)m > nbits) goto fallback;
+            if (pos + (uint64_t)m > nbits) goto out;
             uint64_t bits = get_bits(s, pos, m);
             pos += (uint64_t)m;
             val ^= (trail >= 64) ? 0 : (bits << trail);
             if (val == SENTINEL) break;
         }
-        if (n == count) goto fallback;
+        if (n == count) goto out;
         vals[n++] = val;
     }
-    if (n != count) goto fallback;
+    if (n != count) goto out;
     uint64_t used = (pos + 7) >> 3;
-    if (used != (uint64_t)(size - 1)) goto fallback;
-    if ((pos & 7) && (s[used - 1] & ((1u << (8 - (pos & 7))) - 1))) goto fallback;
+    if (used != (uint64_t)(size - 1)) goto out;
+    if ((pos & 7) && (s[used - 1] & ((1u << (8 - (pos & 7))) - 1))) goto out;
+    rc = 0;
+out:
+    PyMem_Free(s);
+    return rc;
+}
+
+static PyObject *decode(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &count)) return NULL;
+    PyObject *result = NULL;
+    uint64_t *vals = NULL;
+    if (count < 1 || count > (1 << 24) || view.len < FIRST_VALUE_END) goto fallback;
+    if ((uint64_t)(count - 1) > (uint64_t)(view.len - FIRST_VALUE_END) * 8) goto fallback; /* before allocating */
+    vals = (uint64_t *)PyMem_Malloc((size_t)count * sizeof(uint64_t));
+    if (!vals) { PyErr_NoMemory(); goto done; }
+    int rc = gorilla_values((const uint8_t *)view.buf, view.len, count, vals);
+    if (rc < 0) { PyErr_NoMemory(); goto done; }
+    if (rc) goto fallback;
     result = PyList_New(count);
     if (!result) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -111,7 +124,6 @@ static PyObject *decode(PyObject *self, PyObject *args) {
 fallback:
     result = Py_NewRef(Py_None);
 done:
-    PyMem_Free(s);
     PyMem_Free(vals);
     PyBuffer_Release(&view);
     return result;
@@ -817,9 +829,699 @@ static PyObject *wal_candidate(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(found);
 }
 
+
+/* ---- one whole block into packed arrays (export's fast path) ---------------------------------------
+ * lp_decode(block, max_values) -> (block_type, timestamps, values) | None
+ * block: the bytes after the CRC. timestamps: native int64s, strictly ascending; values: 8 native
+ * bytes each (float64 bits, int64, uint64, or 0/1 for booleans). The same values tsm/block.py
+ * decode_block returns, for the blocks accepted here: float, integer, unsigned and boolean blocks
+ * whose every section is exactly well formed. Anything else (strings, damage, unsorted or repeated
+ * timestamps, more than max_values) is declined, and the Python decoder decides. */
+
+static const uint64_t POW10[16] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+    100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL};
+
+/* count of the values in whole simple8b words d[0:size], or -1 */
+static Py_ssize_t s8b_count(const uint8_t *d, Py_ssize_t size) {
+    if (size % 8) return -1;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < size; i += 8) total += S8_N[d[i] >> 4];
+    return total;
+}
+
+static void s8b_unpack(const uint8_t *d, Py_ssize_t size, uint64_t *out) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < size; i += 8) {
+        uint64_t w = load_be64(d + i);
+        int sel = (int)(w >> 60), n = S8_N[sel], bits = S8_BITS[sel];
+        uint64_t mask = bits ? ((1ULL << bits) - 1) : 0;
+        for (int j = 0; j < n; j++) out[k++] = bits ? (w >> (j * bits)) & mask : 1;
+    }
+}
+
+/* timestamps section -> count (0 = decline) and, with out != NULL, the values */
+static Py_ssize_t ts_section(const uint8_t *d, Py_ssize_t size, Py_ssize_t max_values, uint64_t *out) {
+    if (size < 9) return 0;
+    int enc = d[0] & 0xF0, scale = d[0] & 0x0F;
+    uint64_t t0 = load_be64(d + 1);
+    Py_ssize_t n;
+    if (enc == INT_RAW) {
+        if (scale || (size - 1) % 8) return 0;
+        n = (size - 1) / 8;
+        if (n > max_values) return 0;
+        if (out) {
+            out[0] = t0;
+            for (Py_ssize_t i = 1; i < n; i++) out[i] = out[i - 1] + load_be64(d + 1 + 8 * i);
+        }
+        return n;
+    }
+    if (enc == INT_PACKED) {
+        Py_ssize_t m = s8b_count(d + 9, size - 9);
+        if (m < 0 || m + 1 > max_values) return 0;
+        n = m + 1;
+        if (out) {
+            s8b_unpack(d + 9, size - 9, out + 1);
+            out[0] = t0;
+            for (Py_ssize_t i = 1; i < n; i++) out[i] = out[i - 1] + out[i] * POW10[scale];
+        }
+        return n;
+    }
+    if (enc == INT_RLE) {
+        Py_ssize_t pos = 9;
+        uint64_t delta, cnt;
+        if (!uvarint(d, size, &pos, &delta) || !uvarint(d, size, &pos, &cnt) || pos != size) return 0;
+        if (cnt == 0 || cnt > (uint64_t)max_values) return 0;
+        n = (Py_ssize_t)cnt;
+        if (out) {
+            uint64_t step = delta * POW10[scale];
+            for (Py_ssize_t i = 0; i < n; i++) out[i] = t0 + (uint64_t)i * step;
+        }
+        return n;
+    }
+    return 0;
+}
+
+static inline uint64_t unzigzag(uint64_t z) { return (z >> 1) ^ (0 - (z & 1)); }
+
+/* integer/unsigned section holding exactly n values into out: 0, or 1 to decline */
+static int int_section(const uint8_t *d, Py_ssize_t size, Py_ssize_t n, uint64_t *out) {
+    if (size < 9) return 1;
+    int head = d[0];
+    if (head == INT_RAW) {
+        if ((size - 1) % 8 || (size - 1) / 8 != n) return 1;
+        uint64_t acc = 0;
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = acc = acc + unzigzag(load_be64(d + 1 + 8 * i));
+        return 0;
+    }
+    if (head == INT_PACKED) {
+        if (s8b_count(d + 9, size - 9) != n - 1) return 1;
+        s8b_unpack(d + 9, size - 9, out + 1);
+        uint64_t acc = unzigzag(load_be64(d + 1));
+        out[0] = acc;
+        for (Py_ssize_t i = 1; i < n; i++) out[i] = acc = acc + unzigzag(out[i]);
+        return 0;
+    }
+    if (head == INT_RLE) {
+        Py_ssize_t pos = 9;
+        uint64_t delta, rep;
+        if (!uvarint(d, size, &pos, &delta) || !uvarint(d, size, &pos, &rep) || pos != size) return 1;
+        if (rep + 1 != (uint64_t)n) return 1;
+        uint64_t v = unzigzag(load_be64(d + 1)), step = unzigzag(delta);
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = v + (uint64_t)i * step;
+        return 0;
+    }
+    return 1;
+}
+
+static int bool_section(const uint8_t *d, Py_ssize_t size, Py_ssize_t n, uint64_t *out) {
+    if (size < 1 || d[0] != VALUE_HEADER) return 1;
+    Py_ssize_t pos = 1;
+    uint64_t cnt;
+    if (!uvarint(d, size, &pos, &cnt) || cnt != (uint64_t)n) return 1;
+    Py_ssize_t need = (n + 7) >> 3;
+    if (size - pos != need) return 1;
+    if ((n & 7) && (d[size - 1] & ((1u << (8 - (n & 7))) - 1))) return 1; /* padding bits must be 0 */
+    for (Py_ssize_t i = 0; i < n; i++) out[i] = (d[pos + (i >> 3)] >> (7 - (i & 7))) & 1;
+    return 0;
+}
+
+static PyObject *lp_decode(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t max_values;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &max_values)) return NULL;
+    PyObject *result = NULL, *tsb = NULL, *vsb = NULL;
+    const uint8_t *d = (const uint8_t *)view.buf;
+    Py_ssize_t size = view.len, pos = 1;
+    uint64_t ts_len;
+    if (size < 2 || d[0] > MAX_BLOCK_TYPE || d[0] == BLOCK_STRING || max_values < 1) goto decline;
+    int type = d[0];
+    if (!uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos)) goto decline;
+    const uint8_t *tsd = d + pos, *vd = d + pos + (Py_ssize_t)ts_len;
+    Py_ssize_t vsize = size - pos - (Py_ssize_t)ts_len;
+    Py_ssize_t n = ts_section(tsd, (Py_ssize_t)ts_len, max_values, NULL);
+    if (n < 1) goto decline;
+    tsb = PyBytes_FromStringAndSize(NULL, n * 8);
+    vsb = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (!tsb || !vsb) goto done;
+    uint64_t *ts = (uint64_t *)PyBytes_AS_STRING(tsb), *vs = (uint64_t *)PyBytes_AS_STRING(vsb);
+    ts_section(tsd, (Py_ssize_t)ts_len, max_values, ts);
+    for (Py_ssize_t i = 1; i < n; i++)
+        if ((int64_t)ts[i] <= (int64_t)ts[i - 1]) goto decline;
+    int rc;
+    if (type == BLOCK_FLOAT) rc = gorilla_values(vd, vsize, n, vs);
+    else if (type == BLOCK_BOOLEAN) rc = bool_section(vd, vsize, n, vs);
+    else rc = int_section(vd, vsize, n, vs);
+    if (rc < 0) { PyErr_NoMemory(); goto done; }
+    if (rc) goto decline;
+    result = Py_BuildValue("(iOO)", type, tsb, vsb);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(tsb);
+    Py_XDECREF(vsb);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ---- line protocol (archive/ops/export.py: the window merge of one series' fields) ----------------
+ * lp_window(prefix, fields, bound) -> (bytes, lines, values) | None
+ * fields: [name_eq: bytes, block_type: int, timestamps: list, values: list, pos: int] per field, in
+ * field order. Emits, for every distinct timestamp t <= bound among the fields' values from pos on,
+ * one line prefix + "name=value[,name=value...]" (fields in order) + " " + t + "\n", times ascending,
+ * and stores each field's new pos. Declines (None, nothing changed) on anything the Python reference
+ * must decide: timestamps not strictly ascending or not int64, NaN/Inf floats, a string with a
+ * newline or not bytes, values not exactly of the block type. Floats use repr()'s shortest text. */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap;
+    PyObject *obj; /* the bytes object being filled */
+} lpbuf;
+
+static int lp_reserve(lpbuf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap * 2;
+    if (cap < b->len + extra) cap = b->len + extra + 4096;
+    if (_PyBytes_Resize(&b->obj, cap) < 0) return -1;
+    b->buf = PyBytes_AS_STRING(b->obj);
+    b->cap = cap;
+    return 0;
+}
+
+static inline void lp_put(lpbuf *b, const char *s, Py_ssize_t n) {
+    memcpy(b->buf + b->len, s, (size_t)n);
+    b->len += n;
+}
+
+/* decimal text of v (sign included) into the end of tmp[24]; returns the start */
+static const char LP_PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static inline char *lp_u64(uint64_t v, char *end) {
+    char *p = end;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        p -= 2;
+        memcpy(p, LP_PAIRS + 2 * r, 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, LP_PAIRS + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
+    return p;
+}
+
+static inline char *lp_i64(int64_t v, char *end) {
+    if (v >= 0) return lp_u64((uint64_t)v, end);
+    char *p = lp_u64((uint64_t)0 - (uint64_t)v, end);
+    *--p = '-';
+    return p;
+}
+
+typedef struct {
+    const char *name;
+    Py_ssize_t name_len;
+    int type;
+    PyObject **vs;
+    const uint64_t *pvs; /* packed values (lp_decode), or NULL */
+    const int64_t *ts;   /* the window's timestamps, converted (or packed), indexed like the lists */
+    Py_ssize_t pos, end; /* window: [pos, end) of the lists */
+} lpfield;
+
+/* Shortest round-trip float text, byte for byte Python's repr() (Ryu, Ulf Adams 2018: the digits
+ * are the shortest that parse back to the same double, the closest to it among those; repr() prints
+ * them as 'r' mode of PyOS_double_to_string). The power-of-5 tables are computed by Python (exact
+ * integers) and handed over once by lp_tables(); until then, and for zero, PyOS_double_to_string
+ * itself is used. tests/test_export_speed.py holds the two equal over random and edge doubles. */
+#define RYU_POW5_INV_BITCOUNT 125
+#define RYU_POW5_BITCOUNT 125
+#define RYU_INV_TABLE 342
+#define RYU_TABLE 326
+static uint64_t ryu_inv[RYU_INV_TABLE][2], ryu_pow[RYU_TABLE][2];
+static int ryu_ready = 0;
+
+static inline uint32_t ryu_pow5bits(int32_t e) { return (uint32_t)(((uint32_t)e * 1217359) >> 19) + 1; }
+static inline uint32_t ryu_log10pow2(int32_t e) { return ((uint32_t)e * 78913) >> 18; }
+static inline uint32_t ryu_log10pow5(int32_t e) { return ((uint32_t)e * 732923) >> 20; }
+static inline uint32_t ryu_pow5factor(uint64_t v) {
+    uint32_t n = 0;
+    for (;;) {
+        uint64_t q = v / 5;
+        if (v - 5 * q != 0) break;
+        v = q;
+        n++;
+    }
+    return n;
+}
+static inline int ryu_mult5(uint64_t v, uint32_t p) { return ryu_pow5factor(v) >= p; }
+static inline int ryu_mult2(uint64_t v, uint32_t p) { return (v & ((1ULL << p) - 1)) == 0; }
+static inline uint64_t ryu_mulshift(uint64_t m, const uint64_t *mul, int32_t j) {
+    unsigned __int128 b0 = (unsigned __int128)m * mul[0];
+    unsigned __int128 b2 = (unsigned __int128)m * mul[1];
+    return (uint64_t)(((b0 >> 64) + b2) >> (j - 64));
+}
+
+/* digits (as an integer) and decimal exponent of a finite nonzero double's magnitude */
+static void ryu_d2d(uint64_t mant, uint32_t expo, uint64_t *digits, int32_t *e10out) {
+    int32_t e2;
+    uint64_t m2;
+    if (expo == 0) {
+        e2 = 1 - 1023 - 52 - 2;
+        m2 = mant;
+    } else {
+        e2 = (int32_t)expo - 1023 - 52 - 2;
+        m2 = (1ULL << 52) | mant;
+    }
+    const int accept = (m2 & 1) == 0;
+    const uint64_t mv = 4 * m2;
+    const uint32_t mmshift = mant != 0 || expo <= 1;
+    uint64_t vr, vp, vm;
+    int32_t e10;
+    int vm_tz = 0, vr_tz = 0;
+    if (e2 >= 0) {
+        const uint32_t q = ryu_log10pow2(e2) - (e2 > 3);
+        e10 = (int32_t)q;
+        const int32_t k = RYU_POW5_INV_BITCOUNT + (int32_t)ryu_pow5bits((int32_t)q) - 1;
+        const int32_t i = -e2 + (int32_t)q + k;
+        vr = ryu_mulshift(4 * m2, ryu_inv[q], i);
+        vp = ryu_mulshift(4 * m2 + 2, ryu_inv[q], i);
+        vm = ryu_mulshift(4 * m2 - 1 - mmshift, ryu_inv[q], i);
+        if (q <= 21) {
+            if (mv % 5 == 0) vr_tz = ryu_mult5(mv, q);
+            else if (accept) vm_tz = ryu_mult5(mv - 1 - mmshift, q);
+            else vp -= ryu_mult5(mv + 2, q);
+        }
+    } else {
+        const uint32_t q = ryu_log10pow5(-e2) - (-e2 > 1);
+        e10 = (int32_t)q + e2;
+        const int32_t i = -e2 - (int32_t)q;
+        const int32_t k = (int32_t)ryu_pow5bits(i) - RYU_POW5_BITCOUNT;
+        const int32_t j = (int32_t)q - k;
+        vr = ryu_mulshift(4 * m2, ryu_pow[i], j);
+        vp = ryu_mulshift(4 * m2 + 2, ryu_pow[i], j);
+        vm = ryu_mulshift(4 * m2 - 1 - mmshift, ryu_pow[i], j);
+        if (q <= 1) {
+            vr_tz = 1;
+            if (accept) vm_tz = mmshift == 1;
+            else --vp;
+        } else if (q < 63) {
+            vr_tz = ryu_mult2(mv, q);
+        }
+    }
+    int32_t removed = 0;
+    uint32_t last = 0;
+    uint64_t out;
+    if (vm_tz || vr_tz) {
+        for (;;) {
+            uint64_t vp10 = vp / 10, vm10 = vm / 10;
+            if (vp10 <= vm10) break;
+            uint32_t vmmod = (uint32_t)(vm - 10 * vm10);
+            uint64_t vr10 = vr / 10;
+            uint32_t vrmod = (uint32_t)(vr - 10 * vr10);
+            vm_tz &= vmmod == 0;
+            vr_tz &= last == 0;
+            last = vrmod;
+            vr = vr10; vp = vp10; vm = vm10;
+            ++removed;
+        }
+        if (vm_tz) {
+            for (;;) {
+                uint64_t vm10 = vm / 10;
+                uint32_t vmmod = (uint32_t)(vm - 10 * vm10);
+                if (vmmod != 0) break;
+                uint64_t vp10 = vp / 10, vr10 = vr / 10;
+                uint32_t vrmod = (uint32_t)(vr - 10 * vr10);
+                vr_tz &= last == 0;
+                last = vrmod;
+                vr = vr10; vp = vp10; vm = vm10;
+                ++removed;
+            }
+        }
+        if (vr_tz && last == 5 && vr % 2 == 0) last = 4;
+        out = vr + ((vr == vm && (!accept || !vm_tz)) || last >= 5);
+    } else {
+        int up = 0;
+        uint64_t vp100 = vp / 100, vm100 = vm / 100;
+        if (vp100 > vm100) {
+            uint64_t vr100 = vr / 100;
+            uint32_t vrmod = (uint32_t)(vr - 100 * vr100);
+            up = vrmod >= 50;
+            vr = vr100; vp = vp100; vm = vm100;
+            removed += 2;
+        }
+        for (;;) {
+            uint64_t vp10 = vp / 10, vm10 = vm / 10;
+            if (vp10 <= vm10) break;
+            uint64_t vr10 = vr / 10;
+            uint32_t vrmod = (uint32_t)(vr - 10 * vr10);
+            up = vrmod >= 5;
+            vr = vr10; vp = vp10; vm = vm10;
+            ++removed;
+        }
+        out = vr + (vr == vm || up);
+    }
+    *digits = out;
+    *e10out = e10 + removed;
+}
+
+/* repr(d) into o (at least 32 bytes); returns its length, or -1 to let PyOS_double_to_string do it */
+static int lp_float(double d, char *o) {
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    uint64_t mant = bits & ((1ULL << 52) - 1);
+    uint32_t expo = (uint32_t)((bits >> 52) & 0x7FF);
+    if (!ryu_ready || expo == 0x7FF || (expo == 0 && mant == 0)) return -1;
+    uint64_t v;
+    int32_t e10;
+    ryu_d2d(mant, expo, &v, &e10);
+    char dig[24];
+    int n = 0;
+    char tmp[24];
+    char *p = lp_u64(v, tmp + 24);
+    n = (int)(tmp + 24 - p);
+    memcpy(dig, p, (size_t)n);
+    int decpt = n + e10; /* value = 0.DIGITS x 10^decpt */
+    char *w = o;
+    if (bits >> 63) *w++ = '-';
+    if (decpt <= -4 || decpt > 16) { /* repr's exponent form: d[.ddd]e[+-]XX */
+        *w++ = dig[0];
+        if (n > 1) {
+            *w++ = '.';
+            memcpy(w, dig + 1, (size_t)(n - 1));
+            w += n - 1;
+        }
+        int x = decpt - 1;
+        *w++ = 'e';
+        *w++ = x < 0 ? '-' : '+';
+        if (x < 0) x = -x;
+        if (x >= 100) { *w++ = (char)('0' + x / 100); x %= 100; *w++ = (char)('0' + x / 10); *w++ = (char)('0' + x % 10); }
+        else { *w++ = (char)('0' + x / 10); *w++ = (char)('0' + x % 10); }
+    } else if (decpt <= 0) {
+        *w++ = '0';
+        *w++ = '.';
+        for (int i = 0; i < -decpt; i++) *w++ = '0';
+        memcpy(w, dig, (size_t)n);
+        w += n;
+    } else if (decpt >= n) {
+        memcpy(w, dig, (size_t)n);
+        w += n;
+        for (int i = n; i < decpt; i++) *w++ = '0';
+        *w++ = '.';
+        *w++ = '0';
+    } else {
+        memcpy(w, dig, (size_t)decpt);
+        w += decpt;
+        *w++ = '.';
+        memcpy(w, dig + decpt, (size_t)(n - decpt));
+        w += n - decpt;
+    }
+    return (int)(w - o);
+}
+
+/* lp_tables(pow5, inv_pow5): the tables as little-endian (low, high) uint64 pairs */
+static PyObject *lp_tables(PyObject *self, PyObject *args) {
+    Py_buffer a, b;
+    if (!PyArg_ParseTuple(args, "y*y*", &a, &b)) return NULL;
+    int ok = a.len == (Py_ssize_t)sizeof ryu_pow && b.len == (Py_ssize_t)sizeof ryu_inv;
+    if (ok) {
+        memcpy(ryu_pow, a.buf, sizeof ryu_pow);
+        memcpy(ryu_inv, b.buf, sizeof ryu_inv);
+        ryu_ready = 1;
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return PyBool_FromLong(ok);
+}
+
+/* lp_float_repr(d) -> str: the compiled text of one float (for the tests), None where it defers */
+static PyObject *lp_float_repr(PyObject *self, PyObject *arg) {
+    double d = PyFloat_AsDouble(arg);
+    if (d == -1.0 && PyErr_Occurred()) return NULL;
+    char o[40];
+    int n = lp_float(d, o);
+    if (n < 0) Py_RETURN_NONE;
+    return PyUnicode_FromStringAndSize(o, n);
+}
+
+/* 0: appended; 1: decline; -1: error */
+static int lp_value(lpbuf *b, int type, PyObject *v) {
+    char tmp[32];
+    char *p;
+    switch (type) {
+    case BLOCK_FLOAT: {
+        if (!PyFloat_CheckExact(v)) return 1;
+        double d = PyFloat_AS_DOUBLE(v);
+        if (!isfinite(d)) return 1;
+        if (lp_reserve(b, 40) < 0) return -1;
+        int fast = lp_float(d, b->buf + b->len);
+        if (fast >= 0) {
+            b->len += fast;
+            return 0;
+        }
+        char *s = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (s == NULL) return -1;
+        Py_ssize_t n = (Py_ssize_t)strlen(s);
+        if (lp_reserve(b, n) < 0) { PyMem_Free(s); return -1; }
+        lp_put(b, s, n);
+        PyMem_Free(s);
+        return 0;
+    }
+    case BLOCK_INTEGER: {
+        if (!PyLong_CheckExact(v)) return 1;
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred())) { PyErr_Clear(); return 1; }
+        p = lp_i64((int64_t)x, tmp + 31);
+        tmp[31] = 'i';
+        if (lp_reserve(b, tmp + 32 - p) < 0) return -1;
+        lp_put(b, p, tmp + 32 - p);
+        return 0;
+    }
+    case BLOCK_UNSIGNED: {
+        if (!PyLong_CheckExact(v)) return 1;
+        if (_PyLong_Sign(v) < 0) return 1;
+        unsigned long long x = PyLong_AsUnsignedLongLong(v);
+        if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 1; }
+        p = lp_u64((uint64_t)x, tmp + 31);
+        tmp[31] = 'u';
+        if (lp_reserve(b, tmp + 32 - p) < 0) return -1;
+        lp_put(b, p, tmp + 32 - p);
+        return 0;
+    }
+    case BLOCK_BOOLEAN:
+        if (v == Py_True) { if (lp_reserve(b, 4) < 0) return -1; lp_put(b, "true", 4); return 0; }
+        if (v == Py_False) { if (lp_reserve(b, 5) < 0) return -1; lp_put(b, "false", 5); return 0; }
+        return 1;
+    case BLOCK_STRING: {
+        if (!PyBytes_CheckExact(v)) return 1;
+        const char *s = PyBytes_AS_STRING(v);
+        Py_ssize_t n = PyBytes_GET_SIZE(v);
+        if (memchr(s, '\n', (size_t)n)) return 1;
+        if (lp_reserve(b, 2 * n + 2) < 0) return -1;
+        char *o = b->buf + b->len;
+        *o++ = '"';
+        for (Py_ssize_t i = 0; i < n; i++) {
+            char c = s[i];
+            if (c == '"' || c == '\\') *o++ = '\\';
+            *o++ = c;
+        }
+        *o++ = '"';
+        b->len = o - b->buf;
+        return 0;
+    }
+    }
+    return 1;
+}
+
+/* a packed value (lp_decode): 0 appended; 1 decline; -1 error */
+static int lp_value_packed(lpbuf *b, int type, uint64_t v) {
+    char tmp[32];
+    char *p;
+    if (lp_reserve(b, 40) < 0) return -1;
+    switch (type) {
+    case BLOCK_FLOAT: {
+        double d;
+        memcpy(&d, &v, sizeof d);
+        if (!isfinite(d)) return 1;
+        int fast = lp_float(d, b->buf + b->len);
+        if (fast >= 0) {
+            b->len += fast;
+            return 0;
+        }
+        char *s = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (s == NULL) return -1;
+        Py_ssize_t n = (Py_ssize_t)strlen(s);
+        if (n < 40) lp_put(b, s, n);
+        PyMem_Free(s);
+        return n < 40 ? 0 : 1;
+    }
+    case BLOCK_INTEGER:
+        p = lp_i64((int64_t)v, tmp + 31);
+        tmp[31] = 'i';
+        lp_put(b, p, tmp + 32 - p);
+        return 0;
+    case BLOCK_UNSIGNED:
+        p = lp_u64(v, tmp + 31);
+        tmp[31] = 'u';
+        lp_put(b, p, tmp + 32 - p);
+        return 0;
+    case BLOCK_BOOLEAN:
+        if (v == 1) { lp_put(b, "true", 4); return 0; }
+        if (v == 0) { lp_put(b, "false", 5); return 0; }
+        return 1;
+    }
+    return 1;
+}
+
+static PyObject *lp_window(PyObject *self, PyObject *args) {
+    const char *prefix;
+    Py_ssize_t prefix_len;
+    PyObject *fields;
+    long long bound;
+    if (!PyArg_ParseTuple(args, "y#O!L", &prefix, &prefix_len, &PyList_Type, &fields, &bound)) return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(fields);
+    if (k < 1 || k > 100000) Py_RETURN_NONE;
+    PyObject *result = NULL;
+    lpfield *fs = (lpfield *)PyMem_Calloc((size_t)k, sizeof(lpfield));
+    lpbuf b = {NULL, 0, 0, NULL};
+    if (fs == NULL) return PyErr_NoMemory();
+    Py_ssize_t total = 0, packed_total = 0;
+    for (Py_ssize_t f = 0; f < k; f++) {
+        PyObject *item = PyList_GET_ITEM(fields, f);
+        if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) != 5) goto decline;
+        PyObject *name = PyList_GET_ITEM(item, 0), *typ = PyList_GET_ITEM(item, 1);
+        PyObject *ts = PyList_GET_ITEM(item, 2), *vs = PyList_GET_ITEM(item, 3), *pos = PyList_GET_ITEM(item, 4);
+        if (!PyBytes_CheckExact(name) || !PyLong_CheckExact(typ) || !PyLong_CheckExact(pos)) goto decline;
+        long t = PyLong_AsLong(typ);
+        Py_ssize_t p = PyLong_AsSsize_t(pos);
+        if (PyErr_Occurred()) { PyErr_Clear(); goto decline; }
+        if (t < 0 || t > MAX_BLOCK_TYPE) goto decline;
+        fs[f].name = PyBytes_AS_STRING(name);
+        fs[f].name_len = PyBytes_GET_SIZE(name);
+        fs[f].type = (int)t;
+        fs[f].pos = p;
+        if (PyBytes_CheckExact(ts) && PyBytes_CheckExact(vs)) { /* packed (lp_decode) */
+            Py_ssize_t n = PyBytes_GET_SIZE(ts) / 8, e = p;
+            if (PyBytes_GET_SIZE(ts) % 8 || PyBytes_GET_SIZE(vs) != PyBytes_GET_SIZE(ts) || p < 0 || p > n)
+                goto decline;
+            const int64_t *pts = (const int64_t *)PyBytes_AS_STRING(ts);
+            for (; e < n && pts[e] <= bound; e++)
+                if (e > p && pts[e] <= pts[e - 1]) goto decline;
+            fs[f].ts = pts;
+            fs[f].pvs = (const uint64_t *)PyBytes_AS_STRING(vs);
+            fs[f].end = e;
+            packed_total += e - p;
+            continue;
+        }
+        if (!PyList_CheckExact(ts) || !PyList_CheckExact(vs) || PyList_GET_SIZE(ts) != PyList_GET_SIZE(vs)) goto decline;
+        if (p < 0 || p > PyList_GET_SIZE(ts)) goto decline;
+        fs[f].vs = PySequence_Fast_ITEMS(vs);
+        /* the window: values from pos with t <= bound, strictly ascending int64 */
+        Py_ssize_t n = PyList_GET_SIZE(ts), e = p;
+        PyObject **titems = PySequence_Fast_ITEMS(ts);
+        int64_t last = 0;
+        for (; e < n; e++) {
+            PyObject *o = titems[e];
+            if (!PyLong_CheckExact(o)) goto decline;
+            int overflow = 0;
+            long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
+            if (overflow || (x == -1 && PyErr_Occurred())) { PyErr_Clear(); goto decline; }
+            if (x > bound) break;
+            if (e > p && x <= last) goto decline;
+            last = x;
+        }
+        fs[f].end = e;
+        total += e - p;
+    }
+    int64_t *tsbuf = (int64_t *)PyMem_Malloc((size_t)(total ? total : 1) * sizeof(int64_t));
+    if (tsbuf == NULL) { PyErr_NoMemory(); goto done; }
+    {
+        Py_ssize_t at = 0;
+        for (Py_ssize_t f = 0; f < k; f++) {
+            if (fs[f].pvs) continue;
+            PyObject **titems = PySequence_Fast_ITEMS(PyList_GET_ITEM(PyList_GET_ITEM(fields, f), 2));
+            fs[f].ts = tsbuf + at - fs[f].pos; /* indexed like the lists */
+            for (Py_ssize_t i = fs[f].pos; i < fs[f].end; i++) tsbuf[at++] = (int64_t)PyLong_AsLongLong(titems[i]);
+        }
+    }
+    b.cap = (total + packed_total) * (24 + prefix_len / 2) + prefix_len * 2 + 64;
+    b.obj = PyBytes_FromStringAndSize(NULL, b.cap);
+    if (b.obj == NULL) { PyMem_Free(tsbuf); goto done; }
+    b.buf = PyBytes_AS_STRING(b.obj);
+    Py_ssize_t lines = 0, values = 0;
+    Py_ssize_t *cur = (Py_ssize_t *)PyMem_Malloc((size_t)k * sizeof(Py_ssize_t));
+    if (cur == NULL) { PyErr_NoMemory(); PyMem_Free(tsbuf); goto done; }
+    for (Py_ssize_t f = 0; f < k; f++) cur[f] = fs[f].pos;
+    int rc = 0;
+    for (;;) {
+        int have = 0;
+        int64_t t = 0;
+        for (Py_ssize_t f = 0; f < k; f++) {
+            if (cur[f] < fs[f].end && (!have || fs[f].ts[cur[f]] < t)) { t = fs[f].ts[cur[f]]; have = 1; }
+        }
+        if (!have) break;
+        if (lp_reserve(&b, prefix_len + 1) < 0) { rc = -1; break; }
+        lp_put(&b, prefix, prefix_len);
+        int first = 1;
+        for (Py_ssize_t f = 0; f < k; f++) {
+            if (cur[f] >= fs[f].end || fs[f].ts[cur[f]] != t) continue;
+            if (lp_reserve(&b, fs[f].name_len + 1) < 0) { rc = -1; break; }
+            if (!first) b.buf[b.len++] = ',';
+            first = 0;
+            lp_put(&b, fs[f].name, fs[f].name_len);
+            rc = fs[f].pvs ? lp_value_packed(&b, fs[f].type, fs[f].pvs[cur[f]]) : lp_value(&b, fs[f].type, fs[f].vs[cur[f]]);
+            if (rc) break;
+            cur[f]++;
+            values++;
+        }
+        if (rc) break;
+        char tmp[24];
+        char *p = lp_i64(t, tmp + 23);
+        tmp[23] = '\n';
+        if (lp_reserve(&b, tmp + 24 - p + 1) < 0) { rc = -1; break; }
+        b.buf[b.len++] = ' ';
+        lp_put(&b, p, tmp + 24 - p);
+        lines++;
+    }
+    PyMem_Free(tsbuf);
+    if (rc) {
+        PyMem_Free(cur);
+        Py_CLEAR(b.obj);
+        if (rc < 0) goto done;
+        goto decline;
+    }
+    for (Py_ssize_t f = 0; f < k; f++) {
+        PyObject *np = PyLong_FromSsize_t(cur[f]);
+        if (np == NULL) { PyMem_Free(cur); goto done; } /* positions partly stored: an error, never a result */
+        PyList_SetItem(PyList_GET_ITEM(fields, f), 4, np);
+    }
+    PyMem_Free(cur);
+    if (_PyBytes_Resize(&b.obj, b.len) < 0) goto done;
+    result = Py_BuildValue("(Nnn)", b.obj, lines, values);
+    b.obj = NULL;
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(b.obj);
+    PyMem_Free(fs);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"block_count", block_count, METH_VARARGS, "block_count(buf, start, size, limit) -> count | -1 (-1: let tsm/block.py name the error)"},
     {"wal_candidate", wal_candidate, METH_VARARGS, "wal_candidate(data, start, max_payload, expansion) -> offset | -1"},
+    {"lp_window", lp_window, METH_VARARGS, "lp_window(prefix, fields, bound) -> (bytes, lines, values) | None (None: use the Python code)"},
+    {"lp_tables", lp_tables, METH_VARARGS, "lp_tables(pow5, inv_pow5) -> bool: the float formatter's tables"},
+    {"lp_float_repr", lp_float_repr, METH_O, "lp_float_repr(f) -> str | None: repr(f) as lp_window writes it"},
+    {"lp_decode", lp_decode, METH_VARARGS, "lp_decode(block, max_values) -> (type, int64 timestamps, 8-byte values) | None"},
     {"decode", decode, METH_VARARGS, "decode(section, count) -> list[float] | None (None: use the Python codec)"},
     {"encode", encode, METH_O, "encode(values) -> bytes | None (None: use the Python codec)"},
     {"s8b_decode", s8b_decode, METH_VARARGS, "s8b_decode(words, limit=-1) -> list[int] | None (None: more than limit values, or not whole words)"},

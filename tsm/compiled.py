@@ -16,6 +16,7 @@ _FUNCTIONS = (
     "scan_index", "index_frames",  # the TSM index
     "int64_order", "all_exact", "wrap_sums",  # list checks and running sums
     "wal_candidate", "block_count",  # WAL resynchronisation prefilter, a block's claimed count
+    "lp_window", "lp_decode", "lp_tables", "lp_float_repr",  # export's lines (archive/ops/lineproto.py)
 )
 
 _loaded: ModuleType | None

@@ -19,31 +19,38 @@ The data is what the source server served (:func:`~influx_archive.archive.source
 tombstones applied, newest file wins, WAL included), filtered by database, RP, measurement and
 ``start <= t <= end`` (inclusive). One line per (series, timestamp) with all its fields; values
 that line protocol cannot carry (NaN, ±Inf floats; strings with a newline, which the importer
-splits) are skipped and counted in :attr:`ExportResult.skipped`. Memory is bounded by one
-series of one shard.
+splits) are skipped and counted in :attr:`ExportResult.skipped`. A series is written one window
+at a time (:func:`_write_series`), so memory is bounded by one decoded block per field of a
+series, never by the length of a series; the lines are formatted by the compiled core where it is
+built (:func:`~influx_archive.archive.ops.lineproto.window_lines`, Python as the reference).
 """
 
 from __future__ import annotations
 
-import io
-import math
+import errno
+import itertools
 import os
 import shutil
+import stat
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ...meta.model import shard_group_range
-from ...tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
+from ...tsm.block import DEFAULT_MAX_VALUES
+from ...tsm.compiled import core
+from ...tsm.format.tsmfile import BLOCK_OFFSET
 from ...tsm.keys import key_slice, measurement_of, split_key
 from ...tsm.shard import RawFrame, ShardReader
 from ..errors import ArchiveError, UsageError
-from ..output import open_output, os_error, plan_file_output, source_roots
+from ..output import OutputFile, open_output, os_error, plan_file_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source
 from ..sources.shardview import open_shard_reader
 from ..spools import spool
 from ..timefmt import rfc3339
-from .lineproto import FORMATTERS, escape_field_key, influxql_duration, quote_ident
+from .lineproto import Skips, escape_field_key_bytes, influxql_duration, quote_ident, window_lines
 from .select import window_overlaps
 
 _MIN = -(1 << 63)
@@ -137,9 +144,10 @@ def export(
 ) -> ExportResult:
     """Write the export of ``src`` to the binary stream ``out``.
 
-    Formatting line protocol is Python-bound, so shards are exported by ``workers`` processes
-    (default: one per core) into temporary files that are appended in order; the output is the
-    same as a sequential export."""
+    Shards (each cut into ``workers`` slices at series boundaries) are exported by ``workers``
+    processes (default: one per core) into temporary files appended in order; the output is the
+    same as a sequential export (about 1.8x faster on two idle cores even with the compiled core,
+    since reading, checking and decoding blocks stays partly Python)."""
     if src.meta is None:
         raise UsageError("the source has no metastore: export needs a backup or a server root", path=src.path)
     if retention is not None and database is None:
@@ -150,16 +158,16 @@ def export(
     hi = _MAX if end is None else end
     groups = _selected_shards(src, database, retention, lo, hi)
     want = measurement.encode("utf-8") if measurement is not None else None
-    text = io.TextIOWrapper(out, encoding="utf-8", errors="surrogateescape", newline="\n", write_through=False)
+    sink = _Sink(out)
     res = ExportResult()
     rep = Reporter(progress, label="export")
     rep.start(sum(s.bytes + sum(w.size for w in s.wal) for _, _, shards in groups for s in shards))
     try:
         if not lp_only:
-            text.write(f"# INFLUXDB EXPORT: {rfc3339(lo)} - {rfc3339(hi)}\n# DDL\n")
+            sink.text(f"# INFLUXDB EXPORT: {rfc3339(lo)} - {rfc3339(hi)}\n# DDL\n")
             for line in ddl_lines(src, database, retention):
-                text.write(line + "\n")
-            text.write("# DML\n")
+                sink.text(line + "\n")
+            sink.text("# DML\n")
         jobs = [shard for _, _, shards in groups for shard in shards]
         n_workers = min(workers or os.cpu_count() or 1, len(jobs))
         parts = (
@@ -173,18 +181,17 @@ def export(
                 if not shards:
                     continue
                 if not lp_only:
-                    text.write(f"# CONTEXT-DATABASE:{db}\n# CONTEXT-RETENTION-POLICY:{rp}\n")
+                    sink.text(f"# CONTEXT-DATABASE:{db}\n# CONTEXT-RETENTION-POLICY:{rp}\n")
                 for shard in shards:
                     this += 1
                     if parts is None:
                         with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
-                            _export_shard(reader, text, lo, hi, want, res)
+                            _export_shard(reader, sink, lo, hi, want, res)
                     else:
-                        text.flush()
+                        sink.flush()
                         while parts.peek() is not None and parts.peek()[0] == this:
                             _, part_res, findings, path = next(parts)
-                            with open(path, "rb") as part:
-                                shutil.copyfileobj(part, out, 1 << 20)
+                            _append_part(path, out)
                             os.unlink(path)
                             res.merge(part_res)
                             src.findings.extend(findings)
@@ -193,11 +200,36 @@ def export(
         finally:
             if parts is not None:
                 parts.close()
-        text.flush()
+        sink.flush()
     finally:
-        text.detach()
         rep.end()
     return res
+
+
+def _append_part(path: str, out: BinaryIO) -> None:
+    """Append a worker's part file to ``out``: in the kernel (``sendfile``) when ``out`` is the
+    output primitive's file on a regular file (a third of the parent's CPU otherwise goes to
+    copying through user space), else through Python."""
+    with open(path, "rb") as part:
+        if type(out) is OutputFile:
+            out.flush()
+            fd = out.fileno()
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                size = os.fstat(part.fileno()).st_size
+                offset = 0
+                try:
+                    while offset < size:
+                        sent = os.sendfile(fd, part.fileno(), offset, size - offset)
+                        if sent == 0:
+                            break  # the part shrank under us: the rest goes through Python
+                        offset += sent
+                        out.raw.written += sent  # type: ignore[attr-defined]
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    # a file system without sendfile: the rest goes through Python
+                part.seek(offset)
+        shutil.copyfileobj(part, out, 1 << 20)
 
 
 class _Peekable:
@@ -236,11 +268,10 @@ def _export_part(
     seen = len(src.findings)
     res = ExportResult()
     with open(path, "wb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="\n")
+        sink = _Sink(raw)
         with open_shard_reader(src, shard, tmpdir=tmpdir) as reader:
-            _export_shard(reader, text, lo, hi, want, res, part)
-        text.flush()
-        text.detach()
+            _export_shard(reader, sink, lo, hi, want, res, part)
+        sink.flush()
     return res, src.findings[seen:], path
 
 
@@ -284,109 +315,148 @@ def _parallel_parts(
         _WORKER_SOURCE = None
 
 
-def _field_values(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[int, list[int], list]:
+class _Sink:
+    """Batches the many small texts of an export into writes of about a megabyte."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if len(data) >= _DIRECT:  # a window's lines: written as they are, not copied again
+            self.flush()
+            self._out.write(data)
+        elif data:
+            self._parts.append(data)
+            self._size += len(data)
+            if self._size >= _BATCH:
+                self.flush()
+
+    def text(self, line: str) -> None:
+        self.write(line.encode("utf-8", "surrogateescape"))
+
+    def flush(self) -> None:
+        if self._parts:
+            self._out.write(b"".join(self._parts))
+            self._parts = []
+            self._size = 0
+
+
+_BATCH = 1 << 20
+_DIRECT = 1 << 15
+
+
+def _ascending(ts: list[int], vs: list) -> tuple[list[int], list]:
+    """A field's chunk in time order (stored blocks always are; a damaged one is sorted, stably,
+    so that the window merge below always makes progress)."""
+    ts = ts if type(ts) is list else list(ts)
+    vs = vs if type(vs) is list else list(vs)
+    bad = core.int64_order(ts, False) if core is not None else None
+    if bad == -1 or (bad is None and all(a <= b for a, b in itertools.pairwise(ts))):
+        return ts, vs
+    order = sorted(range(len(ts)), key=ts.__getitem__)
+    return [ts[k] for k in order], [vs[k] for k in order]
+
+
+_Chunk = tuple[Any, Any, int, int]  # (timestamps, values, count, last timestamp)
+
+
+def _chunks(reader: ShardReader, key: bytes, lo: int, hi: int) -> tuple[int, Iterator[_Chunk]]:
+    """The key's block type and its values in ``[lo, hi]`` as ascending chunks (a block or a
+    merged window each), decoded one at a time. A stored block the compiled core decodes whole
+    stays packed (int64 timestamps and 8-byte values in two ``bytes``, see lineproto.py); anything
+    else is decoded by the Python code, which also names any damage."""
     block_type, parts = reader.iter_key(key, lo, hi)
-    ts: list[int] = []
-    vs: list = []
-    for part in parts:
-        if isinstance(part, RawFrame):
-            t, v = reader.decode_frame(key, part)
-            ts.extend(t)
-            vs.extend(v)
-        else:
-            ts.extend(part.timestamps)
-            vs.extend(part.values)
-    return block_type, ts, vs
+
+    def gen() -> Iterator[_Chunk]:
+        for part in parts:
+            if isinstance(part, RawFrame):
+                if core is not None and part.block_type == block_type:
+                    got = core.lp_decode(memoryview(part.frame)[BLOCK_OFFSET:], DEFAULT_MAX_VALUES)
+                    if got is not None and got[0] == block_type:
+                        n = len(got[1]) // 8
+                        yield got[1], got[2], n, int.from_bytes(got[1][-8:], sys.byteorder, signed=True)
+                        continue
+                ts, vs = reader.decode_frame(key, part)
+            else:
+                ts, vs = part.timestamps, part.values
+            if ts:
+                ts, vs = _ascending(ts, vs)
+                yield ts, vs, len(ts), ts[-1]
+
+    return block_type, gen()
+
+
+def _write_series(
+    reader: ShardReader, series: bytes, keys: list[tuple[bytes, bytes]], lo: int, hi: int, sink: _Sink,
+    res: ExportResult, skips: Skips,
+) -> None:
+    """One series' merged lines, one window at a time: each round writes every line up to the
+    smallest last timestamp of the fields' current chunks (so that field's chunk is used up and
+    the next one decoded), which keeps memory to one chunk per field however long the series."""
+    prefix = series + b" "
+    fields: list[list] = []
+    sources: list[Iterator[_Chunk]] = []
+    sizes: list[int] = []
+    lasts: list[int] = []
+    for name, key in keys:
+        block_type, chunks = _chunks(reader, key, lo, hi)
+        fields.append([escape_field_key_bytes(name) + b"=", block_type, [], [], 0])
+        sources.append(chunks)
+        sizes.append(0)
+        lasts.append(0)
+    live = list(range(len(fields)))
+    while True:
+        still = []
+        for i in live:
+            f = fields[i]
+            if f[4] >= sizes[i] or f[4] >= _count(f):  # used up (the Python merge may have unpacked it)
+                chunk = next(sources[i], None)
+                if chunk is None:
+                    f[2], f[3] = [], []
+                    continue
+                f[2], f[3], sizes[i], lasts[i] = chunk
+                f[4] = 0
+            still.append(i)
+        live = still
+        if not live:
+            return
+        window = [fields[i] for i in live]
+        bound = min(lasts[i] for i in live)
+        text, lines, values = window_lines(prefix, window, bound, skips)
+        sink.write(text)
+        res.lines += lines
+        res.values += values
+
+
+def _count(f: list) -> int:
+    return len(f[2]) // 8 if type(f[2]) is bytes else len(f[2])
 
 
 def _export_shard(
-    reader: ShardReader, text: io.TextIOWrapper, lo: int, hi: int, want: bytes | None, res: ExportResult,
+    reader: ShardReader, sink: _Sink, lo: int, hi: int, want: bytes | None, res: ExportResult,
     part: tuple[int, int] = (0, 1),
 ) -> None:
     """Write the shard's lines; ``part = (i, n)``: only the i-th of n slices of its keys, cut at
     series boundaries (so n workers can share one shard and the slices concatenate in order)."""
+    skips = Skips()
     series: bytes | None = None
-    fields: list[tuple[str, int, list[int], list]] = []
-
-    def flush() -> None:
-        if series is None or not fields:
-            return
-        _write_series(text, series.decode("utf-8", "surrogateescape"), fields, res)
-
+    fields: list[tuple[bytes, bytes]] = []
     keys = reader.keys() if part == (0, 1) else key_slice(list(reader.keys()), *part)
     for key in keys:
-        s, f = split_key(key)
         if want is not None and measurement_of(key) != want:
             continue
+        s, f = split_key(key)
         if s != series:
-            flush()
+            if series is not None and fields:
+                _write_series(reader, series, fields, lo, hi, sink, res, skips)
             series, fields = s, []
-        block_type, ts, vs = _field_values(reader, key, lo, hi)
-        if ts:
-            fields.append((escape_field_key(f.decode("utf-8", "surrogateescape")), block_type, ts, vs))
-    flush()
-
-
-def _column(res: ExportResult, series: str, name: str, btype: int, vs: list) -> list[str | None]:
-    """``name=value`` texts of one field's values, whole column at once (the hot path); None where
-    a value cannot be written as line protocol (counted in ``res``)."""
-    p = name + "="
-    if btype == FLOAT:
-        if all(map(math.isfinite, vs)):
-            return [p + r for r in map(repr, vs)]
-    elif btype == INTEGER:
-        return [f"{p}{v}i" for v in vs]
-    elif btype == UNSIGNED:
-        return [f"{p}{v}u" for v in vs]
-    elif btype == BOOLEAN:
-        yes, no = p + "true", p + "false"
-        return [yes if v else no for v in vs]
-    return [_checked(res, series, name, btype, FORMATTERS[btype], v) for v in vs]
-
-
-def _write_series(
-    text: io.TextIOWrapper, series: str, fields: list[tuple[str, int, list[int], list]], res: ExportResult
-) -> None:
-    prefix = series + " "
-    if len(fields) == 1 or all(f[2] == fields[0][2] for f in fields[1:]):
-        # every field has the same timestamps (the common case): zip the columns
-        ts = fields[0][2]
-        cols = [_column(res, series, name, btype, vs) for name, btype, _, vs in fields]
-        if any(None in c for c in cols):
-            rows = [[c for c in row if c is not None] for row in zip(*cols)]
-            out = [f"{prefix}{','.join(r)} {t}\n" for r, t in zip(rows, ts) if r]
-            res.values += sum(len(r) for r in rows)
-        elif len(cols) == 1:
-            out = [f"{prefix}{a} {t}\n" for a, t in zip(cols[0], ts)]
-            res.values += len(ts)
-        elif len(cols) == 2:
-            out = [f"{prefix}{a},{b} {t}\n" for a, b, t in zip(cols[0], cols[1], ts)]
-            res.values += 2 * len(ts)
-        else:
-            out = [f"{prefix}{','.join(r)} {t}\n" for r, t in zip(zip(*cols), ts)]
-            res.values += len(cols) * len(ts)
-    else:
-        merged: dict[int, list[str]] = {}
-        for name, btype, ts, vs in fields:
-            for t, value in zip(ts, _column(res, series, name, btype, vs)):
-                if value is not None:
-                    merged.setdefault(t, []).append(value)
-        out = [f"{prefix}{','.join(merged[t])} {t}\n" for t in sorted(merged)]
-        res.values += sum(len(v) for v in merged.values())
-    res.lines += len(out)
-    text.write("".join(out))
-
-
-def _checked(res: ExportResult, series: str, name: str, btype: int, fmt, v) -> str | None:
-    value = fmt(v)
-    if value is None or (btype == STRING and "\n" in value):
-        res.skipped_values += 1
-        what = "NaN/Inf float" if value is None else "string with a newline"
-        note = f"{series} field {name}: {what} values cannot be imported as line protocol; skipped"
-        if note not in res.skipped:
-            res.skipped.append(note)
-        return None
-    return f"{name}={value}"
+        fields.append((f, key))
+    if series is not None and fields:
+        _write_series(reader, series, fields, lo, hi, sink, res, skips)
+    res.skipped_values += skips.values
+    res.skipped.extend(n for n in skips.notes if n not in res.skipped)
 
 
 def export_to_path(src: Source, path: str, *, compress: bool = False, force: bool = False, **kw) -> ExportResult:
