@@ -1,4 +1,5 @@
-"""convert / trim copy each TSM file that needs no change byte for byte (issue 15).
+"""convert / trim copy each TSM file that needs no change byte for byte, and store portable
+members whose data does not compress (issue 15).
 
 A generator builds legacy backups of shards holding 1..4 TSM files (overlapping or not), random
 tombstones (whole keys, ranges inside, across and outside a file), random ``--start/--end`` cuts
@@ -17,14 +18,19 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import random
+import struct
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from influx_archive.archive.ops.convert import convert
-from influx_archive.archive.ops.tarwrite import TarWriter
+from influx_archive.archive.ops.tarwrite import GzipSink, TarWriter
 from influx_archive.archive.sources import open_source
 from influx_archive.archive.sources.shardview import open_shard_reader
 from influx_archive.meta import files as metafiles
@@ -321,3 +327,95 @@ def test_untouched_files_are_copied_and_answers_kept(tmp_path: Path, seed: int) 
     assert copied >= len(case.must_copy(lo, hi) & set(members))
     if not expected:
         assert result.shards == []
+
+
+# ---- incompressible data stored -------------------------------------------------------------------
+
+_KINDS = st.sampled_from(["random", "text", "zeros", "random-then-text", "text-then-random"])
+
+
+def _data(kind: str, seed: int, n: int) -> bytes:
+    rng = random.Random(seed)
+    noise = rng.randbytes(n)
+    text = (b"cpu,host=server%d usage=%d\n" % (seed, seed) * (n // 20 + 1))[:n]
+    return {"random": noise, "text": text, "zeros": bytes(n), "random-then-text": noise[: n // 2] + text[n // 2 :],
+            "text-then-random": text[: n // 2] + noise[n // 2 :]}[kind]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.tuples(_KINDS, st.integers(0, 3 << 20)), min_size=1, max_size=3),
+       level=st.integers(0, 9), seed=st.integers(0, 1 << 30), chunk=st.sampled_from([1, 511, 4096, 70_000, 1 << 20]))
+def test_gzip_members_every_reader_accepts(tmp_path: Path, kinds, level: int, seed: int, chunk: int) -> None:
+    """Random, compressible and mixed members, at every level and write size: the .tar.gz holds
+    the exact tar for Python's gzip, ``gzip -t`` and ``tar -tzf``; what does not compress is stored."""
+    plain = io.BytesIO()
+    ref = TarWriter(plain)
+    path = tmp_path / f"m{seed}.tar.gz"
+    path.unlink(missing_ok=True)
+    names = []
+    with open(path, "xb") as raw:
+        sink = GzipSink(raw, level=level, filename=path.name[:-3])
+
+        class Split:  # hands the sink writes of ``chunk`` bytes, as readers of any size do
+            def write(self, data) -> None:
+                mv = memoryview(data)
+                for i in range(0, len(mv), chunk):
+                    sink.write(mv[i : i + chunk])
+
+        tar = TarWriter(Split())  # type: ignore[arg-type]
+        for i, (kind, n) in enumerate(kinds):
+            data = _data(kind, seed + i, n)
+            names.append(f"db/rp/1/{i:09d}-000000001.tsm")
+            tar.add(names[-1], n, io.BytesIO(data), mtime=0)
+            ref.add(names[-1], n, io.BytesIO(data), mtime=0)
+        tar.close()
+        ref.close()
+        sink.close()
+    blob = path.read_bytes()
+    assert gzip.decompress(blob) == plain.getvalue()
+    assert subprocess.run(["gzip", "-t", str(path)], capture_output=True).returncode == 0
+    listed = subprocess.run(["tar", "-tzf", str(path)], capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout.split() == names
+    c = sink.compression
+    assert c is not None
+    first = _data(kinds[0][0], seed, kinds[0][1])
+    if level == 0:
+        assert c.method == "stored"
+    elif len(plain.getvalue()) >= 64 << 10 and kinds[0][0] == "random" and kinds[0][1] >= 1 << 20:
+        assert c.method == "stored" and c.ratio is not None and c.ratio > 0.9  # the sample is noise
+    elif kinds[0][0] in ("text", "zeros") and kinds[0][1] >= 1 << 20:
+        assert c.method != "stored" and len(blob) < len(plain.getvalue()) // 2
+    if c.method == "stored":  # stored blocks: the tar plus a few bytes per 64 KiB
+        assert len(blob) <= len(plain.getvalue()) + 5 * (len(plain.getvalue()) // 65535 + 2) + 64
+    del first
+
+
+def test_portable_dry_run_names_the_compression(tmp_path: Path, cli) -> None:
+    """A shard of random values is planned and written stored, a compressible one compressed;
+    ``--dry-run`` says so in text and JSON, and ``--compress-level 0`` stores everything."""
+    rng = random.Random(7)
+    case = Case(rng, tmp_path)
+    def noise(typ: int):  # every bit random (NaN aside): nothing a compressor can find
+        while typ == FLOAT:
+            v = struct.unpack("<d", rng.randbytes(8))[0]
+            if v == v:
+                return v
+        return rng.getrandbits(63) - (1 << 62)
+
+    noisy = {key: {G0 + i * 10**9: noise(typ) for i in range(60_000)}
+             for key, typ in KEYS.items()}
+    case.tars[0].append(("000000001-000000001.tsm", _tsm(noisy)))
+    src = case.write()
+    proc = cli("convert", str(src), str(tmp_path / "o"), "--to", "portable", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "compression: stored (incompressible: sample ratio" in proc.stdout
+    proc = cli("convert", str(src), str(tmp_path / "o"), "--to", "portable", "--json")
+    assert proc.returncode == 0, proc.stderr
+    shard = json.loads(proc.stdout)["shards"][0]
+    assert shard["compression"]["method"] == "stored" and shard["copied"] == 1
+    blob = (tmp_path / "o" / shard["file_name"]).read_bytes()
+    assert len(gzip.decompress(blob)) == shard["tar_size"]
+    proc = cli("convert", str(src), str(tmp_path / "z"), "--to", "portable", "--compress-level", "0", "--dry-run",
+               "--json")
+    plan = json.loads(proc.stdout)["plan"]
+    assert plan["shards"][0]["compression"]["text"] == "stored (level 0)"

@@ -12,7 +12,8 @@ data that does not compress are written as *stored* deflate blocks (:class:`Stor
 still one valid gzip member (RFC 1951 §3.2.4 block type 00; docs/formats.md#portable-tar-gz) that
 every reader accepts, written at memory speed. :class:`GzipSink` decides per member: it holds
 the first :data:`SAMPLE_BYTES` of the stream, compresses that sample once and stores the member
-when the sample shrinks to no less than :data:`STORE_RATIO` of its size (TSM blocks of random
+when the sample shrinks to no less than :data:`STORE_RATIO` of its size (members under
+:data:`MIN_SAMPLE` are always compressed) (TSM blocks of random
 floats and integers are already packed: compressing them costs CPU and saves nothing).
 """
 
@@ -91,6 +92,8 @@ class TarWriter:
 SAMPLE_BYTES = 1 << 20
 #: a sample that compresses to no less than this fraction of its size is stored
 STORE_RATIO = 0.9
+#: a member smaller than this is compressed whatever its ratio (nothing to win by storing it)
+MIN_SAMPLE = 64 << 10
 #: payload of one stored deflate block (its LEN field is 16 bits)
 STORED_BLOCK = 0xFFFF
 
@@ -121,13 +124,14 @@ def _compressor(level: int) -> str:
 
 def choose_compression(level: int, sample: bytes | bytearray | memoryview | None) -> Compression:
     """The strategy for a member at ``level`` whose first bytes are ``sample`` (``None``: not
-    sampled, the compressor of that level). Level 0 is always stored; an empty sample compresses."""
+    sampled, the compressor of that level). Level 0 is always stored; a sample under
+    :data:`MIN_SAMPLE` bytes (a whole small member) compresses."""
     if not 0 <= level <= 9:
         raise ValueError("gzip level must be 0..9")
     if level == 0:
         return Compression("stored", 0)
     method = _compressor(level)
-    if sample is None or not len(sample):
+    if sample is None or len(sample) < MIN_SAMPLE:
         return Compression(method, level)
     part = memoryview(sample)[:SAMPLE_BYTES]
     packer = _isal_zlib.compress if method == "isal" else zlib.compress
