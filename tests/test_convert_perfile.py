@@ -19,10 +19,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import random
 import struct
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -419,3 +421,143 @@ def test_portable_dry_run_names_the_compression(tmp_path: Path, cli) -> None:
                "--json")
     plan = json.loads(proc.stdout)["plan"]
     assert plan["shards"][0]["compression"]["text"] == "stored (level 0)"
+
+
+# ---- interop: a real influxd's level-1 files, tombstones, its own restore -------------------------
+
+DAY = 24 * HOUR
+
+
+def _shard_dirs(server) -> list[Path]:
+    return sorted(p for p in (server.data_dir / "pf" / "autogen").iterdir() if p.is_dir())
+
+
+def _wait_files(server, n: int, timeout: float = 60) -> None:
+    """Until every shard holds ``n`` TSM files and the WAL is empty (each batch snapshotted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dirs = _shard_dirs(server) if (server.data_dir / "pf" / "autogen").exists() else []
+        if dirs and all(len(list(d.glob("*.tsm"))) == n for d in dirs) and all(
+                w.stat().st_size == 0 for w in server.wal_dir.rglob("*.wal")):
+            return
+        assert time.monotonic() < deadline, f"no {n} level-1 files per shard: {[sorted(os.listdir(d)) for d in dirs]}"
+        time.sleep(0.2)
+
+
+def _block_compactions(server) -> None:
+    """influxd compacts a file with a tombstone within a second; an empty ``<gen>-<seq>.tsm.tmp``
+    for every output name it could use makes each attempt abort (influxd opens it O_EXCL)."""
+    for d in _shard_dirs(server):
+        for tsm in d.glob("*.tsm"):
+            g, s = naming.order_key(tsm.name)
+            for seq in range(s + 1, s + 6):
+                (d / f"{naming.tsm_name(g, seq)}.tmp").touch()
+
+
+def _lines(rng: random.Random, base: int, batch: int, step: int = 10 * 10**9) -> str:
+    out = []
+    lo = base + batch * 2 * HOUR
+    times = range(lo, lo + 2 * HOUR, step)
+    if batch == 2:  # overwrite part of batch 0: the newest file must win
+        times = list(times) + list(range(base, base + 20 * step, step))
+    for host in range(5):
+        for t in times:
+            out.append(f"m,host=h{host} f={rng.random() * 1e6!r},i={rng.getrandbits(40)}i,"
+                       f"s=\"{rng.getrandbits(64):x}\",b={'true' if rng.random() < .5 else 'false'} {t}")
+    return "\n".join(out)
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+def test_level1_files_and_tombstones_round_trip_through_influxd(tmp_path, influxd_factory, cli) -> None:
+    """Two shards of three level-1 TSM files each (one snapshot per batch), a range delete in
+    one file of each: influxd's backup -portable and our offline backup, converted to legacy and
+    portable (stored deflate too) and trimmed, restored by influxd's own restore: every point,
+    and the untouched files byte for byte."""
+    import influxd as harness
+    from test_convert import RESTORED, restrict
+
+    rng = random.Random(15)
+    base_a = G0 - 10 * WEEK + DAY  # inside one shard group; base_b one group later
+    base_b = base_a + WEEK
+    server = influxd_factory(extra={"data.cache-snapshot-memory-size": "1k",
+                                    "data.compact-full-write-cold-duration": "24h"})
+    server.execute("CREATE DATABASE pf")
+    for batch in range(3):
+        server.write(_lines(rng, base_a, batch) + "\n" + _lines(rng, base_b, batch), db="pf")
+        _wait_files(server, batch + 1)
+    _block_compactions(server)
+    a_mid = base_a + 2 * HOUR  # batch 1 of shard A
+    server.execute(f"DELETE FROM m WHERE host = 'h1' AND time >= {a_mid + 10 * 60 * 10**9} "
+                   f"AND time <= {a_mid + 40 * 60 * 10**9}", db="pf")
+    server.execute(f"DELETE FROM m WHERE host = 'h4' AND time >= {base_b + 4 * HOUR + HOUR}", db="pf")
+    # influxd writes the tombstone to every file whose time range meets the delete's
+    tombed = {(d.name, p.name[: -len("tombstone")] + "tsm") for d in _shard_dirs(server) for p in d.glob("*.tombstone")}
+    assert {d for d, _ in tombed} == {d.name for d in _shard_dirs(server)}, tombed
+    truth = harness.without_dead_fields(server.dump())
+    portable = tmp_path / "influxd-portable"
+    proc = server.backup(portable, "-portable")
+    assert proc.returncode == 0, proc.stderr
+    server.stop()
+    originals = {}
+    for d in _shard_dirs(server):
+        for p in d.glob("*.tsm.tmp"):
+            p.unlink()
+        originals.update({(d.name, p.name): p.read_bytes() for p in d.glob("*.tsm")})
+    assert len(originals) == 6
+    untouched = {k: v for k, v in originals.items() if k not in tombed}
+    assert untouched
+    ours = tmp_path / "ours"
+    proc = cli("backup", str(server.root), str(ours), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert sum(s["copied"] for s in json.loads(proc.stdout)["shards"]) >= len(untouched)
+
+    # influxd's portable backup -> legacy, restored offline by influxd
+    legacy = tmp_path / "legacy"
+    proc = cli("convert", str(portable), str(legacy), "--to", "legacy", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    written: dict[tuple[str, str], bytes] = {}
+    for s in result["shards"]:
+        assert s["rewritten"] >= 1 and s["copied"] >= 1
+        with tarfile.open(legacy / s["file_name"]) as tf:
+            for m in tf.getmembers():
+                f = tf.extractfile(m)
+                assert f is not None
+                _db, _rp, sid, name = m.name.split("/")
+                written[(sid, name)] = f.read()
+    assert set(written) == set(originals)  # every file keeps its name (the source's shard ids)
+    for k, data in untouched.items():
+        assert written[k] == data, k  # the untouched level-1 files, byte for byte
+    assert sum(s["copied"] for s in result["shards"]) == len(untouched)
+    root = tmp_path / "restored-legacy"
+    proc = harness.restore_offline(legacy, root / "meta", root / "data", "-database", "pf")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    restored = influxd_factory(root)
+    assert harness.compare_when_settled(restored, truth, databases=["pf"], sections=RESTORED) == []
+
+    # trim: starts inside shard A's middle file, ends inside shard B's first file
+    lo, hi = a_mid + HOUR, base_b + HOUR
+    trimmed = tmp_path / "trimmed"
+    proc = cli("trim", str(portable), str(trimmed), "--start", str(lo), "--end", str(hi), "--json")
+    assert proc.returncode == 0, proc.stderr
+    shards = json.loads(proc.stdout)["shards"]
+    assert all(s["dropped_files"] >= 1 and s["copied"] + s["rewritten"] + s["dropped_files"] == 3 for s in shards)
+    restored = influxd_factory()
+    proc = restored.restore_portable(trimmed)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert harness.compare_when_settled(restored, restrict(truth, lo, hi), databases=["pf"], sections=RESTORED) == []
+
+    # our offline backup -> portable of stored deflate blocks, restored by influxd restore -portable
+    stored = tmp_path / "stored"
+    proc = cli("convert", str(ours), str(stored), "--to", "portable", "--compress-level", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    for s in json.loads(proc.stdout)["shards"]:
+        assert s["compression"]["method"] == "stored" and s["copied"] == 3
+        blob = (stored / s["file_name"]).read_bytes()
+        head = blob.index(b"\0", 10) + 1  # after the FNAME field
+        assert blob[3] & 0x08 and blob[head] & 0x06 == 0  # a stored deflate block first
+    restored = influxd_factory()
+    proc = restored.restore_portable(stored)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert harness.compare_when_settled(restored, truth, databases=["pf"], sections=RESTORED) == []
