@@ -97,7 +97,10 @@ _rp_opt = typer.Option(None, "--retention", "--rp", help="Only this retention po
 _shard_opt = typer.Option(None, "--shard", help="Only this shard id.")
 _newdb_opt = typer.Option(None, "--newdb", help="Rename --database in the output.")
 _newrp_opt = typer.Option(None, "--newrp", help="Rename --retention in the output.")
-_level_opt = typer.Option(1, "--compress-level", help="gzip level 0-9 for portable output (0-3 use ISA-L, fastest).")
+_level_opt = typer.Option(
+    1, "--compress-level",
+    help="gzip level 0-9 for portable output (1-3 ISA-L, 4-9 zlib, 0 stored; data that does not compress is "
+         "stored at any level).")
 _dry_opt = typer.Option(False, "--dry-run", help="Print the plan and write nothing.")
 _json_opt = typer.Option(False, "--json", help="Print the plan / result as JSON.")
 _salvage_opt = typer.Option(False, "--salvage", help=SALVAGE_HELP)
