@@ -240,6 +240,8 @@ def _one_file(cfg: ShardSettings, shard: Shard, layer: Layer, got: list, opened,
         if layer.tomb is not None:
             advance(layer.tomb.size)
         members = _copy_members(cfg.source, layer.tsm, readers[0], opened, wdir, stack)
+        if not members or not members[0][3]:  # nothing streamed from the source: salvaged or left out
+            advance(layer.tsm.size)
         return ("copied" if members else "dropped_files"), members
     os.mkdir(wdir)
     g, s = naming.order_key(layer.name)
