@@ -9,7 +9,10 @@ that barely compress) x 3,600 points 1 s apart per shard = 7.2 M values. Each sh
 
 Timed, alternating, ``--runs`` times each (the machine is shared: compare ratios of the same run):
 ``influxd backup -portable`` of the live server, ``influx-archive convert`` of influxd's legacy
-backup of it to portable, and ``influx-archive trim`` of 20 minutes inside one shard.
+backup of it to portable, ``influx-archive trim`` of 20 minutes inside one shard, and
+``influx-archive --help`` (the start-up every verb pays). Wall time and CPU time (for influxd's
+backup: the client's plus what the server spent streaming it, from ``/proc/<pid>/stat``) are both
+reported: on a loaded machine the CPU ratio is the steadier one.
 
     python bench/convert_levels.py [--runs 3]
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -78,10 +82,23 @@ def build() -> Path:
     return d
 
 
-def timed(argv: list[str]) -> float:
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(argv: list[str], server_pid: int | None = None) -> tuple[float, float]:
+    """(wall s, CPU s of the command and, for influxd's backup, of the server that streams it)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    srv = _proc_cpu(server_pid) if server_pid else 0.0
     t = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    if server_pid:
+        cpu += _proc_cpu(server_pid) - srv
+    return wall, cpu
 
 
 def main() -> int:
@@ -94,24 +111,31 @@ def main() -> int:
     exe = shutil.which("influx-archive") or str(Path(sys.executable).parent / "influx-archive")
     work = d / "work"
     lo = START + 2 * HOUR + 30 * 60 * 10**9
-    times: dict[str, list[float]] = {"influxd backup -portable": [], "convert legacy->portable": [], "trim 20 min": []}
+    times: dict[str, list[tuple[float, float]]] = {
+        "influxd backup -portable": [], "convert legacy->portable": [], "trim 20 min": [], "--help (start-up)": []}
     with _server(d / "server").start() as server:
         for _ in range(args.runs):
             for what in times:
                 shutil.rmtree(work, ignore_errors=True)
+                pid = None
                 if what.startswith("influxd"):
                     argv = [server.binary, "backup", "-portable", "-host", server.host, str(work)]
+                    pid = server.pid
+                elif what.startswith("--help"):
+                    argv = [exe, "--help"]
                 elif what.startswith("convert"):
                     argv = [exe, "convert", str(d / "legacy"), str(work), "--to", "portable"]
                 else:
                     argv = [exe, "trim", str(d / "legacy"), str(work), "--start", str(lo),
                             "--end", str(lo + 20 * 60 * 10**9)]
-                times[what].append(timed(argv))
+                times[what].append(timed(argv, pid))
     shutil.rmtree(work, ignore_errors=True)
-    ref = statistics.median(times["influxd backup -portable"])
+    ref = [statistics.median(x[i] for x in times["influxd backup -portable"]) for i in (0, 1)]
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall ratios are noisy when loaded)")
     for what, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{what:28s} median {med:6.2f} s  runs {' '.join(f'{t:.2f}' for t in ts)}  ratio {med / ref:.2f}")
+        wall, cpu = (statistics.median(x[i] for x in ts) for i in (0, 1))
+        print(f"{what:26s} wall {wall:5.2f} s (ratio {wall / ref[0]:.2f})  CPU {cpu:5.2f} s (ratio {cpu / ref[1]:.2f})"
+              f"  runs {' '.join(f'{w:.2f}' for w, _ in ts)}")
     return 0
 
 

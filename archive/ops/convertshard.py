@@ -57,6 +57,8 @@ COPY, REWRITE, CHECK = "copy", "rewrite", "check"
 #: sequence numbers reserved per worker of a split rewrite: worker i writes (g, s + i * SEQ_STRIDE + k)
 SEQ_STRIDE = 1000
 _NO_ROLL = 1 << 62  # an older file's rewrite never rolls over on size (see the module docstring)
+#: a newest file smaller than this is rewritten in-process: forking and reopening cost more
+SPLIT_MIN_BYTES = 16 << 20
 
 
 @dataclass
@@ -245,7 +247,7 @@ def _one_file(cfg: ShardSettings, shard: Shard, layer: Layer, got: list, opened,
         return ("copied" if members else "dropped_files"), members
     os.mkdir(wdir)
     g, s = naming.order_key(layer.name)
-    if split > 1:
+    if split > 1 and layer.tsm.size >= SPLIT_MIN_BYTES:
         written = _rewrite_in_processes(cfg, shard, layer, wdir, g, s, split)
     else:
         damaged: list[ArchiveError] | None = [] if cfg.source.salvage else None
