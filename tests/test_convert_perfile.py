@@ -58,14 +58,14 @@ KEYS = {b"cpu,host=a#!~#usage": FLOAT, b"cpu,host=b#!~#usage": FLOAT, b"mem,host
 Content = dict[bytes, dict[int, object]]  # key -> time -> value
 
 
-def _tsm(content: Content) -> bytes:
+def _tsm(content: Content, types: dict[bytes, int] = KEYS) -> bytes:
     buf = io.BytesIO()
     w = TSMWriter(buf)
     for key in sorted(content):
         pts = content[key]
         if pts:
             ts = sorted(pts)
-            w.write_values(key, KEYS[key], ts, [pts[t] for t in ts])
+            w.write_values(key, types[key], ts, [pts[t] for t in ts])
     w.close()
     return buf.getvalue()
 
@@ -331,6 +331,39 @@ def test_untouched_files_are_copied_and_answers_kept(tmp_path: Path, seed: int) 
         assert result.shards == []
 
 
+@pytest.mark.parametrize("files", [2, 3, 4])
+@pytest.mark.parametrize("variant", ["conflict", "conflict-cut-away", "earlier-dropped"])
+def test_a_key_typed_differently_in_two_files_is_refused(tmp_path: Path, cli, files: int, variant: str) -> None:
+    """Each file handled alone must still refuse what reading them together refuses: one key
+    float in one file and integer in another (influxd can neither serve nor compact it) — also
+    when the range leaves only one of them. A key the earlier file's tombstone removes wholly
+    (DROP SERIES, then written again with another type) is no conflict."""
+    rng = random.Random(files * 10 + len(variant))
+    case = Case(rng, tmp_path)
+    key = b"cpu,host=a#!~#usage"
+    names = [case.add_file(0, tombstone=False) for _ in range(files)]
+    retyped = names[-1] if variant == "earlier-dropped" else names[rng.randrange(1, files)]
+    content = {key: {t: rng.getrandbits(40) for t in (G0 + WEEK - HOUR + i for i in range(5))}}
+    case.tars[0] = [(n, d) for n, d in case.tars[0] if n != retyped]
+    case.tars[0].append((retyped, _tsm(content, {key: INTEGER})))
+    if variant == "earlier-dropped":
+        for n in names:
+            if n < retyped and key in case.files[n]:
+                case.set_tomb(0, n, [Tombstone(key, MIN, MAX)])
+    src = case.write()
+    args = ["--start", str(G0 + WEEK - HOUR)] if variant == "conflict-cut-away" else []
+    proc = cli("convert", str(src), str(tmp_path / "o"), "--to", "legacy", *args)
+    earlier = any(key in case.files[n] for n in names if n != retyped)
+    if variant == "earlier-dropped" or not earlier:
+        assert proc.returncode == 0, proc.stderr
+        got = _read_back(tmp_path / "o")
+        assert got.get(key, {}) == content[key]
+    else:
+        assert proc.returncode == 1 and "influxd cannot serve or compact it" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert not (tmp_path / "o").exists()
+
+
 # ---- incompressible data stored -------------------------------------------------------------------
 
 _KINDS = st.sampled_from(["random", "text", "zeros", "random-then-text", "text-then-random"])
@@ -344,6 +377,7 @@ def _data(kind: str, seed: int, n: int) -> bytes:
             "text-then-random": text[: n // 2] + noise[n // 2 :]}[kind]
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kinds=st.lists(st.tuples(_KINDS, st.integers(0, 3 << 20)), min_size=1, max_size=3),
        level=st.integers(0, 9), seed=st.integers(0, 1 << 30), chunk=st.sampled_from([1, 511, 4096, 70_000, 1 << 20]))
@@ -380,16 +414,16 @@ def test_gzip_members_every_reader_accepts(tmp_path: Path, kinds, level: int, se
     assert listed.returncode == 0 and listed.stdout.split() == names
     c = sink.compression
     assert c is not None
-    first = _data(kinds[0][0], seed, kinds[0][1])
     if level == 0:
         assert c.method == "stored"
     elif len(plain.getvalue()) >= 64 << 10 and kinds[0][0] == "random" and kinds[0][1] >= 1 << 20:
         assert c.method == "stored" and c.ratio is not None and c.ratio > 0.9  # the sample is noise
     elif kinds[0][0] in ("text", "zeros") and kinds[0][1] >= 1 << 20:
-        assert c.method != "stored" and len(blob) < len(plain.getvalue()) // 2
+        assert c.method != "stored"
+        if len(kinds) == 1:
+            assert len(blob) < len(plain.getvalue()) // 2
     if c.method == "stored":  # stored blocks: the tar plus a few bytes per 64 KiB
         assert len(blob) <= len(plain.getvalue()) + 5 * (len(plain.getvalue()) // 65535 + 2) + 64
-    del first
 
 
 def test_portable_dry_run_names_the_compression(tmp_path: Path, cli) -> None:

@@ -38,11 +38,12 @@ from typing import Any
 
 from ...meta import files as metafiles
 from ...tsm import naming
+from ...tsm.block import BLOCK_TYPE_NAMES
 from ...tsm.keys import key_slice
 from ...tsm.reader import TSMReader
 from ...tsm.shard import ShardReader
 from ...tsm.tombstone import TombstoneSet
-from ..errors import ArchiveError, UnsupportedError, show
+from ..errors import ArchiveError, FormatError, UnsupportedError, show
 from ..findings import BLOCK_LEFT_OUT, ERROR, FILE_LEFT_OUT, Finding
 from ..sources import Shard, Source
 from ..sources.model import Layer, ShardFile
@@ -165,6 +166,8 @@ def convert_shard(
             parts = load_shard_files(opened, shard, salvage=cfg.source.salvage, findings=cfg.source.findings)
             layers = shard.layers()
             groups = _group(parts.layers, layers)
+            if sum(1 for g in groups if g) + (parts.cache is not None) > 1:
+                _check_types(groups, parts.cache)
             counts = {"copied": 0, "rewritten": 0, "dropped_files": 0}
             members: list[Member] = []
             for i, layer in enumerate(layers):
@@ -200,6 +203,38 @@ def _group(flat: list[tuple[TSMReader, TombstoneSet | None]], layers: list[Layer
     for reader, tset in flat:
         out[where[str(reader.name)]].append((reader, tset))
     return out
+
+
+def _check_types(groups: list[list], cache) -> None:
+    """One block type per key across the shard's files and WAL (a key a file's tombstone removes
+    wholly does not count there), as when the files are read together: a file copied or rewritten
+    alone would otherwise carry a conflict influxd cannot serve or compact. One file's key types
+    are held at a time besides the first type seen per key."""
+    seen: dict[bytes, tuple[int, str]] = {}
+
+    def check(key: bytes, typ: int, where: str) -> None:
+        first = seen.setdefault(key, (typ, where))
+        if first[0] != typ:
+            raise FormatError(
+                f"key {show(key)} is {BLOCK_TYPE_NAMES.get(first[0], first[0])} in {first[1]} but "
+                f"{BLOCK_TYPE_NAMES.get(typ, typ)} in {where}; influxd cannot serve or compact it",
+                path=where if where != "the WAL cache" else None, field="block type")
+
+    for got in groups:
+        for reader, tset in got:
+            types = {key: bt for _off, _size, key, bt in reader.frames()}
+            if tset is not None:
+                for key in tset.keys():
+                    if key in types:
+                        entries = reader.entries(key)
+                        if tset.key_deleted_fully(key, entries[0].min_time, max(e.max_time for e in entries)):
+                            del types[key]
+            where = str(reader.name)
+            for key, typ in types.items():
+                check(key, typ, where)
+    if cache is not None:
+        for key in cache.keys():
+            check(key, cache.block_type(key), "the WAL cache")
 
 
 def _size(layer: Layer) -> int:
@@ -270,9 +305,8 @@ def _write_keys(reader: ShardReader, wdir: Path, g: int, s: int, cfg: ShardSetti
             out.write_key(reader, key, cfg.start, cfg.end)
             if nxt is not None and (g, out.sequence) >= nxt:
                 raise UnsupportedError(
-                    f"rewriting {naming.tsm_name(g, s)} alone needs more files than there are free names before "
-                    f"{naming.tsm_name(*nxt)} (key {show(key)} has more blocks than one file holds)",
-                    path=str(wdir))
+                    f"rewriting TSM file {naming.tsm_name(g, s)} alone needs more files than there are free names "
+                    f"before {naming.tsm_name(*nxt)} (key {show(key)} has more blocks than one file holds)")
         return out.close()
     except BaseException:
         out.abort()
