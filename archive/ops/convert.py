@@ -166,7 +166,9 @@ def plan_convert(
             continue
         tdb, trp = selection.target_names(ref.db.name, ref.rp.name)
         steps = plan_steps(shard, _inside(shard, start, end))
-        compression = sample_compression(shard, compress_level) if to == "portable" else None
+        # a sealed archive's containers exist only while their shard is open: decided when written
+        sample = to == "portable" and (not src.sequential or compress_level == 0)
+        compression = sample_compression(shard, compress_level) if sample else None
         jobs.append(ShardJob(shard, tdb, trp, steps, compression))
     for s in src.shards:
         if (s.files or s.wal) and s.id not in live and selection.keeps(*s.key):
