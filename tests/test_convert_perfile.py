@@ -304,8 +304,15 @@ def _cut(rng: random.Random, case: Case) -> tuple[int | None, int | None]:
     return None, rng.randrange(edges[0], edges[-1] + 1)
 
 
-@pytest.mark.parametrize("seed", range(100))
-def test_untouched_files_are_copied_and_answers_kept(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("seed", [*range(100), *(f"split-{i}" for i in range(20))])
+def test_untouched_files_are_copied_and_answers_kept(tmp_path: Path, seed, monkeypatch) -> None:
+    """(``split-N``: the rewrites of the one shard shared out to forked processes, as for a large
+    shard on a machine with several cores.)"""
+    if isinstance(seed, str):
+        from influx_archive.archive.ops import convertshard
+
+        monkeypatch.setattr(convertshard, "SPLIT_MIN_BYTES", 0)
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
     rng = random.Random(seed)
     case = Case(rng, tmp_path)
     for _ in range(rng.randint(1, 4)):

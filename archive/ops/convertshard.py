@@ -21,8 +21,10 @@ order, and the answers stay the same:
 * a live root's WAL becomes new TSM files in the generation above every file of the shard (the
   cache outranks every file in influxd, and so does the newest generation).
 
-Never are files that need nothing merged. For one shard left to rewrite (a trim inside one shard)
-the newest file's keys are shared out to forked processes (``split``).
+Never are files that need nothing merged. When one shard is converted alone (a trim inside one
+shard), its rewrites use every core (``split``): several files to rewrite are shared out between
+forked processes, each file still written whole by one of them; a lone newest file has its keys
+split instead (slices in (g, s + i * SEQ_STRIDE + k), all sorting after the other files).
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ def convert_shard(
     cfg: ShardSettings, job: ShardJob, tmp: Path, advance: Callable[[int], None], split: int = 1
 ) -> ShardOutput | None:
     """Write one shard's tar (or .tar.gz) into ``tmp``; None when nothing is left of it. ``split``
-    > 1 rewrites its newest file with that many forked processes (only when no other thread runs)."""
+    > 1 shares its rewrites out to that many forked processes (only when no other thread runs)."""
     shard = job.shard
     prefix = f"{job.database}/{job.retention_policy}/{shard.id}/"
     work = tmp / f".work-{shard.id}"
@@ -170,21 +172,30 @@ def convert_shard(
                 _check_types(groups, parts.cache)
             counts = {"copied": 0, "rewritten": 0, "dropped_files": 0}
             members: list[Member] = []
+            acts = [_decide(cfg, layer, groups[i]) for i, layer in enumerate(layers)]
+            rewrites = [i for i, a in enumerate(acts) if a == REWRITE]
+            written = _rewrite(cfg, shard, layers, groups, rewrites, work, split)
             for i, layer in enumerate(layers):
-                nxt = naming.order_key(layers[i + 1].name) if i + 1 < len(layers) else None
-                got = _one_file(cfg, shard, layer, groups[i], opened, work / f"f{i}", nxt, advance,
-                                split if nxt is None else 1, stack)
-                members.extend(got[1])
-                counts[got[0]] += 1
+                if acts[i] == COPY:
+                    if layer.tomb is not None:
+                        advance(layer.tomb.size)
+                    got = _copy_members(cfg.source, layer.tsm, groups[i][0][0], opened, work / f"f{i}", stack)
+                    if not got or not got[0][3]:  # nothing streamed from the source: salvaged or left out
+                        advance(layer.tsm.size)
+                else:
+                    advance(_size(layer))
+                    got = _file_members(written.get(i, []), stack)
+                counts["dropped_files" if not got else "copied" if acts[i] == COPY else "rewritten"] += 1
+                members.extend(got)
             if parts.cache is not None:
                 gen = max((naming.order_key(x.name)[0] for x in layers), default=0) + 1
                 wdir = work / "wal"
                 os.mkdir(wdir)
                 damaged: list[ArchiveError] | None = [] if cfg.source.salvage else None
-                written = _write_keys(ShardReader([], parts.cache, damaged=damaged), wdir, gen, 1, cfg, None)
+                from_wal = _write_keys(ShardReader([], parts.cache, damaged=damaged), wdir, gen, 1, cfg, None)
                 _note_damaged(cfg.source, damaged)
                 advance(sum(f.size for f in shard.wal))
-                members.extend(_file_members(written, stack))
+                members.extend(_file_members(from_wal, stack))
             if not members:
                 return None
             members.sort(key=lambda m: m[0])
@@ -257,42 +268,59 @@ def _deletes_nothing(reader: TSMReader, tset: TombstoneSet) -> bool:
     return True
 
 
-def _one_file(cfg: ShardSettings, shard: Shard, layer: Layer, got: list, opened, wdir: Path,
-              nxt: tuple[int, int] | None, advance, split: int,
-              stack: contextlib.ExitStack) -> tuple[str, list[Member]]:
-    """Handle one file: ("copied" | "rewritten" | "dropped_files", its members)."""
+def _decide(cfg: ShardSettings, layer: Layer, got: list) -> str:
+    """What one file needs: COPY, REWRITE, or "drop" (outside the range, or left out by salvage)."""
     if not got:  # left out by salvage (a finding says so)
-        advance(_size(layer))
-        return "dropped_files", []
+        return "drop"
     readers = [r for r, _ in got]
     tset = got[0][1]
     lo = min(r.min_time for r in readers)
     hi = max(r.max_time for r in readers)
     start, end = cfg.start, cfg.end
     if (start is not None and hi < start) or (end is not None and lo > end):
-        advance(_size(layer))
-        return "dropped_files", []
+        return "drop"
     inside = (start is None or lo >= start) and (end is None or hi <= end)
     if len(readers) == 1 and inside and (tset is None or _deletes_nothing(readers[0], tset)):
-        if layer.tomb is not None:
-            advance(layer.tomb.size)
-        members = _copy_members(cfg.source, layer.tsm, readers[0], opened, wdir, stack)
-        if not members or not members[0][3]:  # nothing streamed from the source: salvaged or left out
-            advance(layer.tsm.size)
-        return ("copied" if members else "dropped_files"), members
-    os.mkdir(wdir)
-    g, s = naming.order_key(layer.name)
-    if split > 1 and layer.tsm.size >= SPLIT_MIN_BYTES:
-        written = _rewrite_in_processes(cfg, shard, layer, wdir, g, s, split)
+        return COPY
+    return REWRITE
+
+
+def _rewrite(cfg: ShardSettings, shard: Shard, layers: list[Layer], groups: list[list], rewrites: list[int],
+             work: Path, split: int) -> dict[int, list[WrittenFile]]:
+    """The files of the layers ``rewrites``, each written alone under its own name: in-process,
+    or with ``split`` > 1 by forked processes — several files shared out between them, or the keys
+    of a lone newest file."""
+    out: dict[int, list[WrittenFile]] = {}
+    big = sum(layers[i].tsm.size for i in rewrites) >= SPLIT_MIN_BYTES
+    if split > 1 and big and len(rewrites) > 1:
+        out = _rewrite_in_processes(cfg, shard, layers, rewrites, work, split, by_keys=False)
+    elif split > 1 and big and rewrites == [len(layers) - 1]:
+        out = _rewrite_in_processes(cfg, shard, layers, rewrites, work, split, by_keys=True)
     else:
-        damaged: list[ArchiveError] | None = [] if cfg.source.salvage else None
-        written = _write_keys(ShardReader(got, None, damaged=damaged), wdir, g, s, cfg, nxt)
-        _note_damaged(cfg.source, damaged)
-    advance(_size(layer))
-    if written and written[0].name != layer.name and naming.order_key(written[0].name) == (g, s):
-        os.rename(written[0].path, wdir / layer.name)  # keep the file's own spelling of its name
-        written[0] = WrittenFile(layer.name, wdir / layer.name, written[0].size, written[0].keys)
-    return ("rewritten" if written else "dropped_files"), _file_members(written, stack)
+        for i in rewrites:
+            out[i] = _rewrite_one(cfg, layers, groups[i], i, work)
+    for i, files in out.items():
+        layer = layers[i]
+        if files and files[0].name != layer.name and naming.order_key(files[0].name) == naming.order_key(layer.name):
+            target = files[0].path.parent / layer.name  # keep the file's own spelling of its name
+            os.rename(files[0].path, target)
+            files[0] = WrittenFile(layer.name, target, files[0].size, files[0].keys)
+    return out
+
+
+def _rewrite_one(cfg: ShardSettings, layers: list[Layer], got: list, i: int, work: Path,
+                 keys: list[bytes] | None = None, slot: int = 0) -> list[WrittenFile]:
+    """Layer ``i`` (or the slice ``keys`` of it, as worker ``slot``) written alone, into its own
+    directory under ``work``."""
+    g, s = naming.order_key(layers[i].name)
+    nxt = naming.order_key(layers[i + 1].name) if i + 1 < len(layers) else None
+    wdir = work / f"f{i}-{slot}"
+    os.mkdir(wdir)
+    damaged: list[ArchiveError] | None = [] if cfg.source.salvage else None
+    written = _write_keys(ShardReader(got, None, damaged=damaged), wdir, g, s + slot * SEQ_STRIDE, cfg, nxt,
+                          keys=keys)
+    _note_damaged(cfg.source, damaged)
+    return written
 
 
 def _write_keys(reader: ShardReader, wdir: Path, g: int, s: int, cfg: ShardSettings,
@@ -382,51 +410,65 @@ def _write_tar(cfg: ShardSettings, job: ShardJob, tmp: Path, prefix: str, member
                        compression=compression, **counts)
 
 
-#: (settings, shard, layer name) of a parallel rewrite, inherited by the forked workers (never pickled)
+#: (settings, shard) of a parallel rewrite, inherited by the forked workers (never pickled)
 _REWRITE: tuple | None = None
 
 
-def _rewrite_slice(i: int, n: int, work: str, g: int, s: int) -> tuple[list, list]:
-    """Worker: write the i-th of n key slices of the newest file; returns (files, new findings)."""
+def _rewrite_worker(slot: int, n: int, work: str, indices: list[int], by_keys: bool) -> tuple[dict, list]:
+    """Worker: reopen the shard and write layers ``indices`` (or, ``by_keys``, the ``slot``-th of
+    ``n`` key slices of the one layer); returns ({layer: files}, new findings)."""
     assert _REWRITE is not None
-    cfg, shard, name = _REWRITE
+    cfg, shard = _REWRITE
     src = cfg.source
     seen = len(src.findings)
+    out: dict[int, list[WrittenFile]] = {}
     with src.open_shard(shard, tmpdir=work) as opened:
         parts = load_shard_files(opened, shard, salvage=src.salvage, findings=src.findings)
         layers = shard.layers()
-        got = _group(parts.layers, layers)[[x.name for x in layers].index(name)]
-        damaged: list[ArchiveError] | None = [] if src.salvage else None
-        reader = ShardReader(got, None, damaged=damaged)
-        keys = key_slice(list(reader.keys()), i, n)
-        out = Path(work) / f"w{i}"
-        os.mkdir(out)
-        written = _write_keys(reader, out, g, s + i * SEQ_STRIDE, cfg, None, keys=keys)
-        _note_damaged(src, damaged)
-    return written, src.findings[seen:]
+        groups = _group(parts.layers, layers)
+        for i in indices:
+            if by_keys:
+                keys = key_slice(list(ShardReader(groups[i], None).keys()), slot, n)
+                out[i] = _rewrite_one(cfg, layers, groups[i], i, Path(work), keys=keys, slot=slot)
+            else:
+                out[i] = _rewrite_one(cfg, layers, groups[i], i, Path(work))
+    return out, src.findings[seen:]
 
 
-def _rewrite_in_processes(cfg: ShardSettings, shard: Shard, layer: Layer, work: Path, g: int, s: int,
-                          n: int) -> list[WrittenFile]:
-    """Rewrite the shard's newest file with ``n`` forked processes, each writing the files of a
-    contiguous slice of its keys (cut at series boundaries; slices never share a key, so their
-    order is moot, and every name (g, s + k) sorts after the shard's other files)."""
+def _rewrite_in_processes(cfg: ShardSettings, shard: Shard, layers: list[Layer], rewrites: list[int], work: Path,
+                          n: int, *, by_keys: bool) -> dict[int, list[WrittenFile]]:
+    """Rewrite with ``n`` forked processes: the files ``rewrites`` shared out between them (largest
+    first, each to the least loaded worker), or (``by_keys``) the keys of the one newest file in
+    contiguous slices cut at series boundaries — slices never share a key, so their order is moot,
+    and every name (g, s + k) sorts after the shard's other files."""
     import multiprocessing
 
     global _REWRITE
-    _REWRITE = (cfg, shard, layer.name)
+    if by_keys:
+        tasks = [(slot, [rewrites[0]]) for slot in range(n)]
+    else:
+        width = min(n, len(rewrites))
+        load = [0] * width
+        share: list[list[int]] = [[] for _ in range(width)]
+        for i in sorted(rewrites, key=lambda i: -layers[i].tsm.size):
+            least = load.index(min(load))
+            load[least] += layers[i].tsm.size
+            share[least].append(i)
+        tasks = list(enumerate(share))
+    _REWRITE = (cfg, shard)
     try:
         ctx = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
-            futs = [pool.submit(_rewrite_slice, i, n, str(work), g, s) for i in range(n)]
+        with concurrent.futures.ProcessPoolExecutor(len(tasks), mp_context=ctx) as pool:
+            futs = [pool.submit(_rewrite_worker, slot, n, str(work), idx, by_keys) for slot, idx in tasks]
             results = [f.result() for f in futs]
     finally:
         _REWRITE = None
-    written: list[WrittenFile] = []
+    out: dict[int, list[WrittenFile]] = {}
     for files, findings in results:
-        written.extend(files)
+        for i, written in files.items():
+            out.setdefault(i, []).extend(written)
         cfg.source.findings.extend(findings)
-    return written
+    return out
 
 
 class _ChunkStream:
