@@ -14,7 +14,7 @@ backup of it to portable, ``influx-archive trim`` of 20 minutes inside one shard
 backup: the client's plus what the server spent streaming it, from ``/proc/<pid>/stat``) are both
 reported: on a loaded machine the CPU ratio is the steadier one.
 
-    python bench/convert_levels.py [--runs 3]
+    python bench/convert_levels.py [--runs 3] [--scale N]
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ HOUR = 3600 * 10**9
 START = 1_790_000_000 * 10**9 // HOUR * HOUR
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("INFLUX_ARCHIVE_BENCH_CACHE", HERE / "cache")) / "levels-v1"
+def cache_dir(scale: int = 1) -> Path:
+    base = Path(os.environ.get("INFLUX_ARCHIVE_BENCH_CACHE", HERE / "cache"))
+    return base / ("levels-v1" if scale == 1 else f"levels-v1-x{scale}")
 
 
 def _server(root: Path) -> harness.InfluxServer:
@@ -48,8 +49,10 @@ def _server(root: Path) -> harness.InfluxServer:
                                                         "data.compact-full-write-cold-duration": "24h"})
 
 
-def build() -> Path:
-    d = cache_dir()
+def build(scale: int = 1) -> Path:
+    """The dataset with ``scale`` times the series (the same shards and files, each larger)."""
+    series = SERIES * scale
+    d = cache_dir(scale)
     if (d / "DONE").exists():
         return d
     shutil.rmtree(d, ignore_errors=True)
@@ -63,7 +66,7 @@ def build() -> Path:
                 lines = []
                 for p in range(b * per, (b + 1) * per):
                     t = START + s * HOUR + p * 10**9
-                    for k in range(SERIES):
+                    for k in range(series):
                         lines.append(f"cpu,host=h{k:03d} v={rng.random() * 1e6!r},n={rng.getrandbits(62)}i {t}")
                     if len(lines) >= 20_000:
                         server.write("\n".join(lines), db="bench")
@@ -78,7 +81,7 @@ def build() -> Path:
                 time.sleep(0.5)
         proc = server.backup(d / "legacy", "-database", "bench")
         assert proc.returncode == 0, proc.stderr
-    (d / "DONE").write_text(f"{SHARDS} shards x {BATCHES} level-1 files, {SERIES * SHARDS * POINTS * 2} values\n")
+    (d / "DONE").write_text(f"{SHARDS} shards x {BATCHES} level-1 files, {series * SHARDS * POINTS * 2} values\n")
     return d
 
 
@@ -104,8 +107,9 @@ def timed(argv: list[str], server_pid: int | None = None) -> tuple[float, float]
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--scale", type=int, default=1, help="times the series (and the data)")
     args = ap.parse_args()
-    d = build()
+    d = build(args.scale)
     files = sorted((d / "server" / "data" / "bench" / "autogen").glob("*/*.tsm"))
     print(f"dataset {d}: {len(files)} TSM files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
     exe = shutil.which("influx-archive") or str(Path(sys.executable).parent / "influx-archive")

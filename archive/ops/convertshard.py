@@ -420,10 +420,10 @@ def _rewrite_worker(slot: int, n: int, work: str, indices: list[int], by_keys: b
     assert _REWRITE is not None
     cfg, shard = _REWRITE
     src = cfg.source
-    seen = len(src.findings)
     out: dict[int, list[WrittenFile]] = {}
     with src.open_shard(shard, tmpdir=work) as opened:
-        parts = load_shard_files(opened, shard, salvage=src.salvage, findings=src.findings)
+        parts = load_shard_files(opened, shard, salvage=src.salvage, findings=[])  # the parent reported them
+        seen = len(src.findings)
         layers = shard.layers()
         groups = _group(parts.layers, layers)
         for i in indices:
