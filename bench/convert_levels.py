@@ -5,7 +5,8 @@ Dataset ``levels`` (built once with influxd 1.6.7, cached under ``bench/cache/le
 5 shards, 200 series x 2 fields (a random float ``v`` and a random 62-bit integer ``n``, values
 that barely compress) x 3,600 points 1 s apart per shard = 7.2 M values. Each shard is written in
 3 batches, each snapshotted into its own level-1 TSM file (``cache-snapshot-write-cold-duration``
-1 s between batches, full compactions held off), so every shard holds 3 level-1 files.
+10 s, waited out between batches; full compactions held off), so every shard holds 3 level-1
+files (more if a loaded machine paused 10 s inside a batch).
 
 Timed, alternating, ``--runs`` times each (the machine is shared: compare ratios of the same run):
 ``influxd backup -portable`` of the live server, ``influx-archive convert`` of influxd's legacy
@@ -45,7 +46,7 @@ def cache_dir(scale: int = 1) -> Path:
 
 
 def _server(root: Path) -> harness.InfluxServer:
-    return harness.InfluxServer(root, cold="1s", extra={"data.cache-snapshot-memory-size": "1g",
+    return harness.InfluxServer(root, cold="10s", extra={"data.cache-snapshot-memory-size": "1g",
                                                         "data.compact-full-write-cold-duration": "24h"})
 
 
@@ -75,7 +76,8 @@ def build(scale: int = 1) -> Path:
                     server.write("\n".join(lines), db="bench")
             deadline = time.monotonic() + 300
             shards = server.data_dir / "bench" / "autogen"
-            while not (shards.exists() and len(list(shards.glob("*/*.tsm"))) == SHARDS * (b + 1)):
+            while not (shards.exists() and len(list(shards.glob("*/*.tsm"))) >= SHARDS * (b + 1)
+                       and all(w.stat().st_size == 0 for w in server.wal_dir.rglob("*.wal"))):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"batch {b}: {sorted(p.name for p in shards.glob('*/*.tsm'))}")
                 time.sleep(0.5)
