@@ -338,6 +338,54 @@ def test_untouched_files_are_copied_and_answers_kept(tmp_path: Path, seed, monke
         assert result.shards == []
 
 
+@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("how", ["copied", "rewritten"])
+def test_salvage_leaves_out_a_damaged_block(tmp_path: Path, seed: int, how: str) -> None:
+    """A flipped byte in one block of a file copied as it is, or rewritten for a tombstone on
+    another key: without --salvage the run stops naming the file (container and member); with it
+    that block's points are left out (a finding says so) and every other file and block is kept,
+    the untouched files still byte for byte."""
+    from influx_archive.archive.errors import ChecksumError
+    from influx_archive.archive.findings import BLOCK_LEFT_OUT
+    from influx_archive.tsm.reader import TSMReader
+
+    rng = random.Random(seed)
+    case = Case(rng, tmp_path)
+    names = [case.add_file(0, tombstone=rng.random() < 0.3) for _ in range(rng.randint(1, 4))]
+    while not any(len(case.files[n]) > 1 for n in names):
+        names.append(case.add_file(0, tombstone=False))
+    multi = [n for n in names if len(case.files[n]) > 1]
+    victim = rng.choice([n for n in multi if n not in case.tombs] or multi)
+    case.tombs.pop(victim, None)
+    case.tars[0] = [(n, d) for n, d in case.tars[0] if n != victim[: -len(".tsm")] + ".tombstone"]
+    raw = bytearray(case.raw[victim])
+    reader = TSMReader(io.BytesIO(bytes(raw)), name=victim, size=len(raw))
+    key, _bt, entries = rng.choice(list(reader.iter_index()))
+    entry = rng.choice(entries)
+    lost = set(reader.decode_block(key, entry)[0])
+    if how == "rewritten":  # a tombstone removing another key of the file: it is rewritten
+        case.set_tomb(0, victim, [Tombstone(next(k for k in case.files[victim] if k != key), MIN, MAX)])
+    raw[entry.offset + 4 + rng.randrange(entry.size - 4)] ^= 0x40  # inside the block, past its CRC
+    case.tars[0] = [(n, bytes(raw) if n == victim else d) for n, d in case.tars[0]]
+    src = case.write()
+    with pytest.raises(ChecksumError) as err, open_source(src) as source:
+        convert(source, tmp_path / "refused", to="legacy")
+    assert err.value.member is not None and err.value.member.endswith(victim)
+    assert not (tmp_path / "refused").exists()
+    kept = {k: {t: v for t, v in pts.items() if not (k == key and t in lost)} for k, pts in case.files[victim].items()}
+    case.files[victim] = {k: pts for k, pts in kept.items() if pts}
+    if not case.files[victim]:
+        del case.files[victim]
+    with open_source(src, salvage=True) as source:
+        result = convert(source, tmp_path / "o", to=rng.choice(["legacy", "portable"]))
+    assert [f.code for f in result.findings] == [BLOCK_LEFT_OUT]
+    assert result.findings[0].member is not None and result.findings[0].member.endswith(victim)
+    assert _read_back(tmp_path / "o") == case.expected(None, None)
+    members = _members(tmp_path / "o")
+    for n in case.must_copy(None, None) - {victim}:
+        assert members[n] == case.raw[n]
+
+
 @pytest.mark.parametrize("files", [2, 3, 4])
 @pytest.mark.parametrize("variant", ["conflict", "conflict-cut-away", "earlier-dropped"])
 def test_a_key_typed_differently_in_two_files_is_refused(tmp_path: Path, cli, files: int, variant: str) -> None:

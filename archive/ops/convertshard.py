@@ -317,10 +317,25 @@ def _rewrite_one(cfg: ShardSettings, layers: list[Layer], got: list, i: int, wor
     wdir = work / f"f{i}-{slot}"
     os.mkdir(wdir)
     damaged: list[ArchiveError] | None = [] if cfg.source.salvage else None
-    written = _write_keys(ShardReader(got, None, damaged=damaged), wdir, g, s + slot * SEQ_STRIDE, cfg, nxt,
-                          keys=keys)
+    copies = [layers[i].tsm] + layers[i].twins
+    try:
+        written = _write_keys(ShardReader(got, None, damaged=damaged), wdir, g, s + slot * SEQ_STRIDE, cfg, nxt,
+                              keys=keys)
+    except ArchiveError as exc:
+        raise _locate(exc, copies) from None
+    for bad in damaged or []:
+        _locate(bad, copies)
     _note_damaged(cfg.source, damaged)
     return written
+
+
+def _locate(exc: ArchiveError, files: list[ShardFile]) -> ArchiveError:
+    """Name the container and member of the file an error was raised for (readers are named
+    ``CONTAINER::MEMBER``)."""
+    for f in files:
+        if exc.path == f.origin:
+            exc.located(path=f.container, member=f.member)
+    return exc
 
 
 def _write_keys(reader: ShardReader, wdir: Path, g: int, s: int, cfg: ShardSettings,
@@ -369,7 +384,7 @@ def _copy_members(src: Source, tsm: ShardFile, reader: TSMReader, opened, wdir: 
             ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset, code=FILE_LEFT_OUT))
         return []
     if not bad:
-        return [(tsm.name, tsm.size, lambda: _ChunkStream(checked_chunks(stream, reader)), True)]
+        return [(tsm.name, tsm.size, lambda: _ChunkStream(checked_chunks(stream, reader), tsm), True)]
     for key, e in bad:
         src.findings.append(Finding(ERROR, f"damaged block of key {show(key)} left out", tsm.container, tsm.member,
                                     e.offset, code=BLOCK_LEFT_OUT))
@@ -476,13 +491,17 @@ class _ChunkStream:
     at most ``n`` bytes of the current chunk, uncopied: the caller writes them before reading on
     (:func:`checked_chunks` reuses its buffer for the next chunk)."""
 
-    def __init__(self, chunks) -> None:
+    def __init__(self, chunks, origin: ShardFile) -> None:
         self._chunks = iter(chunks)
         self._rest = memoryview(b"")
+        self._origin = origin
 
     def read(self, n: int):
         if not self._rest:
-            nxt = next(self._chunks, None)
+            try:
+                nxt = next(self._chunks, None)
+            except ArchiveError as exc:
+                raise _locate(exc, [self._origin]) from None
             if nxt is None:
                 return b""
             self._rest = memoryview(nxt)
