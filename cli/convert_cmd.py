@@ -28,11 +28,15 @@ def _plan_text(plan: ConvertPlan) -> str:
     for j in plan.jobs:
         src = f"{j.shard.database}/{j.shard.retention_policy}/{j.shard.id}"
         dst = f"{j.database}/{j.retention_policy}/{j.shard.id}"
-        lines.append(
-            f"  shard {src}"
-            + (f" -> {dst}" if src != dst else "")
-            + f": {'copy' if j.copy_raw else 'rewrite'}, {j.bytes} bytes"
-        )
+        c = j.counts()
+        files = [f"{c[k]} {k}" for k in ("copy", "rewrite", "check") if c[k]]
+        if c["wal_segments"]:
+            files.append(f"{c['wal_segments']} WAL segments to new TSM")
+        how = ("copy" if j.copy_raw else "per file: " + ", ".join(files)) if files else "nothing"
+        if plan.to == "portable":
+            how += "; compression: " + (j.compression.describe() if j.compression is not None
+                                         else f"level {plan.compress_level}, stored if the first MiB does not compress")
+        lines.append(f"  shard {src}" + (f" -> {dst}" if src != dst else "") + f": {how}, {j.bytes} bytes")
     lines.append(f"  databases in the metastore: {', '.join(db.name for db in plan.meta.databases) or 'none'}")
     return "\n".join(escape(ln) for ln in lines)  # names read from the source: one line each
 
@@ -74,6 +78,11 @@ def _run_source(source, src: Path, dest: Path, sel, lo, hi, *, to, compress_leve
         return
     report_findings(result.findings)
     sys.stdout.write(_plan_text(plan) + "\n")
+    for o in result.shards:
+        how = f"{o.copied} TSM files copied, {o.rewritten} rewritten, {o.dropped_files} left out"
+        if o.compression is not None:
+            how += f"; {o.compression['text']}"
+        sys.stdout.write(escape(f"  wrote shard {o.database}/{o.retention_policy}/{o.id}: {how}") + "\n")
     for d in result.dropped:
         sys.stdout.write(f"  shard {d}: nothing left in the range, left out\n")
     sys.stdout.write(
@@ -89,7 +98,10 @@ _rp_opt = typer.Option(None, "--retention", "--rp", help="Only this retention po
 _shard_opt = typer.Option(None, "--shard", help="Only this shard id.")
 _newdb_opt = typer.Option(None, "--newdb", help="Rename --database in the output.")
 _newrp_opt = typer.Option(None, "--newrp", help="Rename --retention in the output.")
-_level_opt = typer.Option(1, "--compress-level", help="gzip level 0-9 for portable output (0-3 use ISA-L, fastest).")
+_level_opt = typer.Option(
+    1, "--compress-level",
+    help="gzip level 0-9 for portable output (1-3 ISA-L, 4-9 zlib, 0 stored; data that does not compress is "
+         "stored at any level).")
 _dry_opt = typer.Option(False, "--dry-run", help="Print the plan and write nothing.")
 _json_opt = typer.Option(False, "--json", help="Print the plan / result as JSON.")
 _salvage_opt = typer.Option(False, "--salvage", help=SALVAGE_HELP)

@@ -237,9 +237,14 @@ def test_destination_rules_and_running_server_detected(tmp_path, fixtures_dir, c
 
 
 @pytest.mark.interop
-def test_trim_inside_one_shard_uses_every_core(tmp_path, fixtures_dir, influxd_factory, truth, cli) -> None:
-    """A range inside one shard leaves one shard to rewrite: its keys are split between forked
-    processes (one file per slice, disjoint keys). The result is still point-exact."""
+def test_trim_inside_one_shard_uses_every_core(tmp_path, fixtures_dir, influxd_factory, truth, cli,
+                                               monkeypatch) -> None:
+    """A range inside one shard leaves one shard to rewrite: the keys of its newest file are split
+    between forked processes (one file per slice, disjoint keys; files this small are rewritten
+    in-process unless the threshold is lowered, as here). The result is still point-exact."""
+    from influx_archive.archive.ops import convertshard
+
+    monkeypatch.setattr(convertshard, "SPLIT_MIN_BYTES", 0)
     lo_s, hi_s = "2026-11-03T05:10:00Z", "2026-11-04T07:45:00Z"  # inside shard 2 (3 series, a tombstone)
     out = tmp_path / "one"
     proc = cli("trim", str(fixtures_dir / "portable"), str(out), "--start", lo_s, "--end", hi_s, "--json")

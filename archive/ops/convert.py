@@ -20,9 +20,10 @@ it too:
   inside are copied raw, boundary blocks decoded and re-encoded; shards with nothing left are dropped
   from the data files and the manifest (influxd keeps whole blocks and can write truncated tars).
 
-A shard whose data is one TSM file with no tombstone and no WAL, entirely inside the range, is
-copied byte for byte (its header, index and footer checked first); everything else goes through
-:func:`~influx_archive.archive.ops.writeshard.write_shard`, which still copies untouched blocks raw.
+Each TSM file is handled on its own (:mod:`.convertshard`, docs/formats.md#per-file-conversion):
+a file that needs no change is copied byte for byte, CRC-checked on the way; only a file with
+deletions to apply, cut by the range or merged from increments is rewritten, under its own name.
+Portable members of data that does not compress are stored (:class:`~.tarwrite.GzipSink`).
 Shards are processed in parallel (gzip and file I/O release the GIL). The output is built in a
 hidden sibling directory and renamed to ``dest`` only when complete.
 """
@@ -30,46 +31,24 @@ hidden sibling directory and renamed to ``dest`` only when complete.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import datetime as _dt
 import os
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...meta import files as metafiles
 from ...meta.model import Data, encode_data
-from ...tsm import naming
-from ...tsm.keys import key_slice
-from ...tsm.reader import TSMReader
 from .. import guard
-from ..errors import ArchiveError, SourceError, UsageError, show
-from ..findings import BLOCK_LEFT_OUT, ERROR, FILE_LEFT_OUT, Finding
+from ..errors import ArchiveError, SourceError, UsageError
+from ..findings import Finding
 from ..output import building_dir, os_error, plan_dir_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source, open_source
-from ..sources.shardview import open_shard_reader
+from .convertshard import ShardJob, ShardOutput, ShardSettings, convert_shard, plan_steps, sample_compression
 from .select import Selection, select_meta, window_inside, window_overlaps
-from .tarwrite import TarWriter, gzip_writer
-from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
-from .writeshard import write_shard
 
 FORMATS = ("legacy", "portable")
-
-
-@dataclass
-class ShardJob:
-    shard: Shard
-    database: str  # target names
-    retention_policy: str
-    copy_raw: bool  # one TSM, no tombstone, no WAL, inside the range: byte copy
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.size for f, _ in self.shard.tsm_layers()) + sum(
-            t.size for _, t in self.shard.tsm_layers() if t is not None
-        ) + sum(f.size for f in self.shard.wal)
 
 
 @dataclass
@@ -102,7 +81,9 @@ class ConvertPlan:
                     "database": j.database,
                     "retention_policy": j.retention_policy,
                     "id": j.shard.id,
-                    "how": "copy" if j.copy_raw else "rewrite",
+                    "how": "copy" if j.copy_raw else "per-file",
+                    "files": j.counts(),
+                    "compression": j.compression.to_dict() if j.compression is not None else None,
                     "bytes": j.bytes,
                 }
                 for j in self.jobs
@@ -110,17 +91,6 @@ class ConvertPlan:
             "bytes": self.bytes,
             "warnings": list(self.warnings),
         }
-
-
-@dataclass
-class ShardOutput:
-    database: str
-    retention_policy: str
-    id: int
-    file_name: str
-    tar_size: int  # uncompressed tar bytes
-    file_size: int  # bytes on disk
-    tsm_files: int
 
 
 @dataclass
@@ -195,11 +165,11 @@ def plan_convert(
         if not (shard.tsm_layers() or shard.wal) or not _overlaps(shard, start, end):
             continue
         tdb, trp = selection.target_names(ref.db.name, ref.rp.name)
-        layers = shard.tsm_layers()
-        copy_raw = (
-            len(layers) == 1 and layers[0][1] is None and shard.plain and not shard.wal and _inside(shard, start, end)
-        )
-        jobs.append(ShardJob(shard, tdb, trp, copy_raw))
+        steps = plan_steps(shard, _inside(shard, start, end))
+        # a sealed archive's containers exist only while their shard is open: decided when written
+        sample = to == "portable" and (not src.sequential or compress_level == 0)
+        compression = sample_compression(shard, compress_level) if sample else None
+        jobs.append(ShardJob(shard, tdb, trp, steps, compression))
     for s in src.shards:
         if (s.files or s.wal) and s.id not in live and selection.keeps(*s.key):
             warnings.append(
@@ -252,15 +222,17 @@ def execute_convert(
         with building_dir(out, sources=source_roots(src)) as tmp:
             cores = workers or os.cpu_count() or 1
             outputs: list[ShardOutput | None] = []
+            cfg = ShardSettings(src, plan.to, plan.start, plan.end, plan.compress_level, ts)
             if len(plan.jobs) == 1 and cores > 1 and not plan.jobs[0].copy_raw and not src.sequential:
-                # one shard to rewrite (e.g. a trim inside one shard): its keys are shared out to
-                # forked processes instead (no other thread runs here, so forking is safe)
-                outputs.append(_convert_shard(plan, plan.jobs[0], tmp, ts, advance, split=cores))
+                # one shard with a file to rewrite (e.g. a trim inside one shard): the keys of its
+                # newest file are shared out to forked processes (no other thread runs here, so
+                # forking is safe)
+                outputs.append(convert_shard(cfg, plan.jobs[0], tmp, advance, split=cores))
             else:
                 n_workers = max(1, min(cores, len(plan.jobs) or 1))
                 src.expect([job.shard for job in plan.jobs])
                 with concurrent.futures.ThreadPoolExecutor(n_workers) as pool:
-                    futures = [pool.submit(_convert_shard, plan, job, tmp, ts, advance) for job in plan.jobs]
+                    futures = [pool.submit(convert_shard, cfg, job, tmp, advance) for job in plan.jobs]
                     try:
                         for fut in futures:
                             outputs.append(fut.result())
@@ -316,141 +288,6 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
         os.fchmod(f.fileno(), mode)
         os.fsync(f.fileno())
 
-
-
-def _convert_shard(plan: ConvertPlan, job: ShardJob, tmp: Path, ts: str, advance, split: int = 1) -> ShardOutput | None:
-    """Write one shard's tar (or .tar.gz); None when nothing is left of it. ``split`` > 1 rewrites
-    it with that many forked processes (only when no other thread runs: see execute_convert)."""
-    shard = job.shard
-    prefix = f"{job.database}/{job.retention_policy}/{shard.id}/"
-    work = tmp / f".work-{shard.id}"
-    os.mkdir(work)
-    try:
-        members: list[tuple[str, int, object]] = []  # (name, size, opener)
-        with contextlib.ExitStack() as stack:
-            if job.copy_raw:
-                opened = stack.enter_context(plan.source.open_shard(shard, tmpdir=str(work)))
-                tsm = shard.tsm_layers()[0][0]
-                stream = opened.stream(tsm)
-                try:
-                    reader = TSMReader(stream, name=tsm.origin, size=tsm.size)
-                    bad = damaged_blocks(reader) if plan.source.salvage else []
-                except ArchiveError as exc:
-                    exc.located(path=tsm.container, member=tsm.member)
-                    if not plan.source.salvage:
-                        raise exc
-                    plan.source.findings.append(Finding(
-                        ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset, code=FILE_LEFT_OUT))
-                    return None
-                if bad:
-                    for key, e in bad:
-                        plan.source.findings.append(
-                            Finding(ERROR, f"damaged block of key {show(key)} left out", tsm.container, tsm.member,
-                                    e.offset, code=BLOCK_LEFT_OUT))
-                    salvaged = work / tsm.name
-                    with open(salvaged, "xb") as out:
-                        size = write_intact_blocks(reader, out)
-                    if size is None:
-                        return None
-                    members.append((tsm.name, size, lambda p=salvaged: stack.enter_context(open(p, "rb"))))
-                else:
-                    members.append((tsm.name, tsm.size, lambda r=reader, s=stream: _ChunkStream(checked_chunks(s, r))))
-            else:
-                layers = shard.tsm_layers()
-                gen = max((naming.order_key(f.name)[0] for f, _ in layers), default=1)
-                seq = max((naming.order_key(f.name)[1] for f, _ in layers), default=0) + 1
-                if split > 1:
-                    written = _rewrite_in_processes(plan, shard, work, gen, seq, split)
-                else:
-                    with open_shard_reader(plan.source, shard, tmpdir=str(work)) as shard_reader:
-                        written = write_shard(shard_reader, work, gen, seq, start=plan.start, end=plan.end)
-                advance(job.bytes)
-                for w in written:
-                    members.append((w.name, w.size, lambda p=w.path: stack.enter_context(open(p, "rb"))))
-            if not members:
-                return None
-            members.sort(key=lambda m: m[0])
-            if plan.to == "legacy":
-                name = metafiles.legacy_shard_file_name(job.database, job.retention_policy, shard.id, 0)
-            else:
-                name = metafiles.portable_names(ts, [shard.id]).shards[shard.id]
-            path = tmp / name
-            with open(path, "xb") as raw:
-                sink = (
-                    gzip_writer(raw, level=plan.compress_level, filename=name[: -len(".gz")])
-                    if plan.to == "portable"
-                    else raw
-                )
-                tar = TarWriter(sink)
-                for mname, size, opener in members:
-                    tar.add(prefix + mname, size, opener(), on_bytes=advance if job.copy_raw else None)  # type: ignore[operator]
-                tar.close()
-                if sink is not raw:
-                    sink.close()
-                raw.flush()
-                os.fchmod(raw.fileno(), 0o600 if plan.to == "portable" else 0o644)
-                os.fsync(raw.fileno())
-                file_size = raw.tell()
-            return ShardOutput(job.database, job.retention_policy, shard.id, name, tar.size, file_size, len(members))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-#: (plan, shard) of a parallel rewrite, inherited by the forked workers (never pickled)
-_REWRITE: tuple | None = None
-#: sequence numbers reserved per worker: each worker's files are gen-(seq + i * SEQ_STRIDE + k)
-SEQ_STRIDE = 1000
-
-
-def _rewrite_slice(i: int, n: int, work: str, gen: int, seq: int) -> tuple[list, list]:
-    """Worker: write the i-th of n key slices of the shard; returns (files, new findings)."""
-    assert _REWRITE is not None
-    plan, shard = _REWRITE
-    seen = len(plan.source.findings)
-    with open_shard_reader(plan.source, shard, tmpdir=work) as reader:
-        keys = key_slice(list(reader.keys()), i, n)
-        written = write_shard(reader, Path(work), gen, seq + i * SEQ_STRIDE, start=plan.start, end=plan.end, keys=keys)
-    return written, plan.source.findings[seen:]
-
-
-def _rewrite_in_processes(plan: ConvertPlan, shard: Shard, work: Path, gen: int, seq: int, n: int) -> list:
-    """Rewrite one shard with ``n`` forked processes, each writing the TSM files of a contiguous
-    slice of its keys (cut at series boundaries; slices never share a key, so file order is moot)."""
-    import multiprocessing
-
-    global _REWRITE
-    _REWRITE = (plan, shard)
-    try:
-        ctx = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
-            futs = [pool.submit(_rewrite_slice, i, n, str(work), gen, seq) for i in range(n)]
-            results = [f.result() for f in futs]
-    finally:
-        _REWRITE = None
-    written = []
-    for files, findings in results:
-        written.extend(files)
-        plan.source.findings.extend(findings)
-    return written
-
-
-class _ChunkStream:
-    """A read()-able view of a chunk iterator (the checked bytes of a TSM file). ``read(n)`` returns
-    at most ``n`` bytes of the current chunk, uncopied: the caller writes them before reading on
-    (:func:`checked_chunks` reuses its buffer for the next chunk)."""
-
-    def __init__(self, chunks) -> None:
-        self._chunks = iter(chunks)
-        self._rest = memoryview(b"")
-
-    def read(self, n: int):
-        if not self._rest:
-            nxt = next(self._chunks, None)
-            if nxt is None:
-                return b""
-            self._rest = memoryview(nxt)
-        out, self._rest = self._rest[:n], self._rest[n:]
-        return out
 
 
 def convert(

@@ -6,22 +6,36 @@ padding to a 10 KiB record as Python's ``tarfile`` adds. Members are regular fil
 owner 0/0 (``root``). :class:`TarWriter` counts the uncompressed bytes, which is what a portable
 manifest records as an entry's ``size``.
 
-Portable shard files are gzip streams of that tar. Levels 0-3 use ISA-L's igzip (python-isal;
-about 7x zlib's speed at level 1 on TSM data, same ratio); levels 4-9 use zlib.
+Portable shard files are gzip streams of that tar. Levels 1-3 use ISA-L's igzip (python-isal;
+about 7x zlib's speed at level 1 on TSM data, same ratio); levels 4-9 use zlib. Level 0 and
+data that does not compress are written as *stored* deflate blocks (:class:`StoredGzipWriter`):
+still one valid gzip member (RFC 1951 §3.2.4 block type 00; docs/formats.md#portable-tar-gz) that
+every reader accepts, written at memory speed. :class:`GzipSink` decides per member: it holds
+the first :data:`SAMPLE_BYTES` of the stream, compresses that sample once and stores the member
+when the sample shrinks to no less than :data:`STORE_RATIO` of its size (members under
+:data:`MIN_SAMPLE` are always compressed) (TSM blocks of random
+floats and integers are already packed: compressing them costs CPU and saves nothing).
 """
 
 from __future__ import annotations
 
 import gzip
+import struct
 import tarfile
 import time
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 try:  # ISA-L igzip: optional at runtime, zlib otherwise
     from isal import igzip as _igzip
+    from isal import isal_zlib as _isal_zlib
 except ImportError:  # pragma: no cover - exercised only where isal is missing
     _igzip = None  # type: ignore[assignment]
+    _isal_zlib = None  # type: ignore[assignment]
+
+_crc32 = _isal_zlib.crc32 if _isal_zlib is not None else zlib.crc32
 
 BLOCK = 512
 END = b"\0" * (2 * BLOCK)
@@ -74,11 +88,170 @@ class TarWriter:
         self._write(END)
 
 
-def gzip_writer(raw: BinaryIO, *, level: int, filename: str) -> BinaryIO:
-    """A gzip stream over ``raw`` (not closing it). ``filename`` goes into the FNAME field, as
-    influxd's pgzip writes ``<ts>.s<id>.tar``."""
+#: bytes at the start of a member compressed once to decide whether it compresses at all
+SAMPLE_BYTES = 1 << 20
+#: a sample that compresses to no less than this fraction of its size is stored
+STORE_RATIO = 0.9
+#: a member smaller than this is compressed whatever its ratio (nothing to win by storing it)
+MIN_SAMPLE = 64 << 10
+#: payload of one stored deflate block (its LEN field is 16 bits)
+STORED_BLOCK = 0xFFFF
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How one gzip member is (or is to be) written."""
+
+    method: str  # "isal" | "zlib" | "stored"
+    level: int  # the requested --compress-level
+    ratio: float | None = None  # compressed / original size of the sample that decided, if any
+
+    def describe(self) -> str:
+        if self.method == "stored":
+            if self.ratio is None:
+                return "stored (level 0)"
+            return f"stored (incompressible: sample ratio {self.ratio:.2f})"
+        text = f"{self.method} level {self.level}"
+        return text if self.ratio is None else f"{text} (sample ratio {self.ratio:.2f})"
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "level": self.level, "sample_ratio": self.ratio, "text": self.describe()}
+
+
+def _compressor(level: int) -> str:
+    return "isal" if _igzip is not None and level <= MAX_ISAL_LEVEL else "zlib"
+
+
+def choose_compression(level: int, sample: bytes | bytearray | memoryview | None) -> Compression:
+    """The strategy for a member at ``level`` whose first bytes are ``sample`` (``None``: not
+    sampled, the compressor of that level). Level 0 is always stored; a sample under
+    :data:`MIN_SAMPLE` bytes (a whole small member) compresses."""
     if not 0 <= level <= 9:
         raise ValueError("gzip level must be 0..9")
+    if level == 0:
+        return Compression("stored", 0)
+    method = _compressor(level)
+    if sample is None or len(sample) < MIN_SAMPLE:
+        return Compression(method, level)
+    part = memoryview(sample)[:SAMPLE_BYTES]
+    packer = _isal_zlib.compress if method == "isal" else zlib.compress
+    packed = len(packer(part, level, -15))
+    ratio = packed / len(part)
+    if ratio >= STORE_RATIO:
+        return Compression("stored", level, ratio)
+    return Compression(method, level, ratio)
+
+
+class StoredGzipWriter:
+    """A gzip member of stored deflate blocks over ``raw`` (not closing it): header with FNAME and
+    mtime 0, blocks of up to 65,535 bytes, an empty final block, CRC-32 and size. Write-only."""
+
+    def __init__(self, raw: BinaryIO, *, filename: str) -> None:
+        self._raw = raw
+        name = filename.encode("latin-1", "replace").replace(b"\0", b"_")
+        # ID1 ID2 CM=8 FLG=FNAME MTIME=0 XFL=0 OS=255 (unknown), then the NUL-terminated name
+        raw.write(b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff" + name + b"\x00")
+        self._crc = 0
+        self._size = 0
+        self._pending = bytearray()
+        self.closed = False
+
+    def _block(self, data) -> None:
+        n = len(data)
+        self._raw.write(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
+        self._raw.write(data)
+
+    def write(self, data) -> int:
+        if self.closed:
+            raise ValueError("write to a closed gzip member")
+        mv = memoryview(data).cast("B")
+        n = len(mv)
+        if not n:
+            return 0
+        self._crc = _crc32(mv, self._crc)
+        self._size += n
+        pos = 0
+        if self._pending:
+            take = min(STORED_BLOCK - len(self._pending), n)
+            self._pending += mv[:take]
+            pos = take
+            if len(self._pending) == STORED_BLOCK:
+                self._block(self._pending)
+                self._pending = bytearray()
+        while n - pos >= STORED_BLOCK:
+            self._block(mv[pos : pos + STORED_BLOCK])
+            pos += STORED_BLOCK
+        if pos < n:
+            self._pending += mv[pos:]
+        return n
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._pending:
+            self._block(self._pending)
+            self._pending = bytearray()
+        # final block: BFINAL=1, BTYPE=00, LEN=0
+        self._raw.write(b"\x01\x00\x00\xff\xff" + struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
+        self.closed = True
+
+    def __enter__(self) -> StoredGzipWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GzipSink:
+    """A gzip member over ``raw`` whose strategy is ``compression`` or, when that is ``None``,
+    decided from its first :data:`SAMPLE_BYTES` (held until then: memory bounded by that).
+    :attr:`compression` says what was used once the first bytes are through (or at close)."""
+
+    def __init__(self, raw: BinaryIO, *, level: int, filename: str, compression: Compression | None = None) -> None:
+        self._raw = raw
+        self._level = level
+        self._filename = filename
+        self._held = bytearray()
+        self._inner: BinaryIO | None = None
+        self.compression = compression
+        if compression is not None:
+            self._open(compression)
+
+    def _open(self, c: Compression) -> None:
+        self.compression = c
+        self._inner = gzip_writer(self._raw, level=c.level, filename=self._filename, stored=c.method == "stored")
+
+    def write(self, data) -> int:
+        if self._inner is None:
+            self._held += data
+            if len(self._held) < SAMPLE_BYTES:
+                return len(data)
+            self._open(choose_compression(self._level, self._held))
+            held, self._held = self._held, bytearray()
+            assert self._inner is not None
+            self._inner.write(held)
+            return len(data)
+        return self._inner.write(data)
+
+    def close(self) -> None:
+        if self._inner is None:
+            self._open(choose_compression(self._level, self._held))
+            assert self._inner is not None
+            self._inner.write(self._held)
+            self._held = bytearray()
+        self._inner.close()
+
+
+def gzip_writer(raw: BinaryIO, *, level: int, filename: str, stored: bool = False) -> BinaryIO:
+    """A gzip stream over ``raw`` (not closing it). ``filename`` goes into the FNAME field, as
+    influxd's pgzip writes ``<ts>.s<id>.tar``. Level 0 or ``stored``: stored deflate blocks."""
+    if not 0 <= level <= 9:
+        raise ValueError("gzip level must be 0..9")
+    if stored or level == 0:
+        return cast(BinaryIO, StoredGzipWriter(raw, filename=filename))
     if _igzip is not None and level <= MAX_ISAL_LEVEL:
         return cast(BinaryIO, _igzip.IGzipFile(filename=filename, mode="wb", compresslevel=level, fileobj=raw, mtime=0))
     return cast(BinaryIO, gzip.GzipFile(filename=filename, mode="wb", compresslevel=level, fileobj=raw, mtime=0))
