@@ -52,7 +52,8 @@ from ..spools import spool
 from ..staging import fsync_dir, temp_sibling
 from ..streams import SubFile
 from ..timefmt import parse_backup_stamp
-from .convert import FORMATS, ConvertPlan, ShardJob, ShardOutput, _convert_shard
+from .convert import FORMATS
+from .convertshard import ShardJob, ShardOutput, ShardSettings, convert_shard, plan_steps
 from .select import Selection, select_meta, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
 from .writeshard import write_shard
@@ -450,9 +451,11 @@ def _fetch_shard(plan: OnlinePlan, sh: OnlineShard, meta: Data, tmp: Path, sp: P
             shard.in_meta = True
             shard.group_start, shard.group_end = sh.group_start, sh.group_end
             if ranged:
-                job = ShardJob(shard, sh.database, sh.retention_policy, copy_raw=False)
-                cplan = ConvertPlan(src, tmp, plan.to, meta, [job], plan.start, plan.end, plan.compress_level)
-                job_out = _convert_shard(cplan, job, tmp, ts, lambda n: None)
+                # each file of the fetched shard on its own (convert's per-file rule): copied
+                # when wholly inside the range, cut or dropped otherwise
+                job = ShardJob(shard, sh.database, sh.retention_policy, plan_steps(shard, False))
+                cfg = ShardSettings(src, plan.to, plan.start, plan.end, plan.compress_level, ts)
+                job_out = convert_shard(cfg, job, tmp, lambda n: None)
             else:
                 job_out = _write_applied(plan, src, shard, tmp, ts)
         if job_out is None:
