@@ -321,6 +321,17 @@ def _keyed(keys: list[bytes], where: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def keyed_series(shard_dir: str, wal_dir: str | None = None) -> list[tuple[bytes, bytes]]:
+    """(line key, series file key) of every series the shard serves (:func:`shard_series`), each
+    checked (length, measurement name): what a shard's index and its database's series file hold."""
+    return _keyed(shard_series(shard_dir, wal_dir), shard_dir)
+
+
+def series_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:
+    """Series file key -> id of every series of ``sfile``."""
+    return _all_ids(sfile)
+
+
 def _all_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:
     ids: dict[bytes, int] = {}
     for part in sfile.partitions:
