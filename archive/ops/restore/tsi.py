@@ -152,8 +152,8 @@ def build_indexes(
         for sp, sdir, wdir in items:
             keys = keyed_series(str(sdir), str(wdir) if wdir is not None else None)
             if sp.into_existing and sp.target_dir.is_dir():
-                twal = plan.waldir / sp.database / sp.retention_policy / str(sp.id) if plan.waldir else None
-                keys += keyed_series(str(sp.target_dir), str(twal) if twal is not None and twal.is_dir() else None)
+                twal = _target_wal(plan, sp)
+                keys += keyed_series(str(sp.target_dir), str(twal) if twal.is_dir() else None)
                 built.asides += [sp.target_dir / tfmt.INDEX_DIR, sp.target_dir / "fields.idx"]
             keysets.append(keys)
         have = series_ids(existing) if existing is not None else {}
@@ -168,6 +168,13 @@ def build_indexes(
             tsiwrite.chown_tree(str(sdir / tfmt.INDEX_DIR), owner)
         built.series.append((stage, live))
     return built
+
+
+def _target_wal(plan: RestorePlan, sp: ShardPlan) -> Path:
+    """The WAL directory of a target shard merged into: in --waldir, else in the data
+    directory's sibling ``wal`` (influxd's layout), whose points influxd serves too."""
+    waldir = plan.waldir if plan.waldir is not None else plan.datadir.parent / "wal"
+    return waldir / sp.database / sp.retention_policy / str(sp.id)
 
 
 def _read_target_series(live: Path) -> sfmod.SeriesFile | None:
