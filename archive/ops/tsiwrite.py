@@ -10,6 +10,7 @@ import shutil
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
 from ...tsm.tsi1 import seriesfile as sfmod
+from ...tsm.tsi1.compiled import core
 from .. import cleanup
 from ..errors import FormatError, SourceIOError, TargetIOError
 from ..progress import ProgressCallback, Reporter
@@ -87,7 +88,9 @@ def write_index_dir(path: str, partitions: list[list[int]]) -> int:
     for p in range(tfmt.INDEX_PARTITION_N):
         pdir = os.path.join(path, str(p))
         makedir(pdir)
-        log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
+        log = core.log_inserts(partitions[p]) if core is not None else None
+        if log is None:
+            log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
         total += len(log)
         write_file(os.path.join(pdir, name), log)
         write_file(os.path.join(pdir, tfmt.MANIFEST_NAME), manifest)

@@ -26,6 +26,7 @@ from typing import cast
 from ...archive.errors import FormatError, SourceIOError, TargetIOError, TruncatedError
 from . import format as fmt
 from . import serieskey
+from .compiled import core
 from .xxhash import rhh_hash_key, rhh_hash_uint64, sum64
 
 
@@ -101,6 +102,12 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
                 field="version",
             )
         pos = fmt.SEGMENT_HEADER_SIZE
+        if core is not None and n:  # the compiled core reads a valid segment whole (None: decide here)
+            fast = core.scan_segment(buf, limit, segment_id, -1 if partition is None else partition)
+            if fast is not None:
+                for flag, sid, off, key in fast:
+                    yield SeriesEntry(flag, sid, off, key)
+                return
         unpack = fmt.ENTRY_HEADER.unpack_from
         while pos < limit:
             flag = buf[pos]
