@@ -240,3 +240,66 @@ def test_verify_reports_series_missing_from_the_series_file(trees, tmp_path, cli
         assert named == want, (rel, named, want)
         assert (code == 1) == bool(want)
         shutil.rmtree(tree)
+
+
+# ---- build-tsi under SIGTERM -------------------------------------------------------------------
+
+
+def _leftovers(tree: Path) -> list[str]:
+    return sorted(str(p.relative_to(tree)) for p in tree.rglob("*")
+                  if p.name == ".index" or p.name.startswith(".influx-archive-series-") or
+                  p.name.startswith(".influx-archive-index-old-") or ".tmp-" in p.name)
+
+
+@pytest.mark.slow
+def test_sigterm_at_random_points_leaves_nothing_behind(trees, tmp_path) -> None:
+    """build-tsi --force terminated (SIGTERM) at random (seeded) moments, with CPU hogs loading the
+    machine so the signal also lands inside a mkdir or rename: exit 143 with one line, or 0; no
+    staging directory (``.index``, ``.influx-archive-series-*``) left anywhere; every shard's
+    index/ complete (8 partitions, each a MANIFEST and its log) and the series file readable —
+    and a next run completes with verify finding nothing."""
+    import json
+    import random
+    import signal
+    import subprocess
+    import threading
+
+    from hostile_outputs import cli_argv
+
+    from influx_archive.tsm.tsi1 import index as ix
+    from influx_archive.tsm.tsi1 import seriesfile as sf
+
+    rng = random.Random(1717)
+    tree = tmp_path / "t"
+    shutil.copytree(trees[1], tree)
+    argv = cli_argv("build-tsi", "--datadir", str(tree / "data"), "--waldir", str(tree / "wal"), "--force", "--quiet")
+    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    terminated = 0
+    try:
+        for i in range(16):
+            delay = rng.choice([0.0, rng.uniform(0.2, 0.8), rng.uniform(0.5, 1.5), rng.uniform(1.0, 3.0)])
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            threading.Event().wait(delay)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)
+            text = err.decode()
+            assert "Traceback" not in text, text
+            assert proc.returncode in (0, 143, -15), (i, proc.returncode, text)
+            if proc.returncode == 143:
+                terminated += 1
+                assert len(text.splitlines()) == 1 and "terminated" in text, text
+            assert _leftovers(tree) == [], (i, delay, _leftovers(tree))
+            for shard in sorted(p for p in (tree / "data").glob("*/*/*") if (p / "index").exists()):
+                ix.ShardIndex(shard / "index")  # complete: raises on a missing or cut file
+            for db in (tree / "data").iterdir():
+                if (db / "_series").exists():
+                    sf.SeriesFile(db / "_series")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert terminated >= 4, f"only {terminated} of 16 runs were terminated mid-way"
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
+    proc = subprocess.run(cli_argv("verify", "--json", str(tree)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert [f for f in json.loads(proc.stdout)["findings"] if f["code"].startswith("tsi1.")] == []
