@@ -148,3 +148,37 @@ def test_log_inserts(ids: list[int]) -> None:
 def test_log_inserts_declines_what_it_cannot_write() -> None:
     for bad in ([0], [1, 0], [2**64], [-1]):
         assert core().log_inserts(bad) is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(segs=st.lists(segments(), min_size=1, max_size=3), dup=st.booleans())
+def test_read_partition_bulk_path_equals_the_loop(segs, dup, tmp_path, monkeypatch) -> None:
+    """read_partition's bulk path (a segment of distinct new inserts) leaves the state the
+    entry-by-entry loop over the Python reader leaves."""
+    import shutil
+
+    part_dir = tmp_path / "p"
+    shutil.rmtree(part_dir, ignore_errors=True)
+    part_dir.mkdir()
+    partition = segs[0][1]
+    for i, (raw, _p) in enumerate(segs):
+        if i and dup:
+            raw = segs[0][0]  # the same keys again: the loop's path
+        (part_dir / f"{i:04x}").write_bytes(raw)
+
+    def state(p: sf.Partition):
+        return (p.keys, p.offsets, p.tombstones, p.max_id, p.entries, p.inserts, p.last_insert,
+                [(s.id, s.end) for s in p.segments])
+
+    try:
+        fast = state(sf.read_partition(str(part_dir), partition))
+    except Exception as exc:
+        fast = type(exc)
+    with monkeypatch.context() as m:
+        m.setattr(sf, "core", None)
+        try:
+            slow = state(sf.read_partition(str(part_dir), partition))
+        except Exception as exc:
+            slow = type(exc)
+    assert fast == slow
