@@ -291,3 +291,19 @@ def test_owner_and_modes(tmp_path, fixtures_dir, cli) -> None:
     shutil.rmtree(root)
     with pytest.raises(UsageError):
         restore_tsi.choose_index("btree", root / "data", None)
+
+
+def test_dry_run_names_the_index_and_writes_nothing(tmp_path, fixtures_dir, cli) -> None:
+    import json
+
+    root = _merge_target(tmp_path, fixtures_dir)
+    before = tree_state(tmp_path)
+    for extra, want in (([], "tsi1"), (["--index", "tsi1"], "tsi1"), (["--json"], "tsi1")):
+        proc = _restore(cli, fixtures_dir / "legacy", root, "--db", "db2", "--newdb", "db1", "--merge", "--dry-run",
+                        *extra)
+        assert proc.code == 0, proc.stderr
+        if "--json" in extra:
+            assert json.loads(proc.stdout)["plan"]["index"]["type"] == want
+        else:
+            assert f"index: {want} (" in proc.stdout
+        assert tree_state(tmp_path) == before
