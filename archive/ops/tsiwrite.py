@@ -11,6 +11,7 @@ from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
 from ...tsm.tsi1 import seriesfile as sfmod
 from ...tsm.tsi1.compiled import core
+from ...tsm.tsi1.xxhash import sum64
 from .. import cleanup
 from ..errors import FormatError, SourceIOError, TargetIOError
 from ..progress import ProgressCallback, Reporter
@@ -268,14 +269,15 @@ def shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], whe
     """Series ids of the shard's (line key, series file key) pairs, by tsi1 partition."""
     parts: list[list[int]] = [[] for _ in range(tfmt.INDEX_PARTITION_N)]
     seen: set[int] = set()
+    get, mask, h = ids.get, tfmt.INDEX_PARTITION_N - 1, sum64  # tindex.index_partition, inlined (hot)
     for k, skey in keys:
-        sid = ids.get(skey, 0)
+        sid = get(skey, 0)
         if sid == 0:  # cannot happen: the series file was extended with every key first
             raise FormatError(f"series {k!r} missing from the series file", path=where)
         if sid in seen:
             continue
         seen.add(sid)
-        parts[tindex.index_partition(k)].append(sid)
+        parts[h(k) & mask].append(sid)
     return parts
 
 
