@@ -307,3 +307,28 @@ def test_dry_run_names_the_index_and_writes_nothing(tmp_path, fixtures_dir, cli)
         else:
             assert f"index: {want} (" in proc.stdout
         assert tree_state(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage", ["cut-footer", "cut-half", "zero-magic", "index-lies"])
+def test_damaged_target_shard_merged_into_is_a_target_error(damage, tmp_path, fixtures_dir, cli) -> None:
+    """The merged-into shard's own TSM files are read to index it: damage there is exit 3, one
+    line naming that file, nothing restored."""
+    root = _merge_target(tmp_path, fixtures_dir)
+    tsm = sorted((root / "data" / "db1" / "autogen" / "4").glob("*.tsm"))[0]
+    raw = bytearray(tsm.read_bytes())
+    if damage == "cut-footer":
+        raw = raw[:-3]
+    elif damage == "cut-half":
+        raw = raw[: len(raw) // 2]
+    elif damage == "zero-magic":
+        raw[0:4] = b"\0\0\0\0"
+    else:
+        raw[-8:] = (len(raw) * 4).to_bytes(8, "big")  # index offset past the end
+    tsm.write_bytes(bytes(raw))
+    before = tree_state(tmp_path)
+    proc = _restore(cli, fixtures_dir / "legacy", root, "--db", "db2", "--newdb", "db1", "--merge")
+    assert proc.code == 3, (proc.code, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and str(tsm) in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    locks = {p for p in tree_state(tmp_path) if p.endswith(".influx-archive.lock")}
+    assert {p: v for p, v in tree_state(tmp_path).items() if p not in locks} == {
+        p: v for p, v in before.items() if p not in locks}

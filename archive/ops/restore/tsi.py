@@ -150,10 +150,24 @@ def build_indexes(
         existing = _read_target_series(live)
         keysets = []
         for sp, sdir, wdir in items:
-            keys = keyed_series(str(sdir), str(wdir) if wdir is not None else None)
+            try:
+                keys = keyed_series(str(sdir), str(wdir) if wdir is not None else None)
+            except ArchiveError:
+                if wdir is None or not plan.source.salvage:
+                    raise
+                # --salvage copied a WAL segment damaged past where replay resumes: its TSM data is
+                # indexed; influxd adds the series it replays when it opens the shard (a restored
+                # shard has no fields.idx, so influxd walks every TSM and cache key)
+                keys = keyed_series(str(sdir), None)
             if sp.into_existing and sp.target_dir.is_dir():
                 twal = _target_wal(plan, sp)
-                keys += keyed_series(str(sp.target_dir), str(twal) if twal.is_dir() else None)
+                try:
+                    keys += keyed_series(str(sp.target_dir), str(twal) if twal.is_dir() else None)
+                except ArchiveError as exc:
+                    raise TargetError(
+                        f"the target shard merged into cannot be indexed: {exc.message}; nothing was restored",
+                        path=exc.path or str(sp.target_dir), offset=exc.offset,
+                    ) from exc
                 built.asides += [sp.target_dir / tfmt.INDEX_DIR, sp.target_dir / "fields.idx"]
             keysets.append(keys)
         have = series_ids(existing) if existing is not None else {}
