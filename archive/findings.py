@@ -36,6 +36,13 @@ code                            the finding
 ``wal.torn_tail``               a WAL segment's torn tail (influxd truncates it there)
 ``wal.damaged_entry``           a damaged WAL entry that reading resumed after
 ``wal.not_given``               a bare data directory read without its WAL directory
+``tsi1.series_file_damaged``    a series file partition cannot be read (file and offset)
+``tsi1.series_file_missing``    shards of a database have ``index/`` but it has no ``_series``
+``tsi1.index_damaged``          a shard's ``index/`` (MANIFEST, log or index file) is damaged
+``tsi1.series_not_in_file``     series of a shard's data missing from the series file
+``tsi1.series_not_in_index``    series of a shard's data missing from the shard's ``index/``
+``tsi1.index_id_unknown``       an index lists series ids the series file does not hold
+``tsi1.shard_without_index``    a shard without ``index/`` in a database using tsi1
 ``unexpected``                  made from an exception that is not an ArchiveError
 ==============================  ==========================================================
 """
@@ -71,6 +78,13 @@ FILE_UNREADABLE = "file.unreadable"
 WAL_TORN_TAIL = "wal.torn_tail"
 WAL_DAMAGED_ENTRY = "wal.damaged_entry"
 WAL_NOT_GIVEN = "wal.not_given"
+TSI1_SERIES_FILE_DAMAGED = "tsi1.series_file_damaged"
+TSI1_SERIES_FILE_MISSING = "tsi1.series_file_missing"
+TSI1_INDEX_DAMAGED = "tsi1.index_damaged"
+TSI1_SERIES_NOT_IN_FILE = "tsi1.series_not_in_file"
+TSI1_SERIES_NOT_IN_INDEX = "tsi1.series_not_in_index"
+TSI1_INDEX_ID_UNKNOWN = "tsi1.index_id_unknown"
+TSI1_SHARD_WITHOUT_INDEX = "tsi1.shard_without_index"
 UNEXPECTED = "unexpected"
 
 CODES = frozenset({
@@ -79,6 +93,8 @@ CODES = frozenset({
     MANIFEST_DUPLICATE_ENTRY, MANIFEST_META_SIZE, META_MISSING, META_DUPLICATE, META_GROUP_START_AFTER_END,
     SHARD_NOT_IN_META, SHARD_DIR_NOT_A_NUMBER, NON_ASCII_DIGITS, FILE_UNREADABLE, WAL_TORN_TAIL,
     WAL_DAMAGED_ENTRY, WAL_NOT_GIVEN, UNEXPECTED,
+    TSI1_SERIES_FILE_DAMAGED, TSI1_SERIES_FILE_MISSING, TSI1_INDEX_DAMAGED, TSI1_SERIES_NOT_IN_FILE,
+    TSI1_SERIES_NOT_IN_INDEX, TSI1_INDEX_ID_UNKNOWN, TSI1_SHARD_WITHOUT_INDEX,
 })
 """Every code defined here (an error's own codes come on top: :mod:`influx_archive.archive.errors`)."""
 

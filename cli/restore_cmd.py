@@ -34,6 +34,7 @@ def _plan_text(plan: RestorePlan) -> str:
             flush = ", increments merged into new TSM files"
         lines.append(f"  shard {src} -> {s.target_dir} ({how}; {len(s.files)} files, {s.bytes} bytes{wal}{flush})")
     lines.append(f"  users: {', '.join(u.name for u in plan.meta.users) or 'none'}")
+    lines.append(f"  index: {plan.index} ({plan.index_why})")
     lines.append(f"  total {plan.bytes} bytes in {len(plan.shards)} shards")
     return "\n".join(escape(ln) for ln in lines)  # names read from the source: one line each
 
@@ -76,6 +77,15 @@ def restore(
     owner: Optional[str] = typer.Option(
         None, "--owner", help="USER[:GROUP] to own everything written (e.g. influxdb); a USER alone means that "
         "user's primary group. Needed when root restores for an influxd that runs as another user."
+    ),
+    index: str = typer.Option(
+        "auto", "--index",
+        help="Index of the restored shards: tsi1 builds the series file and each shard's index/ as part of the "
+        "restore; inmem builds none; auto (default) follows --config's index-version, else the target (tsi1 when "
+        "one of its shards has index/, else inmem).",
+    ),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="influxdb.conf of the target server: --index auto follows its index-version."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan / result as JSON."),
@@ -146,7 +156,7 @@ def restore(
             try:
                 plan = plan_restore(
                     source, metadir=metadir, datadir=datadir, waldir=waldir, selection=sel, merge=merge,
-                    recover=not dry_run,
+                    recover=not dry_run, index=index, config=config,
                 )
             except ArchiveError as exc:  # what the recovery of an interrupted run did is still said
                 for note in getattr(exc, "notes", []):
@@ -167,7 +177,7 @@ def restore(
         f"restored {result.shards} shards, {result.files} files, {result.bytes} bytes; metastore "
         f"{plan.metadir / 'meta.db'}\n"
     )
-    # a restore that builds the tsi1 index itself (--index tsi1, where present) needs no tsi1 note
-    indexed = getattr(plan, "index", None) == "tsi1"
+    # a restore that builds the tsi1 index itself (--index tsi1) needs no tsi1 note
+    indexed = plan.index == "tsi1"
     for line in next_steps(plan.metadir, plan.datadir, plan.waldir, owner, indexed=indexed):
         sys.stderr.write(line + "\n")

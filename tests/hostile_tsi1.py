@@ -274,3 +274,33 @@ def iter_files(tree: Path) -> Iterator[Path]:
     for dirpath, _dirs, files in os.walk(tree):
         for f in files:
             yield Path(dirpath) / f
+
+
+# ---- for verify: the same damage read by ``verify <root>``, and indexes that lie by omission ----
+
+
+def as_verify(case: Case) -> Case:
+    """The case read by ``verify <root>`` instead: exit 1, a tsi1 finding naming the file."""
+    return Case(case.name, ["verify", "--json", str(case.tree)], 1, case.mentions, case.tree)
+
+
+def missing_series_cases(base: Path, out: Path, *, limit: int = 24) -> list[tuple[Case, str]]:
+    """(case, finding code): a series of a shard's data left out of its index (one entry of a log
+    file dropped, for each of the first entries of every log file), and a series file holding only
+    one shard's series (what a build-tsi run on one shard into an emptied ``_series`` gives).
+    The case's ``mentions`` is the directory the finding must name."""
+    cases: list[tuple[Case, str]] = []
+    n = 0
+    for path in _log_files(base):
+        entries = [e for e in ix.iter_log_file(str(path)) if e.flag == fmt.LOG_SERIES_INSERT]
+        for e in entries[:2]:
+            n += 1
+            if n > limit:
+                break
+            tree = _copy(base, out, f"drop{n:03d}")
+            p = tree / path.relative_to(base)
+            _mutate(p, lambda d, e=e: d[: e.offset] + d[e.offset + e.size :])
+            index_dir = p.parents[1]
+            cases.append((Case(f"drop:{path.relative_to(base)}@{e.offset}", ["verify", "--json", str(tree)], 1,
+                               str(index_dir), tree), "tsi1.series_not_in_index"))
+    return cases

@@ -149,3 +149,157 @@ def test_usage_errors(trees, tmp_path, cli) -> None:
         assert code == 2, (argv, err)
         assert len(err.splitlines()) == 1 and mention in err and "Traceback" not in err, err
     assert tree_hash(indexed) == snapshot
+
+
+# ---- verify of tsi1 trees ---------------------------------------------------------------------
+
+
+def check_verify_case(cli, case: hostile.Case, code_prefix: str = "tsi1.") -> list[dict]:
+    """verify --json: exit 1, findings JSON on stdout, a finding with a tsi1 code naming the file
+    (with an offset where the damage has one), the tree unchanged, nothing written beside it."""
+    import json
+
+    before = tree_hash(case.tree)
+    siblings = sorted(os.listdir(case.tree.parent))
+    code, out, err = cli(*case.argv)
+    assert code == case.exit_code, (case.name, code, err, out[-2000:])
+    assert "Traceback" not in err
+    found = [f for f in json.loads(out)["findings"] if f["severity"] == "error"]
+    hits = [f for f in found if f["code"].startswith(code_prefix) and f["path"] and case.mentions in f["path"]]
+    assert hits, (case.name, case.mentions, found)
+    assert tree_hash(case.tree) == before, f"{case.name}: the tree changed"
+    assert sorted(os.listdir(case.tree.parent)) == siblings
+    shutil.rmtree(case.tree)
+    return hits
+
+
+def test_verify_clean_tree_has_no_tsi1_finding(trees, cli) -> None:
+    import json
+
+    code, out, err = cli("verify", "--json", str(trees[1]))
+    assert code == 0, out + err
+    assert [f for f in json.loads(out)["findings"] if f["code"].startswith("tsi1.")] == []
+
+
+@pytest.mark.slow
+def test_verify_reports_series_file_and_log_damage(trees, tmp_path, cli) -> None:
+    cases = hostile.series_segment_cases(trees[1], tmp_path / "s", limit_per_kind=2) + hostile.log_file_cases(
+        trees[1], tmp_path / "l", limit_files=2)
+    assert len(cases) >= 40
+    with_offset = 0
+    for case in cases:
+        hits = check_verify_case(cli, hostile.as_verify(case))
+        with_offset += any(h["offset"] is not None for h in hits)
+    assert with_offset >= len(cases) * 3 // 4, with_offset  # a cut at the very end has none
+
+
+@pytest.mark.slow
+def test_verify_reports_manifest_damage(trees, tmp_path, cli) -> None:
+    cases = hostile.manifest_cases(trees[1], tmp_path)
+    for case in cases:
+        check_verify_case(cli, hostile.as_verify(case), "tsi1.index_damaged")
+
+
+@pytest.mark.slow
+def test_verify_reports_series_left_out_of_an_index(trees, tmp_path, cli) -> None:
+    cases = hostile.missing_series_cases(trees[1], tmp_path, limit=10)
+    assert len(cases) >= 8
+    for case, code in cases:
+        check_verify_case(cli, case, code)
+
+
+@pytest.mark.slow
+def test_verify_reports_series_missing_from_the_series_file(trees, tmp_path, cli) -> None:
+    """Every shard in turn is the only one whose series the series file holds (``_series``
+    emptied, build-tsi --force on that shard): every other shard with series of its own is named."""
+    from test_tsi1_inspect import shard_dirs
+
+    from influx_archive.archive.ops.buildtsi import keyed_series
+
+    base = trees[1]
+    shards = shard_dirs(base / "data")
+    for i, keep in enumerate(shards[:6]):
+        tree = tmp_path / f"only{i}"
+        shutil.copytree(base, tree, symlinks=True)
+        rel = keep.relative_to(base / "data")
+        shutil.rmtree(tree / "data" / rel.parts[0] / "_series")
+        assert cli("build-tsi", "-datadir", str(tree / "data"), "-waldir", str(tree / "wal"), "-database",
+                   rel.parts[0], "-retention", rel.parts[1], "-shard", rel.parts[2], "--force").code == 0
+        kept = {sk for _k, sk in keyed_series(str(tree / "data" / rel), str(tree / "wal" / rel))}
+        want = set()
+        for other in shard_dirs(tree / "data"):
+            if other == tree / "data" / rel or other.relative_to(tree / "data").parts[0] != rel.parts[0]:
+                continue
+            r = other.relative_to(tree / "data")
+            if {sk for _k, sk in keyed_series(str(other), str(tree / "wal" / r))} - kept:
+                want.add(str(other))
+        import json
+
+        code, out, _err = cli("verify", "--json", str(tree))
+        named = {f["path"] for f in json.loads(out)["findings"] if f["code"] == "tsi1.series_not_in_file"}
+        assert named == want, (rel, named, want)
+        assert (code == 1) == bool(want)
+        shutil.rmtree(tree)
+
+
+# ---- build-tsi under SIGTERM -------------------------------------------------------------------
+
+
+def _leftovers(tree: Path) -> list[str]:
+    return sorted(str(p.relative_to(tree)) for p in tree.rglob("*")
+                  if p.name == ".index" or p.name.startswith(".influx-archive-series-") or
+                  p.name.startswith(".influx-archive-index-old-") or ".tmp-" in p.name)
+
+
+@pytest.mark.slow
+def test_sigterm_at_random_points_leaves_nothing_behind(trees, tmp_path) -> None:
+    """build-tsi --force terminated (SIGTERM) at random (seeded) moments, with CPU hogs loading the
+    machine so the signal also lands inside a mkdir or rename: exit 143 with one line, or 0; no
+    staging directory (``.index``, ``.influx-archive-series-*``) left anywhere; every shard's
+    index/ complete (8 partitions, each a MANIFEST and its log) and the series file readable —
+    and a next run completes with verify finding nothing."""
+    import json
+    import random
+    import signal
+    import subprocess
+    import threading
+
+    from hostile_outputs import cli_argv
+
+    from influx_archive.tsm.tsi1 import index as ix
+    from influx_archive.tsm.tsi1 import seriesfile as sf
+
+    rng = random.Random(1717)
+    tree = tmp_path / "t"
+    shutil.copytree(trees[1], tree)
+    argv = cli_argv("build-tsi", "--datadir", str(tree / "data"), "--waldir", str(tree / "wal"), "--force", "--quiet")
+    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    terminated = 0
+    try:
+        for i in range(16):
+            delay = rng.choice([0.0, rng.uniform(0.2, 0.8), rng.uniform(0.5, 1.5), rng.uniform(1.0, 3.0)])
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            threading.Event().wait(delay)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)
+            text = err.decode()
+            assert "Traceback" not in text, text
+            assert proc.returncode in (0, 143, -15), (i, proc.returncode, text)
+            if proc.returncode == 143:
+                terminated += 1
+                assert len(text.splitlines()) == 1 and "terminated" in text, text
+            assert _leftovers(tree) == [], (i, delay, _leftovers(tree))
+            for shard in sorted(p for p in (tree / "data").glob("*/*/*") if (p / "index").exists()):
+                ix.ShardIndex(shard / "index")  # complete: raises on a missing or cut file
+            for db in (tree / "data").iterdir():
+                if (db / "_series").exists():
+                    sf.SeriesFile(db / "_series")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert terminated >= 4, f"only {terminated} of 16 runs were terminated mid-way"
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
+    proc = subprocess.run(cli_argv("verify", "--json", str(tree)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert [f for f in json.loads(proc.stdout)["findings"] if f["code"].startswith("tsi1.")] == []

@@ -43,6 +43,7 @@ from ...tsm.tombstone import TombstoneSet, read_tombstones
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import seriesfile as sfmod
 from ...tsm.tsi1 import serieskey
+from ...tsm.tsi1.compiled import core
 from ...tsm.wal import Cache
 from ..errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
 from ..progress import ProgressCallback, Reporter
@@ -311,14 +312,30 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> str | None:
 def _keyed(keys: list[bytes], where: str) -> list[tuple[bytes, bytes]]:
     """(line key, series file key) of each key, checked."""
     out = []
+    fast = core.series_file_key if core is not None else None
     for k in keys:
         if len(k) > tfmt.MAX_KEY_LEN:
             raise FormatError(f"series key of {len(k)} bytes is longer than influxd's limit", path=where)
+        sk = fast(k) if fast is not None else None  # None: an escape, an empty part... the Python path decides
+        if sk is not None:
+            out.append((k, sk))
+            continue
         name, tags = serieskey.parse_key(k)
         if not name:
             raise FormatError(f"series key {k[:80]!r} has no measurement name", path=where)
         out.append((k, serieskey.encode(name, tags)))
     return out
+
+
+def keyed_series(shard_dir: str, wal_dir: str | None = None) -> list[tuple[bytes, bytes]]:
+    """(line key, series file key) of every series the shard serves (:func:`shard_series`), each
+    checked (length, measurement name): what a shard's index and its database's series file hold."""
+    return _keyed(shard_series(shard_dir, wal_dir), shard_dir)
+
+
+def series_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:
+    """Series file key -> id of every series of ``sfile``."""
+    return _all_ids(sfile)
 
 
 def _all_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:

@@ -10,6 +10,9 @@ import shutil
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
 from ...tsm.tsi1 import seriesfile as sfmod
+from ...tsm.tsi1.compiled import core
+from ...tsm.tsi1.xxhash import sum64
+from .. import cleanup
 from ..errors import FormatError, SourceIOError, TargetIOError
 from ..progress import ProgressCallback, Reporter
 from ..staging import fsync_dir
@@ -86,7 +89,9 @@ def write_index_dir(path: str, partitions: list[list[int]]) -> int:
     for p in range(tfmt.INDEX_PARTITION_N):
         pdir = os.path.join(path, str(p))
         makedir(pdir)
-        log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
+        log = core.log_inserts(partitions[p]) if core is not None else None
+        if log is None:
+            log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
         total += len(log)
         write_file(os.path.join(pdir, name), log)
         write_file(os.path.join(pdir, tfmt.MANIFEST_NAME), manifest)
@@ -156,30 +161,69 @@ def stage_series_file(live: str, stage: str, sfile: sfmod.SeriesFile | None) -> 
     return sfile
 
 
-def extend_series_file(
-    db_dir: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], owner, progress: Progress
+def make_stage(path: str) -> None:
+    """Create the staging directory ``path`` (a leftover of a killed run removed first) and enter
+    it in the temporaries registry in the same uninterrupted step (archive/cleanup.py), so a
+    SIGTERM at any moment leaves nothing behind."""
+    with cleanup.uninterrupted():
+        rmtree(path)
+        makedir(path)
+        cleanup.track(path, is_dir=True)
+
+
+def drop_stage(path: str) -> None:
+    with cleanup.uninterrupted():
+        rmtree(path)
+        cleanup.untrack(path)
+
+
+def swap_in(stage: str, live: str, old: str) -> None:
+    """Rename the complete, fsynced staged directory ``stage`` to ``live``. A ``live`` already
+    there is renamed to ``old`` first and removed once the new one is in place; a kill between
+    the two renames leaves ``old``, which :func:`recover_series_file` / the next
+    :func:`install_index` deal with. One uninterrupted step: a signal waits for its end."""
+    parent = os.path.dirname(live)
+    with cleanup.uninterrupted():
+        had = os.path.lexists(live)
+        try:
+            if had:
+                os.rename(live, old)
+            try:
+                os.rename(stage, live)
+            except BaseException:
+                if had:
+                    os.rename(old, live)
+                raise
+        except OSError as exc:
+            raise TargetIOError(f"cannot move the staged directory into place: {exc.strerror}", path=live) from exc
+        cleanup.untrack(stage)
+        fsync_dir(parent)
+        if had:
+            rmtree(old)
+
+
+def write_series_stage(
+    stage: str, live: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], progress: Progress, label: str
 ) -> sfmod.SeriesFile:
-    """Add ``new_keys`` (series file keys, absent from ``existing``, the live file as read)
-    atomically; returns the resulting series file state (paths pointing at the live directory)."""
-    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
-    rep = Reporter(progress, unit="series", label=f"series file {os.path.basename(db_dir)}")
-    stage = os.path.join(db_dir, f"{SERIES_STAGE}{os.getpid()}")
-    rmtree(stage)
+    """Write at ``stage`` (which must not exist) the series file ``live`` (``existing``: it as
+    read, or None) extended by ``new_keys`` (series file keys absent from it): existing series
+    keep their ids, new ones get the ids influxd would give them. Everything fsynced. Returns the
+    staged file's state (paths inside ``stage``)."""
+    rep = Reporter(progress, unit="series", label=label)
+    sfile = stage_series_file(live, stage, existing)
+    writers: list[sfmod.PartitionWriter | None] = [None] * tfmt.SERIES_PARTITION_N
+    rep.start(len(new_keys))
+    for i, key in enumerate(new_keys, 1):
+        p = sfmod.key_partition(key)
+        w = writers[p]
+        if w is None:
+            w = writers[p] = sfmod.PartitionWriter(sfile.partitions[p])
+        w.insert(key)
+        if i % 4096 == 0:
+            rep.advance(4096)
+    rep.advance(len(new_keys) % 4096)
+    rep.end()
     try:
-        sfile = stage_series_file(live, stage, existing)
-        writers: list[sfmod.PartitionWriter | None] = [None] * tfmt.SERIES_PARTITION_N
-        rep.start(len(new_keys))
-        for i, key in enumerate(new_keys, 1):
-            p = sfmod.key_partition(key)
-            if writers[p] is None:
-                writers[p] = sfmod.PartitionWriter(sfile.partitions[p])
-            w = writers[p]
-            assert w is not None
-            w.insert(key)
-            if i % 4096 == 0:
-                rep.advance(4096)
-        rep.advance(len(new_keys) % 4096)
-        rep.end()
         for p, wr in enumerate(writers):
             if wr is not None:
                 wr.close()
@@ -188,23 +232,36 @@ def extend_series_file(
                 sfmod.PartitionWriter(part).close()
             fsync_dir(part.path)
         fsync_dir(stage)
-        chown_tree(stage, owner)
-        old = os.path.join(db_dir, f"{SERIES_OLD}{os.getpid()}")
-        if os.path.lexists(live):
-            os.rename(live, old)
-        os.rename(stage, live)
-        fsync_dir(db_dir)
-        rmtree(old)
     except OSError as exc:
-        rmtree(stage)
-        raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=live) from exc
-    except BaseException:
-        rmtree(stage)
-        raise
+        raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=stage) from exc
+    return sfile
+
+
+def relocate(sfile: sfmod.SeriesFile, path: str) -> None:
+    """Point ``sfile``'s partitions and segments at the series file directory ``path``."""
+    sfile.path = path
     for part in sfile.partitions:
-        part.path = os.path.join(live, tfmt.partition_dir_name(part.id))
+        part.path = os.path.join(path, tfmt.partition_dir_name(part.id))
         for seg in part.segments:
             seg.path = os.path.join(part.path, os.path.basename(seg.path))
+
+
+def extend_series_file(
+    db_dir: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], owner, progress: Progress
+) -> sfmod.SeriesFile:
+    """Add ``new_keys`` (series file keys, absent from ``existing``, the live file as read)
+    atomically; returns the resulting series file state (paths pointing at the live directory)."""
+    live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+    stage = os.path.join(db_dir, f"{SERIES_STAGE}{os.getpid()}")
+    make_stage(stage)
+    try:
+        label = f"series file {os.path.basename(db_dir)}"
+        sfile = write_series_stage(os.path.join(stage, "s"), live, existing, new_keys, progress, label)
+        chown_tree(stage, owner)
+        swap_in(os.path.join(stage, "s"), live, os.path.join(db_dir, f"{SERIES_OLD}{os.getpid()}"))
+    finally:
+        drop_stage(stage)
+    relocate(sfile, live)
     return sfile
 
 
@@ -212,38 +269,40 @@ def shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], whe
     """Series ids of the shard's (line key, series file key) pairs, by tsi1 partition."""
     parts: list[list[int]] = [[] for _ in range(tfmt.INDEX_PARTITION_N)]
     seen: set[int] = set()
+    get, mask, h = ids.get, tfmt.INDEX_PARTITION_N - 1, sum64  # tindex.index_partition, inlined (hot)
     for k, skey in keys:
-        sid = ids.get(skey, 0)
+        sid = get(skey, 0)
         if sid == 0:  # cannot happen: the series file was extended with every key first
             raise FormatError(f"series {k!r} missing from the series file", path=where)
         if sid in seen:
             continue
         seen.add(sid)
-        parts[tindex.index_partition(k)].append(sid)
+        parts[h(k) & mask].append(sid)
     return parts
 
 
 def install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) -> int:
+    """Write the shard's ``index/`` beside it (``.index``) and rename it into place (with
+    ``replace`` an existing one is swapped out, removed once the new one is in). A leftover of a
+    killed swap (``.influx-archive-index-old-*``) is moved back first, or removed."""
     stage = os.path.join(shard_dir, STAGE_INDEX)
     target = os.path.join(shard_dir, tfmt.INDEX_DIR)
-    rmtree(stage)
+    for name in listdir(shard_dir, "shard directory"):
+        if name.startswith(INDEX_OLD):
+            if os.path.lexists(target):
+                rmtree(os.path.join(shard_dir, name))
+            else:
+                os.rename(os.path.join(shard_dir, name), target)
+    if os.path.lexists(target) and not replace:
+        raise TargetIOError("target shard already has an index/", path=target)
+    make_stage(stage)
     try:
+        os.rmdir(stage)  # write_index_dir creates it: registered already, so a signal removes it
         n = write_index_dir(stage, parts)
         chown_tree(stage, owner)
-        old = None
-        if replace and os.path.lexists(target):
-            old = os.path.join(shard_dir, f"{INDEX_OLD}{os.getpid()}")
-            os.rename(target, old)
-        elif os.path.lexists(target):
-            raise TargetIOError("target shard already has an index/", path=target)
-        os.rename(stage, target)
-        fsync_dir(shard_dir)
-        if old is not None:
-            rmtree(old)
+        swap_in(stage, target, os.path.join(shard_dir, f"{INDEX_OLD}{os.getpid()}"))
         return n
     except OSError as exc:
-        rmtree(stage)
         raise TargetIOError(f"cannot write target index: {exc.strerror}", path=target) from exc
-    except BaseException:
-        rmtree(stage)
-        raise
+    finally:
+        drop_stage(stage)

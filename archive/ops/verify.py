@@ -13,6 +13,8 @@ after it wherever the format allows):
 * every TSM file: header, footer, index bounds and key order, and every block's CRC32; with
   ``deep`` also every block decoded: value count, timestamps ascending, index min/max equal to the
   block's first/last timestamp, block type equal to the index's;
+* a server root's tsi1 series files and shard indexes, and every series of its data in both
+  (:mod:`.verifytsi`);
 * tombstone files parse; WAL segments parse (a torn tail is a warning: influxd truncates it and
   starts);
 * metastore against data: shard data the metastore does not list (influxd never serves it);
@@ -59,6 +61,7 @@ from ..sources.tarscan import REFUSED_MEMBER
 from ..threads import map_on_cores
 from ..untrusted import read_small
 from .tsmcopy import checked_chunks
+from .verifytsi import check_tsi1
 
 
 @dataclass
@@ -154,6 +157,11 @@ def verify(
                     "database": shard.database, "retention_policy": shard.retention_policy, "id": shard.id,
                     "files": part.files, "blocks": part.blocks, "values": part.values, "wal_values": part.wal_values,
                 })
+        if src.kind == "live":  # a server root: its tsi1 series files and indexes (archive/ops/verifytsi.py)
+            root = Path(src.path)
+            found, nfiles = check_tsi1(root / "data", root / "wal" if (root / "wal").is_dir() else None)
+            report.findings.extend(found)
+            report.files += nfiles
         return report
 
 

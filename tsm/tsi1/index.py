@@ -395,37 +395,41 @@ class PartitionSummary:
     measurements: dict[bytes, Measurement] = field(default_factory=dict)  # from index files
 
 
+def read_index_partition(pdir: str, p: int) -> PartitionSummary:
+    """One partition ``index/<p>`` of a shard's index: MANIFEST, every log and index file it lists."""
+    mpath = os.path.join(pdir, fmt.MANIFEST_NAME)
+    if not os.path.isfile(mpath):
+        raise FormatError(f"index partition {p} has no MANIFEST", path=pdir)
+    summary = PartitionSummary(pdir, read_manifest(mpath))
+    for name in summary.manifest.files:
+        fpath = os.path.join(pdir, name)
+        if not os.path.isfile(fpath):
+            raise FormatError(f"MANIFEST lists {name}, which is missing", path=mpath, field="files")
+        if name.endswith(fmt.LOG_FILE_EXT):
+            for e in iter_log_file(fpath):
+                summary.log_entries += 1
+                if e.flag == fmt.LOG_SERIES_INSERT:
+                    summary.log_series.add(e.series_id)
+                    summary.log_tombstones.discard(e.series_id)
+                elif e.flag == fmt.LOG_SERIES_TOMBSTONE:
+                    summary.log_series.discard(e.series_id)
+                    summary.log_tombstones.add(e.series_id)
+        else:
+            summary.index_files.append(name)
+            with IndexFile(fpath) as f:
+                for m in f.measurements:
+                    summary.measurements[m.name] = m
+    return summary
+
+
 class ShardIndex:
     """A shard's ``index/`` directory: the 8 partitions, their manifests, log and index files."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self.partitions: list[PartitionSummary] = []
-        for p in range(fmt.INDEX_PARTITION_N):
-            pdir = os.path.join(self.path, str(p))
-            mpath = os.path.join(pdir, fmt.MANIFEST_NAME)
-            if not os.path.isfile(mpath):
-                raise FormatError(f"index partition {p} has no MANIFEST", path=pdir)
-            summary = PartitionSummary(pdir, read_manifest(mpath))
-            for name in summary.manifest.files:
-                fpath = os.path.join(pdir, name)
-                if not os.path.isfile(fpath):
-                    raise FormatError(f"MANIFEST lists {name}, which is missing", path=mpath, field="files")
-                if name.endswith(fmt.LOG_FILE_EXT):
-                    for e in iter_log_file(fpath):
-                        summary.log_entries += 1
-                        if e.flag == fmt.LOG_SERIES_INSERT:
-                            summary.log_series.add(e.series_id)
-                            summary.log_tombstones.discard(e.series_id)
-                        elif e.flag == fmt.LOG_SERIES_TOMBSTONE:
-                            summary.log_series.discard(e.series_id)
-                            summary.log_tombstones.add(e.series_id)
-                else:
-                    summary.index_files.append(name)
-                    with IndexFile(fpath) as f:
-                        for m in f.measurements:
-                            summary.measurements[m.name] = m
-            self.partitions.append(summary)
+        self.partitions: list[PartitionSummary] = [
+            read_index_partition(os.path.join(self.path, str(p)), p) for p in range(fmt.INDEX_PARTITION_N)
+        ]
 
     def series_ids(self) -> set[int]:
         """Series ids the log files hold (index files' series sets are not decoded)."""

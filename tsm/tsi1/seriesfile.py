@@ -26,6 +26,7 @@ from typing import cast
 from ...archive.errors import FormatError, SourceIOError, TargetIOError, TruncatedError
 from . import format as fmt
 from . import serieskey
+from .compiled import core
 from .xxhash import rhh_hash_key, rhh_hash_uint64, sum64
 
 
@@ -101,6 +102,12 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
                 field="version",
             )
         pos = fmt.SEGMENT_HEADER_SIZE
+        if core is not None and n:  # the compiled core reads a valid segment whole (None: decide here)
+            fast = core.scan_segment(buf, limit, segment_id, -1 if partition is None else partition)
+            if fast is not None:
+                for flag, sid, off, key in fast:
+                    yield SeriesEntry(flag, sid, off, key)
+                return
         unpack = fmt.ENTRY_HEADER.unpack_from
         while pos < limit:
             flag = buf[pos]
@@ -163,6 +170,25 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
         m.close()
 
 
+def segment_entries(
+    path: str, segment_id: int, partition: int | None = None
+) -> list[tuple[int, int, int, bytes | None]]:
+    """(flag, id, offset, key) of every entry of a segment, as :func:`iter_segment` gives them (and
+    raises): the compiled core's list when it reads the segment whole."""
+    if core is not None:
+        m = _Mapped(path)
+        try:
+            buf, n = m.buf, m.size
+            if n >= fmt.SEGMENT_HEADER_SIZE and buf[0:4] == fmt.SEGMENT_MAGIC and buf[4] == fmt.SEGMENT_VERSION:
+                limit = min(n, fmt.segment_size(segment_id))
+                fast = core.scan_segment(buf, limit, segment_id, -1 if partition is None else partition)
+                if fast is not None:
+                    return fast
+        finally:
+            m.close()
+    return [(e.flag, e.id, e.offset, e.key) for e in iter_segment(path, segment_id, partition)]
+
+
 def _segment_end(path: str, segment_id: int) -> int:
     end = fmt.SEGMENT_HEADER_SIZE
     for e in iter_segment(path, segment_id):
@@ -207,24 +233,38 @@ def read_partition(path: str, pid: int) -> Partition:
     for sid in sorted(seg_ids):
         p = os.path.join(path, fmt.segment_name(sid))
         end = fmt.SEGMENT_HEADER_SIZE
-        for e in iter_segment(p, sid, pid):
-            part.entries += 1
-            if e.flag == fmt.ENTRY_INSERT:
-                key = cast(bytes, e.key)  # iter_segment gives every insert its key
+        ents = segment_entries(p, sid, pid)
+        part.entries += len(ents)
+        keys = [e[3] for e in ents]
+        if ents and all(e[0] == fmt.ENTRY_INSERT for e in ents) and len(set(keys)) == len(keys) and (
+            part.keys.keys().isdisjoint(keys)
+        ):  # the common segment: inserts of distinct new keys, taken in bulk (same state as below)
+            ids = [e[1] for e in ents]
+            part.keys.update(zip(cast("list[bytes]", keys), ids))
+            part.offsets.update((e[1], e[2]) for e in ents)
+            part.tombstones.difference_update(ids)
+            part.max_id = max(part.max_id, *ids)
+            part.inserts += len(ents)
+            part.last_insert = ents[-1][2]
+            end = (ents[-1][2] & 0xFFFFFFFF) + fmt.ENTRY_HEADER_SIZE + len(cast(bytes, keys[-1]))
+            ents = []
+        for flag, eid, offset, k in ents:
+            if flag == fmt.ENTRY_INSERT:
+                key = cast(bytes, k)  # iter_segment gives every insert its key
                 old = part.keys.get(key)
                 if old is not None:
                     part.offsets.pop(old, None)
-                part.keys[key] = e.id
-                part.offsets[e.id] = e.offset
-                part.tombstones.discard(e.id)
-                part.max_id = max(part.max_id, e.id)
+                part.keys[key] = eid
+                part.offsets[eid] = offset
+                part.tombstones.discard(eid)
+                part.max_id = max(part.max_id, eid)
                 part.inserts += 1
-                part.last_insert = e.offset
-                end = (e.offset & 0xFFFFFFFF) + fmt.ENTRY_HEADER_SIZE + len(key)
+                part.last_insert = offset
+                end = (offset & 0xFFFFFFFF) + fmt.ENTRY_HEADER_SIZE + len(key)
             else:
-                part.tombstones.add(e.id)
-                part.offsets.pop(e.id, None)
-                end = (e.offset & 0xFFFFFFFF) + fmt.ENTRY_HEADER_SIZE
+                part.tombstones.add(eid)
+                part.offsets.pop(eid, None)
+                end = (offset & 0xFFFFFFFF) + fmt.ENTRY_HEADER_SIZE
         part.segments.append(Segment(sid, p, end, os.path.getsize(p)))
     if part.tombstones:
         part.keys = {k: i for k, i in part.keys.items() if i not in part.tombstones}

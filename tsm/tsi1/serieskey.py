@@ -14,6 +14,7 @@ Construct definition :data:`~influx_archive.tsm.tsi1.format.SeriesKey`.
 from __future__ import annotations
 
 from . import format as fmt
+from .compiled import core
 
 _MEAS_ESC = ((b"\\,", b","), (b"\\ ", b" "))
 _TAG_ESC = ((b"\\,", b","), (b"\\ ", b" "), (b"\\=", b"="))
@@ -128,7 +129,12 @@ def encode(name: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def from_line_key(key: bytes) -> bytes:
-    """Series file key of a line-protocol series key."""
+    """Series file key of a line-protocol series key (the compiled core's, :mod:`.compiled`, for a
+    key without escapes; the same bytes)."""
+    if core is not None:
+        fast = core.series_file_key(key)
+        if fast is not None:
+            return fast
     return encode(*parse_key(key))
 
 

@@ -3,12 +3,16 @@
 index partition = ``Sum64(line-protocol series key) & 7`` (``tsdb/index/tsi1/index.go``), and the
 Robin Hood hash maps of the series index (``pkg/rhh/rhh.go`` ``HashKey``).
 
-Pure Python (no dependency); the reference vectors are checked in the tests.
+Pure Python (no dependency; the reference vectors are checked in the tests); the compiled core
+(tsm/_tsispeed.c, :mod:`.compiled`) computes the same where it is built, and :func:`sum64` is it
+then (:func:`sum64_py` stays the reference the tests compare it with).
 """
 
 from __future__ import annotations
 
 import struct
+
+from .compiled import core
 
 _M = (1 << 64) - 1
 P1 = 11400714785074694791
@@ -33,7 +37,7 @@ def _merge(acc: int, val: int) -> int:
     return (acc * P1 + P4) & _M
 
 
-def sum64(data: bytes) -> int:
+def sum64_py(data: bytes) -> int:
     """XXH64(data, seed=0) as an unsigned 64-bit integer."""
     n = len(data)
     p = 0
@@ -84,6 +88,9 @@ def sum64(data: bytes) -> int:
     h = (h * P3) & _M
     h ^= h >> 32
     return h
+
+
+sum64 = core.sum64 if core is not None else sum64_py
 
 
 def rhh_hash_key(key: bytes) -> int:

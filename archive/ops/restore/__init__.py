@@ -50,8 +50,11 @@ instead of writing. Planning shard directories and file names in a ``--datadir``
 (:func:`~.plan.build_plan`), the target directories held open, the journal and its recovery, and
 the lock are the offline side only.
 
-Restored shards carry no TSI index: influxd opens a shard without ``index/`` as ``inmem`` even
-under ``index-version = "tsi1"`` (docs/formats.md); :data:`INDEX_GUIDANCE` says what to do.
+The index (:mod:`.tsi`): with ``index="tsi1"`` (or ``"auto"`` on a target that uses tsi1) the
+series file and every restored shard's ``index/`` are built in the staging area and moved in by
+the same transaction; otherwise restored shards carry no index — influxd opens a shard without
+``index/`` as ``inmem`` even under ``index-version = "tsi1"`` (docs/formats.md) — and
+:data:`INDEX_GUIDANCE` says what to do.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from .journal import Roots, Transaction, recover_interrupted, target_lock
 from .metastore import put_back_meta, read_meta_at, write_meta_at
 from .plan import FilePlan, RestorePlan, ShardPlan, build_plan, check_target_args
 from .shards import chown_all, move_in_all, parse_owner, stage_all
+from .tsi import build_indexes, check_merge, choose_index, install, move_aside
 
 __all__ = [
     "INDEX_GUIDANCE",
@@ -91,7 +95,7 @@ __all__ = [
 
 INDEX_GUIDANCE = (
     "Restored shards carry no TSI index: influxd opens them with the in-memory (inmem) index, even "
-    'under index-version = "tsi1". To give them a tsi1 index, stop influxd and run: '
+    'under index-version = "tsi1". For a tsi1 index restore with --index tsi1, or stop influxd and run: '
     "influx-archive build-tsi --datadir DATADIR --waldir WALDIR --owner influxdb:influxdb"
 )
 
@@ -111,7 +115,8 @@ class RestoreResult:
             "findings": [f.to_dict() for f in self.skipped],
             "meta_db": str(self.plan.metadir / "meta.db"),
             "plan": self.plan.to_dict(),
-            "index": INDEX_GUIDANCE,
+            "index": {"type": self.plan.index, "why": self.plan.index_why}
+            | ({"guidance": INDEX_GUIDANCE} if self.plan.index != "tsi1" else {}),
         }
 
 
@@ -124,8 +129,11 @@ def plan_restore(
     selection: Selection = Selection(),
     merge: bool = False,
     recover: bool = True,
+    index: str = "auto",
+    config: str | os.PathLike[str] | None = None,
 ) -> RestorePlan:
     """Decide what a restore of ``src`` writes where. Reads the target ``meta.db`` if present.
+    ``index`` (``auto``, ``inmem``, ``tsi1``) and ``config`` (an influxdb.conf): see :mod:`.tsi`.
 
     First undoes what an interrupted earlier restore left in the target (see
     :func:`recover_interrupted`); with ``recover`` false (a dry run) only reports it."""
@@ -139,7 +147,11 @@ def plan_restore(
     # Under the targets' lock (re-entrant: the CLI holds it for the whole run): the recovery
     # writes, and what the plan reads of the target must not change before it is carried out.
     with target_lock(metadir_p, datadir_p, waldir_p) if recover else contextlib.nullcontext():
-        return _plan_locked(src, metadir_p, datadir_p, waldir_p, selection, merge, recover)
+        plan = _plan_locked(src, metadir_p, datadir_p, waldir_p, selection, merge, recover)
+    plan.index, plan.index_why, warnings = choose_index(index, datadir_p, config)
+    plan.warnings += warnings
+    check_merge(plan)
+    return plan
 
 
 def _plan_locked(
@@ -195,8 +207,13 @@ def _execute_locked(
     try:
         # 1. Stage every shard's files, checked, beside the target.
         staged, nfiles, nbytes = stage_all(plan, tx, rep, salvaged)
-        # 2. Move into place.
+        built = build_indexes(plan, staged, ids, progress) if plan.index == "tsi1" else None
+        # 2. Move into place (a tsi1 series file after the shards whose series it holds).
+        if built is not None:
+            move_aside(tx, built)
         written = move_in_all(tx, staged)
+        if built is not None:
+            written += install(tx, built)
         # 3. The metastore, last.
         meta_path = plan.metadir / "meta.db"
         blob = encode_data(plan.meta)

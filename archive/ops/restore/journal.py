@@ -40,7 +40,8 @@ JOURNAL_FORMAT = "influx-archive restore journal"
 JOURNAL_VERSION = 2
 MAX_JOURNAL_BYTES = 64 << 20  # far above any real journal (one short line per directory / move)
 STAGE_MODE = 0o700
-_OPS = ("dir", "moved", "meta", "commit")
+_OPS = ("dir", "moved", "aside", "meta", "commit")
+_ASIDE_RE = re.compile(r"^aside-[0-9]+$")
 
 # Staging directories (and the shard directories staged in them) by path -> their descriptor:
 # files are created in them relative to it, so no link swapped in for a staging path is followed.
@@ -140,6 +141,8 @@ class Transaction:
         self._created: list[tuple[str, tuple[str, ...]]] = []
         self.moved_in: list[Path] = []  # final paths renamed into place
         self._moved: list[tuple[str, tuple[str, ...], tuple[int, int]]] = []
+        #: (root, rel, name in the main staging directory, dev/ino) of what was moved out of the way
+        self._asides: list[tuple[str, tuple[str, ...], str, tuple[int, int]]] = []
         self.stages: list[Path] = []
         self._stage_entries: list[tuple[int, str, tuple[int, int], Path]] = []  # (base fd, name, dev/ino, path)
         self._journal: int | None = None
@@ -255,6 +258,33 @@ class Transaction:
         finally:
             os.close(parent_fd)
 
+    def aside(self, final: Path) -> bool:
+        """Move ``final`` (a tsi1 series file or index a staged one replaces) into the main staging
+        directory, journaled first: rollback and recovery move it back, commit drops it with the
+        staging directory. False when nothing is there."""
+        sfd = STAGE_FDS[self.stages[0]]
+        role, rel = self.roots.locate(final)
+        if not rel:
+            raise TargetError("refusing to replace a target directory", path=str(final))
+        parent_fd = self.roots.open_dir(role, rel[:-1])
+        try:
+            try:
+                st = os.lstat(rel[-1], dir_fd=parent_fd)
+            except FileNotFoundError:
+                return False
+            name, ident = f"aside-{len(self._asides)}", (st.st_dev, st.st_ino)
+            self._log({"op": "aside", "root": role, "rel": list(rel), "name": name, "dev": ident[0], "ino": ident[1]})
+            try:
+                staging.rename_noreplace(rel[-1], name, src_dir_fd=parent_fd, dst_dir_fd=sfd)
+            except OSError as exc:
+                raise TargetError(f"cannot move out of the way: {exc.strerror}", path=str(final)) from exc
+            self._asides.append((role, rel, name, ident))
+            os.fsync(parent_fd)
+            os.fsync(sfd)
+            return True
+        finally:
+            os.close(parent_fd)
+
     def will_write_meta(self, path: Path, blob: bytes) -> None:
         """Journal the metastore about to be written: a restore killed after the atomic
         rename of ``meta.db`` but before ``commit`` is complete, one killed before it is not."""
@@ -264,7 +294,8 @@ class Transaction:
         self._log({"op": "commit"})
 
     def rollback(self) -> None:
-        _undo(self.roots, self._moved, self._created)
+        main = STAGE_FDS.get(self.stages[0], -1) if self.stages else -1
+        _undo(self.roots, self._moved, self._created, self._asides, main)
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -283,15 +314,29 @@ class Transaction:
         self.stages.clear()
 
 
-def _undo(roots: Roots, moved: list, created: list) -> int:
-    """Move out what was renamed in (only the inodes recorded) and remove the directories created
-    (only when empty: never what someone else put there). Returns how many moves were undone."""
+def _undo(roots: Roots, moved: list, created: list, asides: list | None = None, stage_fd: int = -1) -> int:
+    """Move out what was renamed in (only the inodes recorded), move back what was moved aside
+    into the staging directory ``stage_fd`` (only the inodes recorded, only where nothing is in
+    its place), and remove the directories created (only when empty: never what someone else put
+    there). Returns how many moves were undone."""
     undone = 0
     for role, rel, ident in reversed(moved):
         with contextlib.suppress(OSError, TargetError):
             fd = roots.open_dir(role, rel[:-1])
             try:
                 undone += staging.remove_beneath(fd, rel[-1], expect=ident)
+            finally:
+                os.close(fd)
+    for role, rel, name, ident in reversed(asides if asides and stage_fd >= 0 else []):
+        with contextlib.suppress(OSError, TargetError):
+            st = os.lstat(name, dir_fd=stage_fd)
+            if (st.st_dev, st.st_ino) != tuple(ident):
+                continue
+            fd = roots.open_dir(role, rel[:-1])
+            try:
+                staging.rename_noreplace(name, rel[-1], src_dir_fd=stage_fd, dst_dir_fd=fd)
+                os.fsync(fd)
+                undone += 1
             finally:
                 os.close(fd)
     for role, rel in reversed(created):
@@ -373,15 +418,17 @@ def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, li
     for op in ops:
         if not isinstance(op, dict) or op.get("op") not in _OPS:
             raise _NotOurs("its journal holds an operation the restore never writes")
-        if op["op"] in ("dir", "moved"):
+        if op["op"] in ("dir", "moved", "aside"):
             rel = op.get("rel")
             if (
                 op.get("root") not in targets or not isinstance(rel, list) or not rel
                 or not all(isinstance(p, str) and staging.SAFE_PART.match(p) for p in rel)
             ):
                 raise _NotOurs("its journal names a path outside its target directories")
-            if op["op"] == "moved" and not (isinstance(op.get("dev"), int) and isinstance(op.get("ino"), int)):
-                raise _NotOurs("its journal names a move without its inode")
+            if (op["op"] != "dir" and not (isinstance(op.get("dev"), int) and isinstance(op.get("ino"), int))) or (
+                op["op"] == "aside" and not (isinstance(op.get("name"), str) and _ASIDE_RE.match(op["name"]))
+            ):
+                raise _NotOurs("its journal names a move without its inode or aside name")
         if op["op"] == "meta" and not (
             isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])
         ):
@@ -462,6 +509,16 @@ def recover_interrupted(
 _LEFT_ALONE = "a staging directory that is not provably"
 
 
+def _reopen_stage(base_fd: int, name: str, ident: tuple[int, int]) -> int:  # for its moved-aside entries; -1: gone
+    with contextlib.suppress(OSError):
+        sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
+        fst = os.fstat(sfd)
+        if (fst.st_dev, fst.st_ino) == ident:
+            return sfd
+        os.close(sfd)
+    return -1
+
+
 def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Path, pid: int, apply: bool) -> str | None:
     name = stage.name
     try:
@@ -506,6 +563,7 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
     committed = False
     moved: list = []
     created: list = []
+    asides: list = []
     for op in ops:
         if op["op"] == "commit":
             committed = True
@@ -525,9 +583,14 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
             moved.append((op["root"], tuple(op["rel"]), (op["dev"], op["ino"])))
         elif op["op"] == "dir":
             created.append((op["root"], tuple(op["rel"])))
+        elif op["op"] == "aside":
+            asides.append((op["root"], tuple(op["rel"]), op["name"], (op["dev"], op["ino"])))
     undone = 0
     if header["main"] and not committed:
-        undone = _undo(roots, moved, created)
+        afd = _reopen_stage(base_fd, name, (st.st_dev, st.st_ino)) if asides else -1
+        undone = _undo(roots, moved, created, asides, afd)  # suppresses every error itself
+        if afd >= 0:
+            os.close(afd)
     with contextlib.suppress(OSError):
         staging.remove_beneath(base_fd, name, expect=(st.st_dev, st.st_ino))
     if not header["main"]:

@@ -75,6 +75,8 @@ class RestorePlan:
     shards: list[ShardPlan]
     warnings: list[str] = field(default_factory=list)
     meta_sha256: str | None = None  # of the target meta.db the plan read (None: there was none)
+    index: str = "inmem"  # what the restored shards get: "inmem" (no index/) or "tsi1" (see .tsi)
+    index_why: str = ""
 
     @property
     def bytes(self) -> int:
@@ -112,6 +114,7 @@ class RestorePlan:
                 for s in self.shards
             ],
             "bytes": self.bytes,
+            "index": {"type": self.index, "why": self.index_why},
             "warnings": list(self.warnings),
         }
 

@@ -1,0 +1,13 @@
+"""Types of the compiled tsi1 core, tsm/_tsispeed.c (see tsm/tsi1/compiled.py). Every function
+returns None where the Python code must decide."""
+
+from collections.abc import Sequence
+
+from typing_extensions import Buffer
+
+def sum64(data: Buffer, /) -> int: ...
+def series_file_key(line_key: Buffer, /) -> bytes | None: ...
+def scan_segment(
+    buf: Buffer, limit: int, segment_id: int, partition: int, /
+) -> list[tuple[int, int, int, bytes | None]] | None: ...
+def log_inserts(ids: Sequence[int], /) -> bytes | None: ...
