@@ -61,7 +61,6 @@ from ..sources.tarscan import REFUSED_MEMBER
 from ..threads import map_on_cores
 from ..untrusted import read_small
 from .tsmcopy import checked_chunks
-from .verifytsi import check_tsi1
 
 
 @dataclass
@@ -158,6 +157,8 @@ def verify(
                     "files": part.files, "blocks": part.blocks, "values": part.values, "wal_values": part.wal_values,
                 })
         if src.kind == "live":  # a server root: its tsi1 series files and indexes (archive/ops/verifytsi.py)
+            from .verifytsi import check_tsi1  # tsi1 readers: only a server root has them (start-up)
+
             root = Path(src.path)
             found, nfiles = check_tsi1(root / "data", root / "wal" if (root / "wal").is_dir() else None)
             report.findings.extend(found)
