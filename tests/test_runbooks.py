@@ -4,7 +4,8 @@ serve exactly the fixture's recorded points.
 Every fenced ``sh`` block of the README's "Runbooks" section is a runbook; the HTML comment just
 before it says how to set up and check it::
 
-    <!-- runbook: setup=empty-root|live-root|live-root-no-meta truth=FIXTURE [sections=a,b] [dead-fields=keep] -->
+    <!-- runbook: setup=empty-root|live-root|live-root-no-meta truth=FIXTURE [sections=a,b] [dead-fields=keep]
+                  [index=tsi1] -->
 
 Lines are run with bash after these substitutions (so a block added later is run too):
 
@@ -15,7 +16,9 @@ Lines are run with bash after these substitutions (so a block added later is run
 * ``influx-archive`` -> this checkout's console script; ``--owner U:G`` -> the current user when
   not running as root;
 * ``systemctl stop influxdb`` / ``systemctl start influxdb`` -> stop / start influxd 1.6.7 on the
-  root (``fixtures/influxd.py``: loopback ports), ``localhost:8088`` -> that server's RPC address.
+  root (``fixtures/influxd.py``: loopback ports), ``localhost:8088`` -> that server's RPC address;
+* ``/etc/influxdb/influxdb.conf`` -> that server's configuration file (``index=tsi1``: with
+  ``index-version = "tsi1"``; then every shard directory must hold ``index/`` before influxd starts).
 
 A runbook whose server is running at the end is compared with ``FIXTURE.truth.json``
 (``sections``: which parts; all by default). A block without an annotation is an error, so every
@@ -58,11 +61,11 @@ def runbooks() -> list[tuple[str, dict[str, str], str]]:
 RUNBOOKS = runbooks()
 
 
-def test_the_four_runbooks_are_there() -> None:
+def test_the_six_runbooks_are_there() -> None:
     titles = " | ".join(t for t, _, _ in RUNBOOKS).lower()
-    for word in ("chown", "legacy", "stopped server", "lost metastore"):
+    for word in ("chown", "legacy", "stopped server", "lost metastore", "tsi1", "nightly online"):
         assert word in titles, titles
-    assert "runbook placeholder" in README.read_text()
+    assert "runbook placeholder" not in README.read_text()
 
 
 def _owner_spec() -> str | None:
@@ -95,10 +98,12 @@ def test_runbook(title, opts, script, tmp_path, fixtures_dir, truth) -> None:
     assert exe, "the influx-archive console script is not installed next to this Python"
 
     server: harness.InfluxServer | None = None
+    index = opts.get("index", "inmem")
+    conf = harness.InfluxServer(root, index=index).conf_path  # written now: a runbook may read it
 
     def subst(line: str) -> str:
         line = line.replace("/var/lib/influxdb", str(root)).replace("/backups", str(backups))
-        line = line.replace("/mnt/old/influxdb", str(old))
+        line = line.replace("/mnt/old/influxdb", str(old)).replace("/etc/influxdb/influxdb.conf", str(conf))
         line = re.sub(r"^influx-archive\b", shlex.quote(exe), line)
         owner = _owner_spec()
         if owner is not None:
@@ -115,7 +120,11 @@ def test_runbook(title, opts, script, tmp_path, fixtures_dir, truth) -> None:
                 server = None
             continue
         if line.strip() == "systemctl start influxdb":
-            server = harness.InfluxServer(root)
+            if index == "tsi1":  # the index was built by the runbook, not by influxd on open
+                shards = [d for d in root.glob("data/*/*/*")
+                          if d.is_dir() and d.name.isdigit() and d.parent.name != "_series"]
+                assert shards and all((d / "index").is_dir() for d in shards), f"{title}: shards without index/"
+            server = harness.InfluxServer(root, index=index)
             server.start()
             continue
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", subst(line)], capture_output=True, text=True,
