@@ -41,20 +41,23 @@ def _blocks(points: dict[bytes, dict[int, float]], size: int) -> dict:
     return {k: gen.chunk(p, size) for k, p in points.items() if p}
 
 
-def _write_run(dest: Path, n: int, start: int, files: list[tuple[str, dict, int, int]]) -> None:
+def _write_run(dest: Path, n: int, start: int, files: list[tuple[str, dict, int, int]], *,
+               shards: list[tuple[int, list, float]] | None = None) -> None:
     """Run ``n`` of a legacy directory, dated as influxd dates it: ``meta.NN`` at the run's start
-    (epoch s), then the shard tar; ``files``: (name, points, block size, member mtime)."""
+    (epoch s), then the shard tars; ``files``: shard 1's (name, points, block size, member mtime);
+    ``shards``: instead, (shard id, files, when its tar was finished) each."""
     meta = dest / metafiles.legacy_meta_file_name(n)
     meta.write_bytes(META)
     os.utime(meta, (start, start))
-    tar_path = dest / metafiles.legacy_shard_file_name("u", "autogen", 1, n)
-    with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as tf:
-        for name, points, size, mtime in sorted(files, key=lambda f: f[0]):
-            data = gen.tsm_bytes(_blocks(points, size))
-            info = tarfile.TarInfo(f"u/autogen/1/{name}")
-            info.size, info.mode, info.mtime = len(data), 0o644, mtime
-            tf.addfile(info, io.BytesIO(data))
-    os.utime(tar_path, (start + 5, start + 5))
+    for sid, members, finished in shards or [(1, files, start + 5)]:
+        tar_path = dest / metafiles.legacy_shard_file_name("u", "autogen", sid, n)
+        with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as tf:
+            for name, points, size, mtime in sorted(members, key=lambda f: f[0]):
+                data = gen.tsm_bytes(_blocks(points, size))
+                info = tarfile.TarInfo(f"u/autogen/{sid}/{name}")
+                info.size, info.mode, info.mtime = len(data), 0o644, mtime
+                tf.addfile(info, io.BytesIO(data))
+        os.utime(tar_path, (finished, finished))
 
 
 def _read(dest: Path) -> dict[tuple[bytes, int], float]:
@@ -72,7 +75,7 @@ def _flat(points: dict[bytes, dict[int, float]]) -> dict[tuple[bytes, int], floa
     return {(k, t): v for k, p in points.items() for t, v in p.items()}
 
 
-def _history(rng: random.Random):
+def _history(rng: random.Random, base: int = BASE):
     """A shard: run-0 file A (g, s), then new writes, deletions, and a compaction (G, S) with
     G >= g and S > s of A and the new files (deletions applied), plus a later cache snapshot."""
     keys = [f"cpu,host=h{i}#!~#v".encode() for i in range(rng.randint(1, 4))]
@@ -80,8 +83,8 @@ def _history(rng: random.Random):
     keys.append(b"mem,host=kept#!~#v")  # never deleted: the compaction output has a key
     n = rng.randint(20, 120)
     step = 60 * NS
-    a_pts = {k: {BASE + m * step: float(rng.randint(0, 999)) for m in range(n)} for k in keys}
-    new_pts = {k: {BASE + m * step: float(rng.randint(0, 999)) for m in range(n, n + rng.randint(5, 40))} for k in keys}
+    a_pts = {k: {base + m * step: float(rng.randint(0, 999)) for m in range(n)} for k in keys}
+    new_pts = {k: {base + m * step: float(rng.randint(0, 999)) for m in range(n, n + rng.randint(5, 40))} for k in keys}
     deletions: list[tuple[bytes, int, int]] = []
     for _ in range(rng.randint(1, 3)):
         k = rng.choice(doomed)
@@ -90,15 +93,15 @@ def _history(rng: random.Random):
             deletions.append((k, -(2**63), 2**63 - 1))
         elif kind == "middle":
             a = rng.randint(1, n - 2)
-            deletions.append((k, BASE + a * step, BASE + rng.randint(a, n - 1) * step))
+            deletions.append((k, base + a * step, base + rng.randint(a, n - 1) * step))
         elif kind == "oldest":
-            deletions.append((k, -(2**63), BASE + rng.randint(0, n // 2) * step))
+            deletions.append((k, -(2**63), base + rng.randint(0, n // 2) * step))
         else:
-            deletions.append((k, BASE + rng.randint(n // 2, n) * step, 2**63 - 1))
+            deletions.append((k, base + rng.randint(n // 2, n) * step, 2**63 - 1))
     merged: dict[bytes, dict[int, float]] = {k: {**a_pts[k], **new_pts[k]} for k in keys}
     for k, lo, hi in deletions:
         merged[k] = {t: v for t, v in merged[k].items() if not lo <= t <= hi}
-    snap_t = BASE + (n + 50) * step
+    snap_t = base + (n + 50) * step
     snap = {k: {snap_t + i * NS: float(i) for i in range(rng.randint(1, 5))} for k in keys}
     g, s = 2, rng.randint(1, 3)
     G, S = g + rng.randint(0, 6), s + rng.randint(1, 3)
@@ -191,6 +194,65 @@ def test_range_run_cutting_the_compaction_output_loses_nothing(seed: int, tmp_pa
                if s <= t <= e or (k in spans and spans[k][0] <= t <= spans[k][1]) or (k, t) in a_keys}
     got = _read(tmp_path)
     assert {key: got.get(key) for key in carried} == carried, "a point the range run left out was dropped"
+
+
+DAY = 86_400 * NS
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_compaction_finished_while_earlier_shards_were_sent_replaces(seed: int, tmp_path: Path) -> None:
+    """A ``-since`` run over shards 1, 2, 3 in turn: shard 3's compaction output finished after
+    the run's start but before shard 2's tar was done, so before shard 3 was asked for: it is
+    whole and replaces the file it absorbed (the union is exactly the live state, whatever was
+    deleted). Its forced cache snapshot comes after that moment."""
+    rng = random.Random(5000 + seed)
+    hist = [_history(rng, BASE + i * DAY) for i in range(3)]
+    run0 = [(i + 1, [(h["names"][0], h["a"], h["size"], T0 - 100)], T0 + 1 + i) for i, h in enumerate(hist)]
+    _write_run(tmp_path, 0, T0, [], shards=run0)
+    gap = rng.randint(2, 20)  # seconds shards 1 and 2 took
+    h3 = hist[2]
+    run1 = [(1, [(hist[0]["names"][2], hist[0]["snap"], hist[0]["size"], T1)], T1 + 0.4),
+            (2, [(hist[1]["names"][2], hist[1]["snap"], hist[1]["size"], T1 + gap)], T1 + gap + 0.3),
+            (3, [(h3["names"][1], h3["merged"], h3["size"], T1 + rng.randint(0, gap - 1)),
+                 (h3["names"][2], h3["snap"], h3["size"], T1 + gap + 1)], T1 + gap + 1.5)]
+    _write_run(tmp_path, 1, T1, [], shards=run1)
+    state = {**_flat(h3["merged"]), **_flat(h3["snap"])}
+    for h in hist[:2]:
+        state.update({**_flat(h["a"]), **_flat(h["snap"])})
+    assert _read(tmp_path) == state
+
+
+@pytest.mark.parametrize("copied", [False, True])
+@pytest.mark.parametrize("seed", range(20))
+def test_range_run_over_several_shards_loses_nothing(seed: int, copied: bool, tmp_path: Path) -> None:
+    """A ``-start/-end`` run over shards 1, 2, 3 in turn cuts shard 3's compaction output while
+    that shard is sent (after shard 2's tar was done). Every point the backup carries is read
+    with its live value; also when the tars were copied without their mtimes (all younger than
+    every member), where the request dating stands back."""
+    rng = random.Random(7000 + seed)
+    hist = [_history(rng, BASE + i * DAY) for i in range(3)]
+    h3 = hist[2]
+    while len({t for p in h3["merged"].values() for t in p}) < 4:
+        h3 = _history(rng, BASE + 2 * DAY)
+    run0 = [(i + 1, [(h["names"][0], h["a"], h["size"], T0 - 100)], T0 + 1 + i)
+            for i, h in enumerate(hist[:2] + [h3])]
+    _write_run(tmp_path, 0, T0, [], shards=run0)
+    times = sorted({t for p in h3["merged"].values() for t in p})
+    s, e = sorted(rng.sample(times[1:-1], 2))
+    kept = {k: [b for b in gen.chunk(p, h3["size"]) if b[0][-1] >= s and b[0][0] <= e] for k, p in h3["merged"].items()}
+    cut = {k: {t: v for ts, vs in bl for t, v in zip(ts, vs)} for k, bl in kept.items() if bl}
+    gap = rng.randint(2, 20)
+    later = T1 + 10_000 if copied else None
+    run1 = [(1, [], later or T1 + 0.4), (2, [], later or T1 + gap + 0.3),
+            (3, [(h3["names"][1], cut, h3["size"], T1 + gap + rng.choice([0, 1]))], later or T1 + gap + 1.5)]
+    _write_run(tmp_path, 1, T1, [], shards=run1)
+    live = _flat(h3["merged"])
+    spans = {k: (min(p), max(p)) for k, p in cut.items()}
+    a_keys = _flat(h3["a"]).keys()
+    carried = {(k, t): v for (k, t), v in live.items()
+               if s <= t <= e or (k in spans and spans[k][0] <= t <= spans[k][1]) or (k, t) in a_keys}
+    got = _read(tmp_path)
+    assert {key: got.get(key) for key in carried} == carried
 
 
 # ------------------------------------------------------------------ real influxd -since chains

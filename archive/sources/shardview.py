@@ -44,8 +44,8 @@ def load_shard_files(
     ``-start/-end`` backup writes) adds nothing and is dropped here; any other twin is kept as a
     layer of its own right below the largest copy (same points, so their order is moot). A masked
     file gets, besides its own tombstone, one deletion per key covering the span its mask holds
-    for that key, the mask's tombstone, and what the mask's own mask hands down
-    (see :meth:`Shard.layers`)."""
+    for that key, the mask's tombstone, what the mask's own mask hands down, and for every key
+    the proven range of each masking copy's increment (see :meth:`Shard.layers`)."""
     plan = shard.layers()
     readers: dict[str, list[TSMReader]] = {}
     tombs: dict[str, list[Tombstone]] = {}
