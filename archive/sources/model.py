@@ -63,14 +63,17 @@ class ShardFile:
     data_offset: int | None = None  # offset of the member data inside an uncompressed tar
     mtime: int | None = None  # tar member mtime (s): a block-filtered export copy gets the export time
     #: when its backup run started (epoch s): a portable manifest's ``<ts>``; for legacy tars the
-    #: mtime of the newest ``meta.NN`` older than the tar (the run writes its metastore first)
+    #: mtime of the newest ``meta.NN`` older than the tar (the run writes its metastore first);
+    #: moved on to when its shard was asked for where the files show it (see :mod:`.rundates`)
     set_time: int | None = None
 
     @property
     def maybe_filtered(self) -> bool:
         """Written during its backup run: what ``influxd backup -start/-end`` does to the block-
         filtered copy of a file it cuts (``filterFileToBackup`` streams a fresh temp file). A file
-        already on disk when the run started has an older mtime."""
+        already on disk when the run started (or when its shard was asked for) has an older mtime.
+        influxd also writes whole files then (docs/formats.md#files-written-during-a-run): see
+        the proven range in :meth:`Shard.layers`."""
         return self.mtime is not None and self.set_time is not None and self.mtime >= self.set_time
 
     @property
