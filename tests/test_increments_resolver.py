@@ -60,6 +60,40 @@ def _write_run(dest: Path, n: int, start: int, files: list[tuple[str, dict, int,
         os.utime(tar_path, (finished, finished))
 
 
+def _write_portable_run(dest: Path, start: int, shards: list[tuple[int, list, float]]) -> None:
+    """A portable run started at ``start`` (its ``<ts>``): ``shards`` as in :func:`_write_run`."""
+    import datetime as dt
+    import gzip
+
+    src_meta = next((gen.FIXTURES / "union_portable").glob("*.meta")).read_bytes()
+    blob, _ = metafiles.parse_portable_meta(src_meta)
+    names = metafiles.portable_names(dt.datetime.fromtimestamp(start, dt.UTC), [sid for sid, _f, _t in shards])
+    entries = []
+    for sid, members, finished in shards:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+            for name, points, size, mtime in sorted(members, key=lambda f: f[0]):
+                data = gen.tsm_bytes(_blocks(points, size))
+                info = tarfile.TarInfo(f"u/autogen/{sid}/{name}")
+                info.size, info.mode, info.mtime = len(data), 0o644, mtime
+                tf.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        path = dest / names.shards[sid]
+        path.write_bytes(gzip.compress(raw, mtime=0))
+        os.utime(path, (finished, finished))
+        entries.append(metafiles.ManifestEntry("u", "autogen", sid, names.shards[sid], len(raw), 0))
+    (dest / names.meta).write_bytes(src_meta)
+    man = metafiles.Manifest(meta_file_name=names.meta, meta_size=len(blob), limited=False, files=entries)
+    (dest / names.manifest).write_bytes(metafiles.dump_manifest(man))
+
+
+def _write_kind(kind: str, dest: Path, n: int, start: int, shards: list[tuple[int, list, float]]) -> None:
+    if kind == "portable":
+        _write_portable_run(dest, start, shards)
+    else:
+        _write_run(dest, n, start, [], shards=shards)
+
+
 def _read(dest: Path) -> dict[tuple[bytes, int], float]:
     out: dict[tuple[bytes, int], float] = {}
     with open_source(dest) as src:
@@ -199,8 +233,9 @@ def test_range_run_cutting_the_compaction_output_loses_nothing(seed: int, tmp_pa
 DAY = 86_400 * NS
 
 
+@pytest.mark.parametrize("kind", ["legacy", "portable"])
 @pytest.mark.parametrize("seed", range(30))
-def test_compaction_finished_while_earlier_shards_were_sent_replaces(seed: int, tmp_path: Path) -> None:
+def test_compaction_finished_while_earlier_shards_were_sent_replaces(seed: int, kind: str, tmp_path: Path) -> None:
     """A ``-since`` run over shards 1, 2, 3 in turn: shard 3's compaction output finished after
     the run's start but before shard 2's tar was done, so before shard 3 was asked for: it is
     whole and replaces the file it absorbed (the union is exactly the live state, whatever was
@@ -208,14 +243,14 @@ def test_compaction_finished_while_earlier_shards_were_sent_replaces(seed: int, 
     rng = random.Random(5000 + seed)
     hist = [_history(rng, BASE + i * DAY) for i in range(3)]
     run0 = [(i + 1, [(h["names"][0], h["a"], h["size"], T0 - 100)], T0 + 1 + i) for i, h in enumerate(hist)]
-    _write_run(tmp_path, 0, T0, [], shards=run0)
+    _write_kind(kind, tmp_path, 0, T0, run0)
     gap = rng.randint(2, 20)  # seconds shards 1 and 2 took
     h3 = hist[2]
     run1 = [(1, [(hist[0]["names"][2], hist[0]["snap"], hist[0]["size"], T1)], T1 + 0.4),
             (2, [(hist[1]["names"][2], hist[1]["snap"], hist[1]["size"], T1 + gap)], T1 + gap + 0.3),
             (3, [(h3["names"][1], h3["merged"], h3["size"], T1 + rng.randint(0, gap - 1)),
                  (h3["names"][2], h3["snap"], h3["size"], T1 + gap + 1)], T1 + gap + 1.5)]
-    _write_run(tmp_path, 1, T1, [], shards=run1)
+    _write_kind(kind, tmp_path, 1, T1, run1)
     state = {**_flat(h3["merged"]), **_flat(h3["snap"])}
     for h in hist[:2]:
         state.update({**_flat(h["a"]), **_flat(h["snap"])})
