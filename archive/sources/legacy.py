@@ -21,6 +21,7 @@ from ..findings import ERROR, NOT_A_BACKUP_FILE, PARTIAL_DOWNLOAD, TAR_UNREADABL
 from ..untrusted import probe_regular, read_small
 from .model import fill_from_meta, mark_range_increments, meta_shard_index, non_ascii_number
 from .ondisk import DiskSource, add_tar_shard
+from .rundates import date_requests, request_windows
 
 # ASCII digits only (re.ASCII): influxd parses these numbers with Go's strconv (see tsm.naming).
 LEGACY_META_RE = re.compile(r"^meta\.(\d+)$", re.ASCII)
@@ -52,6 +53,7 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
     shard_index = meta_shard_index(src.meta)
     increments: set[int] = set()
     run_starts = legacy_run_starts(p, [n for _, n in metas])
+    dated: list[tuple[str, int | None]] = []  # (shard tar, its run's start)
     for n in names:
         if (
             LEGACY_META_RE.match(n)
@@ -80,8 +82,11 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
         fallback = None
         if sid in shard_index and f"{shard_index[sid][0]}.{shard_index[sid][1]}" == m.prefix:
             fallback = (shard_index[sid][0], shard_index[sid][1], sid)
-        add_tar_shard(src, p / n, gz=False, increment=inc, fallback=fallback, set_time=run_start(run_starts, p / n))
+        started = run_start(run_starts, p / n)
+        dated.append((str(p / n), started))
+        add_tar_shard(src, p / n, gz=False, increment=inc, fallback=fallback, set_time=started)
     src.increments = max(1, len(increments))
+    date_requests(src.shards, request_windows(dated))
     fill_from_meta(src)
     mark_range_increments(src.shards)
     return src

@@ -63,14 +63,17 @@ class ShardFile:
     data_offset: int | None = None  # offset of the member data inside an uncompressed tar
     mtime: int | None = None  # tar member mtime (s): a block-filtered export copy gets the export time
     #: when its backup run started (epoch s): a portable manifest's ``<ts>``; for legacy tars the
-    #: mtime of the newest ``meta.NN`` older than the tar (the run writes its metastore first)
+    #: mtime of the newest ``meta.NN`` older than the tar (the run writes its metastore first);
+    #: moved on to when its shard was asked for where the files show it (see :mod:`.rundates`)
     set_time: int | None = None
 
     @property
     def maybe_filtered(self) -> bool:
         """Written during its backup run: what ``influxd backup -start/-end`` does to the block-
         filtered copy of a file it cuts (``filterFileToBackup`` streams a fresh temp file). A file
-        already on disk when the run started has an older mtime."""
+        already on disk when the run started (or when its shard was asked for) has an older mtime.
+        influxd also writes whole files then (docs/formats.md#files-written-during-a-run): see
+        the proven range in :meth:`Shard.layers`."""
         return self.mtime is not None and self.set_time is not None and self.mtime >= self.set_time
 
     @property
@@ -129,6 +132,20 @@ class Shard:
           out, not deleted), and the copy's tombstones apply to it too (it stands in for the
           copy's missing blocks). The copy's own mask (the next backup's descendant) applies in
           turn, so a chain of range backups masks as a whole.
+        * **A mask cannot hide a deletion inside its run's range.** A copy written during its
+          run is not always block-filtered: influxd itself writes files during every run (the
+          cache snapshot the backup request forces; a compaction that finishes between the run's
+          start and the shard's snapshot, or in the same second: member mtimes are whole
+          seconds). Such a whole compaction output masks the files it absorbed, and their points
+          outside its per-key spans would be served again although influxd had deleted them.
+          So a masked file also loses its points, for every key, inside the *proven range* of
+          each masking copy's increment (in this shard): from the lowest block end to the
+          highest block start over that increment's copies, widened to the whole time span of
+          its copies older than the run. A ``-start/-end`` run keeps exactly the blocks that
+          meet its range and whole files inside it, so that span lies inside the range, where
+          a filtered copy holds every point of its file: a point of the masked file there that
+          the copy lacks was deleted, whichever kind the copy is (applied by
+          :func:`~.shardview.load_shard_files`).
 
         Resolution is O(n log n) in the number of files (Fenwick trees over generations), with
         at most one mask per file.
@@ -177,6 +194,8 @@ class Layer:
     #: the later, maybe block-filtered compaction output that holds this file's data (at most one:
     #: its own mask covers the backups after it)
     masks: list[str] = field(default_factory=list)
+    #: the increment of that masking copy: its run's proven time range (see :meth:`Shard.layers`)
+    mask_increments: list[int] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -298,6 +317,7 @@ def resolve_layers(files: list[ShardFile], range_increments: frozenset = frozens
             best = part_tree.min_upto(rank[g])
             if best is not None and -best[2] > sq and best[3] != name:
                 layers[name].masks = [best[3]]
+                layers[name].mask_increments = [best[0]]
     kept = [layer for name, layer in layers.items() if name not in superseded]
     kept.sort(key=lambda layer: _order_key(layer.name))
     return kept

@@ -19,6 +19,7 @@ from ..timefmt import parse_backup_stamp
 from ..untrusted import probe_regular, read_small
 from .model import Shard, fill_from_meta, mark_range_increments
 from .ondisk import DiskSource, add_tar_shard
+from .rundates import date_requests, request_windows
 from .tarscan import scan_shard_tar
 
 PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$", re.ASCII)
@@ -92,6 +93,8 @@ def open_portable(
                 src.findings.extend(found)
                 src.prescanned[str(fp)] = members
             add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=size, set_time=set_time)
+    # each shard of a run was asked for after the run's other shard files finished before it
+    date_requests(src.shards, request_windows([(str(st[1]), st[5]) for st in steps if st[0] == "tar"]))
     fill_from_meta(src)
     mark_range_increments(src.shards)
     return src

@@ -44,16 +44,21 @@ def load_shard_files(
     ``-start/-end`` backup writes) adds nothing and is dropped here; any other twin is kept as a
     layer of its own right below the largest copy (same points, so their order is moot). A masked
     file gets, besides its own tombstone, one deletion per key covering the span its mask holds
-    for that key, the mask's tombstone, and what the mask's own mask hands down
-    (see :meth:`Shard.layers`)."""
+    for that key, the mask's tombstone, what the mask's own mask hands down, and for every key
+    the proven range of each masking copy's increment (see :meth:`Shard.layers`)."""
     plan = shard.layers()
     readers: dict[str, list[TSMReader]] = {}
     tombs: dict[str, list[Tombstone]] = {}
+    masking = {inc for layer in plan for inc in layer.mask_increments}
+    proven: dict[int, list[int]] = {}  # increment -> [lo, hi]: see proven_range
     for layer in plan:
         got: list[TSMReader] = []
         for copy in [layer.tsm] + layer.twins:
             try:
                 got.append(TSMReader(opened.stream(copy), name=copy.origin, size=copy.size))
+                if copy.increment in masking:
+                    proven_range(proven.setdefault(copy.increment, [_NO_LO, _NO_HI]), got[-1], copy,
+                                 dated=copy.increment not in shard.range_increments)
             except ArchiveError as exc:
                 exc.located(path=copy.container, member=copy.member)
                 if not salvage:
@@ -96,17 +101,59 @@ def load_shard_files(
             inherited[n] = out
         return inherited.get(chain[0] if chain else name, [])
 
+    def run_ranges(layer) -> list[tuple[int, int]]:
+        """The proven ranges of the increments of ``layer``'s mask chain (see :meth:`Shard.layers`)."""
+        out: list[tuple[int, int]] = []
+        seen: set[str] = set()
+        while layer.masks and layer.name not in seen:
+            seen.add(layer.name)
+            lo, hi = proven.get(layer.mask_increments[0], (_NO_LO, _NO_HI)) if layer.mask_increments else (0, -1)
+            if lo <= hi:
+                out.append((lo, hi))
+            if layer.masks[0] not in by_name:
+                break
+            layer = by_name[layer.masks[0]]
+        return out
+
     layers: list[tuple[TSMReader, TombstoneSet | None]] = []
     for layer in plan:
         entries = list(tombs.get(layer.name, ()))
         for mask in layer.masks:
             entries.extend(handed_down(mask))
+        if layer.masks:
+            spans = run_ranges(layer)
+            keys = {key for r in readers[layer.name] for key, _bt, _ents in r.iter_index()} if spans else ()
+            entries.extend(Tombstone(key, lo, hi) for key in keys for lo, hi in spans)
         tset = TombstoneSet(entries) if entries else None
         got = readers[layer.name]
         for reader in got[1:] + got[:1]:  # largest copy last
             layers.append((reader, tset))
     cache = replay_wal(opened, shard, salvage=salvage, findings=findings) if shard.wal else None
     return ShardFiles(layers, cache)
+
+
+_NO_LO = 2**63  # an empty proven range: lo above hi
+_NO_HI = -(2**63) - 1
+
+
+def proven_range(span: list[int], reader: TSMReader, copy, *, dated: bool) -> None:
+    """Widen ``span`` ([lo, hi]) to what ``copy`` proves about its run's time range (see
+    :meth:`Shard.layers`): every block of a ``-start/-end`` run meets the range, so the range
+    reaches from at most the lowest block end to at least the highest block start; a copy older
+    than its run was kept whole, so it lies inside the range. ``dated``: its mtimes can be
+    trusted for that (not so in an increment shown to be a range backup by a smaller same-named
+    copy: there the files may have been copied without their mtimes, which makes a filtered
+    copy look older than its run)."""
+    whole = dated and copy.mtime is not None and copy.set_time is not None and not copy.maybe_filtered
+    for _key, _btype, ents in reader.iter_index():
+        for e in ents:
+            if e.max_time < span[0]:
+                span[0] = e.max_time
+            if e.min_time > span[1]:
+                span[1] = e.min_time
+            if whole:
+                span[0] = min(span[0], e.min_time)
+                span[1] = max(span[1], e.max_time)
 
 
 def _index_subset(small: TSMReader, big: TSMReader) -> bool:
