@@ -43,6 +43,7 @@ import shutil
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def _open_cached(mode: str, base: Path) -> Dataset | None:
 # line protocol
 
 
-def _walk_lines(cfg: dict) -> list[list[str]]:
+def _walk_lines(cfg: dict) -> Iterator[list[str]]:
     """The ``full`` recipe's values, as before (one list of lines per time step)."""
     rnd = random.Random(20261125)
     state = [50.0 + rnd.random() * 10 for _ in range(cfg["series"])]

@@ -1,6 +1,6 @@
 """Tables of bench/run.py: the targets (met / not met), one table per dataset, the scaling table,
-and bench/RESULTS.md (method header + those tables; the sections other bench scripts own, from
-``## Linearity`` on, are kept)."""
+and bench/RESULTS.md (method header + those tables; what follows them, from ``## Notes`` or
+``## Linearity`` on, is written by hand or by other bench scripts and kept)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 OURS = ("ours", "ours backup", "ours convert")
-KEPT_FROM = "\n## Linearity"
+#: sections of RESULTS.md that --write-results keeps (written by hand or by other scripts)
+KEPT_FROM = ("\n## Notes", "\n## Linearity")
 
 
 def machine() -> str:
@@ -217,5 +218,6 @@ data; figures are medians of {doc['runs']} runs at 1x and of {doc['scaled_runs']
 
 def write_results(path: Path, doc: dict) -> None:
     old = path.read_text() if path.exists() else ""
-    kept = old[old.index(KEPT_FROM):] if KEPT_FROM in old else ""
+    at = [old.index(k) for k in KEPT_FROM if k in old]
+    kept = old[min(at):] if at else ""
     path.write_text(header(doc) + "\n" + render(doc) + kept)

@@ -42,7 +42,7 @@ def precompile() -> None:
 
     for sub in ("archive", "cli", "meta", "tsm"):
         mod = importlib.import_module(f"influx_archive.{sub}")
-        compileall.compile_dir(str(Path(mod.__file__).parent), quiet=1)
+        compileall.compile_dir(str(Path(mod.__file__ or ".").parent), quiet=1)
 
 
 def _untar(src: Path, dest: Callable, *, sync: bool) -> Callable[[int], list[str]]:
