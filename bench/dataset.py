@@ -124,18 +124,19 @@ def _slices(cfg: dict) -> list[list[tuple[int, int]]]:
     return out
 
 
-def _random_body(task: tuple[str, int, int, int, int]) -> int:
-    """Write one gzip body of random values (series s0..s1, points p0..p1) to ``url``; values sent."""
-    url, s0, s1, p0, p1 = task
+def _random_body(task: tuple[str, int, int, int, int, str]) -> int:
+    """Write one gzip body of random values (series s0..s1, points p0..p1, plus the ``extra`` line
+    when there is one) to ``url``; values sent."""
+    url, s0, s1, p0, p1, extra = task
     rnd = random.Random(s0 * 1_000_003 + p0)
-    lines = []
+    lines = [extra] if extra else []
     r, bits = rnd.random, rnd.getrandbits
     for s in range(s0, s1):
         head = f"cpu,host=h{s:03d} v="
         for p in range(p0, p1):
             lines.append(f"{head}{(r() - 0.5) * 2e6!r},n={bits(63) - 2**62}i {START_NS + p * STEP_NS}")
     _post(url, "\n".join(lines).encode())
-    return 2 * len(lines)
+    return 2 * len(lines)  # the extra line also holds two values
 
 
 def _post(url: str, body: bytes) -> None:
@@ -209,13 +210,13 @@ def build(mode: str = "full", *, log=print) -> Dataset:
             url = f"{server.url}/write?db=bench&precision=ns"
             slices = _slices(cfg)
             n_shards = len(slices[0])
-            server.write(event, db="bench")  # before the first slice: lands in shard 1's first file
-            values += 2
             with multiprocessing.get_context("fork").Pool(2) as pool:
                 for k, ranges in enumerate(slices):
+                    # the event goes in the very first body: a write of its own could be
+                    # snapshotted alone (a fourth file) while the pool starts
                     tasks = [
-                        (url, s, min(s + _BATCH_SERIES, cfg["series"]), a, b)
-                        for a, b in ranges
+                        (url, s, min(s + _BATCH_SERIES, cfg["series"]), a, b, event if k == j == s == 0 else "")
+                        for j, (a, b) in enumerate(ranges)
                         for s in range(0, cfg["series"], _BATCH_SERIES)
                     ]
                     values += sum(pool.imap_unordered(_random_body, tasks))
