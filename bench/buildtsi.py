@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "fixtures"))
 import influxd as harness  # noqa: E402
+
+sys.path.insert(0, str(HERE))
+import peers  # noqa: E402
 
 _SCRIPT = Path(sys.executable).with_name("influx-archive")
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from influx_archive.cli.main import main; main()"]
@@ -57,16 +59,8 @@ def make_tree(path: Path, n_series: int) -> None:
 
 
 def timed(argv: list[str], stdin: str | None = None) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if stdin:
-        proc.stdin.write(stdin)
-    proc.stdin.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.read()[-500:]}")
-    return elapsed, usage.ru_maxrss // 1024
+    """(seconds, peak RSS MiB); stderr to a file (buildtsi's log would fill a pipe and block)."""
+    return peers.run(argv, stdin=stdin)
 
 
 def main() -> None:

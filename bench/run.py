@@ -1,43 +1,37 @@
-"""Benchmarks: influx-archive against influxd 1.6.7 on the same data, in one run.
+"""Benchmarks: influx-archive against the real peers (influxd 1.6.7, influx_inspect 1.6.7, tar) on
+the same data, in one run, ours and the peer alternating run by run.
 
-    python bench/run.py            # full dataset (20 M values; built once, cached in bench/cache/)
-    python bench/run.py --small    # 200 k values, 1 run each: checks that everything works
+    python bench/run.py                   # full: datasets full + random, and both at 10x
+    python bench/run.py --quick           # small datasets (x2), 1 run each: a few minutes
+    python bench/run.py --write-results   # also rewrite the tables of bench/RESULTS.md
 
-Prints one table (ours, reference, ratio, target) and writes bench/RESULTS.md (full mode) with the
-machine and date. Every figure is the median of ``--runs`` runs (3 by default; 1 with --small);
-peak RSS comes from ``wait4`` on each child process. Nothing here asserts a time.
-
-``python bench/linear.py`` is the linearity benchmark (WAL resynchronisation, manifests, metastore
-merge and codec, TSM index scan at n = 10k / 40k / 160k, with the ratio per 4x); its table is the
-"Linearity" section of bench/RESULTS.md, which this script keeps when it rewrites the file.
+Datasets (bench/dataset.py) are built once by driving influxd and cached under ``--cache`` (default
+``$INFLUX_ARCHIVE_BENCH_CACHE`` or bench/cache/). Every figure is the median of ``--runs`` runs (3
+by default; 1 at 10x and with --quick); peak RSS comes from ``wait4`` on each child process.
+Prints the targets table, one table per dataset and the scaling table; ``--json FILE`` keeps
+every measurement. Nothing here asserts a time. bench/README.md says what each row runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import dataset as ds  # noqa: E402
+import peers  # noqa: E402
+import results  # noqa: E402
+from peers import CLI, Cmd, alternate, copy_root, fresh  # noqa: E402
 
 harness = ds.harness
-_SCRIPT = Path(sys.executable).with_name("influx-archive")
-#: the installed console command when there is one (what an operator runs), else the same entry point
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from influx_archive.cli.main import main; main()"]
+FIXTURE_100K = HERE.parent / "fixtures" / "legacy"  # the shipped ~100 KB legacy backup
 
 
 def precompile() -> None:
@@ -48,402 +42,253 @@ def precompile() -> None:
 
     for sub in ("archive", "cli", "meta", "tsm"):
         mod = importlib.import_module(f"influx_archive.{sub}")
-        compileall.compile_dir(str(Path(mod.__file__).parent), quiet=1)
+        compileall.compile_dir(str(Path(mod.__file__ or ".").parent), quiet=1)
 
 
-def run(argv: list[str], *, cwd: str | None = None) -> tuple[float, int]:
-    """(seconds, peak RSS in MiB) of one child process; raises on failure."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err.strip()[-500:]}")
-    return elapsed, usage.ru_maxrss // 1024
+def _untar(src: Path, dest: Callable, *, sync: bool) -> Callable[[int], list[str]]:
+    def argv(i: int) -> list[str]:
+        d = dest()
+        d.mkdir(parents=True)
+        script = f'cp "{src}"/meta.* "{d}"/ && for f in "{src}"/*.*.*.[0-9][0-9]; do tar -xf "$f" -C "{d}"; done'
+        return ["sh", "-c", script + (f' && sync -f "{d}"' if sync else "")]
+
+    return argv
 
 
-def median_of(runs: int, make_argv, prepare=None) -> tuple[float, int]:
-    times, rss = [], []
-    for i in range(runs):
-        if prepare is not None:
-            prepare(i)
-        t, r = run(make_argv(i))
-        times.append(t)
-        rss.append(r)
-    return statistics.median(times), max(rss)
+def measure(data: ds.Dataset, tmp: Path, runs: int, inspect: str, log) -> dict:
+    """Every comparison on one dataset; {verb: {side: Timing json}, ...} plus facts."""
+    out: dict = {"info": data.info, "verbs": {}}
+    verbs = out["verbs"]
+    dbs = data.databases
+    one_db = dbs == ["bench"]
 
+    def rec(verb: str, timings: dict, **extra) -> None:
+        verbs[verb] = {k: v.as_json() for k, v in timings.items()} | extra
+        log(f"  {data.mode} {verb}: " + ", ".join(f"{k} {v.seconds:.2f} s {v.rss_mib} MiB" for k, v in timings.items()))
 
-def fresh(base: Path, name: str) -> Path:
-    p = base / name
-    if p.exists():
-        shutil.rmtree(p)
-    return p
-
-
-def select_all_values(server) -> int:
-    """Ask influxd for every value (SELECT * ... GROUP BY *, chunked), read it all, count values."""
-    n = 0
-    for m in ("cpu", "events"):
-        q = urllib.parse.urlencode(
-            {"db": "bench", "q": f'SELECT * FROM "{m}" GROUP BY *', "chunked": "true", "chunk_size": "10000"}
-        )
-        with urllib.request.urlopen(f"{server.url}/query?{q}", timeout=3600) as resp:
-            for line in resp:
-                doc = json.loads(line)
-                for res in doc.get("results", []):
-                    for s in res.get("series", []) or []:
-                        cols = len(s["columns"]) - 1
-                        for row in s.get("values", []):
-                            n += sum(1 for v in row[1:] if v is not None) if cols else 0
-    return n
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
+    # convert legacy -> portable, our offline backup of the stopped root, influxd backup -portable
+    # of the same data from a live server (a copy of the root)
+    live = fresh(tmp, "live")
+    copy_root(data.root, live)
+    server = harness.InfluxServer(live, extra={"data.compact-full-write-cold-duration": "10000h"})
+    server.start()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
-    except OSError:
-        mem = 0
-    return f"{os.cpu_count()} cores, {cpu}, {mem} GiB RAM, Python {platform.python_version()}"
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--small", action="store_true", help="small dataset, one run each (a smoke run)")
-    ap.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; 1 with --small)")
-    ap.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
-    args = ap.parse_args()
-    mode = "small" if args.small else "full"
-    runs = args.runs or (1 if args.small else 3)
-    data = ds.build(mode, log=lambda m: print(m, file=sys.stderr))
-    precompile()
-    info = data.info
-    legacy_bytes = info["legacy_bytes"]
-    rows: list[tuple[str, str, str, str, str, str]] = []
-    rss: dict[str, int] = {}
-
-    with tempfile.TemporaryDirectory(prefix="ia-bench-", dir=ds.cache_base()) as tmpd:
-        tmp = Path(tmpd)
-
-        # convert legacy -> portable  vs  influxd backup -portable of the same data from a live server
-        ours, rss["convert"] = median_of(
-            runs, lambda i: CLI + ["convert", str(data.legacy), str(fresh(tmp, "conv")), "--to", "portable"]
-        )
-        server = harness.InfluxServer(fresh(tmp, "live"))
-        shutil.copytree(data.root / "meta", server.meta_dir)
-        shutil.copytree(data.root / "data", server.data_dir)
-        shutil.copytree(data.root / "wal", server.wal_dir)
-        server.start()
-        try:
-            ref, _ = median_of(
+        db_args = ["-database", "bench"] if one_db else []
+        rec(
+            "convert",
+            alternate(
                 runs,
-                lambda i: [
-                    server.binary,
-                    "backup",
-                    "-host",
-                    server.host,
-                    "-portable",
-                    "-database",
-                    "bench",
-                    str(fresh(tmp, "ref")),
+                [
+                    Cmd("ours", lambda i: CLI + ["convert", str(data.legacy), str(fresh(tmp, "conv")),
+                                                 "--to", "portable"]),
+                    Cmd("ours backup", lambda i: CLI + ["backup", str(data.root), str(fresh(tmp, "bk")),
+                                                        "--to", "portable"]),
+                    Cmd(
+                        "influxd backup -portable",
+                        lambda i: [server.binary, "backup", "-host", server.host, "-portable", *db_args,
+                                   str(fresh(tmp, "ref"))],
+                    ),
                 ],
-            )
-            t0 = time.perf_counter()
-            n_select = select_all_values(server)
-            select_s = time.perf_counter() - t0
-        finally:
-            server.stop()
-        rows.append(
-            (
-                "convert legacy->portable",
-                f"{ours:.2f} s",
-                f"{ref:.2f} s (influxd backup -portable)",
-                f"{ours / ref:.2f}",
-                "<= 1.0",
-                _met(ours / ref <= 1.0),
-            )
+            ),
+            out_bytes={"ours": peers.tree_bytes(tmp / "conv"), "ours backup": peers.tree_bytes(tmp / "bk"),
+                       "influxd backup -portable": peers.tree_bytes(tmp / "ref")},
         )
+    finally:
+        server.stop()
+    for d in ("live", "conv", "bk", "ref"):
+        fresh(tmp, d)
 
-        # restore  vs  tar -x of the same legacy shard tars (+ the meta file)
-        def untar(src: Path, *, sync: bool = False) -> Callable[[int], list[str]]:
-            def argv(i: int) -> list[str]:
-                d = fresh(tmp, "untar")
-                d.mkdir()
-                script = f'cp "{src}"/meta.* "{d}"/ && for f in "{src}"/bench*.*.*.*; do tar -xf "$f" -C "{d}"; done'
-                return ["sh", "-c", script + (f' && sync -f "{d}"' if sync else "")]
-            return argv
-
-        def restore(src: Path) -> Callable[[int], list[str]]:
-            return lambda i: (
-                CLI
-                + [
-                    "restore",
-                    str(src),
-                    "--metadir",
-                    str(fresh(tmp, "rs") / "meta"),
-                    "--datadir",
-                    str(tmp / "rs" / "data"),
-                ]
-            )
-
-        ref, _ = median_of(runs, untar(data.legacy))
-        ref_sync, _ = median_of(runs, untar(data.legacy, sync=True))
-        # influxd's own offline restore of the same backup (it fsyncs every file too, checks no CRC)
-        influxd_restore, _ = median_of(
+    # export: the same stopped root for both (TSM + WAL)
+    rec(
+        "export",
+        alternate(
             runs,
-            lambda i: [
-                server.binary,
-                "restore",
-                "-metadir",
-                str(fresh(tmp, "ir") / "meta"),
-                "-datadir",
-                str(tmp / "ir" / "data"),
-                "-database",
-                "bench",
-                str(data.legacy),
+            [
+                Cmd("ours", lambda i: CLI + ["export", str(data.root), "--out", str(tmp / "ours.lp"), "--force"]),
+                Cmd(
+                    "influx_inspect export",
+                    lambda i: [inspect, "export", "-datadir", str(data.root / "data"), "-waldir",
+                               str(data.root / "wal"), "-out", str(tmp / "theirs.lp")],
+                ),
             ],
-        )
-        ours, rss["restore"] = median_of(runs, restore(data.legacy))
-        startup, _ = median_of(runs, lambda i: restore(data.legacy)(i) + ["--dry-run"])  # everything but the copy
-        steady = ours - startup
-        rows.append(
-            (
-                "restore (offline)",
-                f"{ours:.2f} s",
-                f"{ref:.2f} s (tar -x)",
-                f"{ours / ref:.2f}",
-                "<= 1.5",
-                _met(ours / ref <= 1.5),
-            )
-        )
-        rows.append(
-            (
-                "restore, same durability",
-                f"{ours:.2f} s",
-                f"{ref_sync:.2f} s (tar -x, then sync -f: our restore fsyncs every file)",
-                f"{ours / ref_sync:.2f}",
-                "<= 1.5",
-                _met(ours / ref_sync <= 1.5),
-            )
-        )
-        rows.append(
-            (
-                "restore, against influxd",
-                f"{ours:.2f} s",
-                f"{influxd_restore:.2f} s (influxd restore -metadir -datadir -database)",
-                f"{ours / influxd_restore:.2f}",
-                "",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "restore, start-up excluded",
-                f"{steady:.2f} s",
-                f"{ref:.2f} s (tar -x); start-up and plan {startup:.2f} s (restore --dry-run)",
-                f"{steady / ref:.2f}",
-                "<= 1.5",
-                _met(steady / ref <= 1.5),
-            )
-        )
+        ),
+        out_bytes={"ours": (tmp / "ours.lp").stat().st_size,
+                   "influx_inspect export": (tmp / "theirs.lp").stat().st_size},
+    )
+    (tmp / "ours.lp").unlink()
+    (tmp / "theirs.lp").unlink()
 
-        # the same at 10x the size, where start-up counts for less: ten copies of the data (our
-        # restore with --newdb bench0..bench9 into one server root) backed up as one legacy backup
-        root = fresh(tmp, "root10")
-        for k in range(10):
-            run(
-                CLI
-                + [
-                    "restore",
-                    str(data.legacy),
-                    "--metadir",
-                    str(root / "meta"),
-                    "--datadir",
-                    str(root / "data"),
-                    "--db",
-                    "bench",
-                    "--newdb",
-                    f"bench{k}",
-                ]
-            )
-        (root / "wal").mkdir()
-        big = fresh(tmp, "legacy10")
-        run(CLI + ["convert", str(root), str(big), "--to", "legacy"])
-        shutil.rmtree(root)
-        big_bytes = sum(p.stat().st_size for p in big.iterdir())
-        ref, _ = median_of(runs, untar(big))
-        ref_sync, _ = median_of(runs, untar(big, sync=True))
-        ours, _ = median_of(runs, restore(big))
-        size = f"{big_bytes / 1e6:.0f} MB"
-        rows.append(
-            (
-                f"restore, 10x ({size})",
-                f"{ours:.2f} s",
-                f"{ref:.2f} s (tar -x)",
-                f"{ours / ref:.2f}",
-                "<= 1.5",
-                _met(ours / ref <= 1.5),
-            )
-        )
-        rows.append(
-            (
-                "restore, 10x, same durability",
-                f"{ours:.2f} s",
-                f"{ref_sync:.2f} s (tar -x, then sync -f)",
-                f"{ours / ref_sync:.2f}",
-                "<= 1.5",
-                _met(ours / ref_sync <= 1.5),
-            )
-        )
-        shutil.rmtree(big)
-        for d in ("rs", "untar", "ir"):
-            shutil.rmtree(tmp / d, ignore_errors=True)
-
-        # trim a window inside one shard  vs  plain convert of the same (portable) source
-        lo = ds.START_NS + 6 * 3600 * 10**9 + 3600 * 10**9
-        hi = lo + 2 * 3600 * 10**9
-        ref, _ = median_of(runs, lambda i: CLI + ["convert", str(data.portable), str(fresh(tmp, "pc"))])
-        ours, rss["trim"] = median_of(
+    # verify: ours on the legacy backup (every byte checked is a byte read), influx_inspect on the root
+    rec(
+        "verify",
+        alternate(
             runs,
-            lambda i: CLI + ["trim", str(data.portable), str(fresh(tmp, "tr")), "--start", str(lo), "--end", str(hi)],
-        )
-        rows.append(
-            (
-                "trim (2 h inside one shard)",
-                f"{ours:.2f} s",
-                f"{ref:.2f} s (convert)",
-                f"{ours / ref:.2f}",
-                "<= 1.2",
-                _met(ours / ref <= 1.2),
-            )
-        )
-
-        # export values/s  vs  influxd SELECT * GROUP BY * over HTTP
-        ours, rss["export"] = median_of(
-            runs, lambda i: CLI + ["export", str(data.legacy), "--out", str(tmp / "export.lp"), "--force"]
-        )
-        ours_rate = info["values"] / ours
-        ref_rate = n_select / select_s
-        rows.append(
-            (
-                "export",
-                f"{ours_rate / 1e6:.2f} M values/s",
-                f"{ref_rate / 1e6:.2f} M values/s (SELECT *, 1 run)",
-                f"{ours_rate / ref_rate:.2f}x",
-                ">= 3x and >= 2 M/s",
-                _met(ours_rate >= 3 * ref_rate and ours_rate >= 2e6),
-            )
-        )
-
-        # verify MB/s (uncompressed legacy backup: the bytes checked are the bytes read). Every
-        # run also pays the interpreter and import start-up; the steady-state rate subtracts a
-        # verify of the tiny shipped fixture, which is nearly all start-up.
-        ours, rss["verify"] = median_of(runs, lambda i: CLI + ["verify", str(data.legacy)])
-        startup, _ = median_of(runs, lambda i: CLI + ["verify", str(HERE.parent / "fixtures" / "legacy")])
-        rate = legacy_bytes / ours / 1e6
-        steady = legacy_bytes / max(ours - startup, 1e-9) / 1e6
-        rows.append(
-            (
-                "verify",
-                f"{rate:.0f} MB/s",
-                f"{legacy_bytes / 1e6:.0f} MB legacy backup",
-                "",
-                ">= 300 MB/s",
-                _met(rate >= 300),
-            )
-        )
-        rows.append(
-            (
-                "verify, start-up excluded",
-                f"{steady:.0f} MB/s",
-                f"start-up {startup:.2f} s (verify of a 100 KB backup)",
-                "",
-                ">= 300 MB/s",
-                _met(steady >= 300),
-            )
-        )
-
-        # pack / unpack (sealed archives; no influxd counterpart)
-        ours, rss["pack"] = median_of(
-            runs, lambda i: CLI + ["pack", str(data.legacy), str(tmp / "a.tar.zst"), "--force"]
-        )
-        ratio = (tmp / "a.tar.zst").stat().st_size / legacy_bytes
-        rows.append(("pack (zstd 3)", f"{legacy_bytes / ours / 1e6:.0f} MB/s", f"ratio {ratio:.3f}", "", "", ""))
-        ours, rss["unpack"] = median_of(runs, lambda i: CLI + ["unpack", str(tmp / "a.tar.zst"), str(fresh(tmp, "un"))])
-        rows.append(("unpack", f"{legacy_bytes / ours / 1e6:.0f} MB/s", "", "", "", ""))
-
-    peak = max(rss.values())
-    rows.append(
-        (
-            "peak RSS, any verb",
-            f"{peak} MiB",
-            ", ".join(f"{k} {v}" for k, v in rss.items()),
-            "",
-            "<= 200 MiB",
-            _met(peak <= 200),
-        )
+            [
+                Cmd("ours", lambda i: CLI + ["verify", str(data.legacy)]),
+                Cmd("influx_inspect verify", lambda i: [inspect, "verify", "-dir", str(data.root)]),
+            ],
+        ),
+        bytes=data.info["legacy_bytes"],
     )
 
-    header = ("verb", "ours", "reference", "ratio", "target", "met")
-    table = [header, tuple("---" for _ in header)] + rows
-    text = "\n".join("| " + " | ".join(r) + " |" for r in table)
-    desc = (
-        f"{info['values']:,} values, {info['series']:,} series, {info['shards']} shards, TSM "
-        f"{info['tsm_bytes'] / 1e6:.0f} MB, "
-        f"legacy backup {legacy_bytes / 1e6:.0f} MB, portable {info['portable_bytes'] / 1e6:.0f} MB"
+    # restore (offline) against tar -x, tar -x + sync, and influxd's own offline restore
+    def influxd_restore(i: int) -> list[str]:
+        r = fresh(tmp, "ir")
+        # one database per call; each call also restores the metastore (it names every database)
+        exe = harness.require_influxd()
+        return ["sh", "-c", " && ".join(
+            f'"{exe}" restore -metadir "{r}/meta" -datadir "{r}/data" -database {db} "{data.legacy}" >/dev/null'
+            for db in dbs
+        )]
+
+    rec(
+        "restore",
+        alternate(
+            runs,
+            [
+                Cmd("ours", lambda i: CLI + ["restore", str(data.legacy), "--metadir", str(fresh(tmp, "rs") / "meta"),
+                                             "--datadir", str(tmp / "rs" / "data")]),
+                Cmd("tar -x", _untar(data.legacy, lambda: fresh(tmp, "untar"), sync=False)),
+                Cmd("tar -x + sync", _untar(data.legacy, lambda: fresh(tmp, "untar"), sync=True)),
+                Cmd("influxd restore", influxd_restore),
+            ],
+        ),
+        bytes=data.info["legacy_bytes"],
     )
-    print(f"dataset ({mode}): {desc}\nmachine: {machine()}\n\n{text}")
-    if mode == "full" and not args.no_write:
-        # sections written by the other bench scripts (bench/linear.py's "## ...") are kept
-        old = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").exists() else ""
-        kept = old[old.index("\n## ") :] if "\n## " in old else ""
-        (HERE / "RESULTS.md").write_text(
-            f"# Benchmark results\n\n`python bench/run.py` on {_dt.date.today().isoformat()}, median of {runs} runs "
-            "each.\n\n"
-            f"- machine: {machine()}\n- dataset: {desc}\n- influxd: 1.6.7 (Debian package)\n"
-            f"- ours: `{Path(CLI[0]).name}` ({_install_kind()}), typer {_version('typer')}, compiled core "
-            f"{'yes' if _compiled() else 'no'}\n\n{text}\n"
-            + kept
+    for d in ("rs", "untar", "ir"):
+        fresh(tmp, d)
+
+    # trim a 2 h window inside one shard against a plain convert of the same portable backup
+    lo = ds.START_NS + ds.SHARD_NS + 3600 * 10**9
+    hi = lo + 2 * 3600 * 10**9
+    rec(
+        "trim",
+        alternate(
+            runs,
+            [
+                Cmd("ours", lambda i: CLI + ["trim", str(data.portable), str(fresh(tmp, "tr")), "--start", str(lo),
+                                             "--end", str(hi)]),
+                Cmd("ours convert", lambda i: CLI + ["convert", str(data.portable), str(fresh(tmp, "pc"))]),
+            ],
+        ),
+    )
+    for d in ("tr", "pc"):
+        fresh(tmp, d)
+
+    # build-tsi against influx_inspect buildtsi, each on a fresh copy of the root (copy untimed)
+    def prep(name: str):
+        def p(i: int) -> None:
+            copy_root(data.root, tmp / name)
+            peers.wal_dirs_for_shards(tmp / name)
+        return p
+
+    rec(
+        "build-tsi",
+        alternate(
+            runs,
+            [
+                Cmd("ours", lambda i: CLI + ["build-tsi", "--datadir", str(tmp / "ta" / "data"), "--waldir",
+                                             str(tmp / "ta" / "wal")], prepare=prep("ta")),
+                Cmd("influx_inspect buildtsi", lambda i: [inspect, "buildtsi", "-datadir", str(tmp / "tb" / "data"),
+                                                          "-waldir", str(tmp / "tb" / "wal")], prepare=prep("tb"),
+                    stdin="y\n"),
+            ],
+        ),
+    )
+    for d in ("ta", "tb"):
+        fresh(tmp, d)
+
+    # report --exact, once the verb exists (branch parity)
+    if peers.has_verb("report"):
+        rec(
+            "report --exact",
+            alternate(
+                runs,
+                [
+                    Cmd("ours", lambda i: CLI + ["report", str(data.root / "data"), "--exact"]),
+                    Cmd("influx_inspect report -exact",
+                        lambda i: [inspect, "report", "-exact", str(data.root / "data")]),
+                ],
+            ),
         )
+
+    # pack / unpack (sealed archives; no peer)
+    archive = tmp / "a.tar.zst"
+    rec("pack", alternate(runs, [Cmd("ours", lambda i: CLI + ["pack", str(data.legacy), str(archive), "--force"])]),
+        bytes=data.info["legacy_bytes"], out_bytes={"ours": archive.stat().st_size})
+    rec("unpack", alternate(runs, [Cmd("ours", lambda i: CLI + ["unpack", str(archive), str(fresh(tmp, "un"))])]),
+        bytes=data.info["legacy_bytes"])
+    (tmp / "a.tar.zst").unlink()
+    fresh(tmp, "un")
+    return out
+
+
+def startup(runs: int) -> dict:
+    """``--help`` and ``verify`` of the shipped ~100 KB legacy backup: interpreter + imports."""
+    t = alternate(
+        max(runs, 5),
+        [Cmd("--help", lambda i: CLI + ["--help"]),
+         Cmd("verify 100 KB", lambda i: CLI + ["verify", str(FIXTURE_100K)])],
+    )
+    return {k: v.as_json() for k, v in t.items()} | {"fixture_bytes": peers.tree_bytes(FIXTURE_100K)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", "--small", action="store_true", help="small datasets at x2, one run each (minutes)")
+    ap.add_argument("--datasets", default=None, help="comma-separated recipes (default full,random; "
+                    "--quick: small,random-small)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per figure at 1x (default 3; 1 with --quick)")
+    ap.add_argument("--scale", type=int, default=None, help="scale factor of the second pass (default 10; "
+                    "2 with --quick; 1 = no second pass)")
+    ap.add_argument("--scaled-runs", type=int, default=1, help="runs per figure at the scaled size (default 1)")
+    ap.add_argument("--cache", default=None, help="dataset cache directory (default $INFLUX_ARCHIVE_BENCH_CACHE "
+                    "or bench/cache)")
+    ap.add_argument("--json", dest="json_out", default=None, help="also write every measurement to this JSON file")
+    ap.add_argument("--write-results", action="store_true", help="rewrite the tables of bench/RESULTS.md")
+    ap.add_argument("--results-file", default=str(HERE / "RESULTS.md"), help=argparse.SUPPRESS)  # for the test
+    ap.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)  # the old default; kept as a no-op
+    args = ap.parse_args(argv)
+    if args.cache:
+        os.environ["INFLUX_ARCHIVE_BENCH_CACHE"] = str(Path(args.cache).resolve())
+    quick = args.quick
+    names = (args.datasets or ("small,random-small" if quick else "full,random")).split(",")
+    runs = args.runs or (1 if quick else 3)
+    scale = args.scale or (2 if quick else 10)
+    inspect = peers.influx_inspect()
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    t_start = time.monotonic()
+    sets = [ds.build(n, log=log) for n in names]
+    scaled = [ds.scaled(n, scale, log=log) for n in names] if scale > 1 else []
+    log(f"datasets ready after {time.monotonic() - t_start:.0f} s")
+    precompile()
+    doc: dict = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "quick": quick,
+        "runs": runs,
+        "scaled_runs": args.scaled_runs,
+        "scale": scale,
+        "machine": results.machine(),
+        "versions": results.versions(inspect),
+        "startup": startup(runs),
+        "datasets": {},
+    }
+    base = ds.cache_base()
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ia-bench-", dir=base) as tmpd:
+        for d in sets:
+            doc["datasets"][d.mode] = measure(d, Path(tmpd), runs, inspect, log) | {"base": d.mode, "factor": 1}
+        for n, d in zip(names, scaled):
+            got = measure(d, Path(tmpd), args.scaled_runs, inspect, log)
+            doc["datasets"][d.mode] = got | {"base": n, "factor": scale}
+    doc["bench_seconds"] = round(time.monotonic() - t_start, 1)
+    print(results.render(doc))
+    log(f"bench finished in {doc['bench_seconds']:.0f} s")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(doc, indent=2))
+    if args.write_results:
+        results.write_results(Path(args.results_file), doc)
     return 0
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "?"
-
-
-def _install_kind() -> str:
-    """How influx-archive is installed where the bench runs: a plain or an editable pip install."""
-    import json as _json
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        url = distribution("influx-archive").read_text("direct_url.json")
-    except PackageNotFoundError:
-        return "not installed"
-    editable = bool(url and _json.loads(url).get("dir_info", {}).get("editable"))
-    return "editable pip install" if editable else "pip install, not editable"
-
-
-def _compiled() -> bool:
-    from influx_archive.tsm.compiled import core
-
-    return core is not None
-
-
-def _met(ok: bool) -> str:
-    return "yes" if ok else "no"
 
 
 if __name__ == "__main__":
