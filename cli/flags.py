@@ -29,11 +29,11 @@ class Habit(NamedTuple):
 OFFLINE_MEANING: dict[str, Habit] = {
     "portable": Habit(True, "not needed offline: every backup format (portable, legacy, server root, sealed "
                             "archive) is recognised by itself; drop it"),
-    "online": Habit(True, "influxd's restore into a running server; influx-archive restore works offline: stop "
-                          "influxd and give --metadir/--datadir (online restore: --host HOST:PORT)"),
+    "online": Habit(True, "influxd's online restore of a legacy backup; here the source's format is recognised: "
+                          "--host HOST:PORT restores into a running server, --metadir/--datadir into a stopped one"),
     "host": Habit(True, "names a running server (online restore / backup: --host HOST:PORT); offline, stop influxd "
                         "and give the directories (--metadir/--datadir, or a server root as SRC)"),
-    "config": Habit(True, "influx-archive reads no influxdb.conf: give the directories it names ([meta] dir, "
+    "config": Habit(True, "only restore reads an influxdb.conf (--config, for --index auto): give the directories it names ([meta] dir, "
                           "[data] dir, wal-dir) as --metadir/--datadir/--waldir"),
     "pidfile": Habit(False, "influxd's pid file: influx-archive starts no server"),
     "cpuprofile": Habit(False, "influxd's profiling: use --debug for tracebacks"),
@@ -53,8 +53,8 @@ OFFLINE_MEANING: dict[str, Habit] = {
 
 #: (verb, flag) -> a meaning that differs for that verb (influxd backup's -portable picks a format)
 VERB_MEANING: dict[tuple[str, str], Habit] = {
-    ("restore", "portable"): Habit(True, "not needed, offline or online: every backup format (portable, legacy, "
-                                         "server root, sealed archive) is recognised by itself; drop it"),
+    ("restore", "portable"): Habit(False, "not needed, offline or online: every backup format (portable, legacy, "
+                                          "server root, sealed archive) is recognised by itself"),
     ("backup", "portable"): Habit(True, "the format is chosen with --to portable (the default) or --to legacy"),
     ("convert", "portable"): Habit(True, "the format is chosen with --to portable or --to legacy"),
     ("trim", "portable"): Habit(True, "trim keeps the source's format; use convert --to portable to change it"),

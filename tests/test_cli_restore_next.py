@@ -39,11 +39,14 @@ def test_next_steps_on_stderr(cli, fixtures_dir, tmp_path, with_wal, tsi1) -> No
     assert f'influx-archive:   [data] dir = "{data}"' in err
     assert any("wal-dir" in ln for ln in err) == with_wal
     tsi_notes = [ln for ln in err if "uses tsi1" in ln]
-    if tsi1 is None:
+    if tsi1 == "index":  # --index auto follows the target's shards: the index is built, no note
         assert not tsi_notes
-    else:
-        assert len(tsi_notes) == 1 and f"build-tsi --datadir {data}" in tsi_notes[0]
-    assert "tsi" not in proc.stdout.lower() and "next:" not in proc.stdout
+        assert all((d / "index").is_dir() for d in (data / "db1" / "autogen").iterdir()), proc.stdout
+    elif tsi1 is None:
+        assert not tsi_notes
+    else:  # a series file but no shard index: auto stays inmem, and the note says how to build it
+        assert len(tsi_notes) == 1 and f"build-tsi --datadir {data}" in tsi_notes[0], err
+    assert "build-tsi" not in proc.stdout and "next:" not in proc.stdout
 
 
 @pytest.mark.parametrize("owner", [None, "influxdb:influxdb"])

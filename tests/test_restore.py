@@ -263,7 +263,7 @@ def test_usage_errors(tmp_path, fixtures_dir, cli) -> None:
     for args, text in [
         (("--newdb", "x"), "--newdb needs --database"),
         (("--database", "nope"), "database 'nope' is not in"),
-        (("-portable",), "recognised by itself; drop it"),
+        (("-skip-errors",), "--salvage"),
     ]:
         proc = restore(cli, fixtures_dir / "legacy", root, *args)
         assert proc.returncode == 2, (args, proc.stderr)
