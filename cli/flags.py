@@ -33,7 +33,8 @@ OFFLINE_MEANING: dict[str, Habit] = {
                           "--host HOST:PORT restores into a running server, --metadir/--datadir into a stopped one"),
     "host": Habit(True, "names a running server (online restore / backup: --host HOST:PORT); offline, stop influxd "
                         "and give the directories (--metadir/--datadir, or a server root as SRC)"),
-    "config": Habit(True, "only restore reads an influxdb.conf (--config, for --index auto): give the directories it names ([meta] dir, "
+    "config": Habit(True, "only restore reads an influxdb.conf (--config, for --index auto): give the "
+                          "directories it names ([meta] dir, "
                           "[data] dir, wal-dir) as --metadir/--datadir/--waldir"),
     "pidfile": Habit(False, "influxd's pid file: influx-archive starts no server"),
     "cpuprofile": Habit(False, "influxd's profiling: use --debug for tracebacks"),

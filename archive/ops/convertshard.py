@@ -50,6 +50,7 @@ from ..findings import BLOCK_LEFT_OUT, ERROR, FILE_LEFT_OUT, Finding
 from ..sources import Shard, Source
 from ..sources.model import Layer, ShardFile
 from ..sources.shardview import load_shard_files
+from ..threads import process_pool_available
 from .tarwrite import SAMPLE_BYTES, Compression, GzipSink, TarWriter, choose_compression
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import MAX_FILE_BYTES, ShardFileWriter, WrittenFile
@@ -292,6 +293,8 @@ def _rewrite(cfg: ShardSettings, shard: Shard, layers: list[Layer], groups: list
     of a lone newest file."""
     out: dict[int, list[WrittenFile]] = {}
     big = sum(layers[i].tsm.size for i in rewrites) >= SPLIT_MIN_BYTES
+    if split > 1 and not process_pool_available():
+        split = 1  # no semaphores for a process pool here: the same rewrite in this process
     if split > 1 and big and len(rewrites) > 1:
         out = _rewrite_in_processes(cfg, shard, layers, rewrites, work, split, by_keys=False)
     elif split > 1 and big and rewrites == [len(layers) - 1]:

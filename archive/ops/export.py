@@ -49,6 +49,7 @@ from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source
 from ..sources.shardview import open_shard_reader
 from ..spools import spool
+from ..threads import process_pool_available
 from ..timefmt import rfc3339
 from .lineproto import Skips, escape_field_key_bytes, influxql_duration, quote_ident, window_lines
 from .select import window_overlaps
@@ -172,7 +173,7 @@ def export(
         n_workers = min(workers or os.cpu_count() or 1, len(jobs))
         parts = (
             _Peekable(_parallel_parts(src, jobs, lo, hi, want, n_workers, tmpdir))
-            if n_workers > 1 and not src.sequential
+            if n_workers > 1 and not src.sequential and process_pool_available()
             else None
         )
         this = -1  # index of the shard in ``jobs`` (the order parts arrive in)
