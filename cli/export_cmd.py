@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -70,7 +70,7 @@ def export(
     if waldir is not None and datadir is None:
         raise UsageError("--waldir goes with --datadir (a server root SRC has its own wal/)")
 
-    kw = {
+    kw: dict[str, Any] = {
         "database": database,
         "retention": retention,
         "measurement": measurement,

@@ -247,25 +247,8 @@ def execute_convert(
                 if o is None
             ]
             files = [o.file_name for o in shards]
-            if plan.to == "legacy":
-                meta_name = metafiles.legacy_meta_file_name(0)
-                _write_file(tmp / meta_name, metafiles.build_meta_nn(blob), 0o644)
-                files.insert(0, meta_name)
-            else:
-                names = metafiles.portable_names(ts, [])
-                _write_file(tmp / names.meta, metafiles.build_portable_meta(blob), 0o644)
-                manifest = metafiles.Manifest(
-                    meta_file_name=names.meta,
-                    meta_size=len(blob),
-                    limited=False,
-                    files=[
-                        metafiles.ManifestEntry(o.database, o.retention_policy, o.id, o.file_name, o.tar_size, 0)
-                        for o in shards
-                    ]
-                    or None,
-                )
-                _write_file(tmp / names.manifest, metafiles.dump_manifest(manifest), 0o600)
-                files = [names.meta] + files + [names.manifest]
+            entries = [(o.database, o.retention_policy, o.id, o.file_name, o.tar_size, 0) for o in shards]
+            files = write_backup_meta(tmp, plan.to, blob, ts, entries, files)
             if before is not None and _stat_sources(src) != before:
                 raise SourceError(
                     "source files changed while they were read: is influxd still running on it? Stop it and run again",
@@ -281,7 +264,30 @@ def execute_convert(
     return ConvertResult(plan, files, shards, dropped, plan.bytes, written, list(src.findings))
 
 
-def _write_file(path: Path, data: bytes, mode: int) -> None:
+def write_backup_meta(tmp: Path, to: str, blob: bytes, ts: str, entries: list[tuple[str, str, int, str, int, int]],
+                      files: list[str], *, increment: int = 0) -> list[str]:
+    """Write a backup's metastore files beside its shard ``files`` in ``tmp``, as influxd does:
+    legacy ``meta.NN`` (``increment``); portable ``<ts>.meta`` and the ``<ts>.manifest`` listing
+    ``entries`` (database, RP, shard id, file name, tar size, lastModified). Returns every file
+    name of the backup in influxd's order."""
+    if to == "legacy":
+        name = metafiles.legacy_meta_file_name(increment)
+        write_file(tmp / name, metafiles.build_meta_nn(blob), 0o644)
+        return [name, *files]
+    names = metafiles.portable_names(ts, [])
+    write_file(tmp / names.meta, metafiles.build_portable_meta(blob), 0o644)
+    manifest = metafiles.Manifest(
+        meta_file_name=names.meta,
+        meta_size=len(blob),
+        limited=False,
+        files=[metafiles.ManifestEntry(*e) for e in entries] or None,
+    )
+    write_file(tmp / names.manifest, metafiles.dump_manifest(manifest), 0o600)
+    return [names.meta, *files, names.manifest]
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """A new file of a backup being built: written, given ``mode`` and fsynced."""
     with open(path, "xb") as f:
         f.write(data)
         f.flush()

@@ -33,7 +33,7 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -460,11 +460,14 @@ def _export_shard(
     res.skipped.extend(n for n in skips.notes if n not in res.skipped)
 
 
-def export_to_path(src: Source, path: str, *, compress: bool = False, force: bool = False, **kw) -> ExportResult:
+def export_to_path(src: Source, path: str, *, compress: bool = False, force: bool = False,
+                   exporter: Callable[..., ExportResult] | None = None, **kw) -> ExportResult:
     """Export into ``path`` through :mod:`~influx_archive.archive.output`: ``-``, a character
     device or a FIFO is written as a stream; a file is built under a temporary name beside it and
     linked into place when complete; an existing file is refused unless ``force``; a path equal to
-    or inside the source is refused before anything is written."""
+    or inside the source is refused before anything is written. ``exporter`` writes the lines
+    (default :func:`export`; a bare data directory's is in :mod:`.exportdatadir`)."""
+    exporter = exporter or export
     roots = source_roots(src)
     out = plan_file_output(path, sources=roots, force=force, binary=compress)
     try:
@@ -474,9 +477,9 @@ def export_to_path(src: Source, path: str, *, compress: bool = False, force: boo
 
                 name = "export" if out.stream else os.path.basename(out.path).removesuffix(".gz")
                 with gzip_writer(raw, level=1, filename=name) as gz:
-                    res = export(src, gz, **kw)
+                    res = exporter(src, gz, **kw)
             else:
-                res = export(src, raw, **kw)
+                res = exporter(src, raw, **kw)
     except BrokenPipeError:
         raise
     except OSError as exc:

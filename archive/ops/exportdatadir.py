@@ -15,14 +15,12 @@ influxd would serve (tombstones applied, newest value wins, WAL replayed on top)
 from __future__ import annotations
 
 import datetime
-import os
 from typing import BinaryIO
 
-from ..errors import ArchiveError, UsageError
-from ..output import open_output, os_error, plan_file_output, source_roots
+from ..errors import UsageError
 from ..progress import ProgressCallback
 from ..sources.model import Source
-from .export import ExportResult, export
+from .export import ExportResult, export, export_to_path
 
 _MIN = -(1 << 63)
 _MAX = (1 << 63) - 1
@@ -125,25 +123,7 @@ def export_datadir_to_path(src: Source, path: str, *, compress: bool = False, fo
                            **kw) -> ExportResult:
     """:func:`export_datadir` into ``path`` through :mod:`~influx_archive.archive.output` (a stream,
     or a file built under a temporary name and linked into place when complete)."""
-    roots = source_roots(src)
-    out = plan_file_output(path, sources=roots, force=force, binary=compress)
-    try:
-        with open_output(out) as raw:
-            if compress:
-                from .tarwrite import gzip_writer
-
-                name = "export" if out.stream else os.path.basename(out.path).removesuffix(".gz")
-                with gzip_writer(raw, level=1, filename=name) as gz:
-                    res = export_datadir(src, gz, **kw)
-            else:
-                res = export_datadir(src, raw, **kw)
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        if isinstance(exc, ArchiveError):
-            raise
-        raise os_error(exc, target=out.display, sources=roots) from exc
-    return res
+    return export_to_path(src, path, compress=compress, force=force, exporter=export_datadir, **kw)
 
 
 __all__ = ["ddl_lines", "export_datadir", "export_datadir_to_path"]

@@ -52,7 +52,7 @@ from ..spools import spool
 from ..staging import fsync_dir, temp_sibling
 from ..streams import SubFile
 from ..timefmt import parse_backup_stamp
-from .convert import FORMATS
+from .convert import FORMATS, write_backup_meta
 from .convertshard import ShardJob, ShardOutput, ShardSettings, convert_shard, plan_steps
 from .select import Selection, select_meta, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
@@ -380,25 +380,9 @@ def _write_meta(plan: OnlinePlan, tmp: Path, ts: str, blob: bytes, meta: Data, r
         inner = encode_data(select_meta(meta, plan.selection, origin="the final metastore").data)
     else:
         inner = metafiles.parse_meta_nn(blob).blob  # the server's own bytes
-    if plan.to == "legacy":
-        name = metafiles.legacy_meta_file_name(plan.increment)
-        _write(tmp / name, metafiles.build_meta_nn(inner), 0o644)
-        files.insert(0, name)
-        return
-    names = metafiles.portable_names(ts, [])
-    _write(tmp / names.meta, metafiles.build_portable_meta(inner), 0o644)
-    manifest = metafiles.Manifest(
-        meta_file_name=names.meta,
-        meta_size=len(inner),
-        limited=False,
-        files=[
-            metafiles.ManifestEntry(r.database, r.retention_policy, r.id, r.file_name, r.tar_size, r.last_modified)
-            for r in results if r.file_name
-        ] or None,
-    )
-    _write(tmp / names.manifest, metafiles.dump_manifest(manifest), 0o600)
-    files.insert(0, names.meta)
-    files.append(names.manifest)
+    entries = [(r.database, r.retention_policy, r.id, r.file_name, r.tar_size, r.last_modified)
+               for r in results if r.file_name]
+    files[:] = write_backup_meta(tmp, plan.to, inner, ts, entries, files, increment=plan.increment)
 
 
 def _date_legacy_run(plan: OnlinePlan, tmp: Path, files: list[str], results: list[OnlineShardResult]) -> None:
@@ -414,14 +398,6 @@ def _date_legacy_run(plan: OnlinePlan, tmp: Path, files: list[str], results: lis
                 when = max(when, int(os.stat(plan.dest / n).st_mtime) + 1)
     for n in files:
         os.utime(tmp / n, (when, when))
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    with open(path, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fchmod(f.fileno(), mode)
-        os.fsync(f.fileno())
 
 
 def _fetch_shard(plan: OnlinePlan, sh: OnlineShard, meta: Data, tmp: Path, sp: Path, ts: str,

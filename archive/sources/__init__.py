@@ -49,13 +49,7 @@ def open_source(path: str | os.PathLike[str] | None, *, salvage: bool = False, h
     if host is not None:
         if path is not None:
             raise UsageError("give a source path or --host, not both")
-        src: Source = open_remote(host, salvage=salvage)
-        try:
-            raise_first_error(src, salvage)
-        except BaseException:
-            src.close()
-            raise
-        return src
+        return _checked(open_remote(host, salvage=salvage), salvage)
     if path is None:
         raise UsageError("give a source path (or --host HOST:PORT for a running influxd)")
     p = Path(path)
@@ -70,6 +64,11 @@ def open_source(path: str | os.PathLike[str] | None, *, salvage: bool = False, h
             src = open_file(p, salvage)
     else:
         raise SourceError("not a regular file or directory", path=str(p))
+    return _checked(src, salvage)
+
+
+def _checked(src: Source, salvage: bool) -> Source:
+    """``src``, unless (without ``salvage``) it holds an error finding: then closed and raised."""
     try:
         raise_first_error(src, salvage)
     except BaseException:
