@@ -367,16 +367,29 @@ def _fail(code: str, exit_code: int, message: str, exc: Optional[BaseException] 
     sys.exit(exit_code)
 
 
-def run(argv: Optional[list[str]] = None) -> None:
+def run(argv: Optional[list[str]] = None, *, leaving: bool = False) -> None:
     """Run the app on ``argv`` (default ``sys.argv[1:]``) and exit: every error becomes a
     one-line message and its exit code. Whatever happens, no sealed archive's spool directory is
-    left behind. The commands must be registered first (``cli/main.py`` does)."""
+    left behind. The commands must be registered first (``cli/main.py`` does). ``leaving``: the
+    process exits after this (the console script), so a SIGTERM from here on is ignored."""
     from ..archive.cleanup import remove_temporaries
 
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
-        _run(argv)
+        try:
+            _run(argv)
+        except _Terminated:  # after the verb's own handling: while its outcome was being reported
+            sys.stderr.write("influx-archive: terminated (SIGTERM); nothing was left half-written\n")
+            sys.exit(EXIT_TERMINATED)
     finally:
-        remove_temporaries()
+        if main_thread:  # the outcome is decided: a SIGTERM now (at exit) has nothing left to stop
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            remove_temporaries()
+        finally:
+            if main_thread and not leaving and before is not None:  # in-process (tests): the caller's handler
+                signal.signal(signal.SIGTERM, before)
 
 
 def _run(argv: Optional[list[str]]) -> None:

@@ -29,7 +29,7 @@ from .app import run
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app on ``argv`` (default ``sys.argv[1:]``) and exit with its
     code (see :mod:`influx_archive.cli.app`)."""
-    run(argv)
+    run(argv, leaving=argv is None)
 
 
 if __name__ == "__main__":
