@@ -177,10 +177,12 @@ class Case:
         # a -start/-end run: the compaction output is cut, and a smaller copy of another file shows it
         ranged = bool(compact) and bool(others) and rng.random() < 0.5
         cut = rng.choice(others) if ranged else None
+        # a -start/-end run as influxd makes one: every file it copies is block-filtered to the
+        # window (no whole copy of a file reaching outside it, no new file written whole)
         for name in names:
             if name in compact:
                 continue
-            if rng.random() < 0.6 and name != cut:
+            if rng.random() < 0.6 and name != cut and not ranged:
                 self.tars[inc].append((name, self.raw[name]))
             if rng.random() < 0.3:
                 content = self.files[name]
@@ -191,10 +193,13 @@ class Case:
             merged = _served([(naming.order_key(n), _minus(self.files[n], self.tombs.get(n, []))) for n in compact],
                              None, None)
             if ranged:  # its copy holds some keys' blocks inside a window: the inputs stay, masked
-                a = G0 + rng.randrange(0, WEEK)
-                b = a + rng.randrange(HOUR, WEEK)
-                merged = {k: {t: v for t, v in pts.items() if a <= t <= b} for k, pts in merged.items()
-                          if rng.random() < 0.7}
+                # the window holds a point of the other file the run copies (its smaller copy below
+                # shows the run was ranged: influxd copies the blocks of every file that meet it)
+                assert cut is not None
+                t0 = rng.choice(sorted(self.files[cut][sorted(self.files[cut])[0]]))
+                a = t0 - rng.randrange(0, WEEK)
+                b = max(t0, a + rng.randrange(HOUR, WEEK))
+                merged = {k: {t: v for t, v in pts.items() if a <= t <= b} for k, pts in merged.items()}
                 merged = {k: pts for k, pts in merged.items() if pts}
                 self.masked.update(compact)
             else:
@@ -207,10 +212,11 @@ class Case:
                 self.files[name] = merged
                 self.raw[name] = _tsm(merged)
                 self.tars[inc].append((name, self.raw[name]))
-        if cut is not None:
-            key = sorted(self.files[cut])[0]
-            self.tars[inc].append((cut, _tsm({key: self.files[cut][key]})))
-        for _ in range(rng.randint(0, 2)):
+        if cut is not None:  # the run's smaller copy of another file (what shows the run was ranged):
+            key = sorted(self.files[cut])[0]  # one key's points inside the window
+            inside = {t: v for t, v in self.files[cut][key].items() if a <= t <= b}
+            self.tars[inc].append((cut, _tsm({key: inside})))
+        for _ in range(0 if ranged else rng.randint(0, 2)):
             self.add_file(inc, tombstone=rng.random() < 0.4)
         whole = [n for n in sorted(self.files) if len(self.files[n]) > 1 and n not in compact]
         if whole and not compact and rng.random() < 0.5:  # a range backup's copy: the blocks of one key

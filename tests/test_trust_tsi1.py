@@ -278,17 +278,22 @@ def test_sigterm_at_random_points_leaves_nothing_behind(trees, tmp_path) -> None
     try:
         for i in range(16):
             delay = rng.choice([0.0, rng.uniform(0.2, 0.8), rng.uniform(0.5, 1.5), rng.uniform(1.0, 3.0)])
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            threading.Event().wait(delay)
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=120)
-            text = err.decode()
-            assert "Traceback" not in text, text
-            assert proc.returncode in (0, 143, -15), (i, proc.returncode, text)
-            if proc.returncode == 143:
-                terminated += 1
-                assert len(text.splitlines()) == 1 and "terminated" in text, text
-            assert _leftovers(tree) == [], (i, delay, _leftovers(tree))
+            # a run that finished before the signal (a fast core, or the machine's load) is tried
+            # again, signalled sooner, up to three times: every attempt is checked
+            for attempt in range(3):
+                proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                threading.Event().wait(delay * (1.0, 0.3, 0.1)[attempt])
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=120)
+                text = err.decode()
+                assert "Traceback" not in text, text
+                assert proc.returncode in (0, 143, -15), (i, proc.returncode, text)
+                if proc.returncode == 143:
+                    terminated += 1
+                    assert len(text.splitlines()) == 1 and "terminated" in text, text
+                assert _leftovers(tree) == [], (i, delay, _leftovers(tree))
+                if proc.returncode != 0:
+                    break
             for shard in sorted(p for p in (tree / "data").glob("*/*/*") if (p / "index").exists()):
                 ix.ShardIndex(shard / "index")  # complete: raises on a missing or cut file
             for db in (tree / "data").iterdir():
