@@ -31,7 +31,7 @@ from ..errors import ArchiveError
 from ..findings import Finding
 from ..progress import ProgressCallback, Reporter
 from ..sources.model import Shard, Source
-from ..sources.shardview import load_shard_files
+from ..sources.shardview import load_shard_files, shard_served_keys
 from ..timefmt import rfc3339
 from .hllpp import HLLPP
 
@@ -73,12 +73,9 @@ def _filtered(shard: Shard, pattern: str | None) -> Shard:
 
 def _shard_keys(src: Source, shard: Shard):
     """(keys served, files read, min time, max time) of one shard, from its indexes and WAL."""
-    keys: set[bytes] = set()
-    lo: int | None = None
-    hi: int | None = None
     files = sum(1 for f in shard.files if f.kind == "tsm")
-    if not shard.layers() and not shard.wal:
-        return keys, files, lo, hi
+    keys, lo, hi = shard_served_keys(src, shard, salvage=src.salvage, findings=src.findings)
+    return keys, files, lo, hi
     with src.open_shard(shard) as opened:
         parts = load_shard_files(opened, shard, salvage=src.salvage, findings=src.findings)
         for reader, tset in parts.layers:

@@ -11,7 +11,7 @@ alone, without decoding blocks.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ...tsm.keys import series_of
@@ -216,27 +216,37 @@ class IndexSummary:
 def shard_index_summary(src: Source, shard: Shard, *, tmpdir: str | None = None) -> IndexSummary:
     """Series count and time extent from TSM indexes (keys fully deleted by tombstones left out)
     and the WAL cache; no block is decoded."""
-    series: set[bytes] = set()
+    series, lo, hi = shard_served_keys(src, shard, fold=series_of, tmpdir=tmpdir)
+    return IndexSummary(len(series), lo, hi)
+
+
+def shard_served_keys(
+    src: Source, shard: Shard, *, fold: Callable[[bytes], bytes] = lambda key: key, tmpdir: str | None = None,
+    salvage: bool = False, findings: list | None = None,
+) -> tuple[set[bytes], int | None, int | None]:
+    """``fold`` of every key the shard serves (TSM index keys not fully deleted by their
+    tombstones, and the WAL cache's keys) and their time extent; no block is decoded."""
+    keys: set[bytes] = set()
     lo: int | None = None
     hi: int | None = None
     if not shard.layers() and not shard.wal:
-        return IndexSummary(0, None, None)
+        return keys, lo, hi
     with src.open_shard(shard, tmpdir=tmpdir) as opened:
-        parts = load_shard_files(opened, shard)
+        parts = load_shard_files(opened, shard, salvage=salvage, findings=findings)
         for reader, tset in parts.layers:
             for key, _btype, entries in reader.iter_index():
                 kmin = entries[0].min_time
                 kmax = max(e.max_time for e in entries)
                 if tset is not None and key in tset and tset.key_deleted_fully(key, kmin, kmax):
                     continue
-                series.add(series_of(key))
+                keys.add(fold(key))
                 lo = kmin if lo is None else min(lo, kmin)
                 hi = kmax if hi is None else max(hi, kmax)
         if parts.cache is not None:
             for key in parts.cache.keys():
                 _bt, ts, _vs = parts.cache.values(key)
                 if ts:
-                    series.add(series_of(key))
+                    keys.add(fold(key))
                     lo = ts[0] if lo is None else min(lo, ts[0])
                     hi = ts[-1] if hi is None else max(hi, ts[-1])
-    return IndexSummary(len(series), lo, hi)
+    return keys, lo, hi
