@@ -711,6 +711,69 @@ static int uvarint(const uint8_t *d, Py_ssize_t end, Py_ssize_t *pos, uint64_t *
     return 0;
 }
 
+/* the count block_count returns for the block d[0:size] (its checks in one place: block_count and
+ * check_frames use it), -1 whenever the Python code must decide */
+static long long block_count_at(const uint8_t *d, Py_ssize_t size, Py_ssize_t limit) {
+    if (size < 2) return -1;
+    Py_ssize_t pos = 1;
+    uint64_t ts_len, n = 0;
+    if (d[0] > MAX_BLOCK_TYPE || !uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos) ||
+        ts_len < FIRST_VALUE_END)
+        return -1;
+    const uint8_t *t = d + pos;
+    Py_ssize_t tl = (Py_ssize_t)ts_len;
+    int enc = t[0] >> 4, scale = t[0] & 15;
+    if (enc == 0) {
+        if (scale || (tl - 1) % 8) return -1;
+        n = (uint64_t)((tl - 1) / 8);
+    } else if (enc == 1) {
+        if ((tl - 9) % 8) return -1;
+        n = 1;
+        for (Py_ssize_t w = 9; w < tl; w += 8) n += (uint64_t)S8_N[t[w] >> 4];
+    } else if (enc == 2) {
+        Py_ssize_t q = 9;
+        uint64_t delta;
+        if (!uvarint(t, tl, &q, &delta) || !uvarint(t, tl, &q, &n) || q != tl || n == 0) return -1;
+    } else {
+        return -1;
+    }
+    if (n > (uint64_t)limit) return -1;
+    /* the value section's header must state the same count (tsm/block.py _check_value_header) */
+    const uint8_t *v = t + tl;
+    Py_ssize_t vl = size - pos - tl;
+    if (vl < 1) return -1;
+    if (d[0] == BLOCK_INTEGER || d[0] == BLOCK_UNSIGNED) {
+        if (v[0] == INT_RAW) {
+            if ((vl - 1) % 8 || (uint64_t)((vl - 1) / 8) != n) return -1;
+        } else if (v[0] == INT_PACKED) {
+            if (vl < FIRST_VALUE_END || (vl - FIRST_VALUE_END) % 8) return -1;
+            uint64_t k = 1;
+            for (Py_ssize_t w = FIRST_VALUE_END; w < vl; w += 8) k += (uint64_t)S8_N[v[w] >> 4];
+            if (k != n) return -1;
+        } else if (v[0] == INT_RLE) {
+            Py_ssize_t q = FIRST_VALUE_END;
+            uint64_t delta, repeat;
+            if (vl < FIRST_VALUE_END || !uvarint(v, vl, &q, &delta) || !uvarint(v, vl, &q, &repeat) || q != vl || repeat + 1 != n) return -1;
+        } else {
+            return -1;
+        }
+    } else {
+        if (v[0] != VALUE_HEADER) return -1;
+        if (d[0] == BLOCK_BOOLEAN) {
+            Py_ssize_t q = 1;
+            uint64_t k;
+            if (!uvarint(v, vl, &q, &k) || k != n || (uint64_t)(vl - q) != (n + 7) / 8) return -1;
+        } else if (d[0] == BLOCK_STRING) {
+            Py_ssize_t q = 1;
+            uint64_t ulen;
+            if (!uvarint(v, vl, &q, &ulen) || ulen > STRING_MAX_EXPANSION * (uint64_t)(vl - 1) || ulen < n) return -1;
+        } else if (vl < FIRST_VALUE_END) { /* float */
+            return -1;
+        }
+    }
+    return (long long)n;
+}
+
 /* block_count(buf, start, size, limit): the number of timestamps the block buf[start:start+size]
  * claims, read from its frame and timestamp section header only (tsm/block.py count_values), or
  * -1 whenever that is not a well-formed count <= limit (the Python code then names the error). */
@@ -720,66 +783,7 @@ static PyObject *block_count(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &size, &limit)) return NULL;
     long long result = -1;
     if (start < 0 || size < 2 || start > view.len || size > view.len - start) goto done;
-    {
-        const uint8_t *d = (const uint8_t *)view.buf + start;
-        Py_ssize_t pos = 1;
-        uint64_t ts_len, n = 0;
-        if (d[0] > MAX_BLOCK_TYPE || !uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos) ||
-            ts_len < FIRST_VALUE_END)
-            goto done;
-        const uint8_t *t = d + pos;
-        Py_ssize_t tl = (Py_ssize_t)ts_len;
-        int enc = t[0] >> 4, scale = t[0] & 15;
-        if (enc == 0) {
-            if (scale || (tl - 1) % 8) goto done;
-            n = (uint64_t)((tl - 1) / 8);
-        } else if (enc == 1) {
-            if ((tl - 9) % 8) goto done;
-            n = 1;
-            for (Py_ssize_t w = 9; w < tl; w += 8) n += (uint64_t)S8_N[t[w] >> 4];
-        } else if (enc == 2) {
-            Py_ssize_t q = 9;
-            uint64_t delta;
-            if (!uvarint(t, tl, &q, &delta) || !uvarint(t, tl, &q, &n) || q != tl || n == 0) goto done;
-        } else {
-            goto done;
-        }
-        if (n > (uint64_t)limit) goto done;
-        /* the value section's header must state the same count (tsm/block.py _check_value_header) */
-        const uint8_t *v = t + tl;
-        Py_ssize_t vl = size - pos - tl;
-        if (vl < 1) goto done;
-        if (d[0] == BLOCK_INTEGER || d[0] == BLOCK_UNSIGNED) {
-            if (v[0] == INT_RAW) {
-                if ((vl - 1) % 8 || (uint64_t)((vl - 1) / 8) != n) goto done;
-            } else if (v[0] == INT_PACKED) {
-                if (vl < FIRST_VALUE_END || (vl - FIRST_VALUE_END) % 8) goto done;
-                uint64_t k = 1;
-                for (Py_ssize_t w = FIRST_VALUE_END; w < vl; w += 8) k += (uint64_t)S8_N[v[w] >> 4];
-                if (k != n) goto done;
-            } else if (v[0] == INT_RLE) {
-                Py_ssize_t q = FIRST_VALUE_END;
-                uint64_t delta, repeat;
-                if (vl < FIRST_VALUE_END || !uvarint(v, vl, &q, &delta) || !uvarint(v, vl, &q, &repeat) || q != vl || repeat + 1 != n) goto done;
-            } else {
-                goto done;
-            }
-        } else {
-            if (v[0] != VALUE_HEADER) goto done;
-            if (d[0] == BLOCK_BOOLEAN) {
-                Py_ssize_t q = 1;
-                uint64_t k;
-                if (!uvarint(v, vl, &q, &k) || k != n || (uint64_t)(vl - q) != (n + 7) / 8) goto done;
-            } else if (d[0] == BLOCK_STRING) {
-                Py_ssize_t q = 1;
-                uint64_t ulen;
-                if (!uvarint(v, vl, &q, &ulen) || ulen > STRING_MAX_EXPANSION * (uint64_t)(vl - 1) || ulen < n) goto done;
-            } else if (vl < FIRST_VALUE_END) { /* float */
-                goto done;
-            }
-        }
-        result = (long long)n;
-    }
+    result = block_count_at((const uint8_t *)view.buf + start, size, limit);
 done:
     PyBuffer_Release(&view);
     return PyLong_FromLongLong(result);
@@ -1515,6 +1519,209 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * verify: every block frame of a window checked in one call (archive/ops/tsmcopy.py checked_chunks)
+ *
+ * A frame is its big-endian CRC-32 (IEEE, zlib's) of the block followed by the block
+ * (docs/formats.md#tsm-blocks). crc32_ieee is zlib's crc32: a table CRC (slice-by-8), and on x86-64
+ * CPUs with PCLMULQDQ the carry-less multiplication folding of Gopal et al., "Fast CRC Computation
+ * for Generic Polynomials Using PCLMULQDQ Instruction" (Intel, 2009), over whole 16-byte chunks of
+ * at least 64 bytes. Both work on the inverted register (start ~0, result inverted at the end). */
+
+static uint32_t CRC_T[8][256];
+static int crc_ready = 0;   /* set once under the GIL, before any call releases it */
+static int crc_pclmul = 0;
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        CRC_T[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++) CRC_T[t][i] = (CRC_T[t - 1][i] >> 8) ^ CRC_T[0][CRC_T[t - 1][i] & 0xFF];
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    crc_pclmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+#endif
+    crc_ready = 1;
+}
+
+static uint32_t crc_table(uint32_t c, const uint8_t *p, size_t n) {
+    while (n && ((uintptr_t)p & 7)) { c = CRC_T[0][(c ^ *p++) & 0xFF] ^ (c >> 8); n--; }
+    while (n >= 8) {
+        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        c = CRC_T[7][lo & 0xFF] ^ CRC_T[6][(lo >> 8) & 0xFF] ^ CRC_T[5][(lo >> 16) & 0xFF] ^ CRC_T[4][lo >> 24] ^
+            CRC_T[3][hi & 0xFF] ^ CRC_T[2][(hi >> 8) & 0xFF] ^ CRC_T[1][(hi >> 16) & 0xFF] ^ CRC_T[0][hi >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n--) c = CRC_T[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* len >= 64 and a multiple of 16; c the inverted register; returns the inverted register */
+__attribute__((target("pclmul,sse4.1")))
+static uint32_t crc_fold(const uint8_t *buf, size_t len, uint32_t c) {
+    /* the bit-reflected constants of the paper for the IEEE polynomial: x^(4*128+32), x^(4*128-32)
+     * mod P; x^(128+32), x^(128-32); x^64; the Barrett constants (P and floor(x^64 / P)) */
+    static const uint64_t k1k2[2] __attribute__((aligned(16))) = {0x0154442bd4ULL, 0x01c6e41596ULL};
+    static const uint64_t k3k4[2] __attribute__((aligned(16))) = {0x01751997d0ULL, 0x00ccaa009eULL};
+    static const uint64_t k5k0[2] __attribute__((aligned(16))) = {0x0163cd6124ULL, 0x0000000000ULL};
+    static const uint64_t poly[2] __attribute__((aligned(16))) = {0x01db710641ULL, 0x01f7011641ULL};
+    __m128i x0, x1, x2, x3, x4, x5, x6, x7, x8, y5, y6, y7, y8;
+    x1 = _mm_loadu_si128((const __m128i *)(buf + 0x00));
+    x2 = _mm_loadu_si128((const __m128i *)(buf + 0x10));
+    x3 = _mm_loadu_si128((const __m128i *)(buf + 0x20));
+    x4 = _mm_loadu_si128((const __m128i *)(buf + 0x30));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)c));
+    x0 = _mm_load_si128((const __m128i *)k1k2);
+    buf += 64;
+    len -= 64;
+    while (len >= 64) { /* four 128-bit lanes folded 512 bits ahead */
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x6 = _mm_clmulepi64_si128(x2, x0, 0x00);
+        x7 = _mm_clmulepi64_si128(x3, x0, 0x00);
+        x8 = _mm_clmulepi64_si128(x4, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, x0, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, x0, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, x0, 0x11);
+        y5 = _mm_loadu_si128((const __m128i *)(buf + 0x00));
+        y6 = _mm_loadu_si128((const __m128i *)(buf + 0x10));
+        y7 = _mm_loadu_si128((const __m128i *)(buf + 0x20));
+        y8 = _mm_loadu_si128((const __m128i *)(buf + 0x30));
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), y5);
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), y6);
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), y7);
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), y8);
+        buf += 64;
+        len -= 64;
+    }
+    x0 = _mm_load_si128((const __m128i *)k3k4); /* the four lanes into one */
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x3), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x4), x5);
+    while (len >= 16) { /* the remaining 16-byte chunks */
+        x2 = _mm_loadu_si128((const __m128i *)buf);
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+        buf += 16;
+        len -= 16;
+    }
+    x2 = _mm_clmulepi64_si128(x1, x0, 0x10); /* 128 bits to 64 */
+    x3 = _mm_setr_epi32(~0, 0, ~0, 0);
+    x1 = _mm_srli_si128(x1, 8);
+    x1 = _mm_xor_si128(x1, x2);
+    x0 = _mm_loadl_epi64((const __m128i *)k5k0);
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_and_si128(x1, x3);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    x0 = _mm_load_si128((const __m128i *)poly); /* Barrett reduction to 32 bits */
+    x2 = _mm_and_si128(x1, x3);
+    x2 = _mm_clmulepi64_si128(x2, x0, 0x10);
+    x2 = _mm_and_si128(x2, x3);
+    x2 = _mm_clmulepi64_si128(x2, x0, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+#endif
+
+/* zlib.crc32(p[0:n]) (crc_init must have run) */
+static uint32_t crc32_ieee(const uint8_t *p, size_t n, int fold) {
+    uint32_t c = 0xFFFFFFFFu;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (fold && n >= 64) {
+        size_t whole = n & ~(size_t)15;
+        c = crc_fold(p, whole, c);
+        p += whole;
+        n -= whole;
+    }
+#else
+    (void)fold;
+#endif
+    return ~crc_table(c, p, n);
+}
+
+/* crc32(data, table_only=False) -> zlib.crc32(data): the CRC check_frames computes (for the
+ * differential tests; table_only forces the table CRC on a CPU that folds) */
+static PyObject *crc32(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int table_only = 0;
+    if (!PyArg_ParseTuple(args, "y*|p", &view, &table_only)) return NULL;
+    if (!crc_ready) crc_init();
+    uint32_t c;
+    int fold = crc_pclmul && !table_only;
+    Py_BEGIN_ALLOW_THREADS
+    c = crc32_ieee((const uint8_t *)view.buf, (size_t)view.len, fold);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(c);
+}
+
+/* check_frames(window, pos, frames, i, max_values) -> j: window holds the file's bytes from offset
+ * pos; frames is TSMReader.frames() (sorted (offset, size, key, type) tuples). Frames i, i+1, ...
+ * lying wholly inside the window are checked as checked_chunks checks them: stored CRC equal to the
+ * computed one, block type byte equal to the index's, block_count_at accepting the block (a count
+ * <= max_values and value headers stating it). Returns the index of the first frame that is not
+ * inside the window or not clean (the Python code then decides it) or len(frames). The CRCs are
+ * computed without the GIL, in batches, so shards checked on several threads use several cores. */
+#define FRAME_BATCH 512
+static PyObject *check_frames(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    PyObject *frames;
+    Py_ssize_t pos, i, limit;
+    if (!PyArg_ParseTuple(args, "y*nO!nn", &view, &pos, &PyList_Type, &frames, &i, &limit)) return NULL;
+    if (!crc_ready) crc_init();
+    const uint8_t *base = (const uint8_t *)view.buf;
+    Py_ssize_t end = pos + view.len, n = PyList_GET_SIZE(frames);
+    Py_ssize_t at[FRAME_BATCH], size[FRAME_BATCH];
+    long type[FRAME_BATCH];
+    if (i < 0) i = n; /* nothing to check */
+    while (i < n) {
+        Py_ssize_t k = 0;
+        while (k < FRAME_BATCH && i + k < n) {
+            PyObject *t = PyList_GET_ITEM(frames, i + k);
+            if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 4) break;
+            Py_ssize_t off = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+            Py_ssize_t sz = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+            long ty = PyLong_AsLong(PyTuple_GET_ITEM(t, 3));
+            if (PyErr_Occurred()) { PyErr_Clear(); break; }
+            if (off < pos || sz <= 4 || off > end || sz > end - off) break;
+            at[k] = off - pos;
+            size[k] = sz;
+            type[k] = ty;
+            k++;
+        }
+        Py_ssize_t good = 0;
+        int fold = crc_pclmul;
+        Py_BEGIN_ALLOW_THREADS
+        for (; good < k; good++) {
+            const uint8_t *f = base + at[good];
+            uint32_t stored = (uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3];
+            if (f[4] != type[good] || crc32_ieee(f + 4, (size_t)(size[good] - 4), fold) != stored ||
+                block_count_at(f + 4, size[good] - 4, limit) < 0)
+                break;
+        }
+        Py_END_ALLOW_THREADS
+        i += good;
+        if (good < k || k < FRAME_BATCH) break;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef methods[] = {
     {"block_count", block_count, METH_VARARGS, "block_count(buf, start, size, limit) -> count | -1 (-1: let tsm/block.py name the error)"},
     {"wal_candidate", wal_candidate, METH_VARARGS, "wal_candidate(data, start, max_payload, expansion) -> offset | -1"},
@@ -1532,6 +1739,8 @@ static PyMethodDef methods[] = {
     {"int64_order", int64_order, METH_VARARGS, "int64_order(seq, strict) -> -1 | first index out of order | None"},
     {"all_exact", all_exact, METH_VARARGS, "all_exact(seq, kind) -> True | None"},
     {"wrap_sums", wrap_sums, METH_VARARGS, "wrap_sums(first, deltas, mult, zigzag, signed) -> list | None"},
+    {"crc32", crc32, METH_VARARGS, "crc32(data, table_only=False) -> zlib.crc32(data), as check_frames computes it"},
+    {"check_frames", check_frames, METH_VARARGS, "check_frames(window, pos, frames, i, max_values) -> first frame >= i not wholly in the window or not clean"},
     {NULL, NULL, 0, NULL},
 };
 

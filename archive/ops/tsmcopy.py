@@ -14,7 +14,8 @@ import io
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, cast
 
-from ...tsm.block import count_values_at
+from ...tsm.block import DEFAULT_MAX_VALUES, count_values_at
+from ...tsm.compiled import core as _compiled
 from ...tsm.format import tsmfile as fmt
 from ...tsm.reader import IndexEntry, TSMReader
 from ...tsm.writer import TSMWriter
@@ -46,6 +47,9 @@ def checked_chunks(
     buf = bytearray(GROUP)
     frame_crcs = fmt.frame_crcs
     block_at = fmt.BLOCK_OFFSET
+    # the compiled core checks the frames of a window in one call, as the loop below does (CRC,
+    # type byte, count_values_at), without the GIL; it stops at the first frame it is not sure of
+    fast = _compiled.check_frames if _compiled is not None else None
     pos = i = 0
     n = len(frames)
     while pos < size:
@@ -66,6 +70,10 @@ def checked_chunks(
             got += k
         limit = pos + want
         while i < n:
+            if fast is not None:  # skips the clean frames; the first other one is decided below
+                i = fast(view, pos, frames, i, DEFAULT_MAX_VALUES)
+                if i >= n:
+                    break
             off, fsize, key, btype = frames[i]
             if off + fsize > limit:
                 break
