@@ -1688,7 +1688,7 @@ static PyObject *check_frames(PyObject *self, PyObject *args) {
     Py_ssize_t end = pos + view.len, n = PyList_GET_SIZE(frames);
     Py_ssize_t at[FRAME_BATCH], size[FRAME_BATCH];
     long type[FRAME_BATCH];
-    if (i < 0) i = n; /* nothing to check */
+    if (i < 0 || i > n) i = n; /* nothing to check */
     while (i < n) {
         Py_ssize_t k = 0;
         while (k < FRAME_BATCH && i + k < n) {
