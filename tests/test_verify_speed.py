@@ -199,3 +199,55 @@ def test_check_frames_declines_malformed_tables() -> None:
         assert core.check_frames(data, 0, [bad], 0, block.DEFAULT_MAX_VALUES) == 0, bad
     assert core.check_frames(data, 0, [], 0, block.DEFAULT_MAX_VALUES) == 0
     assert core.check_frames(data, 0, [(0, 10, b"k", 1)], 5, block.DEFAULT_MAX_VALUES) == 1
+
+
+# --- verify itself: the same report with and without the compiled check ------------------------------
+
+
+def _report(path, *, compiled: bool) -> tuple:
+    from influx_archive.archive.ops.verify import verify
+
+    with pytest.MonkeyPatch.context() as m:
+        if not compiled:
+            m.setattr(tsmcopy, "_compiled", None)
+        r = verify(path)
+    return r.files, r.blocks, r.bytes, [(f.severity, f.message, f.path, f.member, f.offset, f.code) for f in r.findings]
+
+
+@needs_compiled
+def test_verify_reports_the_same_findings_on_damaged_legacy_backups(tmp_path, fixtures_dir) -> None:
+    """Damage in the TSM members of every shard tar of a legacy backup (flipped bits, a type byte or
+    a count header with a matching CRC, several damaged shards at once): verify's findings (file,
+    member, offset, code, message, in order), counts and bytes equal the Python path's."""
+    import random
+    import shutil
+    import tarfile
+
+    rng = random.Random(15)
+    tars = sorted(p for p in (fixtures_dir / "legacy").iterdir() if tarfile.is_tarfile(p))
+    members = []
+    for tar in tars:
+        with tarfile.open(tar) as tf:
+            members += [(tar.name, m.offset_data, m.size) for m in tf if m.name.endswith(".tsm")]
+    assert len(members) >= 3
+    for case in range(12):
+        src = tmp_path / f"case{case}"
+        shutil.copytree(fixtures_dir / "legacy", src)
+        detectable = False  # a bit flip or a type byte always is; a header byte may still state a valid count
+        for name, at, size in rng.sample(members, rng.randint(1, 3)):
+            raw = bytearray((src / name).read_bytes())
+            tsm = bytearray(raw[at : at + size])
+            off, fsize, _k, _t = rng.choice(frames_of(bytes(tsm)))
+            kind = rng.choice(["bit", "type", "count"])
+            detectable |= kind != "count"
+            if kind == "bit":
+                tsm[rng.randrange(off, off + fsize)] ^= 1 << rng.randrange(8)
+            else:
+                tsm[off + 4 if kind == "type" else rng.randrange(off + 5, min(off + fsize, off + 16))] ^= 0x40
+                recrc(tsm, off, fsize)
+            raw[at : at + size] = tsm
+            (src / name).write_bytes(bytes(raw))
+        fast, reference = _report(src, compiled=True), _report(src, compiled=False)
+        assert fast == reference, case
+        assert any(f[0] == "error" for f in fast[3]) or not detectable, case
+        shutil.rmtree(src)
