@@ -167,7 +167,7 @@ def verify_dir(root: Path, json_out: bool) -> None:
     it is the data directory itself), one line each, "healthy" or "corrupt", then
     ``Broken Blocks: N / TOTAL``; exit 1 if a file is corrupt."""
     from ..archive.errors import SourceError
-    from ..archive.ops.verify import verify as verify_source
+    from ..archive.ops.verify import verify_files
     from ..archive.sources import scan_tree
 
     if not root.is_dir():
@@ -182,8 +182,8 @@ def verify_dir(root: Path, json_out: bool) -> None:
     broken = total = 0
     lines = [str(f) for f in findings]
     with progress_bars() as bars:
-        for path in files:
-            rep = verify_source(path, progress=bars)
+        reports = verify_files([str(p) for p in files], progress=bars)  # files on every core, in order
+        for path, rep in zip(files, reports):
             errors = [f for f in rep.findings if f.severity == "error"]
             broken += len(errors)
             total += rep.blocks
