@@ -51,7 +51,7 @@ from ..sources import Shard, Source
 from ..sources.model import Layer, ShardFile
 from ..sources.shardview import load_shard_files
 from ..threads import process_pool_available
-from .tarwrite import SAMPLE_BYTES, Compression, GzipSink, TarWriter, choose_compression
+from .tarwrite import SAMPLE_BYTES, Compression, GzipSink, OutputFile, TarWriter, choose_compression
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import MAX_FILE_BYTES, ShardFileWriter, WrittenFile
 
@@ -408,7 +408,8 @@ def _write_tar(cfg: ShardSettings, job: ShardJob, tmp: Path, prefix: str, member
     else:
         name = metafiles.portable_names(cfg.ts, [shard.id]).shards[shard.id]
     path = tmp / name
-    with open(path, "xb") as raw:
+    with open(path, "xb", buffering=0) as f:
+        raw: Any = OutputFile(f)  # unbuffered, gathered writes, writeback started as it goes
         sink: Any = raw
         if cfg.to == "portable":
             sink = GzipSink(raw, level=cfg.compress_level, filename=name[: -len(".gz")], compression=job.compression)
