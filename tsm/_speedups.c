@@ -714,14 +714,10 @@ static int uvarint(const uint8_t *d, Py_ssize_t end, Py_ssize_t *pos, uint64_t *
 /* block_count(buf, start, size, limit): the number of timestamps the block buf[start:start+size]
  * claims, read from its frame and timestamp section header only (tsm/block.py count_values), or
  * -1 whenever that is not a well-formed count <= limit (the Python code then names the error). */
-static PyObject *block_count(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    Py_ssize_t start, size, limit;
-    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &size, &limit)) return NULL;
+static long long block_count_at(const uint8_t *d, Py_ssize_t size, Py_ssize_t limit) {
     long long result = -1;
-    if (start < 0 || size < 2 || start > view.len || size > view.len - start) goto done;
+    if (size < 2) goto done;
     {
-        const uint8_t *d = (const uint8_t *)view.buf + start;
         Py_ssize_t pos = 1;
         uint64_t ts_len, n = 0;
         if (d[0] > MAX_BLOCK_TYPE || !uvarint(d, size, &pos, &ts_len) || ts_len > (uint64_t)(size - pos) ||
@@ -781,6 +777,16 @@ static PyObject *block_count(PyObject *self, PyObject *args) {
         result = (long long)n;
     }
 done:
+    return result;
+}
+
+static PyObject *block_count(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, size, limit;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &size, &limit)) return NULL;
+    long long result = -1;
+    if (start >= 0 && size >= 2 && start <= view.len && size <= view.len - start)
+        result = block_count_at((const uint8_t *)view.buf + start, size, limit);
     PyBuffer_Release(&view);
     return PyLong_FromLongLong(result);
 }
@@ -1515,6 +1521,176 @@ done:
     return result;
 }
 
+/* ---- block CRC checks of a byte copy (archive/ops/tsmcopy.py checked_chunks) ----------------
+ * CRC-32 (IEEE, reflected, zlib's crc32 values): carry-less multiply folding (Intel's "Fast CRC
+ * Computation for Generic Polynomials Using PCLMULQDQ", the constants of its bit-reflected
+ * CRC-32) where the CPU has PCLMULQDQ and SSE4.1, a byte table elsewhere and for the tails. */
+static uint32_t crc_table[256];
+
+static void crc_table_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+/* state: the inverted CRC register (~crc) */
+static uint32_t crc_bytes(uint32_t state, const uint8_t *p, size_t n) {
+    while (n--) state = crc_table[(state ^ *p++) & 0xFF] ^ (state >> 8);
+    return state;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_CLMUL_CRC 1
+static int clmul_ok = 0;
+
+/* state over p[0:n], n >= 64 and a multiple of 16 */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t crc_clmul(uint32_t state, const uint8_t *p, size_t n) {
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);
+    const __m128i mask32 = _mm_setr_epi32(~0, 0, ~0, 0);
+    __m128i x0, x1, x2, x3, x4, x5, x6, x7, x8;
+    x1 = _mm_loadu_si128((const __m128i *)(p + 0x00));
+    x2 = _mm_loadu_si128((const __m128i *)(p + 0x10));
+    x3 = _mm_loadu_si128((const __m128i *)(p + 0x20));
+    x4 = _mm_loadu_si128((const __m128i *)(p + 0x30));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)state));
+    x0 = k1k2;
+    p += 64;
+    n -= 64;
+    while (n >= 64) {
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x6 = _mm_clmulepi64_si128(x2, x0, 0x00);
+        x7 = _mm_clmulepi64_si128(x3, x0, 0x00);
+        x8 = _mm_clmulepi64_si128(x4, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, x0, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, x0, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, x0, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(p + 0x00)));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(p + 0x10)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(p + 0x20)));
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(p + 0x30)));
+        p += 64;
+        n -= 64;
+    }
+    x0 = k3k4;
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x3), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x4), x5);
+    while (n >= 16) {
+        x2 = _mm_loadu_si128((const __m128i *)p);
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+        p += 16;
+        n -= 16;
+    }
+    /* 128 -> 64 bits */
+    x2 = _mm_clmulepi64_si128(x1, x0, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+    x0 = k5k0;
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_and_si128(x1, mask32);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    /* Barrett reduction to 32 bits */
+    x0 = poly;
+    x2 = _mm_and_si128(x1, mask32);
+    x2 = _mm_clmulepi64_si128(x2, x0, 0x10);
+    x2 = _mm_and_si128(x2, mask32);
+    x2 = _mm_clmulepi64_si128(x2, x0, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+#endif
+
+static uint32_t crc32_ieee(uint32_t crc, const uint8_t *p, size_t n) {
+    uint32_t state = ~crc;
+#ifdef HAVE_CLMUL_CRC
+    if (clmul_ok && n >= 64) {
+        size_t bulk = n & ~(size_t)15;
+        state = crc_clmul(state, p, bulk);
+        p += bulk;
+        n -= bulk;
+    }
+#endif
+    return ~crc_bytes(state, p, n);
+}
+
+/* crc32(buf, crc=0) -> int: zlib.crc32's value (the tests compare them) */
+static PyObject *py_crc32(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    unsigned int crc = 0;
+    if (!PyArg_ParseTuple(args, "y*|I", &view, &crc)) return NULL;
+    uint32_t out;
+    Py_BEGIN_ALLOW_THREADS
+    out = crc32_ieee(crc, (const uint8_t *)view.buf, (size_t)view.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(out);
+}
+
+#define FRAME_BATCH 256
+/* check_frames(buf, pos, frames, i, max_values) -> j: frames[i], frames[i+1], ... (offset, size,
+ * key, type) that lie wholly inside buf (which holds the file's bytes from offset pos) checked
+ * in place, as tsmcopy.checked_chunks checks them: stored CRC (big-endian, the frame's first 4
+ * bytes) equal to the CRC-32 of the rest, first block byte equal to the type, block_count_at a
+ * count <= max_values. Returns the index of the first frame not passed: one that does not lie
+ * wholly inside buf (the caller reads on), or one failing or declined by a check (the Python
+ * code then names its error, or finds it sound). The checks run without the GIL. */
+static PyObject *check_frames(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, i, max_values;
+    PyObject *frames;
+    if (!PyArg_ParseTuple(args, "y*nO!nn", &view, &pos, &PyList_Type, &frames, &i, &max_values)) return NULL;
+    const uint8_t *buf = (const uint8_t *)view.buf;
+    Py_ssize_t n = PyList_GET_SIZE(frames), len = view.len;
+    Py_ssize_t offs[FRAME_BATCH], sizes[FRAME_BATCH];
+    int types[FRAME_BATCH];
+    int stop = 0;
+    while (!stop && i < n) {
+        int k = 0;
+        for (; k < FRAME_BATCH && i + k < n; k++) {
+            PyObject *t = PyList_GET_ITEM(frames, i + k);
+            if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 4) { stop = 1; break; }
+            Py_ssize_t off = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+            Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+            long typ = PyLong_AsLong(PyTuple_GET_ITEM(t, 3));
+            if (PyErr_Occurred()) { PyErr_Clear(); stop = 1; break; }
+            if (off < pos || size < 5 || off - pos > len || size > len - (off - pos)) { stop = 1; break; }
+            offs[k] = off - pos;
+            sizes[k] = size;
+            types[k] = (int)typ;
+        }
+        int passed = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (; passed < k; passed++) {
+            const uint8_t *f = buf + offs[passed];
+            Py_ssize_t size = sizes[passed];
+            uint32_t stored = ((uint32_t)f[0] << 24) | ((uint32_t)f[1] << 16) | ((uint32_t)f[2] << 8) | f[3];
+            if (crc32_ieee(0, f + 4, (size_t)(size - 4)) != stored || f[4] != types[passed] ||
+                block_count_at(f + 4, size - 4, max_values) < 0)
+                break;
+        }
+        Py_END_ALLOW_THREADS
+        i += passed;
+        if (passed < k) stop = 1;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef methods[] = {
     {"block_count", block_count, METH_VARARGS, "block_count(buf, start, size, limit) -> count | -1 (-1: let tsm/block.py name the error)"},
     {"wal_candidate", wal_candidate, METH_VARARGS, "wal_candidate(data, start, max_payload, expansion) -> offset | -1"},
@@ -1532,6 +1708,8 @@ static PyMethodDef methods[] = {
     {"int64_order", int64_order, METH_VARARGS, "int64_order(seq, strict) -> -1 | first index out of order | None"},
     {"all_exact", all_exact, METH_VARARGS, "all_exact(seq, kind) -> True | None"},
     {"wrap_sums", wrap_sums, METH_VARARGS, "wrap_sums(first, deltas, mult, zigzag, signed) -> list | None"},
+    {"crc32", py_crc32, METH_VARARGS, "crc32(buf, crc=0) -> zlib.crc32(buf, crc)"},
+    {"check_frames", check_frames, METH_VARARGS, "check_frames(buf, pos, frames, i, max_values) -> first frame index not passed"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1540,6 +1718,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1
 PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    crc_table_init();
+#ifdef HAVE_CLMUL_CRC
+    __builtin_cpu_init();
+    clmul_ok = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+#endif
     static const struct { const char *name; long value; } constants[] = {
         {"TSM_HEADER_SIZE", HEADER_SIZE},
         {"INDEX_ENTRY_SIZE", ENTRY_SIZE},

@@ -1,0 +1,126 @@
+"""The fast paths of a byte copy (archive/ops/tsmcopy.py ``checked_chunks``, tsm/_speedups.c
+``crc32`` / ``check_frames``) decide exactly what the Python checks decide: the same bytes, the
+same damage found and named, on intact files and on every kind of damaged frame."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from influx_archive.archive.errors import ArchiveError
+from influx_archive.archive.ops import tsmcopy
+from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED
+from influx_archive.tsm.compiled import core
+from influx_archive.tsm.reader import TSMReader
+from influx_archive.tsm.writer import TSMWriter
+
+# the Python checks are the reference; the compiled core must be built (pip install -e . builds it)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=5000), crc=st.integers(0, (1 << 32) - 1), skip=st.integers(0, 15))
+def test_crc32_is_zlibs(data: bytes, crc: int, skip: int) -> None:
+    assert core is not None
+    view = memoryview(data)[min(skip, len(data)):]  # unaligned starts
+    assert core.crc32(view) == zlib.crc32(view)
+    assert core.crc32(view, crc) == zlib.crc32(view, crc)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 4096, 65_535, 1 << 20, (1 << 20) + 13])
+def test_crc32_at_fold_boundaries(n: int) -> None:
+    assert core is not None
+    data = random.Random(n).randbytes(n)
+    assert core.crc32(data) == zlib.crc32(data)
+
+
+_TYPES = [FLOAT, INTEGER, BOOLEAN, STRING, UNSIGNED]
+
+
+def _value(rng: random.Random, typ: int, i: int):
+    return {FLOAT: rng.random() * 1e6, INTEGER: rng.randint(-(1 << 40), 1 << 40), BOOLEAN: rng.random() < 0.5,
+            STRING: b"s%d" % rng.randint(0, 1 << 30), UNSIGNED: rng.randint(0, 1 << 50)}[typ]
+
+
+def _tsm(seed: int) -> bytes:
+    rng = random.Random(seed)
+    buf = io.BytesIO()
+    w = TSMWriter(buf)
+    for k in range(rng.randint(1, 12)):
+        typ = rng.choice(_TYPES)
+        n = rng.randint(1, 3000)
+        ts = sorted(rng.sample(range(1, 1 << 40), n)) if rng.random() < 0.5 else list(range(1000, 1000 + n * 10, 10))
+        w.write_values(b"m%03d,host=h#!~#f" % k, typ, ts, [_value(rng, typ, i) for i in range(n)])
+    w.close()
+    return buf.getvalue()
+
+
+def _damage(data: bytes, rng: random.Random, how: str, frames) -> bytes:
+    """One frame damaged ``how``: a flipped byte (CRC mismatch), a wrong type byte or a broken
+    count header with the CRC made to match (only the deeper checks see it)."""
+    b = bytearray(data)
+    off, size, _key, btype = rng.choice(frames)
+    if how == "flip":
+        b[off + rng.randrange(size)] ^= 1 << rng.randrange(8)
+        return bytes(b)
+    if how == "type":
+        b[off + 4] = rng.choice([t for t in range(8) if t != btype])
+    elif how == "count":  # the timestamp section's varint length: too long or cut
+        b[off + 5] = rng.choice([0x00, 0x01, 0x7F, 0xFF])
+    struct.pack_into(">I", b, off, zlib.crc32(bytes(b[off + 4 : off + size])))
+    return bytes(b)
+
+
+def _run(data: bytes, monkeypatch, compiled: bool, collect: bool):
+    assert core is not None, "the compiled core (tsm/_speedups.c) is not built"
+    monkeypatch.setattr(tsmcopy, "_compiled", core if compiled else None)
+    reader = TSMReader(io.BytesIO(data), name="f.tsm")
+    found: list[tuple[str, str, int | None]] = []
+    out = bytearray()
+    try:
+        for chunk in tsmcopy.checked_chunks(io.BytesIO(data), reader,
+                                            on_damage=(lambda e: found.append((type(e).__name__, e.message, e.offset)))
+                                            if collect else None):
+            out += chunk
+    except ArchiveError as exc:
+        found.append(("raised " + type(exc).__name__, exc.message, exc.offset))
+    return bytes(out), found
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_checked_chunks_compiled_and_python_agree(seed: int, monkeypatch) -> None:
+    rng = random.Random(seed)
+    data = _tsm(seed)
+    frames = TSMReader(io.BytesIO(data), name="f.tsm").frames()
+    how = ["none", "flip", "type", "count"][seed % 4]
+    if how != "none":
+        for _ in range(1 + seed % 3):
+            data = _damage(data, rng, how, frames)
+    for collect in (False, True):
+        fast = _run(data, monkeypatch, True, collect)
+        slow = _run(data, monkeypatch, False, collect)
+        assert fast == slow
+        if collect:
+            assert fast[0] == data  # every byte passed on, as stored
+        if how == "none":
+            assert fast == (data, [])
+        else:
+            assert slow[1]  # a flipped bit, a wrong type or a broken count header is caught
+
+
+@pytest.mark.parametrize("group", [64, 5_000, 70_000, 512 << 10])
+def test_windows_cutting_frames_anywhere(group: int, monkeypatch) -> None:
+    """Windows of any size cut frames at every place: the bytes and the findings do not move."""
+    monkeypatch.setattr(tsmcopy, "GROUP", group)
+    rng = random.Random(group)
+    data = _tsm(group)
+    frames = TSMReader(io.BytesIO(data), name="f.tsm").frames()
+    data = _damage(data, rng, "flip", frames)
+    fast = _run(data, monkeypatch, True, True)
+    assert fast == _run(data, monkeypatch, False, True)
+    assert fast[0] == data and fast[1]
