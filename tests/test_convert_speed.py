@@ -124,3 +124,63 @@ def test_windows_cutting_frames_anywhere(group: int, monkeypatch) -> None:
     fast = _run(data, monkeypatch, True, True)
     assert fast == _run(data, monkeypatch, False, True)
     assert fast[0] == data and fast[1]
+
+
+# ---- read_ahead (archive/threads.py): the copy's reader thread ------------------------------------
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 50])
+def test_read_ahead_keeps_order_errors_and_stops(depth: int, n: int) -> None:
+    import threading
+
+    from influx_archive.archive.threads import read_ahead
+
+    before = threading.active_count()
+    assert list(read_ahead(iter(range(n)), depth)) == list(range(n))
+    for fail_at in range(n + 1):  # the producer's error arrives at its place in the sequence
+
+        def items(fail_at=fail_at):
+            yield from range(fail_at)
+            raise ValueError(f"at {fail_at}")
+
+        got: list[int] = []
+        with pytest.raises(ValueError, match=f"at {fail_at}"):
+            for x in read_ahead(items(), depth):
+                got.append(x)
+        assert got == list(range(fail_at))
+    for stop_at in range(n):  # the consumer stops early: the producer stops, never reads on
+        produced: list[int] = []
+
+        def counted(produced=produced):
+            for i in range(n):
+                produced.append(i)
+                yield i
+
+        it = read_ahead(counted(), depth)
+        for x in it:
+            if x == stop_at:
+                break
+        it.close()
+        assert len(produced) <= stop_at + 1 + depth + 1
+    assert threading.active_count() == before  # no thread outlives its iteration
+
+
+def test_reused_buffers_are_never_overwritten_while_held(monkeypatch) -> None:
+    """checked_chunks with depth + 2 buffers behind read_ahead(depth): every chunk the consumer
+    holds still holds the file's bytes when it is written, however slow the consumer is."""
+    import time
+
+    from influx_archive.archive.threads import read_ahead
+
+    monkeypatch.setattr(tsmcopy, "GROUP", 4096)
+    data = _tsm(7)
+    reader = TSMReader(io.BytesIO(data), name="f.tsm")
+    for depth in (1, 2, 3):
+        out = bytearray()
+        for i, chunk in enumerate(read_ahead(tsmcopy.checked_chunks(io.BytesIO(data), reader, buffers=depth + 2),
+                                             depth)):
+            if i % 7 == 0:
+                time.sleep(0.002)  # let the producer run ahead as far as it may
+            out += chunk
+        assert bytes(out) == data
