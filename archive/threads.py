@@ -1,11 +1,12 @@
 """Independent work spread over the cores with threads (for work that releases the GIL: file
-reads, inflating, CRCs), results kept in input order so that output never depends on timing; and
-whether forked worker processes can be used at all here."""
+reads, inflating, CRCs), results kept in input order so that output never depends on timing; a
+producer run a bounded number of items ahead of its consumer; and whether forked worker
+processes can be used at all here."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,6 +23,55 @@ def map_on_cores(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, items))
+
+
+def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """The items of ``items``, in order, produced by a thread of their own at most ``depth`` items
+    ahead of the caller (memory: ``depth`` items). An exception of the producer is raised here, at
+    its place in the sequence. Closing this iterator early (the caller's error) stops the producer
+    and waits for it: no thread outlives the iteration, and nothing of ``items`` is read after.
+
+    An item the producer hands over must stay valid while ``depth`` + 1 further items are produced
+    (a producer reusing buffers keeps ``depth`` + 2 of them)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for x in items:
+                if not put((True, x)):
+                    return
+            end: tuple = (False, None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            end = (False, exc)
+        put(end)
+
+    worker = threading.Thread(target=run, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, x = q.get()
+            if ok:
+                yield x
+            elif x is None:
+                return
+            else:
+                raise x
+    finally:
+        stop.set()
+        worker.join()
 
 
 def process_pool_available() -> bool:

@@ -50,8 +50,8 @@ from ..findings import BLOCK_LEFT_OUT, ERROR, FILE_LEFT_OUT, Finding
 from ..sources import Shard, Source
 from ..sources.model import Layer, ShardFile
 from ..sources.shardview import load_shard_files
-from ..threads import process_pool_available
-from .tarwrite import SAMPLE_BYTES, Compression, GzipSink, TarWriter, choose_compression
+from ..threads import process_pool_available, read_ahead
+from .tarwrite import SAMPLE_BYTES, Compression, GzipSink, OutputFile, TarWriter, choose_compression
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import MAX_FILE_BYTES, ShardFileWriter, WrittenFile
 
@@ -63,6 +63,8 @@ SEQ_STRIDE = 1000
 _NO_ROLL = 1 << 62  # an older file's rewrite never rolls over on size (see the module docstring)
 #: a newest file smaller than this is rewritten in-process: forking and reopening cost more
 SPLIT_MIN_BYTES = 16 << 20
+#: windows of a copied file read and checked ahead of its writing (by a thread of its own)
+READ_AHEAD = 2
 
 
 @dataclass
@@ -387,7 +389,9 @@ def _copy_members(src: Source, tsm: ShardFile, reader: TSMReader, opened, wdir: 
             ERROR, f"file left out: {exc.message}", exc.path, exc.member, exc.offset, code=FILE_LEFT_OUT))
         return []
     if not bad:
-        return [(tsm.name, tsm.size, lambda: _ChunkStream(checked_chunks(stream, reader), tsm), True)]
+        # read and checked by a thread of its own up to READ_AHEAD windows ahead of the writing
+        return [(tsm.name, tsm.size, lambda: _ChunkStream(
+            read_ahead(checked_chunks(stream, reader, buffers=READ_AHEAD + 2), READ_AHEAD), tsm, stack), True)]
     for key, e in bad:
         src.findings.append(Finding(ERROR, f"damaged block of key {show(key)} left out", tsm.container, tsm.member,
                                     e.offset, code=BLOCK_LEFT_OUT))
@@ -408,7 +412,8 @@ def _write_tar(cfg: ShardSettings, job: ShardJob, tmp: Path, prefix: str, member
     else:
         name = metafiles.portable_names(cfg.ts, [shard.id]).shards[shard.id]
     path = tmp / name
-    with open(path, "xb") as raw:
+    with open(path, "xb", buffering=0) as f:
+        raw: Any = OutputFile(f)  # unbuffered, gathered writes, writeback started as it goes
         sink: Any = raw
         if cfg.to == "portable":
             sink = GzipSink(raw, level=cfg.compress_level, filename=name[: -len(".gz")], compression=job.compression)
@@ -494,10 +499,12 @@ class _ChunkStream:
     at most ``n`` bytes of the current chunk, uncopied: the caller writes them before reading on
     (:func:`checked_chunks` reuses its buffer for the next chunk)."""
 
-    def __init__(self, chunks, origin: ShardFile) -> None:
+    def __init__(self, chunks, origin: ShardFile, stack: contextlib.ExitStack | None = None) -> None:
         self._chunks = iter(chunks)
         self._rest = memoryview(b"")
         self._origin = origin
+        if stack is not None and hasattr(self._chunks, "close"):
+            stack.callback(self._chunks.close)  # a read-ahead thread stops with the shard
 
     def read(self, n: int):
         if not self._rest:

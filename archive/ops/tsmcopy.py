@@ -30,6 +30,7 @@ def checked_chunks(
     *,
     on_damage: Callable[[ArchiveError], None] | None = None,
     frames: list[tuple[int, int, bytes, int]] | None = None,
+    buffers: int = 1,
 ) -> Iterator[memoryview]:
     """The bytes of the file behind ``reader`` (``stream`` at any position), in order, each block
     frame's CRC and type byte verified on the way. The file is read in windows of about
@@ -39,17 +40,19 @@ def checked_chunks(
     on (the bytes are still yielded, as stored). Bytes outside every frame (header, index,
     footer) are passed on unchecked.
 
-    Each chunk is a view of a buffer that the next chunk reuses: write or copy it before asking
-    for the next one."""
+    Each chunk is a view of a buffer that the next chunk reuses (with ``buffers`` = k, the k-th
+    next one: a consumer :func:`~..threads.read_ahead` keeps depth + 2): write or copy it before
+    asking for the next one."""
     if frames is None:
         frames = reader.frames()
     size = reader.size
-    buf = bytearray(GROUP)
+    bufs = [bytearray(GROUP) for _ in range(max(1, buffers))]
+    turn = 0
     frame_crcs = fmt.frame_crcs
+    # the compiled core checks the frames a window holds in one call; any frame it does not pass
+    # (damaged, or one it declines) is checked below, which names the error or passes it
+    fast = _compiled.check_frames if _compiled is not None and type(frames) is list else None
     block_at = fmt.BLOCK_OFFSET
-    # the compiled core checks the frames of a window in one call, as the loop below does (CRC,
-    # type byte, count_values_at), without the GIL; it stops at the first frame it is not sure of
-    fast = _compiled.check_frames if _compiled is not None else None
     pos = i = 0
     n = len(frames)
     while pos < size:
@@ -59,6 +62,8 @@ def checked_chunks(
         if i < n and frames[i][0] - pos < GROUP:
             want = max(GROUP, frames[i][0] + frames[i][1] - pos)  # the first frame always fits
         want = min(want, size - pos)
+        buf = bufs[turn]
+        turn = (turn + 1) % len(bufs)
         data = buf if want <= len(buf) else bytearray(want)
         view = memoryview(data)[:want]
         stream.seek(pos)
