@@ -17,6 +17,7 @@ _FUNCTIONS = (
     "int64_order", "all_exact", "wrap_sums",  # list checks and running sums
     "wal_candidate", "block_count",  # WAL resynchronisation prefilter, a block's claimed count
     "lp_window", "lp_decode", "lp_tables", "lp_float_repr",  # export's lines (archive/ops/lineproto.py)
+    "ts_encode", "int_encode",  # block encoders (trim's boundary blocks)
 )
 
 _loaded: ModuleType | None
