@@ -139,3 +139,37 @@ def test_declines_what_the_python_code_must_decide() -> None:
         assert compiled.int_encode(bad, False) is None, bad
     for bad in ([], [-1], [1 << 64], [False], [3, 2.0]):
         assert compiled.int_encode(bad, True) is None, bad
+
+
+def _outcome(fn, raw: bytes):
+    try:
+        btype, ts, vs = fn(raw)
+    except Exception as exc:  # the error itself (class, message, offset) must be the same
+        return type(exc).__name__, str(exc)
+    return btype, ts, [v.hex() if isinstance(v, float) else (type(v).__name__, v) for v in vs]
+
+
+@needs_compiled
+@settings(max_examples=150, deadline=None)
+@given(increasing(), st.data())
+def test_decode_block_equals_the_python_codecs_alone(ts: list[int], data) -> None:
+    """decode_block (the compiled whole-block decoder where it accepts) returns and raises exactly
+    what py_decode_block does, on valid blocks and on the same blocks with bytes cut or changed."""
+    btype = data.draw(st.sampled_from([block.FLOAT, block.INTEGER, block.UNSIGNED, block.BOOLEAN]))
+    values = data.draw(st.lists(
+        {block.FLOAT: st.floats(allow_nan=False), block.INTEGER: st.integers(*I64),
+         block.UNSIGNED: st.integers(*U64), block.BOOLEAN: st.booleans()}[btype], min_size=len(ts), max_size=len(ts)))
+    raw = block.encode_block(btype, ts, values)
+    assert _outcome(block.decode_block, raw) == _outcome(block.py_decode_block, raw)
+    cut = data.draw(st.integers(0, len(raw)))
+    at = data.draw(st.integers(0, len(raw) - 1))
+    flipped = raw[:at] + bytes((raw[at] ^ data.draw(st.integers(1, 255)),)) + raw[at + 1:]
+    for bad in (raw[:cut], flipped, raw + b"\0"):
+        assert _outcome(block.decode_block, bad) == _outcome(block.py_decode_block, bad)
+
+
+@needs_compiled
+def test_decode_block_on_influxd_blocks_equals_the_python_codecs_alone() -> None:
+    for d in GO_BLOCKS:
+        raw = bytes.fromhex(d["block"])
+        assert _outcome(block.decode_block, raw) == _outcome(block.py_decode_block, raw)
