@@ -47,7 +47,7 @@ from influx_archive.archive.ops.lineproto import (
     unpack,
     window_lines,
 )
-from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, decode_block, encode_block
+from influx_archive.tsm.block import BOOLEAN, FLOAT, INTEGER, STRING, UNSIGNED, encode_block, py_decode_block
 from influx_archive.tsm.compiled import core
 from influx_archive.tsm.shard import ShardReader
 
@@ -351,7 +351,7 @@ MAX = 1 << 20
 
 def _py_decode(raw: bytes):
     try:
-        return decode_block(raw, max_values=MAX)
+        return py_decode_block(raw, max_values=MAX)  # the Python codecs alone
     except ArchiveError:
         return None
 

@@ -1722,6 +1722,193 @@ static PyObject *check_frames(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(i);
 }
 
+/* ---- block encoders (trim's boundary blocks: tsm/codec/timestamps.py, integers.py) ---------------------
+ * Byte-identical to the Python encoders, which stay the reference: each returns None wherever they
+ * must decide (an empty or non-list-like input, an item not an exact int / bool, out of range), so
+ * the caller runs the Python codec on the same input. tests/test_speedups_encoders.py compares
+ * the bytes on random and edge inputs. */
+
+/* the items of a sequence as 64-bit words: kind 0 int64, 1 uint64 (exact ints in range); NULL with *n_out = -1 (no error set) to decline */
+static uint64_t *enc_words(PyObject *arg, int kind, Py_ssize_t *n_out) {
+    *n_out = -1;
+    PyObject *seq = PySequence_Fast(arg, "values must be a sequence");
+    if (!seq) { PyErr_Clear(); return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    uint64_t *v = n ? (uint64_t *)PyMem_Malloc((size_t)n * sizeof(uint64_t)) : NULL;
+    if (!v) { Py_DECREF(seq); if (n) PyErr_NoMemory(); *n_out = n ? 0 : -1; return NULL; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = items[i];
+        long long s;
+        if (kind == 0) {
+            if (!exact_int64(x, &s)) goto decline;
+            v[i] = (uint64_t)s;
+        } else if (!exact_u64_bits(x, 0, &v[i])) goto decline;
+    }
+    Py_DECREF(seq);
+    *n_out = n;
+    return v;
+decline:
+    PyMem_Free(v);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* simple8b words of v[0:n] (each <= S8_MAX) into words (room for n); -1 when a value does not fit */
+static Py_ssize_t enc_s8b(const uint64_t *v, Py_ssize_t n, int windowed, uint64_t *words) {
+    Py_ssize_t nw = 0, h = 0;
+    if (!windowed) {
+        Py_ssize_t last_not_one = n - 1;
+        while (last_not_one >= 0 && v[last_not_one] == 1) last_not_one--;
+        while (h < n) {
+            int used = s8b_pack(v, h, n, h > last_not_one, &words[nw]);
+            if (!used) return -1;
+            nw++;
+            h += used;
+        }
+        return nw;
+    }
+    while (h + 240 < n) {
+        Py_ssize_t t = h + 240;
+        int ones = v[h] == 1;
+        for (Py_ssize_t i = h; ones && i < t; i++) ones = v[i] == 1;
+        int used = s8b_pack(v, h, t, ones, &words[nw]);
+        if (!used) return -1;
+        nw++;
+        h += used;
+    }
+    while (h < n) {
+        int ones = v[h] == 1 && n - h >= 120;
+        for (Py_ssize_t i = h; ones && i < n; i++) ones = v[i] == 1;
+        int used = s8b_pack(v, h, n, ones, &words[nw]);
+        if (!used) return -1;
+        nw++;
+        h += used;
+    }
+    return nw;
+}
+
+static inline uint8_t *put_be64(uint8_t *p, uint64_t x) {
+    for (int b = 0; b < 8; b++) p[b] = (uint8_t)(x >> (56 - 8 * b));
+    return p + 8;
+}
+
+static inline uint8_t *put_uvarint(uint8_t *p, uint64_t x) {
+    while (x >= 0x80) { *p++ = (uint8_t)((x & 0x7F) | 0x80); x >>= 7; }
+    *p++ = (uint8_t)x;
+    return p;
+}
+
+static uint64_t gcd64(uint64_t a, uint64_t b) {
+    while (b) { uint64_t t = a % b; a = b; b = t; }
+    return a;
+}
+
+/* header byte + words (head: up to 9 bytes before the words) as one bytes object */
+static PyObject *enc_finish(const uint8_t *head, Py_ssize_t hlen, const uint64_t *words, Py_ssize_t nw) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, hlen + nw * 8);
+    if (!out) return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+    memcpy(p, head, (size_t)hlen);
+    p += hlen;
+    for (Py_ssize_t i = 0; i < nw; i++) p = put_be64(p, words[i]);
+    return out;
+}
+
+/* ts_encode(timestamps) -> bytes | None: timestamps.encode (influxd's choice of RLE / raw / packed
+ * and of the power-of-ten scale), deltas modulo 2^64 */
+static PyObject *ts_encode(PyObject *self, PyObject *arg) {
+    Py_ssize_t n;
+    uint64_t *t = enc_words(arg, 0, &n);
+    if (!t) return n == 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *result = NULL;
+    Py_ssize_t m = n - 1; /* deltas */
+    uint64_t *d = (uint64_t *)PyMem_Malloc((size_t)(m ? m : 1) * sizeof(uint64_t) * 2);
+    if (!d) { PyMem_Free(t); return PyErr_NoMemory(); }
+    uint64_t *words = d + (m ? m : 1);
+    int rle = m > 0;
+    uint64_t g = 0, big = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        d[i] = t[i + 1] - t[i];
+        if (d[i] != d[0]) rle = 0;
+        if (d[i] > big) big = d[i];
+    }
+    if (rle) g = d[0];
+    else for (Py_ssize_t i = 0; i < m && g != 1; i++) g = gcd64(g, d[i]);
+    int scale = 12;
+    while (scale && g % POW10[scale]) scale--;
+    uint64_t div = POW10[scale];
+    uint8_t head[32], *p = head;
+    if (rle) {
+        *p++ = (uint8_t)(INT_RLE | scale);
+        p = put_be64(p, t[0]);
+        p = put_uvarint(p, d[0] / div);
+        p = put_uvarint(p, (uint64_t)n);
+        result = PyBytes_FromStringAndSize((const char *)head, p - head);
+    } else if (m && big > S8_MAX) {
+        *p++ = INT_RAW;
+        p = put_be64(p, t[0]);
+        result = enc_finish(head, p - head, d, m);
+    } else {
+        if (div > 1) for (Py_ssize_t i = 0; i < m; i++) d[i] /= div;
+        Py_ssize_t nw = enc_s8b(d, m, 1, words);
+        if (nw < 0) result = Py_NewRef(Py_None);
+        else {
+            *p++ = (uint8_t)(INT_PACKED | scale);
+            p = put_be64(p, t[0]);
+            result = enc_finish(head, p - head, words, nw);
+        }
+    }
+    PyMem_Free(d);
+    PyMem_Free(t);
+    return result;
+}
+
+/* int_encode(values, unsigned) -> bytes | None: integers.encode / encode_unsigned (zigzag deltas
+ * modulo 2^64; RLE iff n > 2 and z_1 .. z_(n-1) equal, else raw iff one z > 2^60 - 1, else packed) */
+static PyObject *int_encode(PyObject *self, PyObject *args) {
+    PyObject *seq;
+    int is_unsigned;
+    if (!PyArg_ParseTuple(args, "Op", &seq, &is_unsigned)) return NULL;
+    Py_ssize_t n;
+    uint64_t *z = enc_words(seq, is_unsigned ? 1 : 0, &n);
+    if (!z) return n == 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *result = NULL;
+    uint64_t prev = 0, big = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t dlt = z[i] - prev;
+        prev = z[i];
+        z[i] = (dlt << 1) ^ (uint64_t)((int64_t)dlt >> 63);
+        if (z[i] > big) big = z[i];
+    }
+    int rle = n > 2;
+    for (Py_ssize_t i = 2; rle && i < n; i++) rle = z[i] == z[1];
+    uint8_t head[32], *p = head;
+    if (rle) {
+        *p++ = INT_RLE;
+        p = put_be64(p, z[0]);
+        p = put_uvarint(p, z[1]);
+        p = put_uvarint(p, (uint64_t)(n - 1));
+        result = PyBytes_FromStringAndSize((const char *)head, p - head);
+    } else if (big > S8_MAX) {
+        *p++ = INT_RAW;
+        result = enc_finish(head, 1, z, n);
+    } else {
+        uint64_t *words = (uint64_t *)PyMem_Malloc((size_t)n * sizeof(uint64_t));
+        if (!words) { PyMem_Free(z); return PyErr_NoMemory(); }
+        Py_ssize_t nw = enc_s8b(z + 1, n - 1, 0, words);
+        if (nw < 0) result = Py_NewRef(Py_None);
+        else {
+            *p++ = INT_PACKED;
+            p = put_be64(p, z[0]);
+            result = enc_finish(head, p - head, words, nw);
+        }
+        PyMem_Free(words);
+    }
+    PyMem_Free(z);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"block_count", block_count, METH_VARARGS, "block_count(buf, start, size, limit) -> count | -1 (-1: let tsm/block.py name the error)"},
     {"wal_candidate", wal_candidate, METH_VARARGS, "wal_candidate(data, start, max_payload, expansion) -> offset | -1"},
@@ -1741,6 +1928,8 @@ static PyMethodDef methods[] = {
     {"wrap_sums", wrap_sums, METH_VARARGS, "wrap_sums(first, deltas, mult, zigzag, signed) -> list | None"},
     {"crc32", crc32, METH_VARARGS, "crc32(data, table_only=False) -> zlib.crc32(data), as check_frames computes it"},
     {"check_frames", check_frames, METH_VARARGS, "check_frames(window, pos, frames, i, max_values) -> first frame >= i not wholly in the window or not clean"},
+    {"ts_encode", ts_encode, METH_O, "ts_encode(timestamps) -> bytes | None (None: use the Python codec)"},
+    {"int_encode", int_encode, METH_VARARGS, "int_encode(values, unsigned) -> bytes | None (None: use the Python codec)"},
     {NULL, NULL, 0, NULL},
 };
 

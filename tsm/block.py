@@ -18,6 +18,7 @@ the block's file position to ``offset`` and fills in the path with ``located``.
 
 from __future__ import annotations
 
+import array
 import operator
 from collections.abc import Callable, Sequence
 from itertools import islice, repeat
@@ -270,6 +271,32 @@ def decode_block(
     allocating) raise :class:`FormatError` (offsets relative to the block start). Timestamp
     order is not checked here: see :func:`check_block_order`.
     """
+    if _compiled is not None and max_values >= 1:
+        got = _compiled.lp_decode(data, max_values)  # None wherever the Python codecs must decide
+        if got is not None:
+            return _unpacked(*got)
+    return py_decode_block(data, max_values=max_values)
+
+
+#: array type codes of the compiled decoder's 8-byte values per block type (booleans as 0/1)
+_PACKED = {FLOAT: "d", INTEGER: "q", UNSIGNED: "Q", BOOLEAN: "Q"}
+
+
+def _unpacked(block_type: int, ts: bytes, vs: bytes) -> tuple[int, list[int], list[Any]]:
+    """Lists of the compiled core's ``lp_decode`` result (native int64 timestamps, 8-byte values)."""
+    times = array.array("q")
+    times.frombytes(ts)
+    values = array.array(_PACKED[block_type])
+    values.frombytes(vs)
+    out = values.tolist()
+    return block_type, times.tolist(), [v == 1 for v in out] if block_type == BOOLEAN else out
+
+
+def py_decode_block(
+    data: bytes | memoryview, *, max_values: int = DEFAULT_MAX_VALUES
+) -> tuple[int, list[int], list[Any]]:
+    """:func:`decode_block` by the Python codecs alone (the reference of the compiled path: it
+    takes only valid, strictly increasing non-string blocks and declines everything else)."""
     block_type, start, end = _frame(data)
     view = memoryview(data)
     ts = ts_codec.decode(view[start:end], max_count=max_values, base=start)

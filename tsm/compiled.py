@@ -18,6 +18,7 @@ _FUNCTIONS = (
     "wal_candidate", "block_count",  # WAL resynchronisation prefilter, a block's claimed count
     "lp_window", "lp_decode", "lp_tables", "lp_float_repr",  # export's lines (archive/ops/lineproto.py)
     "crc32", "check_frames",  # verify and checked copies: every frame of a window (archive/ops/tsmcopy.py)
+    "ts_encode", "int_encode",  # block encoders (trim's boundary blocks)
 )
 
 _loaded: ModuleType | None

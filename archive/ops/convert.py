@@ -45,7 +45,16 @@ from ..findings import Finding
 from ..output import building_dir, os_error, plan_dir_output, source_roots
 from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source, open_source
-from .convertshard import ShardJob, ShardOutput, ShardSettings, convert_shard, plan_steps, sample_compression
+from ..threads import process_pool_available
+from .convertshard import (
+    ShardJob,
+    ShardOutput,
+    ShardSettings,
+    convert_shard,
+    convert_shards_in_processes,
+    plan_steps,
+    sample_compression,
+)
 from .select import Selection, select_meta, window_inside, window_overlaps
 
 FORMATS = ("legacy", "portable")
@@ -228,6 +237,12 @@ def execute_convert(
                 # newest file are shared out to forked processes (no other thread runs here, so
                 # forking is safe)
                 outputs.append(convert_shard(cfg, plan.jobs[0], tmp, advance, split=cores))
+            elif (cores > 1 and not src.sequential and sum(not j.copy_raw for j in plan.jobs) > 1
+                  and process_pool_available()):
+                # several shards to rewrite (a trim across databases, tombstones to apply): their
+                # per-key work holds the GIL, so each shard goes to a forked process (no other
+                # thread runs here, so forking is safe)
+                outputs.extend(convert_shards_in_processes(cfg, plan.jobs, tmp, advance, cores))
             else:
                 n_workers = max(1, min(cores, len(plan.jobs) or 1))
                 src.expect([job.shard for job in plan.jobs])

@@ -435,6 +435,53 @@ def _write_tar(cfg: ShardSettings, job: ShardJob, tmp: Path, prefix: str, member
 
 #: (settings, shard) of a parallel rewrite, inherited by the forked workers (never pickled)
 _REWRITE: tuple | None = None
+#: (settings, jobs, tmp) of shards converted in forked processes, inherited (never pickled)
+_SHARDS: tuple | None = None
+
+
+def _shard_worker(index: int) -> tuple[ShardOutput | None, list, int]:
+    """Worker: convert job ``index`` of :data:`_SHARDS`; returns (its output, new findings, bytes
+    of progress)."""
+    assert _SHARDS is not None
+    cfg, jobs, tmp = _SHARDS
+    seen = len(cfg.source.findings)
+    done = [0]
+
+    def count(n: int) -> None:
+        done[0] += n
+
+    out = convert_shard(cfg, jobs[index], tmp, count)
+    return out, cfg.source.findings[seen:], done[0]
+
+
+def convert_shards_in_processes(cfg: ShardSettings, jobs: list[ShardJob], tmp: Path,
+                                advance: Callable[[int], None], n: int) -> list[ShardOutput | None]:
+    """:func:`convert_shard` of every job, shared out to ``n`` forked processes (only when no
+    other thread runs): the per-key work of rewrites holds the GIL, so threads would run it on one
+    core. Largest jobs are started first; outputs come back in ``jobs`` order, findings in it too
+    (each worker writes only its own shard's tar in ``tmp``)."""
+    import multiprocessing
+
+    global _SHARDS
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].copy_raw, -jobs[i].bytes))
+    _SHARDS = (cfg, jobs, tmp)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(max(1, min(n, len(jobs))), mp_context=ctx) as pool:
+            futs = {i: pool.submit(_shard_worker, i) for i in order}
+            try:
+                for fut in concurrent.futures.as_completed(futs.values()):
+                    advance(fut.result()[2])
+            except BaseException:
+                for fut in futs.values():
+                    fut.cancel()
+                raise
+            results = [futs[i].result() for i in range(len(jobs))]
+    finally:
+        _SHARDS = None
+    for _, findings, _ in results:
+        cfg.source.findings.extend(findings)
+    return [out for out, _, _ in results]
 
 
 def _rewrite_worker(slot: int, n: int, work: str, indices: list[int], by_keys: bool) -> tuple[dict, list]:

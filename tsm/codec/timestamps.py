@@ -41,7 +41,17 @@ _WHAT = "timestamp section"
 
 def encode(timestamps: Sequence[int], *, increasing: bool = False) -> bytes:
     """Section for the int64 ``timestamps`` (non-empty), byte-identical to influxd's encoder.
-    ``increasing``: the caller checked they strictly increase (no delta can be negative)."""
+    ``increasing``: the caller checked they strictly increase (no delta can be negative). The
+    compiled core's ``ts_encode`` writes the same bytes as :func:`py_encode` (the reference)."""
+    if _compiled is not None:
+        got = _compiled.ts_encode(timestamps)
+        if got is not None:
+            return got
+    return py_encode(timestamps, increasing=increasing)
+
+
+def py_encode(timestamps: Sequence[int], *, increasing: bool = False) -> bytes:
+    """:func:`encode` in pure Python."""
     n = len(timestamps)
     if not n:
         raise ValueError("no timestamps to encode")
