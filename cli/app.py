@@ -135,13 +135,10 @@ app = typer.Typer(
 
 
 def tool_version() -> str:
-    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
-    try:
-        from importlib.metadata import version
+    """The version of influx-archive (the distribution's: pyproject.toml reads the same constant)."""
+    from ..archive import __version__
 
-        return version("influx-archive")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 def _print_version(value: bool) -> None:
