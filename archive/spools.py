@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import stat
 import tempfile
@@ -101,6 +100,8 @@ def clean_stale_spools(root: Path) -> list[Path]:
 def make_spool(purpose: str, base: str | os.PathLike[str] | None = None) -> str:
     """A new private (0700) spool directory for this process; remove it with :func:`remove_spool`.
     Spools of dead runs are removed first."""
+    import secrets  # hmac, hashlib: only when a spool is made (start-up of every other run)
+
     if not re.fullmatch(r"[a-z]+", purpose):
         raise ValueError(purpose)
     root = spool_root(base)

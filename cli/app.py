@@ -36,6 +36,7 @@ import traceback
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 try:  # typer >= 0.20 vendors its own click; older releases use the click package
     from typer import _click as click  # type: ignore[attr-defined]
@@ -60,6 +61,7 @@ from ..archive.errors import (
 from .flags import check_habits, explain_unknown
 from .inspect_flags import map_inspect_flags
 from .progress import ProgressBars
+from .verbs import BY_NAME, VERBS, load_verb
 
 ROOT_HELP = """Offline toolkit for InfluxDB 1.x backups and data directories (daemon stopped, no influxd needed).
 
@@ -72,8 +74,58 @@ influxd's and influx_inspect's single-dash flags work (-database, -datadir, ...)
 Run 'influx-archive VERB --help' for a verb's options and an example.
 """
 
+class _VerbGroup(TyperGroup):
+    """The root command: a verb's module is imported when the verb is looked up (see
+    :mod:`.verbs`), and ``--help`` describes the verbs not imported from their :data:`~.verbs.VERBS`
+    line, so a run imports only its own verb's module."""
+
+    _describing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [v.name for v in VERBS] + [n for n in self.commands if n not in BY_NAME]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        cmd = self.commands.get(cmd_name)
+        verb = BY_NAME.get(cmd_name)
+        if cmd is not None or verb is None:
+            return cmd
+        if self._describing:  # the root --help: the verb's line, without importing its module
+            return TyperCommand(verb.name, help=verb.help, hidden=verb.hidden)
+        load_verb(cmd_name)
+        registered = typer.main.get_command(app)
+        for name, c in getattr(registered, "commands", {}).items():
+            self.commands.setdefault(name, c)
+        _guard_commands(self)
+        _plain_metavars(self)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._describing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._describing = False
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        # typer suggests among the commands built; suggest among every verb instead
+        suggest, self.suggest_commands = self.suggest_commands, False
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.UsageError as exc:
+            if suggest and args:
+                import difflib
+
+                matches = difflib.get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    exc.message = exc.message.rstrip(".") + ". Did you mean " + ", ".join(map(repr, matches)) + "?"
+            raise
+        finally:
+            self.suggest_commands = suggest
+
+
 app = typer.Typer(
     name="influx-archive",
+    cls=_VerbGroup,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -83,13 +135,10 @@ app = typer.Typer(
 
 
 def tool_version() -> str:
-    """The installed distribution's version (``unknown`` when run from a bare checkout)."""
-    try:
-        from importlib.metadata import version
+    """The version of influx-archive (the distribution's: pyproject.toml reads the same constant)."""
+    from ..archive import __version__
 
-        return version("influx-archive")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 def _print_version(value: bool) -> None:
@@ -392,6 +441,17 @@ def run(argv: Optional[list[str]] = None, *, leaving: bool = False) -> None:
                 signal.signal(signal.SIGTERM, before)
 
 
+def _verb_named(args: list[str]) -> Optional[str]:
+    """The verb the line runs: its first argument that is not an option (the root's options take
+    no value), None when there is none before ``--``."""
+    for a in args:
+        if a == "--":
+            return None
+        if not a.startswith("-"):
+            return a
+    return None
+
+
 def _run(argv: Optional[list[str]]) -> None:
     global _MAIN_PID
     args = list(sys.argv[1:] if argv is None else argv)
@@ -404,6 +464,9 @@ def _run(argv: Optional[list[str]]) -> None:
     args, notes = map_inspect_flags(args)  # influx_inspect's per-verb flags, before the generic rewrite
     for note in notes:
         say(f"note: {note}")
+    verb = _verb_named(args)
+    if verb is not None:
+        load_verb(verb)  # this verb's module only (see .verbs); any other name: click says "No such command"
     command = typer.main.get_command(app)
     try:
         args = check_habits(command, args, say)

@@ -16,15 +16,13 @@ orders ``meta.NN`` numerically and ignores ``.pending`` files (docs/formats.md#i
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import os
 import re
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
-
-from construct import ConstructError
+from typing import Any, NamedTuple
 
 from influx_archive.archive.errors import (
     FormatError,
@@ -94,16 +92,12 @@ class MetaNN(NamedTuple):
     node_json: bytes  # node section; b"null\n" from OSS
 
 
-def _parse_at(con: Any, data: bytes, offset: int, what: str, path: PathLike | None) -> Any:
-    """Parse the Construct ``con`` at ``offset``; a short read becomes TruncatedError there."""
-    stream = io.BytesIO(data)
-    stream.seek(offset)
-    try:
-        return con.parse_stream(stream)
-    except ConstructError as exc:
-        # Construct's own message spans several lines; the CLI contract is one line per error.
+def _unpack_at(layout: struct.Struct, data: bytes, offset: int, what: str, path: PathLike | None) -> tuple[int, ...]:
+    """Unpack the big-endian ``layout`` at ``offset``; a short read becomes TruncatedError there."""
+    if len(data) - offset < layout.size:
         left = max(len(data) - offset, 0)
-        raise TruncatedError(f"file ends inside the {what} ({left} bytes left)", path=path, offset=offset) from exc
+        raise TruncatedError(f"file ends inside the {what} ({left} bytes left)", path=path, offset=offset)
+    return layout.unpack_from(data, offset)
 
 
 def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
@@ -112,15 +106,14 @@ def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
     Checks the magic, then L and N against the file size (total must be exactly L + N + 24;
     OSS always has N = 5, other N are accepted). Offsets in errors are file offsets."""
     size = len(data)
-    head = _parse_at(fmt.MetaNNHead, data, 0, "magic and length header", path)
-    if head.magic != fmt.META_NN_MAGIC:
+    magic, blob_len = _unpack_at(fmt.META_NN_HEAD, data, 0, "magic and length header", path)
+    if magic != fmt.META_NN_MAGIC:
         raise FormatError(
-            f"bad magic 0x{head.magic:016x}, expected 0x{fmt.META_NN_MAGIC:016x} (not a meta.NN file)",
+            f"bad magic 0x{magic:016x}, expected 0x{fmt.META_NN_MAGIC:016x} (not a meta.NN file)",
             path=path,
             offset=0,
             field="magic",
         )
-    blob_len = head.blob_length
     if blob_len > size - fmt.META_NN_OVERHEAD:
         raise TruncatedError(
             f"metastore length {blob_len} does not fit in the {size}-byte file",
@@ -129,7 +122,7 @@ def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
             field="blob_length",
         )
     node_at = fmt.META_NN_BLOB_OFFSET + blob_len
-    node_len = _parse_at(fmt.MetaNNNodeLength, data, node_at, "node-section length", path)
+    (node_len,) = _unpack_at(fmt.META_NN_NODE_LENGTH, data, node_at, "node-section length", path)
     expected = fmt.META_NN_OVERHEAD + blob_len + node_len
     if expected != size:
         problem = "does not fit in" if expected > size else "leaves trailing bytes in"
@@ -140,18 +133,16 @@ def parse_meta_nn(data: bytes, *, path: PathLike | None = None) -> MetaNN:
             offset=node_at,
             field="node_length",
         )
-    try:
-        frame = fmt.MetaNNFrame.parse(data)
-    except ConstructError as exc:  # unreachable after the checks above; keep the cause
-        raise FormatError(f"bad meta.NN frame: {exc}", path=path, offset=0) from exc
-    decoded = decode_data(frame.blob, path=None if path is None else os.fspath(path), offset=fmt.META_NN_BLOB_OFFSET)
-    return MetaNN(frame.blob, decoded, frame.node)
+    blob = bytes(data[fmt.META_NN_BLOB_OFFSET:node_at])
+    decoded = decode_data(blob, path=None if path is None else os.fspath(path), offset=fmt.META_NN_BLOB_OFFSET)
+    return MetaNN(blob, decoded, bytes(data[node_at + fmt.META_NN_NODE_LENGTH.size:]))
 
 
 def build_meta_nn(blob: bytes, node_json: bytes = fmt.OSS_NODE_JSON) -> bytes:
     """The bytes of a ``meta.NN`` file holding ``blob`` (validated by decoding it first)."""
     decode_data(blob)
-    return cast(bytes, fmt.MetaNNFrame.build({"blob": bytes(blob), "node": bytes(node_json)}))
+    return (fmt.META_NN_HEAD.pack(fmt.META_NN_MAGIC, len(blob)) + bytes(blob)
+            + fmt.META_NN_NODE_LENGTH.pack(len(node_json)) + bytes(node_json))
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ binary frame of a legacy ``meta.NN`` file (docs/formats.md#meta-nn) and the name
 
 from __future__ import annotations
 
-from construct import Const, GreedyBytes, Int64ub, Prefixed, Struct, Terminated
+import struct
+from typing import Any
 
 #: Magic of a ``meta.NN`` file (``snapshotter.BackupMagicHeader``), u64 big-endian.
 META_NN_MAGIC = 0x0000000059590101
@@ -27,22 +28,10 @@ META_NN_BLOB_OFFSET = 16
 #: Bytes of ``meta.NN`` that are not blob or node section (magic, L, N).
 META_NN_OVERHEAD = 24
 
-#: Magic and blob length: what a reader checks before trusting L.
-MetaNNHead = Struct(
-    "magic" / Int64ub,
-    "blob_length" / Int64ub,
-)
-
-#: The node-section length at offset 16 + L.
-MetaNNNodeLength = Int64ub
-
-#: The whole ``meta.NN`` frame (docs/formats.md#meta-nn); lengths are implied by ``blob`` and ``node`` on build.
-MetaNNFrame = Struct(
-    "magic" / Const(META_NN_MAGIC, Int64ub),
-    "blob" / Prefixed(Int64ub, GreedyBytes),
-    "node" / Prefixed(Int64ub, GreedyBytes),
-    Terminated,
-)
+#: Magic and blob length (u64 BE each): what a reader checks before trusting L (``MetaNNHead``).
+META_NN_HEAD = struct.Struct(">QQ")
+#: The node-section length (u64 BE) at offset 16 + L (``MetaNNNodeLength``).
+META_NN_NODE_LENGTH = struct.Struct(">Q")
 
 #: Largest metastore file read into memory (meta.db, meta.NN, .meta). A shard group with one
 #: shard takes ~40 bytes of protobuf and decodes to ~15 times that in memory, so 128 MiB is
@@ -65,3 +54,37 @@ PORTABLE_META_SUFFIX = ".meta"
 PORTABLE_MANIFEST_SUFFIX = ".manifest"
 PORTABLE_SHARD_INFIX = ".s"
 PORTABLE_SHARD_SUFFIX = ".tar.gz"
+
+
+# --- the Construct definitions (the reference: tests, building): made on first use, importing
+# construct is ~40 ms of start-up that the readers, which use the struct formats, do not need ----
+MetaNNHead: Any  # magic, blob_length
+MetaNNNodeLength: Any
+MetaNNFrame: Any  # the whole frame; lengths are implied by ``blob`` and ``node`` on build
+_CONSTRUCT_NAMES = frozenset({"MetaNNHead", "MetaNNNodeLength", "MetaNNFrame"})
+
+
+def _construct_definitions() -> dict[str, Any]:
+    from construct import Const, GreedyBytes, Int64ub, Prefixed, Struct, Terminated
+
+    return {
+        "MetaNNHead": Struct(
+            "magic" / Int64ub,
+            "blob_length" / Int64ub,
+        ),
+        "MetaNNNodeLength": Int64ub,
+        "MetaNNFrame": Struct(
+            "magic" / Const(META_NN_MAGIC, Int64ub),
+            "blob" / Prefixed(Int64ub, GreedyBytes),
+            "node" / Prefixed(Int64ub, GreedyBytes),
+            Terminated,
+        ),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``MetaNNHead``, ``MetaNNNodeLength``, ``MetaNNFrame`` (PEP 562)."""
+    if name in _CONSTRUCT_NAMES:
+        globals().update(_construct_definitions())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,9 +14,11 @@ import sys
 import pytest
 import typer
 
-from influx_archive.cli import main as _main  # noqa: F401 - registers every verb
 from influx_archive.cli.app import app
 from influx_archive.cli.flags import OFFLINE_MEANING, VERB_MEANING, habit_for
+from influx_archive.cli.verbs import load_all
+
+load_all()  # registers every verb (a run imports only its own verb's module)
 
 ROOT = typer.main.get_command(app)
 VERBS = sorted(name for name, cmd in ROOT.commands.items() if not cmd.hidden)

@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostile_corpus import Case, build_corpus
 
-from influx_archive.cli import main as _registers_the_commands  # noqa: F401
 from influx_archive.cli.app import app
+from influx_archive.cli.verbs import load_all
+
+load_all()  # registers every verb (a run imports only its own verb's module)
 
 
 @dataclass(frozen=True)

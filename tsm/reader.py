@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from construct import ConstructError
-
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, show
 from . import block as _block
 from .compiled import core as _compiled  # same index scan; declines (None) whatever this scan refuses
@@ -110,16 +108,15 @@ class TSMReader:
                 f"file is {size} bytes, too small for a TSM file (minimum {fmt.MIN_FILE_SIZE})",
                 0,
             )
-        try:
-            head = fmt.Header.parse(self._read_at(0, fmt.HEADER_SIZE))
-        except ConstructError as exc:
-            raise self._err(FormatError, "not a TSM file: bad magic (expected 16 D1 16 D1)", 0) from exc
-        if head.version != fmt.VERSION:
+        magic, version = fmt.HEADER.unpack(self._read_at(0, fmt.HEADER_SIZE))
+        if magic != fmt.MAGIC:
+            raise self._err(FormatError, "not a TSM file: bad magic (expected 16 D1 16 D1)", 0)
+        if version != fmt.VERSION:
             raise self._err(
-                FormatError, f"unsupported TSM version {head.version} (expected {fmt.VERSION})", fmt.VERSION_OFFSET
+                FormatError, f"unsupported TSM version {version} (expected {fmt.VERSION})", fmt.VERSION_OFFSET
             )
         footer_at = size - fmt.FOOTER_SIZE
-        index_offset = fmt.Footer.parse(self._read_at(footer_at, fmt.FOOTER_SIZE)).index_offset
+        (index_offset,) = fmt.FOOTER.unpack(self._read_at(footer_at, fmt.FOOTER_SIZE))
         if not fmt.MIN_INDEX_OFFSET <= index_offset < footer_at:
             raise self._err(
                 FormatError,

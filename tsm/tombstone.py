@@ -64,7 +64,7 @@ DEFAULT_MAX_DECOMPRESSED = 64 << 20
 
 _MIN = fmt.MIN_TIME
 _MAX = fmt.MAX_TIME
-_GO_GZIP_HEADER: bytes = fmt.GoGzipHeader.build({})
+_GO_GZIP_HEADER: bytes = fmt.GO_GZIP_HEADER
 _HEAD = fmt.RECORD_HEAD
 _TIMES = fmt.RECORD_TIMES
 _KEY = fmt.KEY_OFFSET

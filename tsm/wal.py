@@ -275,8 +275,7 @@ def _read_entry(stream: BinaryIO, pos: int, size: int) -> tuple[WALEntry, int]:
     avail = size - pos
     if avail < fmt.ENTRY_HEADER_SIZE:
         raise _Bad(f"unexpected EOF: {avail} of {fmt.ENTRY_HEADER_SIZE} header bytes", truncated=True, field="header")
-    head = fmt.EntryHeader.parse(stream.read(fmt.ENTRY_HEADER_SIZE))
-    length = head.length
+    entry_type, length = fmt.ENTRY_HEADER.unpack(stream.read(fmt.ENTRY_HEADER_SIZE))
     if length > avail - fmt.ENTRY_HEADER_SIZE:
         raise _Bad(
             f"unexpected EOF: payload of {length} bytes, {avail - fmt.ENTRY_HEADER_SIZE} present",
@@ -284,16 +283,16 @@ def _read_entry(stream: BinaryIO, pos: int, size: int) -> tuple[WALEntry, int]:
             field="length",
         )
     payload = _snappy_decode(stream.read(length))
-    if head.type == fmt.WRITE_ENTRY:
+    if entry_type == fmt.WRITE_ENTRY:
         entry: WALEntry = WriteEntry(_decode_write(payload), pos, fmt.ENTRY_HEADER_SIZE + length)
-    elif head.type == fmt.DELETE_ENTRY:
+    elif entry_type == fmt.DELETE_ENTRY:
         keys = tuple(payload.split(fmt.KEY_SEPARATOR)) if payload else ()
         entry = DeleteEntry(keys, pos, fmt.ENTRY_HEADER_SIZE + length)
-    elif head.type == fmt.DELETE_RANGE_ENTRY:
+    elif entry_type == fmt.DELETE_RANGE_ENTRY:
         mn, mx, keys = _decode_delete_range(payload)
         entry = DeleteRangeEntry(keys, mn, mx, pos, fmt.ENTRY_HEADER_SIZE + length)
     else:
-        raise _Bad(f"unknown wal entry type: {head.type}", field="type")
+        raise _Bad(f"unknown wal entry type: {entry_type}", field="type")
     return entry, pos + fmt.ENTRY_HEADER_SIZE + length
 
 

@@ -56,7 +56,6 @@ from ..progress import ProgressCallback, Reporter
 from ..sources import ShardFile, Source, open_source
 from ..sources.legacy import LEGACY_META_RE
 from ..sources.portable import manifest_file_name
-from ..sources.sealed import is_zstd_file, verify_sealed
 from ..sources.tarscan import REFUSED_MEMBER
 from ..threads import map_on_cores
 from ..untrusted import read_small
@@ -98,6 +97,8 @@ def verify(
     host: str | None = None,
 ) -> VerifyReport:
     """Check ``path`` (or the running influxd at ``host``, HOST:PORT of its snapshotter port)."""
+    from ..sources.sealed import is_zstd_file, verify_sealed
+
     sealed_findings: list[Finding] = []
     if path is not None and is_zstd_file(path):
         # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);

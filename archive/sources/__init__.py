@@ -33,8 +33,6 @@ from ..errors import SourceError, UsageError
 from .baredata import looks_like_datadir, open_datadir, scan_tree, synthesize_meta
 from .directory import open_dir
 from .model import OpenShard, Shard, ShardFile, Source, raise_first_error
-from .remote import open_remote
-from .sealed import is_zstd_file, open_sealed
 from .single import open_file
 
 
@@ -49,6 +47,8 @@ def open_source(path: str | os.PathLike[str] | None, *, salvage: bool = False, h
     if host is not None:
         if path is not None:
             raise UsageError("give a source path or --host, not both")
+        from .remote import open_remote  # the snapshotter client: only for --host
+
         return _checked(open_remote(host, salvage=salvage), salvage)
     if path is None:
         raise UsageError("give a source path (or --host HOST:PORT for a running influxd)")
@@ -58,6 +58,8 @@ def open_source(path: str | os.PathLike[str] | None, *, salvage: bool = False, h
     if p.is_dir():
         src = open_dir(p, salvage, {})
     elif p.is_file():
+        from .sealed import is_zstd_file, open_sealed
+
         if p.name.endswith((".tar.zst", ".tzst")) or is_zstd_file(p):
             src = open_sealed(p, salvage=salvage)
         else:

@@ -29,7 +29,6 @@ and nothing is decompressed in one call without a size bound.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
@@ -40,8 +39,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, cast
-
-import zstandard
 
 from ..errors import (
     ArchiveError,
@@ -93,6 +90,8 @@ def _where(path: Path, member: str) -> str:
 
 @contextlib.contextmanager
 def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
+    import zstandard  # only sealed archives need it (start-up of every other run)
+
     dctx = zstandard.ZstdDecompressor()
     with open_regular(path) as raw:
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as zr:
@@ -315,6 +314,8 @@ def iter_members(
     """Stream the archive: yields (manifest doc, entry, member, reader) per listed file; member is
     None for listed files that never appeared. Damage raises (or, with ``findings``, is recorded and
     the member skipped where the stream allows)."""
+    import zstandard
+
     def bad(exc: ArchiveError) -> None:
         if findings is None:
             raise exc
@@ -376,6 +377,10 @@ def iter_members(
 
 
 def copy_checked(reader: BinaryIO, entry: dict, out: BinaryIO | None, path: Path, rep: Reporter | None = None) -> None:
+    import hashlib
+
+    import zstandard
+
     h = hashlib.sha256()
     left = entry["size"]
     while left > 0:

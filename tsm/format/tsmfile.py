@@ -21,8 +21,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-
-from construct import Array, Bytes, Const, GreedyBytes, Int8ub, Int16ub, Int32ub, Int64sb, Int64ub, Struct, this
+from typing import Any
 
 MAGIC = 0x16D116D1
 VERSION = 1
@@ -30,23 +29,17 @@ MAX_KEY_LEN = 0xFFFF
 MAX_ENTRIES_PER_KEY = 0xFFFF
 
 # --- header and footer ----------------------------------------------------------------------
-Header = Struct(
-    "magic" / Const(MAGIC, Int32ub),
-    "version" / Int8ub,
-)
+#: magic u32 BE, version u8 (``Header``'s fields)
+HEADER = struct.Struct(">IB")
 HEADER_SIZE = 5
 #: offset of the version byte in the header
 VERSION_OFFSET = 4
 
-Footer = Struct("index_offset" / Int64ub)
+#: the index offset, u64 BE (``Footer``)
+FOOTER = struct.Struct(">Q")
 FOOTER_SIZE = 8
 
 # --- block frames ---------------------------------------------------------------------------
-#: A frame as stored: CRC-32 of ``block``, then the block (its first byte is the block type).
-BlockFrame = Struct(
-    "crc" / Int32ub,
-    "block" / GreedyBytes,
-)
 CRC_SIZE = 4
 #: offset of the block (its type byte) inside a frame
 BLOCK_OFFSET = CRC_SIZE
@@ -56,23 +49,9 @@ CRC = struct.Struct(">I")
 _unpack_crc = CRC.unpack_from
 
 # --- index ------------------------------------------------------------------------------------
-IndexEntry = Struct(
-    "min_time" / Int64sb,
-    "max_time" / Int64sb,
-    "offset" / Int64ub,
-    "size" / Int32ub,
-)
 ENTRY_SIZE = 28
 ENTRY = struct.Struct(">qqQI")
 
-#: One index record: the key, its block type and its ``count`` entries.
-IndexRecord = Struct(
-    "key_len" / Int16ub,
-    "key" / Bytes(this.key_len),
-    "block_type" / Int8ub,
-    "count" / Int16ub,
-    "entries" / Array(this.count, IndexEntry),
-)
 #: the key length at the start of a record, and the entry count after the type byte
 KEY_LEN = struct.Struct(">H")
 COUNT = struct.Struct(">H")
@@ -91,6 +70,56 @@ MAX_FIRST_RECORD_SIZE = RECORD_HEAD_SIZE + MAX_KEY_LEN + ENTRY_SIZE
 MIN_INDEX_OFFSET = HEADER_SIZE + CRC_SIZE + 1
 #: smallest valid file: header, one frame of >= 1 byte, one record with a 1-byte key and one entry, footer
 MIN_FILE_SIZE = MIN_INDEX_OFFSET + RECORD_HEAD_SIZE + 1 + ENTRY_SIZE + FOOTER_SIZE
+
+
+# --- the Construct definitions: made on first use (importing construct is ~40 ms of start-up that
+# the readers, which use the struct formats above, do not need) ---------------------------------
+Header: Any
+Footer: Any
+BlockFrame: Any
+IndexEntry: Any
+IndexRecord: Any
+_CONSTRUCT_NAMES = frozenset({"Header", "Footer", "BlockFrame", "IndexEntry", "IndexRecord"})
+
+
+def _construct_definitions() -> dict[str, Any]:
+    from construct import Array, Bytes, Const, GreedyBytes, Int8ub, Int16ub, Int32ub, Int64sb, Int64ub, Struct, this
+
+    index_entry = Struct(
+        "min_time" / Int64sb,
+        "max_time" / Int64sb,
+        "offset" / Int64ub,
+        "size" / Int32ub,
+    )
+    return {
+        "Header": Struct(
+            "magic" / Const(MAGIC, Int32ub),
+            "version" / Int8ub,
+        ),
+        "Footer": Struct("index_offset" / Int64ub),
+        #: A frame as stored: CRC-32 of ``block``, then the block (its first byte is the block type).
+        "BlockFrame": Struct(
+            "crc" / Int32ub,
+            "block" / GreedyBytes,
+        ),
+        "IndexEntry": index_entry,
+        #: One index record: the key, its block type and its ``count`` entries.
+        "IndexRecord": Struct(
+            "key_len" / Int16ub,
+            "key" / Bytes(this.key_len),
+            "block_type" / Int8ub,
+            "count" / Int16ub,
+            "entries" / Array(this.count, index_entry),
+        ),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``Header``, ``Footer``, ``BlockFrame``, ``IndexEntry``, ``IndexRecord`` (PEP 562)."""
+    if name in _CONSTRUCT_NAMES:
+        globals().update(_construct_definitions())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- the block CRC ----------------------------------------------------------------------------
@@ -136,7 +165,9 @@ __all__ = [
     "ENTRIES_AFTER_KEY",
     "ENTRY",
     "ENTRY_SIZE",
+    "FOOTER",
     "FOOTER_SIZE",
+    "HEADER",
     "HEADER_SIZE",
     "KEY_LEN",
     "KEY_OFFSET",

@@ -13,22 +13,7 @@ checks that fast path against :data:`WriteGroup`.
 from __future__ import annotations
 
 import struct
-
-from construct import (
-    Byte,
-    Enum,
-    GreedyBytes,
-    GreedyRange,
-    Int16ub,
-    Int32ub,
-    Int64sb,
-    Int64ub,
-    Prefixed,
-    PrefixedArray,
-    Struct,
-    Switch,
-    this,
-)
+from typing import Any
 
 # Entry types (docs/formats.md#wal-entries).
 WRITE_ENTRY = 0x01
@@ -59,50 +44,16 @@ MAX_KEY_LEN = 65535
 SNAPPY_MAX_EXPANSION = 22
 
 # --- Entry framing (docs/formats.md#wal-entries) -------------------------------------------------------------------
-EntryHeader = Struct(
-    "type" / Byte,
-    "length" / Int32ub,
-)
-ENTRY_HEADER_SIZE: int = EntryHeader.sizeof()
+#: Entry header: type byte, payload length u32 BE (``EntryHeader``'s fields).
+ENTRY_HEADER = struct.Struct(">BI")
+ENTRY_HEADER_SIZE = ENTRY_HEADER.size
 #: The length field alone (at :data:`ENTRY_LENGTH_OFFSET` of the header), for scans that test
 #: many offsets.
 ENTRY_LENGTH = struct.Struct(">I")
 ENTRY_LENGTH_OFFSET = 1
 
 # --- Write entry payload (docs/formats.md#wal-write): groups repeated until the payload ends ----------------------
-WalValueType = Enum(
-    Byte, float=WAL_FLOAT, integer=WAL_INTEGER, boolean=WAL_BOOLEAN, string=WAL_STRING, unsigned=WAL_UNSIGNED
-)
-
-#: One value of each type: timestamp int64 BE, then the value. A boolean byte ``01`` is true and
-#: anything else false; strings carry a uint32 BE length.
-FloatValue = Struct("time" / Int64sb, "bits" / Int64ub)
-IntegerValue = Struct("time" / Int64sb, "value" / Int64sb)
-UnsignedValue = Struct("time" / Int64sb, "value" / Int64ub)
-BooleanValue = Struct("time" / Int64sb, "value" / Byte)
-StringValue = Struct("time" / Int64sb, "value" / Prefixed(Int32ub, GreedyBytes))
-
-WriteGroup = Struct(
-    "type" / WalValueType,
-    "key" / Prefixed(Int16ub, GreedyBytes),
-    "values"
-    / PrefixedArray(
-        Int32ub,
-        Switch(
-            this._.type,
-            {
-                "float": FloatValue,
-                "integer": IntegerValue,
-                "unsigned": UnsignedValue,
-                "boolean": BooleanValue,
-                "string": StringValue,
-            },
-        ),
-    ),
-)
-WritePayload = GreedyRange(WriteGroup)
-
-#: Fast-path formats for the same layout.
+#: Fast-path formats for the same layout as ``WriteGroup``.
 GROUP_TYPE_KEYLEN = struct.Struct(">BH")
 GROUP_KEYLEN = struct.Struct(">H")
 GROUP_COUNT = struct.Struct(">I")
@@ -119,11 +70,6 @@ STRING_HEAD = struct.Struct(">qI")
 KEY_SEPARATOR = b"\n"
 
 # --- Delete-range entry (docs/formats.md#wal-delete-range) ------------------------------------------------------------
-DeleteRangePayload = Struct(
-    "min" / Int64sb,
-    "max" / Int64sb,
-    "keys" / GreedyRange(Prefixed(Int32ub, GreedyBytes)),
-)
 DELETE_RANGE_HEAD = struct.Struct(">qq")
 DELETE_RANGE_KEYLEN = struct.Struct(">I")
 
@@ -131,3 +77,84 @@ DELETE_RANGE_KEYLEN = struct.Struct(">I")
 def segment_name(segment_id: int) -> str:
     """File name influxd gives segment ``segment_id`` (``_00001.wal``)."""
     return f"{SEGMENT_PREFIX}{segment_id:05d}.{SEGMENT_EXTENSION}"
+
+
+# --- the Construct definitions: made on first use (importing construct is ~40 ms of start-up that
+# the readers, which use the struct formats above, do not need) ---------------------------------
+EntryHeader: Any
+WalValueType: Any
+FloatValue: Any
+IntegerValue: Any
+UnsignedValue: Any
+BooleanValue: Any
+StringValue: Any
+WriteGroup: Any
+WritePayload: Any
+DeleteRangePayload: Any
+_CONSTRUCT_NAMES = frozenset({
+    "EntryHeader", "WalValueType", "FloatValue", "IntegerValue", "UnsignedValue", "BooleanValue", "StringValue",
+    "WriteGroup", "WritePayload", "DeleteRangePayload",
+})
+
+
+def _construct_definitions() -> dict[str, Any]:
+    from construct import (
+        Byte,
+        Enum,
+        GreedyBytes,
+        GreedyRange,
+        Int16ub,
+        Int32ub,
+        Int64sb,
+        Int64ub,
+        Prefixed,
+        PrefixedArray,
+        Struct,
+        Switch,
+        this,
+    )
+
+    wal_value_type = Enum(
+        Byte, float=WAL_FLOAT, integer=WAL_INTEGER, boolean=WAL_BOOLEAN, string=WAL_STRING, unsigned=WAL_UNSIGNED
+    )
+    # One value of each type: timestamp int64 BE, then the value. A boolean byte ``01`` is true and
+    # anything else false; strings carry a uint32 BE length.
+    values = {
+        "float": Struct("time" / Int64sb, "bits" / Int64ub),
+        "integer": Struct("time" / Int64sb, "value" / Int64sb),
+        "unsigned": Struct("time" / Int64sb, "value" / Int64ub),
+        "boolean": Struct("time" / Int64sb, "value" / Byte),
+        "string": Struct("time" / Int64sb, "value" / Prefixed(Int32ub, GreedyBytes)),
+    }
+    write_group = Struct(
+        "type" / wal_value_type,
+        "key" / Prefixed(Int16ub, GreedyBytes),
+        "values" / PrefixedArray(Int32ub, Switch(this._.type, values)),
+    )
+    return {
+        "EntryHeader": Struct(
+            "type" / Byte,
+            "length" / Int32ub,
+        ),
+        "WalValueType": wal_value_type,
+        "FloatValue": values["float"],
+        "IntegerValue": values["integer"],
+        "UnsignedValue": values["unsigned"],
+        "BooleanValue": values["boolean"],
+        "StringValue": values["string"],
+        "WriteGroup": write_group,
+        "WritePayload": GreedyRange(write_group),
+        "DeleteRangePayload": Struct(
+            "min" / Int64sb,
+            "max" / Int64sb,
+            "keys" / GreedyRange(Prefixed(Int32ub, GreedyBytes)),
+        ),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """The Construct definitions above (PEP 562)."""
+    if name in _CONSTRUCT_NAMES:
+        globals().update(_construct_definitions())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,152 @@
+"""Start-up stays small: a run imports its own verb's command module and the libraries it uses,
+nothing else (issue 15; bench/README.md#start-up says how it is measured).
+
+No timings here: each case runs the console entry point in a fresh interpreter and looks at
+``sys.modules`` afterwards, so an eager import re-added anywhere on the path (a command module
+imported for every verb, ``construct`` at the top of a format module, ``zstandard`` for runs that
+never see a sealed archive...) fails a test whatever the machine's load. Also: cli/verbs.py, the
+table ``--help`` is drawn from without importing the verbs, says what the modules really register.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from influx_archive.cli import verbs
+from influx_archive.cli.app import app
+
+REPO = Path(__file__).resolve().parent.parent
+LEGACY = REPO / "fixtures" / "legacy"
+CLI = "influx_archive.cli."
+OPS = "influx_archive.archive.ops."
+
+#: never needed by --help, --version, a verb's --help or verify of a legacy backup directory
+HEAVY = frozenset({
+    "construct",  # only the Construct reference definitions (dumps, writers of tombstones, tsi1) use it
+    "zstandard",  # sealed archives only
+    "multiprocessing",
+    "hashlib",  # sealed archives and spools only
+    "secrets",
+    "socket",  # --host only
+    "tqdm",  # progress bars: only when stderr is a terminal
+    "influx_archive.archive.snapshotter",
+    "influx_archive.archive.sources.remote",
+    "influx_archive.archive.snapshotter_upload",
+})
+#: not needed by --help / --version / a verb's --help, where nothing is read
+READING = frozenset({"concurrent.futures", "tarfile", "importlib.metadata", "influx_archive.archive.sources"})
+
+_PROBE = """
+import json, sys
+from influx_archive.cli.main import main
+try:
+    main(sys.argv[2:])
+except SystemExit:
+    pass
+with open(sys.argv[1], "w") as f:
+    json.dump(sorted(sys.modules), f)
+"""
+
+
+def _imported(tmp_path: Path, *args: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``influx-archive ARGS``."""
+    out = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(out), *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=120)
+    assert out.exists(), proc.stderr
+    return set(json.loads(out.read_text()))
+
+
+def _command_modules(mods: set[str]) -> set[str]:
+    return {m[len(CLI):] for m in mods if m.startswith(CLI) and m.endswith("_cmd")}
+
+
+def test_root_help_and_version_import_no_verb(tmp_path: Path) -> None:
+    for args in (["--help"], ["-h"], [], ["--version"], ["version"]):
+        mods = _imported(tmp_path, *args)
+        assert _command_modules(mods) == set(), args
+        assert not {m for m in mods if m.startswith(OPS) or m == OPS[:-1]}, args
+        assert not (HEAVY | READING) & mods, (args, (HEAVY | READING) & mods)
+
+
+def test_the_version_is_the_distributions() -> None:
+    """--version reads a constant (no importlib.metadata at start-up): the one pyproject.toml
+    gives the installed distribution."""
+    from importlib.metadata import version
+
+    from influx_archive.cli.app import tool_version
+
+    assert tool_version() == version("influx-archive")
+
+
+@pytest.mark.parametrize("verb", [v.name for v in verbs.VERBS if v.module != "app"])
+def test_a_verbs_help_imports_its_module_only(tmp_path: Path, verb: str) -> None:
+    mods = _imported(tmp_path, verb, "--help")
+    module = verbs.BY_NAME[verb].module
+    # backup reuses convert's options and runner (cli/backup_cmd.py imports cli/convert_cmd.py)
+    allowed = {module} | ({"convert_cmd"} if module == "backup_cmd" else set())
+    assert _command_modules(mods) == allowed
+    assert not {m for m in mods if m.startswith(OPS)}, "operations are imported when the verb runs"
+    assert not (HEAVY | READING) & mods, (HEAVY | READING) & mods
+
+
+def test_verify_of_a_legacy_backup_imports_what_it_uses(tmp_path: Path) -> None:
+    mods = _imported(tmp_path, "verify", str(LEGACY))
+    assert _command_modules(mods) == {"verify_cmd"}
+    assert {m for m in mods if m.startswith(OPS)} <= {OPS + "verify", OPS + "tsmcopy"}
+    assert not HEAVY & mods, HEAVY & mods
+    assert "importlib.metadata" not in mods
+    # the probe did run the verb (a verify that failed early would import less)
+    assert {"influx_archive.tsm.reader", "influx_archive.meta.files", "influx_archive.archive.sources.legacy"} <= mods
+
+
+def test_verbs_table_is_what_the_modules_register() -> None:
+    """Names (in --help order), modules, hidden flags and one-line helps of cli/verbs.py are the
+    registered commands' own; a command module not in the table fails here too."""
+    verbs.load_all()
+    for path in sorted((REPO / "cli").glob("*_cmd.py")):  # every command module, listed or not
+        __import__(CLI + path.stem)
+    root = typer.main.get_command(app)
+    commands = root.commands  # type: ignore[attr-defined]
+    assert list(commands) == [v.name for v in verbs.VERBS]
+    for v in verbs.VERBS:
+        cmd = commands[v.name]
+        assert cmd.callback.__module__ == CLI + v.module, v.name
+        assert cmd.hidden == v.hidden, v.name
+        first = " ".join((cmd.help or "").split("\n\n")[0].split())
+        assert first == v.help, v.name
+
+
+def test_root_help_is_the_same_with_every_verb_imported(tmp_path: Path) -> None:
+    """The lazily drawn --help (from the table) is the one drawn from the real commands, at
+    several terminal widths (click shortens the one-line helps to fit)."""
+    script = ("import sys\nfrom influx_archive.cli import verbs\nfrom influx_archive.cli.main import main\n"
+              "if sys.argv[1] == 'all': verbs.load_all()\nmain(sys.argv[2:])\n")
+    for width in ("40", "80", "120", "250"):
+        env = {**os.environ, "COLUMNS": width}
+        lazy, full = (subprocess.run([sys.executable, "-c", script, mode, "--help"], capture_output=True,
+                                     text=True, env=env, cwd=REPO, timeout=120) for mode in ("lazy", "all"))
+        assert lazy.returncode == full.returncode == 0, (lazy.stderr, full.stderr)
+        assert lazy.stdout == full.stdout, width
+        for v in verbs.VERBS:
+            assert (f"  {v.name} " in lazy.stdout) != v.hidden, v.name
+
+
+@pytest.mark.parametrize("typo", ["verfy", "buildts", "restor", "dumptsn", "xyz"])
+def test_unknown_verb_suggests_among_every_verb(tmp_path: Path, typo: str) -> None:
+    """"No such command" and its "Did you mean" are over every verb, imported or not: the same
+    line as when every module is imported."""
+    script = ("import sys\nfrom influx_archive.cli import verbs\nfrom influx_archive.cli.main import main\n"
+              "if sys.argv[1] == 'all': verbs.load_all()\nmain(sys.argv[2:])\n")
+    lazy, full = (subprocess.run([sys.executable, "-c", script, mode, typo, "x"], capture_output=True, text=True,
+                                 cwd=REPO, timeout=120) for mode in ("lazy", "all"))
+    assert lazy.returncode == full.returncode == 2
+    assert lazy.stderr == full.stderr and f"No such command '{typo}'" in lazy.stderr
