@@ -54,6 +54,7 @@ from ..streams import SubFile
 from ..timefmt import parse_backup_stamp
 from .convert import FORMATS, write_backup_meta
 from .convertshard import ShardJob, ShardOutput, ShardSettings, convert_shard, plan_steps
+from .onlinejournal import undo_killed_increments, write_journal
 from .select import Selection, select_meta, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
 from .writeshard import write_shard
@@ -291,7 +292,11 @@ def _building(plan: OnlinePlan) -> Iterator[Path]:
         raise os_error(exc, target=str(plan.dest)) from exc
     try:
         yield tmp
-        names = sorted(os.listdir(tmp), key=lambda n: (n.endswith((".manifest", ".meta")) or n.startswith("meta."), n))
+        # shard files, then the metastore, then (portable) the manifest: the file that makes the
+        # increment visible to readers goes last
+        names = sorted(os.listdir(tmp), key=lambda n: (
+            2 if n.endswith(".manifest") else 1 if n.endswith(".meta") or n.startswith("meta.") else 0, n))
+        write_journal(tmp, names)
         linked: list[Path] = []
         with uninterrupted():  # all of the increment or none of it
             try:
@@ -320,6 +325,12 @@ def _building(plan: OnlinePlan) -> Iterator[Path]:
 def execute_online_backup(plan: OnlinePlan, *, progress: ProgressCallback | None = None) -> OnlineResult:
     """Fetch and write the backup of ``plan`` (all of it or nothing)."""
     client = plan.client
+    if plan.append:
+        removed = undo_killed_increments(plan.dest)
+        if removed:
+            plan.warnings.append(f"removed {len(removed)} files of an increment a killed run left part-way: "
+                                 + ", ".join(show(n) for n in removed[:5]) + (" ..." if len(removed) > 5 else ""))
+            _, plan.increment = _existing_increment(plan.dest, plan.to)
     rep = Reporter(progress, label="backup")
     rep.start(None)
     results: list[OnlineShardResult] = []
