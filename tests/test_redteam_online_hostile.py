@@ -301,3 +301,34 @@ def test_colliding_shard_ids_across_databases_fail_cleanly(tmp_path):
         with TypedFake({1: meta_answer(layout), 3: listing(layout), 0: tar}) as f, pytest.raises(ArchiveError) as ei:
             run_backup(f.host, dest, "legacy")
         assert_clean_failure(tmp_path, before, dest, ei.value)
+
+
+def test_the_cli_says_one_line_with_its_exit_code(tmp_path, cli):
+    """The same hostile answers through `backup --host` and `export --host`: a documented exit
+    code (1 damaged / protocol, 3 unreachable or refused), one stderr line, no traceback, and
+    the --json error names the code."""
+    good_meta, lst = meta_answer(DBS), listing(DBS)
+    reset = _stall_after(b"", "reset")
+    cases = [
+        ({1: good_meta[:20]}, 1),
+        ({1: struct.pack(">QQ", sn.BACKUP_MAGIC, (1 << 64) - 1) + b"x" * 100}, 1),
+        ({1: b"HTTP/1.1 400 Bad Request\r\n\r\n"}, 1),
+        ({1: good_meta, 3: b"<html>"}, 1),
+        ({1: good_meta, 3: lst, 0: tar_bytes([(f"db/rp/12/{TSM}", (tarfile.SYMTYPE, "/etc/passwd"))])}, 1),
+        ({1: good_meta, 3: lst, 0: tar_bytes([("../../evil.tsm", b"x")])}, 1),
+        ({1: reset}, 3),
+        ({1: good_meta, 3: lst, 0: reset}, 3),
+    ]
+    for i, (answers, code) in enumerate(cases):
+        for verb in ("backup", "export"):
+            dest = tmp_path / f"{verb}{i}"
+            args = ("backup", "--host", "H", str(dest), "--json") if verb == "backup" else (
+                "export", "--host", "H", "--out", str(dest))
+            with TypedFake(answers) as f:
+                r = cli(*[f.host if a == "H" else a for a in args])
+            assert r.code == code, (verb, i, r.code, r.err)
+            assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err
+            if verb == "backup":
+                assert json.loads(r.out)["error"]["code"], r.out
+            assert not dest.exists(), (verb, i)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
