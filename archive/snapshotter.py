@@ -448,12 +448,21 @@ def check_tar(fh: BinaryIO, size: int, where: str) -> list[TarEntry]:
     if size < 1024:
         raise TruncatedError(f"{where}: tar cut after {size} bytes (no end-of-archive blocks)")
     entries: list[TarEntry] = []
+    names: set[str] = set()
     end = 0
     try:
         tf = open_tar(fh, "r:")
         for ti in tf:
-            if ti.isreg():
-                entries.append(TarEntry(ti.name, ti.size, int(ti.mtime), ti.offset_data))
+            # influxd's shard tar holds only regular files (its snapshot directory of TSM and
+            # tombstone hard links), each once: anything else would be copied as it is into a
+            # legacy backup and extracted by a restore
+            if not ti.isreg():
+                raise ProtocolError(f"{where}: tar member {show(ti.name)} is {_tar_kind(ti)}, not a regular file "
+                                    "(influxd sends only regular files)", offset=ti.offset)
+            if ti.name in names:
+                raise ProtocolError(f"{where}: tar holds member {show(ti.name)} twice", offset=ti.offset)
+            names.add(ti.name)
+            entries.append(TarEntry(ti.name, ti.size, int(ti.mtime), ti.offset_data))
             end = ti.offset_data + ((ti.size + 511) // 512) * 512
             if end > size:
                 raise TruncatedError(f"{where}: tar cut inside member {show(ti.name)}", offset=size)
@@ -465,6 +474,12 @@ def check_tar(fh: BinaryIO, size: int, where: str) -> list[TarEntry]:
         raise TruncatedError(f"{where}: tar has no complete end-of-archive blocks", offset=end)
     fh.seek(0)
     return entries
+
+
+def _tar_kind(ti: tarfile.TarInfo) -> str:
+    kinds = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.DIRTYPE: "a directory",
+             tarfile.FIFOTYPE: "a FIFO", tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device"}
+    return kinds.get(ti.type, f"of tar type {show(ti.type.decode('latin-1'))}")
 
 
 def decode_id_map(data: bytes, where: str) -> dict[int, int]:

@@ -41,11 +41,12 @@ from ..cleanup import discard, track, uninterrupted, untrack
 from ..errors import ArchiveError, TargetError, UsageError, show
 from ..output import building_dir, link_into_place, os_error, plan_dir_output
 from ..progress import ProgressCallback, Reporter
-from ..snapshotter import Client, EmptyResponse, ProtocolError, TarEntry
+from ..snapshotter import Client, EmptyResponse, TarEntry
 from ..sources.legacy import LEGACY_META_RE
 from ..sources.model import Shard, ShardFile
 from ..sources.ondisk import DiskSource, add_tar_shard
 from ..sources.portable import PORTABLE_MANIFEST_RE
+from ..sources.remote import check_shard_members
 from ..sources.shardview import open_shard_reader
 from ..sources.tarscan import member_offset
 from ..spools import spool
@@ -54,6 +55,7 @@ from ..streams import SubFile
 from ..timefmt import parse_backup_stamp
 from .convert import FORMATS, write_backup_meta
 from .convertshard import ShardJob, ShardOutput, ShardSettings, convert_shard, plan_steps
+from .onlinejournal import undo_killed_increments, write_journal
 from .select import Selection, select_meta, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
 from .writeshard import write_shard
@@ -291,7 +293,11 @@ def _building(plan: OnlinePlan) -> Iterator[Path]:
         raise os_error(exc, target=str(plan.dest)) from exc
     try:
         yield tmp
-        names = sorted(os.listdir(tmp), key=lambda n: (n.endswith((".manifest", ".meta")) or n.startswith("meta."), n))
+        # shard files, then the metastore, then (portable) the manifest: the file that makes the
+        # increment visible to readers goes last
+        names = sorted(os.listdir(tmp), key=lambda n: (
+            2 if n.endswith(".manifest") else 1 if n.endswith(".meta") or n.startswith("meta.") else 0, n))
+        write_journal(tmp, names)
         linked: list[Path] = []
         with uninterrupted():  # all of the increment or none of it
             try:
@@ -320,6 +326,12 @@ def _building(plan: OnlinePlan) -> Iterator[Path]:
 def execute_online_backup(plan: OnlinePlan, *, progress: ProgressCallback | None = None) -> OnlineResult:
     """Fetch and write the backup of ``plan`` (all of it or nothing)."""
     client = plan.client
+    if plan.append:
+        removed = undo_killed_increments(plan.dest)
+        if removed:
+            plan.warnings.append(f"removed {len(removed)} files of an increment a killed run left part-way: "
+                                 + ", ".join(show(n) for n in removed[:5]) + (" ..." if len(removed) > 5 else ""))
+            _, plan.increment = _existing_increment(plan.dest, plan.to)
     rep = Reporter(progress, label="backup")
     rep.start(None)
     results: list[OnlineShardResult] = []
@@ -410,11 +422,7 @@ def _fetch_shard(plan: OnlinePlan, sh: OnlineShard, meta: Data, tmp: Path, sp: P
             size = f.seek(0, os.SEEK_END)
         stones = sum(1 for e in entries if e.name.endswith(".tombstone"))
         last = max((e.mtime for e in entries), default=0) * 1_000_000_000
-        prefix = f"{sh.database}/{sh.retention_policy}/{sh.id}/"
-        foreign = [e.name for e in entries if not _plain_member(e.name, prefix)]
-        if foreign:
-            raise ProtocolError(f"snapshotter {plan.client.address}: the tar of shard {sh.id} holds a member that is "
-                                f"not a TSM or tombstone file of that shard: {show(foreign[0])}")
+        check_shard_members(entries, sh.key, f"snapshotter {plan.client.address}")
         ranged = plan.start is not None or plan.end is not None
         keep_raw = not ranged and (plan.to == "legacy" or plan.since is not None or stones == 0)
         if keep_raw:
@@ -442,12 +450,6 @@ def _fetch_shard(plan: OnlinePlan, sh: OnlineShard, meta: Data, tmp: Path, sp: P
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(spooled)
-
-
-def _plain_member(name: str, prefix: str) -> bool:
-    """``name`` is ``<db>/<rp>/<id>/<file>`` of this shard with a plain TSM or tombstone file name."""
-    base = name[len(prefix):]
-    return name.startswith(prefix) and "/" not in base and naming.classify(base) in ("tsm", "tombstone")
 
 
 def _write_applied(plan: OnlinePlan, src: DiskSource, shard: Shard, tmp: Path, ts: str) -> ShardOutput | None:

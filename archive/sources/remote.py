@@ -20,14 +20,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...meta import files as metafiles
+from ...tsm import naming
 from ..errors import SourceError, show
 from ..findings import SHARD_NOT_IN_META, WARNING, Finding
-from ..snapshotter import Client
+from ..snapshotter import Client, ProtocolError, TarEntry
 from ..spools import make_spool, remove_spool
 from .model import OpenShard, Shard, fill_from_meta
 from .ondisk import DiskSource, add_tar_shard
 
 KIND = "remote"
+
+
+def check_shard_members(entries: list[TarEntry], key: tuple[str, str, int], where: str) -> None:
+    """Every member of a shard tar from the server is ``<db>/<rp>/<id>/<TSM or tombstone file>``
+    of that very shard (what influxd sends); anything else is a :class:`ProtocolError`, never a
+    member skipped with a warning (a source would then read as holding less than it does)."""
+    prefix = f"{key[0]}/{key[1]}/{key[2]}/"
+    for e in entries:
+        base = e.name[len(prefix):]
+        if not e.name.startswith(prefix) or "/" in base or naming.classify(base) not in ("tsm", "tombstone"):
+            raise ProtocolError(f"{where}: the tar of shard {key[2]} holds a member that is not a TSM or tombstone "
+                                f"file of that shard: {show(e.name)}")
 
 
 @dataclass
@@ -58,7 +71,8 @@ class RemoteSource(DiskSource):
             path = Path(self.spool_dir) / f"s{shard.id}-{self._seq}.tar"
         try:
             with open(path, "w+b") as f:
-                self.client.shard_backup(shard.id, f)
+                entries = self.client.shard_backup(shard.id, f)
+            check_shard_members(entries, shard.key, f"snapshotter {self.client.address}")
             with self._lock:
                 shard.files.clear()
                 shard.containers.clear()
