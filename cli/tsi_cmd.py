@@ -144,10 +144,10 @@ def dump_tsi_cmd(
         out.append(f"index: {ix['path']}  series {ix['series']}")
         for p in ix["partitions"]:
             out.append(
-                f"  partition {p['id']}: files {', '.join(p['files']) or 'none'}; {p['log_entries']} log entries, "
-                f"{p['log_series']} series, {p['log_tombstones']} tombstoned"
+                f"  partition {p['id']}: files {', '.join(p['files']) or 'none'}; {p['series']} series; "
+                f"{p['log_entries']} log entries, {p['log_series']} series, {p['log_tombstones']} tombstoned"
                 + (
-                    f"; index files {', '.join(p['index_files'])}: measurements "
+                    f"; index files {', '.join(p['index_files'])}: {p['index_file_series']} series, measurements "
                     f"{', '.join(p['index_file_measurements'])}"
                     if p["index_files"]
                     else ""

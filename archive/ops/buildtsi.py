@@ -33,6 +33,7 @@ import fcntl
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ...tsm import naming
@@ -345,6 +346,64 @@ def _all_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:
     return ids
 
 
+#: threads writing shard indexes at once: the work is mostly fsync (no CPU), so more than the cores
+_JOBS = 8
+
+
+class _ShardWriters:
+    """Shard ``index/`` installs on a small thread pool. The first failure stops new installs
+    (those not started are not run) and is raised once the running ones have finished, so every
+    shard is left either with its complete new index or as it was; an exception in the main
+    thread (a signal) also waits for the running installs before it propagates."""
+
+    def __init__(self, jobs: int, rep: Reporter) -> None:
+        self.jobs = max(1, jobs)
+        self.rep = rep
+        self.pool = ThreadPoolExecutor(max_workers=self.jobs) if self.jobs > 1 else None
+        self.futures: list[Future] = []
+
+    def _install(self, s: ShardPlan, parts: list[list[int]], owner) -> None:
+        s.log_bytes = install_index(s.path, parts, owner, replace=s.action == "rebuild")
+
+    def submit(self, s: ShardPlan, parts: list[list[int]], owner) -> None:
+        if self.pool is None:
+            self._install(s, parts, owner)
+            self.rep.advance(1)
+            return
+        self._reap(block=False)
+        self.futures.append(self.pool.submit(self._install, s, parts, owner))
+
+    def _reap(self, block: bool) -> None:
+        pending = []
+        for f in self.futures:
+            if block or f.done():
+                f.result()  # raises the install's error
+                self.rep.advance(1)
+            else:
+                pending.append(f)
+        self.futures = pending
+
+    def __enter__(self) -> _ShardWriters:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.pool is None:
+            return
+        try:
+            if exc_type is None:
+                try:
+                    self._reap(block=True)
+                    return
+                except BaseException:
+                    for f in self.futures:
+                        f.cancel()
+                    raise
+            for f in self.futures:
+                f.cancel()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass
 class BuildResult:
     plan: BuildPlan
@@ -412,9 +471,11 @@ def build_tsi(
     owner: tuple[int, int] | None = None,
     dry_run: bool = False,
     progress: Progress = None,
+    jobs: int | None = None,
 ) -> BuildResult:
     """Build the tsi1 index of every selected shard (see the module docstring). ``owner`` is
-    (uid, gid). With ``dry_run`` only the plan is made (and each shard's series counted)."""
+    (uid, gid). With ``dry_run`` only the plan is made (and each shard's series counted).
+    ``jobs``: threads writing shard indexes (default :data:`_JOBS`; 1 writes them in order)."""
     plan = plan_build_tsi(
         datadir, waldir, database=database, retention_policy=retention_policy, shard_id=shard_id, force=force
     )
@@ -455,14 +516,17 @@ def build_tsi(
             work.append((db, db_dir, shards, keysets, sfile))
         if dry_run:
             return BuildResult(plan, todo, skipped)
-        # 2. per database: extend the series file (atomically), then each shard's index/
-        for db, db_dir, shards, keysets, sfile in work:
-            sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
-            ids = _all_ids(sfile)
-            for s, keys in zip(shards, keysets):
-                parts = shard_partitions(keys, ids, s.path)
-                s.log_bytes = install_index(s.path, parts, owner, replace=s.action == "rebuild")
-                rep.advance(1)
+        # 2. per database: extend the series file (atomically), then each shard's index/. The
+        #    shard indexes are written by a few threads (their time is fsync, which releases the
+        #    GIL) while the next database's series file is written here; each is atomic on its own
+        #    and its bytes do not depend on the order (tests/test_tsi1_speed.py compares)
+        with _ShardWriters(jobs if jobs is not None else _JOBS, rep) as writers:
+            for db, db_dir, shards, keysets, sfile in work:
+                sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
+                ids = _all_ids(sfile)
+                for s, keys in zip(shards, keysets):
+                    parts = shard_partitions(keys, ids, s.path)
+                    writers.submit(s, parts, owner)
         rep.end()
         return BuildResult(plan, todo, skipped)
     finally:

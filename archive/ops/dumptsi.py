@@ -88,10 +88,12 @@ def dump_tsi(path: str, *, series_file: str | None = None, series: bool = False,
                 {
                     "id": i,
                     "files": p.manifest.files,
+                    "series": len(p.series),
                     "log_entries": p.log_entries,
                     "log_series": len(p.log_series),
                     "log_tombstones": len(p.log_tombstones),
                     "index_files": p.index_files,
+                    "index_file_series": p.index_file_series,
                     "index_file_measurements": sorted(
                         m.name.decode("utf-8", "backslashreplace") for m in p.measurements.values()
                     ),

@@ -5,13 +5,15 @@ For every database directory of ``<root>/data``:
 
 * its series file ``_series``: every partition's segments read and parsed (header, every entry's
   flag, id, key and its partition — tsm/tsi1/seriesfile.py); a damaged partition is one finding
-  with the segment and offset, and the checks below leave its series out;
+  with the segment and offset, and the checks below leave its series out; a partition's hash
+  ``index`` (influxd writes one when it compacts the partition) checked slot by slot against the
+  segments (tsm/tsi1/seriesindex.py): one finding with the file and offset;
 * every shard's ``index/``: every partition's MANIFEST and the log files it lists (each entry's
   checksum) and index files (their blocks' bounds) — one finding per damaged partition, with the
   file and offset;
 * every series key of every TSM file of the shard (minus whole-series tombstones) and of its WAL
-  segments (``<root>/wal``) is in the series file and in the shard's index (partitions compacted
-  into ``.tsi`` index files are not decoded series by series: their series are not checked);
+  segments (``<root>/wal``) is in the series file and in the shard's index (log files and the
+  ``.tsi`` index files influxd's compactions write alike: their series id sets are decoded);
   index entries naming ids the series file lacks; shards without ``index/`` in a database whose
   other shards have one (influxd opens those with inmem, even under tsi1).
 
@@ -27,6 +29,8 @@ from pathlib import Path
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
 from ...tsm.tsi1 import seriesfile as sfmod
+from ...tsm.tsi1 import serieskey
+from ...tsm.tsi1.seriesindex import check_series_index
 from ..errors import ArchiveError, show
 from ..findings import (
     ERROR,
@@ -92,23 +96,65 @@ def check_tsi1(data: Path, wal: Path | None) -> tuple[list[Finding], int]:
                 files += len(part.segments)
                 readable.add(p)
                 ids.update(part.keys)
+                if part.has_index:  # influxd's hash index of the partition (tsm/tsi1/seriesindex.py)
+                    files += 1
+                    try:
+                        check_series_index(str(ppath / tfmt.INDEX_FILE_NAME), part)
+                    except ArchiveError as exc:
+                        findings.append(_damaged(f"tsi1 series file partition {p} index", exc,
+                                                 TSI1_SERIES_FILE_DAMAGED))
         known = set(ids.values())
+        by_id = {v: k for k, v in ids.items()}
+        decoded: dict[int, tuple[bytes, set]] = {}
         for shard in shards:
             if shard not in indexed:
                 findings.append(Finding(WARNING, "shard has no index/ while other shards of its database have one: "
                                         "influxd opens it with the inmem index, even under tsi1", str(shard),
                                         code=TSI1_SHARD_WITHOUT_INDEX))
                 continue
-            files += _check_shard(shard, wal, data, ids, readable, known, sdir.is_dir(), findings)
+            files += _check_shard(shard, wal, data, ids, readable, known, sdir.is_dir(), findings, by_id, decoded)
     return findings, files
+
+
+def _index_file_against_series_file(
+    ms: list[tindex.Measurement], by_id: dict[int, bytes], decoded: dict[int, tuple[bytes, set]]
+) -> tuple[int, str] | None:
+    """(offset, what) of the first element of an index file that names a series whose series file
+    key has another measurement name or lacks the tag: the index answers queries from these
+    lists, so a wrong one serves the wrong series. Ids the series file lacks are left to the
+    unknown-id check."""
+
+    def key_of(sid: int) -> tuple[bytes, set] | None:
+        got = decoded.get(sid)
+        if got is None:
+            raw = by_id.get(sid)
+            if raw is None:
+                return None
+            name, tags = serieskey.decode(raw)
+            got = decoded[sid] = (name, set(tags))
+        return got
+
+    for m in ms:
+        for sid in m.series_ids:
+            k = key_of(sid)
+            if k is not None and k[0] != m.name:
+                return m.offset, f"measurement {m.name[:80]!r} lists series {sid}, a series of {k[0][:80]!r}"
+        for tk in m.tag_keys:
+            for tv in tk.values:
+                for sid in tv.series_ids:
+                    k = key_of(sid)
+                    if k is not None and (k[0] != m.name or (tk.key, tv.value) not in k[1]):
+                        return tv.offset, (f"tag {tk.key[:80]!r}={tv.value[:80]!r} of {m.name[:80]!r} lists series "
+                                           f"{sid}, which has no such tag")
+    return None
 
 
 def _check_shard(
     shard: Path, wal: Path | None, data: Path, ids: dict[bytes, int], readable: set[int], known: set[int],
-    have_sfile: bool, findings: list[Finding],
+    have_sfile: bool, findings: list[Finding], by_id: dict[int, bytes], decoded: dict[int, tuple[bytes, set]],
 ) -> int:
     idir = shard / tfmt.INDEX_DIR
-    series: dict[int, set[int]] = {}  # index partition -> series ids its log files hold
+    series: dict[int, set[int]] = {}  # index partition -> its series ids (log and index files)
     files = 0
     for p in range(tfmt.INDEX_PARTITION_N):
         try:
@@ -117,8 +163,12 @@ def _check_shard(
             findings.append(_damaged(f"tsi1 index partition {p}", exc, TSI1_INDEX_DAMAGED))
             continue
         files += len(summary.manifest.files) + 1
-        if not summary.index_files:  # compacted partitions' series sets are not decoded
-            series[p] = summary.log_series
+        series[p] = summary.series
+        for fpath, ms in summary.index_file_measurements.items():
+            bad = _index_file_against_series_file(ms, by_id, decoded)
+            if bad is not None:
+                findings.append(Finding(ERROR, f"tsi1 index file: {bad[1]}", fpath, offset=bad[0],
+                                        code=TSI1_INDEX_DAMAGED))
     unknown = sorted(i for s in series.values() for i in s if i not in known) if have_sfile and len(readable) == \
         tfmt.SERIES_PARTITION_N else []
     if unknown:

@@ -8,9 +8,10 @@ Layouts: :mod:`influx_archive.tsm.tsi1.format` (from ``tsdb/index/tsi1/partition
   log at the first short or checksum-failing entry and carries on without what follows; here any
   such entry is a :class:`FormatError` (:class:`ChecksumError`, :class:`TruncatedError`) naming
   the file and offset, so nothing is lost silently.
-* index files (``.tsi``, what influxd's compactions write): :class:`IndexFile`, read-only:
-  measurements, their tag keys and values with series counts. Every offset and size is checked
-  against the file before it is used; the file is memory-mapped.
+* index files (``.tsi``, what influxd's compactions write): :class:`IndexFile`, read-only and
+  whole: measurements with their series ids, tag keys, tag values with their series ids, the
+  file's series id set and tombstone set (Roaring bitmaps, :mod:`.roaring`). Every offset, size
+  and count is checked against the file before it is used; the file is memory-mapped.
 * :class:`ShardIndex`: a whole ``index/`` directory.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from typing import Any
 
 from ...archive.errors import ChecksumError, FormatError, SourceIOError, TruncatedError
 from . import format as fmt
+from . import rhh, roaring
 from .serieskey import read_uvarint
 from .xxhash import sum64
 
@@ -212,6 +215,8 @@ class TagValue:
     value: bytes
     series_n: int
     deleted: bool
+    series_ids: list[int] = field(default_factory=list)
+    offset: int = 0  # of the element in the file
 
 
 @dataclass
@@ -219,6 +224,7 @@ class TagKey:
     key: bytes
     deleted: bool
     values: list[TagValue] = field(default_factory=list)
+    offset: int = 0
 
 
 @dataclass
@@ -227,6 +233,8 @@ class Measurement:
     deleted: bool
     series_n: int
     tag_keys: list[TagKey] = field(default_factory=list)
+    series_ids: list[int] = field(default_factory=list)
+    offset: int = 0
 
 
 def _section(
@@ -245,6 +253,60 @@ def _varbytes(buf: fmt.Buffer, pos: int, end: int, what: str, path: str | None) 
     if p + ln > end:
         raise TruncatedError(f"{what} of {ln} bytes runs past its block", path=path, offset=pos, field=what)
     return bytes(buf[p : p + ln]), p + ln
+
+
+def _series_list(
+    buf: fmt.Buffer, pos: int, end: int, count: int, what: str, path: str | None, where: int
+) -> tuple[list[int], int]:
+    """A series data field: uvarint length + delta-encoded uvarint ids (``measurement_block.go``
+    ``ForEachSeriesID``, ``tag_block.go`` ``SeriesIDs``); ``count`` ids, strictly increasing."""
+    r = read_uvarint(buf, pos, end)
+    if r is None:
+        raise TruncatedError(f"{what} length cut", path=path, offset=pos, field=what)
+    ln, p = r
+    if p + ln > end:
+        raise TruncatedError(f"{what} of {ln} bytes runs past its block", path=path, offset=pos, field=what)
+    stop = p + ln
+    if count > ln:  # every id takes at least one byte
+        raise FormatError(f"{what}: {count} ids stated in {ln} bytes", path=path, offset=where, field=what)
+    out: list[int] = []
+    prev = 0
+    while p < stop:
+        r = read_uvarint(buf, p, stop)
+        if r is None:
+            raise TruncatedError(f"{what}: id cut", path=path, offset=p, field=what)
+        delta, p = r
+        if delta == 0 or prev + delta > 0xFFFFFFFFFFFFFFFF:
+            raise FormatError(f"{what}: ids not strictly increasing", path=path, offset=p, field=what)
+        prev += delta
+        out.append(prev)
+    if len(out) != count:
+        raise FormatError(f"{what}: {len(out)} ids, the element states {count}", path=path, offset=where, field=what)
+    return out, stop
+
+
+_U64 = struct.Struct(">Q")
+
+
+def _check_hash_index(
+    buf: fmt.Buffer, h0: int, h1: int, elems: dict[int, bytes], what: str, path: str | None
+) -> None:
+    """A block's hash index ``buf[h0:h1]`` (uint64 capacity, then that many uint64 element
+    offsets: ``rhh`` tables, ``MeasurementBlock.Elem``, ``TagBlock.DecodeTagKeyElem`` /
+    ``DecodeTagValueElem``) finds every element of ``elems`` (offset -> key) where it is."""
+    if h1 - h0 < 8:
+        raise TruncatedError(f"{what} hash index of {h1 - h0} bytes", path=path, offset=h0, field=what)
+    n = _U64.unpack_from(buf, h0)[0]
+    if 8 + 8 * n != h1 - h0 or (elems and n == 0) or n & (n - 1):
+        raise FormatError(f"{what} hash index of capacity {n} in {h1 - h0} bytes", path=path, offset=h0, field=what)
+    hashes = {off: rhh.hash_key(k) for off, k in elems.items()}
+    for off, key in elems.items():
+        why = rhh.probe(
+            hashes[off], n, lambda i: _U64.unpack_from(buf, h0 + 8 + 8 * i)[0], off.__eq__, hashes.get
+        )
+        if why is not None:
+            raise FormatError(f"{what} hash index does not find {key[:80]!r}: {why}", path=path, offset=h0,
+                              field=what)
 
 
 _MEASUREMENT_HEAD = fmt.MEASUREMENT_ELEM_HEAD
@@ -301,6 +363,15 @@ class IndexFile:
             s = t[name]
             _section(buf, s.offset, s.size, len(fmt.INDEX_FILE_MAGIC), toff, name.replace("_", " "), path, toff)
         self.trailer = t
+        # ids are 32-bit in the sets (``tsdb.SeriesIDSet``); a file of n bytes states at most
+        # 8n ids in bitmap containers, and a run container is bounded by this too
+        bound = 8 * n + (1 << 16)
+        s = t.series_id_set
+        self.series_ids = roaring.decode(buf, s.offset, s.offset + s.size, path=path, max_ids=bound)
+        s = t.tombstone_series_id_set
+        self.tombstone_ids = roaring.decode(
+            buf, s.offset, s.offset + s.size, path=path, max_ids=bound, what="tombstone series id set"
+        )
         mb = t.measurement_block
         self.measurements = self._measurements(mb.offset, mb.offset + mb.size)
 
@@ -314,7 +385,8 @@ class IndexFile:
             raise FormatError(f"measurement block version {t.version}", path=path, offset=hi - 2, field="version")
         # offsets in the trailer are relative to the block
         d0, d1 = _section(buf, lo + t.data.offset, t.data.size, lo, toff, "measurement data", path, toff)
-        out = []
+        out: list[Measurement] = []
+        elems: dict[int, bytes] = {}
         if d1 - d0 < fmt.MEASUREMENT_FILL_SIZE:
             raise FormatError("measurement data section without its padding byte", path=path, offset=d0)
         pos = d0 + fmt.MEASUREMENT_FILL_SIZE  # a zero byte so that no element has offset 0
@@ -323,13 +395,17 @@ class IndexFile:
             if pos + _MEASUREMENT_HEAD.size > d1:
                 raise TruncatedError("measurement element cut", path=path, offset=pos)
             flag, tb_off, tb_size = _MEASUREMENT_HEAD.unpack_from(buf, pos)
+            if flag & ~fmt.MEASUREMENT_TOMBSTONE:
+                raise FormatError(f"measurement flag {flag:#04x} unknown", path=path, offset=start, field="flag")
             name, pos = _varbytes(buf, pos + _MEASUREMENT_HEAD.size, d1, "measurement name", path)
+            if out and name <= out[-1].name:
+                raise FormatError(f"measurement {name[:80]!r} out of order", path=path, offset=start, field="name")
             r = read_uvarint(buf, pos, d1)
             if r is None:
                 raise TruncatedError("measurement series count cut", path=path, offset=pos)
             series_n, pos = r
-            _, pos = _varbytes(buf, pos, d1, "measurement series data", path)
-            m = Measurement(name, bool(flag & fmt.MEASUREMENT_TOMBSTONE), series_n)
+            sids, pos = _series_list(buf, pos, d1, series_n, "measurement series data", path, start)
+            m = Measurement(name, bool(flag & fmt.MEASUREMENT_TOMBSTONE), series_n, series_ids=sids, offset=start)
             t0, t1 = _section(
                 buf,
                 tb_off,
@@ -342,6 +418,10 @@ class IndexFile:
             )
             m.tag_keys = self._tag_block(t0, t1)
             out.append(m)
+            elems[start - d0] = name
+        h0, h1 = _section(buf, lo + t.hash_index.offset, t.hash_index.size, lo, toff, "measurement hash index", path,
+                          toff)
+        _check_hash_index(buf, h0, h1, elems, "measurement block", path)
         return out
 
     def _tag_block(self, lo: int, hi: int) -> list[TagKey]:
@@ -357,27 +437,45 @@ class IndexFile:
                 f"tag block size {t.size}, block is {hi - lo} bytes", path=path, offset=toff, field="size"
             )
         k0, k1 = _section(buf, lo + t.key_data.offset, t.key_data.size, lo, toff, "tag key data", path, toff)
-        keys = []
+        keys: list[TagKey] = []
+        key_elems: dict[int, bytes] = {}
         pos = k0
         while pos < k1:
             if pos + _TAG_KEY_HEAD.size > k1:
                 raise TruncatedError("tag key element cut", path=path, offset=pos)
             flag, d_off, d_size, _h_off, _h_size = _TAG_KEY_HEAD.unpack_from(buf, pos)
             start = pos
+            if flag & ~fmt.TAG_KEY_TOMBSTONE:
+                raise FormatError(f"tag key flag {flag:#04x} unknown", path=path, offset=start, field="flag")
             key, pos = _varbytes(buf, pos + _TAG_KEY_HEAD.size, k1, "tag key", path)
-            tk = TagKey(key, bool(flag & fmt.TAG_KEY_TOMBSTONE))
+            if keys and key <= keys[-1].key:
+                raise FormatError(f"tag key {key[:80]!r} out of order", path=path, offset=start, field="tag key")
+            tk = TagKey(key, bool(flag & fmt.TAG_KEY_TOMBSTONE), offset=start)
             v0, v1 = _section(buf, lo + d_off, d_size, lo, toff, "tag value data", path, start)
+            value_elems: dict[int, bytes] = {}
             p = v0
             while p < v1:
+                vstart = p
                 vflag = buf[p]
+                if vflag & ~fmt.TAG_VALUE_TOMBSTONE:
+                    raise FormatError(f"tag value flag {vflag:#04x} unknown", path=path, offset=p, field="flag")
                 value, p = _varbytes(buf, p + 1, v1, "tag value", path)
+                if tk.values and value <= tk.values[-1].value:
+                    raise FormatError(f"tag value {value[:80]!r} out of order", path=path, offset=vstart,
+                                      field="tag value")
                 r = read_uvarint(buf, p, v1)
                 if r is None:
                     raise TruncatedError("tag value series count cut", path=path, offset=p)
                 sn, p = r
-                _, p = _varbytes(buf, p, v1, "tag value series data", path)
-                tk.values.append(TagValue(value, sn, bool(vflag & fmt.TAG_VALUE_TOMBSTONE)))
+                sids, p = _series_list(buf, p, v1, sn, "tag value series data", path, vstart)
+                tk.values.append(TagValue(value, sn, bool(vflag & fmt.TAG_VALUE_TOMBSTONE), sids, vstart))
+                value_elems[vstart - lo] = value
+            x0, x1 = _section(buf, lo + _h_off, _h_size, lo, toff, "tag value hash index", path, start)
+            _check_hash_index(buf, x0, x1, value_elems, f"tag key {key[:80]!r} value", path)
             keys.append(tk)
+            key_elems[start - lo] = key
+        h0, h1 = _section(buf, lo + t.hash_index.offset, t.hash_index.size, lo, toff, "tag key hash index", path, toff)
+        _check_hash_index(buf, h0, h1, key_elems, "tag key", path)
         return keys
 
 
@@ -393,6 +491,12 @@ class PartitionSummary:
     log_entries: int = 0
     index_files: list[str] = field(default_factory=list)
     measurements: dict[bytes, Measurement] = field(default_factory=dict)  # from index files
+    #: the partition's series (``Partition.buildSeriesSet``): files oldest first, each one's
+    #: tombstones removed, then its series added, from log and index files alike
+    series: set[int] = field(default_factory=set)
+    index_file_series: int = 0  # ids in the index files' series sets
+    #: every index file's measurements (path -> as read), for checks against the series file
+    index_file_measurements: dict[str, list[Measurement]] = field(default_factory=dict)
 
 
 def read_index_partition(pdir: str, p: int) -> PartitionSummary:
@@ -401,24 +505,37 @@ def read_index_partition(pdir: str, p: int) -> PartitionSummary:
     if not os.path.isfile(mpath):
         raise FormatError(f"index partition {p} has no MANIFEST", path=pdir)
     summary = PartitionSummary(pdir, read_manifest(mpath))
-    for name in summary.manifest.files:
+    # the MANIFEST lists the newest file first (``FileSet.PrependLogFile``)
+    for name in reversed(summary.manifest.files):
         fpath = os.path.join(pdir, name)
         if not os.path.isfile(fpath):
             raise FormatError(f"MANIFEST lists {name}, which is missing", path=mpath, field="files")
+        added: set[int] = set()
+        dropped: set[int] = set()
         if name.endswith(fmt.LOG_FILE_EXT):
             for e in iter_log_file(fpath):
                 summary.log_entries += 1
                 if e.flag == fmt.LOG_SERIES_INSERT:
-                    summary.log_series.add(e.series_id)
-                    summary.log_tombstones.discard(e.series_id)
+                    added.add(e.series_id)
+                    dropped.discard(e.series_id)
                 elif e.flag == fmt.LOG_SERIES_TOMBSTONE:
-                    summary.log_series.discard(e.series_id)
-                    summary.log_tombstones.add(e.series_id)
+                    added.discard(e.series_id)
+                    dropped.add(e.series_id)
+            summary.log_series -= dropped
+            summary.log_series |= added
+            summary.log_tombstones -= added
+            summary.log_tombstones |= dropped
         else:
-            summary.index_files.append(name)
+            summary.index_files.insert(0, name)
             with IndexFile(fpath) as f:
+                summary.index_file_measurements[fpath] = f.measurements
                 for m in f.measurements:
-                    summary.measurements[m.name] = m
+                    summary.measurements.setdefault(m.name, m)
+                added = set(f.series_ids)
+                dropped = set(f.tombstone_ids)
+                summary.index_file_series += len(added)
+        summary.series -= dropped
+        summary.series |= added
     return summary
 
 
@@ -432,8 +549,8 @@ class ShardIndex:
         ]
 
     def series_ids(self) -> set[int]:
-        """Series ids the log files hold (index files' series sets are not decoded)."""
+        """Series ids the index holds: every partition's :attr:`PartitionSummary.series`."""
         out: set[int] = set()
         for p in self.partitions:
-            out |= p.log_series
+            out |= p.series
         return out
