@@ -61,7 +61,7 @@ from ..archive.errors import (
 from .flags import check_habits, explain_unknown
 from .inspect_flags import map_inspect_flags
 from .progress import ProgressBars
-from .verbs import BY_NAME, VERBS, load_verb
+from .verbs import BY_NAME, VERBS, load_all, load_verb
 
 ROOT_HELP = """Offline toolkit for InfluxDB 1.x backups and data directories (daemon stopped, no influxd needed).
 
@@ -289,6 +289,18 @@ def normalize_argv(argv: list[str], long_options: set[str]) -> list[str]:
     return out
 
 
+def _other_verbs_spelling(argv: list[str], long_options: set[str]) -> bool:
+    """Whether ``argv`` has a single-dash ``-name`` (before ``--``) that :func:`normalize_argv`
+    leaves alone because no option imported so far is ``--name``."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if (arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and arg[1].isalpha()
+                and "--" + arg[1:].partition("=")[0] not in long_options):
+            return True
+    return False
+
+
 class _StdoutClosed(Exception):
     """Standard output's reader went away (``| head``): not an error of ours. Raised in place of
     BrokenPipeError inside the command, before click's own EPIPE handler (which exits 1) sees it."""
@@ -472,7 +484,14 @@ def _run(argv: Optional[list[str]]) -> None:
         args = check_habits(command, args, say)
     except ArchiveError as exc:
         _fail(exc.code, exc.exit_code, str(exc), exc)
-    args = normalize_argv(args, _long_options(command))
+    long_options = _long_options(command)
+    if _other_verbs_spelling(args, long_options):
+        # a -name this verb lacks: rewritten (then refused) as --name when another verb has --name,
+        # as when every verb was imported, so the message is the same (a line that works never gets here)
+        load_all()
+        command = typer.main.get_command(app)
+        long_options = _long_options(command)
+    args = normalize_argv(args, long_options)
     # before parsing, a --json on the line is enough; once parsed, the verb's own option says
     State.json = "--json" in (args[: args.index("--")] if "--" in args else args)
     _guard_commands(command)

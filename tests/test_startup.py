@@ -150,3 +150,50 @@ def test_unknown_verb_suggests_among_every_verb(tmp_path: Path, typo: str) -> No
                                  cwd=REPO, timeout=120) for mode in ("lazy", "all"))
     assert lazy.returncode == full.returncode == 2
     assert lazy.stderr == full.stderr and f"No such command '{typo}'" in lazy.stderr
+
+
+_ALL_LINES = """
+import contextlib, io, json, sys
+from influx_archive.cli import verbs
+from influx_archive.cli.main import main
+verbs.load_all()
+out = []
+for line in json.loads(sys.argv[1]):
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            main(line)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    out.append([code, o.getvalue(), e.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def _other_verbs_options() -> dict[str, list[str]]:
+    """verb -> long options other verbs have and it lacks (what an operator may type by habit)."""
+    verbs.load_all()
+    root = typer.main.get_command(app)
+    commands = root.commands  # type: ignore[attr-defined]
+    longs = {n: sorted({o for p in c.params for o in getattr(p, "opts", []) if o.startswith("--")})
+             for n, c in commands.items()}
+    every = sorted({o for opts in longs.values() for o in opts})
+    return {n: [o for o in every if o not in longs[n]] for n in commands}
+
+
+@pytest.mark.parametrize("verb", [v.name for v in verbs.VERBS])
+def test_another_verbs_flag_is_refused_as_when_every_verb_is_imported(verb: str) -> None:
+    """``VERB -name`` where only another verb has ``--name`` (influxd's single-dash habit): the
+    same exit code and line whether the verbs were imported lazily or all up front."""
+    others = _other_verbs_options()[verb]
+    picks = [others[i * len(others) // 3] for i in range(3)] if others else []
+    lines = [[verb, "-" + o[2:], "x"] for o in picks] + [[verb, "-" + picks[0][2:] + "=1", "x"]] if picks else []
+    lines.append([verb, "-nosuchflag", "x"])
+    full = json.loads(subprocess.run([sys.executable, "-c", _ALL_LINES, json.dumps(lines)], capture_output=True,
+                                     text=True, cwd=REPO, timeout=120, check=True).stdout)
+    for line, (code, out, err) in zip(lines, full):
+        lazy = subprocess.run([sys.executable, "-c", "from influx_archive.cli.main import main; main()", *line],
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert (lazy.returncode, lazy.stdout, lazy.stderr) == (code, out, err), line
+        assert code == 2, line
