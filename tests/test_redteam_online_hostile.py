@@ -215,6 +215,7 @@ def _stall_after(prefix: bytes, how: str) -> Callable:
     return answer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["stall", "reset"])
 def test_stalls_and_resets_mid_answer(how, tmp_path):
     """A server that stops sending (the client's recv timeout) or resets part-way, at many points
@@ -303,6 +304,7 @@ def test_colliding_shard_ids_across_databases_fail_cleanly(tmp_path):
         assert_clean_failure(tmp_path, before, dest, ei.value)
 
 
+@pytest.mark.slow
 def test_the_cli_says_one_line_with_its_exit_code(tmp_path, cli):
     """The same hostile answers through `backup --host` and `export --host`: a documented exit
     code (1 damaged / protocol, 3 unreachable or refused), one stderr line, no traceback, and

@@ -62,6 +62,7 @@ def _files_per_shard(dest: Path) -> dict:
         return {s.key: len(s.files) for s in src.shards}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("to", ["legacy", "portable"])
 def test_increment_killed_at_every_link_is_undone_by_the_next_run(to, tmp_path):
     """Bug found: a `backup --since` killed while linking its files left them in the backup for
