@@ -245,14 +245,20 @@ def _section(
     return off, off + size
 
 
-def _varbytes(buf: fmt.Buffer, pos: int, end: int, what: str, path: str | None) -> tuple[bytes, int]:
+def _prefixed(buf: fmt.Buffer, pos: int, end: int, what: str, path: str | None) -> tuple[int, int]:
+    """A uvarint length at ``pos`` and the field it prefixes: (field start, field end), inside ``end``."""
     r = read_uvarint(buf, pos, end)
     if r is None:
         raise TruncatedError(f"{what} length cut", path=path, offset=pos, field=what)
     ln, p = r
     if p + ln > end:
         raise TruncatedError(f"{what} of {ln} bytes runs past its block", path=path, offset=pos, field=what)
-    return bytes(buf[p : p + ln]), p + ln
+    return p, p + ln
+
+
+def _varbytes(buf: fmt.Buffer, pos: int, end: int, what: str, path: str | None) -> tuple[bytes, int]:
+    p, stop = _prefixed(buf, pos, end, what, path)
+    return bytes(buf[p:stop]), stop
 
 
 def _series_list(
@@ -260,13 +266,8 @@ def _series_list(
 ) -> tuple[list[int], int]:
     """A series data field: uvarint length + delta-encoded uvarint ids (``measurement_block.go``
     ``ForEachSeriesID``, ``tag_block.go`` ``SeriesIDs``); ``count`` ids, strictly increasing."""
-    r = read_uvarint(buf, pos, end)
-    if r is None:
-        raise TruncatedError(f"{what} length cut", path=path, offset=pos, field=what)
-    ln, p = r
-    if p + ln > end:
-        raise TruncatedError(f"{what} of {ln} bytes runs past its block", path=path, offset=pos, field=what)
-    stop = p + ln
+    p, stop = _prefixed(buf, pos, end, what, path)
+    ln = stop - p
     if count > ln:  # every id takes at least one byte
         raise FormatError(f"{what}: {count} ids stated in {ln} bytes", path=path, offset=where, field=what)
     out: list[int] = []
