@@ -60,7 +60,7 @@ def tars_of(backup: Path) -> dict[str, list[str]]:
     for p in sorted(backup.iterdir()):
         if p.name.endswith(".tar.gz"):
             data = gzip.decompress(p.read_bytes())
-        elif p.suffix[1:].isdigit() and not p.name.startswith("meta."):
+        elif p.suffix[1:].isdigit() and not p.name.startswith(("meta.", ".")):
             data = p.read_bytes()
         else:
             continue
@@ -81,6 +81,7 @@ def test_full_backup_restores_to_the_truth(live, to, tmp_path, cli, influxd_fact
     tars = tars_of(dest)
     if to == "legacy":
         assert "meta.00" in names
+        assert ".influx-archive-run.00" in names  # when the run started, for later --since increments
         assert sorted(tars) == sorted(f"{s['database']}.{s['retention_policy']}.{s['id']:05d}.00"
                                       for s in live.truth["shards"])
         # tombstones kept, as the server sent them (an offline restore copies them)

@@ -21,7 +21,7 @@ from influx_archive.archive.ops import onlinebackup as ob
 from influx_archive.archive.sources import open_source
 
 LAYOUT = [("db", "rp", [12, 13, 14]), ("db2", "rp", [20])]
-N_FILES = 4 + 1  # shard files + metastore (+ manifest for portable)
+N_FILES = 4 + 1 + 1  # shard files + metastore + manifest (portable) or run record (legacy)
 
 
 def _shard(conn, req) -> None:
@@ -53,7 +53,7 @@ def _killed_increment(host: str, dest: Path, to: str, at: int) -> None:
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == (9 if at < N_FILES + (to == "portable") else 0)
+    assert os.WEXITSTATUS(status) == (9 if at < N_FILES else 0)
 
 
 def _files_per_shard(dest: Path) -> dict:
@@ -70,7 +70,7 @@ def test_increment_killed_at_every_link_is_undone_by_the_next_run(to, tmp_path):
     between its manifest and its metastore made every later restore of the whole backup fail
     (the manifest was linked first). Now the manifest is last and the next run removes what a
     killed run linked, from its journal."""
-    links = N_FILES + (to == "portable")
+    links = N_FILES
     with TypedFake({1: meta_answer(LAYOUT), 3: listing(LAYOUT), 0: _shard}) as f:
         for at in range(links + 1):
             dest = tmp_path / f"{to}{at}"

@@ -29,6 +29,9 @@ def databases(server: harness.InfluxServer) -> list[str]:
 
 #: (name, function patched, call number at which the other client acts, before or after it)
 STEPS = [
+    # between our reads of the snapshotter's metastore and of HTTP's SHOW DATABASES (bug found in
+    # CI: the two lists differed and the run said "not the same server", exit 2)
+    ("between-metastore-and-http", "fetch_metastore", 0, "after"),
     ("before-check", "database_exists", 0, "before"),
     ("before-import", "import_database", 0, "before"),
     ("after-import", "import_database", 0, "after"),
@@ -70,7 +73,7 @@ def test_the_target_created_by_another_client_at_every_step(fixtures_dir, influx
         assert proc.returncode == 3, (name, proc.returncode, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         doc = json.loads(proc.stdout)
-        if fn in ("database_exists", "import_database") and when == "before":
+        if (fn in ("database_exists", "import_database") and when == "before") or fn == "fetch_metastore":
             # refused before anything of ours reached it: only their point is in it
             assert got == [(1700000000000000000, 1.5)], (name, got[:3])
             assert "report" not in doc or doc["report"]["databases"][0]["status"] in ("not sent", "failed"), doc

@@ -55,6 +55,7 @@ from ..streams import SubFile
 from ..timefmt import parse_backup_stamp
 from .convert import FORMATS, write_backup_meta
 from .convertshard import ShardJob, ShardOutput, ShardSettings, convert_shard, plan_steps
+from .onlinechain import chain_bounds, since_for, write_run_record
 from .onlinejournal import undo_killed_increments, write_journal
 from .select import Selection, select_meta, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
@@ -95,6 +96,8 @@ class OnlinePlan:
     append: bool = False  # adding an increment to an existing backup directory
     compress_level: int = 1
     warnings: list[str] = field(default_factory=list)
+    #: appending: shard id -> the chain's bound for ``since`` (archive/ops/onlinechain.py)
+    bounds: dict[int, int | None] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -261,8 +264,29 @@ def plan_online_backup(
             raise UsageError(f"shard {selection.shard} is not on the server" + (
                 f" in {show(selection.database)}" if selection.database else ""))
     shards, notes = _wanted(meta, listed, selection, start, end)
+    bounds = None
+    if append and since is not None:
+        bounds, chain_notes = chain_bounds(dest_p, to)
+        notes += chain_notes + _since_notes(since, bounds, shards)
     return OnlinePlan(client, dest_p, to, selection, start, end, since, shards, increment, append, compress_level,
-                      list(selected.warnings) + notes)
+                      list(selected.warnings) + notes, bounds)
+
+
+def _since_notes(since: int, bounds: dict[int, int | None], shards: list[OnlineShard]) -> list[str]:
+    earlier = [s for s in shards if (b := bounds.get(s.id)) is not None and b < since]
+    unknown = [s for s in shards if s.id in bounds and bounds[s.id] is None]
+    whole = [s for s in shards if s.id not in bounds]
+    out = []
+    if earlier:
+        out.append(f"--since is later than the destination's newest backup of {len(earlier)} shards: those are "
+                   "asked for from that backup's start instead, so nothing the server wrote in between is missing")
+    if whole:
+        out.append(f"{len(whole)} shards are in no backup of the destination: they are fetched whole")
+    if unknown:
+        out.append(f"when the destination's backups of {len(unknown)} shards were taken is unknown (no run record, "
+                   "copied mtimes): they are asked for from --since as given; files the server wrote between those "
+                   "backups and --since are not in this increment")
+    return out
 
 
 def _portable_stamp(dest: Path, append: bool) -> str:
@@ -339,6 +363,7 @@ def execute_online_backup(plan: OnlinePlan, *, progress: ProgressCallback | None
     findings: list = []
     received = 0
     done: set[tuple[str, str, int]] = set()
+    started_ns = time.time_ns()  # before any shard is asked for (the run record of a legacy run)
     try:
         with _building(plan) as tmp, spool("online", base=str(tmp.parent)) as sp:
             ts = _portable_stamp(plan.dest, plan.append) if plan.to == "portable" else ""
@@ -377,6 +402,8 @@ def execute_online_backup(plan: OnlinePlan, *, progress: ProgressCallback | None
             _write_meta(plan, tmp, ts, blob, meta, results, files)
             if plan.to == "legacy" and plan.start is None and plan.end is None:
                 _date_legacy_run(plan, tmp, files, results)
+            if plan.to == "legacy":
+                write_run_record(tmp, plan.increment, started_ns)
     except OSError as exc:
         if isinstance(exc, ArchiveError):
             raise
@@ -418,7 +445,8 @@ def _fetch_shard(plan: OnlinePlan, sh: OnlineShard, meta: Data, tmp: Path, sp: P
     spooled = sp / f"s{sh.id}.tar"
     try:
         with open(spooled, "w+b") as f:
-            entries = plan.client.shard_backup(sh.id, f, since_ns=plan.since, advance=advance)
+            entries = plan.client.shard_backup(sh.id, f, since_ns=since_for(plan.since, plan.bounds, sh.id),
+                                               advance=advance)
             size = f.seek(0, os.SEEK_END)
         stones = sum(1 for e in entries if e.name.endswith(".tombstone"))
         last = max((e.mtime for e in entries), default=0) * 1_000_000_000

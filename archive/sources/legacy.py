@@ -25,6 +25,10 @@ from .rundates import date_requests, request_windows
 
 # ASCII digits only (re.ASCII): influxd parses these numbers with Go's strconv (see tsm.naming).
 LEGACY_META_RE = re.compile(r"^meta\.(\d+)$", re.ASCII)
+#: The run record of a legacy backup run of this tool (archive/ops/onlinechain.py): when the run
+#: started, for later ``--since`` increments. influxd's restore globs ``meta.*`` and ``<db>.*``
+#: only, so it never sees it.
+RUN_RECORD_RE = re.compile(r"^\.influx-archive-run\.(\d{2,})$", re.ASCII)
 # The same shapes with anything where the numbers go: a match here that the ASCII parsing refuses,
 # with a number written in non-ASCII digits, is reported, never taken for another file or shard.
 _LOOSE_META_RE = re.compile(r"^meta\.([^.]+)$")
@@ -57,6 +61,7 @@ def open_legacy(p: Path, names: list[str], salvage: bool = False, prescanned: di
     for n in names:
         if (
             LEGACY_META_RE.match(n)
+            or RUN_RECORD_RE.match(n)
             or n.endswith(".pending")
             or (_LOOSE_META_RE.match(n) and naming.numeral_like(n[5:]))
         ):

@@ -207,10 +207,17 @@ def plan_online(
     api = HttpApi(http or default_http_url(addr.host), timeout=timeout)
     version = api.version()
     check_version(version, api.url)
+    # The snapshotter's databases and HTTP's must be the same set (the same server). Another client
+    # creating or dropping a database between the two reads changes the metastore too: read again.
     target = decode_data(snap.fetch_metastore(addr, timeout=timeout), path=f"metastore of {host}")
-
-    on_server = {d.name for d in target.databases}
-    http_dbs = set(api.column("SHOW DATABASES"))
+    for _attempt in range(5):
+        on_server = {d.name for d in target.databases}
+        http_dbs = set(api.column("SHOW DATABASES"))
+        if on_server == http_dbs:
+            break
+        target = decode_data(snap.fetch_metastore(addr, timeout=timeout), path=f"metastore of {host}")
+        if {d.name for d in target.databases} == on_server:
+            break  # the metastore did not change meanwhile: HTTP is another server
     if on_server != http_dbs:
         raise UsageError(
             f"{api.url} does not serve the databases the snapshotter at {host} has (HTTP lists "
