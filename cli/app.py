@@ -27,7 +27,6 @@ Conventions every verb follows:
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import sys
@@ -197,6 +196,8 @@ def emit_json(obj) -> None:
     if isinstance(obj, dict) and isinstance(obj.get("findings"), list):
         note_left_out(obj["findings"])
     State.json_written = True
+    import json  # --json runs only (start-up)
+
     text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
     try:
         sys.stdout.write(text)
@@ -412,6 +413,8 @@ def _json_error(code: str, exit_code: int, message: str, exc: Optional[BaseExcep
     if isinstance(exc, ArchiveError):  # the message without its location, which gets fields of its own
         err.update(message=display_text(exc.message), path=display_path(exc.path), member=exc.member,
                    offset=exc.offset, field=exc.field)
+    import json
+
     try:
         sys.stdout.write(json.dumps({"error": err}, indent=2, ensure_ascii=True) + "\n")
         sys.stdout.flush()
