@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,18 @@ def test_verify_of_a_legacy_backup_imports_what_it_uses(tmp_path: Path) -> None:
     assert "importlib.metadata" not in mods
     # the probe did run the verb (a verify that failed early would import less)
     assert {"influx_archive.tsm.reader", "influx_archive.meta.files", "influx_archive.archive.sources.legacy"} <= mods
+
+
+def test_build_tsi_of_a_server_root_imports_what_it_uses(tmp_path: Path) -> None:
+    """build-tsi writes its segments and log files with struct (tsm/tsi1/format.py's Construct
+    definitions are made on first use), and the restore package only serves --owner."""
+    root = tmp_path / "live"
+    shutil.copytree(REPO / "fixtures" / "live", root)
+    mods = _imported(tmp_path, "build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"), "--force")
+    assert _command_modules(mods) == {"tsi_cmd"}
+    assert "influx_archive.tsm.tsi1.seriesfile" in mods  # it did run
+    assert not HEAVY & mods, HEAVY & mods
+    assert not {m for m in mods if m.startswith(OPS + "restore")}
 
 
 def test_verbs_table_is_what_the_modules_register() -> None:
