@@ -139,6 +139,16 @@ def test_build_tsi_of_a_server_root_imports_what_it_uses(tmp_path: Path) -> None
     assert not {m for m in mods if m.startswith(OPS + "restore")}
 
 
+def test_export_of_a_small_backup_forks_no_workers(tmp_path: Path) -> None:
+    """Below SERIAL_BELOW bytes of shards export runs in-process: no multiprocessing, no pool, no spool."""
+    out = tmp_path / "out.lp"
+    mods = _imported(tmp_path, "export", str(LEGACY), "--out", str(out))
+    assert out.stat().st_size > 0
+    assert _command_modules(mods) == {"export_cmd"}
+    assert not HEAVY & mods, HEAVY & mods
+    assert not {"concurrent.futures", "influx_archive.archive.spools"} & mods
+
+
 def test_verbs_table_is_what_the_modules_register() -> None:
     """Names (in --help order), modules, hidden flags and one-line helps of cli/verbs.py are the
     registered commands' own; a command module not in the table fails here too."""
