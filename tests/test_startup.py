@@ -93,6 +93,7 @@ def test_root_help_and_version_import_no_verb(tmp_path: Path) -> None:
         assert _command_modules(mods) == set(), args
         assert not {m for m in mods if m.startswith(OPS) or m == OPS[:-1]}, args
         assert not (HEAVY | READING) & mods, (args, (HEAVY | READING) & mods)
+        assert not {"json", "dataclasses", "influx_archive.archive.progress"} & mods, args
 
 
 def test_the_version_is_the_distributions() -> None:
