@@ -26,7 +26,9 @@ Conventions every verb follows:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import signal
 import sys
@@ -131,6 +133,20 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@contextlib.contextmanager
+def paused_collector():
+    """Start-up imports (a verb's module, the operations it runs): many new objects and no cyclic
+    garbage, so the cycle collector is paused meanwhile (as cli/main.py does for the app) and
+    restored as found after."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def tool_version() -> str:
@@ -480,9 +496,10 @@ def _run(argv: Optional[list[str]]) -> None:
     for note in notes:
         say(f"note: {note}")
     verb = _verb_named(args)
-    if verb is not None:
-        load_verb(verb)  # this verb's module only (see .verbs); any other name: click says "No such command"
-    command = typer.main.get_command(app)
+    with paused_collector():
+        if verb is not None:
+            load_verb(verb)  # this verb's module only (see .verbs); any other name: click says "No such command"
+        command = typer.main.get_command(app)
     try:
         args = check_habits(command, args, say)
     except ArchiveError as exc:

@@ -243,10 +243,13 @@ def test_another_verbs_flag_is_refused_as_when_every_verb_is_imported(verb: str)
 
 @pytest.mark.parametrize("before", ["enabled", "disabled"])
 def test_the_cycle_collector_is_as_it_was_after_the_import(before: str) -> None:
-    """cli/main.py pauses the cycle collector while it imports the app (start-up), and leaves it
-    as it found it: on for every run, off for a caller that had turned it off."""
-    script = ("import gc, sys\nif sys.argv[1] == 'disabled': gc.disable()\n"
-              "import influx_archive.cli.main\nprint(gc.isenabled())\n")
-    proc = subprocess.run([sys.executable, "-c", script, before], capture_output=True, text=True, cwd=REPO,
-                          timeout=120, check=True)
-    assert proc.stdout.strip() == str(before == "enabled")
+    """cli/main.py pauses the cycle collector while it imports the app, and a run while it imports
+    the verb's modules (start-up); each leaves it as it found it: on for every run, off for a
+    caller that had turned it off."""
+    script = ("import contextlib, gc, io, sys\nif sys.argv[1] == 'disabled': gc.disable()\n"
+              "from influx_archive.cli.main import main\nprint(gc.isenabled())\n"
+              "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+              "    main(['verify', sys.argv[2]])\nprint(gc.isenabled())\n")
+    proc = subprocess.run([sys.executable, "-c", script, before, str(LEGACY)], capture_output=True, text=True,
+                          cwd=REPO, timeout=120, check=True)
+    assert proc.stdout.split() == [str(before == "enabled")] * 2
