@@ -152,6 +152,8 @@ def build_meta_nn(blob: bytes, node_json: bytes = fmt.OSS_NODE_JSON) -> bytes:
 @message("backup_util.PortableData")
 @dataclass(slots=True)
 class _PortableData:
+    """``backup_util.PortableData``: the metastore blob of a portable ``.meta`` file."""
+
     data: bytes = required(1, "Data", Kind.BYTES, b"")
     max_node_id: int = required(2, "MaxNodeID", Kind.UINT64, 0)
     unknown: bytes = b""

@@ -67,6 +67,8 @@ SERIAL_BELOW = 4 << 20
 
 @dataclass
 class VerifyReport:
+    """What :func:`verify` checked (files, blocks, bytes; ``--deep``: values) and found."""
+
     source: Source | None
     findings: list[Finding] = field(default_factory=list)
     files: int = 0

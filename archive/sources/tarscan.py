@@ -53,6 +53,8 @@ def tar_error(path: str, member: str | None, exc: BaseException, offset: int | N
 
 @dataclass
 class TarMember:
+    """A usable member of a shard tar: its name, what it names, where its data is."""
+
     name: str  # full member name
     parts: tuple[str, str, int, str]  # db, rp, id, file
     size: int
