@@ -101,6 +101,8 @@ CODES = frozenset({
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem found (or left out by ``--salvage``): severity, message, where, stable code."""
+
     severity: str
     message: str
     path: str | None = None

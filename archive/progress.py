@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Progress:
+    """One progress event: a ``start`` (with its total), an ``advance`` by some units, an ``end``."""
+
     kind: str  # "start" | "advance" | "end"
     advance: int = 0
     total: int | None = None

@@ -26,8 +26,9 @@ Conventions every verb follows:
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
+import gc
 import os
 import signal
 import sys
@@ -134,6 +135,20 @@ app = typer.Typer(
 )
 
 
+@contextlib.contextmanager
+def paused_collector():
+    """Start-up imports (a verb's module, the operations it runs): many new objects and no cyclic
+    garbage, so the cycle collector is paused meanwhile (as cli/main.py does for the app) and
+    restored as found after."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def tool_version() -> str:
     """The version of influx-archive (the distribution's: pyproject.toml reads the same constant)."""
     from ..archive import __version__
@@ -197,6 +212,8 @@ def emit_json(obj) -> None:
     if isinstance(obj, dict) and isinstance(obj.get("findings"), list):
         note_left_out(obj["findings"])
     State.json_written = True
+    import json  # --json runs only (start-up)
+
     text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
     try:
         sys.stdout.write(text)
@@ -412,6 +429,8 @@ def _json_error(code: str, exit_code: int, message: str, exc: Optional[BaseExcep
     if isinstance(exc, ArchiveError):  # the message without its location, which gets fields of its own
         err.update(message=display_text(exc.message), path=display_path(exc.path), member=exc.member,
                    offset=exc.offset, field=exc.field)
+    import json
+
     try:
         sys.stdout.write(json.dumps({"error": err}, indent=2, ensure_ascii=True) + "\n")
         sys.stdout.flush()
@@ -477,9 +496,10 @@ def _run(argv: Optional[list[str]]) -> None:
     for note in notes:
         say(f"note: {note}")
     verb = _verb_named(args)
-    if verb is not None:
-        load_verb(verb)  # this verb's module only (see .verbs); any other name: click says "No such command"
-    command = typer.main.get_command(app)
+    with paused_collector():
+        if verb is not None:
+            load_verb(verb)  # this verb's module only (see .verbs); any other name: click says "No such command"
+        command = typer.main.get_command(app)
     try:
         args = check_habits(command, args, say)
     except ArchiveError as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from ..archive.progress import Progress
+if TYPE_CHECKING:  # an annotation only: --help and --version need no dataclasses (start-up)
+    from ..archive.progress import Progress
 
 
 class ProgressBars:

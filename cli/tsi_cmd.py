@@ -25,9 +25,12 @@ def _plan_text(plan) -> str:
 
 def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, json_out) -> None:
     from ..archive.ops.buildtsi import build_tsi, plan_build_tsi
-    from ..archive.ops.restore import parse_owner
 
-    owner_ids = parse_owner(owner) if owner else None
+    owner_ids = None
+    if owner:
+        from ..archive.ops.restore import parse_owner  # the whole restore package: only for --owner
+
+        owner_ids = parse_owner(owner)
     if dry_run:
         result = build_tsi(
             datadir, waldir, database=database, retention_policy=retention, shard_id=shard, force=force, dry_run=True

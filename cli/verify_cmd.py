@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..archive.errors import EXIT_DAMAGED, escape
-from .app import app, emit_json, example, progress_bars
+from .app import app, emit_json, example, paused_collector, progress_bars
 
 
 @app.command(epilog=example(
@@ -35,8 +35,9 @@ def verify(
     tars), TSM headers, indexes and every block CRC, tombstones, WAL framing. One line per finding
     (severity: message [file F, member M, offset N]). Exit 0 when no error was found, 1 otherwise.
     """
-    from ..archive.errors import UsageError
-    from ..archive.ops.verify import verify as verify_source
+    with paused_collector():  # start-up
+        from ..archive.errors import UsageError
+        from ..archive.ops.verify import verify as verify_source
 
     given = [n for n, v in (("SRC", src), ("--host", host), ("--dir", dir_)) if v is not None]
     if len(given) != 1:

@@ -16,7 +16,6 @@ orders ``meta.NN`` numerically and ignores ``.pending`` files (docs/formats.md#i
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import re
 import struct
@@ -30,7 +29,6 @@ from influx_archive.archive.errors import (
     TruncatedError,
     UsageError,
 )
-from influx_archive.archive.output import write_file_atomically
 from influx_archive.archive.untrusted import read_small
 
 from . import format as fmt
@@ -79,6 +77,8 @@ def write_meta_db(
         decode_data(blob)
     else:
         raise UsageError(f"write_meta_db: expected Data or bytes, got {type(data).__name__}")
+    from influx_archive.archive.output import write_file_atomically  # writers only (start-up of the readers)
+
     write_file_atomically(path, blob, mode=mode, replace=overwrite)
 
 
@@ -152,6 +152,8 @@ def build_meta_nn(blob: bytes, node_json: bytes = fmt.OSS_NODE_JSON) -> bytes:
 @message("backup_util.PortableData")
 @dataclass(slots=True)
 class _PortableData:
+    """``backup_util.PortableData``: the metastore blob of a portable ``.meta`` file."""
+
     data: bytes = required(1, "Data", Kind.BYTES, b"")
     max_node_id: int = required(2, "MaxNodeID", Kind.UINT64, 0)
     unknown: bytes = b""
@@ -311,6 +313,8 @@ def parse_manifest(text: str | bytes, *, path: PathLike | None = None) -> Manife
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FormatError(f"manifest is not UTF-8: {exc.reason}", path=path, offset=exc.start) from None
+    import json  # portable manifests only (start-up of every other run)
+
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:

@@ -61,6 +61,8 @@ class NodeInfo:
 @message("meta.ShardOwner")
 @dataclass(slots=True)
 class ShardOwner:
+    """``meta.ShardOwner``: a node holding a copy of the shard (OSS: the one node)."""
+
     node_id: int = required(1, "NodeID", _U64, 0)
     unknown: bytes = b""
 
@@ -68,6 +70,8 @@ class ShardOwner:
 @message("meta.ShardInfo")
 @dataclass(slots=True)
 class ShardInfo:
+    """``meta.ShardInfo``: one shard of a shard group (``owner_ids``: deprecated field 2, as found)."""
+
     id: int = required(1, "ID", _U64, 0)
     owner_ids: list[int] = repeated(2, "OwnerIDs", _U64)
     owners: list[ShardOwner] = repeated(3, "Owners", _MSG, ShardOwner)
@@ -77,6 +81,8 @@ class ShardInfo:
 @message("meta.ShardGroupInfo")
 @dataclass(slots=True)
 class ShardGroupInfo:
+    """``meta.ShardGroupInfo``: the shards of one time range of a retention policy."""
+
     id: int = required(1, "ID", _U64, 0)
     start_time: int = required(2, "StartTime", _I64, 0)
     end_time: int = required(3, "EndTime", _I64, 0)
@@ -132,6 +138,8 @@ def shard_group_sort_key(group: ShardGroupInfo) -> tuple[int, int, int, int]:
 @message("meta.SubscriptionInfo")
 @dataclass(slots=True)
 class SubscriptionInfo:
+    """``meta.SubscriptionInfo``: where influxd copies a retention policy's writes."""
+
     name: str = required(1, "Name", _STR, "")
     mode: str = required(2, "Mode", _STR, "")  # "ALL" or "ANY"
     destinations: list[str] = repeated(3, "Destinations", _STR)
@@ -141,6 +149,8 @@ class SubscriptionInfo:
 @message("meta.RetentionPolicyInfo")
 @dataclass(slots=True)
 class RetentionPolicyInfo:
+    """``meta.RetentionPolicyInfo``: a retention policy, its shard groups and subscriptions."""
+
     name: str = required(1, "Name", _STR, "")
     duration: int = required(2, "Duration", _I64, 0)  # ns, 0 = infinite
     shard_group_duration: int = required(3, "ShardGroupDuration", _I64, 0)  # ns
@@ -153,6 +163,8 @@ class RetentionPolicyInfo:
 @message("meta.ContinuousQueryInfo")
 @dataclass(slots=True)
 class ContinuousQueryInfo:
+    """``meta.ContinuousQueryInfo``: a continuous query, as its ``CREATE`` statement."""
+
     name: str = required(1, "Name", _STR, "")
     query: str = required(2, "Query", _STR, "")
     unknown: bytes = b""
@@ -161,6 +173,8 @@ class ContinuousQueryInfo:
 @message("meta.DatabaseInfo")
 @dataclass(slots=True)
 class DatabaseInfo:
+    """``meta.DatabaseInfo``: a database, its retention policies and continuous queries."""
+
     name: str = required(1, "Name", _STR, "")
     default_retention_policy: str = required(2, "DefaultRetentionPolicy", _STR, "")
     retention_policies: list[RetentionPolicyInfo] = repeated(
@@ -182,6 +196,8 @@ class DatabaseInfo:
 @message("meta.UserPrivilege")
 @dataclass(slots=True)
 class UserPrivilege:
+    """``meta.UserPrivilege``: a user's :class:`Privilege` on one database."""
+
     database: str = required(1, "Database", _STR, "")
     privilege: int = required(2, "Privilege", Kind.INT32, 0)  # see Privilege
     unknown: bytes = b""
@@ -190,6 +206,8 @@ class UserPrivilege:
 @message("meta.UserInfo")
 @dataclass(slots=True)
 class UserInfo:
+    """``meta.UserInfo``: a user (bcrypt hash, admin flag, privileges in file order)."""
+
     name: str = required(1, "Name", _STR, "")
     hash: str = required(2, "Hash", _STR, "")  # bcrypt text, "$2a$10$..."
     admin: bool = required(3, "Admin", Kind.BOOL, False)

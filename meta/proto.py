@@ -98,6 +98,8 @@ class FieldSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MessageSpec:
+    """A message's name and field specs (``_proto_spec`` of its class, made by :func:`message`)."""
+
     name: str  # e.g. "meta.Data"
     fields: tuple[FieldSpec, ...]  # sorted by field number
     by_number: dict[int, FieldSpec]
@@ -141,7 +143,7 @@ def message(name: str) -> Callable[[type], type]:
             if spec is not None:
                 wire_type = WT_VARINT if spec.kind in _VARINT_KINDS else WT_LEN
                 key = encode_varint(spec.number << 3 | wire_type)
-                specs.append(dataclasses.replace(spec, attr=f.name, key=key))
+                specs.append(FieldSpec(spec.number, spec.name, spec.kind, spec.label, spec.message, f.name, key))
             elif f.name != "unknown":
                 raise TypeError(f"{cls.__name__}.{f.name} has no protobuf field spec")
         specs.sort(key=lambda s: s.number)

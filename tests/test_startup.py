@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,16 +43,33 @@ HEAVY = frozenset({
 })
 #: not needed by --help / --version / a verb's --help, where nothing is read
 READING = frozenset({"concurrent.futures", "tarfile", "importlib.metadata", "influx_archive.archive.sources"})
+#: what verify of a small legacy backup (plain tars, TSM files and tombstones, no WAL, no --json)
+#: never uses: each is imported where the kind of source, file or option that needs it is met
+NOT_FOR_A_LEGACY_VERIFY = frozenset({
+    "json",  # --json, portable manifests
+    "concurrent.futures",  # a thread pool: not for a few MB of shards (SERIAL_BELOW)
+    "logging",  # (concurrent.futures imports it)
+    "cramjam",  # snappy: string blocks and WAL entries only
+    "gzip", "isal.igzip", "tempfile",  # .tar.gz shards
+    "influx_archive.tsm.wal",
+    "influx_archive.archive.sources.sealed",
+    "influx_archive.archive.sources.portable",
+    "influx_archive.archive.timefmt",
+    "influx_archive.archive.spools",
+    "influx_archive.archive.output",  # writers only
+})
 
 _PROBE = """
-import json, sys
+import sys
 from influx_archive.cli.main import main
 try:
     main(sys.argv[2:])
 except SystemExit:
     pass
+modules = sorted(sys.modules)
+import json  # after the list is taken: the run itself may not need it
 with open(sys.argv[1], "w") as f:
-    json.dump(sorted(sys.modules), f)
+    json.dump(modules, f)
 """
 
 
@@ -75,6 +93,7 @@ def test_root_help_and_version_import_no_verb(tmp_path: Path) -> None:
         assert _command_modules(mods) == set(), args
         assert not {m for m in mods if m.startswith(OPS) or m == OPS[:-1]}, args
         assert not (HEAVY | READING) & mods, (args, (HEAVY | READING) & mods)
+        assert not {"json", "dataclasses", "influx_archive.archive.progress"} & mods, args
 
 
 def test_the_version_is_the_distributions() -> None:
@@ -103,9 +122,32 @@ def test_verify_of_a_legacy_backup_imports_what_it_uses(tmp_path: Path) -> None:
     assert _command_modules(mods) == {"verify_cmd"}
     assert {m for m in mods if m.startswith(OPS)} <= {OPS + "verify", OPS + "tsmcopy"}
     assert not HEAVY & mods, HEAVY & mods
+    assert not NOT_FOR_A_LEGACY_VERIFY & mods, NOT_FOR_A_LEGACY_VERIFY & mods
     assert "importlib.metadata" not in mods
     # the probe did run the verb (a verify that failed early would import less)
     assert {"influx_archive.tsm.reader", "influx_archive.meta.files", "influx_archive.archive.sources.legacy"} <= mods
+
+
+def test_build_tsi_of_a_server_root_imports_what_it_uses(tmp_path: Path) -> None:
+    """build-tsi writes its segments and log files with struct (tsm/tsi1/format.py's Construct
+    definitions are made on first use), and the restore package only serves --owner."""
+    root = tmp_path / "live"
+    shutil.copytree(REPO / "fixtures" / "live", root)
+    mods = _imported(tmp_path, "build-tsi", "--datadir", str(root / "data"), "--waldir", str(root / "wal"), "--force")
+    assert _command_modules(mods) == {"tsi_cmd"}
+    assert "influx_archive.tsm.tsi1.seriesfile" in mods  # it did run
+    assert not HEAVY & mods, HEAVY & mods
+    assert not {m for m in mods if m.startswith(OPS + "restore")}
+
+
+def test_export_of_a_small_backup_forks_no_workers(tmp_path: Path) -> None:
+    """Below SERIAL_BELOW bytes of shards export runs in-process: no multiprocessing, no pool, no spool."""
+    out = tmp_path / "out.lp"
+    mods = _imported(tmp_path, "export", str(LEGACY), "--out", str(out))
+    assert out.stat().st_size > 0
+    assert _command_modules(mods) == {"export_cmd"}
+    assert not HEAVY & mods, HEAVY & mods
+    assert not {"concurrent.futures", "influx_archive.archive.spools"} & mods
 
 
 def test_verbs_table_is_what_the_modules_register() -> None:
@@ -197,3 +239,17 @@ def test_another_verbs_flag_is_refused_as_when_every_verb_is_imported(verb: str)
                               capture_output=True, text=True, cwd=REPO, timeout=120)
         assert (lazy.returncode, lazy.stdout, lazy.stderr) == (code, out, err), line
         assert code == 2, line
+
+
+@pytest.mark.parametrize("before", ["enabled", "disabled"])
+def test_the_cycle_collector_is_as_it_was_after_the_import(before: str) -> None:
+    """cli/main.py pauses the cycle collector while it imports the app, and a run while it imports
+    the verb's modules (start-up); each leaves it as it found it: on for every run, off for a
+    caller that had turned it off."""
+    script = ("import contextlib, gc, io, sys\nif sys.argv[1] == 'disabled': gc.disable()\n"
+              "from influx_archive.cli.main import main\nprint(gc.isenabled())\n"
+              "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+              "    main(['verify', sys.argv[2]])\nprint(gc.isenabled())\n")
+    proc = subprocess.run([sys.executable, "-c", script, before, str(LEGACY)], capture_output=True, text=True,
+                          cwd=REPO, timeout=120, check=True)
+    assert proc.stdout.split() == [str(before == "enabled")] * 2

@@ -25,6 +25,28 @@ def test_intact_fixtures_verify_clean(name, fixtures_dir, cli) -> None:
     assert doc["ok"] and doc["findings"] == [] and doc["blocks"] > 0
 
 
+@pytest.mark.parametrize("name", ["legacy", "portable", "live", "portable_range_db2"])
+def test_the_thread_pool_reports_what_one_thread_does(name, fixtures_dir, monkeypatch) -> None:
+    """A small source is checked shard after shard on one thread (SERIAL_BELOW: start-up), a
+    larger one on a thread pool: the same report either way, damage included."""
+    from influx_archive.archive.ops import verify as module
+
+    pools = []
+    original = module.map_on_cores
+
+    def counting(fn, items):
+        pools.append(1)
+        return original(fn, items)
+
+    monkeypatch.setattr(module, "map_on_cores", counting)
+    one_thread = verify(fixtures_dir / name, deep=True).to_dict()
+    assert pools == []
+    monkeypatch.setattr(module, "SERIAL_BELOW", 0)
+    pooled = verify(fixtures_dir / name, deep=True).to_dict()
+    assert pools == [1]
+    assert pooled == one_thread
+
+
 def test_influxd_truncated_range_tar_is_an_error(fixtures_dir, cli) -> None:
     proc = cli("verify", str(fixtures_dir / "portable_range_db2"))
     assert proc.returncode == 1

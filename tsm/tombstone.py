@@ -287,6 +287,8 @@ def _cut_record(name: _Name, member_offset: int, at: int, have: int, klen: int) 
 
 @dataclass(slots=True)
 class _Member:
+    """One gzip member of a v3/v4 tombstone file, as far as it could be read."""
+
     offset: int
     content: bytes
     end: int  # file offset after the member (or after what exists of it)

@@ -30,6 +30,7 @@ is raised (exit 3), as every other verb does.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,6 @@ from ...meta.model import decode_data
 from ...tsm.block import check_block_order, decode_block
 from ...tsm.reader import TSMReader
 from ...tsm.tombstone import read_tombstones
-from ...tsm.wal import WALCorruption, WriteEntry, iter_wal
 from ..errors import ArchiveError, FormatError, UnsupportedError, UsageError
 from ..findings import (
     ERROR,
@@ -55,15 +55,20 @@ from ..findings import (
 from ..progress import ProgressCallback, Reporter
 from ..sources import ShardFile, Source, open_source
 from ..sources.legacy import LEGACY_META_RE
-from ..sources.portable import manifest_file_name
 from ..sources.tarscan import REFUSED_MEMBER
 from ..threads import map_on_cores
 from ..untrusted import read_small
 from .tsmcopy import checked_chunks
 
+#: Below this many bytes of shard files the shards are checked one after the other in this thread:
+#: a thread pool (its import and start, ~5 ms) costs more than the cores save on so little.
+SERIAL_BELOW = 4 << 20
+
 
 @dataclass
 class VerifyReport:
+    """What :func:`verify` checked (files, blocks, bytes; ``--deep``: values) and found."""
+
     source: Source | None
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
@@ -97,10 +102,10 @@ def verify(
     host: str | None = None,
 ) -> VerifyReport:
     """Check ``path`` (or the running influxd at ``host``, HOST:PORT of its snapshotter port)."""
-    from ..sources.sealed import is_zstd_file, verify_sealed
-
     sealed_findings: list[Finding] = []
-    if path is not None and is_zstd_file(path):
+    if path is not None and _is_sealed(path):
+        from ..sources.sealed import verify_sealed
+
         # a sealed archive: every member against its manifest first (sizes, sha256, zstd frames);
         # the backup inside is then checked like a directory, shard by shard, without extracting
         sealed_findings, nfiles, nbytes = verify_sealed(path)
@@ -118,7 +123,8 @@ def verify(
         report = VerifyReport(src, sealed_findings + [_as_verify_finding(f) for f in src.findings])
         _check_metastores(src, report)
         rep = Reporter(progress, label="verify")
-        rep.start(sum(f.size for s in src.shards for f in s.files + s.wal))
+        total = sum(f.size for s in src.shards for f in s.files + s.wal)
+        rep.start(total)
         lock = threading.Lock()
 
         def advance(n: int) -> None:
@@ -142,7 +148,7 @@ def verify(
         shards = [s for s in src.shards if s.files or s.wal]
         src.expect(shards)
         try:
-            parts = map_on_cores(check_shard, shards)
+            parts = [check_shard(s) for s in shards] if total < SERIAL_BELOW else map_on_cores(check_shard, shards)
         finally:
             rep.end()
         for shard, part in zip(shards, parts):
@@ -165,6 +171,19 @@ def verify(
             report.findings.extend(found)
             report.files += nfiles
         return report
+
+
+def _is_sealed(path: str | os.PathLike[str]) -> bool:
+    """:func:`~..sources.sealed.is_zstd_file`, whose module (and what it imports) is only loaded
+    for a regular file: a directory, the usual source, is never one."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    from ..sources.sealed import is_zstd_file
+
+    return is_zstd_file(path)
 
 
 def verify_files(
@@ -214,6 +233,8 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
                 except ArchiveError as exc:
                     report.findings.append(Finding.from_error(exc))
     elif src.kind == "portable":
+        from ..sources.portable import manifest_file_name
+
         for mpath in src.manifests:
             try:
                 man = metafiles.parse_manifest(read_small(Path(mpath), MAX_META_FILE_SIZE), path=mpath)
@@ -294,6 +315,8 @@ def _deep_block(key: bytes, btype: int, e, data: bytes) -> int:
 
 
 def _check_wal(stream, f: ShardFile, report: VerifyReport, deep: bool = False) -> None:
+    from ...tsm.wal import WALCorruption, WriteEntry, iter_wal  # only sources with a WAL (start-up)
+
     report.files += 1
     report.bytes += f.size
     try:

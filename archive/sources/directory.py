@@ -8,12 +8,23 @@ from ..errors import SourceError
 from .legacy import LEGACY_META_RE, open_legacy
 from .live import open_live
 from .ondisk import DiskSource, listdir
-from .portable import PORTABLE_MANIFEST_RE, open_portable
+
+
+def _is_manifest(name: str) -> bool:
+    """``*.manifest``, or what :data:`~.portable.PORTABLE_MANIFEST_RE` matches (a name with a
+    ``.manifest`` in it: the portable module is only imported for such a directory)."""
+    if name.endswith(".manifest"):
+        return True
+    if ".manifest" not in name:
+        return False
+    from .portable import PORTABLE_MANIFEST_RE
+
+    return PORTABLE_MANIFEST_RE.match(name) is not None
 
 
 def open_dir(p: Path, salvage: bool = False, prescanned: dict | None = None) -> DiskSource:
     names = listdir(p)
-    manifests = [n for n in names if PORTABLE_MANIFEST_RE.match(n) or n.endswith(".manifest")]
+    manifests = [n for n in names if _is_manifest(n)]
     metas = [n for n in names if LEGACY_META_RE.match(n)]
     has_live = (p / "meta").is_dir() and (p / "data").is_dir()
     kinds = [k for k, present in (("portable", manifests), ("legacy", metas), ("live", has_live)) if present]
@@ -22,6 +33,8 @@ def open_dir(p: Path, salvage: bool = False, prescanned: dict | None = None) -> 
             "directory mixes several source kinds (" + ", ".join(kinds) + "); point at one of them", path=str(p)
         )
     if manifests:
+        from .portable import open_portable  # its manifest and timestamp parsing: portable backups only
+
         return open_portable(p, [p / n for n in manifests], salvage, prescanned)
     if metas:
         return open_legacy(p, names, salvage, prescanned)

@@ -87,6 +87,8 @@ class ShardFile:
 
 @dataclass
 class Shard:
+    """One shard of a source: where it belongs (database, retention policy, shard group) and its files."""
+
     database: str
     retention_policy: str
     id: int

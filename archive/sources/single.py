@@ -13,7 +13,6 @@ from ..untrusted import read_small
 from .legacy import LEGACY_META_RE
 from .model import Shard, ShardFile, fill_from_meta
 from .ondisk import DiskSource, add_tar_shard
-from .portable import open_portable
 
 
 def open_file(p: Path, salvage: bool = False) -> DiskSource:
@@ -47,6 +46,8 @@ def open_file(p: Path, salvage: bool = False) -> DiskSource:
         src.meta_origin = str(p)
         fill_from_meta(src)
     elif name.endswith(".manifest"):
+        from .portable import open_portable
+
         portable = open_portable(p.parent, [p], salvage)
         portable.kind = "file"
         portable.file_kind = "manifest"

@@ -12,10 +12,8 @@ else is reported as a finding and ignored (links, devices, FIFOs and unsafe name
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +53,8 @@ def tar_error(path: str, member: str | None, exc: BaseException, offset: int | N
 
 @dataclass
 class TarMember:
+    """A usable member of a shard tar: its name, what it names, where its data is."""
+
     name: str  # full member name
     parts: tuple[str, str, int, str]  # db, rp, id, file
     size: int
@@ -117,22 +117,27 @@ def scan_shard_tar(
 
 
 try:  # ISA-L's igzip inflates TSM data about 2.4x faster than zlib (same gzip, same errors)
-    from isal import igzip as _gzip_impl
     from isal.isal_zlib import error as _IsalError
 
     # isal's stub types its error as an instance; it is the exception class
     GZIP_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error,
                                                     cast(type[BaseException], _IsalError))
+    _ISAL = True
 except ImportError:  # pragma: no cover - exercised only where isal is missing
-    _gzip_impl = gzip  # type: ignore[assignment,misc]
     GZIP_ERRORS = (OSError, EOFError, zlib.error)
+    _ISAL = False
 
 
 def gzip_open(path: str) -> BinaryIO:
     """A .gz file opened for reading (ISA-L when available); damage raises one of GZIP_ERRORS.
     Anything but a regular file is refused first (see :func:`.untrusted.open_regular`)."""
     open_regular(path).close()
-    return _gzip_impl.open(path, "rb")  # type: ignore[return-value]
+    # imported here: a legacy backup's plain tars need neither (start-up)
+    if _ISAL:
+        from isal import igzip as impl
+    else:  # pragma: no cover - exercised only where isal is missing
+        import gzip as impl  # type: ignore[no-redef]
+    return impl.open(path, "rb")  # type: ignore[return-value]
 
 
 class _Limited:
@@ -244,6 +249,8 @@ def member_offset(base: BinaryIO, f: ShardFile) -> int:
 def spool_gzip(path: str, tmpdir: str | None, salvage: bool = False) -> Iterator[BinaryIO]:
     """Decompress a .tar.gz into an anonymous temporary file; yields it open for reading.
     With ``salvage`` a damaged stream keeps what decompressed before the damage."""
+    import tempfile
+
     with tempfile.TemporaryFile(dir=tmpdir, prefix="influx-archive-spool-") as tmp:
         try:
             with gzip_open(path) as src:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cramjam
-
 from ...archive.errors import FormatError, TruncatedError
 from . import varint
 
@@ -34,6 +32,8 @@ _WHAT = "string value section"
 
 def encode(values: Sequence[bytes]) -> bytes:
     """Section for ``values`` (byte strings, non-empty list)."""
+    import cramjam  # here, not at the top: a run that meets no string block never loads it (start-up)
+
     parts = []
     for v in values:
         parts.append(varint.encode(len(v)))
@@ -58,6 +58,8 @@ def decode(section: bytes | memoryview, count: int, *, base: int = 0) -> list[by
         raise FormatError(
             f"{_WHAT}: {ulen} payload bytes cannot hold the block's {count} values", offset=base + 1, field="values"
         )
+    import cramjam
+
     try:
         payload = bytes(cramjam.snappy.decompress_raw(compressed))
     except cramjam.DecompressionError as e:

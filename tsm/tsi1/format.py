@@ -41,21 +41,7 @@ from __future__ import annotations
 import mmap
 import re
 import struct
-
-from construct import (
-    Array,
-    Const,
-    GreedyBytes,
-    Int8ub,
-    Int16ub,
-    Int32ub,
-    Int64sb,
-    Int64ub,
-    Prefixed,
-    Struct,
-    VarInt,
-    this,
-)
+from typing import Any
 
 #: what the readers take: a file's bytes or its memory map
 Buffer = bytes | bytearray | memoryview | mmap.mmap
@@ -115,33 +101,8 @@ def partition_of_id(series_id: int) -> int:
     return (series_id - 1) % SERIES_PARTITION_N
 
 
-SegmentHeader = Struct("magic" / Const(SEGMENT_MAGIC), "version" / Int8ub)
-
-#: the fixed part of an entry; an insert is followed by a :data:`SeriesKey`
-EntryHeader = Struct("flag" / Int8ub, "id" / Int64ub)
+#: the fixed part of an entry (:data:`EntryHeader`); an insert is followed by a :data:`SeriesKey`
 ENTRY_HEADER = struct.Struct(">BQ")
-
-Tag = Struct("key" / Prefixed(Int16ub, GreedyBytes), "value" / Prefixed(Int16ub, GreedyBytes))
-
-#: series file key (``AppendSeriesKey``): size-prefixed body
-SeriesKeyBody = Struct(
-    "name" / Prefixed(Int16ub, GreedyBytes),
-    "tag_n" / VarInt,
-    "tags" / Array(this.tag_n, Tag),
-)
-SeriesKey = Prefixed(VarInt, SeriesKeyBody)
-
-MapPosition = Struct("offset" / Int64sb, "size" / Int64sb)
-SeriesIndexHeader = Struct(
-    "magic" / Const(INDEX_MAGIC),
-    "version" / Int8ub,
-    "max_series_id" / Int64ub,
-    "max_offset" / Int64sb,
-    "count" / Int64ub,
-    "capacity" / Int64sb,
-    "key_id_map" / MapPosition,
-    "id_offset_map" / MapPosition,
-)
 INDEX_ELEM = struct.Struct(">QQ")
 
 # ---- tsi1 index ----------------------------------------------------------------------------
@@ -181,15 +142,7 @@ LOG_FLAGS = (
     LOG_TAG_VALUE_TOMBSTONE,
 )
 
-#: one log entry without its checksum (the bytes the CRC covers)
-LogEntryBody = Struct(
-    "flag" / Int8ub,
-    "series_id" / VarInt,
-    "name" / Prefixed(VarInt, GreedyBytes),
-    "key" / Prefixed(VarInt, GreedyBytes),
-    "value" / Prefixed(VarInt, GreedyBytes),
-)
-LogEntry = Struct("body" / LogEntryBody, "checksum" / Int32ub)
+#: a log entry's checksum (:data:`LogEntry`)
 CHECKSUM = struct.Struct(">I")
 
 
@@ -199,62 +152,139 @@ def log_file_name(file_id: int) -> str:
 
 INDEX_FILE_MAGIC = b"TSI1"
 INDEX_FILE_VERSION = 1
-Section = Struct("offset" / Int64sb, "size" / Int64sb)
-IndexFileTrailer = Struct(
-    "measurement_block" / Section,
-    "series_id_set" / Section,
-    "tombstone_series_id_set" / Section,
-    "series_sketch" / Section,
-    "tombstone_series_sketch" / Section,
-    "version" / Int16ub,
-)
 INDEX_FILE_TRAILER_SIZE = 82
 
 MEASUREMENT_BLOCK_VERSION = 1
 MEASUREMENT_TOMBSTONE = 0x01
-MeasurementBlockTrailer = Struct(
-    "data" / Section,
-    "hash_index" / Section,
-    "sketch" / Section,
-    "tombstone_sketch" / Section,
-    "version" / Int16ub,
-)
 MEASUREMENT_BLOCK_TRAILER_SIZE = 66
 #: the data section starts with one zero byte (``MeasurementFillSize``)
 MEASUREMENT_FILL_SIZE = 1
-#: one measurement element: flag, tag block (offset, size), name, series count, series data
-MeasurementElem = Struct(
-    "flag" / Int8ub,
-    "tag_block" / Struct("offset" / Int64ub, "size" / Int64ub),
-    "name" / Prefixed(VarInt, GreedyBytes),
-    "series_n" / VarInt,
-    "series_data" / Prefixed(VarInt, GreedyBytes),
-)
 #: the fixed head of :data:`MeasurementElem` (flag, tag block offset, size), read by hand
 MEASUREMENT_ELEM_HEAD = struct.Struct(">BQQ")
 
 TAG_BLOCK_VERSION = 1
 TAG_KEY_TOMBSTONE = 0x01
 TAG_VALUE_TOMBSTONE = 0x01
-TagBlockTrailer = Struct(
-    "value_data" / Section,
-    "key_data" / Section,
-    "hash_index" / Section,
-    "size" / Int64sb,
-    "version" / Int16ub,
-)
 TAG_BLOCK_TRAILER_SIZE = 58
-TagKeyElem = Struct(
-    "flag" / Int8ub,
-    "data" / Struct("offset" / Int64ub, "size" / Int64ub),
-    "hash_index" / Struct("offset" / Int64ub, "size" / Int64ub),
-    "key" / Prefixed(VarInt, GreedyBytes),
-)
 #: the fixed head of :data:`TagKeyElem` (flag, data offset, size, hash index offset, size)
 TAG_KEY_ELEM_HEAD = struct.Struct(">BQQQQ")
-TagValueElem = Struct(
-    "flag" / Int8ub,
-    "value" / Prefixed(VarInt, GreedyBytes),
-    "series_n" / VarInt,
-    "series_data" / Prefixed(VarInt, GreedyBytes),
-)
+
+
+# --- the Construct definitions: made on first use (importing construct is ~40 ms of start-up that
+# the readers and writers, which use the struct formats above, do not need) ----------------------
+SegmentHeader: Any  # a segment file's header: ``SEGMENT_MAGIC`` + version
+EntryHeader: Any  # the fixed part of a series file entry (:data:`ENTRY_HEADER`)
+Tag: Any  # one tag of a series file key
+SeriesKeyBody: Any  # series file key (``AppendSeriesKey``) without its size prefix
+SeriesKey: Any  # series file key (``AppendSeriesKey``): size-prefixed body
+MapPosition: Any  # (offset, size) of one of a series index's maps
+SeriesIndexHeader: Any  # the header of a series ``index`` file
+LogEntryBody: Any  # one log entry without its checksum (the bytes the CRC covers)
+LogEntry: Any  # one log entry: body + CRC-32 (:data:`CHECKSUM`)
+Section: Any  # (offset, size) of a section of an index file or block
+IndexFileTrailer: Any  # an index file's trailer (:data:`INDEX_FILE_TRAILER_SIZE` bytes)
+MeasurementBlockTrailer: Any  # a measurement block's trailer (:data:`MEASUREMENT_BLOCK_TRAILER_SIZE` bytes)
+MeasurementElem: Any  # one measurement element: flag, tag block (offset, size), name, series count, series data
+TagBlockTrailer: Any  # a tag block's trailer (:data:`TAG_BLOCK_TRAILER_SIZE` bytes)
+TagKeyElem: Any  # one tag key element (head: :data:`TAG_KEY_ELEM_HEAD`)
+TagValueElem: Any  # one tag value element
+_CONSTRUCT_NAMES = frozenset({"SegmentHeader", "EntryHeader", "Tag", "SeriesKeyBody", "SeriesKey",
+    "MapPosition", "SeriesIndexHeader", "LogEntryBody", "LogEntry", "Section", "IndexFileTrailer",
+    "MeasurementBlockTrailer", "MeasurementElem", "TagBlockTrailer", "TagKeyElem", "TagValueElem"})
+
+
+def _construct_definitions() -> dict[str, Any]:
+    from construct import (
+        Array,
+        Const,
+        GreedyBytes,
+        Int8ub,
+        Int16ub,
+        Int32ub,
+        Int64sb,
+        Int64ub,
+        Prefixed,
+        Struct,
+        VarInt,
+        this,
+    )
+
+    SegmentHeader = Struct("magic" / Const(SEGMENT_MAGIC), "version" / Int8ub)
+    EntryHeader = Struct("flag" / Int8ub, "id" / Int64ub)
+    Tag = Struct("key" / Prefixed(Int16ub, GreedyBytes), "value" / Prefixed(Int16ub, GreedyBytes))
+    SeriesKeyBody = Struct(
+        "name" / Prefixed(Int16ub, GreedyBytes),
+        "tag_n" / VarInt,
+        "tags" / Array(this.tag_n, Tag),
+    )
+    SeriesKey = Prefixed(VarInt, SeriesKeyBody)
+    MapPosition = Struct("offset" / Int64sb, "size" / Int64sb)
+    SeriesIndexHeader = Struct(
+        "magic" / Const(INDEX_MAGIC),
+        "version" / Int8ub,
+        "max_series_id" / Int64ub,
+        "max_offset" / Int64sb,
+        "count" / Int64ub,
+        "capacity" / Int64sb,
+        "key_id_map" / MapPosition,
+        "id_offset_map" / MapPosition,
+    )
+    LogEntryBody = Struct(
+        "flag" / Int8ub,
+        "series_id" / VarInt,
+        "name" / Prefixed(VarInt, GreedyBytes),
+        "key" / Prefixed(VarInt, GreedyBytes),
+        "value" / Prefixed(VarInt, GreedyBytes),
+    )
+    LogEntry = Struct("body" / LogEntryBody, "checksum" / Int32ub)
+    Section = Struct("offset" / Int64sb, "size" / Int64sb)
+    IndexFileTrailer = Struct(
+        "measurement_block" / Section,
+        "series_id_set" / Section,
+        "tombstone_series_id_set" / Section,
+        "series_sketch" / Section,
+        "tombstone_series_sketch" / Section,
+        "version" / Int16ub,
+    )
+    MeasurementBlockTrailer = Struct(
+        "data" / Section,
+        "hash_index" / Section,
+        "sketch" / Section,
+        "tombstone_sketch" / Section,
+        "version" / Int16ub,
+    )
+    MeasurementElem = Struct(
+        "flag" / Int8ub,
+        "tag_block" / Struct("offset" / Int64ub, "size" / Int64ub),
+        "name" / Prefixed(VarInt, GreedyBytes),
+        "series_n" / VarInt,
+        "series_data" / Prefixed(VarInt, GreedyBytes),
+    )
+    TagBlockTrailer = Struct(
+        "value_data" / Section,
+        "key_data" / Section,
+        "hash_index" / Section,
+        "size" / Int64sb,
+        "version" / Int16ub,
+    )
+    TagKeyElem = Struct(
+        "flag" / Int8ub,
+        "data" / Struct("offset" / Int64ub, "size" / Int64ub),
+        "hash_index" / Struct("offset" / Int64ub, "size" / Int64ub),
+        "key" / Prefixed(VarInt, GreedyBytes),
+    )
+    TagValueElem = Struct(
+        "flag" / Int8ub,
+        "value" / Prefixed(VarInt, GreedyBytes),
+        "series_n" / VarInt,
+        "series_data" / Prefixed(VarInt, GreedyBytes),
+    )
+    return {k: v for k, v in locals().items() if k in _CONSTRUCT_NAMES}
+
+
+def __getattr__(name: str) -> Any:
+    """The Construct definitions above (PEP 562): built, with construct imported, on first access."""
+    if name in _CONSTRUCT_NAMES:
+        globals().update(_construct_definitions())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -315,7 +315,9 @@ class SeriesFile:
 
 
 def segment_bytes_header() -> bytes:
-    return cast(bytes, fmt.SegmentHeader.build({"version": fmt.SEGMENT_VERSION}))
+    """:data:`~.format.SegmentHeader` of a new segment, built by hand: every build-tsi run writes
+    one, and the Construct definitions are not worth importing construct for (start-up)."""
+    return fmt.SEGMENT_MAGIC + bytes((fmt.SEGMENT_VERSION,))
 
 
 def entry_bytes(flag: int, series_id: int, key: bytes = b"") -> bytes:
