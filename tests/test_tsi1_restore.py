@@ -119,6 +119,7 @@ def _verify_seriesfiles(data: Path) -> None:
         assert proc.returncode == 0 and "lvl=error" not in out and out.count("Verifying partition") == 8, out
 
 
+@pytest.mark.interop  # influx_inspect reads what landed
 @pytest.mark.parametrize("name,extra", [("legacy", ()), ("portable", ()), ("live", ("--waldir",))])
 def test_same_as_restore_then_build_tsi(name, extra, tmp_path, fixtures_dir, truth, cli) -> None:
     """What restore --index tsi1 lands is what restore + build-tsi give (series per shard, read by
@@ -151,6 +152,7 @@ def _series_ids(data: Path, db: str) -> dict[bytes, int]:
     return {k: i for i, k in sf.SeriesFile(data / db / "_series").series()}
 
 
+@pytest.mark.interop  # influx_inspect reads what landed
 @pytest.mark.parametrize("how", ["auto", "tsi1", "config"])
 def test_merge_extends_the_series_file(how, tmp_path, fixtures_dir, cli) -> None:
     """db2 merged into a tsi1 db1: db1's series keep their ids, db2's are appended; the shards not
@@ -236,6 +238,7 @@ def test_failure_at_every_step_leaves_the_target(step, tmp_path, fixtures_dir, m
     assert tree_state(tmp_path) == before
 
 
+@pytest.mark.interop  # influx_inspect reads what landed
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_at_every_step_is_undone_by_the_next_run(step, tmp_path, fixtures_dir, monkeypatch) -> None:
     root = _merge_target(tmp_path, fixtures_dir)
