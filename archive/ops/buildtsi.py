@@ -205,15 +205,12 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
                 for _name, corruption in cache.corruptions:
                     if corruption.resume is not None:
                         raise corruption.error
-        out = []
-        last = None
-        for key in ShardReader(layers, cache).keys():
-            s = series_of(key)
-            if s != last:
-                out.append(s)
-                last = s
-        out = sorted(set(out))
-        return out
+        series: set[bytes] = set()
+        fast = core.series_of_keys if core is not None else None
+        for keys in ShardReader(layers, cache).key_lists():
+            got = fast(keys) if fast is not None else None
+            series.update(got if got is not None else map(series_of, keys))
+        return sorted(series)
     finally:
         for r in opened:
             r.close()
@@ -295,7 +292,7 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> str | None:
     this tool). Under tsi1 with a ``fields.idx`` present, such a measurement's points are not
     served (influxd itself has the same problem natively); without ``fields.idx`` influxd
     rebuilds the field list from the data under the key-parser name and serves them."""
-    if not os.path.exists(os.path.join(shard_dir, "fields.idx")):
+    if b"\\" not in b"".join(keys) or not os.path.exists(os.path.join(shard_dir, "fields.idx")):
         return None
     odd = sorted(
         {serieskey.parse_key(k)[0] for k in keys if b"\\" in k and _write_path_name(k) != serieskey.parse_key(k)[0]}
@@ -312,6 +309,10 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> str | None:
 
 def _keyed(keys: list[bytes], where: str) -> list[tuple[bytes, bytes]]:
     """(line key, series file key) of each key, checked."""
+    if core is not None:
+        got = core.keyed_series(keys)  # None: some key is not plain, the Python path decides all
+        if got is not None:
+            return got
     out = []
     fast = core.series_file_key if core is not None else None
     for k in keys:

@@ -267,6 +267,10 @@ def extend_series_file(
 
 def shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], where: str) -> list[list[int]]:
     """Series ids of the shard's (line key, series file key) pairs, by tsi1 partition."""
+    if core is not None:
+        got = core.shard_partitions(keys, ids)  # None: a key is missing, raised below
+        if got is not None:
+            return got
     parts: list[list[int]] = [[] for _ in range(tfmt.INDEX_PARTITION_N)]
     seen: set[int] = set()
     get, mask, h = ids.get, tfmt.INDEX_PARTITION_N - 1, sum64  # tindex.index_partition, inlined (hot)
