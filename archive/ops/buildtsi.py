@@ -435,30 +435,34 @@ def build_shard_index(
     recover_series_file(db_dir)
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
     existing = sfmod.SeriesFile(live) if os.path.isdir(live) else None
-    sfile, _added = _db_series(db_dir, existing, [keys], owner, progress)
-    parts = shard_partitions(keys, _all_ids(sfile), shard)
+    _sfile, _added, ids = _db_series(db_dir, existing, [keys], owner, progress)
+    parts = shard_partitions(keys, ids, shard)
     install_index(shard, parts, owner, replace=force)
     return len(keys)
 
 
 def _db_series(
     db_dir: str, sfile: sfmod.SeriesFile | None, shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
-) -> tuple[sfmod.SeriesFile, int]:
+) -> tuple[sfmod.SeriesFile, int, dict[bytes, int]]:
     """The database's series file (``sfile``: the live one as read, or None) holding every key of
-    ``shard_keys`` ((line key, series file key) pairs; extended when needed), and how many series
-    were added."""
+    ``shard_keys`` ((line key, series file key) pairs; extended when needed), how many series
+    were added, and its ids (:func:`series_ids`)."""
     new: list[bytes] = []
     have = _all_ids(sfile) if sfile is not None else {}
     seen: set[bytes] = set()
     for keys in shard_keys:
+        missing = {sk for _k, sk in keys}.difference(have)  # usually none: the ordered loop is skipped
+        if not missing:
+            continue
         for _k, sk in keys:
-            if sk in seen or sk in have:
+            if sk in seen or sk not in missing:
                 continue
             seen.add(sk)
             new.append(sk)
     if new or sfile is None:
         sfile = extend_series_file(db_dir, sfile, new, owner, progress)
-    return sfile, len(new)
+        have = _all_ids(sfile)
+    return sfile, len(new), have
 
 
 def build_tsi(
@@ -523,8 +527,7 @@ def build_tsi(
         #    and its bytes do not depend on the order (tests/test_tsi1_speed.py compares)
         with _ShardWriters(jobs if jobs is not None else _JOBS, rep) as writers:
             for db, db_dir, shards, keysets, sfile in work:
-                sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
-                ids = _all_ids(sfile)
+                sfile, plan.new_series[db], ids = _db_series(db_dir, sfile, keysets, owner, progress)
                 for s, keys in zip(shards, keysets):
                     parts = shard_partitions(keys, ids, s.path)
                     writers.submit(s, parts, owner)
