@@ -268,20 +268,24 @@ fail:
 
 /* shard_partitions(keys, ids) -> list[list[int]] | None: archive/ops/tsiwrite.py
  * shard_partitions for (line key, series file key) pairs and a dict series file key -> id; None
- * when a key is missing from ``ids`` (or anything is not of those types): Python raises. */
+ * when a key is missing from ``ids`` (or anything is not of those types): Python raises. Ids
+ * already placed are skipped through an open-addressing table of the ids (never 0). */
 static PyObject *py_shard_partitions(PyObject *self, PyObject *args) {
     PyObject *keys, *ids;
     if (!PyArg_ParseTuple(args, "OO", &keys, &ids)) return NULL;
     if (!PyList_CheckExact(keys) || !PyDict_CheckExact(ids)) Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    size_t cap = 16;
+    while (cap < (size_t)n * 2) cap <<= 1;
+    uint64_t *seen = PyMem_Calloc(cap, sizeof(uint64_t));
+    if (!seen) return PyErr_NoMemory();
     PyObject *parts = PyList_New(INDEX_PARTITION_N);
-    PyObject *seen = PySet_New(NULL);
-    if (!parts || !seen) goto fail;
+    if (!parts) goto fail;
     for (int p = 0; p < INDEX_PARTITION_N; p++) {
         PyObject *l = PyList_New(0);
         if (!l) goto fail;
         PyList_SET_ITEM(parts, p, l);
     }
-    Py_ssize_t n = PyList_GET_SIZE(keys);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *t = PyList_GET_ITEM(keys, i);
         if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 2) goto none;
@@ -293,25 +297,28 @@ static PyObject *py_shard_partitions(PyObject *self, PyObject *args) {
             goto none;
         }
         if (!PyLong_CheckExact(sid)) goto none;
-        int zero = PyObject_Not(sid);
-        if (zero < 0) goto fail;
-        if (zero) goto none;
-        int had = PySet_Contains(seen, sid);
-        if (had < 0) goto fail;
-        if (had) continue;
-        if (PySet_Add(seen, sid) < 0) goto fail;
+        unsigned long long v = PyLong_AsUnsignedLongLong(sid);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto none;
+        }
+        if (v == 0) goto none;
+        size_t slot = (size_t)((v * P1) >> 20) & (cap - 1);
+        while (seen[slot] != 0 && seen[slot] != v) slot = (slot + 1) & (cap - 1);
+        if (seen[slot] == v) continue;
+        seen[slot] = v;
         uint64_t h = xxh64((const uint8_t *)PyBytes_AS_STRING(k), (size_t)PyBytes_GET_SIZE(k));
         if (PyList_Append(PyList_GET_ITEM(parts, (Py_ssize_t)(h & (INDEX_PARTITION_N - 1))), sid) < 0) goto fail;
     }
-    Py_DECREF(seen);
+    PyMem_Free(seen);
     return parts;
 none:
     Py_XDECREF(parts);
-    Py_XDECREF(seen);
+    PyMem_Free(seen);
     Py_RETURN_NONE;
 fail:
     Py_XDECREF(parts);
-    Py_XDECREF(seen);
+    PyMem_Free(seen);
     return NULL;
 }
 

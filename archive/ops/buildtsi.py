@@ -435,23 +435,32 @@ def build_shard_index(
     recover_series_file(db_dir)
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
     existing = sfmod.SeriesFile(live) if os.path.isdir(live) else None
-    _sfile, _added, ids = _db_series(db_dir, existing, [keys], owner, progress)
-    parts = shard_partitions(keys, ids, shard)
+    _sfile, _added, ids, (parts,) = _db_series(db_dir, existing, [keys], owner, progress)
+    if parts is None:
+        parts = shard_partitions(keys, ids, shard)
     install_index(shard, parts, owner, replace=force)
     return len(keys)
 
 
 def _db_series(
     db_dir: str, sfile: sfmod.SeriesFile | None, shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
-) -> tuple[sfmod.SeriesFile, int, dict[bytes, int]]:
+) -> tuple[sfmod.SeriesFile, int, dict[bytes, int], list[list[list[int]] | None]]:
     """The database's series file (``sfile``: the live one as read, or None) holding every key of
     ``shard_keys`` ((line key, series file key) pairs; extended when needed), how many series
-    were added, and its ids (:func:`series_ids`)."""
+    were added, its ids (:func:`series_ids`), and each shard's ids by index partition where every
+    key of the shard already had one (None elsewhere: :func:`shard_partitions` once extended)."""
     new: list[bytes] = []
     have = _all_ids(sfile) if sfile is not None else {}
     seen: set[bytes] = set()
+    parts: list[list[list[int]] | None] = []
     for keys in shard_keys:
-        missing = {sk for _k, sk in keys}.difference(have)  # usually none: the ordered loop is skipped
+        # usually every key has an id already: the compiled core's partitions say so, and the
+        # ordered loop below (which keeps influxd's id order) is skipped
+        got = core.shard_partitions(keys, have) if core is not None else None
+        parts.append(got)
+        if got is not None:
+            continue
+        missing = {sk for _k, sk in keys}.difference(have)
         if not missing:
             continue
         for _k, sk in keys:
@@ -461,8 +470,8 @@ def _db_series(
             new.append(sk)
     if new or sfile is None:
         sfile = extend_series_file(db_dir, sfile, new, owner, progress)
-        have = _all_ids(sfile)
-    return sfile, len(new), have
+        have = _all_ids(sfile)  # the ids there were are unchanged: so are the partitions above
+    return sfile, len(new), have, parts
 
 
 def build_tsi(
@@ -527,9 +536,10 @@ def build_tsi(
         #    and its bytes do not depend on the order (tests/test_tsi1_speed.py compares)
         with _ShardWriters(jobs if jobs is not None else _JOBS, rep) as writers:
             for db, db_dir, shards, keysets, sfile in work:
-                sfile, plan.new_series[db], ids = _db_series(db_dir, sfile, keysets, owner, progress)
-                for s, keys in zip(shards, keysets):
-                    parts = shard_partitions(keys, ids, s.path)
+                sfile, plan.new_series[db], ids, known = _db_series(db_dir, sfile, keysets, owner, progress)
+                for s, keys, parts in zip(shards, keysets, known):
+                    if parts is None:
+                        parts = shard_partitions(keys, ids, s.path)
                     writers.submit(s, parts, owner)
         rep.end()
         return BuildResult(plan, todo, skipped)
