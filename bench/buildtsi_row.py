@@ -7,7 +7,9 @@ Times ``influx-archive build-tsi`` against ``influx_inspect buildtsi`` exactly a
 :func:`bench.run.measure` does (same commands, same untimed fresh copy of the server root with
 ``peers.copy_root`` and ``peers.wal_dirs_for_shards`` before each run, ours and the peer
 alternating run by run), for iterating on build-tsi without the whole bench. Datasets are those
-of bench/dataset.py (``name`` or ``name-xF``), built first when not cached.
+of bench/dataset.py (``name`` or ``name-xF``), built first when not cached, or the path of a
+stopped server root (``data/``, ``wal/``), such as ``bench/cache/buildtsi-100000`` that
+bench/buildtsi.py writes with influxd.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from run import precompile  # noqa: E402
 
 
 def _dataset(name: str) -> ds.Dataset:
+    if os.path.isdir(os.path.join(name, "data")):  # a stopped server root, e.g. bench/buildtsi.py's cache
+        root = Path(name).resolve()
+        return ds.Dataset(root.name, root, root, root, {})
     base, _, factor = name.partition("-x")
     return ds.scaled(base, int(factor), log=lambda m: None) if factor else ds.build(base, log=lambda m: None)
 
