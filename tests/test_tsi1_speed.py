@@ -182,3 +182,67 @@ def test_read_partition_bulk_path_equals_the_loop(segs, dup, tmp_path, monkeypat
         except Exception as exc:
             slow = type(exc)
     assert fast == slow
+
+
+# ---- build-tsi's per-key loops (archive/ops/buildtsi.py, archive/ops/tsiwrite.py) -----------
+
+COMPOSITE = st.one_of(
+    st.binary(max_size=16),
+    st.tuples(st.binary(max_size=12), st.sampled_from([b"#!~#", b"#!~", b"#!~##!~#"]), st.binary(max_size=6)).map(
+        b"".join
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(COMPOSITE, max_size=30), st.booleans())
+def test_series_of_keys(keys: list[bytes], ordered: bool) -> None:
+    """The series of each key (tsm/keys.py series_of), consecutive repeats once: the same set,
+    and of sorted keys the same list as the reference's dedup."""
+    from influx_archive.tsm.keys import series_of
+
+    if ordered:
+        keys = sorted(set(keys))
+    got = core().series_of_keys(keys)
+    want: list[bytes] = []
+    for k in keys:
+        s = series_of(k)
+        if not want or want[-1] != s:
+            want.append(s)
+    assert got == want
+
+
+def test_series_of_keys_declines_what_is_not_a_list_of_bytes() -> None:
+    assert core().series_of_keys((b"a",)) is None  # type: ignore[arg-type]
+    assert core().series_of_keys([b"a", bytearray(b"b")]) is None  # type: ignore[list-item]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(line_keys(), max_size=12))
+def test_keyed_series(keys: list[bytes]) -> None:
+    """All or nothing: every key's series_file_key, or None as soon as one is declined."""
+    got = core().keyed_series(keys)
+    each = [core().series_file_key(k) for k in keys]
+    if any(s is None for s in each):
+        assert got is None
+    else:
+        assert got == list(zip(keys, each))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=10), st.sampled_from([b"a", b"b", b"c", b"d"])), max_size=30),
+       st.dictionaries(st.sampled_from([b"a", b"b", b"c", b"d"]), st.integers(0, 2**64 - 1), max_size=4))
+def test_shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int]) -> None:
+    """The reference's partitions, or None where it raises (a key missing or with id 0)."""
+    from influx_archive.archive.errors import FormatError
+    from influx_archive.archive.ops import tsiwrite
+
+    got = core().shard_partitions(keys, ids)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(tsiwrite, "core", None)
+        try:
+            want = tsiwrite.shard_partitions(keys, ids, "shard")
+        except FormatError:
+            assert got is None
+            return
+    assert got == want

@@ -1,7 +1,8 @@
 /* Compiled fast paths for the tsi1 formats (docs/formats.md#tsi1): XXH64 (tsm/tsi1/xxhash.py), the
  * series file form of a line-protocol series key (tsm/tsi1/serieskey.py), a series segment's
- * entries (tsm/tsi1/seriesfile.py iter_segment) and a log file of series inserts
- * (tsm/tsi1/index.py log_entry_bytes).
+ * entries (tsm/tsi1/seriesfile.py iter_segment), a log file of series inserts
+ * (tsm/tsi1/index.py log_entry_bytes), and build-tsi's per-key loops over a shard's series
+ * (archive/ops/buildtsi.py shard_series and _keyed, archive/ops/tsiwrite.py shard_partitions).
  *
  * Only the happy path lives here: every function returns None when anything is not exactly as
  * the common case (an escape in a key, a damaged entry, a length out of range), and the Python
@@ -9,6 +10,9 @@
  * compare both on hypothesis inputs (tests/test_tsi1_speed.py).
  */
 #define PY_SSIZE_T_CLEAN
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
@@ -133,11 +137,7 @@ static uint64_t get_uvarint(const uint8_t *p, const uint8_t *end, const uint8_t 
 
 /* series_file_key(line_key) -> bytes | None: parse_key + encode for a key with no backslash and
  * no space whose measurement is not empty and every tag "k=v" has a non-empty value. */
-static PyObject *py_series_file_key(PyObject *self, PyObject *arg) {
-    Py_buffer b;
-    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
-    const uint8_t *k = (const uint8_t *)b.buf;
-    Py_ssize_t n = b.len;
+static PyObject *series_file_key(const uint8_t *k, Py_ssize_t n) {
     PyObject *res = NULL;
     if (n == 0 || n > MAX_KEY_LEN || memchr(k, '\\', (size_t)n) || memchr(k, ' ', (size_t)n)) goto none;
     Py_ssize_t i = 0;
@@ -149,10 +149,7 @@ static PyObject *py_series_file_key(PyObject *self, PyObject *arg) {
     /* body: 2 + name + uvarint(ntags) + per tag 4 + k + v; at most n + 2 + 10 + 4 * ntags */
     size_t cap = (size_t)n + 16 + 4 * (size_t)ntags + 10;
     uint8_t *out = PyMem_Malloc(cap);
-    if (!out) {
-        PyBuffer_Release(&b);
-        return PyErr_NoMemory();
-    }
+    if (!out) return PyErr_NoMemory();
     uint8_t *body = out + 10; /* the size prefix is written in front once known */
     size_t q = 0;
     body[q++] = (uint8_t)(name_len >> 8);
@@ -183,13 +180,146 @@ static PyObject *py_series_file_key(PyObject *self, PyObject *arg) {
     memcpy(body - pl, pre, pl);
     res = PyBytes_FromStringAndSize((const char *)(body - pl), (Py_ssize_t)(q + pl));
     PyMem_Free(out);
-    PyBuffer_Release(&b);
     return res;
 free_none:
     PyMem_Free(out);
 none:
-    PyBuffer_Release(&b);
     Py_RETURN_NONE;
+}
+
+static PyObject *py_series_file_key(PyObject *self, PyObject *arg) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *res = series_file_key((const uint8_t *)b.buf, b.len);
+    PyBuffer_Release(&b);
+    return res;
+}
+
+/* series_of_keys(keys) -> list[bytes] | None: the series key of each composite TSM key (what
+ * precedes the first "#!~#", all of it without one: tsm/keys.py series_of), a series repeated
+ * by consecutive keys given once; None unless ``keys`` is a list of bytes. */
+static PyObject *py_series_of_keys(PyObject *self, PyObject *arg) {
+    if (!PyList_CheckExact(arg)) Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(arg);
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    const char *last = NULL;
+    Py_ssize_t last_n = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(arg, i);
+        if (!PyBytes_CheckExact(key)) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t kn = PyBytes_GET_SIZE(key);
+        const char *sep = memmem(k, (size_t)kn, "#!~#", 4);
+        Py_ssize_t sn = sep ? sep - k : kn;
+        if (sn == last_n && memcmp(k, last, (size_t)sn) == 0) continue;
+        PyObject *series = sn == kn ? (Py_INCREF(key), key) : PyBytes_FromStringAndSize(k, sn);
+        if (!series || PyList_Append(out, series) < 0) {
+            Py_XDECREF(series);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(series);
+        last = PyBytes_AS_STRING(series); /* the list holds it */
+        last_n = sn;
+    }
+    return out;
+}
+
+/* keyed_series(keys) -> list[(line key, series file key)] | None: series_file_key of every line
+ * key of a list of bytes; None as soon as one is declined (the Python path decides all). */
+static PyObject *py_keyed_series(PyObject *self, PyObject *arg) {
+    if (!PyList_CheckExact(arg)) Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(arg);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(arg, i);
+        if (!PyBytes_CheckExact(key)) goto none;
+        PyObject *sk = series_file_key((const uint8_t *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
+        if (!sk) goto fail;
+        if (sk == Py_None) {
+            Py_DECREF(sk);
+            goto none;
+        }
+        PyObject *t = PyTuple_New(2);
+        if (!t) {
+            Py_DECREF(sk);
+            goto fail;
+        }
+        Py_INCREF(key);
+        PyTuple_SET_ITEM(t, 0, key);
+        PyTuple_SET_ITEM(t, 1, sk);
+        PyList_SET_ITEM(out, i, t);
+    }
+    return out;
+none:
+    Py_DECREF(out); /* unset items are NULL: list_dealloc skips them */
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+#define INDEX_PARTITION_N 8
+
+/* shard_partitions(keys, ids) -> list[list[int]] | None: archive/ops/tsiwrite.py
+ * shard_partitions for (line key, series file key) pairs and a dict series file key -> id; None
+ * when a key is missing from ``ids`` (or anything is not of those types): Python raises. Ids
+ * already placed are skipped through an open-addressing table of the ids (never 0). */
+static PyObject *py_shard_partitions(PyObject *self, PyObject *args) {
+    PyObject *keys, *ids;
+    if (!PyArg_ParseTuple(args, "OO", &keys, &ids)) return NULL;
+    if (!PyList_CheckExact(keys) || !PyDict_CheckExact(ids)) Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    size_t cap = 16;
+    while (cap < (size_t)n * 2) cap <<= 1;
+    uint64_t *seen = PyMem_Calloc(cap, sizeof(uint64_t));
+    if (!seen) return PyErr_NoMemory();
+    PyObject *parts = PyList_New(INDEX_PARTITION_N);
+    if (!parts) goto fail;
+    for (int p = 0; p < INDEX_PARTITION_N; p++) {
+        PyObject *l = PyList_New(0);
+        if (!l) goto fail;
+        PyList_SET_ITEM(parts, p, l);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(keys, i);
+        if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 2) goto none;
+        PyObject *k = PyTuple_GET_ITEM(t, 0), *sk = PyTuple_GET_ITEM(t, 1);
+        if (!PyBytes_CheckExact(k) || !PyBytes_CheckExact(sk)) goto none;
+        PyObject *sid = PyDict_GetItemWithError(ids, sk); /* borrowed */
+        if (!sid) {
+            if (PyErr_Occurred()) goto fail;
+            goto none;
+        }
+        if (!PyLong_CheckExact(sid)) goto none;
+        unsigned long long v = PyLong_AsUnsignedLongLong(sid);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto none;
+        }
+        if (v == 0) goto none;
+        size_t slot = (size_t)((v * P1) >> 20) & (cap - 1);
+        while (seen[slot] != 0 && seen[slot] != v) slot = (slot + 1) & (cap - 1);
+        if (seen[slot] == v) continue;
+        seen[slot] = v;
+        uint64_t h = xxh64((const uint8_t *)PyBytes_AS_STRING(k), (size_t)PyBytes_GET_SIZE(k));
+        if (PyList_Append(PyList_GET_ITEM(parts, (Py_ssize_t)(h & (INDEX_PARTITION_N - 1))), sid) < 0) goto fail;
+    }
+    PyMem_Free(seen);
+    return parts;
+none:
+    Py_XDECREF(parts);
+    PyMem_Free(seen);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(parts);
+    PyMem_Free(seen);
+    return NULL;
 }
 
 /* Whether buf[0..n) is a well-formed series file key (serieskey.decode accepts it). */
@@ -350,6 +480,9 @@ static PyMethodDef methods[] = {
     {"series_file_key", py_series_file_key, METH_O, "Series file key of a plain line key, or None."},
     {"scan_segment", py_scan_segment, METH_VARARGS, "Entries of a valid series segment, or None."},
     {"log_inserts", py_log_inserts, METH_O, "tsi1 log entries inserting these series ids, or None."},
+    {"series_of_keys", py_series_of_keys, METH_O, "Series keys of sorted composite TSM keys, or None."},
+    {"keyed_series", py_keyed_series, METH_O, "(line key, series file key) of plain line keys, or None."},
+    {"shard_partitions", py_shard_partitions, METH_VARARGS, "Series ids by tsi1 partition, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -133,6 +133,17 @@ class ShardReader:
                 yield key
                 last = key
 
+    def key_lists(self) -> list[list[bytes]]:
+        """The keys :meth:`keys` merges, one ascending list per source (each file's keys not
+        removed by its tombstones, then the cache's when there is one), not merged: for callers
+        that need the union only, not its order."""
+        out = []
+        for i, (reader, tombs) in enumerate(self.files):
+            out.append(list(reader.keys()) if tombs is None else list(self._live_keys(i)))
+        if self.cache is not None:
+            out.append(list(self.cache.keys()))
+        return out
+
     def _live_keys(self, i: int) -> Iterator[bytes]:
         reader, tombs = self.files[i]
         for key in reader.keys():

@@ -205,15 +205,12 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
                 for _name, corruption in cache.corruptions:
                     if corruption.resume is not None:
                         raise corruption.error
-        out = []
-        last = None
-        for key in ShardReader(layers, cache).keys():
-            s = series_of(key)
-            if s != last:
-                out.append(s)
-                last = s
-        out = sorted(set(out))
-        return out
+        series: set[bytes] = set()
+        fast = core.series_of_keys if core is not None else None
+        for keys in ShardReader(layers, cache).key_lists():
+            got = fast(keys) if fast is not None else None
+            series.update(got if got is not None else map(series_of, keys))
+        return sorted(series)
     finally:
         for r in opened:
             r.close()
@@ -295,7 +292,7 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> str | None:
     this tool). Under tsi1 with a ``fields.idx`` present, such a measurement's points are not
     served (influxd itself has the same problem natively); without ``fields.idx`` influxd
     rebuilds the field list from the data under the key-parser name and serves them."""
-    if not os.path.exists(os.path.join(shard_dir, "fields.idx")):
+    if b"\\" not in b"".join(keys) or not os.path.exists(os.path.join(shard_dir, "fields.idx")):
         return None
     odd = sorted(
         {serieskey.parse_key(k)[0] for k in keys if b"\\" in k and _write_path_name(k) != serieskey.parse_key(k)[0]}
@@ -312,6 +309,10 @@ def _name_mismatch_warning(shard_dir: str, keys: list[bytes]) -> str | None:
 
 def _keyed(keys: list[bytes], where: str) -> list[tuple[bytes, bytes]]:
     """(line key, series file key) of each key, checked."""
+    if core is not None:
+        got = core.keyed_series(keys)  # None: some key is not plain, the Python path decides all
+        if got is not None:
+            return got
     out = []
     fast = core.series_file_key if core is not None else None
     for k in keys:
@@ -434,30 +435,43 @@ def build_shard_index(
     recover_series_file(db_dir)
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
     existing = sfmod.SeriesFile(live) if os.path.isdir(live) else None
-    sfile, _added = _db_series(db_dir, existing, [keys], owner, progress)
-    parts = shard_partitions(keys, _all_ids(sfile), shard)
+    _sfile, _added, ids, (parts,) = _db_series(db_dir, existing, [keys], owner, progress)
+    if parts is None:
+        parts = shard_partitions(keys, ids, shard)
     install_index(shard, parts, owner, replace=force)
     return len(keys)
 
 
 def _db_series(
     db_dir: str, sfile: sfmod.SeriesFile | None, shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
-) -> tuple[sfmod.SeriesFile, int]:
+) -> tuple[sfmod.SeriesFile, int, dict[bytes, int], list[list[list[int]] | None]]:
     """The database's series file (``sfile``: the live one as read, or None) holding every key of
-    ``shard_keys`` ((line key, series file key) pairs; extended when needed), and how many series
-    were added."""
+    ``shard_keys`` ((line key, series file key) pairs; extended when needed), how many series
+    were added, its ids (:func:`series_ids`), and each shard's ids by index partition where every
+    key of the shard already had one (None elsewhere: :func:`shard_partitions` once extended)."""
     new: list[bytes] = []
     have = _all_ids(sfile) if sfile is not None else {}
     seen: set[bytes] = set()
+    parts: list[list[list[int]] | None] = []
     for keys in shard_keys:
+        # usually every key has an id already: the compiled core's partitions say so, and the
+        # ordered loop below (which keeps influxd's id order) is skipped
+        got = core.shard_partitions(keys, have) if core is not None else None
+        parts.append(got)
+        if got is not None:
+            continue
+        missing = {sk for _k, sk in keys}.difference(have)
+        if not missing:
+            continue
         for _k, sk in keys:
-            if sk in seen or sk in have:
+            if sk in seen or sk not in missing:
                 continue
             seen.add(sk)
             new.append(sk)
     if new or sfile is None:
         sfile = extend_series_file(db_dir, sfile, new, owner, progress)
-    return sfile, len(new)
+        have = _all_ids(sfile)  # the ids there were are unchanged: so are the partitions above
+    return sfile, len(new), have, parts
 
 
 def build_tsi(
@@ -522,10 +536,10 @@ def build_tsi(
         #    and its bytes do not depend on the order (tests/test_tsi1_speed.py compares)
         with _ShardWriters(jobs if jobs is not None else _JOBS, rep) as writers:
             for db, db_dir, shards, keysets, sfile in work:
-                sfile, plan.new_series[db] = _db_series(db_dir, sfile, keysets, owner, progress)
-                ids = _all_ids(sfile)
-                for s, keys in zip(shards, keysets):
-                    parts = shard_partitions(keys, ids, s.path)
+                sfile, plan.new_series[db], ids, known = _db_series(db_dir, sfile, keysets, owner, progress)
+                for s, keys, parts in zip(shards, keysets, known):
+                    if parts is None:
+                        parts = shard_partitions(keys, ids, s.path)
                     writers.submit(s, parts, owner)
         rep.end()
         return BuildResult(plan, todo, skipped)

@@ -34,21 +34,6 @@ def listdir(path: str, what: str) -> list[str]:
         raise SourceIOError(f"cannot list source {what}: {exc.strerror}", path=path) from exc
 
 
-def write_file(path: str, data: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from exc
-
-
 def makedir(path: str) -> None:
     try:
         os.mkdir(path, 0o777)
@@ -78,24 +63,70 @@ def rmtree(path: str) -> None:
         raise TargetIOError(f"cannot remove target staging directory: {exc.strerror}", path=path) from exc
 
 
+def _create(path: str, data: bytes) -> int:
+    """Create ``path`` (which must not exist) holding ``data`` and start its writeback; returns
+    the open descriptor, not yet fsynced (:func:`write_index_dir` syncs it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from exc
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if _START_WRITEBACK is not None:
+            # Linux starts writing the dirty pages out here, asynchronously: the fsyncs that follow
+            # then wait for writes already under way together instead of each starting its own
+            _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:
+        os.close(fd)
+        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from exc
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_START_WRITEBACK = getattr(os, "posix_fadvise", None)
+
+
 def write_index_dir(path: str, partitions: list[list[int]]) -> int:
     """Write a complete ``index/`` directory at ``path`` (which must not exist): partition ``p``
     gets a MANIFEST and ``L0-00000001.tsl`` with one series entry per id in ``partitions[p]``, in
-    that order. Everything fsynced. Returns the bytes of log written."""
+    that order. Everything fsynced before this returns: the 16 files (all written first, then
+    each fsynced, so their writeback overlaps), then each partition directory, then ``path``.
+    Returns the bytes of log written."""
     makedir(path)
     total = 0
     name = tfmt.log_file_name(1)
     manifest = tindex.manifest_bytes([name])
+    fds: list[tuple[int, str]] = []
+    try:
+        for p in range(tfmt.INDEX_PARTITION_N):
+            pdir = os.path.join(path, str(p))
+            makedir(pdir)
+            log = core.log_inserts(partitions[p]) if core is not None else None
+            if log is None:
+                log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
+            total += len(log)
+            for fname, data in ((name, log), (tfmt.MANIFEST_NAME, manifest)):
+                fpath = os.path.join(pdir, fname)
+                fds.append((_create(fpath, data), fpath))
+        fds.reverse()
+        while fds:
+            fd, fpath = fds.pop()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise TargetIOError(f"cannot sync target file: {exc.strerror}", path=fpath) from exc
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in fds:
+            os.close(fd)
     for p in range(tfmt.INDEX_PARTITION_N):
-        pdir = os.path.join(path, str(p))
-        makedir(pdir)
-        log = core.log_inserts(partitions[p]) if core is not None else None
-        if log is None:
-            log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
-        total += len(log)
-        write_file(os.path.join(pdir, name), log)
-        write_file(os.path.join(pdir, tfmt.MANIFEST_NAME), manifest)
-        fsync_dir(pdir)
+        fsync_dir(os.path.join(path, str(p)))
     fsync_dir(path)
     return total
 
@@ -168,6 +199,14 @@ def make_stage(path: str) -> None:
     with cleanup.uninterrupted():
         rmtree(path)
         makedir(path)
+        cleanup.track(path, is_dir=True)
+
+
+def claim_stage(path: str) -> None:
+    """Like :func:`make_stage` for a staging directory the caller creates itself (a leftover of a
+    killed run removed first): it is in the temporaries registry before it exists."""
+    with cleanup.uninterrupted():
+        rmtree(path)
         cleanup.track(path, is_dir=True)
 
 
@@ -267,6 +306,10 @@ def extend_series_file(
 
 def shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], where: str) -> list[list[int]]:
     """Series ids of the shard's (line key, series file key) pairs, by tsi1 partition."""
+    if core is not None:
+        got = core.shard_partitions(keys, ids)  # None: a key is missing, raised below
+        if got is not None:
+            return got
     parts: list[list[int]] = [[] for _ in range(tfmt.INDEX_PARTITION_N)]
     seen: set[int] = set()
     get, mask, h = ids.get, tfmt.INDEX_PARTITION_N - 1, sum64  # tindex.index_partition, inlined (hot)
@@ -295,9 +338,8 @@ def install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) 
                 os.rename(os.path.join(shard_dir, name), target)
     if os.path.lexists(target) and not replace:
         raise TargetIOError("target shard already has an index/", path=target)
-    make_stage(stage)
+    claim_stage(stage)  # write_index_dir creates it: registered already, so a signal removes it
     try:
-        os.rmdir(stage)  # write_index_dir creates it: registered already, so a signal removes it
         n = write_index_dir(stage, parts)
         chown_tree(stage, owner)
         swap_in(stage, target, os.path.join(shard_dir, f"{INDEX_OLD}{os.getpid()}"))

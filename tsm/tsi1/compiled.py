@@ -11,7 +11,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-_FUNCTIONS = ("sum64", "series_file_key", "scan_segment", "log_inserts")
+_FUNCTIONS = (
+    "sum64", "series_file_key", "scan_segment", "log_inserts", "series_of_keys", "keyed_series", "shard_partitions"
+)
 
 _loaded: ModuleType | None
 try:
