@@ -46,6 +46,7 @@ def _run(
     start: Optional[str], end: Optional[str], compress_level: int, dry_run: bool, json_out: bool,
     require_kind: Optional[str] = None, salvage: bool = False, force: bool = False,
 ) -> None:
+    from ..archive.ops.convert import unread_shards
     from ..archive.ops.select import Selection
     from ..archive.sources import open_source
     from ..archive.timefmt import parse_time
@@ -53,7 +54,8 @@ def _run(
     sel = Selection(database=database, retention=retention, shard=shard, newdb=newdb, newrp=newrp)
     lo = parse_time(start, option="--start") if start is not None else None
     hi = parse_time(end, option="--end") if end is not None else None
-    with open_source(src, salvage=salvage) as source:
+    # a single portable backup's shards the filters or the window leave out are never inflated
+    with open_source(src, salvage=salvage, unread=unread_shards(sel, lo, hi)) as source:
         _run_source(source, src, dest, sel, lo, hi, to=to, compress_level=compress_level, dry_run=dry_run,
                     json_out=json_out, require_kind=require_kind, force=force)
 

@@ -34,11 +34,12 @@ import concurrent.futures
 import datetime as _dt
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...meta import files as metafiles
-from ...meta.model import Data, encode_data
+from ...meta.model import Data, encode_data, shard_group_range
 from .. import guard
 from ..errors import ArchiveError, SourceError, UsageError
 from ..findings import Finding
@@ -124,6 +125,29 @@ class ConvertResult:
             "warnings": list(self.plan.warnings),
             "findings": [f.to_dict() for f in self.findings],
         }
+
+
+def unread_shards(
+    selection: Selection, start: int | None, end: int | None
+) -> Callable[[Data], set[tuple[str, str, int]]]:
+    """For :func:`~influx_archive.archive.sources.open_source`: the shards :func:`plan_convert`
+    leaves out whatever they hold (a live shard group the filters or the time window exclude), so
+    a single portable backup's other shards are never inflated. A shard of a deleted group, or in
+    no group, is read (its data is reported); one a kept group also lists is read."""
+
+    def pick(meta: Data) -> set[tuple[str, str, int]]:
+        out: set[tuple[str, str, int]] = set()
+        kept: set[tuple[str, str, int]] = set()
+        for ref in meta.iter_shards():
+            key = (ref.db.name, ref.rp.name, ref.shard.id)
+            wanted = selection.keeps(*key) and window_overlaps(shard_group_range(ref.group), start, end)
+            if ref.group.deleted or wanted:
+                kept.add(key)
+            else:
+                out.add(key)
+        return out - kept
+
+    return pick
 
 
 def _overlaps(shard: Shard, start: int | None, end: int | None) -> bool:

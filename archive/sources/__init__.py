@@ -36,14 +36,20 @@ from .model import OpenShard, Shard, ShardFile, Source, raise_first_error
 from .single import open_file
 
 
-def open_source(path: str | os.PathLike[str] | None, *, salvage: bool = False, host: str | None = None) -> Source:
+def open_source(
+    path: str | os.PathLike[str] | None, *, salvage: bool = False, host: str | None = None, unread=None,
+) -> Source:
     """Recognise ``path`` and build its :class:`Source` model (reads metadata and tar listings only).
 
     ``salvage``: a damaged shard tar is recorded as an error finding (``Source.findings``) and the
     members read intact before the damage are used, instead of failing. Without it the first
     error finding is raised (:class:`~influx_archive.archive.errors.FormatError`).
 
-    ``host`` (``HOST:PORT``, influxd's snapshotter port) instead of ``path``: the running server."""
+    ``host`` (``HOST:PORT``, influxd's snapshotter port) instead of ``path``: the running server.
+
+    ``unread(meta) -> {(db, rp, shard id)}``: shards the caller will not read, which a single
+    portable backup then neither inflates nor lists (a convert's filters and time window,
+    :func:`~influx_archive.archive.ops.convert.unread_shards`)."""
     if host is not None:
         if path is not None:
             raise UsageError("give a source path or --host, not both")
@@ -56,7 +62,7 @@ def open_source(path: str | os.PathLike[str] | None, *, salvage: bool = False, h
     if not p.exists():
         raise SourceError("no such file or directory", path=str(p))
     if p.is_dir():
-        src = open_dir(p, salvage, {})
+        src = open_dir(p, salvage, {}, unread)
     elif p.is_file():
         from .sealed import is_zstd_file, open_sealed
 

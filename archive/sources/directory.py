@@ -22,7 +22,8 @@ def _is_manifest(name: str) -> bool:
     return PORTABLE_MANIFEST_RE.match(name) is not None
 
 
-def open_dir(p: Path, salvage: bool = False, prescanned: dict | None = None) -> DiskSource:
+def open_dir(p: Path, salvage: bool = False, prescanned: dict | None = None, unread=None) -> DiskSource:
+    """``unread``: see :func:`.portable.open_portable` (portable backups only)."""
     names = listdir(p)
     manifests = [n for n in names if _is_manifest(n)]
     metas = [n for n in names if LEGACY_META_RE.match(n)]
@@ -35,7 +36,7 @@ def open_dir(p: Path, salvage: bool = False, prescanned: dict | None = None) -> 
     if manifests:
         from .portable import open_portable  # its manifest and timestamp parsing: portable backups only
 
-        return open_portable(p, [p / n for n in manifests], salvage, prescanned)
+        return open_portable(p, [p / n for n in manifests], salvage, prescanned, unread)
     if metas:
         return open_legacy(p, names, salvage, prescanned)
     if has_live:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
-from ...meta.model import decode_data
+from ...meta.model import Data, decode_data
 from ..errors import ArchiveError, FormatError, show
 from ..findings import ERROR, MANIFEST_DUPLICATE_ENTRY, MANIFEST_FILE_MISSING, MANIFEST_FILE_UNREADABLE, Finding
 from ..threads import map_on_cores
@@ -26,8 +27,13 @@ PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$", re.ASCII)
 
 
 def open_portable(
-    p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: dict | None = None
+    p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: dict | None = None,
+    unread: Callable[[Data], set[tuple[str, str, int]]] | None = None,
 ) -> DiskSource:
+    """``unread``: given the metastore, the shards the caller will not read (a convert's filters
+    and time window leave them out). With a single manifest their ``.tar.gz`` files are not
+    inflated and the shards are left out of the model; with increments every file is read (a
+    range increment is recognised across shards, see :func:`.model.mark_range_increments`)."""
     src = DiskSource("portable", str(p), salvage=salvage, prescanned=prescanned or {})
     # Oldest first, so later manifests layer on top (docs/formats.md; we take the union).
     manifest_paths = sorted(manifest_paths, key=lambda q: q.name)
@@ -45,6 +51,7 @@ def open_portable(
     blob, _max_node = metafiles.parse_portable_meta(read_small(meta_path, MAX_META_FILE_SIZE), path=str(meta_path))
     src.meta = decode_data(blob, path=str(meta_path))
     src.meta_origin = str(meta_path)
+    skipped = unread(src.meta) if unread is not None and len(parsed) == 1 else set()
     # What each manifest entry asks for, in order; the .tar.gz files are then inflated and listed
     # on every core (zlib and ISA-L release the GIL) and registered in this same order.
     steps: list[tuple] = []
@@ -72,13 +79,15 @@ def open_portable(
                     ERROR, f"shard file listed by the manifest cannot be read: {why}", path=str(fp),
                     code=MANIFEST_FILE_UNREADABLE), key))
                 continue
-            steps.append(("tar", fp, inc, key, e.size, _manifest_time(mp)))
+            steps.append(("skip" if key in skipped else "tar", fp, inc, key, e.size, _manifest_time(mp)))
     scans = _scan_gz_tars(
         [(st[1], st[4]) for st in steps if st[0] == "tar" and str(st[1]) not in src.prescanned], salvage
     )
     for st in steps:
         if st[0] == "finding":
             src.findings.append(st[1])
+        elif st[0] == "skip":
+            continue
         elif st[0] == "missing":
             src.findings.append(st[1])
             if st[2] not in src._index():
@@ -94,7 +103,7 @@ def open_portable(
                 src.prescanned[str(fp)] = members
             add_tar_shard(src, fp, gz=True, increment=inc, fallback=key, expected_size=size, set_time=set_time)
     # each shard of a run was asked for after the run's other shard files finished before it
-    date_requests(src.shards, request_windows([(str(st[1]), st[5]) for st in steps if st[0] == "tar"]))
+    date_requests(src.shards, request_windows([(str(st[1]), st[5]) for st in steps if st[0] in ("tar", "skip")]))
     fill_from_meta(src)
     mark_range_increments(src.shards)
     return src
