@@ -140,8 +140,7 @@ def unread_shards(
         kept: set[tuple[str, str, int]] = set()
         for ref in meta.iter_shards():
             key = (ref.db.name, ref.rp.name, ref.shard.id)
-            wanted = selection.keeps(*key) and window_overlaps(shard_group_range(ref.group), start, end)
-            if ref.group.deleted or wanted:
+            if ref.group.deleted or _in_scope(key, False, shard_group_range(ref.group), selection, start, end):
                 kept.add(key)
             else:
                 out.add(key)
@@ -150,8 +149,13 @@ def unread_shards(
     return pick
 
 
-def _overlaps(shard: Shard, start: int | None, end: int | None) -> bool:
-    return window_overlaps((shard.group_start, shard.group_end), start, end)
+def _in_scope(
+    key: tuple[str, str, int], deleted: bool, group: tuple[int | None, int | None], selection: Selection,
+    start: int | None, end: int | None,
+) -> bool:
+    """Whether :func:`plan_convert` may write the shard ``key`` of a group ``(start, end)``: a live
+    group the filters keep and the time window overlaps (whether it holds data is asked apart)."""
+    return not deleted and selection.keeps(*key) and window_overlaps(group, start, end)
 
 
 def _inside(shard: Shard, start: int | None, end: int | None) -> bool:
@@ -193,9 +197,10 @@ def plan_convert(
     for ref in src.meta.iter_shards():  # meta order: RP order, then shard-group order (as influxd)
         key = (ref.db.name, ref.rp.name, ref.shard.id)
         shard = by_key.get(key)
-        if shard is None or ref.group.deleted or not selection.keeps(*key):
+        if shard is None or not _in_scope(key, ref.group.deleted, (shard.group_start, shard.group_end), selection,
+                                          start, end):
             continue
-        if not (shard.tsm_layers() or shard.wal) or not _overlaps(shard, start, end):
+        if not (shard.tsm_layers() or shard.wal):
             continue
         tdb, trp = selection.target_names(ref.db.name, ref.rp.name)
         steps = plan_steps(shard, _inside(shard, start, end))
