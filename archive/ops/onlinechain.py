@@ -27,12 +27,11 @@ from pathlib import Path
 from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
 from ..errors import ArchiveError, show
-from ..sources.legacy import LEGACY_META_RE, RUN_RECORD_RE
+from ..sources.legacy import LEGACY_META_RE, RUN_RECORD_PREFIX, RUN_RECORD_RE
 from ..sources.portable import PORTABLE_MANIFEST_RE
 from ..timefmt import parse_backup_stamp
 from ..untrusted import read_small
 
-RUN_RECORD_PREFIX = ".influx-archive-run."
 CLOCK_MARGIN_NS = 60 * 10**9
 _RECORD_MAX = 4096
 

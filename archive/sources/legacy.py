@@ -28,7 +28,8 @@ LEGACY_META_RE = re.compile(r"^meta\.(\d+)$", re.ASCII)
 #: The run record of a legacy backup run of this tool (archive/ops/onlinechain.py): when the run
 #: started, for later ``--since`` increments. influxd's restore globs ``meta.*`` and ``<db>.*``
 #: only, so it never sees it.
-RUN_RECORD_RE = re.compile(r"^\.influx-archive-run\.(\d{2,})$", re.ASCII)
+RUN_RECORD_PREFIX = ".influx-archive-run."
+RUN_RECORD_RE = re.compile(rf"^{re.escape(RUN_RECORD_PREFIX)}(\d{{2,}})$", re.ASCII)
 # The same shapes with anything where the numbers go: a match here that the ASCII parsing refuses,
 # with a number written in non-ASCII digits, is reported, never taken for another file or shard.
 _LOOSE_META_RE = re.compile(r"^meta\.([^.]+)$")
