@@ -26,9 +26,7 @@ Conventions every verb follows:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import os
 import signal
 import sys
@@ -59,6 +57,7 @@ from ..archive.errors import (
     display_text,
     escape,
 )
+from .collector import paused_collector
 from .flags import check_habits, explain_unknown
 from .inspect_flags import map_inspect_flags
 from .progress import ProgressBars
@@ -133,20 +132,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-@contextlib.contextmanager
-def paused_collector():
-    """Start-up imports (a verb's module, the operations it runs): many new objects and no cyclic
-    garbage, so the cycle collector is paused meanwhile (as cli/main.py does for the app) and
-    restored as found after."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def tool_version() -> str:

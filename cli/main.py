@@ -8,7 +8,7 @@ module has which verb; ``verbs.load_all()`` registers them all).
 
 from __future__ import annotations
 
-import gc
+from .collector import paused_collector
 
 # Start-up: importing typer and the app creates ~17k tracked objects (modules, classes, functions:
 # they live as long as the process) and no cyclic garbage worth collecting. The cycle collector
@@ -16,16 +16,10 @@ import gc
 # every run, more than the import itself spends elsewhere on some verbs): it is paused meanwhile,
 # and what the import made is frozen (gc.freeze: left out of every later pass) before the collector
 # is restored as found. app.run pauses it again while the verb's own modules are imported.
-_collecting = gc.isenabled()
-gc.disable()
-try:
+with paused_collector(freeze=True):
     from typing import Optional
 
     from .app import run
-finally:
-    gc.freeze()
-    if _collecting:
-        gc.enable()
 
 
 def main(argv: Optional[list[str]] = None) -> None:

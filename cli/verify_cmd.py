@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from ..archive.errors import EXIT_DAMAGED, escape
-from .app import app, emit_json, example, paused_collector, progress_bars
+from .app import app, emit_json, example, progress_bars
+from .collector import paused_collector
 
 
 @app.command(epilog=example(
