@@ -8,7 +8,30 @@ module has which verb; ``verbs.load_all()`` registers them all).
 
 from __future__ import annotations
 
-from .collector import paused_collector
+import os
+import signal
+import sys
+import threading
+
+
+def _terminated_at_start_up(signum, frame) -> None:
+    """SIGTERM while the app is still being imported: nothing is open or written yet. Say so and
+    exit 143 as a SIGTERM later in the run does (the default action would end the process
+    without a word, by the signal); ``app.run`` installs the run's own handler."""
+    os.write(2, b"influx-archive: terminated (SIGTERM); nothing was left half-written\n")
+    os._exit(143)
+
+
+# only where this process is the command (the console script, ``python -c``/``-m`` running it):
+# a program importing the package, a test runner say, keeps its own SIGTERM behaviour
+if (
+    os.path.basename(sys.argv[0] if sys.argv else "") in ("influx-archive", "-c", "main.py")
+    and threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+):
+    signal.signal(signal.SIGTERM, _terminated_at_start_up)
+
+from .collector import paused_collector  # noqa: E402  (after the handler: it covers the imports)
 
 # Start-up: importing typer and the app creates ~17k tracked objects (modules, classes, functions:
 # they live as long as the process) and no cyclic garbage worth collecting. The cycle collector

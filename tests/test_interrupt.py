@@ -153,3 +153,28 @@ def test_enospc_is_a_clean_error(tmp_path, fixtures_dir) -> None:
         and "Traceback" not in proc.stderr
     )
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+_SIGTERM_DURING_IMPORT = """
+import importlib.abc, os, signal, sys
+class SignalOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == sys.argv[1]:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+sys.meta_path.insert(0, SignalOnImport())
+from influx_archive.cli.main import main
+main(["build-tsi", "--datadir", sys.argv[2]])
+"""
+
+
+@pytest.mark.parametrize("module", ["influx_archive.cli.collector", "typer", "influx_archive.cli.app",
+                                    "influx_archive.archive.ops.buildtsi"])
+def test_sigterm_during_start_up_exits_143_with_one_line(tmp_path, module) -> None:
+    """A SIGTERM that lands while the app and the verb are still being imported (an operator's
+    stop, a supervisor's timeout) ends the run as any other SIGTERM does: exit 143 and one line,
+    not death by the signal with nothing said (which an online-backup kill test met under load)."""
+    r = subprocess.run([sys.executable, "-c", _SIGTERM_DURING_IMPORT, module, str(tmp_path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 143, (r.returncode, r.stderr)
+    assert r.stderr.splitlines() == ["influx-archive: terminated (SIGTERM); nothing was left half-written"], r.stderr
