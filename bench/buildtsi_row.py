@@ -36,11 +36,14 @@ def _dataset(name: str) -> ds.Dataset:
     return ds.scaled(base, int(factor), log=lambda m: None) if factor else ds.build(base, log=lambda m: None)
 
 
-def row(data: ds.Dataset, tmp: Path, runs: int, inspect: str, before: str | None = None) -> dict[str, peers.Timing]:
+def row(data: ds.Dataset, tmp: Path, runs: int, inspect: str, before: str | None = None,
+        no_series_file: bool = False) -> dict[str, peers.Timing]:
     def prep(name: str):
         def p(i: int) -> None:
             copy_root(data.root, tmp / name)
             peers.wal_dirs_for_shards(tmp / name)
+            if no_series_file:
+                peers.drop_series_files(tmp / name)
         return p
 
     cmds = [
@@ -50,13 +53,22 @@ def row(data: ds.Dataset, tmp: Path, runs: int, inspect: str, before: str | None
                                                       "-waldir", str(tmp / "tb" / "wal")], prepare=prep("tb"),
                 stdin="y\n"),
     ]
+    empty = tmp / "te"
+    (empty / "data").mkdir(parents=True, exist_ok=True)
+    (empty / "wal").mkdir(exist_ok=True)
+    cmds += [  # each side's start-up (bench/results.py subtracts it for the work ratio)
+        Cmd("ours, empty", lambda i: CLI + ["build-tsi", "--datadir", str(empty / "data"), "--waldir",
+                                            str(empty / "wal")]),
+        Cmd("influx_inspect, empty", lambda i: [inspect, "buildtsi", "-datadir", str(empty / "data"), "-waldir",
+                                                str(empty / "wal")], stdin="y\n"),
+    ]
     if before is not None:
         boot = f"import sys; sys.path.insert(0, {before!r}); from influx_archive.cli.main import main; main()"
         cmds.append(Cmd("before", lambda i: [sys.executable, "-c", boot, "build-tsi", "--datadir",
                                              str(tmp / "tc" / "data"), "--waldir", str(tmp / "tc" / "wal")],
                         prepare=prep("tc")))
     got = alternate(runs, cmds)
-    for d in ("ta", "tb", "tc"):
+    for d in ("ta", "tb", "tc", "te"):
         fresh(tmp, d)
     return got
 
@@ -65,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("datasets", nargs="*", default=["full", "random", "full-x10", "random-x10"])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-series-file", action="store_true", help="remove every database's _series from the "
+                    "copies first (a tree restored offline with the inmem index: the series file built from scratch)")
     ap.add_argument("--cache", default=None, help="dataset cache directory (as bench/run.py --cache)")
     ap.add_argument("--before", default=None, metavar="DIR", help="also time the build-tsi of an earlier tree: DIR "
                     "holds influx_archive/{archive,cli,meta,tsm} (links to that tree, its extensions built in place)")
@@ -77,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     base = ds.cache_base()
     with tempfile.TemporaryDirectory(prefix="ia-bench-", dir=base) as tmpd:
         for d in sets:
-            t = row(d, Path(tmpd), args.runs, inspect, args.before)
+            t = row(d, Path(tmpd), args.runs, inspect, args.before, args.no_series_file)
             theirs = t["influx_inspect buildtsi"].seconds
+            so, sp = t.pop("ours, empty").seconds, t.pop("influx_inspect, empty").seconds
+            work = (t["ours"].seconds - so) / max(theirs - sp, 1e-9)
             print(f"{d.mode:12s} " + "  ".join(
                 f"{k} {v.seconds:.3f} s ({', '.join(f'{x:.3f}' for x in v.runs)}) ratio {v.seconds / theirs:.2f}"
-                for k, v in t.items()), flush=True)
+                for k, v in t.items()) + f"  start-up {so:.3f} / {sp:.3f} s, work ratio {work:.2f}", flush=True)
     return 0
 
 

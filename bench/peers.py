@@ -127,6 +127,13 @@ def wal_dirs_for_shards(root: Path) -> None:
             (root / "wal" / shard.relative_to(root / "data")).mkdir(parents=True, exist_ok=True)
 
 
+def drop_series_files(root: Path) -> None:
+    """Remove every database's series file (``data/<db>/_series``): the tree an offline restore
+    with the inmem index leaves, whose series file influxd would create on its first start."""
+    for sdir in (root / "data").glob("*/_series"):
+        shutil.rmtree(sdir)
+
+
 def tree_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size

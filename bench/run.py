@@ -175,27 +175,42 @@ def measure(data: ds.Dataset, tmp: Path, runs: int, inspect: str, log) -> dict:
     for d in ("tr", "pc"):
         fresh(tmp, d)
 
-    # build-tsi against influx_inspect buildtsi, each on a fresh copy of the root (copy untimed)
-    def prep(name: str):
+    # build-tsi against influx_inspect buildtsi, each on a fresh copy of the root (copy untimed);
+    # then on copies without their series files (the tree an offline inmem restore leaves). Each
+    # side also runs on an empty data directory: its start-up, subtracted for the work ratio
+    def prep(name: str, no_series_file: bool):
         def p(i: int) -> None:
             copy_root(data.root, tmp / name)
             peers.wal_dirs_for_shards(tmp / name)
+            if no_series_file:
+                peers.drop_series_files(tmp / name)
         return p
 
-    rec(
-        "build-tsi",
-        alternate(
-            runs,
-            [
-                Cmd("ours", lambda i: CLI + ["build-tsi", "--datadir", str(tmp / "ta" / "data"), "--waldir",
-                                             str(tmp / "ta" / "wal")], prepare=prep("ta")),
-                Cmd("influx_inspect buildtsi", lambda i: [inspect, "buildtsi", "-datadir", str(tmp / "tb" / "data"),
-                                                          "-waldir", str(tmp / "tb" / "wal")], prepare=prep("tb"),
-                    stdin="y\n"),
-            ],
-        ),
-    )
-    for d in ("ta", "tb"):
+    empty = fresh(tmp, "te")
+    (empty / "data").mkdir(parents=True)
+    (empty / "wal").mkdir()
+    for verb, scratch in (("build-tsi", False), ("build-tsi (no _series)", True)):
+        rec(
+            verb,
+            alternate(
+                runs,
+                [
+                    Cmd("ours", lambda i: CLI + ["build-tsi", "--datadir", str(tmp / "ta" / "data"), "--waldir",
+                                                 str(tmp / "ta" / "wal")], prepare=prep("ta", scratch)),
+                    Cmd("influx_inspect buildtsi",
+                        lambda i: [inspect, "buildtsi", "-datadir", str(tmp / "tb" / "data"), "-waldir",
+                                   str(tmp / "tb" / "wal")], prepare=prep("tb", scratch), stdin="y\n"),
+                ] + ([
+                    Cmd("ours, empty data directory",
+                        lambda i: CLI + ["build-tsi", "--datadir", str(empty / "data"), "--waldir",
+                                         str(empty / "wal")]),
+                    Cmd("influx_inspect buildtsi, empty data directory",
+                        lambda i: [inspect, "buildtsi", "-datadir", str(empty / "data"), "-waldir",
+                                   str(empty / "wal")], stdin="y\n"),
+                ] if not scratch else []),
+            ),
+        )
+    for d in ("ta", "tb", "te"):
         fresh(tmp, d)
 
     # report --exact, once the verb exists (branch parity)

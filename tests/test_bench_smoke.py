@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VERBS = ["convert", "export", "verify", "restore", "trim", "build-tsi", "pack", "unpack"]
+VERBS = ["convert", "export", "verify", "restore", "trim", "build-tsi", "build-tsi (no _series)", "pack", "unpack"]
 PEERS = {
     "convert": {"ours", "ours backup", "influxd backup -portable"},
     "export": {"ours", "influx_inspect export"},
     "verify": {"ours", "influx_inspect verify"},
     "restore": {"ours", "tar -x", "tar -x + sync", "influxd restore"},
     "trim": {"ours", "ours convert"},
-    "build-tsi": {"ours", "influx_inspect buildtsi"},
+    "build-tsi": {"ours", "influx_inspect buildtsi", "ours, empty data directory",
+                  "influx_inspect buildtsi, empty data directory"},
+    "build-tsi (no _series)": {"ours", "influx_inspect buildtsi"},
     "report --exact": {"ours", "influx_inspect report -exact"},
     "pack": {"ours"},
     "unpack": {"ours"},
@@ -95,6 +97,8 @@ def test_bench_quick_run_on_tiny_datasets(tmp_path: Path) -> None:
         "export / influx_inspect export (wall), random-tiny", "verify steady state", "restore / (tar -x + sync)",
         "trim inside one shard / convert, tiny-x2", "peak RSS, every verb, at x2", "time at x2",
         "peak RSS at x2", "start-up: verify of a 100 KB backup", "start-up: --help",
+        "build-tsi / influx_inspect buildtsi, tiny", "build-tsi (no _series) / influx_inspect buildtsi, tiny",
+        "build-tsi work / influx_inspect buildtsi work",
     ):
         assert any(r.startswith(prefix) for r in rows), prefix
     met = [line.split("|")[4].strip() for line in proc.stdout.splitlines() if line.startswith("| ") and
