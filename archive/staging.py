@@ -184,3 +184,63 @@ def fsync_dir(directory: str | os.PathLike[str], *, best_effort: bool = False) -
             raise TargetIOError(f"cannot sync the directory: {exc.strerror}", path=directory) from exc
     finally:
         os.close(fd)
+
+
+def fsync_paths(paths: list[str], *, jobs: int = 8) -> None:
+    """fsync every file and directory of ``paths`` (each opened read-only by its path), on up to
+    ``jobs`` threads at once: fsync releases the GIL, and the writeback and journal commits of
+    files synced together overlap (ext4 commits them in one transaction) instead of waiting one
+    after another. Every path is durable when this returns; otherwise the first failure is raised
+    as a TargetIOError naming its path, once the threads running have stopped (those not started
+    are not synced). A file system that cannot sync directories (EINVAL, ENOTSUP) is accepted,
+    as in :func:`fsync_dir`."""
+    import threading
+
+    todo = list(reversed(paths))
+    failed: list[TargetIOError] = []
+    stop: list[bool] = []  # the calling thread is leaving (an exception, a signal): no new syncs
+    lock = threading.Lock()
+
+    def one(path: str) -> None:
+        is_dir = os.path.isdir(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if is_dir else 0))
+        except OSError as exc:
+            raise TargetIOError(f"cannot open the target to sync it: {exc.strerror}", path=path) from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if not (is_dir and exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP)):
+                raise TargetIOError(f"cannot sync target: {exc.strerror}", path=path) from exc
+        finally:
+            os.close(fd)
+
+    def work() -> None:
+        while True:
+            with lock:
+                if failed or stop or not todo:
+                    return
+                path = todo.pop()
+            try:
+                one(path)
+            except TargetIOError as exc:
+                with lock:
+                    failed.append(exc)
+                return
+
+    n = min(jobs, len(todo))
+    if n <= 1:
+        for p in paths:
+            one(p)
+        return
+    threads = [threading.Thread(target=work, name="fsync", daemon=True) for _ in range(n - 1)]
+    for t in threads:
+        t.start()
+    try:
+        work()
+    finally:
+        stop.append(True)
+        for t in threads:
+            t.join()
+    if failed:
+        raise failed[0]

@@ -17,6 +17,7 @@ writes a partition's ``index`` file byte for byte as influxd's ``SeriesPartition
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from ...archive.errors import FormatError, SourceIOError, TargetIOError, TruncatedError
+from ...archive.untrusted import open_regular
 from . import format as fmt
 from . import serieskey
 from .compiled import core
@@ -56,17 +58,39 @@ class _Mapped:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._f = open_regular(path, "series file")
         try:
-            self._f = open(path, "rb")
             self.size = os.fstat(self._f.fileno()).st_size
             self.buf = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
         except OSError as exc:
+            self._f.close()
             raise SourceIOError(f"cannot read source series file: {exc.strerror}", path=path) from exc
+        self.zero_from = _hole_tail(self._f.fileno(), self.size)
 
     def close(self) -> None:
         if isinstance(self.buf, mmap.mmap):
             self.buf.close()
         self._f.close()
+
+
+def _hole_tail(fd: int, size: int) -> int:
+    """Where the hole that runs to the end of the file starts (``size`` when there is none, or the
+    filesystem cannot say). influxd creates segments sparse (``Truncate`` to 4 MiB and more), so
+    the zeros after the entries are usually a hole: checking that they are zeros need not read (or
+    page-fault in) megabytes of them. Two ``lseek`` calls: the first hole, and no data after it."""
+    try:
+        hole = os.lseek(fd, 0, os.SEEK_HOLE)
+        if hole >= size:
+            return size
+        try:
+            os.lseek(fd, hole, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data from ``hole`` to the end
+                return hole
+            return size
+        return size  # data after the first hole: read everything
+    except (OSError, AttributeError):  # no SEEK_HOLE here
+        return size
 
 
 def _all_zero(buf: bytes | mmap.mmap, start: int, end: int) -> int:
@@ -103,7 +127,7 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
             )
         pos = fmt.SEGMENT_HEADER_SIZE
         if core is not None and n:  # the compiled core reads a valid segment whole (None: decide here)
-            fast = core.scan_segment(buf, limit, segment_id, -1 if partition is None else partition)
+            fast = _scan(buf, limit, m.zero_from, segment_id, partition)
             if fast is not None:
                 for flag, sid, off, key in fast:
                     yield SeriesEntry(flag, sid, off, key)
@@ -112,7 +136,7 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
         while pos < limit:
             flag = buf[pos]
             if flag not in (fmt.ENTRY_INSERT, fmt.ENTRY_TOMBSTONE):
-                bad = _all_zero(buf, pos, limit)
+                bad = _all_zero(buf, pos, max(pos, min(limit, m.zero_from)))  # a hole is zeros
                 if bad >= 0:
                     raise FormatError(
                         f"byte {buf[bad]:#04x} after the end of the entries (influxd stops at offset {pos} and would "
@@ -170,6 +194,20 @@ def iter_segment(path: str, segment_id: int, partition: int | None = None) -> It
         m.close()
 
 
+def _scan(
+    buf: bytes | mmap.mmap, limit: int, zero_from: int, segment_id: int, partition: int | None
+) -> list[tuple[int, int, int, bytes | None]] | None:
+    """The compiled core's entries of a segment, or None (the Python path decides). Scanned first
+    only up to ``zero_from`` (the bytes from there on are a hole, zeros): the same entries as the
+    whole ``limit`` whenever that gives any; when not (an entry running into the hole), the whole."""
+    part = -1 if partition is None else partition
+    if zero_from < limit:
+        fast = core.scan_segment(buf, zero_from, segment_id, part)
+        if fast is not None:
+            return cast("list[tuple[int, int, int, bytes | None]]", fast)
+    return cast("list[tuple[int, int, int, bytes | None]] | None", core.scan_segment(buf, limit, segment_id, part))
+
+
 def segment_entries(
     path: str, segment_id: int, partition: int | None = None
 ) -> list[tuple[int, int, int, bytes | None]]:
@@ -181,7 +219,7 @@ def segment_entries(
             buf, n = m.buf, m.size
             if n >= fmt.SEGMENT_HEADER_SIZE and buf[0:4] == fmt.SEGMENT_MAGIC and buf[4] == fmt.SEGMENT_VERSION:
                 limit = min(n, fmt.segment_size(segment_id))
-                fast = core.scan_segment(buf, limit, segment_id, -1 if partition is None else partition)
+                fast = _scan(buf, limit, m.zero_from, segment_id, partition)
                 if fast is not None:
                     return fast
         finally:
@@ -302,7 +340,7 @@ class SeriesFile:
         sid, pos = fmt.split_offset(off)
         for seg in part.segments:
             if seg.id == sid:
-                with open(seg.path, "rb") as f:
+                with open_regular(seg.path, "series segment") as f:
                     f.seek(pos + fmt.ENTRY_HEADER_SIZE)
                     head = f.read(10)
                     r = serieskey.read_uvarint(head, 0, len(head))
@@ -340,20 +378,28 @@ def create_segment(path: str, segment_id: int) -> None:
 
 
 class PartitionWriter:
-    """Appends inserts to one partition directory (whose segments were read into ``part``)."""
+    """Appends inserts to one partition directory (whose segments were read into ``part``).
+    Nothing is fsynced here: ``written`` lists every segment file this writer created or wrote,
+    for the caller to make durable before anything depends on them (a series file's all together,
+    :func:`influx_archive.archive.staging.fsync_paths`)."""
 
     def __init__(self, part: Partition) -> None:
         self.part = part
+        self.written: list[str] = []
         self._fd: int | None = None
         self._buf: list[bytes] = []
         self._buf_n = 0
         if not part.segments:
             os.makedirs(part.path, 0o777, exist_ok=True)
             p = os.path.join(part.path, fmt.segment_name(0))
-            create_segment(p, 0)
+            self._create(p, 0)
             part.segments.append(Segment(0, p, fmt.SEGMENT_HEADER_SIZE, fmt.segment_size(0)))
         self.active = part.segments[-1]
         self._written = self.active.size  # where the buffered entries go
+
+    def _create(self, path: str, segment_id: int) -> None:
+        create_segment(path, segment_id)
+        self.written.append(path)
 
     def _open(self) -> int:
         if self._fd is None:
@@ -390,7 +436,7 @@ class PartitionWriter:
             if nid > fmt.MAX_SEGMENT_ID:
                 raise TargetIOError("series partition has no segment ids left", path=part.path)
             p = os.path.join(part.path, fmt.segment_name(nid))
-            create_segment(p, nid)
+            self._create(p, nid)
             self.active = Segment(nid, p, fmt.SEGMENT_HEADER_SIZE, fmt.segment_size(nid))
             part.segments.append(self.active)
             self._written = self.active.size
@@ -408,14 +454,11 @@ class PartitionWriter:
         return sid
 
     def close_active(self) -> None:
+        """Write out what is buffered and close the active segment (not fsynced: ``written``)."""
         self._flush()
         if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                raise TargetIOError(
-                    f"cannot sync target series segment: {exc.strerror}", path=self.active.path
-                ) from exc
+            if self.active.path not in self.written:
+                self.written.append(self.active.path)
             os.close(self._fd)
             self._fd = None
 
