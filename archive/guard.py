@@ -40,7 +40,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BusyError, TargetError, UsageError
+from .errors import ArchiveError, BusyError, TargetError, UsageError
+from .untrusted import open_regular
 
 LOCK_NAME = ".influx-archive.lock"
 LOCK_MODE = 0o644
@@ -303,9 +304,9 @@ def _influxd_dirs(pid: str) -> list[str]:
         with contextlib.suppress(OSError):
             config = os.path.join(os.readlink(f"/proc/{pid}/cwd"), config)
     try:
-        with open(config, "rb") as f:
+        with open_regular(config, "config file") as f:  # a FIFO there must not stall the check
             text = f.read(MAX_CONFIG_READ).decode("utf-8", "replace")
-    except OSError:
+    except (OSError, ArchiveError):
         return []
     out: list[str] = []
     section = ""

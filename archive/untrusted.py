@@ -51,21 +51,33 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+def _not_regular(mode: int, what: str, path: str) -> FormatError:
+    where = "a regular file" if what == "file" else f"a {what} (a regular file)"
+    return FormatError(f"{kind_of(mode)} stands where {where} must be; never read", path=path)
+
+
+def open_regular(path: str | os.PathLike[str], what: str = "file") -> BinaryIO:
     """``path`` opened for binary reading, refusing anything that is not a regular file (after
     symbolic links are followed) with :class:`FormatError`; an OS refusal (EACCES, ENOENT of a
-    dangling link, EIO) is :class:`SourceIOError`. Never blocks on a FIFO."""
+    dangling link, EIO) is :class:`SourceIOError`. Never blocks on a FIFO. ``what`` names the
+    kind of file in the messages ("series segment", "WAL segment")."""
     p = os.fspath(path)
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if os.path.islink(p) and not os.path.exists(p):
-            raise FormatError("a symbolic link to nothing (dangling) stands where a file must be", path=p) from exc
-        raise SourceIOError(f"source file cannot be opened: {exc.strerror}", path=p) from exc
+            raise FormatError(f"a symbolic link to nothing (dangling) stands where a {what} must be", path=p) from exc
+        try:  # a socket refuses open() with ENXIO: say what stands there, not "no such device"
+            mode = os.stat(p).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            raise _not_regular(mode, what, p) from exc
+        raise SourceIOError(f"source {what} cannot be opened: {exc.strerror}", path=p) from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise FormatError(f"{kind_of(st.st_mode)} stands where a regular file must be; never read", path=p)
+            raise _not_regular(st.st_mode, what, p)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         return os.fdopen(fd, "rb")
     except BaseException:

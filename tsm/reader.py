@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..archive.errors import ArchiveError, ChecksumError, FormatError, TruncatedError, show
+from ..archive.untrusted import open_regular
 from . import block as _block
 from .compiled import core as _compiled  # same index scan; declines (None) whatever this scan refuses
 from .format import tsmfile as fmt
@@ -70,7 +71,7 @@ class TSMReader:
     # ------------------------------------------------------------------ open/close
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> TSMReader:
-        fh = open(path, "rb")
+        fh = open_regular(path, "TSM file")
         try:
             reader = cls(fh, name=os.fspath(path))
         except BaseException:

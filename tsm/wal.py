@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 import cramjam
 
 from ..archive.errors import FormatError, TruncatedError, UnsupportedError, UsageError, show
+from ..archive.untrusted import open_regular
 from .compiled import core as _compiled  # the resynchronisation prefilter; None: the Python one
 from .format import wal as fmt
 
@@ -554,7 +555,7 @@ class Cache:
         """Replay segment files (one shard's WAL directory) in influxd's order."""
         cache = cls()
         for path in sorted((os.fspath(p) for p in paths), key=os.fsencode):
-            with open(path, "rb") as f:
+            with open_regular(path, "WAL segment") as f:
                 cache.replay(f, name=path, strict=strict, salvage=salvage)
         return cache
 

@@ -31,7 +31,7 @@ def _resolve(path: str, series_file: str | None) -> tuple[str | None, str | None
         sfile = sfile or p
     elif os.path.isdir(os.path.join(p, tfmt.SERIES_FILE_DIR)):
         sfile = sfile or os.path.join(p, tfmt.SERIES_FILE_DIR)
-    elif base == tfmt.INDEX_DIR and os.path.isfile(os.path.join(p, "0", tfmt.MANIFEST_NAME)):
+    elif base == tfmt.INDEX_DIR and os.path.lexists(os.path.join(p, "0", tfmt.MANIFEST_NAME)):
         index_dir = p
     elif os.path.isdir(os.path.join(p, tfmt.INDEX_DIR)):
         index_dir = os.path.join(p, tfmt.INDEX_DIR)

@@ -13,7 +13,9 @@ import re
 import stat
 from pathlib import Path
 
+from ..errors import ArchiveError
 from ..staging import fsync_dir, pid_alive
+from ..untrusted import open_regular
 
 #: In an increment's temporary directory: the names (and inodes) about to be linked into the
 #: destination, in order, so that a run killed while linking (SIGKILL, power loss) is undone by the
@@ -54,10 +56,10 @@ def undo_killed_increments(dest: Path) -> list[str]:
             st = os.lstat(dest.parent / sib)
             if st.st_uid != os.geteuid() or not stat.S_ISDIR(st.st_mode):
                 continue
-            with open(journal, "rb") as fh:
+            with open_regular(journal, "journal") as fh:
                 raw = fh.read(_JOURNAL_MAX + 1)
             rows = json.loads(raw) if len(raw) <= _JOURNAL_MAX else None
-        except (OSError, ValueError):
+        except (OSError, ValueError, ArchiveError):
             continue
         if not isinstance(rows, list) or not rows or not all(
                 isinstance(r, dict) and isinstance(r.get("name"), str) and "/" not in r["name"]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...archive.errors import ChecksumError, FormatError, SourceIOError, TruncatedError
+from ...archive.untrusted import open_regular
 from . import format as fmt
 from . import rhh, roaring
 from .serieskey import read_uvarint
@@ -94,7 +95,7 @@ def parse_manifest(data: bytes, path: str | None = None) -> Manifest:
 
 def read_manifest(path: str) -> Manifest:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "MANIFEST") as f:
             data = f.read(fmt.MAX_MANIFEST_SIZE + 1)
     except OSError as exc:
         raise SourceIOError(f"cannot read source MANIFEST: {exc.strerror}", path=path) from exc
@@ -195,10 +196,7 @@ def parse_log(buf: fmt.Buffer, path: str | None = None, base: int = 0) -> Iterat
 
 
 def iter_log_file(path: str) -> Iterator[LogEntry]:
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise SourceIOError(f"cannot read source log file: {exc.strerror}", path=path) from exc
+    f = open_regular(path, "log file")
     with f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
@@ -319,10 +317,7 @@ class IndexFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            self._f = open(path, "rb")
-        except OSError as exc:
-            raise SourceIOError(f"cannot read source index file: {exc.strerror}", path=path) from exc
+        self._f = open_regular(path, "index file")
         self.size = os.fstat(self._f.fileno()).st_size
         try:
             self._buf = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
@@ -503,13 +498,13 @@ class PartitionSummary:
 def read_index_partition(pdir: str, p: int) -> PartitionSummary:
     """One partition ``index/<p>`` of a shard's index: MANIFEST, every log and index file it lists."""
     mpath = os.path.join(pdir, fmt.MANIFEST_NAME)
-    if not os.path.isfile(mpath):
+    if not os.path.lexists(mpath):
         raise FormatError(f"index partition {p} has no MANIFEST", path=pdir)
     summary = PartitionSummary(pdir, read_manifest(mpath))
     # the MANIFEST lists the newest file first (``FileSet.PrependLogFile``)
     for name in reversed(summary.manifest.files):
         fpath = os.path.join(pdir, name)
-        if not os.path.isfile(fpath):
+        if not os.path.lexists(fpath):
             raise FormatError(f"MANIFEST lists {name}, which is missing", path=mpath, field="files")
         added: set[int] = set()
         dropped: set[int] = set()

@@ -23,7 +23,8 @@ import mmap
 import os
 import struct
 
-from ...archive.errors import FormatError, SourceIOError, TruncatedError
+from ...archive.errors import FormatError, TruncatedError
+from ...archive.untrusted import open_regular
 from . import format as fmt
 from . import rhh
 from .seriesfile import Partition, _pow2, segment_entries
@@ -63,10 +64,7 @@ class _Entries:
         if seg is None or pos < fmt.SEGMENT_HEADER_SIZE or pos + fmt.ENTRY_HEADER_SIZE > seg.size:
             return None
         if seg_id not in self.maps:
-            try:
-                f = open(seg.path, "rb")
-            except OSError as exc:
-                raise SourceIOError(f"cannot read source series segment: {exc.strerror}", path=seg.path) from exc
+            f = open_regular(seg.path, "series segment")
             n = os.fstat(f.fileno()).st_size
             self.maps[seg_id] = (f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if n else b"")
         buf = self.maps[seg_id][1]
@@ -84,10 +82,7 @@ class _Entries:
 def check_series_index(path: str, part: Partition) -> None:
     """Check the ``index`` file at ``path`` of the partition ``part`` (as :func:`read_partition`
     read it: its segments parsed whole). See the module docstring."""
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise SourceIOError(f"cannot read source series index: {exc.strerror}", path=path) from exc
+    f = open_regular(path, "series index")
     with f:
         size = os.fstat(f.fileno()).st_size
         if size < _HEADER.size:
