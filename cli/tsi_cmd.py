@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..archive.errors import escape
 from .app import app, emit_json, example, run_plan
 
 
@@ -20,7 +21,7 @@ def _plan_text(plan) -> str:
         lines.append(f"  shard {s.database}/{s.retention_policy}/{s.shard_id}: {what}{count}{wal}")
     for db, n in plan.new_series.items():
         lines.append(f"  database {db}: {n} series added to _series")
-    return "\n".join(lines)
+    return "\n".join(escape(ln) for ln in lines)  # names from the directory tree: one line each
 
 
 def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, json_out) -> None:
@@ -37,7 +38,7 @@ def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, j
         )
         plan = result.plan
         for w in plan.warnings:  # includes what counting the series found
-            sys.stderr.write(f"influx-archive: warning: {w}\n")
+            sys.stderr.write(f"influx-archive: warning: {escape(w)}\n")
         if json_out:
             emit_json({"dry_run": True, "plan": plan.to_dict()})
         else:
@@ -54,7 +55,7 @@ def _build(datadir, waldir, database, retention, shard, force, owner, dry_run, j
     )
     for w in result.plan.warnings:
         if w not in plan.warnings:
-            sys.stderr.write(f"influx-archive: warning: {w}\n")
+            sys.stderr.write(f"influx-archive: warning: {escape(w)}\n")
     if json_out:
         emit_json(result.plan.to_dict())
         return
@@ -160,4 +161,4 @@ def dump_tsi_cmd(
         out.append(f"measurement {m['name']}: {m['series']} series, tag keys {', '.join(m['tag_keys']) or '-'}")
     for s in doc.get("series", []):
         out.append(f"series {s['id']}: {s['key']}")
-    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.write("\n".join(escape(ln) for ln in out) + "\n")  # names and keys read: one line each

@@ -24,15 +24,19 @@ indexes nothing of it); refused while another process holds files of the data or
 open (influxd running); indexes are log files (influxd compacts them into ``.tsi`` files itself,
 once a partition's log passes ``max-index-log-file-size``); modes are influxd's (directories
 0777, files 0666, less the umask); ``owner`` chowns everything written.
+
+Links: the data directory itself may be a link (to another disk, say). Below it a database,
+retention policy or shard directory that is a symbolic link is left as it is, with a warning; one
+swapped in during the run is never written through: every database and shard directory is reached
+through descriptors opened component by component without following links (:class:`.tsidirs.Beneath`),
+and named through ``/proc/self/fd`` from then on, whatever is renamed meanwhile.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import contextlib
 import os
 import re
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -46,9 +50,26 @@ from ...tsm.tsi1 import seriesfile as sfmod
 from ...tsm.tsi1 import serieskey
 from ...tsm.tsi1.compiled import core
 from ...tsm.wal import Cache
-from ..errors import BusyError, FormatError, SourceError, SourceIOError, TargetError, TargetIOError, UsageError
+from ..errors import (
+    ArchiveError,
+    BusyError,
+    FormatError,
+    SourceError,
+    TargetError,
+    UsageError,
+)
+from ..guard import TargetLock
 from ..progress import ProgressCallback, Reporter
-from .tsiwrite import extend_series_file, install_index, listdir, recover_series_file, shard_partitions
+from ..untrusted import open_regular
+from .tsidirs import Beneath, DataDirLock, holders
+from .tsiwrite import (
+    extend_series_file,
+    install_index,
+    linked_partition,
+    listdir,
+    recover_series_file,
+    shard_partitions,
+)
 
 Progress = ProgressCallback | None
 
@@ -128,17 +149,29 @@ def plan_build_tsi(
             continue
         if database is not None and db != database:
             continue
+        if os.path.islink(dbp):
+            warnings.append(f"{dbp} is a symbolic link: left as it is (build-tsi never writes through links)")
+            continue
         if os.path.islink(os.path.join(dbp, tfmt.SERIES_FILE_DIR)):
             raise TargetError(
                 f"{tfmt.SERIES_FILE_DIR} is a symbolic link: build-tsi swaps the series file in with renames and "
                 "would replace the link by a directory; point --datadir at the real tree",
                 path=os.path.join(dbp, tfmt.SERIES_FILE_DIR),
             )
+        linked = linked_partition(os.path.join(dbp, tfmt.SERIES_FILE_DIR))
+        if linked is not None:
+            raise TargetError(
+                "is a symbolic link: a series file partition is copied through no link (its files would "
+                "be handed to --owner); point it at the real directory", path=linked,
+            )
         for rp in listdir(dbp, "database directory"):
             rpp = os.path.join(dbp, rp)
             if rp == tfmt.SERIES_FILE_DIR or rp.startswith(".") or not os.path.isdir(rpp):
                 continue
             if retention_policy is not None and rp != retention_policy:
+                continue
+            if os.path.islink(rpp):
+                warnings.append(f"{rpp} is a symbolic link: left as it is (build-tsi never writes through links)")
                 continue
             for sh in listdir(rpp, "retention policy directory"):
                 shp = os.path.join(rpp, sh)
@@ -185,8 +218,8 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
             opened.append(reader)
             tomb = p[: -len(".tsm")] + ".tombstone"
             tset = None
-            if os.path.exists(tomb):
-                with open(tomb, "rb") as f:
+            if os.path.lexists(tomb):  # a dangling link is refused, not taken for "no tombstones"
+                with open_regular(tomb, "tombstone file") as f:
                     tset = TombstoneSet(read_tombstones(f, name=tomb))
             layers.append((reader, tset))
         cache = None
@@ -196,10 +229,7 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
                 cache = Cache()
                 for n in segs:
                     p = os.path.join(wal_dir, n)
-                    try:
-                        f = open(p, "rb")
-                    except OSError as exc:
-                        raise SourceIOError(f"cannot read source WAL segment: {exc.strerror}", path=p) from exc
+                    f = open_regular(p, "WAL segment")
                     with f:
                         cache.replay(f, name=p, salvage=True)
                 for _name, corruption in cache.corruptions:
@@ -214,60 +244,6 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
     finally:
         for r in opened:
             r.close()
-
-
-# ---- busy / lock ---------------------------------------------------------------------------
-
-
-def _holders(paths: Iterable[str]) -> tuple[int, str] | None:
-    """(pid, file) of another process holding a file below one of ``paths`` open, if any."""
-    roots = [os.path.realpath(p) + os.sep for p in paths]
-    me = os.getpid()
-    try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return None
-    for pid in pids:
-        if pid == me:
-            continue
-        fddir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fddir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(os.path.join(fddir, fd))
-            except OSError:
-                continue
-            for r in roots:
-                if target.startswith(r) or target + os.sep == r:
-                    return pid, target
-    return None
-
-
-class _Lock:
-    """flock on the data directory itself: one build-tsi (or other locking run) at a time."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        try:
-            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError as exc:
-            raise SourceIOError(f"cannot open source data directory: {exc.strerror}", path=path) from exc
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self.fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise BusyError("another influx-archive run holds the data directory's lock", path=path) from exc
-            raise TargetIOError(f"cannot lock target data directory: {exc.strerror}", path=path) from exc
-
-    def release(self) -> None:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-        finally:
-            os.close(self.fd)
 
 
 def _write_path_name(key: bytes) -> bytes:
@@ -357,14 +333,16 @@ class _ShardWriters:
     shard is left either with its complete new index or as it was; an exception in the main
     thread (a signal) also waits for the running installs before it propagates."""
 
-    def __init__(self, jobs: int, rep: Reporter) -> None:
+    def __init__(self, jobs: int, rep: Reporter, beneath: Beneath) -> None:
         self.jobs = max(1, jobs)
         self.rep = rep
+        self.beneath = beneath
         self.pool = ThreadPoolExecutor(max_workers=self.jobs) if self.jobs > 1 else None
         self.futures: list[Future] = []
 
     def _install(self, s: ShardPlan, parts: list[list[int]], owner) -> None:
-        s.log_bytes = install_index(s.path, parts, owner, replace=s.action == "rebuild")
+        with self.beneath.shard(s.database, s.retention_policy, s.path) as shard_dir:
+            s.log_bytes = install_index(shard_dir, parts, owner, replace=s.action == "rebuild")
 
     def submit(self, s: ShardPlan, parts: list[list[int]], owner) -> None:
         if self.pool is None:
@@ -443,7 +421,8 @@ def build_shard_index(
 
 
 def _db_series(
-    db_dir: str, sfile: sfmod.SeriesFile | None, shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress
+    db_dir: str, sfile: sfmod.SeriesFile | None, shard_keys: list[list[tuple[bytes, bytes]]], owner, progress: Progress,
+    name: str | None = None,
 ) -> tuple[sfmod.SeriesFile, int, dict[bytes, int], list[list[list[int]] | None]]:
     """The database's series file (``sfile``: the live one as read, or None) holding every key of
     ``shard_keys`` ((line key, series file key) pairs; extended when needed), how many series
@@ -469,7 +448,7 @@ def _db_series(
             seen.add(sk)
             new.append(sk)
     if new or sfile is None:
-        sfile = extend_series_file(db_dir, sfile, new, owner, progress)
+        sfile = extend_series_file(db_dir, sfile, new, owner, progress, name=name)
         have = _all_ids(sfile)  # the ids there were are unchanged: so are the partitions above
     return sfile, len(new), have, parts
 
@@ -496,54 +475,88 @@ def build_tsi(
     todo = [s for s in plan.shards if s.action != "skip"]
     skipped = [s for s in plan.shards if s.action == "skip"]
     roots = [plan.datadir] + ([plan.waldir] if plan.waldir else [])
-    held = _holders(roots)
-    if held is not None:
-        raise BusyError(f"process {held[0]} holds {held[1]} open (stop influxd first)", path=plan.datadir)
-    lock = None if dry_run else _Lock(plan.datadir)
+    # the targets' lock first: restore, delete-tsm and another build-tsi hold it (restore --force
+    # passes the live-process check below, never the lock), and its message names the run
+    target_lock = contextlib.nullcontext() if dry_run else TargetLock([(plan.datadir, 0o755)])
+    with target_lock:
+        held = holders(roots)
+        if held is not None:
+            raise BusyError(f"process {held[0]} holds {held[1]} open (stop influxd first)", path=plan.datadir)
+        return _locked_build(plan, todo, skipped, owner, progress, jobs, dry_run)
+
+
+def _locked_build(
+    plan: BuildPlan, todo: list[ShardPlan], skipped: list[ShardPlan], owner, progress: Progress,
+    jobs: int | None, dry_run: bool,
+) -> BuildResult:
+    lock = None if dry_run else DataDirLock(plan.datadir)
+    beneath = Beneath(lock.fd, plan.datadir) if lock is not None else None
     try:
-        by_db: dict[str, list[ShardPlan]] = {}
-        for s in todo:
-            by_db.setdefault(s.database, []).append(s)
-        rep = Reporter(progress, unit="shards", label="build-tsi")
-        rep.start(len(todo))
-        # 1. read and check everything (shards' TSM/tombstone/WAL files, existing series files)
-        #    before writing anything: damaged input leaves the tree exactly as it was
-        work = []
-        for db, shards in by_db.items():
-            db_dir = os.path.join(plan.datadir, db)
-            keysets = []
-            for s in shards:
-                raw = shard_series(s.path, s.wal_path)
-                keys = _keyed(raw, s.path)
-                s.series = len(keys)
-                keysets.append(keys)
-                w = _name_mismatch_warning(s.path, raw)
-                if w is not None:
-                    plan.warnings.append(w)
-            if not dry_run:
-                recover_series_file(db_dir)
-            live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
-            sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None
-            if dry_run:
-                have = _all_ids(sfile) if sfile is not None else {}
-                plan.new_series[db] = len({sk for ks in keysets for _k, sk in ks if sk not in have})
-            work.append((db, db_dir, shards, keysets, sfile))
-        if dry_run:
-            return BuildResult(plan, todo, skipped)
-        # 2. per database: extend the series file (atomically), then each shard's index/. The
-        #    shard indexes are written by a few threads (their time is fsync, which releases the
-        #    GIL) while the next database's series file is written here; each is atomic on its own
-        #    and its bytes do not depend on the order (tests/test_tsi1_speed.py compares)
-        with _ShardWriters(jobs if jobs is not None else _JOBS, rep) as writers:
-            for db, db_dir, shards, keysets, sfile in work:
-                sfile, plan.new_series[db], ids, known = _db_series(db_dir, sfile, keysets, owner, progress)
-                for s, keys, parts in zip(shards, keysets, known):
-                    if parts is None:
-                        parts = shard_partitions(keys, ids, s.path)
-                    writers.submit(s, parts, owner)
-        rep.end()
-        return BuildResult(plan, todo, skipped)
+        return _build(plan, todo, skipped, beneath, owner, progress, jobs)
+    except ArchiveError as exc:
+        if beneath is not None:
+            exc.path = beneath.shown(exc.path)
+        raise
     finally:
+        if beneath is not None:
+            beneath.close()
         if lock is not None:
             lock.release()
+
+
+def _build(
+    plan: BuildPlan, todo: list[ShardPlan], skipped: list[ShardPlan], beneath: Beneath | None, owner,
+    progress: Progress, jobs: int | None,
+) -> BuildResult:
+    """build_tsi's work, under its lock; ``beneath`` is None for a dry run (which writes nothing
+    and reads through the paths)."""
+    dry_run = beneath is None
+    by_db: dict[str, list[ShardPlan]] = {}
+    for s in todo:
+        by_db.setdefault(s.database, []).append(s)
+    rep = Reporter(progress, unit="shards", label="build-tsi")
+    rep.start(len(todo))
+    # 1. read and check everything (shards' TSM/tombstone/WAL files, existing series files)
+    #    before writing anything: damaged input leaves the tree exactly as it was
+    work = []
+    for db, shards in by_db.items():
+        db_dir = os.path.join(plan.datadir, db) if beneath is None else beneath.db(db)
+        keysets = []
+        for s in shards:
+            where = (s.database, s.retention_policy, s.path)
+            opened = beneath.shard(*where) if beneath else contextlib.nullcontext(s.path)
+            with opened as shard_dir:
+                raw = shard_series(shard_dir, s.wal_path)
+            keys = _keyed(raw, s.path)
+            s.series = len(keys)
+            keysets.append(keys)
+            w = _name_mismatch_warning(s.path, raw)
+            if w is not None:
+                plan.warnings.append(w)
+        if not dry_run:
+            recover_series_file(db_dir)
+        live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
+        sfile = sfmod.SeriesFile(live) if os.path.isdir(live) else None
+        if dry_run:
+            have = _all_ids(sfile) if sfile is not None else {}
+            plan.new_series[db] = len({sk for ks in keysets for _k, sk in ks if sk not in have})
+        work.append((db, db_dir, shards, keysets, sfile))
+    if dry_run:
+        return BuildResult(plan, todo, skipped)
+    # 2. per database: extend the series file (atomically), then each shard's index/. The
+    #    shard indexes are written by a few threads (their time is fsync, which releases the
+    #    GIL) while the next database's series file is written here; each is atomic on its own
+    #    and its bytes do not depend on the order (tests/test_tsi1_speed.py compares)
+    assert beneath is not None
+    with _ShardWriters(jobs if jobs is not None else _JOBS, rep, beneath) as writers:
+        for db, db_dir, shards, keysets, sfile in work:
+            sfile, plan.new_series[db], ids, known = _db_series(
+                db_dir, sfile, keysets, owner, progress, name=os.path.join(plan.datadir, db)
+            )
+            for s, keys, parts in zip(shards, keysets, known):
+                if parts is None:
+                    parts = shard_partitions(keys, ids, s.path)
+                writers.submit(s, parts, owner)
+    rep.end()
+    return BuildResult(plan, todo, skipped)
 

@@ -4,8 +4,10 @@ a kill interrupted. Every step is durable (fsync) before the next one depends on
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 
 from ...tsm.tsi1 import format as tfmt
 from ...tsm.tsi1 import index as tindex
@@ -13,9 +15,9 @@ from ...tsm.tsi1 import seriesfile as sfmod
 from ...tsm.tsi1.compiled import core
 from ...tsm.tsi1.xxhash import sum64
 from .. import cleanup
-from ..errors import FormatError, SourceIOError, TargetIOError
+from ..errors import FormatError, SourceIOError, TargetError, TargetIOError
 from ..progress import ProgressCallback, Reporter
-from ..staging import fsync_dir
+from ..staging import NOFOLLOW_DIR, fsync_dir, fsync_paths
 
 STAGE_INDEX = ".index"
 SERIES_STAGE = ".influx-archive-series-new-"
@@ -55,8 +57,13 @@ def chown_tree(path: str, owner: tuple[int, int] | None) -> None:
 
 
 def rmtree(path: str) -> None:
+    """Remove ``path``: a directory tree, or whatever else stands there (a FIFO, a file, a link:
+    unlinked; ``shutil.rmtree`` would open a FIFO and wait for a writer forever)."""
     try:
-        shutil.rmtree(path)
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError as exc:
@@ -138,6 +145,8 @@ def recover_series_file(db_dir: str) -> None:
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
     for n in names:
         p = os.path.join(db_dir, n)
+        if (n.startswith((SERIES_OLD, SERIES_STAGE))) and (os.path.islink(p) or not os.path.isdir(p)):
+            continue  # not what a killed run leaves (a directory): never moved in as _series
         if n.startswith(SERIES_OLD):
             if not os.path.lexists(live):
                 try:
@@ -152,37 +161,150 @@ def recover_series_file(db_dir: str) -> None:
             rmtree(p)
 
 
-def stage_series_file(live: str, stage: str, sfile: sfmod.SeriesFile | None) -> sfmod.SeriesFile:
-    """Copy ``live`` (if any) into ``stage``: segments other than each partition's last are
-    hard-linked (they are never written again), the rest copied. Returns the staged file's state."""
-    makedir(stage)
+def linked_partition(series_dir: str | os.PathLike[str]) -> str | None:
+    """The first partition directory of the series file ``series_dir`` that is a symbolic link
+    (:func:`stage_series_file` copies through none: its files would be handed to ``--owner``)."""
     for p in range(tfmt.SERIES_PARTITION_N):
-        src_p = os.path.join(live, tfmt.partition_dir_name(p))
-        dst_p = os.path.join(stage, tfmt.partition_dir_name(p))
-        makedir(dst_p)
-        if sfile is None or not os.path.isdir(src_p):
-            continue
-        part = sfile.partitions[p]
-        last = part.segments[-1].id if part.segments else None
-        for n in listdir(src_p, "series partition"):
-            s, t = os.path.join(src_p, n), os.path.join(dst_p, n)
-            if not os.path.isfile(s) or os.path.islink(s):
+        pp = os.path.join(series_dir, tfmt.partition_dir_name(p))
+        if os.path.islink(pp):
+            return pp
+    return None
+
+
+def _open_nofollow_dir(path: str, dir_fd: int | None = None, *, shown: str | None = None) -> int | None:
+    """Descriptor of the directory ``path`` (relative to ``dir_fd``), not following a link in its
+    last component; None when it does not exist. A link or non-directory is a TargetError."""
+    try:
+        return os.open(path, NOFOLLOW_DIR, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise TargetError(
+                "is a symbolic link or not a directory: the series file is copied through no link", path=shown or path
+            ) from None
+        raise SourceIOError(f"cannot open source series file directory: {exc.strerror}", path=shown or path) from exc
+
+
+def _copy_sparse(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes of ``src`` to the new file ``dst`` in the kernel (sendfile), its data
+    extents only: a series segment is 4 MiB+ of which entries fill a few KB and influxd leaves
+    the rest a hole (it truncates a new segment to size); holes stay holes, reading as zeros."""
+
+    def send(start: int, end: int) -> None:
+        os.lseek(dst, start, os.SEEK_SET)
+        while start < end:
+            n = os.sendfile(dst, src, start, end - start)
+            if n == 0:  # the source shrank under us: what is left stays a hole, then truncated
+                return
+            start += n
+
+    pos = 0
+    while pos < size:
+        try:
+            data = os.lseek(src, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after pos
+                break
+            send(pos, size)  # no SEEK_DATA on this file system: everything
+            break
+        hole = min(os.lseek(src, data, os.SEEK_HOLE), size)
+        send(data, hole)
+        pos = hole
+    os.ftruncate(dst, size)
+
+
+def _stage_partition(
+    pfd: int, src_p: str, dst_p: str, last: int | None, known: set[str], copied: list[str] | None
+) -> None:
+    """Hard-link or copy the regular files of the partition directory ``pfd`` into ``dst_p``.
+    ``known``: the segment files read before; each must still be there, a regular file."""
+    try:
+        names = sorted(os.listdir(pfd))
+    except OSError as exc:
+        raise SourceIOError(f"cannot list source series partition: {exc.strerror}", path=src_p) from exc
+    gone = known.difference(names)
+    if gone:
+        raise TargetError(
+            f"segment {min(gone)} was read a moment ago and is gone: is another process writing the series file?",
+            path=src_p,
+        )
+    for n in names:
+        t = os.path.join(dst_p, n)
+        try:
+            if not stat.S_ISREG(os.lstat(n, dir_fd=pfd).st_mode):
+                if n in known:
+                    raise TargetError(
+                        "a segment read a moment ago is no longer a regular file (swapped during the run?); "
+                        "the series file is copied through no link", path=os.path.join(src_p, n),
+                    )
+                continue  # links, FIFOs, directories: never part of a series file, never followed
+            if tfmt.SEGMENT_NAME_RE.match(n) and int(n, 16) != last:
+                try:
+                    os.link(n, t, src_dir_fd=pfd, follow_symlinks=False)
+                    continue
+                except OSError:
+                    pass
+            try:
+                fd = os.open(n, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=pfd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP and n not in known:  # swapped for a link since the lstat
+                    continue
+                raise
+            with os.fdopen(fd, "rb") as src:
+                st = os.fstat(src.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    if n in known:
+                        raise TargetError("a segment read a moment ago is no longer a regular file",
+                                          path=os.path.join(src_p, n))
+                    continue
+                with open(t, "xb") as dst:
+                    _copy_sparse(src.fileno(), dst.fileno(), st.st_size)
+                os.chmod(t, stat.S_IMODE(st.st_mode))
+            if copied is not None:
+                copied.append(t)
+        except OSError as exc:
+            raise TargetIOError(f"cannot stage target series file: {exc.strerror}", path=t) from exc
+
+
+def stage_series_file(
+    live: str, stage: str, sfile: sfmod.SeriesFile | None, copied: list[str] | None = None
+) -> sfmod.SeriesFile:
+    """Copy ``live`` (if any) into ``stage``: segments other than each partition's last are
+    hard-linked (they are never written again), the rest copied; the copies' paths are added to
+    ``copied`` (not fsynced here). Returns the staged file's state.
+
+    ``live`` and its partition directories are opened without following links and every file
+    is read through them: a link there (also one swapped in during the run) is refused, never
+    followed — the copy is chowned to ``--owner``, and a partition linked to ``/etc`` would
+    otherwise hand its files to the database's owner."""
+    makedir(stage)
+    live_fd = _open_nofollow_dir(live) if sfile is not None else None
+    try:
+        for p in range(tfmt.SERIES_PARTITION_N):
+            name = tfmt.partition_dir_name(p)
+            dst_p = os.path.join(stage, name)
+            makedir(dst_p)
+            if sfile is None or live_fd is None:
+                continue
+            src_p = os.path.join(live, name)
+            pfd = _open_nofollow_dir(name, live_fd, shown=src_p)
+            if pfd is None:
                 continue
             try:
-                if tfmt.SEGMENT_NAME_RE.match(n) and int(n, 16) != last:
-                    try:
-                        os.link(s, t)
-                        continue
-                    except OSError:
-                        pass
-                shutil.copyfile(s, t)
-                shutil.copymode(s, t)
-            except OSError as exc:
-                raise TargetIOError(f"cannot stage target series file: {exc.strerror}", path=t) from exc
-        # the staged partition now lives at dst_p
-        for seg in part.segments:
-            seg.path = os.path.join(dst_p, os.path.basename(seg.path))
-        part.path = dst_p
+                part = sfile.partitions[p]
+                last = part.segments[-1].id if part.segments else None
+                known = {os.path.basename(seg.path) for seg in part.segments}
+                _stage_partition(pfd, src_p, dst_p, last, known, copied)
+            finally:
+                os.close(pfd)
+            # the staged partition now lives at dst_p
+            for seg in part.segments:
+                seg.path = os.path.join(dst_p, os.path.basename(seg.path))
+            part.path = dst_p
+    finally:
+        if live_fd is not None:
+            os.close(live_fd)
     if sfile is None:
         sfile = sfmod.SeriesFile.__new__(sfmod.SeriesFile)
         sfile.path = stage
@@ -246,10 +368,12 @@ def write_series_stage(
 ) -> sfmod.SeriesFile:
     """Write at ``stage`` (which must not exist) the series file ``live`` (``existing``: it as
     read, or None) extended by ``new_keys`` (series file keys absent from it): existing series
-    keep their ids, new ones get the ids influxd would give them. Everything fsynced. Returns the
-    staged file's state (paths inside ``stage``)."""
+    keep their ids, new ones get the ids influxd would give them. Everything fsynced (every file
+    copied or written and every directory, together: :func:`fsync_paths`). Returns the staged
+    file's state (paths inside ``stage``)."""
     rep = Reporter(progress, unit="series", label=label)
-    sfile = stage_series_file(live, stage, existing)
+    durable: list[str] = []  # files copied or written, then the directories
+    sfile = stage_series_file(live, stage, existing, durable)
     writers: list[sfmod.PartitionWriter | None] = [None] * tfmt.SERIES_PARTITION_N
     rep.start(len(new_keys))
     for i, key in enumerate(new_keys, 1):
@@ -264,13 +388,14 @@ def write_series_stage(
     rep.end()
     try:
         for p, wr in enumerate(writers):
+            part = sfile.partitions[p]
+            if wr is None and not part.segments:  # influxd creates an empty segment 0000 in every partition
+                wr = sfmod.PartitionWriter(part)
             if wr is not None:
                 wr.close()
-            part = sfile.partitions[p]
-            if not part.segments:  # influxd creates an empty segment 0000 in every partition
-                sfmod.PartitionWriter(part).close()
-            fsync_dir(part.path)
-        fsync_dir(stage)
+                durable += wr.written
+        durable += [part.path for part in sfile.partitions] + [stage]
+        fsync_paths(durable)
     except OSError as exc:
         raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=stage) from exc
     return sfile
@@ -286,15 +411,17 @@ def relocate(sfile: sfmod.SeriesFile, path: str) -> None:
 
 
 def extend_series_file(
-    db_dir: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], owner, progress: Progress
+    db_dir: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], owner, progress: Progress,
+    name: str | None = None,
 ) -> sfmod.SeriesFile:
     """Add ``new_keys`` (series file keys, absent from ``existing``, the live file as read)
-    atomically; returns the resulting series file state (paths pointing at the live directory)."""
+    atomically; returns the resulting series file state (paths pointing at the live directory).
+    ``name``: the database directory as the progress label shows it (default ``db_dir``)."""
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
     stage = os.path.join(db_dir, f"{SERIES_STAGE}{os.getpid()}")
     make_stage(stage)
     try:
-        label = f"series file {os.path.basename(db_dir)}"
+        label = f"series file {os.path.basename(name or db_dir)}"
         sfile = write_series_stage(os.path.join(stage, "s"), live, existing, new_keys, progress, label)
         chown_tree(stage, owner)
         swap_in(os.path.join(stage, "s"), live, os.path.join(db_dir, f"{SERIES_OLD}{os.getpid()}"))
@@ -332,6 +459,8 @@ def install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) 
     target = os.path.join(shard_dir, tfmt.INDEX_DIR)
     for name in listdir(shard_dir, "shard directory"):
         if name.startswith(INDEX_OLD):
+            if os.path.islink(os.path.join(shard_dir, name)) or not os.path.isdir(os.path.join(shard_dir, name)):
+                continue  # not what a killed swap leaves (a directory): never moved in as index/
             if os.path.lexists(target):
                 rmtree(os.path.join(shard_dir, name))
             else:

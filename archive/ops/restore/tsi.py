@@ -35,8 +35,9 @@ from pathlib import Path
 
 from ....tsm.tsi1 import format as tfmt
 from ....tsm.tsi1 import seriesfile as sfmod
-from ...errors import ArchiveError, TargetError, UsageError
+from ...errors import ArchiveError, FormatError, SourceIOError, TargetError, UsageError
 from ...progress import ProgressCallback
+from ...untrusted import open_regular
 from .. import tsiwrite
 from ..buildtsi import keyed_series, series_ids
 from .journal import Transaction
@@ -54,8 +55,13 @@ def config_index_version(path: str | os.PathLike[str]) -> str:
     """``[data] index-version`` of an influxdb.conf (influxd's default, ``inmem``, when unset)."""
     p = os.fspath(path)
     try:
-        with open(p, "rb") as f:
+        with open_regular(p, "config file") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
+    except SourceIOError as exc:
+        why = exc.__cause__.strerror if isinstance(exc.__cause__, OSError) else exc.message
+        raise UsageError(f"--config: cannot read the file: {why}", path=p) from exc
+    except FormatError as exc:  # a FIFO or a device is refused, never waited on
+        raise UsageError(f"--config: {exc.message}", path=p) from exc
     except OSError as exc:
         raise UsageError(f"--config: cannot read the file: {exc.strerror}", path=p) from exc
     if len(raw) > MAX_CONFIG_BYTES:
@@ -194,6 +200,9 @@ def _target_wal(plan: RestorePlan, sp: ShardPlan) -> Path:
 def _read_target_series(live: Path) -> sfmod.SeriesFile | None:
     if os.path.islink(live):
         raise TargetError("is a symbolic link; refusing to restore through it", path=str(live))
+    linked = tsiwrite.linked_partition(live)  # its files would be copied in and handed to --owner
+    if linked is not None:
+        raise TargetError("is a symbolic link; refusing to restore through it", path=linked)
     if not live.is_dir():
         return None
     try:
