@@ -46,15 +46,22 @@ def test_merge_killed_at_random_moments_is_before_or_complete(tmp_path, fixtures
     complete = _state(ref)
     assert complete != before
     rng = random.Random(17_2026)
-    killed = 0
-    for i, delay in enumerate(sorted(rng.uniform(0.2, span) for _ in range(5))):
-        root = _target(cli, fixtures_dir, tmp_path / f"r{i}")
+    killed = tries = 0
+    hi = span  # a run that ends before its kill is in no step: later kills come sooner
+    while killed < 3 and tries < 12:
+        delay = rng.uniform(0.2, max(hi, 0.3))
+        root = _target(cli, fixtures_dir, tmp_path / f"r{tries}")
+        tries += 1
         assert _state(root) == before  # the targets are built alike
         p = subprocess.Popen(_merge_argv(fixtures_dir, root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         code = p.wait(60)
-        killed += code == -signal.SIGKILL
+        if code == -signal.SIGKILL:
+            killed += 1
+        else:
+            assert code == 0, p.stderr.read() if p.stderr else code
+            hi = delay
         # what the next run does first
         notes = recover_interrupted(metadir=root / "meta", datadir=root / "data")
         state = _state(root)
@@ -65,23 +72,29 @@ def test_merge_killed_at_random_moments_is_before_or_complete(tmp_path, fixtures
             assert subprocess.run(_merge_argv(fixtures_dir, root), capture_output=True).returncode == 0
             assert _state(root) == complete
         _verify_seriesfiles(root / "data")
-    assert killed >= 3, killed
+    assert killed >= 3, (killed, tries)
 
 
 def test_two_merges_into_one_tsi1_target_at_once(tmp_path, fixtures_dir, cli):
     """One merge lands; the other is refused (busy, exit 5, or the database's shards exist, exit
-    3) with one line, and the target equals one uninterrupted merge."""
+    3) with one line, and the target equals one uninterrupted merge — or, on a loaded machine
+    where the second took the lock only after the first one ended, both land and the target
+    equals two merges run one after the other."""
     ref = _target(cli, fixtures_dir, tmp_path / "ref")
     assert subprocess.run(_merge_argv(fixtures_dir, ref), capture_output=True).returncode == 0
     complete = _state(ref)
+    assert subprocess.run(_merge_argv(fixtures_dir, ref), capture_output=True).returncode == 0
+    twice = _state(ref)
     for i in range(2):
         root = _target(cli, fixtures_dir, tmp_path / f"r{i}")
         procs = [subprocess.Popen(_merge_argv(fixtures_dir, root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(2)]
         outs = [(p.wait(120), *p.communicate()) for p in procs]
         codes = sorted(o[0] for o in outs)
-        assert codes[0] == 0 and codes[1] in (3, 5), outs
-        err = next(o[2] for o in outs if o[0])
-        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-        assert _state(root) == complete
+        assert codes[0] == 0 and codes[1] in (0, 3, 5), outs
+        for code, _out, err in outs:
+            assert "Traceback" not in err
+            if code:
+                assert len(err.strip().splitlines()) == 1, err
+        assert _state(root) == (twice if codes == [0, 0] else complete)
     _verify_seriesfiles(root / "data")
