@@ -30,6 +30,15 @@ def render_text(doc: dict) -> str:
     for db in doc["databases"]:
         default = db["default_retention_policy"]
         lines.append(f"database {db['name']}" + (f"  (default RP: {default})" if default else ""))
+        if "series_file" in db:  # server roots and data directories
+            sfile = db["series_file"]
+            tsi1 = any(sh.get("index") == "tsi1" for rp in db["retention_policies"] for sh in rp["shards"])
+            if sfile is None and tsi1:
+                lines.append("  series file: none, though shards here hold tsi1 indexes "
+                             "(rebuild them: build-tsi --force)")
+            elif sfile is not None:
+                n = "unreadable" if sfile["series"] is None else f"{sfile['series']} series"
+                lines.append(f"  series file: {n}, {_fmt_bytes(sfile['disk_bytes'])} on disk")
         for rp in db["retention_policies"]:
             if rp["duration_ns"] is None:
                 lines.append(f"  RP {rp['name']}  (not in the metastore)")
@@ -52,7 +61,8 @@ def render_text(doc: dict) -> str:
                 if sh["min_time"]:
                     extent = f"; data {sh['min_time']} .. {sh['max_time']}"
                 count = f", {sh['points']} points ({sh['values']} values)" if sh["points"] is not None else ""
-                lines.append(f"    shard {sh['id']}: {span}; {data}; {sh['series']} series{count}{extent}")
+                index = f"; index {sh['index']}" if "index" in sh else ""
+                lines.append(f"    shard {sh['id']}: {span}; {data}; {sh['series']} series{count}{extent}{index}")
         totals = doc.get("totals", {}).get("databases", {}).get(db["name"])
         if totals is not None:
             lines.append(f"  total {db['name']}: {totals['points']} points ({totals['values']} values), "

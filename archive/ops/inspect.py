@@ -9,16 +9,23 @@ protocol; ``values`` counts field values.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from ...meta.model import shard_group_range
 from ...tsm.keys import series_of
+from ...tsm.tsi1 import format as tsifmt
+from ...tsm.tsi1.seriesfile import read_partition
 from ..errors import ArchiveError
-from ..findings import ERROR, Finding
+from ..findings import ERROR, TSI1_SERIES_FILE_DAMAGED, WARNING, Finding
 from ..progress import ProgressCallback, Reporter
 from ..sources.model import Shard, Source
 from ..sources.shardview import open_shard_reader, shard_index_summary
 from ..timefmt import rfc3339
+from ..untrusted import kind_of
 
 
 def _shard_entry(shard: Shard) -> dict:
@@ -48,8 +55,11 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
     rep = Reporter(progress, unit="B", label="inspect")
     total = sum(s.bytes + sum(f.size for f in s.wal) for s in src.shards)
     rep.start(total)
+    data_root = _data_root(src)
     for shard in src.shards:
         entry = _shard_entry(shard)
+        if data_root is not None:
+            entry["index"] = _shard_index(data_root, shard)
         try:
             if points:
                 _fill_exact(src, shard, entry)
@@ -103,6 +113,10 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
         else:
             existing["retention_policies"].extend(rps)
 
+    if data_root is not None:
+        for db_entry in databases:
+            db_entry["series_file"] = _series_file(data_root, db_entry["name"], findings)
+
     users = []
     cqs = []
     if src.meta is not None:
@@ -135,6 +149,69 @@ def inspect_source(src: Source, *, points: bool = False, progress: ProgressCallb
     if src.kind in ("legacy", "portable"):
         doc["source"]["increments"] = src.increments
     return doc
+
+
+def _data_root(src: Source) -> Path | None:
+    """The data directory of a server root or bare data directory (the trees that can hold tsi1
+    indexes and series files); None for backups and single files, which carry no index."""
+    if src.kind == "live":
+        return Path(src.path) / "data"
+    if src.kind == "datadir":
+        return Path(src.path)
+    return None
+
+
+def _shard_index(data_root: Path, shard: Shard) -> str:
+    """The index influxd 1.6.7 opens the shard with: ``tsi1`` when its directory holds ``index/``,
+    otherwise ``inmem`` (an existing shard without one stays on the in-memory index whatever
+    ``index-version`` says; docs/formats.md#tsi1-index)."""
+    d = data_root / shard.database / shard.retention_policy / str(shard.id) / tsifmt.INDEX_DIR
+    return "tsi1" if os.path.isdir(d) else "inmem"
+
+
+def _series_file(data_root: Path, database: str, findings: list[Finding]) -> dict | None:
+    """A database's tsi1 series file (``<db>/_series``): its live series and the bytes its
+    partitions' files take on disk (segments are sparse: 4 MiB and more each, mostly holes), or
+    None when the database has none. A damaged partition is an error finding and leaves the count
+    unknown (None); a partition missing (influxd creates it empty) or a link (build-tsi and
+    restore refuse one) is a warning. ``verify`` checks the series file against the shards."""
+    path = data_root / database / tsifmt.SERIES_FILE_DIR
+    if not os.path.isdir(path):
+        return None
+    size = 0
+    series: int | None = 0
+    for p in range(tsifmt.SERIES_PARTITION_N):
+        part = path / tsifmt.partition_dir_name(p)
+        try:
+            st = os.lstat(part)
+        except OSError:
+            st = None
+        if st is None or stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            if st is None:
+                what = "missing (influxd creates it empty)"
+            elif stat.S_ISLNK(st.st_mode):
+                what = "a symbolic link (influxd follows it; build-tsi and restore refuse it)"
+            else:
+                what = f"{kind_of(st.st_mode)}, not a directory"
+            findings.append(Finding(WARNING, f"tsi1 series file partition {p} is {what}", str(part),
+                                    code=TSI1_SERIES_FILE_DAMAGED))
+            if st is None or not stat.S_ISLNK(st.st_mode):
+                continue
+        else:  # its own files only: never a walk down links; an entry gone meanwhile counts 0
+            with contextlib.suppress(OSError), os.scandir(part) as it:
+                for e in it:
+                    with contextlib.suppress(OSError):
+                        size += e.stat(follow_symlinks=False).st_blocks * 512
+        try:
+            n = len(read_partition(str(part), p).keys)
+        except ArchiveError as exc:
+            findings.append(Finding(ERROR, f"tsi1 series file partition {p}: {exc.message}", exc.path, exc.member,
+                                    exc.offset, code=TSI1_SERIES_FILE_DAMAGED))
+            series = None
+            continue
+        if series is not None:
+            series += n
+    return {"series": series, "disk_bytes": size}
 
 
 def _add_meta_only_shards(src: Source, shards_by_rp: dict[tuple[str, str], list[dict]]) -> None:
