@@ -68,21 +68,22 @@ PLANTS: dict[str, Callable[[Path], None]] = {
 #: replaces the index it would have read); it must then still end in time and cleanly.
 TARGETS = [
     ("series segment", "data/db1/_series/03/0000",
-     {"build-tsi --force", "dump-tsi db", "dump-tsi index", "restore --merge"}),
+     {"build-tsi --force", "dump-tsi db", "dump-tsi index", "restore --merge", "inspect"}),
     # build-tsi writes no series index (influxd writes one when a partition compacts): planted
     # where none stood, it is what an influxd-compacted partition would have
     ("series index", "data/db1/_series/03/index", set()),
     ("MANIFEST", "data/db1/autogen/1/index/0/MANIFEST", {"dump-tsi index"}),
     ("log file", "data/db1/autogen/1/index/0/L0-00000001.tsl", {"dump-tsi index"}),
-    ("TSM file", "data/db1/autogen/1/000000001-000000001.tsm", {"build-tsi --force", "restore --merge"}),
-    ("tombstone", "data/db1/autogen/2/000000001-000000001.tombstone", {"build-tsi --force"}),
-    ("WAL segment", "wal/db1/autogen/4/_00004.wal", {"build-tsi --force"}),
+    ("TSM file", "data/db1/autogen/1/000000001-000000001.tsm", {"build-tsi --force", "restore --merge", "inspect"}),
+    ("tombstone", "data/db1/autogen/2/000000001-000000001.tombstone", {"build-tsi --force", "inspect"}),
+    ("WAL segment", "wal/db1/autogen/4/_00004.wal", {"build-tsi --force", "inspect"}),
 ]
 
 VERBS: dict[str, Callable[[Path], list[str]]] = {
     "build-tsi": lambda t: ["build-tsi", "--datadir", str(t / "data"), "--waldir", str(t / "wal")],
     "build-tsi --force": lambda t: ["build-tsi", "--datadir", str(t / "data"), "--waldir", str(t / "wal"), "--force"],
     "verify": lambda t: ["verify", str(t)],
+    "inspect": lambda t: ["inspect", str(t)],  # damage is a finding (exit 1), the rest still listed
     "dump-tsi db": lambda t: ["dump-tsi", str(t / "data" / "db1")],
     "dump-tsi index": lambda t: ["dump-tsi", str(t / "data" / "db1" / "autogen" / "1" / "index")],
     # the planted file is in the target: a merge that extends the series file must not hang on it
@@ -154,6 +155,13 @@ def test_special_file_is_refused_in_time(indexed, tmp_path, kind, rel, plant, ve
         assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
         assert str(target) in r.stdout + r.stderr, r.stdout
         assert lstat_tree(tree) == before, "verify changed the tree"
+        return
+    if verb == "inspect":
+        assert r.returncode in ((1,) if must_refuse else (0, 1)), (r.returncode, r.stdout, r.stderr)
+        if r.returncode:
+            assert str(target) in r.stdout, r.stdout
+        assert r.stdout.startswith("source: live "), r.stdout
+        assert lstat_tree(tree) == before, "inspect changed the tree"
         return
     if must_refuse or r.returncode != 0:
         assert r.returncode == REFUSAL.get(verb, 1), (r.returncode, r.stderr)
