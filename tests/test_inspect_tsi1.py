@@ -190,3 +190,19 @@ def test_a_partition_that_is_a_file_or_missing_is_a_warning(restored, tmp_path, 
         warned = [f for f in doc["findings"] if f["severity"] == "warning"]
         assert code == 0 and [f["path"] for f in warned] == [str(part)], (how, doc["findings"])
         assert ("missing" if how == "missing" else "not a directory") in warned[0]["message"], how
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../outside", "a/../../outside", ""])
+def test_a_metastore_name_never_reads_outside_the_data_directory(restored, tmp_path, name) -> None:
+    """Database names come from the metastore: one that is not a directory name below the data
+    directory (a hostile ``meta.db``) has no series file, whatever stands where the name points."""
+    from influx_archive.archive.ops import inspect as ins
+
+    data = tmp_path / "root" / "data"
+    data.mkdir(parents=True)
+    (data / "a").mkdir()
+    for where in (tmp_path / "outside", tmp_path / "root" / "outside", tmp_path / "root", data):
+        shutil.copytree(restored / "data" / "db1" / "_series", where / "_series")  # where each name leads
+    findings: list = []
+    assert ins._series_file(data, name, findings) is None and findings == []
+    assert ins._series_file(tmp_path, "outside", findings) is not None  # the planted copies do read

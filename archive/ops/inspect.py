@@ -175,6 +175,8 @@ def _series_file(data_root: Path, database: str, findings: list[Finding]) -> dic
     None when the database has none. A damaged partition is an error finding and leaves the count
     unknown (None); a partition missing (influxd creates it empty) or a link (build-tsi and
     restore refuse one) is a warning. ``verify`` checks the series file against the shards."""
+    if not database or database in (".", "..") or "/" in database or "\0" in database:
+        return None  # a metastore's name that is no directory below the data directory: never read
     path = data_root / database / tsifmt.SERIES_FILE_DIR
     if not os.path.isdir(path):
         return None
