@@ -149,20 +149,36 @@ def rename_noreplace(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) ->
     raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
 
 
-def remove_beneath(dir_fd: int, name: str, *, expect: tuple[int, int] | None = None) -> bool:
+def remove_beneath(dir_fd: int, name: str, *, expect: tuple[int, int] | None = None, last: str | None = None) -> bool:
     """Remove ``name`` in the directory ``dir_fd`` (a whole tree for a directory, never following a
     link inside it; a link itself is only unlinked). With ``expect`` = (dev, ino), only if ``name``
-    is still that inode. Returns whether something was removed."""
+    is still that inode. With ``last``, that entry of the directory goes after all the others (a
+    staging directory's journal: killed during the removal, what is left still carries the journal
+    that lets the next run recognise it as its own and finish the job). Returns whether something
+    was removed."""
     try:
         st = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     if expect is not None and (st.st_dev, st.st_ino) != tuple(expect):
         return False
-    if stat.S_ISDIR(st.st_mode):
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+    elif last is None:
         shutil.rmtree(name, dir_fd=dir_fd)
     else:
-        os.unlink(name, dir_fd=dir_fd)
+        fd = os.open(name, NOFOLLOW_DIR, dir_fd=dir_fd)
+        try:
+            if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != (st.st_dev, st.st_ino):
+                return False  # swapped since the lstat: not the directory meant
+            for entry in sorted(os.listdir(fd)):
+                if entry != last:
+                    remove_beneath(fd, entry)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(last, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)
     return True
 
 

@@ -264,6 +264,69 @@ def test_kill_at_every_step_is_undone_by_the_next_run(step, tmp_path, fixtures_d
     _verify_seriesfiles(root / "data")
 
 
+def _die_at_removal(k: int, run) -> None:
+    """Run ``run()`` in this (forked) process, dying with exit 9 at its k-th ``unlink``/``rmdir``
+    after the restore journaled its commit (exit 0 when it ends first)."""
+    from influx_archive.archive.ops.restore import journal
+
+    committed: list[bool] = []
+    removed = [0]
+    real_commit = journal.Transaction.commit
+
+    def commit(self) -> None:
+        real_commit(self)
+        committed.append(True)
+
+    def counting(real):
+        def f(*a, **kw):
+            if committed:
+                if removed[0] == k:
+                    os._exit(9)
+                removed[0] += 1
+            return real(*a, **kw)
+        return f
+
+    journal.Transaction.commit = commit  # type: ignore[method-assign]
+    os.unlink, os.rmdir = counting(os.unlink), counting(os.rmdir)  # type: ignore[assignment]
+    run()
+    os._exit(0 if committed else 3)
+
+
+def test_kill_during_the_clean_up_after_commit_completes(tmp_path, fixtures_dir) -> None:
+    """Killed while the committed run removes its staging areas (the target's old index and
+    series file moved aside, the journal), after every k-th removal in turn: the next run's
+    recovery finishes the removal, and the target is the complete merge. The journal goes
+    last: before, a kill that left the moved-aside copies but not the journal made recovery leave
+    the staging directory alone ("holds no journal"), for ever, with a note at every run."""
+    ref = _merge_target(tmp_path / "ref", fixtures_dir)
+    execute_restore(_merge_plan(ref, fixtures_dir))
+    complete = {p: v for p, v in tree_state(ref).items() if not p.endswith(".influx-archive.lock")}
+    base = _merge_target(tmp_path / "base", fixtures_dir)
+    k, tried, finished = 0, 0, False
+    while not finished:
+        assert k < 200, "the clean-up never ended"
+        root = tmp_path / f"k{k}"
+        shutil.copytree(base, root, symlinks=True)
+        pid = os.fork()
+        if pid == 0:  # the child: dies at the k-th removal once the commit is journaled
+            try:
+                _die_at_removal(k, lambda r=root: execute_restore(_merge_plan(r, fixtures_dir)))
+            finally:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        assert code in (0, 9), code
+        finished = code == 0
+        recover_interrupted(metadir=root / "meta", datadir=root / "data")
+        state = tree_state(root)
+        assert not [n for n in state if ".influx-archive-restore-" in n], (k, sorted(state)[:4])
+        assert {p: v for p, v in state.items() if not p.endswith(".influx-archive.lock")} == complete, k
+        shutil.rmtree(root)
+        tried += 1
+        k = k + 1 if k < 8 else k * 3 // 2  # every early removal (the journal's neighbours), then sampled
+    assert tried > 5  # the clean-up removed several entries, each one a kill point
+
+
 def test_damaged_target_series_file_is_refused(tmp_path, fixtures_dir) -> None:
     root = _merge_target(tmp_path, fixtures_dir)
     seg = root / "data" / "db1" / "_series" / "03" / "0000"

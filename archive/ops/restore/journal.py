@@ -307,7 +307,7 @@ class Transaction:
                 os.close(STAGE_FDS.pop(p))
         for base_fd, name, ident, _path in self._stage_entries:
             with contextlib.suppress(OSError):
-                staging.remove_beneath(base_fd, name, expect=ident)
+                staging.remove_beneath(base_fd, name, expect=ident, last=JOURNAL)
             with contextlib.suppress(OSError):
                 os.close(base_fd)
         self._stage_entries.clear()
@@ -540,14 +540,14 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
             ident = (fst.st_dev, fst.st_ino)
             if ident != (st.st_dev, st.st_ino):
                 raise _NotOurs("it changed while examined")
-            if not os.listdir(sfd):  # killed before its journal was written: nothing happened yet
+            if not os.listdir(sfd):  # killed before its journal was written, or as its clean-up ended
                 if apply:
                     with contextlib.suppress(OSError):
                         os.rmdir(name, dir_fd=base_fd)  # only ever removes an empty directory
-                    return (f"an earlier restore (pid {pid}) was interrupted before it wrote anything; "
-                            f"its empty staging directory was removed{_where(stage)}")
-                return (f"an earlier restore (pid {pid}) was interrupted before it wrote anything; "
-                        f"a real run removes its empty staging directory{_where(stage)}")
+                    return (f"an earlier restore (pid {pid}) left an empty staging directory (interrupted before it "
+                            f"wrote anything, or as it finished): removed{_where(stage)}")
+                return (f"an earlier restore (pid {pid}) left an empty staging directory (interrupted before it "
+                        f"wrote anything, or as it finished): a real run removes it{_where(stage)}")
             header, ops = _read_journal(sfd, ident)
         finally:
             os.close(sfd)
@@ -592,7 +592,7 @@ def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Pat
         if afd >= 0:
             os.close(afd)
     with contextlib.suppress(OSError):
-        staging.remove_beneath(base_fd, name, expect=(st.st_dev, st.st_ino))
+        staging.remove_beneath(base_fd, name, expect=(st.st_dev, st.st_ino), last=JOURNAL)
     if not header["main"]:
         return f"an earlier restore (pid {pid}) was interrupted; its staging area was removed{_where(stage)}"
     return f"an earlier restore (pid {pid}) was interrupted; " + (
