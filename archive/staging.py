@@ -169,7 +169,8 @@ def remove_beneath(dir_fd: int, name: str, *, expect: tuple[int, int] | None = N
     else:
         fd = os.open(name, NOFOLLOW_DIR, dir_fd=dir_fd)
         try:
-            if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != (st.st_dev, st.st_ino):
+            fst = os.fstat(fd)
+            if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
                 return False  # swapped since the lstat: not the directory meant
             for entry in sorted(os.listdir(fd)):
                 if entry != last:

@@ -24,6 +24,7 @@ from ..findings import ERROR, TSI1_SERIES_FILE_DAMAGED, WARNING, Finding
 from ..progress import ProgressCallback, Reporter
 from ..sources.model import Shard, Source
 from ..sources.shardview import open_shard_reader, shard_index_summary
+from ..staging import SAFE_PART
 from ..timefmt import rfc3339
 from ..untrusted import kind_of
 
@@ -175,7 +176,7 @@ def _series_file(data_root: Path, database: str, findings: list[Finding]) -> dic
     None when the database has none. A damaged partition is an error finding and leaves the count
     unknown (None); a partition missing (influxd creates it empty) or a link (build-tsi and
     restore refuse one) is a warning. ``verify`` checks the series file against the shards."""
-    if not database or database in (".", "..") or "/" in database or "\0" in database:
+    if not SAFE_PART.match(database):
         return None  # a metastore's name that is no directory below the data directory: never read
     path = data_root / database / tsifmt.SERIES_FILE_DIR
     if not os.path.isdir(path):
@@ -187,18 +188,13 @@ def _series_file(data_root: Path, database: str, findings: list[Finding]) -> dic
         try:
             st = os.lstat(part)
         except OSError:
-            st = None
-        if st is None or stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            if st is None:
-                what = "missing (influxd creates it empty)"
-            elif stat.S_ISLNK(st.st_mode):
-                what = "a symbolic link (influxd follows it; build-tsi and restore refuse it)"
-            else:
-                what = f"{kind_of(st.st_mode)}, not a directory"
-            findings.append(Finding(WARNING, f"tsi1 series file partition {p} is {what}", str(part),
-                                    code=TSI1_SERIES_FILE_DAMAGED))
-            if st is None or not stat.S_ISLNK(st.st_mode):
-                continue
+            _warn_partition(findings, p, part, "missing (influxd creates it empty)")
+            continue
+        if stat.S_ISLNK(st.st_mode):  # read through below, as influxd would; its size not counted
+            _warn_partition(findings, p, part, "a symbolic link (influxd follows it; build-tsi and restore refuse it)")
+        elif not stat.S_ISDIR(st.st_mode):
+            _warn_partition(findings, p, part, f"{kind_of(st.st_mode)}, not a directory")
+            continue
         else:  # its own files only: never a walk down links; an entry gone meanwhile counts 0
             with contextlib.suppress(OSError), os.scandir(part) as it:
                 for e in it:
@@ -214,6 +210,11 @@ def _series_file(data_root: Path, database: str, findings: list[Finding]) -> dic
         if series is not None:
             series += n
     return {"series": series, "disk_bytes": size}
+
+
+def _warn_partition(findings: list[Finding], p: int, part: Path, what: str) -> None:
+    findings.append(Finding(WARNING, f"tsi1 series file partition {p} is {what}", str(part),
+                            code=TSI1_SERIES_FILE_DAMAGED))
 
 
 def _add_meta_only_shards(src: Source, shards_by_rp: dict[tuple[str, str], list[dict]]) -> None:
