@@ -134,6 +134,10 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
                 fst = os.fstat(fd)
                 if not stat.S_ISREG(fst.st_mode):
                     raise TargetError("target lock file is not a regular file; refusing to use it", path=str(lock_path))
+                if fst.st_nlink != 1:  # a hard link planted there: writing our pid would change that file too
+                    raise TargetError(
+                        f"target lock file has {fst.st_nlink} hard links (a file elsewhere too); refusing to use "
+                        "it: remove it", path=str(lock_path))
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError as exc:

@@ -6,6 +6,7 @@ written outside the target (a snapshot of everything around it before/after)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -237,14 +238,15 @@ def test_two_restores_started_together_never_both_write(tmp_path) -> None:
 
 
 def test_lock_file_is_refused_when_planted_as_a_link_or_not_a_file(tmp_path, cli) -> None:
-    victim = tmp_path / "victim"
+    victim = tmp_path / "victim"  # outside every target: its bytes and mode must stay
     victim.write_bytes(b"keep")
-    for kind in ("symlink", "dir", "fifo"):
-        root = tmp_path / kind
-        (root / "meta").mkdir(parents=True)
-        lock = root / "meta" / LOCK_NAME
+    victim.chmod(0o600)
+    for kind, where in itertools.product(("symlink", "dir", "fifo", "hardlink"), ("meta", "data")):
+        root = tmp_path / f"{kind}-{where}"
+        (root / where).mkdir(parents=True)
+        lock = root / where / LOCK_NAME
         {"symlink": lambda lock=lock: lock.symlink_to(victim), "dir": lock.mkdir,
-         "fifo": lambda lock=lock: os.mkfifo(lock)}[kind]()
+         "fifo": lambda lock=lock: os.mkfifo(lock), "hardlink": lambda lock=lock: os.link(victim, lock)}[kind]()
         before = hr.snapshot(tmp_path)
         code, _out, err = cli(*hr.restore_args(SRC, root))
         assert code == 3 and str(lock) in one_line(err) and "lock file" in err, (kind, err)
