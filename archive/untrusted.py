@@ -142,13 +142,16 @@ class BoundedTarInfo(tarfile.TarInfo):
             raise tarfile.ReadError(f"more than {MAX_EXTENDED_CHAIN} extended headers before one member")
         tf._influx_archive_depth = depth + 1
         try:
-            return super().fromtarfile(tf)
+            member = super().fromtarfile(tf)
         except tarfile.TarError:
             raise
         except (ValueError, KeyError, IndexError, OverflowError, UnicodeError, RecursionError, TypeError) as exc:
             raise tarfile.ReadError(f"damaged extended tar header ({exc.__class__.__name__}: {exc})") from None
         finally:
             tf._influx_archive_depth = depth
+        if member.size < 0:  # base-256 or PAX sizes can be negative: the data would start before the header
+            raise tarfile.ReadError(f"damaged tar header (a member claims {member.size} bytes)")
+        return member
 
     def _bounded(self) -> None:
         if self.size > MAX_EXTENDED_HEADER:

@@ -120,7 +120,9 @@ def verify(
             raise  # an unreachable or refusing server is not damage
         return VerifyReport(None, sealed_findings + [Finding.from_error(exc)])
     with src:  # a sealed archive's private spool is removed when the check ends
-        report = VerifyReport(src, sealed_findings + [_as_verify_finding(f) for f in src.findings])
+        # a manifest's metastore size is checked below, for every manifest (as an error)
+        report = VerifyReport(src, sealed_findings + [_as_verify_finding(f) for f in src.findings
+                                                      if f.code != MANIFEST_META_SIZE])
         _check_metastores(src, report)
         rep = Reporter(progress, label="verify")
         total = sum(f.size for s in src.shards for f in s.files + s.wal)

@@ -14,7 +14,15 @@ from ...meta import files as metafiles
 from ...meta.format import MAX_META_FILE_SIZE
 from ...meta.model import Data, decode_data
 from ..errors import ArchiveError, FormatError, show
-from ..findings import ERROR, MANIFEST_DUPLICATE_ENTRY, MANIFEST_FILE_MISSING, MANIFEST_FILE_UNREADABLE, Finding
+from ..findings import (
+    ERROR,
+    MANIFEST_DUPLICATE_ENTRY,
+    MANIFEST_FILE_MISSING,
+    MANIFEST_FILE_UNREADABLE,
+    MANIFEST_META_SIZE,
+    WARNING,
+    Finding,
+)
 from ..threads import map_on_cores
 from ..timefmt import parse_backup_stamp
 from ..untrusted import probe_regular, read_small
@@ -50,6 +58,13 @@ def open_portable(
         )
     blob, _max_node = metafiles.parse_portable_meta(read_small(meta_path, MAX_META_FILE_SIZE), path=str(meta_path))
     src.meta = decode_data(blob, path=str(meta_path))
+    if len(blob) != newest.meta_size:  # as verify reports it (MANIFEST_META_SIZE): the set is not as written
+        err = FormatError(f"manifest says the metastore blob is {newest.meta_size} bytes, {show(meta_path.name)} "
+                          f"holds {len(blob)}", path=str(newest_path))
+        if not salvage:
+            raise err
+        src.findings.append(Finding(WARNING, err.message + "; the metastore is used as it is", path=str(newest_path),
+                                    code=MANIFEST_META_SIZE))
     src.meta_origin = str(meta_path)
     skipped = unread(src.meta) if unread is not None and len(parsed) == 1 else set()
     # What each manifest entry asks for, in order; the .tar.gz files are then inflated and listed
