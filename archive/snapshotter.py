@@ -57,10 +57,12 @@ BACKUP_MAGIC = 0x59590101
 #: Seconds for a connect and for each ``recv`` (a server streaming a large shard sends
 #: continuously; influxd flushes the cache to TSM before the first byte, which can take a while).
 DEFAULT_TIMEOUT = 300.0
-#: Largest metastore backup response read into memory (protobuf + node JSON).
-MAX_METASTORE = 1 << 30
-#: Largest database / RP listing (``{"Paths":[...]}``) read into memory.
-MAX_LISTING = 64 << 20
+#: Largest metastore backup response read into memory (protobuf + node JSON): what a ``.meta``
+#: file may hold (meta.format.MAX_META_FILE_SIZE), so whatever is fetched can be read back.
+MAX_METASTORE = 128 << 20
+#: Largest database / RP listing (``{"Paths":[...]}``) read into memory: some 250,000 shards
+#: (influxd's answers hold ~30 bytes a shard); its parsed paths stay within ~100 MB.
+MAX_LISTING = 8 << 20
 #: Largest type-6 reply: 16 bytes + 16 per shard pair.
 MAX_ID_MAP = 16 + 16 * (1 << 22)
 #: Largest UploadSize ever sent (influxd 1.5-1.8.9 allocates it up front; docs/formats.md#snapshotter-protocol).
@@ -70,6 +72,8 @@ _ZERO_TIME = "0001-01-01T00:00:00Z"
 #: influxd's lowest and highest representable times (for bounds that must not be the zero time).
 MIN_TIME_NS = -9223372036854775806
 MAX_TIME_NS = 9223372036854775806
+#: A shard tar member's mtime (seconds) whose nanoseconds fit influxd's int64 (its ``lastModified``).
+MIN_MTIME_S, MAX_MTIME_S = -(MAX_TIME_NS // 1_000_000_000), MAX_TIME_NS // 1_000_000_000
 
 
 # ---- errors ----------------------------------------------------------------------------------
@@ -414,7 +418,7 @@ def parse_paths(data: bytes, where: str) -> list[tuple[str, str, int]]:
     """``{"Paths":[...]}`` (types 3, 4) as ``(db, rp, id)``; paths split on ``/`` and ``\\``."""
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise ProtocolError(f"{where}: answer is not JSON") from None
     if not isinstance(doc, dict) or "Paths" not in doc:
         raise ProtocolError(f"{where}: answer has no Paths")
@@ -462,6 +466,9 @@ def check_tar(fh: BinaryIO, size: int, where: str) -> list[TarEntry]:
             if ti.name in names:
                 raise ProtocolError(f"{where}: tar holds member {show(ti.name)} twice", offset=ti.offset)
             names.add(ti.name)
+            if not MIN_MTIME_S <= ti.mtime <= MAX_MTIME_S:  # a manifest's lastModified is int64 nanoseconds
+                raise ProtocolError(f"{where}: tar member {show(ti.name)} has mtime {int(ti.mtime)}, past what "
+                                    "influxd represents (a file's modification time)", offset=ti.offset)
             entries.append(TarEntry(ti.name, ti.size, int(ti.mtime), ti.offset_data))
             end = ti.offset_data + ((ti.size + 511) // 512) * 512
             if end > size:

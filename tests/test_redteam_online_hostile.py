@@ -35,6 +35,9 @@ from influx_archive.meta.model import (
 NO_WAIT = sn.Retry(attempts=2, base=0.0, sleep=lambda s: None)
 WEEK = 7 * 86400 * 10**9
 TSM = "000000001-000000001.tsm"
+# a real TSM file (influxd's): a shard's data is checked block by block before it is written
+REAL_TSM = next((Path(__file__).resolve().parent.parent / "fixtures" / "live" / "data" / "db1" / "autogen")
+                .glob(f"*/{TSM}")).read_bytes()
 
 
 class TypedFake:
@@ -157,7 +160,7 @@ def test_special_members_are_refused_never_copied(to, tmp_path):
     """Bug found: symlinks, hard links, devices, FIFOs and directories (any name, `..` and absolute
     ones too) were left out of the member check and copied as they were into a legacy backup, and
     a duplicated member was written twice: now one ProtocolError line, nothing written."""
-    cases = [[(f"db/rp/12/{TSM}", b"T" * 40), (name, kind)] for kind in SPECIAL for name in NAMES]
+    cases = [[(f"db/rp/12/{TSM}", REAL_TSM), (name, kind)] for kind in SPECIAL for name in NAMES]
     cases += [[(f"db/rp/12/{TSM}", a), (f"db/rp/12/{TSM}", b)] for a, b in ((b"a", b"b"), (b"a" * 600, b"a" * 600))]
     cases += [[(name, kind)] for kind in SPECIAL for name in NAMES[:3]]
     for i, members in enumerate(cases):
@@ -195,7 +198,7 @@ def test_lying_or_damaged_metastores_fail_cleanly(to, tmp_path):
     for i, answer in enumerate(_lying_metastores()):
         before = snapshot(tmp_path)
         dest = tmp_path / f"b{i}"
-        with TypedFake({1: answer, 3: listing(DBS), 0: tar_bytes([(f"db/rp/12/{TSM}", b"T" * 40)])}) as f:
+        with TypedFake({1: answer, 3: listing(DBS), 0: tar_bytes([(f"db/rp/12/{TSM}", REAL_TSM)])}) as f:
             try:
                 run_backup(f.host, dest, to)
             except ArchiveError as exc:
@@ -220,7 +223,7 @@ def _stall_after(prefix: bytes, how: str) -> Callable:
 def test_stalls_and_resets_mid_answer(how, tmp_path):
     """A server that stops sending (the client's recv timeout) or resets part-way, at many points
     of each answer: one line, exit 3 (unreachable) or 1 (cut), nothing left."""
-    tar = tar_bytes([(f"db/rp/12/{TSM}", b"T" * 3000)])
+    tar = tar_bytes([(f"db/rp/12/{TSM}", REAL_TSM)])
     meta, lst = meta_answer(DBS), listing(DBS)
     cases = []
     for cut in sorted({0, 1, 9, 17, len(meta) // 2, len(meta) - 1}):
@@ -274,7 +277,7 @@ def test_odd_names_round_trip_or_fail_cleanly(dbs, to, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("names")
     layout = [(db, rp, [10 + i]) for i, (db, rp) in enumerate(dbs)]
-    tars = {10 + i: tar_bytes([(f"{db}/{rp}/{10 + i}/{TSM}", b"T" * 40)]) for i, (db, rp, _) in enumerate(layout)}
+    tars = {10 + i: tar_bytes([(f"{db}/{rp}/{10 + i}/{TSM}", REAL_TSM)]) for i, (db, rp, _) in enumerate(layout)}
 
     def shard(conn: socket.socket, req: dict) -> None:
         conn.sendall(tars.get(req["ShardID"], b""))
@@ -297,7 +300,7 @@ def test_colliding_shard_ids_across_databases_fail_cleanly(tmp_path):
     the backup must not write one server tar under both names silently."""
     for layout in ([("a", "r", [7]), ("b", "r", [7])], [("a", "r", [7]), ("a", "s", [7])]):
         dest = tmp_path / f"b{layout[1][0]}{layout[1][1]}"
-        tar = tar_bytes([(f"a/r/7/{TSM}", b"T" * 40)])
+        tar = tar_bytes([(f"a/r/7/{TSM}", REAL_TSM)])
         before = snapshot(tmp_path)
         with TypedFake({1: meta_answer(layout), 3: listing(layout), 0: tar}) as f, pytest.raises(ArchiveError) as ei:
             run_backup(f.host, dest, "legacy")
@@ -334,3 +337,94 @@ def test_the_cli_says_one_line_with_its_exit_code(tmp_path, cli):
                 assert json.loads(r.out)["error"]["code"], r.out
             assert not dest.exists(), (verb, i)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _damaged_tsms() -> list[tuple[str, bytes]]:
+    """The real TSM file with a byte flipped in each region (header, block frames, index, footer)
+    and cut at many lengths: every one is damage a block-by-block read finds."""
+    out = []
+    for pos in sorted({0, 4, 5, 9, 40, 200, 700, len(REAL_TSM) // 2, len(REAL_TSM) - 30, len(REAL_TSM) - 9,
+                       len(REAL_TSM) - 1}):
+        out.append((f"flip@{pos}", REAL_TSM[:pos] + bytes([REAL_TSM[pos] ^ 0x5A]) + REAL_TSM[pos + 1:]))
+    for cut in (0, 4, 5, 100, len(REAL_TSM) // 2, len(REAL_TSM) - 8, len(REAL_TSM) - 1):
+        out.append((f"cut@{cut}", REAL_TSM[:cut]))
+    out.append(("garbage", b"\x16\xd1\x16\xd1\x01" + b"\xff" * 100))
+    return out
+
+
+@pytest.mark.parametrize("to", ["legacy", "portable"])
+def test_damaged_tsm_files_from_the_server_are_refused(to, tmp_path):
+    """Bug found by review: the server's tar was checked as a tar only, and its TSM files were
+    copied as they were: a backup of damaged data exited 0 (verify --host called it DAMAGED). Now
+    every file is read block by block first: one line naming the shard and member, nothing
+    written. (A flip the checks cannot see, such as in an index's min/max time, gives a backup.)"""
+    refused = 0
+    for i, (label, data) in enumerate(_damaged_tsms()):
+        before = snapshot(tmp_path)
+        dest = tmp_path / f"b{i}"
+        answers = {1: meta_answer(DBS), 3: listing(DBS), 0: tar_bytes([(f"db/rp/12/{TSM}", data)])}
+        with TypedFake(answers) as f:
+            try:
+                run_backup(f.host, dest, to)
+            except ArchiveError as exc:
+                assert_clean_failure(tmp_path, before, dest, exc)
+                assert exc.exit_code == 1 and exc.member == f"db/rp/12/{TSM}" and "shard 12" in str(exc), (label, exc)
+                refused += 1
+                continue
+        from influx_archive.archive.ops.verify import verify  # what was written must verify
+
+        assert verify(str(dest)).ok, label  # (--deep decodes blocks: it may see more, by design)
+    assert refused >= len(_damaged_tsms()) - 3, refused
+    # a tombstone file that cannot be read is refused the same way
+    dest = tmp_path / "tomb"
+    stone = b"\x00\x00\x15\x04" + b"\x1f\x8b" * 20  # a v4 header, then no gzip stream
+    bad = tar_bytes([(f"db/rp/12/{TSM}", REAL_TSM), ("db/rp/12/000000001-000000001.tombstone", stone)])
+    with TypedFake({1: meta_answer(DBS), 3: listing(DBS), 0: bad}) as f, pytest.raises(ArchiveError) as ei:
+        run_backup(f.host, dest, to)
+    assert ei.value.exit_code == 1 and not dest.exists()
+
+
+def _tar_with_mtime(mtime: int) -> bytes:
+    ti = tarfile.TarInfo(f"db/rp/12/{TSM}")
+    ti.size, ti.mtime = len(REAL_TSM), mtime
+    return ti.tobuf(tarfile.PAX_FORMAT) + REAL_TSM + b"\0" * (-len(REAL_TSM) % 512) + b"\0" * 1024
+
+
+@pytest.mark.parametrize("to", ["legacy", "portable"])
+def test_member_mtimes_past_int64_nanoseconds_are_protocol_errors(to, tmp_path):
+    """Bug found by review: a member mtime of +-2^40 s reached the portable manifest's
+    lastModified and was refused there as a usage error (exit 2). Now a protocol error (exit 1)
+    for every mtime whose nanoseconds do not fit int64, and a backup for those that do."""
+    limit = sn.MAX_TIME_NS // 10**9
+    for i, mtime in enumerate((limit + 1, -limit - 1, 1 << 40, -(1 << 40), 10**15, -(10**15))):
+        dest = tmp_path / f"b{i}"
+        with TypedFake({1: meta_answer(DBS), 3: listing(DBS), 0: _tar_with_mtime(mtime)}) as f, \
+                pytest.raises(sn.ProtocolError, match="mtime") as ei:
+            run_backup(f.host, dest, to)
+        assert ei.value.exit_code == 1 and not dest.exists()
+    for i, mtime in enumerate((0, 1, 1_700_000_000, limit)):
+        dest = tmp_path / f"ok{i}"
+        with TypedFake({1: meta_answer(DBS), 3: listing(DBS), 0: _tar_with_mtime(mtime)}) as f:
+            run_backup(f.host, dest, to)
+        assert sorted(os.listdir(dest))
+
+
+def test_listings_nested_deep_or_too_long_are_protocol_errors(tmp_path):
+    """Bug found by review: a listing of 100,000 nested '[' gave 'unexpected RecursionError'
+    (exit 3); a 60 MB listing of 3 million shards (under the old 64 MiB bound) exhausted a 1 GiB
+    address space with tracebacks. Both are one protocol error now; the bounds stay where a
+    .meta file and a sane listing fit."""
+    from influx_archive.meta.format import MAX_META_FILE_SIZE
+
+    assert sn.MAX_METASTORE <= MAX_META_FILE_SIZE  # a metastore fetched can be read back from its .meta
+    for depth in (1_000, 100_000, 1_000_000):
+        with pytest.raises(sn.ProtocolError, match="not JSON"):
+            sn.parse_paths(b"[" * depth, "listing")
+        with pytest.raises(sn.ProtocolError, match="not JSON"):
+            sn.parse_paths(b'{"Paths":' + b"[" * depth, "listing")
+    big = b'{"Paths":[' + b",".join(b'"db/rp/%d"' % i for i in range(1, sn.MAX_LISTING // 8)) + b"]}"
+    assert len(big) > sn.MAX_LISTING
+    before = snapshot(tmp_path)
+    with TypedFake({1: meta_answer(DBS), 3: big}) as f, pytest.raises(sn.ProtocolError, match="answer longer than"):
+        run_backup(f.host, tmp_path / "b", "legacy")
+    assert_clean_failure(tmp_path, before, tmp_path / "b", sn.ProtocolError("x"))

@@ -59,6 +59,7 @@ from .onlinechain import chain_bounds, since_for, write_run_record
 from .onlinejournal import undo_killed_increments, write_journal
 from .select import Selection, select_meta, window_overlaps
 from .tarwrite import TarWriter, gzip_writer
+from .tsmcopy import check_stored_files
 from .writeshard import write_shard
 
 #: Rounds of "metastore again, fetch the shards it added" after the first pass.
@@ -451,6 +452,9 @@ def _fetch_shard(plan: OnlinePlan, sh: OnlineShard, meta: Data, tmp: Path, sp: P
         stones = sum(1 for e in entries if e.name.endswith(".tombstone"))
         last = max((e.mtime for e in entries), default=0) * 1_000_000_000
         check_shard_members(entries, sh.key, f"snapshotter {plan.client.address}")
+        with open(spooled, "rb") as f:  # every file, also those kept as the server sent them
+            check_stored_files(f, [(e.name, e.data_offset, e.size) for e in entries],
+                               where=f"influxd at {plan.client.address}: shard {sh.id}")
         ranged = plan.start is not None or plan.end is not None
         keep_raw = not ranged and (plan.to == "legacy" or plan.since is not None or stones == 0)
         if keep_raw:

@@ -151,3 +151,25 @@ def write_intact_blocks(reader: TSMReader, out: BinaryIO) -> int | None:
     if not wrote:
         return None
     return w.close()
+
+
+def check_stored_files(stream: BinaryIO, files: list[tuple[str, int, int]], *, where: str) -> None:
+    """Check the TSM and tombstone files stored in ``stream`` at ``(name, offset, size)`` as every
+    copy here is checked (each block's CRC, type and value count; a tombstone file read whole);
+    raises the first damage, located at ``where`` and the member. For a file copied as it is
+    without being read through :func:`checked_chunks` (an online backup keeps the server's tar)."""
+    from ...tsm.tombstone import read_tombstones
+    from ..streams import SubFile
+
+    for name, offset, size in files:
+        base = name.rsplit("/", 1)[-1]
+        part = cast(BinaryIO, SubFile(stream, offset, size))
+        origin = f"{where}::{name}"  # split back into file and member by located()
+        try:
+            if base.endswith(".tombstone"):
+                read_tombstones(part, name=origin)
+            elif base.endswith(".tsm"):
+                for _ in checked_chunks(part, TSMReader(part, name=origin, size=size)):
+                    pass
+        except ArchiveError as exc:
+            raise exc.located(path=where, member=name) from None
