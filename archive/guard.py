@@ -160,9 +160,16 @@ def _lock_one(directory: Path) -> tuple[_Held, bool]:
                 if now is None or (now.st_dev, now.st_ino) != (fst.st_dev, fst.st_ino):
                     os.close(fd)
                     continue
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-                os.fchmod(fd, LOCK_MODE)
+                try:
+                    os.ftruncate(fd, 0)
+                    if os.pwrite(fd, f"{os.getpid()}\n".encode(), 0) == 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    os.fchmod(fd, LOCK_MODE)
+                except OSError as exc:  # a full disk, say: the file is ours (we hold it), remove it
+                    with contextlib.suppress(OSError):
+                        os.unlink(LOCK_NAME, dir_fd=dir_fd)
+                    raise TargetError(f"target: cannot write the lock file: {exc.strerror}",
+                                      path=str(lock_path)) from exc
             except BaseException:
                 os.close(fd)
                 raise

@@ -6,6 +6,8 @@ processes can be used at all here."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -85,3 +87,25 @@ def process_pool_available() -> bool:
     except OSError:
         return False
     return True
+
+
+def forked_pool(workers: int):
+    """A ``ProcessPoolExecutor`` of ``workers`` forked processes that end when this process does,
+    however it ends: a parent killed with SIGKILL cannot shut its pool down, and workers left
+    waiting on its queues would live on for ever, holding the run's stdout and stderr open (a
+    pipeline reading the run never saw its end). Each worker watches its parent and exits when it
+    is gone."""
+    import concurrent.futures
+    import multiprocessing
+
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_watch_parent, initargs=(os.getpid(),))
+
+
+def _watch_parent(parent: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="influx-archive-parent-watch", daemon=True).start()

@@ -50,7 +50,7 @@ from ..findings import BLOCK_LEFT_OUT, ERROR, FILE_LEFT_OUT, Finding
 from ..sources import Shard, Source
 from ..sources.model import Layer, ShardFile
 from ..sources.shardview import load_shard_files
-from ..threads import process_pool_available, read_ahead
+from ..threads import forked_pool, process_pool_available, read_ahead
 from .tarwrite import SAMPLE_BYTES, Compression, GzipSink, OutputFile, TarWriter, choose_compression
 from .tsmcopy import checked_chunks, damaged_blocks, write_intact_blocks
 from .writeshard import MAX_FILE_BYTES, ShardFileWriter, WrittenFile
@@ -460,14 +460,12 @@ def convert_shards_in_processes(cfg: ShardSettings, jobs: list[ShardJob], tmp: P
     other thread runs): the per-key work of rewrites holds the GIL, so threads would run it on one
     core. Largest jobs are started first; outputs come back in ``jobs`` order, findings in it too
     (each worker writes only its own shard's tar in ``tmp``)."""
-    import multiprocessing
 
     global _SHARDS
     order = sorted(range(len(jobs)), key=lambda i: (jobs[i].copy_raw, -jobs[i].bytes))
     _SHARDS = (cfg, jobs, tmp)
     try:
-        ctx = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(max(1, min(n, len(jobs))), mp_context=ctx) as pool:
+        with forked_pool(max(1, min(n, len(jobs)))) as pool:
             futs = {i: pool.submit(_shard_worker, i) for i in order}
             try:
                 for fut in concurrent.futures.as_completed(futs.values()):
@@ -511,7 +509,6 @@ def _rewrite_in_processes(cfg: ShardSettings, shard: Shard, layers: list[Layer],
     first, each to the least loaded worker), or (``by_keys``) the keys of the one newest file in
     contiguous slices cut at series boundaries — slices never share a key, so their order is moot,
     and every name (g, s + k) sorts after the shard's other files."""
-    import multiprocessing
 
     global _REWRITE
     if by_keys:
@@ -527,8 +524,7 @@ def _rewrite_in_processes(cfg: ShardSettings, shard: Shard, layers: list[Layer],
         tasks = list(enumerate(share))
     _REWRITE = (cfg, shard)
     try:
-        ctx = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(len(tasks), mp_context=ctx) as pool:
+        with forked_pool(len(tasks)) as pool:
             futs = [pool.submit(_rewrite_worker, slot, n, str(work), idx, by_keys) for slot, idx in tasks]
             results = [f.result() for f in futs]
     finally:

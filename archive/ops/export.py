@@ -48,7 +48,7 @@ from ..output import OutputFile, open_output, os_error, plan_file_output, source
 from ..progress import ProgressCallback, Reporter
 from ..sources import Shard, Source
 from ..sources.shardview import open_shard_reader
-from ..threads import process_pool_available
+from ..threads import forked_pool, process_pool_available
 from ..timefmt import rfc3339
 from .lineproto import Skips, escape_field_key_bytes, influxql_duration, quote_ident, window_lines
 from .select import window_overlaps
@@ -287,8 +287,6 @@ def _parallel_parts(
     """Yield (shard index, result, findings, part file) in output order from a pool of forked
     workers running a few slices ahead of the consumer. Every shard is cut into ``workers``
     slices so the last shards do not leave cores idle."""
-    import concurrent.futures
-    import multiprocessing
 
     from ..spools import spool
 
@@ -300,25 +298,23 @@ def _parallel_parts(
         # core formats lines, so the extra inflating costs less than idle cores would
         tasks.extend((i, shard, (k, workers)) for k in range(workers))
     try:
-        with spool("export", tmpdir) as work:
-            ctx = multiprocessing.get_context("fork")
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                pending: list = []
-                it = iter(enumerate(tasks))
+        with spool("export", tmpdir) as work, forked_pool(workers) as pool:
+            pending: list = []
+            it = iter(enumerate(tasks))
 
-                def submit() -> None:
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        t, (i, shard, part) = nxt
-                        path = os.path.join(work, f"{t}.lp")
-                        pending.append((i, pool.submit(_export_part, shard, part, lo, hi, want, path, tmpdir)))
+            def submit() -> None:
+                nxt = next(it, None)
+                if nxt is not None:
+                    t, (i, shard, part) = nxt
+                    path = os.path.join(work, f"{t}.lp")
+                    pending.append((i, pool.submit(_export_part, shard, part, lo, hi, want, path, tmpdir)))
 
-                for _ in range(workers + 1):
-                    submit()
-                while pending:
-                    i, fut = pending.pop(0)
-                    submit()
-                    yield (i, *fut.result())
+            for _ in range(workers + 1):
+                submit()
+            while pending:
+                i, fut = pending.pop(0)
+                submit()
+                yield (i, *fut.result())
     finally:
         _WORKER_SOURCE = None
 

@@ -167,7 +167,7 @@ def open_datadir(
         raise SourceError("not a directory (expected influxd's data directory)", path=str(dp))
     if waldir is not None and not Path(waldir).is_dir():
         raise SourceError("not a directory (expected influxd's WAL directory)", path=str(waldir))
-    src = DiskSource("datadir", str(dp), salvage=salvage)
+    src = DiskSource("datadir", str(dp), salvage=salvage, also_reads=[str(waldir)] if waldir is not None else [])
     src.shards = scan_tree(dp, waldir, findings=src.findings, salvage=salvage)
     if not src.shards:
         hint = ("; this looks like a server root: give its data/ directory, or the root itself as SRC"

@@ -29,13 +29,15 @@ class DiskSource(Source):
 
     #: tar listings made elsewhere (a sealed archive scans each shard tar while streaming it)
     prescanned: dict = field(default_factory=dict, repr=False)
+    #: other directories the source is read from (a bare data directory's --waldir)
+    also_reads: list[str] = field(default_factory=list)
 
     def reads_from(self) -> list[str]:
         """The source itself (a single file), or its directory and every directory its files
         live in (a server root's ``data/`` may be a symlink to another disk)."""
         if self.kind == "file":
             return [self.path]
-        out = [self.path]
+        out = [self.path, *self.also_reads]
         for sub in ("meta", "data", "wal"):
             p = os.path.join(self.path, sub)
             if self.kind == "live" and os.path.isdir(p):
