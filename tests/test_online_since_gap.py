@@ -27,6 +27,10 @@ from influx_archive.archive.ops import onlinebackup as ob
 from influx_archive.archive.ops import onlinechain
 from influx_archive.archive.sources import open_source
 
+# influxd's own TSM files, of many sizes (the chain is checked by file names and sizes)
+REAL_TSMS = sorted({p.read_bytes() for p in (Path(__file__).resolve().parent.parent / "fixtures" / "live" / "data")
+                    .rglob("*.tsm")}, key=len)
+
 LAYOUT = [("db", "rp", [3, 4])]
 PATHS = {3: "db/rp/3", 4: "db/rp/4"}
 
@@ -64,8 +68,8 @@ class ModelServer:
         self.files: dict[int, dict[str, tuple[bytes, int]]] = {3: {}, 4: {}}
         self.gen = {3: 0, 4: 0}
 
-    def _blob(self) -> bytes:
-        return self.rng.randbytes(self.rng.randrange(64, 4000))
+    def _blob(self) -> bytes:  # a real TSM file: a backup checks every file it is sent block by block
+        return self.rng.choice(REAL_TSMS)
 
     def write(self, sid: int) -> None:  # a cache snapshot: a new generation, level 1
         self.gen[sid] += 1
@@ -101,7 +105,8 @@ class ModelServer:
             return
         n = self.rng.choice(tsm)[:-4] + ".tombstone"
         old = self.files[sid].get(n, (b"", 0))[0]
-        self.files[sid][n] = (old + self.rng.randbytes(self.rng.randrange(16, 200)), self.clock.ns)
+        key = b"cpu,host=h%d#!~#v\n" % self.rng.randrange(1000)  # a v1 tombstone: one key a line
+        self.files[sid][n] = (old + key * self.rng.randrange(1, 12), self.clock.ns)
 
     def answer(self, conn, req) -> None:
         since = parse_go_time(req["Since"])

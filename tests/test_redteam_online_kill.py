@@ -14,7 +14,7 @@ from pathlib import Path
 import influxd as harness
 import pytest
 from hostile_outputs import cli_argv
-from test_redteam_online_hostile import NO_WAIT, TSM, TypedFake, listing, meta_answer, tar_bytes
+from test_redteam_online_hostile import NO_WAIT, REAL_TSM, TSM, TypedFake, listing, meta_answer, tar_bytes
 
 from influx_archive.archive import snapshotter as sn
 from influx_archive.archive.ops import onlinebackup as ob
@@ -27,7 +27,7 @@ N_FILES = 4 + 1 + 1  # shard files + metastore + manifest (portable) or run reco
 def _shard(conn, req) -> None:
     sid = req["ShardID"]
     db = "db2" if sid == 20 else "db"
-    conn.sendall(tar_bytes([(f"{db}/rp/{sid}/{TSM}", bytes([sid]) * 700)]))
+    conn.sendall(tar_bytes([(f"{db}/rp/{sid}/{TSM}", REAL_TSM)]))
 
 
 def _client(host: str) -> sn.Client:
