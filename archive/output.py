@@ -252,11 +252,11 @@ class OutputFile(io.BufferedWriter):
         return self.raw.written  # type: ignore[attr-defined]
 
 
-def _new_temp_file(final: Path) -> tuple[Path, int]:
-    """Create and register ``final``'s temporary (``.<name>.tmp-<pid>`` beside it, 0600, exclusive,
-    no link followed) in one step no signal splits: (its path, a descriptor open for writing).
-    OS errors are raised as they are."""
-    tmp = temp_sibling(final)
+def _new_temp_file(final: Path, tmp: Path | None = None) -> tuple[Path, int]:
+    """Create and register ``final``'s temporary (``tmp``, by default ``.<name>.tmp-<pid>`` beside
+    it; 0600, exclusive, no link followed) in one step no signal splits: (its path, a descriptor
+    open for writing). OS errors are raised as they are."""
+    tmp = temp_sibling(final) if tmp is None else tmp
     with uninterrupted():
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         track(tmp, False)
@@ -368,11 +368,15 @@ def write_file_atomically(
     moved into place (:func:`link_into_place`), the directory fsynced. An existing ``path`` is a
     TargetError unless ``replace``; an OS error a TargetIOError naming ``path``."""
     final = Path(path)
+    tmp = temp_sibling(final)
     try:
-        tmp, fd = _new_temp_file(final)
-    except OSError as exc:
-        raise TargetIOError(f"cannot create a temporary file: {exc.strerror}", path=str(final)) from exc
-    try:
+        # inside the try: a SIGTERM deferred while the temporary was made is acted on as
+        # _new_temp_file returns, and the temporary must go now: ``path`` may name its directory
+        # by a descriptor (/proc/self/fd/N/...) that is closed when the run's exit removes the rest
+        try:
+            tmp, fd = _new_temp_file(final, tmp)
+        except OSError as exc:
+            raise TargetIOError(f"cannot create a temporary file: {exc.strerror}", path=str(final)) from exc
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

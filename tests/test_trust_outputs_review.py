@@ -202,3 +202,36 @@ def test_workers_of_a_run_killed_with_sigkill_end_too(tmp_path, fixture, to) -> 
         if killed_with_workers >= 5:
             break
     assert killed_with_workers >= 3, killed_with_workers
+
+
+class _Stop(BaseException):
+    """What a deferred SIGTERM handler raises as the uninterrupted step that made a file ends."""
+
+
+@pytest.mark.parametrize("stop", [_Stop, KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("by_fd", [True, False])
+def test_a_signal_acted_on_as_the_temporary_is_made_leaves_none(tmp_path, monkeypatch, stop, by_fd) -> None:
+    """Bug found: SIGTERM during a restore's meta.db write (exit 143, 'nothing was left
+    half-written') left meta/.meta.db.tmp-PID: deferred while the temporary was made, the signal
+    was acted on just after, before the step that removes it on failure began, and the run's exit
+    removed it by its /proc/self/fd/N/... name once that descriptor was closed."""
+    from influx_archive.archive import cleanup, output
+
+    real = output._new_temp_file
+
+    def made_then_stopped(final, tmp=None):
+        real(final, tmp)
+        raise stop()
+
+    monkeypatch.setattr(output, "_new_temp_file", made_then_stopped)
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    dfd = os.open(meta, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        where = f"/proc/self/fd/{dfd}/meta.db" if by_fd else str(meta / "meta.db")
+        with pytest.raises(stop):
+            output.write_file_atomically(where, b"x" * 100)
+        assert os.listdir(dfd) == []  # removed while its directory's descriptor is still open
+    finally:
+        os.close(dfd)
+    assert not [p for p in cleanup.remove_temporaries() if "meta.db" in p]  # and not left for the exit
