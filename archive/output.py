@@ -158,9 +158,7 @@ def plan_file_output(
             raise TargetError("the directory to write into does not exist", path=parent)
         return Output(given, real, False, False, force, binary)
     if stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
-        # opened by the name given: a link to a pipe (/dev/stdout, bash's >(cmd) as /dev/fd/63)
-        # resolves to 'pipe:[N]', which no open() finds, while the link itself opens the pipe
-        return Output(given, os.path.abspath(given), True, True, force, binary)
+        return Output(given, real, True, True, force, binary)
     if stat.S_ISDIR(st.st_mode):
         raise TargetError("target is a directory; give a file name", path=given)
     if not stat.S_ISREG(st.st_mode):
@@ -309,7 +307,9 @@ def _open_stream(out: Output) -> Iterator[OutputFile]:
                                     path="-") from exc
     else:
         try:
-            fd = os.open(out.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
+            # by the name given: a link to a pipe (/dev/stdout, bash's >(cmd) as /dev/fd/63)
+            # resolves to 'pipe:[N]', which no open() finds, while the link itself opens the pipe
+            fd = os.open(os.path.abspath(out.given), os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
         except OSError as exc:
             raise TargetIOError(f"cannot open the target for writing: {exc.strerror}", path=out.path) from exc
         st = os.fstat(fd)

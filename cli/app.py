@@ -384,6 +384,21 @@ def _on_sigterm(signum, frame) -> None:
         raise _Terminated()
 
 
+def _unraisable(hook):
+    """``sys.unraisablehook`` for the run: a SIGTERM whose handler ran inside a weakref callback
+    or a ``__del__`` (an import lock's, say) raised where Python can only print it ("Exception
+    ignored in ...", a traceback) and drops it, and the run went on. It is sent again instead, to
+    be acted on at the next step of the run; anything else goes to ``hook``."""
+    def handle(unraisable) -> None:
+        if isinstance(unraisable.exc_value, _Terminated) and os.getpid() == _MAIN_PID:
+            # from another thread, so the handler runs when the main thread next can, outside this
+            # hook (signal.raise_signal would run it here, where raising is printed again)
+            threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM), daemon=True).start()
+            return
+        hook(unraisable)
+    return handle
+
+
 def _exit_if_terminated() -> None:
     """An error met while unwinding from SIGTERM (a spool closed under a worker's read, ...) is
     not the outcome: the run was terminated, and everything written so far was removed."""
@@ -441,6 +456,8 @@ def run(argv: Optional[list[str]] = None, *, leaving: bool = False) -> None:
 
     main_thread = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGTERM) if main_thread else None
+    hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable(hook)
     try:
         try:
             _run(argv)
@@ -453,6 +470,7 @@ def run(argv: Optional[list[str]] = None, *, leaving: bool = False) -> None:
         try:
             remove_temporaries()
         finally:
+            sys.unraisablehook = hook
             if main_thread and not leaving and before is not None:  # in-process (tests): the caller's handler
                 signal.signal(signal.SIGTERM, before)
 

@@ -235,3 +235,37 @@ def test_a_signal_acted_on_as_the_temporary_is_made_leaves_none(tmp_path, monkey
     finally:
         os.close(dfd)
     assert not [p for p in cleanup.remove_temporaries() if "meta.db" in p]  # and not left for the exit
+
+
+@pytest.mark.parametrize("where", ["__del__", "weakref callback"])
+@pytest.mark.parametrize("verb", [["verify", str(LEGACY)], ["inspect", str(LEGACY)]])
+def test_a_sigterm_handled_where_python_cannot_raise_is_not_lost(where, verb) -> None:
+    """Bug found by CI's random-SIGTERM test: the handler ran inside an import lock's weakref
+    callback, where its exception can only be printed ('Exception ignored in ...', a traceback)
+    and is dropped, and the run went on to exit 0. The signal is sent again now: exit 143, one
+    line, no traceback."""
+    code = f"""
+import signal, sys, time, weakref
+from influx_archive.cli import app as A
+from influx_archive.cli.main import main
+class D:
+    def __del__(self):
+        A._on_sigterm(signal.SIGTERM, None)
+class R:
+    pass
+orig = A._run
+def run(argv):
+    if {where!r} == "__del__":
+        D()
+    else:
+        r = R()
+        keep = weakref.ref(r, lambda ref: A._on_sigterm(signal.SIGTERM, None))
+        del r
+    time.sleep(0.3)
+    orig(argv)
+A._run = run
+main({verb!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr == "influx-archive: terminated (SIGTERM); nothing was left half-written\n", proc.stderr
