@@ -219,16 +219,24 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
         valid_dir(stage)
         (stage / "journal").mkdir()
 
-    def no_journal(stage: Path, root: Path, d: Path) -> None:
-        valid_dir(stage)
+    def staged_file(stage: Path) -> None:
         (stage / "0").mkdir()
         (stage / "0" / "000000001-000000001.tsm").write_bytes(b"staged")
+
+    def no_journal(stage: Path, root: Path, d: Path) -> None:
+        valid_dir(stage)
+        staged_file(stage)
 
     def journal_bytes(data: bytes):
         def build(stage: Path, root: Path, d: Path) -> None:
             valid_dir(stage)
             (stage / "journal").write_bytes(data)
         return build
+
+    def empty_journal_beside_staged(stage: Path, root: Path, d: Path) -> None:
+        valid_dir(stage)
+        (stage / "journal").write_bytes(b"")
+        staged_file(stage)
 
     def journal_huge(stage: Path, root: Path, d: Path) -> None:
         valid_dir(stage)
@@ -246,7 +254,9 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
             "no-journal": no_journal,
             "journal-huge": journal_huge,
             "garbage": journal_bytes(os.urandom(0) + bytes(range(256)) * 4 + b"\n"),
-            "empty-journal": journal_bytes(b""),
+            # an empty journal (or a torn header) alone is a run killed before it did anything,
+            # removed (tests/test_trust_restore_journal.py); beside staged files it is no proof
+            "empty-journal": empty_journal_beside_staged,
             "nul-lines": journal_bytes(b"\0\0\0\n\0\n"),
             "not-ascii": journal_bytes('{"format": "é"}\n'.encode()),
             "json-null": journal_bytes(b"null\n"),
@@ -369,6 +379,7 @@ def planted_stages(work: Path, run: Callable[[list[str]], int]) -> list[Case]:
             data = undo_db2(stage, root)
             first = data.index(b"\n")
             (stage / "journal").write_bytes(data[: cut if cut > 0 else first + 1 + cut])
+            staged_file(stage)  # alone, a torn header is removed (tests/test_trust_restore_journal.py)
         builders[f"header-cut-{cut}"] = build
 
     def middle_garbage(stage: Path, root: Path, d: Path) -> None:

@@ -23,6 +23,23 @@ from dataclasses import dataclass, field
 from ...meta.model import Data, DatabaseInfo, UserInfo
 from ..errors import UsageError
 
+#: NAME_MAX: the longest directory name (in bytes) Linux file systems take; a database or
+#: retention policy name becomes one (``<datadir>/<db>/<rp>/<shard>``)
+MAX_NAME_BYTES = 255
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` (a database or retention policy name) cannot be a directory name, or None."""
+    if not value or value in (".", "..") or "/" in value or "\0" in value:
+        return "is not a usable name"
+    try:
+        size = len(value.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return "is not a usable name (not valid UTF-8)"
+    if size > MAX_NAME_BYTES:
+        return f"is {size} bytes long (UTF-8); a directory name holds at most {MAX_NAME_BYTES} bytes"
+    return None
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -40,8 +57,10 @@ class Selection:
         if self.retention is not None and self.database is None:
             raise UsageError("--retention needs --database")
         for name, value in (("--newdb", self.newdb), ("--newrp", self.newrp)):
-            if value is not None and (not value or "/" in value or value in (".", "..")):
-                raise UsageError(f"{name} {value!r} is not a usable name")
+            why = None if value is None else name_problem(value)
+            if value is not None and why is not None:
+                shown = f"{value[:40]!r}..." if len(value) > 40 else repr(value)
+                raise UsageError(f"{name} {shown} {why}")
 
     @property
     def filtered(self) -> bool:

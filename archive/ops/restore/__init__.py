@@ -38,8 +38,9 @@ The modules, each step in one (each imports only modules below it in this list):
   renaming them into place, chown;
 * :mod:`.plan` — what to restore: selection, renames, ``--merge`` placement and id remapping
   (:func:`~.plan.plan_metastore`), then the shard directories and files (:func:`~.plan.build_plan`);
+* :mod:`.recovery` — recovery of a killed run's leftovers (its staging directories and journal);
 * :mod:`.journal` — the transaction: target directories held open, staging directories, journal,
-  commit, rollback, recovery of a killed run's leftovers, the targets' lock;
+  commit, rollback, the targets' lock;
 * :mod:`.metastore` — reading, merging and writing the target metastore;
 * :mod:`.modes` — influxd's file and directory modes.
 
@@ -73,9 +74,10 @@ from ...findings import Finding
 from ...progress import ProgressCallback, Reporter
 from ...sources import Source
 from ..select import Selection
-from .journal import Roots, Transaction, recover_interrupted, target_lock
+from .journal import Roots, Transaction, target_lock
 from .metastore import put_back_meta, read_meta_at, write_meta_at
 from .plan import FilePlan, RestorePlan, ShardPlan, build_plan, check_target_args
+from .recovery import recover_interrupted
 from .shards import chown_all, move_in_all, parse_owner, stage_all
 from .tsi import build_indexes, check_merge, choose_index, install, move_aside
 

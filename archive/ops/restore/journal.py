@@ -1,6 +1,6 @@
 """The transaction of an offline restore: the target directories held open, staging directories
-beside them, the journal that records every change to the target, commit, rollback, recovery of
-what a killed run left behind, and the targets' lock.
+beside them, the journal that records every change to the target, commit, rollback, and the
+targets' lock. Recovery of what a killed run left behind is :mod:`.recovery`'s.
 
 Trust (see :mod:`~influx_archive.archive.guard`):
 
@@ -12,36 +12,31 @@ Trust (see :mod:`~influx_archive.archive.guard`):
   moment of use, renames with RENAME_NOREPLACE; a target directory renamed away and replaced is
   refused before ``meta.db`` is written (:meth:`Roots.check_unmoved`);
 * a staging directory or journal found beside the target is acted on only when it provably
-  belongs to this target (:func:`recover_interrupted`); anything else is reported, left alone.
+  belongs to this target (:func:`~.recovery.recover_interrupted`); anything else is reported,
+  left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
-import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from ... import staging
-from ...errors import TargetError, format_where
+from ...errors import TargetError
 from ...guard import TargetLock
-from ...staging import pid_alive
 from .modes import DIR_MODE_META, DIR_MODE_SHARD
 
 STAGE_PREFIX = ".influx-archive-restore-"
-_STAGE_RE = re.compile(r"^\.influx-archive-restore-([0-9]+)-[0-9]+$")
-MAX_LEFT_ALONE_NOTES = 10  # then one line counts the rest
+MAX_LEFT_ALONE_NOTES = 10  # then one line counts the rest (see .recovery)
 JOURNAL = "journal"
 JOURNAL_FORMAT = "influx-archive restore journal"
 JOURNAL_VERSION = 2
-MAX_JOURNAL_BYTES = 64 << 20  # far above any real journal (one short line per directory / move)
 STAGE_MODE = 0o700
-_OPS = ("dir", "moved", "aside", "meta", "commit")
-_ASIDE_RE = re.compile(r"^aside-[0-9]+$")
 
 # Staging directories (and the shard directories staged in them) by path -> their descriptor:
 # files are created in them relative to it, so no link swapped in for a staging path is followed.
@@ -52,10 +47,6 @@ def target_lock(metadir: Path, datadir: Path, waldir: Path | None) -> TargetLock
     """The :class:`~influx_archive.archive.guard.TargetLock` a restore into these directories
     holds (creating them with influxd's modes)."""
     return TargetLock([(metadir, DIR_MODE_META), (datadir, DIR_MODE_SHARD), (waldir, DIR_MODE_SHARD)])
-
-
-def _where(p: os.PathLike[str] | str) -> str:
-    return format_where(os.fspath(p))
 
 
 class Roots:
@@ -102,6 +93,10 @@ class Roots:
             return staging.open_beneath(self.fds[role], rel, **kw)
         except staging.SymlinkError as exc:
             bad = self.paths[role].joinpath(*rel[: int(exc.filename) + 1])
+            if exc.errno == errno.EINVAL:  # "..", a "/" or too long: never made by a plan that checked names
+                raise TargetError(
+                    "target: not a usable directory name; refusing to restore into it", path=str(bad)
+                ) from None
             raise TargetError("is a symbolic link; refusing to restore through it", path=str(bad)) from None
 
     def check_unmoved(self) -> None:
@@ -130,10 +125,11 @@ class Transaction:
     staging directory's own device and inode, and the path, device and inode of every target
     directory); the first one then records, fsynced before each happens, every directory created
     and every rename into the target (with the inode renamed), the hash of the ``meta.db``
-    about to be written, and ``commit``. A restore killed before it finished (SIGKILL, power
-    loss) leaves its staging directory and journal behind; :func:`recover_interrupted`, run by
-    the next restore into the same target, undoes it — only once the journal proves it belongs
-    to that target, and only on the exact inodes it recorded."""
+    about to be written, and ``commit``. The header is written and fsynced before anything is
+    staged or done to the target. A restore killed before it finished (SIGKILL, power loss)
+    leaves its staging directory and journal behind; :func:`~.recovery.recover_interrupted`,
+    run by the next restore into the same target, undoes it — only once the journal proves it
+    belongs to that target, and only on the exact inodes it recorded."""
 
     def __init__(self, roots: Roots) -> None:
         self.roots = roots
@@ -206,6 +202,8 @@ class Transaction:
             "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "pid": os.getpid(), "uid": os.geteuid(),
             "stage": {"dev": st.st_dev, "ino": st.st_ino}, "main": main, "targets": self.roots.identities(),
         }
+        # written and synced before anything is staged here or done to the target: a journal
+        # without this complete line is one of a run that had done nothing (.recovery removes it)
         data = (json.dumps(header, separators=(",", ":")) + "\n").encode("ascii")
         while data:
             data = data[os.write(jfd, data):]
@@ -347,254 +345,3 @@ def _undo(roots: Roots, moved: list, created: list, asides: list | None = None, 
             finally:
                 os.close(fd)
     return undone
-
-
-class _NotOurs(Exception):
-    """A staging directory that does not provably belong to this target (the message says why)."""
-
-
-def _read_journal(stage_fd: int, stage_ident: tuple[int, int]) -> tuple[dict, list[dict]]:
-    """The journal of a staging directory: (header, operations), checked to be well formed and
-    written by this user for this very directory. A torn last line (a run killed while writing
-    it: the operation it announced had not started) is ignored; anything else wrong raises
-    _NotOurs."""
-    try:
-        fd = os.open(JOURNAL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=stage_fd)
-    except FileNotFoundError:
-        raise _NotOurs("it holds no journal") from None
-    except OSError as exc:
-        raise _NotOurs(f"its journal cannot be opened: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _NotOurs("its journal is not a regular file")
-        if st.st_uid != os.geteuid():
-            raise _NotOurs(f"its journal belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
-        if st.st_size > MAX_JOURNAL_BYTES:
-            raise _NotOurs(f"its journal is {st.st_size} bytes, more than any restore writes ({MAX_JOURNAL_BYTES})")
-        chunks = []
-        left = MAX_JOURNAL_BYTES + 1
-        while left > 0:
-            b = os.read(fd, min(left, 1 << 20))
-            if not b:
-                break
-            chunks.append(b)
-            left -= len(b)
-        data = b"".join(chunks)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_JOURNAL_BYTES:
-        raise _NotOurs("its journal grew while read")
-    lines = data.split(b"\n")
-    lines.pop()  # after the last newline: empty, or a torn line
-    if not lines:
-        raise _NotOurs("its journal has no complete header")
-    try:
-        recs = [json.loads(line.decode("ascii")) for line in lines]
-    except (UnicodeDecodeError, ValueError):
-        raise _NotOurs("its journal is not one the restore writes (unreadable line)") from None
-    header, ops = recs[0], recs[1:]
-    if (
-        not isinstance(header, dict)
-        or header.get("format") != JOURNAL_FORMAT
-        or header.get("version") != JOURNAL_VERSION
-    ):
-        raise _NotOurs("its journal has no header this version writes")
-    if header.get("uid") != os.geteuid():
-        raise _NotOurs(f"its journal was written by uid {header.get('uid')!r}, not by this user")
-    stage = header.get("stage")
-    if not isinstance(stage, dict) or (stage.get("dev"), stage.get("ino")) != stage_ident:
-        raise _NotOurs("its journal was written for another directory (device/inode differ)")
-    targets = header.get("targets")
-    if not isinstance(targets, dict) or "data" not in targets:
-        raise _NotOurs("its journal names no target directories")
-    for role, ident in targets.items():
-        if role not in ("meta", "data", "wal") or not isinstance(ident, dict) or not all(
-            isinstance(ident.get(k), t) for k, t in (("path", str), ("real", str), ("dev", int), ("ino", int))
-        ):
-            raise _NotOurs("its journal names target directories in a form the restore never writes")
-    if not isinstance(header.get("main"), bool):
-        raise _NotOurs("its journal header is incomplete")
-    for op in ops:
-        if not isinstance(op, dict) or op.get("op") not in _OPS:
-            raise _NotOurs("its journal holds an operation the restore never writes")
-        if op["op"] in ("dir", "moved", "aside"):
-            rel = op.get("rel")
-            if (
-                op.get("root") not in targets or not isinstance(rel, list) or not rel
-                or not all(isinstance(p, str) and staging.SAFE_PART.match(p) for p in rel)
-            ):
-                raise _NotOurs("its journal names a path outside its target directories")
-            if (op["op"] != "dir" and not (isinstance(op.get("dev"), int) and isinstance(op.get("ino"), int))) or (
-                op["op"] == "aside" and not (isinstance(op.get("name"), str) and _ASIDE_RE.match(op["name"]))
-            ):
-                raise _NotOurs("its journal names a move without its inode or aside name")
-        if op["op"] == "meta" and not (
-            isinstance(op.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", op["sha256"])
-        ):
-            raise _NotOurs("its journal holds a malformed metastore record")
-    return header, ops
-
-
-def _matches(targets: dict, ours: dict[str, dict]) -> str | None:
-    """None when every target the journal names is this run's directory of that role (same
-    device and inode, same path); else why not."""
-    for role, ident in targets.items():
-        mine = ours.get(role)
-        if mine is None:
-            return f"it names a {role} directory ({ident['path']}) this restore was not given"
-        if (ident["dev"], ident["ino"]) != (mine["dev"], mine["ino"]) or (
-            ident["path"] != mine["path"] and ident["real"] != mine["real"]
-        ):
-            return f"it belongs to a restore into other directories ({ident['path']})"
-    return None
-
-
-def recover_interrupted(
-    *, metadir: Path | None = None, datadir: Path | None = None, waldir: Path | None = None, apply: bool = True
-) -> list[str]:
-    """Undo restores into these target directories that were killed before they finished
-    (their staging directories and journals, see :class:`Transaction`), found beside or inside
-    the data and WAL directories. Only a staging directory that provably belongs to this target
-    is acted on: a directory (not a link) of this user, mode 0700, whose journal records this
-    staging directory's own device and inode and these target directories (path, device,
-    inode), and names only paths below them. Anything else is reported and left alone. Undoing
-    removes only the inodes the journal recorded as renamed in, and empty directories it
-    created. Returns one note per staging directory found (with ``apply`` false: what a real
-    run would do, changing nothing). Call it holding the targets' :class:`TargetLock`."""
-    paths = {r: p for r, p in (("meta", metadir), ("data", datadir), ("wal", waldir)) if p is not None and p.is_dir()}
-    if "data" not in paths:
-        return []
-    roots = Roots(paths)
-    notes: list[str] = []
-    left_alone = 0
-    try:
-        ours = roots.identities()
-        seen: set[tuple[int, int]] = set()
-        for role in ("data", "wal"):
-            if role not in paths:
-                continue
-            for base in (paths[role], paths[role].parent):
-                try:
-                    base_fd = os.open(base, staging.DIR_FLAGS)
-                except OSError:
-                    continue
-                try:
-                    bst = os.fstat(base_fd)
-                    if (bst.st_dev, bst.st_ino) in seen:
-                        continue
-                    seen.add((bst.st_dev, bst.st_ino))
-                    for name in sorted(os.listdir(base_fd)):
-                        m = _STAGE_RE.match(name)
-                        if m and (base / name) not in STAGE_FDS:  # not a staging area of this run
-                            note = _recover_stage(roots, ours, base_fd, base / name, int(m.group(1)), apply)
-                            if note and note.startswith(_LEFT_ALONE):
-                                left_alone += 1
-                                if left_alone > MAX_LEFT_ALONE_NOTES:
-                                    continue
-                            if note:
-                                notes.append(note)
-                finally:
-                    os.close(base_fd)
-    finally:
-        roots.close()
-    if left_alone > MAX_LEFT_ALONE_NOTES:
-        notes.append(
-            f"{left_alone - MAX_LEFT_ALONE_NOTES} more such staging directories were left "
-            f"alone{_where(sorted(paths.values())[0].parent)}"
-        )
-    return notes
-
-
-_LEFT_ALONE = "a staging directory that is not provably"
-
-
-def _reopen_stage(base_fd: int, name: str, ident: tuple[int, int]) -> int:  # for its moved-aside entries; -1: gone
-    with contextlib.suppress(OSError):
-        sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
-        fst = os.fstat(sfd)
-        if (fst.st_dev, fst.st_ino) == ident:
-            return sfd
-        os.close(sfd)
-    return -1
-
-
-def _recover_stage(roots: Roots, ours: dict[str, dict], base_fd: int, stage: Path, pid: int, apply: bool) -> str | None:
-    name = stage.name
-    try:
-        st = os.lstat(name, dir_fd=base_fd)
-        if stat.S_ISLNK(st.st_mode):
-            raise _NotOurs("it is a symbolic link")
-        if not stat.S_ISDIR(st.st_mode):
-            raise _NotOurs("it is not a directory")
-        if st.st_uid != os.geteuid():
-            raise _NotOurs(f"it belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
-        if stat.S_IMODE(st.st_mode) != STAGE_MODE:
-            raise _NotOurs(f"its mode is {stat.S_IMODE(st.st_mode):04o}, not {STAGE_MODE:04o}")
-        try:
-            sfd = os.open(name, staging.NOFOLLOW_DIR, dir_fd=base_fd)
-        except OSError as exc:
-            raise _NotOurs(f"it cannot be opened: {exc.strerror}") from None
-        try:
-            fst = os.fstat(sfd)
-            ident = (fst.st_dev, fst.st_ino)
-            if ident != (st.st_dev, st.st_ino):
-                raise _NotOurs("it changed while examined")
-            if not os.listdir(sfd):  # killed before its journal was written, or as its clean-up ended
-                if apply:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(name, dir_fd=base_fd)  # only ever removes an empty directory
-                    return (f"an earlier restore (pid {pid}) left an empty staging directory (interrupted before it "
-                            f"wrote anything, or as it finished): removed{_where(stage)}")
-                return (f"an earlier restore (pid {pid}) left an empty staging directory (interrupted before it "
-                        f"wrote anything, or as it finished): a real run removes it{_where(stage)}")
-            header, ops = _read_journal(sfd, ident)
-        finally:
-            os.close(sfd)
-        why = _matches(header["targets"], ours)
-        if why is not None:
-            if pid_alive(pid):
-                return None  # a restore running into other directories: not ours to mention
-            raise _NotOurs(why)
-    except _NotOurs as exc:
-        return f"{_LEFT_ALONE} left by an interrupted restore into this target ({exc}): left alone{_where(stage)}"
-    if not apply:
-        return f"an earlier restore (pid {pid}) was interrupted; a real run undoes it first{_where(stage)}"
-    committed = False
-    moved: list = []
-    created: list = []
-    asides: list = []
-    for op in ops:
-        if op["op"] == "commit":
-            committed = True
-        elif op["op"] == "meta" and "meta" in roots.fds:
-            with contextlib.suppress(OSError):
-                fd = os.open(
-                    "meta.db", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=roots.fds["meta"]
-                )
-                try:
-                    h = hashlib.sha256()
-                    while chunk := os.read(fd, 1 << 20):
-                        h.update(chunk)
-                finally:
-                    os.close(fd)
-                committed = committed or h.hexdigest() == op["sha256"]
-        elif op["op"] == "moved":
-            moved.append((op["root"], tuple(op["rel"]), (op["dev"], op["ino"])))
-        elif op["op"] == "dir":
-            created.append((op["root"], tuple(op["rel"])))
-        elif op["op"] == "aside":
-            asides.append((op["root"], tuple(op["rel"]), op["name"], (op["dev"], op["ino"])))
-    undone = 0
-    if header["main"] and not committed:
-        afd = _reopen_stage(base_fd, name, (st.st_dev, st.st_ino)) if asides else -1
-        undone = _undo(roots, moved, created, asides, afd)  # suppresses every error itself
-        if afd >= 0:
-            os.close(afd)
-    with contextlib.suppress(OSError):
-        staging.remove_beneath(base_fd, name, expect=(st.st_dev, st.st_ino), last=JOURNAL)
-    if not header["main"]:
-        return f"an earlier restore (pid {pid}) was interrupted; its staging area was removed{_where(stage)}"
-    return f"an earlier restore (pid {pid}) was interrupted; " + (
-        "its staging area was removed" if committed else f"its {undone} partial moves into the target were undone"
-    ) + _where(stage)

@@ -9,7 +9,9 @@ the descriptor the restore opened (see :class:`~.journal.Roots`)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 from ....meta import files as metafiles
@@ -22,8 +24,9 @@ from ....meta.model import (
     decode_data,
     shard_group_sort_key,
 )
-from ...errors import ArchiveError, TargetError
+from ...errors import ArchiveError, SourceIOError, TargetError
 from ...output import write_file_atomically
+from ...untrusted import kind_of
 from ..select import Selection, max_ids
 from .modes import FILE_MODE
 
@@ -31,13 +34,39 @@ from .modes import FILE_MODE
 Placement = dict[tuple[str, str, int], tuple[str, str, int, bool]]
 
 
+def _cannot_read(exc: OSError, meta_path: Path) -> TargetError:
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW: a link stands there
+        return TargetError("target: meta.db is a symbolic link; refusing to restore through it", path=str(meta_path))
+    return TargetError(f"target: cannot read the metastore: {exc.strerror or exc}", path=str(meta_path))
+
+
+def _check_regular(mode: int, meta_path: Path) -> None:
+    """Refuse (TargetError naming it) a ``meta.db`` that is a link, a directory, a FIFO, ..."""
+    if stat.S_ISLNK(mode):
+        raise TargetError("target: meta.db is a symbolic link; refusing to restore through it", path=str(meta_path))
+    if not stat.S_ISREG(mode):
+        raise TargetError(
+            f"target: {kind_of(mode)} stands where meta.db must be; refusing to restore into it", path=str(meta_path)
+        )
+
+
 def read_target(meta_path: Path) -> tuple[bool, bytes | None, Data | None]:
     """(whether ``meta_path`` is a file, its bytes, its decoded metastore) of the target; the bytes
-    and metastore are None when there is none yet."""
-    meta_exists = meta_path.is_file()
-    meta_blob = metafiles.read_meta_db_bytes(meta_path) if meta_exists else None
-    target = decode_data(meta_blob, path=str(meta_path)) if meta_blob is not None else None
-    return meta_exists, meta_blob, target
+    and metastore are None when there is none yet. Anything but a regular file there (a link, a
+    directory, a FIFO, ...) and an OS refusal are a TargetError naming it."""
+    try:
+        st = os.lstat(meta_path)
+    except FileNotFoundError:
+        return False, None, None
+    except OSError as exc:
+        raise _cannot_read(exc, meta_path) from exc
+    _check_regular(st.st_mode, meta_path)
+    try:
+        meta_blob = metafiles.read_meta_db_bytes(meta_path)
+    except SourceIOError as exc:  # read_small says "source"; this is the target's
+        cause = exc.__cause__
+        raise (_cannot_read(cause, meta_path) if isinstance(cause, OSError) else exc) from exc
+    return True, meta_blob, decode_data(meta_blob, path=str(meta_path))
 
 
 def merge_meta(
@@ -166,9 +195,20 @@ def read_meta_at(meta_fd: int, meta_path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise TargetError(f"target: cannot read the metastore: {exc.strerror}", path=str(meta_path)) from exc
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+        if exc.errno == errno.ENXIO:  # a socket: say what stands there
+            with contextlib.suppress(OSError):
+                _check_regular(os.lstat("meta.db", dir_fd=meta_fd).st_mode, meta_path)
+        raise _cannot_read(exc, meta_path) from exc
+    try:
+        _check_regular(os.fstat(fd).st_mode, meta_path)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read()
+    except OSError as exc:
+        raise _cannot_read(exc, meta_path) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def write_meta_at(meta_fd: int, meta_path: Path, blob: bytes, *, overwrite: bool) -> None:

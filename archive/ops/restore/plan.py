@@ -15,8 +15,10 @@ reuse the first:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -27,7 +29,7 @@ from ... import guard
 from ...errors import TargetError, UsageError
 from ...output import refuse_dirs_inside_source
 from ...sources import Shard, ShardFile, Source
-from ..select import Selection, select_meta
+from ..select import Selection, name_problem, select_meta
 from .metastore import Placement, merge_meta, read_target
 
 
@@ -136,7 +138,8 @@ def check_target_args(
     metadir_p, datadir_p = Path(metadir).absolute(), Path(datadir).absolute()
     waldir_p = Path(waldir).absolute() if waldir is not None else None
     for name, p in (("--metadir", metadir_p), ("--datadir", datadir_p), ("--waldir", waldir_p)):
-        if p is not None and p.exists() and not p.is_dir():
+        st = _examine(p, follow=True) if p is not None else None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{name} is not a directory", path=str(p))
     refuse_dirs_inside_source(src, (("--datadir", datadir_p), ("--waldir", waldir_p), ("--metadir", metadir_p)))
     return metadir_p, datadir_p, waldir_p
@@ -198,6 +201,7 @@ def build_plan(
                 )
             continue
         tdb, trp, tid, into = placement[key]
+        _check_dir_names(sh, tdb, trp)
         sp = _plan_shard(sh, tdb, trp, tid, into, datadir_p, waldir_p)
         if sp is not None:
             shards.append(sp)
@@ -205,7 +209,7 @@ def build_plan(
     for sp in shards:
         if sp.into_existing and waldir_p is not None:
             wal_here = waldir_p / sp.database / sp.retention_policy / str(sp.id)
-            if any(n.endswith(".wal") and (wal_here / n).stat().st_size for n in _listdir_names(wal_here)):
+            if any(n.endswith(".wal") and _size(wal_here / n) for n in _listdir_names(wal_here)):
                 warnings.append(
                     f"shard {sp.id} of the target has points in its WAL ({wal_here}); influxd lets those win over "
                     "every TSM file, so on points present in both, the target's WAL values win over restored ones"
@@ -301,13 +305,44 @@ def _plan_shard(
     return sp
 
 
+def _check_dir_names(sh: Shard, tdb: str, trp: str) -> None:
+    """Refuse (UsageError) a database or retention policy name from the source that cannot be a
+    directory name (too long for NAME_MAX, ``..``, a ``/`` in it): say how to rename it."""
+    def shown(name: str) -> str:
+        return f"{name[:40]!r}..." if len(name) > 40 else repr(name)
+
+    for what, name, how in (
+        ("database", tdb, f"--db {shown(sh.database)} --newdb NAME"),
+        ("retention policy", trp, f"--db {shown(sh.database)} --rp {shown(sh.retention_policy)} --newrp NAME"),
+    ):
+        why = name_problem(name)
+        if why is not None:
+            raise UsageError(f"{what} {shown(name)} of the source {why}; restore it under another name ({how})")
+
+
+def _examine(p: Path, *, follow: bool = False) -> os.stat_result | None:
+    """``lstat`` (``stat`` with ``follow``) of a target path; None when nothing is there (or a
+    component on the way is not a directory); any other OS refusal is a TargetError naming it."""
+    try:
+        return os.stat(p) if follow else os.lstat(p)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) or (follow and exc.errno == errno.ELOOP):
+            return None
+        raise TargetError(f"target: cannot examine: {exc.strerror or exc}", path=str(p)) from exc
+
+
+def _size(p: Path) -> int:
+    st = _examine(p, follow=True)
+    return st.st_size if st is not None else 0
+
+
 def _listdir_names(p: Path) -> list[str]:
     try:
         return os.listdir(p)
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise TargetError(f"cannot list directory: {exc.strerror}", path=str(p)) from exc
+        raise TargetError(f"target: cannot list directory: {exc.strerror}", path=str(p)) from exc
 
 
 def _no_symlinks_below(root: Path, target: Path) -> None:
@@ -316,10 +351,11 @@ def _no_symlinks_below(root: Path, target: Path) -> None:
     p = root
     for part in target.relative_to(root).parts:
         p = p / part
-        if p.is_symlink():
-            raise TargetError("is a symbolic link; refusing to restore through it", path=str(p))
-        if not p.exists():
+        st = _examine(p)
+        if st is None:
             return
+        if stat.S_ISLNK(st.st_mode):
+            raise TargetError("is a symbolic link; refusing to restore through it", path=str(p))
 
 
 def _check_targets(shards: list[ShardPlan], datadir: Path, waldir: Path | None) -> None:
