@@ -269,3 +269,26 @@ main({verb!r})
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 143, proc.stderr
     assert proc.stderr == "influx-archive: terminated (SIGTERM); nothing was left half-written\n", proc.stderr
+
+
+@pytest.mark.parametrize("step", ["stage_all", "move_in_all"])
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO, errno.EDQUOT])
+def test_a_restore_write_error_without_a_file_name_names_the_target(tmp_path, cli, monkeypatch, step, err) -> None:
+    """Bug found: ENOSPC from a write() (no file name in the error) said 'error: no space left on
+    device; nothing was restored' with no path and no 'target'."""
+    from influx_archive.archive.ops import restore as r
+
+    real = getattr(r, step)
+
+    def failing(*a, **k):
+        real(*a, **k)
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(r, step, failing)
+    data = tmp_path / "t" / "data"
+    code, _out, text = cli("-q", "restore", str(LEGACY), "--metadir", str(tmp_path / "t" / "meta"),
+                           "--datadir", str(data))
+    assert code == 3, text
+    line = text.strip().splitlines()[-1]
+    assert "cannot write the target" in line and f"[file {data}]" in line and "nothing was restored" in line, line
+    assert not [p for p in (tmp_path / "t").rglob("*") if p.is_file()]  # rolled back

@@ -236,9 +236,11 @@ def _execute_locked(
             # as before, a bytes file name is passed on as is (the OS gave it)
             where = cast("str | os.PathLike[str] | None",
                          exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None)
-            if exc.errno == errno.ENOSPC:
-                raise TargetError("no space left on device; nothing was restored", path=where) from exc
-            raise TargetError(f"{exc.strerror or exc}; nothing was restored", path=where) from exc
+            what = ""
+            if where is None:  # a write(): no file name in the error; what is written goes to the data directory
+                where, what = str(plan.datadir), "cannot write the target: "
+            why = "no space left on device" if exc.errno == errno.ENOSPC else exc.strerror or exc
+            raise TargetError(f"{what}{why}; nothing was restored", path=where) from exc
         raise
     finally:
         tx.cleanup()
