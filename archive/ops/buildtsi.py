@@ -29,14 +29,19 @@ Links: the data directory itself may be a link (to another disk, say). Below it 
 retention policy or shard directory that is a symbolic link is left as it is, with a warning; one
 swapped in during the run is never written through: every database and shard directory is reached
 through descriptors opened component by component without following links (:class:`.tsidirs.Beneath`),
-and named through ``/proc/self/fd`` from then on, whatever is renamed meanwhile.
+and named through ``/proc/self/fd`` from then on, whatever is renamed meanwhile. Below them the
+staging trees (series file stage, ``.index``) are written, chowned, fsynced and renamed through
+directory descriptors only, each name checked to be what this run created before the rename
+(:mod:`.tsifd`): a link swapped in for one is refused by name (exit 3).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import stat
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -115,7 +120,6 @@ class BuildPlan:
             "new_series": dict(self.new_series),
             "warnings": list(self.warnings),
         }
-
 
 
 def plan_build_tsi(
@@ -205,8 +209,42 @@ def plan_build_tsi(
 # ---- reading a shard's series --------------------------------------------------------------
 
 
-def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
-    """Line-protocol series keys the shard serves (see the module docstring), sorted."""
+def _open_staged(path: str, what: str):
+    """``path`` opened for reading without following a link in its last component (a staged
+    file: one swapped for a link or anything but a regular file during the run is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TargetError(f"a staged {what} is a symbolic link now (swapped in during the run?)",
+                              path=path) from None
+        raise TargetError(f"cannot read staged {what}: {exc.strerror}", path=path) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TargetError(f"a staged {what} is no regular file now (swapped in during the run?)", path=path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _staged_reader(path: str) -> TSMReader:
+    fh = _open_staged(path, "TSM file")
+    try:
+        reader = TSMReader(fh, name=path)
+    except BaseException:
+        fh.close()
+        raise
+    reader._owns = True
+    return reader
+
+
+def shard_series(shard_dir: str, wal_dir: str | None = None, *, nofollow: bool = False) -> list[bytes]:
+    """Line-protocol series keys the shard serves (see the module docstring), sorted. With
+    ``nofollow`` (a staged shard, named through its held descriptor) no file is read through a
+    link: one found is refused (TargetError)."""
+    opener = _open_staged if nofollow else open_regular
     names = listdir(shard_dir, "shard directory")
     tsm = sorted((n for n in names if n.endswith(".tsm") and naming.parse_name(n)), key=naming.order_key)
     layers = []
@@ -214,12 +252,12 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
     try:
         for n in tsm:
             p = os.path.join(shard_dir, n)
-            reader = TSMReader.open(p)
+            reader = TSMReader.open(p) if not nofollow else _staged_reader(p)
             opened.append(reader)
             tomb = p[: -len(".tsm")] + ".tombstone"
             tset = None
             if os.path.lexists(tomb):  # a dangling link is refused, not taken for "no tombstones"
-                with open_regular(tomb, "tombstone file") as f:
+                with opener(tomb, "tombstone file") as f:
                     tset = TombstoneSet(read_tombstones(f, name=tomb))
             layers.append((reader, tset))
         cache = None
@@ -229,7 +267,7 @@ def shard_series(shard_dir: str, wal_dir: str | None = None) -> list[bytes]:
                 cache = Cache()
                 for n in segs:
                     p = os.path.join(wal_dir, n)
-                    f = open_regular(p, "WAL segment")
+                    f = opener(p, "WAL segment")
                     with f:
                         cache.replay(f, name=p, salvage=True)
                 for _name, corruption in cache.corruptions:
@@ -305,10 +343,10 @@ def _keyed(keys: list[bytes], where: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def keyed_series(shard_dir: str, wal_dir: str | None = None) -> list[tuple[bytes, bytes]]:
+def keyed_series(shard_dir: str, wal_dir: str | None = None, *, nofollow: bool = False) -> list[tuple[bytes, bytes]]:
     """(line key, series file key) of every series the shard serves (:func:`shard_series`), each
     checked (length, measurement name): what a shard's index and its database's series file hold."""
-    return _keyed(shard_series(shard_dir, wal_dir), shard_dir)
+    return _keyed(shard_series(shard_dir, wal_dir, nofollow=nofollow), shard_dir)
 
 
 def series_ids(sfile: sfmod.SeriesFile) -> dict[bytes, int]:

@@ -14,10 +14,11 @@ from ...tsm.tsi1 import index as tindex
 from ...tsm.tsi1 import seriesfile as sfmod
 from ...tsm.tsi1.compiled import core
 from ...tsm.tsi1.xxhash import sum64
-from .. import cleanup
-from ..errors import FormatError, SourceIOError, TargetError, TargetIOError
+from .. import cleanup, staging
+from ..errors import ArchiveError, FormatError, SourceIOError, TargetError, TargetIOError
 from ..progress import ProgressCallback, Reporter
-from ..staging import NOFOLLOW_DIR, fsync_dir, fsync_paths
+from ..staging import DIR_FLAGS, NOFOLLOW_DIR
+from .tsifd import PartitionWriter, Tree, fd_path, rename_checked, sync_dir
 
 STAGE_INDEX = ".index"
 SERIES_STAGE = ".influx-archive-series-new-"
@@ -36,26 +37,6 @@ def listdir(path: str, what: str) -> list[str]:
         raise SourceIOError(f"cannot list source {what}: {exc.strerror}", path=path) from exc
 
 
-def makedir(path: str) -> None:
-    try:
-        os.mkdir(path, 0o777)
-    except OSError as exc:
-        raise TargetIOError(f"cannot create target directory: {exc.strerror}", path=path) from exc
-
-
-def chown_tree(path: str, owner: tuple[int, int] | None) -> None:
-    if owner is None:
-        return
-    uid, gid = owner
-    try:
-        os.lchown(path, uid, gid)
-        for dirpath, dirnames, filenames in os.walk(path):
-            for n in dirnames + filenames:
-                os.lchown(os.path.join(dirpath, n), uid, gid)
-    except OSError as exc:
-        raise TargetIOError(f"cannot chown target: {exc.strerror}", path=path) from exc
-
-
 def rmtree(path: str) -> None:
     """Remove ``path``: a directory tree, or whatever else stands there (a FIFO, a file, a link:
     unlinked; ``shutil.rmtree`` would open a FIFO and wait for a writer forever)."""
@@ -70,13 +51,11 @@ def rmtree(path: str) -> None:
         raise TargetIOError(f"cannot remove target staging directory: {exc.strerror}", path=path) from exc
 
 
-def _create(path: str, data: bytes) -> int:
-    """Create ``path`` (which must not exist) holding ``data`` and start its writeback; returns
-    the open descriptor, not yet fsynced (:func:`write_index_dir` syncs it)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from exc
+def _create(tree: Tree, dir_fd: int, name: str, data: bytes, shown: str) -> int:
+    """Create ``name`` (which must not exist) in the directory ``dir_fd`` holding ``data`` and
+    start its writeback; returns the open descriptor, not yet fsynced (:func:`write_index_at`
+    syncs it)."""
+    fd = tree.create(dir_fd, name, shown)
     try:
         view = memoryview(data)
         while view:
@@ -88,7 +67,7 @@ def _create(path: str, data: bytes) -> int:
             _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     except OSError as exc:
         os.close(fd)
-        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=path) from exc
+        raise TargetIOError(f"cannot write target file: {exc.strerror}", path=shown) from exc
     except BaseException:
         os.close(fd)
         raise
@@ -98,28 +77,52 @@ def _create(path: str, data: bytes) -> int:
 _START_WRITEBACK = getattr(os, "posix_fadvise", None)
 
 
+def _open_dir(path: str) -> int:
+    """The directory ``path`` (a held descriptor's /proc/self/fd name, or one the caller named)."""
+    try:
+        return os.open(path, DIR_FLAGS)
+    except OSError as exc:
+        raise TargetIOError(f"cannot open target directory: {exc.strerror}", path=path) from exc
+
+
 def write_index_dir(path: str, partitions: list[list[int]]) -> int:
-    """Write a complete ``index/`` directory at ``path`` (which must not exist): partition ``p``
-    gets a MANIFEST and ``L0-00000001.tsl`` with one series entry per id in ``partitions[p]``, in
-    that order. Everything fsynced before this returns: the 16 files (all written first, then
-    each fsynced, so their writeback overlaps), then each partition directory, then ``path``.
-    Returns the bytes of log written."""
-    makedir(path)
+    """:func:`write_index_at` for the path ``path`` (its parent opened by path)."""
+    pfd = _open_dir(os.path.dirname(path) or ".")
+    tree = Tree()
+    try:
+        return write_index_at(tree, pfd, os.path.basename(path), partitions, path)
+    finally:
+        tree.close()
+        os.close(pfd)
+
+
+def write_index_at(tree: Tree, parent_fd: int, name: str, partitions: list[list[int]], shown: str,
+                   owner: tuple[int, int] | None = None) -> int:
+    """Write a complete ``index/`` directory ``name`` in the directory ``parent_fd`` (it must not
+    exist; ``shown``: its path in messages), every directory and file through the descriptors of
+    ``tree``: partition ``p`` gets a MANIFEST and ``L0-00000001.tsl`` with one series entry per id
+    in ``partitions[p]``, in that order. Everything fsynced before this returns: the 16 files
+    (all written first, then each fsynced, so their writeback overlaps), then each partition
+    directory, then the directory itself; then chowned to ``owner``. Returns the bytes of log
+    written."""
+    dfd = tree.mkdir(parent_fd, name, shown)
     total = 0
-    name = tfmt.log_file_name(1)
-    manifest = tindex.manifest_bytes([name])
+    fname = tfmt.log_file_name(1)
+    manifest = tindex.manifest_bytes([fname])
     fds: list[tuple[int, str]] = []
+    pfds: list[int] = []
     try:
         for p in range(tfmt.INDEX_PARTITION_N):
-            pdir = os.path.join(path, str(p))
-            makedir(pdir)
+            pshown = os.path.join(shown, str(p))
+            pfd = tree.mkdir(dfd, str(p), pshown)
+            pfds.append(pfd)
             log = core.log_inserts(partitions[p]) if core is not None else None
             if log is None:
                 log = b"".join(tindex.log_entry_bytes(tfmt.LOG_SERIES_INSERT, sid) for sid in partitions[p])
             total += len(log)
-            for fname, data in ((name, log), (tfmt.MANIFEST_NAME, manifest)):
-                fpath = os.path.join(pdir, fname)
-                fds.append((_create(fpath, data), fpath))
+            for n, data in ((fname, log), (tfmt.MANIFEST_NAME, manifest)):
+                fpath = os.path.join(pshown, n)
+                fds.append((_create(tree, pfd, n, data, fpath), fpath))
         fds.reverse()
         while fds:
             fd, fpath = fds.pop()
@@ -132,9 +135,10 @@ def write_index_dir(path: str, partitions: list[list[int]]) -> int:
     finally:
         for fd, _ in fds:
             os.close(fd)
-    for p in range(tfmt.INDEX_PARTITION_N):
-        fsync_dir(os.path.join(path, str(p)))
-    fsync_dir(path)
+    for p, pfd in enumerate(pfds):
+        sync_dir(pfd, os.path.join(shown, str(p)))
+    sync_dir(dfd, shown)
+    tree.chown(dfd, owner)
     return total
 
 
@@ -215,9 +219,11 @@ def _copy_sparse(src: int, dst: int, size: int) -> None:
 
 
 def _stage_partition(
-    pfd: int, src_p: str, dst_p: str, last: int | None, known: set[str], copied: list[str] | None
+    tree: Tree, pfd: int, src_p: str, dfd: int, dst_p: str, last: int | None, known: set[str],
+    copied: list[tuple[int, str]] | None,
 ) -> None:
-    """Hard-link or copy the regular files of the partition directory ``pfd`` into ``dst_p``.
+    """Hard-link or copy the regular files of the partition directory ``pfd`` into the staged
+    partition directory ``dfd`` (``dst_p`` in messages), by name relative to both descriptors.
     ``known``: the segment files read before; each must still be there, a regular file."""
     try:
         names = sorted(os.listdir(pfd))
@@ -241,7 +247,8 @@ def _stage_partition(
                 continue  # links, FIFOs, directories: never part of a series file, never followed
             if tfmt.SEGMENT_NAME_RE.match(n) and int(n, 16) != last:
                 try:
-                    os.link(n, t, src_dir_fd=pfd, follow_symlinks=False)
+                    os.link(n, n, src_dir_fd=pfd, dst_dir_fd=dfd, follow_symlinks=False)
+                    tree.record(dfd, n, t)
                     continue
                 except OSError:
                     pass
@@ -258,33 +265,37 @@ def _stage_partition(
                         raise TargetError("a segment read a moment ago is no longer a regular file",
                                           path=os.path.join(src_p, n))
                     continue
-                with open(t, "xb") as dst:
+                with os.fdopen(tree.create(dfd, n, t), "wb") as dst:
                     _copy_sparse(src.fileno(), dst.fileno(), st.st_size)
-                os.chmod(t, stat.S_IMODE(st.st_mode))
+                    os.fchmod(dst.fileno(), stat.S_IMODE(st.st_mode))
             if copied is not None:
-                copied.append(t)
+                copied.append((dfd, n))
         except OSError as exc:
             raise TargetIOError(f"cannot stage target series file: {exc.strerror}", path=t) from exc
 
 
 def stage_series_file(
-    live: str, stage: str, sfile: sfmod.SeriesFile | None, copied: list[str] | None = None
-) -> sfmod.SeriesFile:
-    """Copy ``live`` (if any) into ``stage``: segments other than each partition's last are
-    hard-linked (they are never written again), the rest copied; the copies' paths are added to
-    ``copied`` (not fsynced here). Returns the staged file's state.
+    tree: Tree, sfd: int, stage: str, live: str, sfile: sfmod.SeriesFile | None,
+    copied: list[tuple[int, str]] | None = None,
+) -> tuple[sfmod.SeriesFile, list[int]]:
+    """Copy ``live`` (if any) into the new, empty staging directory ``sfd`` (``stage`` in
+    messages): segments other than each partition's last are hard-linked (they are never written
+    again), the rest copied; the copies are added to ``copied`` as (directory descriptor, name),
+    not fsynced here. Returns the staged file's state (its partitions named by their held
+    descriptors, /proc/self/fd/N) and the partition directories' descriptors.
 
     ``live`` and its partition directories are opened without following links and every file
     is read through them: a link there (also one swapped in during the run) is refused, never
     followed — the copy is chowned to ``--owner``, and a partition linked to ``/etc`` would
-    otherwise hand its files to the database's owner."""
-    makedir(stage)
+    otherwise hand its files to the database's owner. The staged side is written through the
+    descriptors of ``tree`` only."""
     live_fd = _open_nofollow_dir(live) if sfile is not None else None
+    pfds: list[int] = []
     try:
         for p in range(tfmt.SERIES_PARTITION_N):
             name = tfmt.partition_dir_name(p)
-            dst_p = os.path.join(stage, name)
-            makedir(dst_p)
+            dfd = tree.mkdir(sfd, name, os.path.join(stage, name))
+            pfds.append(dfd)
             if sfile is None or live_fd is None:
                 continue
             src_p = os.path.join(live, name)
@@ -295,33 +306,21 @@ def stage_series_file(
                 part = sfile.partitions[p]
                 last = part.segments[-1].id if part.segments else None
                 known = {os.path.basename(seg.path) for seg in part.segments}
-                _stage_partition(pfd, src_p, dst_p, last, known, copied)
+                _stage_partition(tree, pfd, src_p, dfd, os.path.join(stage, name), last, known, copied)
             finally:
                 os.close(pfd)
-            # the staged partition now lives at dst_p
-            for seg in part.segments:
-                seg.path = os.path.join(dst_p, os.path.basename(seg.path))
-            part.path = dst_p
     finally:
         if live_fd is not None:
             os.close(live_fd)
     if sfile is None:
         sfile = sfmod.SeriesFile.__new__(sfmod.SeriesFile)
-        sfile.path = stage
-        sfile.partitions = [
-            sfmod.Partition(p, os.path.join(stage, tfmt.partition_dir_name(p))) for p in range(tfmt.SERIES_PARTITION_N)
-        ]
-    return sfile
-
-
-def make_stage(path: str) -> None:
-    """Create the staging directory ``path`` (a leftover of a killed run removed first) and enter
-    it in the temporaries registry in the same uninterrupted step (archive/cleanup.py), so a
-    SIGTERM at any moment leaves nothing behind."""
-    with cleanup.uninterrupted():
-        rmtree(path)
-        makedir(path)
-        cleanup.track(path, is_dir=True)
+        sfile.partitions = [sfmod.Partition(p, "") for p in range(tfmt.SERIES_PARTITION_N)]
+    sfile.path = fd_path(sfd)
+    for part, dfd in zip(sfile.partitions, pfds):  # the staged partitions, through their descriptors
+        part.path = fd_path(dfd)
+        for seg in part.segments:
+            seg.path = fd_path(dfd, os.path.basename(seg.path))
+    return sfile, pfds
 
 
 def claim_stage(path: str) -> None:
@@ -338,66 +337,89 @@ def drop_stage(path: str) -> None:
         cleanup.untrack(path)
 
 
-def swap_in(stage: str, live: str, old: str) -> None:
-    """Rename the complete, fsynced staged directory ``stage`` to ``live``. A ``live`` already
-    there is renamed to ``old`` first and removed once the new one is in place; a kill between
-    the two renames leaves ``old``, which :func:`recover_series_file` / the next
-    :func:`install_index` deal with. One uninterrupted step: a signal waits for its end."""
-    parent = os.path.dirname(live)
+def swap_in(tree: Tree, stage_fd: int, stage: str, dir_fd: int, live: str, old: str, *, tracked: str,
+            shown: str) -> None:
+    """Rename the complete, fsynced staged directory ``stage`` (in ``stage_fd``) to ``live`` (in
+    ``dir_fd``), once every name of ``tree`` is checked to be what this run created. A ``live``
+    already there is renamed to ``old`` first and removed once the new one is in place; a kill
+    between the two renames leaves ``old``, which :func:`recover_series_file` / the next
+    :func:`install_index` deal with; a ``live`` that appears meanwhile is never replaced. One
+    uninterrupted step: a signal waits for its end. ``tracked``: the temporary registered."""
     with cleanup.uninterrupted():
-        had = os.path.lexists(live)
+        tree.verify()
+        ident = next(e[2] for e in tree.entries if e[0] == stage_fd and e[1] == stage)
+        try:
+            os.lstat(live, dir_fd=dir_fd)
+            had = True
+        except FileNotFoundError:
+            had = False
         try:
             if had:
-                os.rename(live, old)
+                staging.rename_noreplace(live, old, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             try:
-                os.rename(stage, live)
+                rename_checked(stage_fd, stage, dir_fd, live, ident, tree.shown(fd_path(stage_fd, stage)) or stage,
+                               staging.rename_noreplace)
             except BaseException:
                 if had:
-                    os.rename(old, live)
+                    staging.rename_noreplace(old, live, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                 raise
+        except FileExistsError:
+            raise TargetError("appeared during the run; refusing to replace it", path=shown) from None
         except OSError as exc:
-            raise TargetIOError(f"cannot move the staged directory into place: {exc.strerror}", path=live) from exc
-        cleanup.untrack(stage)
-        fsync_dir(parent)
+            raise TargetIOError(f"cannot move the staged directory into place: {exc.strerror}", path=shown) from exc
+        cleanup.untrack(tracked)
+        sync_dir(dir_fd, os.path.dirname(shown))
         if had:
-            rmtree(old)
+            try:
+                staging.remove_beneath(dir_fd, old)
+            except OSError as exc:
+                raise TargetIOError(f"cannot remove target staging directory: {exc.strerror}",
+                                    path=os.path.join(os.path.dirname(shown), old)) from exc
 
 
 def write_series_stage(
-    stage: str, live: str, existing: sfmod.SeriesFile | None, new_keys: list[bytes], progress: Progress, label: str
+    tree: Tree, parent_fd: int, name: str, shown: str, live: str, existing: sfmod.SeriesFile | None,
+    new_keys: list[bytes], progress: Progress, label: str, owner: tuple[int, int] | None = None,
 ) -> sfmod.SeriesFile:
-    """Write at ``stage`` (which must not exist) the series file ``live`` (``existing``: it as
-    read, or None) extended by ``new_keys`` (series file keys absent from it): existing series
-    keep their ids, new ones get the ids influxd would give them. Everything fsynced (every file
-    copied or written and every directory, together: :func:`fsync_paths`). Returns the staged
-    file's state (paths inside ``stage``)."""
+    """Write as ``name`` in the directory ``parent_fd`` (it must not exist; ``shown``: its path)
+    the series file ``live`` (``existing``: it as read, or None) extended by ``new_keys`` (series
+    file keys absent from it): existing series keep their ids, new ones get the ids influxd would
+    give them. Every directory and file through the descriptors of ``tree``; everything fsynced
+    (every file copied or written and every directory, together), then chowned to ``owner``.
+    Returns the staged file's state (paths inside ``shown``)."""
     rep = Reporter(progress, unit="series", label=label)
-    durable: list[str] = []  # files copied or written, then the directories
-    sfile = stage_series_file(live, stage, existing, durable)
-    writers: list[sfmod.PartitionWriter | None] = [None] * tfmt.SERIES_PARTITION_N
-    rep.start(len(new_keys))
-    for i, key in enumerate(new_keys, 1):
-        p = sfmod.key_partition(key)
-        w = writers[p]
-        if w is None:
-            w = writers[p] = sfmod.PartitionWriter(sfile.partitions[p])
-        w.insert(key)
-        if i % 4096 == 0:
-            rep.advance(4096)
-    rep.advance(len(new_keys) % 4096)
-    rep.end()
+    sfd = tree.mkdir(parent_fd, name, shown)
+    durable: list[tuple[int, str]] = []  # files copied or written: (directory descriptor, name)
     try:
-        for p, wr in enumerate(writers):
-            part = sfile.partitions[p]
-            if wr is None and not part.segments:  # influxd creates an empty segment 0000 in every partition
-                wr = sfmod.PartitionWriter(part)
-            if wr is not None:
-                wr.close()
-                durable += wr.written
-        durable += [part.path for part in sfile.partitions] + [stage]
-        fsync_paths(durable)
-    except OSError as exc:
-        raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=stage) from exc
+        sfile, pfds = stage_series_file(tree, sfd, shown, live, existing, durable)
+        writers: list[sfmod.PartitionWriter | None] = [None] * tfmt.SERIES_PARTITION_N
+        rep.start(len(new_keys))
+        for i, key in enumerate(new_keys, 1):
+            p = sfmod.key_partition(key)
+            w = writers[p]
+            if w is None:
+                w = writers[p] = PartitionWriter(sfile.partitions[p], tree, pfds[p])
+            w.insert(key)
+            if i % 4096 == 0:
+                rep.advance(4096)
+        rep.advance(len(new_keys) % 4096)
+        rep.end()
+        try:
+            for p, wr in enumerate(writers):
+                part = sfile.partitions[p]
+                if wr is None and not part.segments:  # influxd creates an empty segment 0000 in every partition
+                    wr = PartitionWriter(part, tree, pfds[p])
+                if wr is not None:
+                    wr.close()
+                    durable += [(pfds[p], os.path.basename(w)) for w in wr.written]
+            tree.sync(durable, [*pfds, sfd])
+        except OSError as exc:
+            raise TargetIOError(f"cannot write target series file: {exc.strerror}", path=shown) from exc
+        tree.chown(sfd, owner)
+    except ArchiveError as exc:
+        exc.path = tree.shown(exc.path)
+        raise
+    relocate(sfile, shown)
     return sfile
 
 
@@ -418,15 +440,27 @@ def extend_series_file(
     atomically; returns the resulting series file state (paths pointing at the live directory).
     ``name``: the database directory as the progress label shows it (default ``db_dir``)."""
     live = os.path.join(db_dir, tfmt.SERIES_FILE_DIR)
-    stage = os.path.join(db_dir, f"{SERIES_STAGE}{os.getpid()}")
-    make_stage(stage)
+    stage_name = f"{SERIES_STAGE}{os.getpid()}"
+    stage = os.path.join(db_dir, stage_name)
+    dfd = _open_dir(db_dir)
+    tree = Tree()
     try:
-        label = f"series file {os.path.basename(name or db_dir)}"
-        sfile = write_series_stage(os.path.join(stage, "s"), live, existing, new_keys, progress, label)
-        chown_tree(stage, owner)
-        swap_in(os.path.join(stage, "s"), live, os.path.join(db_dir, f"{SERIES_OLD}{os.getpid()}"))
+        with cleanup.uninterrupted():
+            rmtree(stage)
+            sfd = tree.mkdir(dfd, stage_name, stage)
+            cleanup.track(stage, is_dir=True)
+        try:
+            label = f"series file {os.path.basename(name or db_dir)}"
+            sfile = write_series_stage(tree, sfd, "s", os.path.join(stage, "s"), live, existing, new_keys,
+                                       progress, label)
+            tree.chown(sfd, owner)
+            swap_in(tree, sfd, "s", dfd, tfmt.SERIES_FILE_DIR, f"{SERIES_OLD}{os.getpid()}",
+                    tracked=os.path.join(stage, "s"), shown=live)
+        finally:
+            tree.close()
+            drop_stage(stage)
     finally:
-        drop_stage(stage)
+        os.close(dfd)
     relocate(sfile, live)
     return sfile
 
@@ -454,7 +488,8 @@ def shard_partitions(keys: list[tuple[bytes, bytes]], ids: dict[bytes, int], whe
 def install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) -> int:
     """Write the shard's ``index/`` beside it (``.index``) and rename it into place (with
     ``replace`` an existing one is swapped out, removed once the new one is in). A leftover of a
-    killed swap (``.influx-archive-index-old-*``) is moved back first, or removed."""
+    killed swap (``.influx-archive-index-old-*``) is moved back first, or removed. Written through
+    the shard directory's descriptor and those of the directories made below it (:class:`Tree`)."""
     stage = os.path.join(shard_dir, STAGE_INDEX)
     target = os.path.join(shard_dir, tfmt.INDEX_DIR)
     for name in listdir(shard_dir, "shard directory"):
@@ -467,13 +502,16 @@ def install_index(shard_dir: str, parts: list[list[int]], owner, replace: bool) 
                 os.rename(os.path.join(shard_dir, name), target)
     if os.path.lexists(target) and not replace:
         raise TargetIOError("target shard already has an index/", path=target)
-    claim_stage(stage)  # write_index_dir creates it: registered already, so a signal removes it
+    sfd = _open_dir(shard_dir)
+    tree = Tree()
     try:
-        n = write_index_dir(stage, parts)
-        chown_tree(stage, owner)
-        swap_in(stage, target, os.path.join(shard_dir, f"{INDEX_OLD}{os.getpid()}"))
+        claim_stage(stage)  # write_index_at creates it: registered already, so a signal removes it
+        n = write_index_at(tree, sfd, STAGE_INDEX, parts, stage, owner)
+        swap_in(tree, sfd, STAGE_INDEX, sfd, tfmt.INDEX_DIR, f"{INDEX_OLD}{os.getpid()}", tracked=stage, shown=target)
         return n
     except OSError as exc:
         raise TargetIOError(f"cannot write target index: {exc.strerror}", path=target) from exc
     finally:
+        tree.close()
+        os.close(sfd)
         drop_stage(stage)

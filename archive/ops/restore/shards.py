@@ -117,6 +117,9 @@ def move_in_all(tx: Transaction, staged: Staged) -> list[str]:
     :class:`~.journal.Roots`): nothing is looked up by path."""
     written: list[str] = []
     for sp, sdir, wdir in staged:
+        _still_staged(sdir)
+        if wdir is not None:
+            _still_staged(wdir)
         tx.mkdirs(sp.target_dir.parent, DIR_MODE_DB)
         names = sorted(os.listdir(STAGE_FDS[sdir]))
         if sp.into_existing and tx.is_dir(sp.target_dir):
@@ -134,6 +137,21 @@ def move_in_all(tx: Transaction, staged: Staged) -> list[str]:
             written.append(str(sp.wal_dir))
             written.extend(str(sp.wal_dir / n) for n in names)
     return written
+
+
+def _still_staged(sdir: Path) -> None:
+    """``sdir`` still names the directory staged (held in :data:`STAGE_FDS`): a link swapped in
+    for it is never moved into place."""
+    held = os.fstat(STAGE_FDS[sdir])
+    try:
+        st = os.lstat(sdir.name, dir_fd=STAGE_FDS[sdir.parent])
+    except FileNotFoundError:
+        st = None
+    if st is None or (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino):
+        raise TargetError(
+            "is a symbolic link or not what this run created (swapped in during the run?); never moved into place",
+            path=str(sdir),
+        )
 
 
 class _Abandoned(Exception):

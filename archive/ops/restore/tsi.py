@@ -28,10 +28,13 @@ tsi1 (:func:`build_indexes`, between staging the shards and moving them in):
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ....tsm.tsi1 import format as tfmt
 from ....tsm.tsi1 import seriesfile as sfmod
@@ -40,7 +43,8 @@ from ...progress import ProgressCallback
 from ...untrusted import open_regular
 from .. import tsiwrite
 from ..buildtsi import keyed_series, series_ids
-from .journal import Transaction
+from ..tsifd import Tree, fd_path, swapped
+from .journal import STAGE_FDS, Transaction
 from .plan import RestorePlan, ShardPlan
 
 INDEX_CHOICES = ("auto", "inmem", "tsi1")
@@ -49,6 +53,7 @@ MAX_SHARDS_LOOKED_AT = 100_000  # a target with more shard directories: the firs
 
 #: (shard plan, staged shard directory, staged WAL directory or None), as shards.stage_all gives them
 Staged = list[tuple[ShardPlan, Path, Path | None]]
+_T = TypeVar("_T")
 
 
 def config_index_version(path: str | os.PathLike[str]) -> str:
@@ -141,6 +146,22 @@ class Built:
 
     series: list[tuple[Path, Path]] = field(default_factory=list)  # (staged series file, target _series)
     asides: list[Path] = field(default_factory=list)  # target paths to move aside before the shards go in
+    # (staging directory, name, (dev, ino)) of each directory staged here: checked before moving in
+    made: list[tuple[Path, str, tuple[int, int]]] = field(default_factory=list)
+
+
+def _staged_keys(sdir: Path, wdir: Path | None) -> list[tuple[bytes, bytes]]:
+    """:func:`keyed_series` of a staged shard, read through the staging descriptors without
+    following a link (one swapped in for a staged file is refused, never read through)."""
+    sname = fd_path(STAGE_FDS[sdir])
+    wname = fd_path(STAGE_FDS[wdir]) if wdir is not None else None
+    try:
+        return keyed_series(sname, wname, nofollow=True)
+    except ArchiveError as exc:
+        for name, real in ((sname, sdir), (wname, wdir)):
+            if name is not None and exc.path is not None and (exc.path == name or exc.path.startswith(name + "/")):
+                exc.path = str(real) + exc.path[len(name):]
+        raise
 
 
 def build_indexes(
@@ -157,14 +178,14 @@ def build_indexes(
         keysets = []
         for sp, sdir, wdir in items:
             try:
-                keys = keyed_series(str(sdir), str(wdir) if wdir is not None else None)
+                keys = _staged_keys(sdir, wdir)
             except ArchiveError:
                 if wdir is None or not plan.source.salvage:
                     raise
                 # --salvage copied a WAL segment damaged past where replay resumes: its TSM data is
                 # indexed; influxd adds the series it replays when it opens the shard (a restored
                 # shard has no fields.idx, so influxd walks every TSM and cache key)
-                keys = keyed_series(str(sdir), None)
+                keys = _staged_keys(sdir, None)
             if sp.into_existing and sp.target_dir.is_dir():
                 twal = _target_wal(plan, sp)
                 try:
@@ -179,15 +200,50 @@ def build_indexes(
         have = series_ids(existing) if existing is not None else {}
         new = list(dict.fromkeys(sk for keys in keysets for _k, sk in keys if sk not in have))
         stage = items[0][1].parent / f"series-{n}"
-        sfile = tsiwrite.write_series_stage(str(stage), str(live), existing, new, progress, f"series file {db}")
-        tsiwrite.chown_tree(str(stage), owner)
+        # every directory and file below the staging descriptors goes through descriptors (a Tree
+        # per series file and per shard index: its directories are held open only while written)
+        sfile = _staged(built, functools.partial(
+            tsiwrite.write_series_stage, parent_fd=STAGE_FDS[stage.parent], name=stage.name, shown=str(stage),
+            live=str(live), existing=existing, new_keys=new, progress=progress, label=f"series file {db}", owner=owner,
+        ))
         ids = series_ids(sfile)
         for (_sp, sdir, _w), keys in zip(items, keysets):
             parts = tsiwrite.shard_partitions(keys, ids, str(sdir))
-            tsiwrite.write_index_dir(str(sdir / tfmt.INDEX_DIR), parts)
-            tsiwrite.chown_tree(str(sdir / tfmt.INDEX_DIR), owner)
+            _staged(built, functools.partial(
+                tsiwrite.write_index_at, parent_fd=STAGE_FDS[sdir], name=tfmt.INDEX_DIR, partitions=parts,
+                shown=str(sdir / tfmt.INDEX_DIR), owner=owner,
+            ))
         built.series.append((stage, live))
     return built
+
+
+def _staged(built: Built, write: Callable[[Tree], _T]) -> _T:
+    """``write(tree)``, then every name of the tree checked (no link swapped in for one), the
+    directories it made in a staging directory entered in ``built.made`` (checked again before
+    they are moved in)."""
+    tree = Tree()
+    try:
+        got = write(tree)
+        tree.verify()
+        held = set(STAGE_FDS.values())
+        built.made += [(Path(shown).parent, name, ident) for fd, name, ident, shown in tree.entries if fd in held]
+        return got
+    finally:
+        tree.close()
+
+
+def _check_made(built: Built, only: list[Path] | None = None) -> None:
+    """The directories staged here (or those of ``only``) still stand under their names: no
+    link swapped in for them is moved into place."""
+    for parent, name, ident in built.made:
+        if only is not None and parent / name not in only:
+            continue
+        try:
+            st = os.lstat(name, dir_fd=STAGE_FDS[parent])
+        except FileNotFoundError:
+            raise swapped(str(parent / name)) from None
+        if (st.st_dev, st.st_ino) != ident:
+            raise swapped(str(parent / name))
 
 
 def _target_wal(plan: RestorePlan, sp: ShardPlan) -> Path:
@@ -217,6 +273,7 @@ def _read_target_series(live: Path) -> sfmod.SeriesFile | None:
 
 def move_aside(tx: Transaction, built: Built) -> None:
     """Before the shards go in: the old ``index/`` and ``fields.idx`` of shards merged into."""
+    _check_made(built)
     for p in built.asides:
         tx.aside(p)
 
@@ -224,6 +281,7 @@ def move_aside(tx: Transaction, built: Built) -> None:
 def install(tx: Transaction, built: Built) -> list[str]:
     """After the shards went in: each target series file replaced by its staged extension."""
     written = []
+    _check_made(built, [stage for stage, _live in built.series])  # the shards' went in with them
     for stage, live in built.series:
         tx.aside(live)
         tx.move_in(stage, live)
