@@ -41,6 +41,12 @@ def name_problem(value: str) -> str | None:
     return None
 
 
+def shown_name(value: str) -> str:
+    """A database or retention policy name in a usage message: quoted and escaped, cut at 40
+    characters (a refused name may be thousands long)."""
+    return f"{value[:40]!r}..." if len(value) > 40 else repr(value)
+
+
 @dataclass(frozen=True)
 class Selection:
     database: str | None = None
@@ -59,8 +65,7 @@ class Selection:
         for name, value in (("--newdb", self.newdb), ("--newrp", self.newrp)):
             why = None if value is None else name_problem(value)
             if value is not None and why is not None:
-                shown = f"{value[:40]!r}..." if len(value) > 40 else repr(value)
-                raise UsageError(f"{name} {shown} {why}")
+                raise UsageError(f"{name} {shown_name(value)} {why}")
 
     @property
     def filtered(self) -> bool:

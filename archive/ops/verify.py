@@ -235,7 +235,7 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
                 except ArchiveError as exc:
                     report.findings.append(Finding.from_error(exc))
     elif src.kind == "portable":
-        from ..sources.portable import manifest_file_name
+        from ..sources.portable import manifest_file_name, meta_size_lie
 
         for mpath in src.manifests:
             try:
@@ -253,11 +253,9 @@ def _check_metastores(src: Source, report: VerifyReport) -> None:
                 blob, _ = metafiles.parse_portable_meta(read_small(meta, MAX_META_FILE_SIZE), path=str(meta))
                 decode_data(blob, path=str(meta))
                 report.files += 1
-                if len(blob) != man.meta_size:
-                    report.findings.append(Finding(
-                        ERROR,
-                        f"manifest says the metastore blob is {man.meta_size} bytes, {meta.name} holds {len(blob)}",
-                        path=mpath, code=MANIFEST_META_SIZE))
+                lie = meta_size_lie(man.meta_size, meta.name, len(blob))
+                if lie is not None:
+                    report.findings.append(Finding(ERROR, lie, path=mpath, code=MANIFEST_META_SIZE))
             except ArchiveError as exc:
                 report.findings.append(Finding.from_error(exc))
 

@@ -34,6 +34,13 @@ from .tarscan import scan_shard_tar
 PORTABLE_MANIFEST_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)\.manifest$", re.ASCII)
 
 
+def meta_size_lie(said: int, meta_name: str, held: int) -> str | None:
+    """What is wrong when a manifest's metastore size (``said``) is not the blob's (``held``)."""
+    if said == held:
+        return None
+    return f"manifest says the metastore blob is {said} bytes, {show(meta_name)} holds {held}"
+
+
 def open_portable(
     p: Path, manifest_paths: list[Path], salvage: bool = False, prescanned: dict | None = None,
     unread: Callable[[Data], set[tuple[str, str, int]]] | None = None,
@@ -58,9 +65,9 @@ def open_portable(
         )
     blob, _max_node = metafiles.parse_portable_meta(read_small(meta_path, MAX_META_FILE_SIZE), path=str(meta_path))
     src.meta = decode_data(blob, path=str(meta_path))
-    if len(blob) != newest.meta_size:  # as verify reports it (MANIFEST_META_SIZE): the set is not as written
-        err = FormatError(f"manifest says the metastore blob is {newest.meta_size} bytes, {show(meta_path.name)} "
-                          f"holds {len(blob)}", path=str(newest_path))
+    lie = meta_size_lie(newest.meta_size, meta_path.name, len(blob))
+    if lie is not None:  # as verify reports it (MANIFEST_META_SIZE): the set is not as written
+        err = FormatError(lie, path=str(newest_path))
         if not salvage:
             raise err
         src.findings.append(Finding(WARNING, err.message + "; the metastore is used as it is", path=str(newest_path),

@@ -29,7 +29,7 @@ from ... import guard
 from ...errors import TargetError, UsageError
 from ...output import refuse_dirs_inside_source
 from ...sources import Shard, ShardFile, Source
-from ..select import Selection, name_problem, select_meta
+from ..select import Selection, name_problem, select_meta, shown_name
 from .metastore import Placement, merge_meta, read_target
 
 
@@ -308,16 +308,14 @@ def _plan_shard(
 def _check_dir_names(sh: Shard, tdb: str, trp: str) -> None:
     """Refuse (UsageError) a database or retention policy name from the source that cannot be a
     directory name (too long for NAME_MAX, ``..``, a ``/`` in it): say how to rename it."""
-    def shown(name: str) -> str:
-        return f"{name[:40]!r}..." if len(name) > 40 else repr(name)
-
+    db, rp = shown_name(sh.database), shown_name(sh.retention_policy)
     for what, name, how in (
-        ("database", tdb, f"--db {shown(sh.database)} --newdb NAME"),
-        ("retention policy", trp, f"--db {shown(sh.database)} --rp {shown(sh.retention_policy)} --newrp NAME"),
+        ("database", tdb, f"--db {db} --newdb NAME"),
+        ("retention policy", trp, f"--db {db} --rp {rp} --newrp NAME"),
     ):
         why = name_problem(name)
         if why is not None:
-            raise UsageError(f"{what} {shown(name)} of the source {why}; restore it under another name ({how})")
+            raise UsageError(f"{what} {shown_name(name)} of the source {why}; restore it under another name ({how})")
 
 
 def _examine(p: Path, *, follow: bool = False) -> os.stat_result | None:
